@@ -1,0 +1,621 @@
+"""The ``vtrbench`` command line: parse -> frozen config -> one library call -> rich output.
+
+Heavy imports (torch, open_clip, PyAV) happen inside the commands, so that
+``vtrbench --help`` answers at once. ``main(argv)`` takes an argument list so tests
+drive the real entry point.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vtrbench import __version__
+from vtrbench.errors import VtrbenchError
+
+FEATURES_ROOT = Path("features")
+RESULTS_ROOT = Path("results")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _out() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="vtrbench")
+def cli() -> None:
+    """Video-text retrieval benchmarks on cached frozen-CLIP features (CAMoE, DSL, CLIP4Clip heads).
+
+    \b
+    Workflow:
+      vtrbench extract --dataset msrvtt --annotations DIR --video-root DIR --pretrained openai
+      vtrbench train --cache features/msrvtt/....h5 --head camoe --loss dsl --seed 0
+      vtrbench report results/msrvtt --format md
+    Try it offline in minutes: vtrbench demo
+    """
+
+
+# ------------------------------------------------------------------ extract
+
+
+def default_cache_path(
+    dataset: str, model: str, pretrained: str, max_frames: int, fps: int, chash: str
+) -> Path:
+    tag = Path(pretrained).stem if ("/" in pretrained or "." in pretrained) else pretrained
+    return FEATURES_ROOT / dataset / f"{dataset}_{model}_{tag}_{max_frames}f{fps}fps_{chash[:8]}.h5"
+
+
+@cli.command()
+@click.option("--dataset", required=True, help="Registered dataset name (see `vtrbench datasets list`).")
+@click.option(
+    "--annotations", type=click.Path(path_type=Path), help="Annotation folder (or file for custom)."
+)
+@click.option(
+    "--video-root", type=click.Path(path_type=Path), help="Folder of video files [default: annotations]."
+)
+@click.option("--model", default="ViT-B-32", show_default=True, help="open_clip model name.")
+@click.option(
+    "--pretrained",
+    default="openai",
+    show_default=True,
+    help="Pretrained tag, local checkpoint file, or 'none' (random weights: tests/demo only).",
+)
+@click.option(
+    "--output", type=click.Path(path_type=Path), help="Cache file [default: features/<dataset>/...h5]."
+)
+@click.option("--max-frames", type=int, help="Frames per video [default: dataset's, 12 or 64].")
+@click.option(
+    "--fps", type=int, default=1, show_default=True, help="Frames sampled per second (CLIP4Clip rate)."
+)
+@click.option(
+    "--sampling", type=click.Choice(["uniform", "head", "tail"]), default="uniform", show_default=True
+)
+@click.option("--max-words", type=int, help="Tokens per caption incl. SOT/EOT [default: 32; 64 paragraphs].")
+@click.option("--patch-tokens", is_flag=True, help="Also store projected patch tokens (large).")
+@click.option(
+    "--tagger",
+    type=click.Choice(["pattern", "spacy", "none"]),
+    default="pattern",
+    show_default=True,
+    help="Part-of-speech tagger for the noun/verb masks.",
+)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, or auto.")
+@click.option("--batch-size", type=int, default=0, help="Frames per forward pass [default: auto].")
+@click.option("--workers", type=int, default=-1, help="Decode worker processes [default: auto; 0 = none].")
+@click.option(
+    "--chunk-size",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Videos per part file: the unit of resume after a crash.",
+)
+@click.option("--strict", is_flag=True, help="Exit non-zero if any video fails to decode.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing cache made with a different config.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def extract(
+    dataset: str,
+    annotations: Path | None,
+    video_root: Path | None,
+    model: str,
+    pretrained: str,
+    output: Path | None,
+    max_frames: int | None,
+    fps: int,
+    sampling: str,
+    max_words: int | None,
+    patch_tokens: bool,
+    tagger: str,
+    device: str,
+    batch_size: int,
+    workers: int,
+    chunk_size: int,
+    strict: bool,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Decode and encode every video and caption of a dataset once, into an HDF5 feature cache."""
+    import warnings
+
+    from vtrbench.config import ExtractConfig, config_hash
+    from vtrbench.datasets import load_dataset
+    from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
+
+    err = _console()
+    if fps < 1:
+        raise VtrbenchError("--fps must be >= 1")
+    device = _resolve_device(device)
+    index = load_dataset(dataset, annotations, video_root)
+    for w in index.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    from vtrbench.extract.encode import load_clip_config
+
+    image_size = load_clip_config(model)
+    cfg = ExtractConfig(
+        dataset=dataset,
+        dataset_fingerprint=dataset_fingerprint(index),
+        model=model,
+        pretrained=pretrained,
+        max_frames=max_frames or index.max_frames,
+        fps=fps,
+        sampling=sampling,
+        image_size=image_size,
+        max_words=max_words or index.max_words,
+        patch_tokens=patch_tokens,
+        tagger=tagger,
+        precision="fp16" if device.startswith("cuda") else "fp32",
+    )
+    if pretrained in ("none", ""):
+        err.print(
+            f"[bold yellow]warning:[/] --pretrained none: {model} has RANDOM weights; these features are "
+            "meaningless for real benchmarks (fine for tests and the synthetic demo)."
+        )
+    out = output or default_cache_path(dataset, model, pretrained, cfg.max_frames, fps, config_hash(cfg))
+    opts = RunOptions(
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+        video_chunk=chunk_size,
+        strict=strict,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
+    err.print(
+        f"extracting [bold]{dataset}[/] ({len(index.videos)} videos, {len(index.texts)} captions) "
+        f"with {model}/{pretrained} on {device} -> {out}"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            summary = extract_features(index, cfg, out, opts, console=err)
+        except VtrbenchError as e:
+            if str(e).startswith("--strict"):
+                err.print(f"[red]error:[/] {e}")
+                raise SystemExit(1) from None
+            raise
+    if summary.already_complete:
+        err.print(f"[green]already complete:[/] {out} (same config {summary.config_hash[:8]}; nothing to do)")
+    else:
+        ok = summary.videos - len(summary.failed)
+        err.print(
+            f"[green]done[/] in {summary.seconds:.1f}s: {ok} videos ok ({summary.done_now} encoded now, "
+            f"{summary.resumed} resumed from an earlier run), {len(summary.failed)} failed, "
+            f"{summary.texts} captions -> {out}"
+        )
+        for reason, count in summary.failure_reasons().most_common():
+            err.print(f"  failed ({count}): {reason}")
+        for vid, reason in list(summary.failed.items())[:5]:
+            err.print(f"    {vid}: {reason}")
+    click.echo(str(out))
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise VtrbenchError(f"--device {device}: CUDA is not available on this machine")
+        elif device != "cpu":
+            raise VtrbenchError(f"--device {device!r}: use cpu, cuda, cuda:N or auto")
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@cli.command()
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--videos", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=int, help="Frame width/height in pixels.")
+@click.option("--seconds", type=float, help="Clip length.")
+@click.option("--fps", "video_fps", type=float, help="Frame rate of the rendered videos.")
+@click.option("--captions-per-video", type=int)
+@click.option("--quiet", is_flag=True)
+def synth(
+    out_dir: Path,
+    videos: int,
+    seed: int,
+    size: int | None,
+    seconds: float | None,
+    video_fps: float | None,
+    captions_per_video: int | None,
+    quiet: bool,
+) -> None:
+    """Render the synthetic dataset (real mp4 files + captions with known roles) into OUT_DIR.
+
+    The folder then serves as both --annotations and --video-root of `vtrbench extract --dataset synthetic`.
+    """
+    import dataclasses
+
+    from vtrbench.synthetic import SynthConfig, render_dataset
+
+    overrides = {"size": size, "seconds": seconds, "fps": video_fps, "captions_per_video": captions_per_video}
+    known = {f.name for f in dataclasses.fields(SynthConfig)}
+    cfg = SynthConfig(
+        videos=videos, seed=seed, **{k: v for k, v in overrides.items() if v is not None and k in known}
+    )
+    from rich.progress import Progress
+
+    with Progress(console=_console(), disable=quiet) as bar:
+        task = bar.add_task("rendering", total=cfg.videos)
+        path = render_dataset(cfg, out_dir, progress=lambda done, total: bar.update(task, completed=done))
+    _console().print(f"[green]synthetic dataset:[/] {videos} videos in {path}")
+    click.echo(str(path))
+
+
+# ------------------------------------------------------------------ datasets / models / inspect
+
+
+@cli.group()
+def datasets() -> None:
+    """List and describe the registered datasets."""
+
+
+@datasets.command("list")
+def datasets_list() -> None:
+    from vtrbench.datasets import list_datasets
+
+    for name in list_datasets():
+        click.echo(name)
+
+
+@datasets.command("describe")
+@click.argument("name")
+@click.option("--annotations", type=click.Path(path_type=Path))
+@click.option("--video-root", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def datasets_describe(name: str, annotations: Path | None, video_root: Path | None, as_json: bool) -> None:
+    """Video and caption counts of each split of a dataset."""
+    import json
+
+    from vtrbench.datasets import load_dataset
+
+    if annotations is None and name != "synthetic":
+        raise VtrbenchError(f"`datasets describe {name}` needs --annotations DIR")
+    index = load_dataset(name, annotations, video_root)
+    info = {
+        "dataset": name,
+        "splits": index.describe(),
+        "default_train": index.default_train,
+        "default_test": index.default_test,
+        "paragraph": index.paragraph,
+        "max_words": index.max_words,
+        "max_frames": index.max_frames,
+        "warnings": index.warnings,
+        "citation": index.citation,
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=1))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{name}" + (f" — {index.citation}" if index.citation else ""))
+    for col in ("split", "videos", "captions", "note"):
+        table.add_column(col)
+    for split, counts in info["splits"].items():
+        table.add_row(split, str(counts["videos"]), str(counts["captions"]), index.splits[split].note)
+    _out().print(table)
+    for w in index.warnings:
+        _console().print(f"[yellow]warning:[/] {w}")
+
+
+@cli.command()
+def models() -> None:
+    """List the open_clip model names (including vtrbench-tiny)."""
+    from vtrbench.extract.encode import list_models
+
+    for name in list_models():
+        click.echo(name)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def inspect(path: Path) -> None:
+    """Print what a cache (.h5) or result file (.json) holds and how it was made."""
+    from rich.table import Table
+
+    if path.suffix == ".json":
+        import json
+
+        from vtrbench.results import read_result
+
+        r = read_result(path)
+        r.pop("per_query_ranks", None)
+        r.pop("_path", None)
+        _out().print_json(json.dumps(r))
+        return
+    from vtrbench.cache import FeatureCache
+
+    with FeatureCache(path) as cache:
+        attrs = cache.attrs
+        table = Table(title=f"{path}", show_header=False)
+        for key in sorted(attrs):
+            if key != "config_json":
+                table.add_row(key, str(attrs[key]))
+        _out().print(table)
+        t = Table(title="datasets")
+        for col in ("name", "shape", "dtype"):
+            t.add_column(col)
+
+        def visit(name: str, obj: Any) -> None:
+            if hasattr(obj, "shape"):
+                t.add_row(name, str(obj.shape), str(obj.dtype))
+
+        cache.file.visititems(visit)
+        _out().print(t)
+        s = Table(title="splits")
+        for col in ("split", "videos", "captions", "note"):
+            s.add_column(col)
+        for split in cache.splits:
+            v, x = cache.split_rows(split)
+            s.add_row(split, str(len(v)), str(len(x)), str(cache.file["splits"][split].attrs.get("note", "")))
+        _out().print(s)
+        if attrs.get("n_failed"):
+            import numpy as np
+
+            status = cache.file["videos"]["status"][:]
+            ids = cache.read_strings("videos", "id")
+            errs = cache.read_strings("videos", "error")
+            for j in np.flatnonzero(status != 0)[:10]:
+                _console().print(f"[yellow]failed:[/] {ids[j]}: {errs[j]}")
+
+
+# ------------------------------------------------------------------ train / eval
+
+
+def _parse_experts(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def head_options_from_cli(
+    head: str,
+    experts: str | None,
+    streams: str | None,
+    gate: str | None,
+    aux_weight: float | None,
+    no_adapter: bool,
+) -> dict[str, Any]:
+    """CAMoE alignment options are only accepted for camoe (a clear error otherwise)."""
+    opts: dict[str, Any] = {}
+    camoe_only = {"--experts": experts, "--streams": streams, "--gate": gate, "--aux-weight": aux_weight}
+    given = [k for k, v in camoe_only.items() if v is not None]
+    if head != "camoe" and given:
+        raise VtrbenchError(f"{', '.join(given)} only apply to --head camoe (got --head {head})")
+    if head == "camoe":
+        if experts:
+            opts["experts"] = sorted(_parse_experts(experts) or [])
+        if streams:
+            opts["streams"] = streams
+        if gate:
+            opts["gate"] = gate
+        if aux_weight is not None:
+            opts["aux_weight"] = aux_weight
+    if no_adapter:
+        opts["adapter"] = False
+    return opts
+
+
+def _loss_options(loss: str, temperature: float | None) -> dict[str, Any]:
+    if temperature is None:
+        return {}
+    if loss != "dsl":
+        raise VtrbenchError("--temperature only applies to --loss dsl")
+    return {"temperature": temperature}
+
+
+def train_options(f: Any) -> Any:
+    options = [
+        click.option(
+            "--cache",
+            "cache_path",
+            required=True,
+            type=click.Path(path_type=Path),
+            help="Feature cache made by `vtrbench extract`.",
+        ),
+        click.option(
+            "--head", default="camoe", show_default=True, help="meanp, seqtransf, camoe (or zeroshot)."
+        ),
+        click.option("--loss", default="dsl", show_default=True, help="infonce or dsl."),
+        click.option("--temperature", type=float, help="DSL training temperature [default: 1000, official]."),
+        click.option("--experts", help="camoe: comma list of fusion,action,entity,scene [default: all]."),
+        click.option("--streams", help="camoe: pos (noun/verb masks), learned, eot [default: pos]."),
+        click.option("--gate", help="camoe: single or uniform [default: single]."),
+        click.option(
+            "--aux-weight", type=float, help="camoe: weight of per-expert auxiliary losses [default: 0]."
+        ),
+        click.option(
+            "--no-adapter", is_flag=True, help="Switch off the residual linear text/video adapters."
+        ),
+        click.option("--train-split", help="[default: the dataset's standard train split]"),
+        click.option("--test-split", help="[default: the dataset's standard test split]"),
+        click.option("--epochs", type=int, default=5, show_default=True),
+        click.option("--batch-size", type=int, default=128, show_default=True),
+        click.option("--lr", type=float, default=1e-4, show_default=True),
+        click.option("--weight-decay", type=float, default=0.2, show_default=True),
+        click.option(
+            "--val-fraction",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Hold out this fraction of train videos for validation (never the test split).",
+        ),
+        click.option(
+            "--v2t-protocol",
+            type=click.Choice(["clip4clip", "any-caption"]),
+            default="clip4clip",
+            show_default=True,
+            help="v2t with several captions per video.",
+        ),
+        click.option(
+            "--dsl-tau",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Inference DSL temperature on logit-scaled scores (transductive post-processing).",
+        ),
+        click.option("--qb-bank", type=int, default=5000, show_default=True, help="QB-Norm query bank size."),
+        click.option("--qb-beta", type=float, default=20.0, show_default=True),
+        click.option("--device", default="auto", show_default=True),
+        click.option(
+            "--results",
+            "results_dir",
+            type=click.Path(path_type=Path),
+            default=RESULTS_ROOT,
+            show_default=True,
+        ),
+        click.option(
+            "--overwrite",
+            type=click.Choice(["never", "always"]),
+            default="never",
+            show_default=True,
+            help="never: skip a run whose result file exists; always: replace it.",
+        ),
+        click.option("--quiet", is_flag=True),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@train_options
+@click.option("--seed", "seeds", default="0", show_default=True, help="A seed or a comma list (0,1,2).")
+@click.option(
+    "--save-checkpoint",
+    type=click.Path(path_type=Path),
+    help="Save the trained head (per seed: {seed} in the name is replaced).",
+)
+def train(seeds: str, save_checkpoint: Path | None, **kw: Any) -> None:
+    """Train one head on a cache split, evaluate it on the test split, write one result JSON per seed."""
+    from vtrbench.runner import RunSpec, run_training
+
+    spec = RunSpec.from_cli(kw)
+    for seed in _parse_seeds(seeds):
+        ckpt = Path(str(save_checkpoint).replace("{seed}", str(seed))) if save_checkpoint else None
+        if save_checkpoint and "{seed}" not in str(save_checkpoint) and len(_parse_seeds(seeds)) > 1:
+            ckpt = save_checkpoint.with_name(f"{save_checkpoint.stem}.s{seed}{save_checkpoint.suffix}")
+        outcome = run_training(spec, seed, checkpoint=ckpt, console=_console())
+        _print_outcome(outcome)
+
+
+def _parse_seeds(value: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise VtrbenchError(f"--seed(s) must be integers separated by commas, got {value!r}") from None
+    if not seeds:
+        raise VtrbenchError("no seed given")
+    return seeds
+
+
+def _print_outcome(outcome: Any) -> None:
+    out = _out()
+    if outcome.skipped:
+        out.print(f"[yellow]skipped[/] {outcome.path} exists (use --overwrite always to replace it)")
+        return
+    r = outcome.result
+    from rich.table import Table
+
+    table = Table(
+        title=f"{r['run_id']}  ({r['protocol']['test_split']}: {r['protocol']['n_queries']} queries, "
+        f"{r['protocol']['n_gallery']} videos)"
+    )
+    for col in (
+        "post",
+        "t2v R@1",
+        "R@5",
+        "R@10",
+        "MdR",
+        "MnR",
+        "v2t R@1",
+        "R@5",
+        "R@10",
+        "MdR",
+        "MnR",
+        "RSum",
+    ):
+        table.add_column(col, justify="right")
+    for post, m in r["metrics"].items():
+        name = post + (" (transductive)" if r["transductive"].get(post) else "")
+        cells = [f"{m[d][k]:.1f}" for d in ("t2v", "v2t") for k in ("R@1", "R@5", "R@10", "MdR", "MnR")]
+        table.add_row(name, *cells, f"{m['RSum']:.1f}")
+    out.print(table)
+    if r["cache"].get("random_weights"):
+        out.print(
+            "[yellow]note:[/] the cache was made with RANDOM CLIP weights: these numbers are not "
+            "comparable to papers."
+        )
+    out.print(f"result: {outcome.path}")
+
+
+@cli.command("eval")
+@click.option("--cache", "cache_path", required=True, type=click.Path(path_type=Path))
+@click.option("--head", help="zeroshot (untrained frozen CLIP mean pooling).")
+@click.option(
+    "--checkpoint", type=click.Path(path_type=Path), help="A head saved by train --save-checkpoint."
+)
+@click.option("--test-split")
+@click.option("--train-split", help="Query bank source for qbnorm [default: the dataset's train split].")
+@click.option(
+    "--v2t-protocol", type=click.Choice(["clip4clip", "any-caption"]), default="clip4clip", show_default=True
+)
+@click.option("--dsl-tau", type=float, default=1.0, show_default=True)
+@click.option("--qb-bank", type=int, default=5000, show_default=True)
+@click.option("--qb-beta", type=float, default=20.0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--results", "results_dir", type=click.Path(path_type=Path), default=RESULTS_ROOT, show_default=True
+)
+@click.option("--overwrite", type=click.Choice(["never", "always"]), default="never", show_default=True)
+def eval_cmd(cache_path: Path, head: str | None, checkpoint: Path | None, **kw: Any) -> None:
+    """Evaluate a saved head checkpoint, or the untrained zeroshot head, on a cache split."""
+    from vtrbench.runner import run_eval
+
+    if (head is None) == (checkpoint is None):
+        raise VtrbenchError("give exactly one of --head zeroshot or --checkpoint FILE")
+    if head is not None and head != "zeroshot":
+        raise VtrbenchError(
+            f"--head {head} must be trained first (`vtrbench train`); eval takes --head "
+            "zeroshot or --checkpoint"
+        )
+    kw["device"] = _resolve_device(kw["device"])
+    outcome = run_eval(cache_path, checkpoint=checkpoint, console=_console(), **kw)
+    _print_outcome(outcome)
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user errors print one line (no traceback) and return 2."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="vtrbench", standalone_mode=False)
+    except VtrbenchError as e:
+        _console().print(f"[bold red]error:[/] {e}", highlight=False)
+        return 2
+    except click.exceptions.Abort:
+        _console().print("aborted")
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The frozen CLIP encoder (open_clip): model loading, frame and per-token text features.
+
+What is taken from the model (METHODS.md section 4):
+- frame embedding: the visual tower's pooled output after ``ln_post`` and ``proj``;
+- patch tokens (optional): the token outputs after ``ln_post``, multiplied by ``proj``;
+- text: ``ln_final(transformer(token_embedding + positional_embedding, causal mask)) @
+  text_projection`` at every position. Its EOT row equals ``encode_text``.
+
+Captions are run truncated to the batch's longest caption: with the causal mask the
+features at every real position are identical to padding to 77, and it is ~5x faster.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vtrbench.errors import VtrbenchError
+from vtrbench.extract.tagging import WordRoles, bpe_with_spans, token_roles
+
+TINY_MODEL = "vtrbench-tiny"
+RANDOM_WEIGHTS = "none"
+_configs_registered = False
+
+
+def _register_configs() -> None:
+    global _configs_registered
+    if not _configs_registered:
+        import open_clip
+
+        open_clip.add_model_config(Path(str(resources.files("vtrbench") / "model_configs")))
+        _configs_registered = True
+
+
+def list_models() -> list[str]:
+    import open_clip
+
+    _register_configs()
+    return sorted(open_clip.list_models())
+
+
+def is_torchscript(path: Path) -> bool:
+    """OpenAI's released checkpoints are TorchScript zip archives (they hold ``constants.pkl``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+
+
+@dataclass
+class LoadedClip:
+    model: Any
+    tokenizer: Any
+    model_name: str
+    pretrained: str
+    embed_dim: int
+    image_size: int
+    random_weights: bool
+    quick_gelu: bool
+    weights_source: str
+
+
+def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedClip:
+    """Build a frozen open_clip model.
+
+    ``pretrained`` is a pretrained tag (``openai``, ``laion2b_s34b_b79k``; needs the
+    hub), a local checkpoint file (open_clip state dict, or an OpenAI TorchScript
+    archive whose QuickGELU activation is restored), or ``none`` for random weights.
+    """
+    import open_clip
+
+    _register_configs()
+    available = open_clip.list_models()
+    if model_name not in available:
+        close = difflib.get_close_matches(model_name, available, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise VtrbenchError(
+            f"unknown model {model_name!r}{hint} (see `vtrbench models` for the {len(available)} available)"
+        )
+    random_weights = pretrained in ("none", "")
+    quick_gelu = bool(open_clip.get_model_config(model_name).get("quick_gelu", False))
+    path = Path(pretrained).expanduser()
+    if random_weights:
+        model = open_clip.create_model(model_name, pretrained=None, device=device)
+        source = "random initialisation"
+        warnings.warn(
+            f"--pretrained none: {model_name} has RANDOM weights; its features are meaningless for real "
+            "benchmarks (fine for tests and the synthetic demo)",
+            stacklevel=2,
+        )
+    elif path.is_file():
+        if is_torchscript(path):
+            # open_clip's loader uses torch.load(weights_only=True), which refuses TorchScript;
+            # load_openai_model rebuilds the architecture from the state dict with QuickGELU.
+            model = open_clip.load_openai_model(str(path), precision="fp32", device=device)
+            quick_gelu = True
+            source = f"OpenAI TorchScript checkpoint {path}"
+            _check_arch(model, model_name, open_clip)
+        else:
+            try:
+                model = open_clip.create_model(model_name, pretrained=str(path), device=device)
+            except RuntimeError as e:
+                raise VtrbenchError(
+                    f"checkpoint {path} does not fit model {model_name!r}: {_first_line(e)}"
+                ) from None
+            source = f"checkpoint file {path}"
+    elif pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")) or "/" in pretrained:
+        raise VtrbenchError(f"checkpoint file not found: {pretrained}")
+    else:
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        if pretrained not in tags:
+            raise VtrbenchError(
+                f"unknown pretrained tag {pretrained!r} for {model_name}"
+                + (
+                    f"; did you mean {difflib.get_close_matches(pretrained, tags, n=1)[0]!r}?"
+                    if difflib.get_close_matches(pretrained, tags, n=1)
+                    else ""
+                )
+                + f" (available: {', '.join(tags) or 'none'}; or a local checkpoint file, or 'none')"
+            )
+        cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+        # OpenAI weights need QuickGELU: plain GELU loads without error and gives wrong features.
+        force_qg = bool(cfg.get("quick_gelu", False))
+        try:
+            model = open_clip.create_model(
+                model_name, pretrained=pretrained, device=device, force_quick_gelu=force_qg
+            )
+        except Exception as e:  # network failures surface as many exception types
+            raise VtrbenchError(
+                f"could not load pretrained weights {model_name}/{pretrained}: {_first_line(e)}. "
+                "Without network access, download the checkpoint elsewhere and pass its path to --pretrained."
+            ) from None
+        quick_gelu = quick_gelu or force_qg
+        source = f"pretrained tag {pretrained}"
+    model.eval().requires_grad_(False)
+    tokenizer = open_clip.get_tokenizer(model_name)
+    visual = model.visual
+    size = visual.image_size
+    image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    embed_dim = int(visual.output_dim)
+    return LoadedClip(
+        model=model,
+        tokenizer=tokenizer,
+        model_name=model_name,
+        pretrained=pretrained,
+        embed_dim=embed_dim,
+        image_size=image_size,
+        random_weights=random_weights,
+        quick_gelu=quick_gelu,
+        weights_source=source,
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def _check_arch(model: Any, model_name: str, open_clip: Any) -> None:
+    cfg = open_clip.get_model_config(model_name)
+    want = cfg.get("embed_dim")
+    got = int(model.text_projection.shape[-1])
+    if want is not None and want != got:
+        raise VtrbenchError(
+            f"the checkpoint holds a model with embed_dim {got}, but --model {model_name} has {want}"
+        )
+
+
+def _text_tower(model: Any) -> Any:
+    # CLIP keeps the text tower's parts on the model itself; CustomTextCLIP has model.text.
+    return model.text if hasattr(model, "text") and hasattr(model.text, "token_embedding") else model
+
+
+@torch.no_grad()
+def encode_frames(
+    clip: LoadedClip, pixels: torch.Tensor, *, patch_tokens: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(N, 3, S, S) preprocessed frames -> (N, D) projected frame embeddings, and (N, P, D) patches."""
+    visual = clip.model.visual
+    autocast = torch.autocast("cuda", dtype=torch.float16) if pixels.is_cuda else _null()
+    with autocast:
+        if not patch_tokens:
+            return visual(pixels).float(), None
+        visual.output_tokens = True
+        try:
+            pooled, tokens = visual(pixels)
+        finally:
+            visual.output_tokens = False
+        if visual.proj is not None:
+            tokens = tokens @ visual.proj
+        return pooled.float(), tokens.float()
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@dataclass
+class TokenizedTexts:
+    token_ids: np.ndarray  # (N, L) int32, 0-padded
+    token_mask: np.ndarray  # (N, L) bool
+    eot: np.ndarray  # (N,) int16
+    noun_mask: np.ndarray  # (N, L) bool
+    verb_mask: np.ndarray  # (N, L) bool
+
+
+def tokenize(
+    clip: LoadedClip, captions: list[str], max_words: int, roles: list[WordRoles | None]
+) -> TokenizedTexts:
+    """[SOT] + BPE + [EOT], truncated so the total is at most ``max_words`` (CLIP4Clip's rule)."""
+    tok = clip.tokenizer
+    n = len(captions)
+    ids = np.zeros((n, max_words), dtype=np.int32)
+    noun = np.zeros((n, max_words), dtype=bool)
+    verb = np.zeros((n, max_words), dtype=bool)
+    eot = np.zeros(n, dtype=np.int16)
+    for i, (caption, word_roles) in enumerate(zip(captions, roles, strict=True)):
+        cleaned, bpe, spans = bpe_with_spans(tok, caption)
+        bpe, spans = bpe[: max_words - 2], spans[: max_words - 2]
+        seq = [tok.sot_token_id, *bpe, tok.eot_token_id]
+        ids[i, : len(seq)] = seq
+        eot[i] = len(seq) - 1
+        if word_roles:
+            for j, role in enumerate(token_roles(cleaned, spans, word_roles), start=1):
+                noun[i, j] = role == "noun"
+                verb[i, j] = role == "verb"
+    mask = np.arange(max_words)[None, :] <= eot[:, None]
+    return TokenizedTexts(ids, mask, eot, noun, verb)
+
+
+@torch.no_grad()
+def encode_tokens(clip: LoadedClip, token_ids: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+    """(N, L) token ids -> (N, L', D) projected per-token features, L' = longest caption in the batch.
+
+    Positions after a caption's EOT are zeroed: they are padding and must not carry
+    values that a careless head could read.
+    """
+    tower = _text_tower(clip.model)
+    length = int(eot.max().item()) + 1
+    ids = token_ids[:, :length].long()
+    cast = tower.transformer.get_cast_dtype()
+    autocast = torch.autocast("cuda", dtype=torch.float16) if ids.is_cuda else _null()
+    with autocast:
+        x = tower.token_embedding(ids).to(cast) + tower.positional_embedding[:length].to(cast)
+        x = tower.transformer(x, attn_mask=tower.attn_mask[:length, :length])
+        x = tower.ln_final(x)
+        proj = tower.text_projection
+        x = proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
+    x = x.float()
+    valid = torch.arange(length, device=x.device)[None, :] <= eot[:, None].to(x.device)
+    return x * valid[..., None]
+
+
+def load_clip_config(model_name: str) -> int:
+    """The image size of a model, from its config alone (no weights built); checks the name."""
+    import open_clip
+
+    _register_configs()
+    cfg = open_clip.get_model_config(model_name)
+    if cfg is None:
+        available = open_clip.list_models()
+        close = difflib.get_close_matches(model_name, available, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise VtrbenchError(f"unknown model {model_name!r}{hint} (see `vtrbench models`)")
+    size = cfg["vision_cfg"].get("image_size", 224)
+    return int(size[0] if isinstance(size, (list, tuple)) else size)

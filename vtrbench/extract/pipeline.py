@@ -1,0 +1,489 @@
+"""``vtrbench extract``: dataset + frozen CLIP -> HDF5 feature cache, resumable.
+
+Work is split into chunks of videos and of captions. Worker processes decode and
+preprocess videos (PyAV + batched tensor ops) while the main process encodes
+batches of frames; each finished chunk is written as a part file atomically (see
+vtrbench.cache). Encoding batches never cross a chunk boundary, so a resumed run
+produces bit-for-bit the same features as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vtrbench.cache import (
+    STATUS_FAILED,
+    STATUS_OK,
+    FeatureCache,
+    Manifest,
+    assemble,
+    missing_parts,
+    part_path,
+    parts_dir,
+    write_part,
+)
+from vtrbench.config import ExtractConfig, config_hash, to_plain
+from vtrbench.datasets.base import DatasetIndex
+from vtrbench.errors import CacheError, VtrbenchError
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run an extraction (speed only; values do not depend on these)."""
+
+    device: str = "cpu"
+    batch_size: int = 0  # frames per forward pass; 0 = automatic
+    text_batch_size: int = 256
+    workers: int = -1  # decode processes; -1 = automatic, 0 = decode in the main process
+    video_chunk: int = 64  # videos per part file (the unit of resume and sharding)
+    text_chunk: int = 4096
+    strict: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
+class ExtractSummary:
+    output: Path
+    config_hash: str
+    videos: int = 0
+    texts: int = 0
+    done_now: int = 0  # videos encoded by this run
+    resumed: int = 0  # videos found finished in parts from an earlier run
+    failed: dict[str, str] = field(default_factory=dict)  # video id -> reason
+    already_complete: bool = False
+    seconds: float = 0.0
+    frames: int = 0
+
+    def failure_reasons(self) -> Counter[str]:
+        return Counter(r.split(":")[0] for r in self.failed.values())
+
+
+def dataset_fingerprint(index: DatasetIndex) -> str:
+    return config_hash(
+        {
+            "videos": [v.id for v in index.videos],
+            "texts": [(t.video, t.caption) for t in index.texts],
+            "splits": {k: [list(s.videos), list(s.texts)] for k, s in index.splits.items()},
+        }
+    )
+
+
+def auto_workers() -> int:
+    import os
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    # One core stays with the encoder; decoding is cheap per frame, so a few workers suffice.
+    return max(1, min(8, n - 1))
+
+
+def auto_batch_size(device: str, image_size: int) -> int:
+    if device.startswith("cuda"):
+        return 512 if image_size <= 224 else 128
+    return 64
+
+
+@contextmanager
+def _lock(output: Path) -> Iterator[None]:
+    lock_path = Path(str(output) + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise VtrbenchError(
+                f"another `vtrbench extract` is writing {output} (lock {lock_path})"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    lock_path.unlink(missing_ok=True)
+
+
+def extract_features(
+    index: DatasetIndex, config: ExtractConfig, output: Path, opts: RunOptions, console: Any = None
+) -> ExtractSummary:
+    """Encode every video and caption of ``index`` into the cache at ``output``."""
+    output = Path(output)
+    chash = config_hash(config)
+    summary = ExtractSummary(
+        output=output, config_hash=chash, videos=len(index.videos), texts=len(index.texts)
+    )
+    t0 = time.perf_counter()
+    with _lock(output):
+        if output.exists():
+            if opts.overwrite:
+                output.unlink()
+            else:
+                try:
+                    with FeatureCache(output) as existing:
+                        same = existing.config_hash == chash
+                        old_config = existing.config
+                except CacheError:
+                    raise CacheError(
+                        f"{output} exists but is not a vtrbench cache; use --overwrite"
+                    ) from None
+                if not same:
+                    raise CacheError(
+                        f"{output} was made with a different config ({_diff(old_config, to_plain(config))}); "
+                        "use --overwrite to replace it or choose another --output"
+                    )
+                summary.already_complete = True
+                return summary
+        pdir = parts_dir(output)
+        manifest_path = pdir / "manifest.json"
+        if pdir.exists() and opts.overwrite:
+            shutil.rmtree(pdir)
+        if manifest_path.exists():
+            manifest = Manifest.load(manifest_path)
+            if manifest.config_hash != chash:
+                raise CacheError(
+                    f"an interrupted extraction in {pdir} used a different config "
+                    f"({_diff(manifest.config, to_plain(config))}); use --overwrite to discard it"
+                )
+            clip = None
+        else:
+            clip = _load_clip(config, opts.device)
+            manifest = _make_manifest(index, config, chash, clip, opts)
+            pdir.mkdir(parents=True, exist_ok=True)
+            manifest.save(manifest_path)
+        todo = missing_parts(output, manifest)
+        n_chunks = len(manifest.chunks("videos"))
+        summary.resumed = sum(
+            e - s for k, (s, e) in enumerate(manifest.chunks("videos")) if k not in set(todo["videos"])
+        )
+        if todo["videos"] or todo["texts"]:
+            if clip is None:
+                clip = _load_clip(config, opts.device)
+            _run_videos(clip, manifest, config, output, todo["videos"], opts, summary, console)
+            _run_texts(clip, manifest, index, config, output, todo["texts"], opts, console)
+        del n_chunks
+        _collect_failures(output, manifest, summary)
+        assemble(output, manifest)
+    summary.seconds = time.perf_counter() - t0
+    if opts.strict and summary.failed:
+        first = next(iter(summary.failed.items()))
+        raise VtrbenchError(
+            f"--strict: {len(summary.failed)} video(s) failed (first: {first[0]}: {first[1]}); "
+            f"the cache was written to {output} with them marked failed"
+        )
+    return summary
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:4]) or "same options"
+
+
+def _load_clip(config: ExtractConfig, device: str) -> Any:
+    from vtrbench.extract.encode import load_clip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the CLI prints its own warning for random weights
+        clip = load_clip(config.model, config.pretrained, device=device)
+    if clip.image_size != config.image_size:
+        raise VtrbenchError(
+            f"--model {config.model} takes {clip.image_size}px images, the config asks {config.image_size}"
+        )
+    return clip
+
+
+def _make_manifest(
+    index: DatasetIndex, config: ExtractConfig, chash: str, clip: Any, opts: RunOptions
+) -> Manifest:
+    import open_clip
+
+    row = {v.id: i for i, v in enumerate(index.videos)}
+    splits = {
+        name: {"video_rows": [row[v] for v in s.videos], "text_rows": list(s.texts), "note": s.note}
+        for name, s in index.splits.items()
+    }
+    attrs = {
+        "dataset": index.name,
+        "model": config.model,
+        "pretrained": config.pretrained,
+        "weights_source": clip.weights_source,
+        "random_weights": clip.random_weights,
+        "quick_gelu": clip.quick_gelu,
+        "embed_dim": clip.embed_dim,
+        "image_size": config.image_size,
+        "max_frames": config.max_frames,
+        "fps": config.fps,
+        "sampling": config.sampling,
+        "max_words": config.max_words,
+        "tagger": config.tagger,
+        "patch_tokens": config.patch_tokens,
+        "precision": config.precision,
+        "default_train": index.default_train or "",
+        "default_test": index.default_test,
+        "paragraph": index.paragraph,
+        "open_clip_version": open_clip.__version__,
+        "torch_version": torch.__version__,
+        "dtype": "float16",
+    }
+    return Manifest(
+        config=to_plain(config),
+        config_hash=chash,
+        video_ids=[v.id for v in index.videos],
+        video_paths=[str(v.path) for v in index.videos],
+        captions=[t.caption for t in index.texts],
+        text_video=[row[t.video] for t in index.texts],
+        splits=splits,
+        video_chunk=max(1, opts.video_chunk),
+        text_chunk=max(1, opts.text_chunk),
+        attrs=attrs,
+    )
+
+
+# ------------------------------------------------------------------ videos
+
+
+class _DecodeJobs(torch.utils.data.Dataset):
+    """One item per video: decoded, sampled and preprocessed frames, or the reason it failed."""
+
+    def __init__(self, paths: list[str], config: ExtractConfig, out_dtype: torch.dtype) -> None:
+        self.paths = paths
+        self.config = config
+        self.out_dtype = out_dtype
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, np.ndarray | None, str]:
+        from vtrbench.extract.decode import DecodeError, decode_video
+        from vtrbench.extract.preprocess import preprocess_frames
+
+        c = self.config
+        try:
+            video = decode_video(self.paths[i], rate=c.fps, max_frames=c.max_frames, sampling=c.sampling)
+            pixels = preprocess_frames(video.frames, c.image_size, out_dtype=self.out_dtype)
+            return i, pixels, np.asarray(video.frame_index, dtype=np.int32), ""
+        except DecodeError as e:
+            return i, None, None, str(e)
+        except Exception as e:  # a broken file must not stop the run; the reason is kept
+            return i, None, None, f"unexpected error: {type(e).__name__}: {e}"
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _run_videos(
+    clip: Any,
+    manifest: Manifest,
+    config: ExtractConfig,
+    output: Path,
+    chunks: list[int],
+    opts: RunOptions,
+    summary: ExtractSummary,
+    console: Any,
+) -> None:
+    if not chunks:
+        return
+    from vtrbench.extract.encode import encode_frames
+
+    device = torch.device(opts.device)
+    cuda = device.type == "cuda"
+    ranges = manifest.chunks("videos")
+    order = [i for k in chunks for i in range(*ranges[k])]
+    workers = auto_workers() if opts.workers < 0 else opts.workers
+    batch = opts.batch_size or auto_batch_size(opts.device, config.image_size)
+    jobs = _DecodeJobs(
+        [manifest.video_paths[i] for i in order], config, torch.float16 if cuda else torch.float32
+    )
+    loader = torch.utils.data.DataLoader(
+        jobs,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=cuda,
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+    T, D = config.max_frames, clip.embed_dim
+    items = iter(loader)
+    with _progress(opts.progress, console) as progress:
+        task = progress.add_task("videos", total=len(order), rate="")
+        t0, frames_done = time.perf_counter(), 0
+        for k in chunks:
+            start, end = ranges[k]
+            n = end - start
+            chunk = _ChunkArrays(n, T, D)
+            for j in range(n):
+                _, pix, fidx, err = next(items)
+                if err or pix is None or pix.shape[0] == 0:
+                    chunk.status[j] = STATUS_FAILED
+                    chunk.errors[j] = err or "no frames decoded"
+                else:
+                    t = min(pix.shape[0], T)
+                    chunk.mask[j, :t] = True
+                    chunk.findex[j, :t] = fidx[:t]
+                    chunk.pending.append((j, pix[:t]))
+                    chunk.pending_frames += t
+                    frames_done += t
+                if chunk.pending_frames >= batch:
+                    chunk.flush(clip, device, config.patch_tokens, encode_frames)
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                progress.update(
+                    task,
+                    advance=1,
+                    rate=f"{progress.tasks[task].completed / elapsed:.1f} videos/s, "
+                    f"{frames_done / elapsed:.0f} frames/s",
+                )
+            chunk.flush(clip, device, config.patch_tokens, encode_frames)
+            write_part(part_path(output, "videos", k), chunk.arrays(config.patch_tokens))
+            summary.done_now += n
+        summary.frames = frames_done
+
+
+class _ChunkArrays:
+    """The arrays of one video part, filled as frames are encoded (batches never cross chunks)."""
+
+    def __init__(self, n: int, frames_per_video: int, dim: int) -> None:
+        self.n, self.T, self.D = n, frames_per_video, dim
+        self.frames = np.zeros((n, frames_per_video, dim), dtype=np.float16)
+        self.mask = np.zeros((n, frames_per_video), dtype=bool)
+        self.findex = np.full((n, frames_per_video), -1, dtype=np.int32)
+        self.status = np.full(n, STATUS_OK, dtype=np.int8)
+        self.errors = np.array([""] * n, dtype=object)
+        self.patches: np.ndarray | None = None
+        self.pending: list[tuple[int, torch.Tensor]] = []
+        self.pending_frames = 0
+
+    def flush(self, clip: Any, device: torch.device, patch_tokens: bool, encode_frames: Any) -> None:
+        if not self.pending:
+            return
+        pix = torch.cat([p for _, p in self.pending]).to(device, non_blocking=True)
+        emb, tok = encode_frames(clip, pix, patch_tokens=patch_tokens)
+        emb_np = emb.cpu().numpy().astype(np.float16)
+        tok_np = tok.cpu().numpy().astype(np.float16) if tok is not None else None
+        if tok_np is not None and self.patches is None:
+            self.patches = np.zeros((self.n, self.T, *tok_np.shape[1:]), dtype=np.float16)
+        at = 0
+        for j, p in self.pending:
+            t = p.shape[0]
+            self.frames[j, :t] = emb_np[at : at + t]
+            if tok_np is not None and self.patches is not None:
+                self.patches[j, :t] = tok_np[at : at + t]
+            at += t
+        self.pending, self.pending_frames = [], 0
+
+    def arrays(self, patch_tokens: bool) -> dict[str, np.ndarray]:
+        out = {
+            "frames": self.frames,
+            "frame_mask": self.mask,
+            "frame_index": self.findex,
+            "status": self.status,
+            "error": self.errors,
+        }
+        if patch_tokens:
+            # every video of the chunk failed: keep the layout with zero patches
+            out["patches"] = (
+                self.patches
+                if self.patches is not None
+                else np.zeros((self.n, self.T, 0, self.D), dtype=np.float16)
+            )
+        return out
+
+
+def _collect_failures(output: Path, manifest: Manifest, summary: ExtractSummary) -> None:
+    import h5py
+
+    for k, _ in enumerate(manifest.chunks("videos")):
+        start = manifest.chunks("videos")[k][0]
+        with h5py.File(part_path(output, "videos", k), "r") as f:
+            status = f["status"][:]
+            if (status != STATUS_OK).any():
+                errors = f["error"].asstr()[:]
+                for j in np.flatnonzero(status != STATUS_OK):
+                    summary.failed[manifest.video_ids[start + j]] = str(errors[j])
+
+
+# ------------------------------------------------------------------ texts
+
+
+def _run_texts(
+    clip: Any,
+    manifest: Manifest,
+    index: DatasetIndex,
+    config: ExtractConfig,
+    output: Path,
+    chunks: list[int],
+    opts: RunOptions,
+    console: Any,
+) -> None:
+    if not chunks:
+        return
+    from vtrbench.extract.encode import encode_tokens, tokenize
+    from vtrbench.extract.tagging import make_tagger
+
+    tagger = make_tagger(config.tagger)
+    device = torch.device(opts.device)
+    ranges = manifest.chunks("texts")
+    L, D = config.max_words, clip.embed_dim
+    with _progress(opts.progress, console) as progress:
+        task = progress.add_task("captions", total=sum(ranges[k][1] - ranges[k][0] for k in chunks), rate="")
+        t0 = time.perf_counter()
+        for k in chunks:
+            start, end = ranges[k]
+            entries = index.texts[start:end]
+            roles = []
+            for t in entries:
+                if t.roles is not None:
+                    roles.append(list(zip(t.caption.split(), t.roles, strict=False)))
+                else:
+                    roles.append(tagger(t.caption) if tagger else None)
+            tok = tokenize(clip, [t.caption for t in entries], L, roles)
+            feats = np.zeros((end - start, L, D), dtype=np.float16)
+            for s in range(0, end - start, opts.text_batch_size):
+                e = min(s + opts.text_batch_size, end - start)
+                ids = torch.from_numpy(tok.token_ids[s:e]).to(device)
+                eot = torch.from_numpy(tok.eot[s:e].astype(np.int64)).to(device)
+                out = encode_tokens(clip, ids, eot).cpu().numpy().astype(np.float16)
+                feats[s:e, : out.shape[1]] = out
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                progress.update(
+                    task, advance=e - s, rate=f"{progress.tasks[task].completed / elapsed:.0f} captions/s"
+                )
+            arrays = {
+                "tokens": feats,
+                "token_ids": tok.token_ids,
+                "token_mask": tok.token_mask,
+                "eot": tok.eot,
+            }
+            if tagger is not None or any(r is not None for r in roles):
+                arrays["noun_mask"] = tok.noun_mask
+                arrays["verb_mask"] = tok.verb_mask
+            write_part(part_path(output, "texts", k), arrays)
+
+
+@contextmanager
+def _progress(enabled: bool, console: Any) -> Iterator[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
+    with progress:
+        yield progress

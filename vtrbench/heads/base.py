@@ -1,0 +1,102 @@
+"""The head interface.
+
+A head maps cached frozen-CLIP features to one embedding per text and one per
+video such that the retrieval similarity is their dot product::
+
+    sim(t, v) = encode_text(t) @ encode_video(v)        # cosine-scale, in [-1, 1]
+    logits    = logit_scale() * sim                     # what the losses see
+
+Keeping similarity a plain dot product lets evaluation run in row chunks over any
+gallery size without knowing which head produced the embeddings. A mixture of
+experts fits this form by folding its text-only gate into the text embedding:
+sum_k g_k(t) cos(t_k, v_k) = [g_1 t_1, ..., g_K t_K] . [v_1, ..., v_K] with
+unit-norm t_k and v_k.
+
+Batches are dicts of tensors (names match the cache, see features/README.md):
+
+text batch:  tokens (B, L, D) float, token_mask (B, L) bool, eot (B,) long,
+             noun_mask (B, L) bool, verb_mask (B, L) bool   [masks may be absent]
+video batch: frames (B, T, D) float, frame_mask (B, T) bool,
+             patches (B, T, P, D) float                      [optional]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from vtrbench.registry import Registry
+
+Batch = dict[str, torch.Tensor]
+
+LOGIT_SCALE_MAX = 100.0
+
+
+class Head(nn.Module):
+    """Base class; subclasses implement encode_text / encode_video."""
+
+    #: False for heads with nothing to train (``zeroshot``).
+    trainable: bool = True
+    #: Cache fields this head needs beyond frames/tokens (e.g. {"noun_mask", "verb_mask"}).
+    requires: frozenset[str] = frozenset()
+
+    def __init__(self, embed_dim: int, logit_scale_init: float = 100.0) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        # Stored as a log like CLIP; clamped to <= LOGIT_SCALE_MAX after every step.
+        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale_init)))
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.log_logit_scale.exp()
+
+    def clamp_logit_scale(self) -> None:
+        with torch.no_grad():
+            self.log_logit_scale.clamp_(max=math.log(LOGIT_SCALE_MAX))
+
+    def encode_text(self, batch: Batch) -> torch.Tensor:
+        """(B, E) text embeddings; the similarity is the dot product with encode_video."""
+        raise NotImplementedError
+
+    def encode_video(self, batch: Batch) -> torch.Tensor:
+        """(B, E) video embeddings."""
+        raise NotImplementedError
+
+    def training_logits(self, text: Batch, video: Batch) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Main (B, B) logits and optional auxiliary logit matrices (per-expert losses)."""
+        sim = self.encode_text(text) @ self.encode_video(video).t()
+        return self.logit_scale() * sim, []
+
+    def gate_weights(self, text: Batch) -> dict[str, torch.Tensor] | None:
+        """Per-expert gate weights (B,) keyed by expert name; None for heads without a gate."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """The head's options as plain data (goes into result files and report labels)."""
+        return {}
+
+
+HeadFactory = Callable[..., Head]
+HEADS: Registry[HeadFactory] = Registry("head")
+
+
+def register_head(name: str) -> Callable[[HeadFactory], HeadFactory]:
+    return HEADS.register(name)
+
+
+def list_heads() -> list[str]:
+    _import_builtin()
+    return HEADS.names()
+
+
+def create_head(name: str, embed_dim: int, **options: Any) -> Head:
+    """Build a registered head. ``options`` are the head's own keyword arguments."""
+    _import_builtin()
+    return HEADS.get(name)(embed_dim=embed_dim, **options)
+
+
+def _import_builtin() -> None:
+    from vtrbench.heads import camoe, meanp, seqtransf, zeroshot  # noqa: F401

@@ -1,0 +1,468 @@
+"""Training and evaluation of heads on a feature cache (no open_clip, no PyAV).
+
+``fit`` loads a split's tensors into memory once (fp16 at rest, cast per batch),
+samples every (caption, video) pair of the train split each epoch, and trains with
+the METHODS.md section 10 recipe. ``evaluate_head`` embeds the test split and
+hands the embeddings to vtrbench.evaluate (chunked, with raw / dsl / qbnorm).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vtrbench import __version__
+from vtrbench.cache import STATUS_OK, FeatureCache
+from vtrbench.config import TrainConfig, config_hash, to_plain
+from vtrbench.errors import CacheError, VtrbenchError
+from vtrbench.heads.base import Batch, Head, create_head
+from vtrbench.losses.base import create_loss
+from vtrbench.results import SCHEMA, TRANSDUCTIVE, run_id
+
+VIDEO_KEYS = ("frames", "frame_mask", "patches")
+TEXT_KEYS = ("tokens", "token_mask", "eot", "noun_mask", "verb_mask")
+
+
+@dataclass
+class SplitData:
+    """One split in memory. Text i belongs to gallery video ``text_video[i]``."""
+
+    name: str
+    video: dict[str, torch.Tensor]
+    text: dict[str, torch.Tensor]
+    text_video: torch.Tensor  # (Nt,) long, row in the split's video tensors
+    video_rows: np.ndarray  # rows in the cache (for provenance)
+    text_rows: np.ndarray
+    excluded_videos: int = 0  # failed to decode: dropped with their captions
+
+    @property
+    def n_videos(self) -> int:
+        return int(self.video["frames"].shape[0])
+
+    @property
+    def n_texts(self) -> int:
+        return int(self.text["tokens"].shape[0])
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in [*self.video.values(), *self.text.values()])
+
+
+def load_split(cache: FeatureCache, split: str, *, patches: bool = False) -> SplitData:
+    """Read a split into CPU tensors; videos that failed to decode are dropped with their captions."""
+    video_rows, text_rows = cache.split_rows(split)
+    status = cache.read_rows("videos", "status", video_rows)
+    ok = status == STATUS_OK
+    video_rows_ok = video_rows[ok]
+    local = {int(r): i for i, r in enumerate(video_rows_ok)}
+    text_video_rows = cache.read_rows("texts", "video", text_rows)
+    keep = np.array([int(r) in local for r in text_video_rows], dtype=bool)
+    text_rows_ok = text_rows[keep]
+    if len(video_rows_ok) == 0 or len(text_rows_ok) == 0:
+        raise CacheError(f"split {split!r} of {cache.path} has no usable videos/captions")
+    video = {}
+    for key in VIDEO_KEYS:
+        if key == "patches" and not patches:
+            continue
+        if key in cache.file["videos"]:
+            video[key] = torch.from_numpy(cache.read_rows("videos", key, video_rows_ok))
+    text = {}
+    for key in TEXT_KEYS:
+        if key in cache.file["texts"]:
+            arr = cache.read_rows("texts", key, text_rows_ok)
+            text[key] = torch.from_numpy(arr.astype(np.int64) if key == "eot" else arr)
+    tv = torch.tensor([local[int(r)] for r in text_video_rows[keep]], dtype=torch.long)
+    return SplitData(split, video, text, tv, video_rows_ok, text_rows_ok, int((~ok).sum()))
+
+
+def take(data: dict[str, torch.Tensor], idx: torch.Tensor, device: torch.device) -> Batch:
+    """Index a batch and cast fp16 storage to fp32 on the way (tensors stay fp16 at rest)."""
+    out = {}
+    for k, v in data.items():
+        b = v.index_select(0, idx).to(device, non_blocking=True)
+        out[k] = b.float() if b.dtype == torch.float16 else b
+    return out
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def lr_lambda(total_steps: int, warmup: float) -> Callable[[int], float]:
+    warm = max(1, int(round(total_steps * warmup)))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def check_requirements(head: Head, cache: FeatureCache, head_name: str) -> None:
+    missing = [f for f in sorted(head.requires) if not cache.has(f)]
+    if missing:
+        hint = ""
+        if {"noun_mask", "verb_mask"} & set(missing):
+            hint = " (re-extract with --tagger pattern|spacy, or use --streams learned|eot)"
+        raise CacheError(
+            f"head {head_name!r} with these options needs {', '.join(missing)}, "
+            f"which {cache.path} does not hold{hint}"
+        )
+
+
+def fit(
+    head: Head,
+    train: SplitData,
+    config: TrainConfig,
+    seed: int,
+    *,
+    device: str = "cpu",
+    progress: Any = None,
+    val: SplitData | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``head`` in place; returns the per-epoch history. Raises VtrbenchError on a non-finite loss."""
+    dev = torch.device(device)
+    gen = seed_everything(seed)
+    head.to(dev).train()
+    loss_fn = create_loss(config.loss, **config.loss_options)
+    aux_weight = float(config.head_options.get("aux_weight", 0.0) or 0.0)
+    params = [p for p in head.parameters() if p.requires_grad]
+    # CLIP-style: no weight decay on gains, biases, embeddings and the logit scale.
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=tuple(config.betas),
+        eps=config.eps,
+    )
+    n = train.n_texts
+    bs = min(config.batch_size, n)
+    steps_per_epoch = n // bs  # drop the last partial batch: a tiny batch is a different loss
+    total = max(1, steps_per_epoch * config.epochs)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, config.warmup))
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if dev.type == "cuda"
+        else torch.autocast("cpu", enabled=False)
+    )
+    history: list[dict[str, Any]] = []
+    task = progress.add_task("train", total=total, info="") if progress is not None else None
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen)
+        losses = []
+        for s in range(steps_per_epoch):
+            idx = perm[s * bs : (s + 1) * bs]
+            text = take(train.text, idx, dev)
+            video = take(train.video, train.text_video.index_select(0, idx), dev)
+            with autocast:
+                logits, aux = head.training_logits(text, video)
+                loss = loss_fn(logits.float())
+                if aux and aux_weight > 0:
+                    loss = loss + aux_weight * torch.stack([loss_fn(a.float()) for a in aux]).mean()
+            if not torch.isfinite(loss):
+                raise VtrbenchError(
+                    f"the loss became {loss.item()} at epoch {epoch}, step {s + 1}; training stopped and no "
+                    "result was written (try a lower --lr or another --loss temperature)"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            sched.step()
+            head.clamp_logit_scale()
+            losses.append(loss.item())
+            if task is not None:
+                el = time.perf_counter() - t0
+                progress.update(
+                    task,
+                    advance=1,
+                    info=f"epoch {epoch}/{config.epochs} loss {loss.item():.3f} "
+                    f"{(s + 1) * bs / max(el, 1e-9):.0f} pairs/s",
+                )
+        seconds = time.perf_counter() - t0
+        entry: dict[str, Any] = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "seconds": round(seconds, 4),
+            "pairs_per_s": round(steps_per_epoch * bs / max(seconds, 1e-9), 1),
+            "logit_scale": round(float(head.logit_scale().item()), 4),
+        }
+        if val is not None:
+            m = evaluate_head(head, val, device=device, postprocessing=("raw",))["metrics"]["raw"]
+            entry["val"] = {"t2v/R@1": m["t2v"]["R@1"], "v2t/R@1": m["v2t"]["R@1"], "RSum": m["RSum"]}
+            head.train()
+        history.append(entry)
+    head.eval()
+    return history
+
+
+@torch.no_grad()
+def embed(
+    head: Head, data: SplitData, *, device: str = "cpu", batch: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Nt, E) text and (Nv, E) video embeddings of a split."""
+    dev = torch.device(device)
+    head.to(dev).eval()
+    texts = [
+        head.encode_text(take(data.text, torch.arange(s, min(s + batch, data.n_texts)), dev)).float().cpu()
+        for s in range(0, data.n_texts, batch)
+    ]
+    videos = [
+        head.encode_video(take(data.video, torch.arange(s, min(s + batch, data.n_videos)), dev)).float().cpu()
+        for s in range(0, data.n_videos, batch)
+    ]
+    return torch.cat(texts), torch.cat(videos)
+
+
+def evaluate_head(
+    head: Head,
+    test: SplitData,
+    *,
+    device: str = "cpu",
+    bank: SplitData | None = None,
+    bank_size: int = 5000,
+    dsl_tau: float = 1.0,
+    qb_beta: float = 20.0,
+    v2t_protocol: str = "clip4clip",
+    postprocessing: tuple[str, ...] = ("raw", "dsl", "qbnorm"),
+) -> dict[str, Any]:
+    """Metrics of ``head`` on ``test`` (see vtrbench.evaluate.evaluate_embeddings)."""
+    from vtrbench.evaluate import evaluate_embeddings
+
+    text_emb, video_emb = embed(head, test, device=device)
+    bank_text = bank_video = None
+    if bank is not None and "qbnorm" in postprocessing:
+        # A fixed sample (seed 0, not the run's seed) so that every run uses the same bank.
+        g = torch.Generator().manual_seed(0)
+        ti = torch.randperm(bank.n_texts, generator=g)[:bank_size].sort().values
+        vi = torch.randperm(bank.n_videos, generator=g)[:bank_size].sort().values
+        sub = SplitData(
+            bank.name,
+            {k: v.index_select(0, vi) for k, v in bank.video.items()},
+            {k: v.index_select(0, ti) for k, v in bank.text.items()},
+            torch.zeros(len(ti), dtype=torch.long),
+            bank.video_rows,
+            bank.text_rows,
+        )
+        bank_text, bank_video = embed(head, sub, device=device)
+    posts = tuple(p for p in postprocessing if p != "qbnorm" or bank_text is not None)
+    out = evaluate_embeddings(
+        text_emb,
+        video_emb,
+        test.text_video,
+        logit_scale=float(head.logit_scale().item()),
+        bank_text=bank_text,
+        bank_video=bank_video,
+        dsl_tau=dsl_tau,
+        qb_beta=qb_beta,
+        v2t_protocol=v2t_protocol,
+        postprocessing=posts,
+    )
+    gates = gate_statistics(head, test, device=device)
+    if gates is not None:
+        out["gate"] = gates
+    return out
+
+
+@torch.no_grad()
+def gate_statistics(
+    head: Head, data: SplitData, *, device: str = "cpu", batch: int = 1024
+) -> dict[str, Any] | None:
+    dev = torch.device(device)
+    parts: dict[str, list[torch.Tensor]] = {}
+    for s in range(0, data.n_texts, batch):
+        g = head.gate_weights(take(data.text, torch.arange(s, min(s + batch, data.n_texts)), dev))
+        if g is None:
+            return None
+        for k, v in g.items():
+            parts.setdefault(k, []).append(v.float().cpu())
+    weights = {k: torch.cat(v) for k, v in parts.items()}
+    return {
+        "mean_weight": {k: round(float(v.mean()), 6) for k, v in weights.items()},
+        "std_weight": {k: round(float(v.std()), 6) if v.numel() > 1 else 0.0 for k, v in weights.items()},
+    }
+
+
+def provenance(device: str) -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[1]
+    sha, dirty = None, None
+    try:
+        sha = (
+            subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
+        if sha:
+            dirty = bool(
+                subprocess.run(
+                    ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout.strip()
+            )
+    except (OSError, subprocess.SubprocessError):
+        pass
+    dev_name = (
+        torch.cuda.get_device_name(torch.device(device))
+        if device.startswith("cuda")
+        else platform.processor() or "cpu"
+    )
+    return {
+        "vtrbench": __version__,
+        "git_sha": sha,
+        "dirty": dirty,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "device": device,
+        "device_name": dev_name,
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+        "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)),
+    }
+
+
+def cache_info(cache: FeatureCache) -> dict[str, Any]:
+    a = cache.attrs
+    return {
+        "path": str(cache.path),
+        "config_hash": cache.config_hash,
+        "fingerprint": cache.fingerprint(),
+        "model": a.get("model"),
+        "pretrained": a.get("pretrained"),
+        "embed_dim": a.get("embed_dim"),
+        "random_weights": bool(a.get("random_weights", False)),
+        "dataset": a.get("dataset"),
+    }
+
+
+def head_label(head: Head, name: str) -> str:
+    label = getattr(head, "label", None)
+    return label() if callable(label) else name
+
+
+def build_result(
+    *,
+    kind: str,
+    config: TrainConfig,
+    seed: int,
+    head: Head,
+    cache: FeatureCache,
+    test: SplitData,
+    evaluation: dict[str, Any],
+    history: list[dict[str, Any]],
+    timing: dict[str, float],
+    device: str,
+) -> dict[str, Any]:
+    from vtrbench.metrics import TIE_POLICY
+
+    chash = config_hash(config)
+    dataset = str(cache.attrs.get("dataset"))
+    loss = config.loss
+    return {
+        "schema": SCHEMA,
+        "run_id": run_id(dataset, config.head, loss, chash, seed),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "kind": kind,
+        "dataset": dataset,
+        "head": config.head,
+        "head_options": head.describe(),
+        "loss": loss,
+        "loss_options": dict(config.loss_options),
+        "label": head_label(head, config.head),
+        "config": to_plain(config),
+        "config_hash": chash,
+        "seed": seed,
+        "cache": cache_info(cache),
+        "protocol": {
+            "train_split": config.train_split or None,
+            "test_split": config.test_split,
+            "n_queries": test.n_texts,
+            "n_gallery": test.n_videos,
+            "excluded_failed_videos": test.excluded_videos,
+            "v2t_multi_caption": config.v2t_protocol,
+            "ties": TIE_POLICY,
+            "dsl_inference_tau": config.dsl_tau,
+            "qbnorm": {
+                "bank_size": config.qb_bank,
+                "beta": config.qb_beta,
+                "bank_split": config.train_split or None,
+            },
+        },
+        "metrics": evaluation["metrics"],
+        "transductive": {p: TRANSDUCTIVE[p] for p in evaluation["metrics"]},
+        "per_query_ranks": evaluation["per_query_ranks"],
+        "history": history,
+        "gate": evaluation.get("gate"),
+        "timing": timing,
+        "provenance": provenance(device),
+    }
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+def save_checkpoint(path: Path, head: Head, config: TrainConfig, seed: int, embed_dim: int) -> None:
+    """A plain dict of tensors and primitives, loadable with torch.load(weights_only=True)."""
+    from vtrbench.results import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "format": "vtrbench-head-1",
+            "head": config.head,
+            "head_options": dict(config.head_options),
+            "embed_dim": embed_dim,
+            "config": to_plain(config),
+            "seed": seed,
+            "state_dict": {k: v.cpu() for k, v in head.state_dict().items()},
+        },
+        buf,
+    )
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> tuple[Head, dict[str, Any]]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise VtrbenchError(f"checkpoint not found: {path}") from None
+    except Exception as e:
+        raise VtrbenchError(f"{path} is not a vtrbench head checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "vtrbench-head-1":
+        raise VtrbenchError(f"{path} is not a vtrbench head checkpoint (no format tag)")
+    head = create_head(ckpt["head"], embed_dim=int(ckpt["embed_dim"]), **ckpt["head_options"])
+    head.load_state_dict(ckpt["state_dict"])
+    head.eval()
+    return head, ckpt
