@@ -1,0 +1,99 @@
+"""A user's own dataset: one CSV or JSONL file of ``video, caption[, split]`` rows.
+
+``video`` is a file path, absolute or relative to the video root (by default
+the annotation file's folder); the path string as written is the video id. A
+video may have several rows (several captions). Rows without a split go to the
+split ``all``.
+
+CSV::
+
+    video,caption,split
+    clips/cat.mp4,a cat jumps onto a table,test
+
+JSONL::
+
+    {"video": "clips/cat.mp4", "caption": "a cat jumps onto a table", "split": "test"}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vtrbench.datasets._formats import IndexBuilder, read_csv_columns, read_text
+from vtrbench.datasets.base import DatasetIndex, register_dataset
+from vtrbench.errors import AnnotationError
+
+SUFFIXES = (".csv", ".jsonl")
+UNSPLIT = "all"
+
+
+def find_annotation_file(annotations: Path | None) -> Path:
+    """The CSV/JSONL file itself, or the only such file in a folder."""
+    if annotations is None:
+        raise AnnotationError("custom: no annotation file given (a .csv or .jsonl of video,caption[,split])")
+    path = Path(annotations)
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        if len(found) != 1:
+            names = ", ".join(p.name for p in found) or "none"
+            raise AnnotationError(
+                f"custom: {path} must hold exactly one .csv or .jsonl annotation file (found: {names})"
+            )
+        return found[0]
+    if not path.is_file():
+        raise AnnotationError(f"custom: annotation file {path} does not exist")
+    if path.suffix.lower() not in SUFFIXES:
+        raise AnnotationError(f"custom: {path} is neither .csv nor .jsonl")
+    return path
+
+
+def _read_csv(path: Path) -> list[tuple[str, str, str]]:
+    rows = read_csv_columns(path, ["video", "caption"])
+    return [(row["video"], row["caption"], row.get("split", "")) for _, row in rows]
+
+
+def _read_jsonl(path: Path) -> list[tuple[str, str, str]]:
+    rows = []
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise AnnotationError(
+                f"{path}, line {line_no}: invalid JSON ({e.msg}, column {e.colno})"
+            ) from None
+        if not isinstance(obj, dict):
+            raise AnnotationError(f"{path}, line {line_no}: expected a JSON object")
+        for key in ("video", "caption"):
+            value = obj.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise AnnotationError(
+                    f"{path}, line {line_no}: key {key!r} missing or not a non-empty string"
+                )
+        split = obj.get("split")
+        if split is not None and not isinstance(split, str):
+            raise AnnotationError(f"{path}, line {line_no}: key 'split' must be a string")
+        rows.append((obj["video"].strip(), obj["caption"].strip(), (split or "").strip()))
+    return rows
+
+
+@register_dataset("custom")
+def load_custom(annotations: Path | None, video_root: Path | None) -> DatasetIndex:
+    path = find_annotation_file(annotations)
+    root = Path(video_root) if video_root is not None else path.parent
+    rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    if not rows:
+        raise AnnotationError(f"{path}: no video,caption rows")
+    b = IndexBuilder("custom")
+    by_split: dict[str, list[tuple[str, str]]] = {}
+    for video, caption, split in rows:
+        by_split.setdefault(split or UNSPLIT, []).append((video, caption))
+    # Path(video) is absolute when the user wrote an absolute path; joining keeps it as is.
+    paths = {video: root / video for video, _, _ in rows}
+    for split, pairs in by_split.items():
+        b.add_split(split, pairs, paths, f"user-provided ({path.name})")
+    return b.build(
+        looked_for=[path], train=["train"], test=["test", UNSPLIT], citation="user-provided dataset"
+    )
