@@ -1,0 +1,266 @@
+"""Building blocks shared by the heads.
+
+Masking policy: padded frames and tokens are zeroed on the way in
+(:func:`video_inputs`, :func:`text_inputs`) and then excluded from every
+attention, mean and max, so whatever a cache holds in its padding (zeros,
+garbage, even NaN) cannot reach an embedding.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vtrbench.errors import VtrbenchError
+from vtrbench.registry import unknown_name_message
+
+DEFAULT_ATTENTION_HEADS = 8
+
+
+# ---------------------------------------------------------------- options
+
+
+def reject_unknown_options(owner: str, unknown: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Raise a did-you-mean VtrbenchError for the first unknown keyword option of ``owner``."""
+    if not unknown:
+        return
+    known = sorted(known)
+    if not known:
+        raise VtrbenchError(f"head {owner!r} takes no options; got {', '.join(sorted(unknown))}")
+    raise VtrbenchError(unknown_name_message(f"{owner} option", sorted(unknown)[0], known))
+
+
+def option_names(cls: type) -> list[str]:
+    """The keyword options a head class takes (its ``__init__`` parameters minus embed_dim)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    skip = {"self", "embed_dim"}
+    return [p.name for p in params if p.name not in skip and p.kind is p.KEYWORD_ONLY]
+
+
+def choose_one(owner: str, option: str, value: str, choices: Iterable[str]) -> str:
+    """Validate a string option against its choices, with a did-you-mean message."""
+    choices = list(choices)
+    if value not in choices:
+        raise VtrbenchError(unknown_name_message(f"{owner} {option}", str(value), choices))
+    return value
+
+
+def positive_int(owner: str, option: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise VtrbenchError(f"{owner} option {option} must be a positive integer, got {value!r}")
+    return value
+
+
+def resolve_heads(owner: str, width: int, heads: int | None) -> int:
+    """Attention head count for ``width``.
+
+    ``None`` means the default (8) or, when 8 does not divide the width, the
+    largest divisor of the width below 8. An explicit value must divide the width.
+    """
+    if heads is None:
+        return max(h for h in range(1, DEFAULT_ATTENTION_HEADS + 1) if width % h == 0)
+    heads = positive_int(owner, "heads", heads)
+    if width % heads:
+        divisors = [h for h in range(1, min(width, 64) + 1) if width % h == 0]
+        raise VtrbenchError(
+            f"{owner} option heads={heads} does not divide the embedding width {width}; "
+            f"choose one of {divisors}"
+        )
+    return heads
+
+
+# ---------------------------------------------------------------- inputs and pooling
+
+
+def _expand_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.reshape(*mask.shape, *([1] * (like.dim() - mask.dim())))
+
+
+def zero_padding(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x (B, N, ...) with mask (B, N) bool → x with every masked-out entry set to 0."""
+    return x.masked_fill(~_expand_mask(mask, x), 0.0)
+
+
+def video_inputs(batch: Mapping[str, torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames (B, T, D) in ``dtype`` with padding zeroed, frame_mask (B, T) bool."""
+    mask = batch["frame_mask"].bool()
+    return zero_padding(batch["frames"].to(dtype), mask), mask
+
+
+def text_inputs(
+    batch: Mapping[str, torch.Tensor], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """tokens (B, L, D) in ``dtype`` with padding zeroed, token_mask (B, L) bool, eot (B,) long."""
+    mask = batch["token_mask"].bool()
+    return zero_padding(batch["tokens"].to(dtype), mask), mask, batch["eot"].long()
+
+
+def eot_feature(tokens: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+    """tokens (B, L, D), eot (B,) → (B, D): the CLIP sentence embedding (the EOT row)."""
+    return tokens[torch.arange(tokens.shape[0], device=tokens.device), eot]
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x (B, N, D), mask (B, N) → (B, D); a row with no valid entry gives 0."""
+    m = mask.to(x.dtype).unsqueeze(-1)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x (B, N, D), mask (B, N) → (B, D) element-wise max over valid entries; 0 for empty rows."""
+    filled = x.masked_fill(~mask.unsqueeze(-1), torch.finfo(x.dtype).min)
+    return filled.max(1).values.masked_fill(~mask.any(1, keepdim=True), 0.0)
+
+
+def mean_of_unit_frames(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """frames (B, T, D), mask (B, T) → (B, D): unit-norm masked mean of unit-norm frames."""
+    return F.normalize(masked_mean(F.normalize(frames, dim=-1), mask), dim=-1)
+
+
+# ---------------------------------------------------------------- layers
+
+
+class ResidualLinear(nn.Module):
+    """y = x + W x + b with W, b zero-initialised: the identity until trained.
+
+    (..., D) → (..., D). Starting at the identity means a trained head begins
+    exactly at frozen CLIP and can only move away from it where the loss says so.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.linear(x)
+
+
+def unit_adapter(dim: int, enabled: bool) -> nn.Module:
+    """A ResidualLinear adapter, or the identity when adapters are switched off."""
+    return ResidualLinear(dim) if enabled else nn.Identity()
+
+
+def adapt_unit(adapter: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(B, D) → (B, D) unit-norm: normalise, adapt, normalise.
+
+    Normalising before the adapter makes its bias act at the same relative size
+    whatever the backbone's feature norm is.
+    """
+    return F.normalize(adapter(F.normalize(x, dim=-1)), dim=-1)
+
+
+class QuickGELU(nn.Module):
+    """x · sigmoid(1.702 x), the activation of OpenAI CLIP and CLIP4Clip's temporal transformer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class MaskedSelfAttention(nn.Module):
+    """Multi-head self-attention over (B, N, D) with a (B, N) key padding mask (True = valid).
+
+    Masked keys get the dtype's most negative score rather than -inf, so a row
+    whose keys are all masked yields finite (and later discarded) values, not NaN.
+    """
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads)
+        scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
+        y = scores.softmax(-1) @ v
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LayerNorm block: x + attn(LN(x)); x + MLP(LN(x)) with QuickGELU, hidden 4·D."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = MaskedSelfAttention(width, heads)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), QuickGELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    """A stack of pre-LN blocks, (B, N, D) + mask (B, N) → (B, N, D).
+
+    Initialised like CLIP's text transformer (std width^-0.5 for attention inputs,
+    scaled down by sqrt(2·layers) on the residual outputs), so a deep stack starts
+    close to the identity without any parameter sitting at exactly zero.
+    """
+
+    def __init__(self, width: int, layers: int, heads: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads) for _ in range(layers))
+        attn_std = width**-0.5
+        proj_std = attn_std * (2 * layers) ** -0.5
+        fc_std = (2 * width) ** -0.5
+        for block in self.blocks:
+            nn.init.normal_(block.attn.qkv.weight, std=attn_std)
+            nn.init.normal_(block.attn.out.weight, std=proj_std)
+            nn.init.normal_(block.mlp[0].weight, std=fc_std)
+            nn.init.normal_(block.mlp[2].weight, std=proj_std)
+            for linear in (block.attn.qkv, block.attn.out, block.mlp[0], block.mlp[2]):
+                nn.init.zeros_(linear.bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, mask)
+        return x
+
+
+class FramePositionEmbedding(nn.Module):
+    """Learned per-position vectors added to (B, T, D) frames, T ≤ max_frames.
+
+    Small random init (std 0.01): frame order is visible from the first step but
+    barely perturbs the CLIP frame embeddings (per-dimension size ~0.4 for ViT-B/32).
+    """
+
+    def __init__(self, max_frames: int, width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(max_frames, width) * 0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        if t > self.weight.shape[0]:
+            raise VtrbenchError(
+                f"the batch has {t} frames per video but the head was built with "
+                f"max_frames={self.weight.shape[0]}; set the head option max_frames to at least {t}"
+            )
+        return x + self.weight[:t]
+
+
+class TemporalEncoder(nn.Module):
+    """CLIP4Clip seqTransf body: (B, T, D) + mask → transformer(x + pos) + x, per frame.
+
+    The outer residual (output + input frames) keeps the frozen CLIP frame
+    embedding inside every output frame, exactly as CLIP4Clip does.
+    """
+
+    def __init__(self, width: int, layers: int, heads: int, max_frames: int) -> None:
+        super().__init__()
+        self.position = FramePositionEmbedding(max_frames, width)
+        self.transformer = Transformer(width, layers, heads)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.transformer(self.position(x), mask) + x

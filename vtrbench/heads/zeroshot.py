@@ -1,0 +1,48 @@
+"""``zeroshot``: frozen CLIP mean pooling, nothing to train.
+
+video = unit(masked mean of unit frame embeddings); text = unit(EOT token feature).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vtrbench.heads._layers import (
+    eot_feature,
+    mean_of_unit_frames,
+    option_names,
+    reject_unknown_options,
+    text_inputs,
+    video_inputs,
+)
+from vtrbench.heads.base import Batch, Head, register_head
+
+
+@register_head("zeroshot")
+class ZeroShotHead(Head):
+    """No parameters besides the base logit scale, which does not change any ranking."""
+
+    trainable = False
+
+    def __init__(self, embed_dim: int, **unknown: Any) -> None:
+        reject_unknown_options("zeroshot", unknown, option_names(type(self)))
+        super().__init__(embed_dim)
+
+    def encode_text(self, batch: Batch) -> torch.Tensor:
+        """(B, D) unit-norm EOT features."""
+        tokens, _, eot = text_inputs(batch, self.log_logit_scale.dtype)
+        return F.normalize(eot_feature(tokens, eot), dim=-1)
+
+    def encode_video(self, batch: Batch) -> torch.Tensor:
+        """(B, D) unit-norm mean of unit-norm valid frames."""
+        frames, mask = video_inputs(batch, self.log_logit_scale.dtype)
+        return mean_of_unit_frames(frames, mask)
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def label(self) -> str:
+        return "zeroshot"
