@@ -416,8 +416,8 @@ def _loss_options(loss: str, temperature: float | None) -> dict[str, Any]:
     return {"temperature": temperature}
 
 
-def train_options(f: Any) -> Any:
-    options = [
+def _shared_train_options() -> list[Any]:
+    return [
         click.option(
             "--cache",
             "cache_path",
@@ -425,17 +425,7 @@ def train_options(f: Any) -> Any:
             type=click.Path(path_type=Path),
             help="Feature cache made by `vtrbench extract`.",
         ),
-        click.option(
-            "--head", default="camoe", show_default=True, help="meanp, seqtransf, camoe (or zeroshot)."
-        ),
-        click.option("--loss", default="dsl", show_default=True, help="infonce or dsl."),
         click.option("--temperature", type=float, help="DSL training temperature [default: 1000, official]."),
-        click.option("--experts", help="camoe: comma list of fusion,action,entity,scene [default: all]."),
-        click.option("--streams", help="camoe: pos (noun/verb masks), learned, eot [default: pos]."),
-        click.option("--gate", help="camoe: single or uniform [default: single]."),
-        click.option(
-            "--aux-weight", type=float, help="camoe: weight of per-expert auxiliary losses [default: 0]."
-        ),
         click.option(
             "--no-adapter", is_flag=True, help="Switch off the residual linear text/video adapters."
         ),
@@ -485,9 +475,38 @@ def train_options(f: Any) -> Any:
         ),
         click.option("--quiet", is_flag=True),
     ]
+
+
+def _apply(options: list[Any], f: Any) -> Any:
     for opt in reversed(options):
         f = opt(f)
     return f
+
+
+def shared_train_options(f: Any) -> Any:
+    return _apply(_shared_train_options(), f)
+
+
+def train_options(f: Any) -> Any:
+    return _apply(
+        [
+            click.option(
+                "--head",
+                default="camoe",
+                show_default=True,
+                help="meanp, seqtransf, camoe (zeroshot: use `vtrbench eval`).",
+            ),
+            click.option("--loss", default="dsl", show_default=True, help="infonce or dsl."),
+            click.option("--experts", help="camoe: comma list of fusion,action,entity,scene [default: all]."),
+            click.option("--streams", help="camoe: pos (noun/verb masks), learned, eot [default: pos]."),
+            click.option("--gate", help="camoe: single or uniform [default: single]."),
+            click.option(
+                "--aux-weight", type=float, help="camoe: weight of per-expert auxiliary losses [default: 0]."
+            ),
+            *_shared_train_options(),
+        ],
+        f,
+    )
 
 
 @cli.command()
@@ -594,6 +613,193 @@ def eval_cmd(cache_path: Path, head: str | None, checkpoint: Path | None, **kw: 
     kw["device"] = _resolve_device(kw["device"])
     outcome = run_eval(cache_path, checkpoint=checkpoint, console=_console(), **kw)
     _print_outcome(outcome)
+
+
+# ------------------------------------------------------------------ ablate / report / demo
+
+
+def _split_list(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+@cli.command()
+@shared_train_options
+@click.option("--heads", default="meanp,seqtransf,camoe", show_default=True, help="Comma list of heads.")
+@click.option("--losses", default="infonce,dsl", show_default=True, help="Comma list of losses.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma list of seeds.")
+@click.option(
+    "--experts",
+    "experts_groups",
+    help="camoe expert sets, ';'-separated groups of comma lists, e.g. 'fusion;action,entity,fusion,scene'.",
+)
+@click.option("--streams", "streams_list", help="camoe text streams to compare, e.g. pos,learned,eot.")
+@click.option("--gate", "gate_list", help="camoe gates to compare, e.g. single,uniform.")
+@click.option("--aux-weight", "aux_list", help="camoe auxiliary loss weights to compare, e.g. 0,0.5.")
+@click.option(
+    "--grid",
+    "grid_file",
+    type=click.Path(path_type=Path),
+    help="A grid TOML (axes and [train] options); replaces the axis options above.",
+)
+@click.option("--loss", default="dsl", hidden=True)
+@click.option("--head", default="meanp", hidden=True)
+def ablate(
+    heads: str,
+    losses: str,
+    seeds: str,
+    experts_groups: str | None,
+    streams_list: str | None,
+    gate_list: str | None,
+    aux_list: str | None,
+    grid_file: Path | None,
+    **kw: Any,
+) -> None:
+    """Run a grid of heads x losses x CAMoE alignment settings x seeds on one cache (one result per run)."""
+    from dataclasses import replace
+
+    from vtrbench.ablate import TRAIN_KEYS, Grid, load_grid, run_grid
+    from vtrbench.runner import RunSpec
+
+    if grid_file is not None:
+        grid = load_grid(grid_file)
+    else:
+        try:
+            aux = tuple(float(a) for a in _split_list(aux_list))
+        except ValueError:
+            raise VtrbenchError(f"--aux-weight takes numbers, got {aux_list!r}") from None
+        grid = Grid(
+            heads=_split_list(heads),
+            losses=_split_list(losses),
+            seeds=tuple(_parse_seeds(seeds)),
+            experts=tuple(
+                _split_list(g.replace(" ", "")) for g in (experts_groups or "").split(";") if g.strip()
+            ),
+            streams=_split_list(streams_list),
+            gate=_split_list(gate_list),
+            aux_weight=aux,
+            train={k: kw[k] for k in TRAIN_KEYS if kw.get(k) is not None},
+        )
+    from vtrbench.heads.base import list_heads
+    from vtrbench.losses.base import list_losses
+    from vtrbench.registry import unknown_name_message
+
+    for h in grid.heads:
+        if h not in list_heads() or h == "zeroshot":
+            raise VtrbenchError(unknown_name_message("head", h, [x for x in list_heads() if x != "zeroshot"]))
+    for loss in grid.losses:
+        if loss not in list_losses():
+            raise VtrbenchError(unknown_name_message("loss", loss, list_losses()))
+    base = RunSpec.from_cli(kw)
+    if grid_file is not None:
+        base = replace(base, **grid.train)
+    err = _console()
+    n = len(grid.points())
+    err.print(f"ablation grid: {n} runs on {base.cache_path} -> {base.results_dir}")
+    outcome = run_grid(grid, base, console=err, progress=not kw.get("quiet"))
+    err.print(
+        f"[green]grid done:[/] {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
+        f"{len(outcome.failed)} failed; grid saved as {outcome.grid_file}"
+    )
+    for desc, reason in outcome.failed:
+        err.print(f"  [red]failed[/] {desc}: {reason}")
+    if outcome.failed:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["md", "latex"]), default="md", show_default=True)
+@click.option("--output", type=click.Path(path_type=Path), help="Write to this file instead of the terminal.")
+@click.option("--layout", type=click.Choice(["paper", "pivot"]), default="paper", show_default=True)
+@click.option(
+    "--metric", default="t2v/R@1", show_default=True, help="Pivot cell / baseline difference metric."
+)
+@click.option("--rows", default="label", show_default=True, help="Pivot rows field.")
+@click.option("--cols", default="loss", show_default=True, help="Pivot columns field.")
+@click.option(
+    "--post", "posts", multiple=True, help="Post-processing blocks: raw, dsl, qbnorm [default: all]."
+)
+@click.option("--baseline", help="Row to difference against, with paired bootstrap 95% CIs.")
+@click.option("--allow-mixed", is_flag=True, help="Allow different caches/splits/protocols in one table.")
+@click.option("--n-boot", type=int, default=1000, show_default=True)
+@click.option("--standalone", is_flag=True, help="LaTeX: a complete compilable document.")
+@click.option("--plot", type=click.Path(path_type=Path), help="Also write a PNG figure (needs matplotlib).")
+def report(
+    paths: tuple[Path, ...],
+    fmt: str,
+    output: Path | None,
+    layout: str,
+    metric: str,
+    rows: str,
+    cols: str,
+    posts: tuple[str, ...],
+    baseline: str | None,
+    allow_mixed: bool,
+    n_boot: int,
+    standalone: bool,
+    plot: Path | None,
+) -> None:
+    """Result JSONs (files or folders) -> Markdown or LaTeX tables (mean ± std over seeds)."""
+    from vtrbench import report as rep
+
+    results = rep.load_results(paths)
+    built = rep.build_report(
+        results,
+        layout=layout,
+        metric=metric,
+        rows=rows,
+        cols=cols,
+        posts=posts or ("raw", "dsl", "qbnorm"),
+        baseline=baseline,
+        allow_mixed=allow_mixed,
+        n_boot=n_boot,
+    )
+    text = rep.render_markdown(built) if fmt == "md" else rep.render_latex(built, standalone=standalone)
+    if output is not None:
+        from vtrbench.results import atomic_write_text
+
+        atomic_write_text(output, text)
+        _console().print(f"wrote {output} ({len(results)} result files)")
+    elif fmt == "md":
+        from rich.markdown import Markdown
+
+        _out().print(Markdown(text))
+    else:
+        click.echo(text)
+    if plot is not None:
+        rep.plot_report(results, plot, allow_mixed=allow_mixed)
+        _console().print(f"wrote {plot}")
+
+
+@cli.command()
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("demo"),
+    show_default=True,
+    help="Folder for the synthetic videos, the cache, the results and the report.",
+)
+@click.option("--videos", type=int, default=128, show_default=True)
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--seeds", default="0,1", show_default=True)
+@click.option("--heads", default="meanp,seqtransf,camoe", show_default=True)
+@click.option("--losses", default="infonce,dsl", show_default=True)
+@click.option("--quiet", is_flag=True)
+def demo(output: Path, videos: int, epochs: int, seeds: str, heads: str, losses: str, quiet: bool) -> None:
+    """The embedded default: synthetic videos -> extract -> ablate -> report, offline, on a CPU."""
+    from vtrbench.demo import run_demo
+
+    run_demo(
+        output,
+        videos=videos,
+        epochs=epochs,
+        seeds=tuple(_parse_seeds(seeds)),
+        heads=_split_list(heads),
+        losses=_split_list(losses),
+        progress=not quiet,
+        console=_console(),
+        out=_out(),
+    )
 
 
 # ------------------------------------------------------------------ entry point

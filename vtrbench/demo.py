@@ -1,0 +1,156 @@
+"""``vtrbench demo``: the whole workflow on the synthetic dataset, offline, on a CPU.
+
+synthetic videos (PyAV) -> extract (vtrbench-tiny, random weights) -> ablation grid -> report.
+The training recipe is adapted to the small dataset (more epochs, higher learning
+rate, smaller batches than the MSR-VTT recipe) and printed with the results.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from vtrbench.errors import VtrbenchError
+
+DEMO_TRAIN = {"lr": 1e-3, "batch_size": 64, "qb_bank": 5000}
+
+REAL_DATA_COMMANDS = """\
+# The same on MSR-VTT with real CLIP weights (needs the videos, MSRVTT_data.json and network or a checkpoint):
+vtrbench extract --dataset msrvtt --annotations /data/msrvtt --video-root /data/msrvtt/videos \\
+    --model ViT-B-32 --pretrained openai            # or --pretrained /path/to/ViT-B-32.pt
+vtrbench eval   --cache features/msrvtt/<cache>.h5 --head zeroshot
+vtrbench ablate --cache features/msrvtt/<cache>.h5 --heads meanp,seqtransf,camoe --losses infonce,dsl \\
+    --seeds 0,1,2
+vtrbench report results/msrvtt --format md --baseline "meanp + infonce"
+"""
+
+
+def run_demo(
+    output: Path,
+    *,
+    videos: int = 128,
+    epochs: int = 30,
+    seeds: tuple[int, ...] = (0, 1),
+    heads: tuple[str, ...] = ("meanp", "seqtransf", "camoe"),
+    losses: tuple[str, ...] = ("infonce", "dsl"),
+    progress: bool = True,
+    console: Any = None,
+    out: Any = None,
+) -> Path:
+    """Run the demo into ``output``; returns the path of the Markdown report."""
+    import warnings
+    from dataclasses import replace
+
+    from rich.progress import Progress
+
+    from vtrbench.ablate import Grid, run_grid
+    from vtrbench.config import ExtractConfig
+    from vtrbench.datasets import load_dataset
+    from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
+    from vtrbench.report import build_report, load_results, render_markdown
+    from vtrbench.results import atomic_write_text
+    from vtrbench.runner import RunSpec, run_eval
+    from vtrbench.synthetic import SynthConfig, render_dataset
+
+    if videos < 16:
+        raise VtrbenchError("the demo needs at least 16 videos")
+    output = Path(output)
+    say = console.print if console is not None else print
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    say(
+        "[bold]vtrbench demo[/]: synthetic videos + RANDOM tiny CLIP weights. The numbers below show "
+        "that the pipeline and the heads work; they are NOT comparable to any paper."
+    )
+
+    data_dir = output / "synthetic"
+    with Progress(console=console, disable=not progress, transient=True) as bar:
+        task = bar.add_task("1/4 rendering videos", total=videos)
+        render_dataset(
+            SynthConfig(videos=videos, seed=0),
+            data_dir,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    timings["render"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    index = load_dataset("synthetic", data_dir, None)
+    cfg = ExtractConfig(
+        dataset="synthetic",
+        dataset_fingerprint=dataset_fingerprint(index),
+        model="vtrbench-tiny",
+        pretrained="none",
+        max_frames=index.max_frames,
+        image_size=64,
+        max_words=index.max_words,
+    )
+    cache = output / "features" / "synthetic_vtrbench-tiny_none.h5"
+    say("2/4 extracting features (vtrbench-tiny, random weights)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        summary = extract_features(
+            index, cfg, cache, RunOptions(progress=progress, overwrite=False), console=console
+        )
+    timings["extract"] = time.perf_counter() - t1
+    if summary.failed:
+        raise VtrbenchError(f"{len(summary.failed)} synthetic videos failed to decode: {summary.failed}")
+
+    t2 = time.perf_counter()
+    results = output / "results"
+    common = dict(device="cpu", results_dir=results, overwrite="never", progress=False)
+    eval_kw = dict(
+        test_split=None,
+        train_split=None,
+        v2t_protocol="clip4clip",
+        dsl_tau=1.0,
+        qb_bank=5000,
+        qb_beta=20.0,
+        device="cpu",
+        results_dir=results,
+        overwrite="never",
+    )
+    run_eval(cache, checkpoint=None, console=console, **eval_kw)
+    grid = Grid(heads=heads, losses=losses, seeds=seeds, train={"epochs": epochs, **DEMO_TRAIN})
+    base = replace(
+        RunSpec(cache_path=cache, head=heads[0], loss=losses[0], epochs=epochs, **DEMO_TRAIN), **common
+    )
+    say(
+        f"3/4 training {len(grid.points())} runs ({', '.join(heads)} x {', '.join(losses)} x seeds "
+        f"{', '.join(map(str, seeds))}; {epochs} epochs, lr {DEMO_TRAIN['lr']}, "
+        f"batch {DEMO_TRAIN['batch_size']})"
+    )
+    outcome = run_grid(grid, base, console=console, progress=progress)
+    timings["train"] = time.perf_counter() - t2
+    if outcome.failed:
+        raise VtrbenchError(f"{len(outcome.failed)} demo runs failed: {outcome.failed[0]}")
+
+    say("4/4 report")
+    loaded = load_results([results])
+    text = render_markdown(
+        build_report(
+            loaded,
+            layout="paper",
+            baseline="meanp + infonce" if "meanp" in heads and "infonce" in losses else None,
+        )
+    )
+    timings["total"] = time.perf_counter() - t0
+    footer = (
+        "\n\nDemo timings (s): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
+        + "\n\nThese numbers come from synthetic videos and a RANDOMLY INITIALISED tiny CLIP: they "
+        "prove that the pipeline learns (zeroshot is near chance, trained heads are far above it, and the "
+        "temporal heads beat mean pooling on order-dependent captions), not how well any method does on "
+        "real data.\n\n"
+        "```\n" + REAL_DATA_COMMANDS + "```\n"
+    )
+    report_path = output / "report.md"
+    atomic_write_text(report_path, text + footer)
+    if out is not None:
+        from rich.markdown import Markdown
+
+        out.print(Markdown(text + footer))
+    else:
+        print(text + footer)
+    say(f"report written to {report_path}")
+    return report_path
