@@ -220,8 +220,8 @@ def _resolve_device(device: str) -> str:
 @click.option("--videos", type=int, default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", type=int, help="Frame width/height in pixels.")
-@click.option("--seconds", type=float, help="Clip length.")
-@click.option("--fps", "video_fps", type=float, help="Frame rate of the rendered videos.")
+@click.option("--seconds", type=int, help="Clip length in seconds.")
+@click.option("--fps", "video_fps", type=int, help="Frame rate of the rendered videos (integer).")
 @click.option("--captions-per-video", type=int)
 @click.option("--quiet", is_flag=True)
 def synth(
@@ -229,8 +229,8 @@ def synth(
     videos: int,
     seed: int,
     size: int | None,
-    seconds: float | None,
-    video_fps: float | None,
+    seconds: int | None,
+    video_fps: int | None,
     captions_per_video: int | None,
     quiet: bool,
 ) -> None:
