@@ -1,0 +1,296 @@
+"""Retrieval metrics: similarity -> rank of the ground truth -> R@K, MdR, MnR.
+
+Pure functions on numpy arrays or torch tensors (CPU or CUDA). Counting is done
+in torch on the input's device; what comes back is numpy on the CPU.
+
+Orientation: a similarity matrix ``sim`` always has the test captions as rows and
+the test videos as columns, shape ``(Nq, Nv)``; ``query_video[i]`` is the column
+(gallery index) of caption ``i``'s video. ``v2t_metrics`` takes the same matrix
+and ranks along the other axis.
+
+NOTE: Ties. Scores that are exactly equal are broken uniformly at random, and
+vtrbench reports the *expectation* over that randomness instead of drawing one
+order. For one query let ``g`` be the number of wrong items scoring strictly
+above the best correct item, ``t`` the number of wrong items scoring exactly the
+same, and ``c`` the number of correct items at that score (``c = 1`` except in
+the ``any-caption`` v2t protocol). Then the stored rank is its expected value
+``1 + g + t / (c + 1)`` and R@K averages ``P(rank <= K)`` over queries; for
+``c = 1`` that is ``clip((K - g) / (t + 1), 0, 1)``. Without ties this is the
+ordinary rank and equals CLIP4Clip's ``compute_metrics``. A constant similarity
+gives chance level (R@K = K / N), where "first match" rank code reports 100 %, and
+every query weighs the same, where CLIP4Clip's code counts a query with ``t`` ties
+``t + 1`` times. MdR and MnR are the median (``np.median``) and the mean of the
+expected ranks.
+
+NOTE: Multiple captions per video. Text-to-video: every caption is a query over
+the videos. Video-to-text, two named protocols:
+
+- ``clip4clip`` (default): the score of video ``v`` for the caption group of
+  video ``u`` is the maximum over ``u``'s captions, giving a ``V x V`` matrix in
+  which ``u = v`` is ranked among the ``V`` groups. With one caption per video
+  this is the plain transposed ranking.
+- ``any-caption``: the rank, among all ``Nq`` captions, of the best-ranked correct
+  caption; the other correct captions are not counted as competitors.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from vtrbench.errors import VtrbenchError
+from vtrbench.registry import unknown_name_message
+
+TIE_POLICY = (
+    "expected rank under uniformly random tie-breaking: rank = 1 + g + t/(c+1), R@K = mean P(rank <= K); "
+    "g = wrong items scoring above the best correct item, t = wrong items tied with it, c = correct items "
+    "tied at that score (c = 1 except v2t any-caption), so P(rank <= K) = clip((K-g)/(t+1), 0, 1) for c = 1; "
+    "MdR = np.median, MnR = mean of the expected ranks; without ties identical to CLIP4Clip compute_metrics"
+)
+RECALL_KS = (1, 5, 10, 50)
+V2T_PROTOCOLS = ("clip4clip", "any-caption")
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+class TieCounts(NamedTuple):
+    """Per-query counts that determine the expected rank, each ``(N,)`` int64 numpy.
+
+    ``higher``: wrong items scoring strictly above the best correct item;
+    ``tied``: wrong items scoring exactly the same; ``tied_correct``: correct items
+    at that score (>= 1).
+    """
+
+    higher: np.ndarray
+    tied: np.ndarray
+    tied_correct: np.ndarray
+
+
+def as_tensor(x: ArrayLike, *, device: torch.device | None = None) -> torch.Tensor:
+    """numpy/torch -> torch tensor, zero-copy where possible, moved to ``device`` if given."""
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    if device is not None:
+        t = t.to(device)
+    return t
+
+
+def _as_scores(sim: ArrayLike) -> torch.Tensor:
+    s = as_tensor(sim).detach()
+    if s.ndim != 2:
+        raise VtrbenchError(f"a similarity matrix must be 2-D, got shape {tuple(s.shape)}")
+    if not torch.is_floating_point(s):
+        s = s.to(torch.float64)
+    # a sum is NaN whenever an entry is, and much cheaper than isnan().any() on big blocks
+    if torch.isnan(s.sum()) and torch.isnan(s).any():
+        raise VtrbenchError("the similarity matrix contains NaN; check the embeddings")
+    return s
+
+
+def _as_index(idx: ArrayLike, n: int, size: int, what: str, device: torch.device) -> torch.Tensor:
+    i = as_tensor(idx, device=device).detach()
+    if i.dtype.is_floating_point or i.dtype == torch.bool or i.ndim != 1 or i.shape[0] != n:
+        raise VtrbenchError(
+            f"{what} must be a 1-D integer array of length {n}, got {i.dtype} {tuple(i.shape)}"
+        )
+    i = i.to(torch.int64)
+    if n and (int(i.min()) < 0 or int(i.max()) >= size):
+        raise VtrbenchError(
+            f"{what} holds indices outside [0, {size}): min {int(i.min())}, max {int(i.max())}"
+        )
+    return i
+
+
+def _count(mask: torch.Tensor) -> torch.Tensor:
+    # int32 accumulation: summing a bool block as int64 is several times slower on CPU
+    return mask.sum(1, dtype=torch.int32)
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.int64).numpy()
+
+
+def gt_counts(scores: ArrayLike, gt: ArrayLike) -> TieCounts:
+    """Counts for queries with exactly one correct item.
+
+    Args:
+        scores: ``(N, M)`` scores, row = query, column = gallery item (higher = better).
+        gt: ``(N,)`` int, the column of each row's correct item.
+
+    Returns:
+        :class:`TieCounts` with ``tied_correct`` all 1.
+    """
+    s = _as_scores(scores)
+    g = _as_index(gt, s.shape[0], s.shape[1], "gt", s.device)
+    target = s.gather(1, g[:, None])
+    higher = _count(s > target)
+    tied = _count(s == target) - 1
+    return TieCounts(_to_numpy(higher), _to_numpy(tied), np.ones(s.shape[0], dtype=np.int64))
+
+
+def best_correct_counts(scores: ArrayLike, correct: ArrayLike) -> TieCounts:
+    """Counts for queries with one or more correct items; the best-scoring one is ranked.
+
+    Args:
+        scores: ``(N, M)`` scores, row = query.
+        correct: ``(N, M)`` bool, True where the item is correct; every row needs one.
+
+    Returns:
+        :class:`TieCounts`; correct items below the best one are not competitors.
+    """
+    s = _as_scores(scores)
+    m = as_tensor(correct, device=s.device).to(torch.bool)
+    if m.shape != s.shape:
+        raise VtrbenchError(f"correct mask shape {tuple(m.shape)} does not match scores {tuple(s.shape)}")
+    if s.shape[0] and not bool(m.any(1).all()):
+        raise VtrbenchError("every query needs at least one correct item")
+    best = s.masked_fill(~m, -torch.inf).amax(1, keepdim=True)
+    above, equal, wrong = s > best, s == best, ~m
+    return TieCounts(
+        _to_numpy(_count(above & wrong)), _to_numpy(_count(equal & wrong)), _to_numpy(_count(equal & m))
+    )
+
+
+def expected_ranks(counts: TieCounts) -> np.ndarray:
+    """``(N,)`` float64 expected rank (1 = best): ``1 + higher + tied / (tied_correct + 1)``."""
+    g, t, c = (np.asarray(a, dtype=np.float64) for a in counts)
+    return 1.0 + g + t / (c + 1.0)
+
+
+def expected_recall(counts: TieCounts, k: int) -> np.ndarray:
+    """``(N,)`` float64 probability that the rank is <= ``k`` under random tie-breaking.
+
+    With ``w = k - higher`` wrong items still allowed before a correct one, ``t``
+    tied wrong and ``c`` tied correct items: 0 if ``w <= 0``, 1 if ``w > t``, else
+    ``1 - C(t + c - w, c) / C(t + c, c)``, which is ``w / (t + 1)`` for ``c = 1``.
+    """
+    g, t, c = (np.asarray(a, dtype=np.int64) for a in counts)
+    w = k - g
+    out = np.clip(w / (t + 1.0), 0.0, 1.0)
+    multi = (c > 1) & (w > 0) & (w <= t)
+    if multi.any():
+        tm, cm, wm = t[multi], c[multi], w[multi]
+        none_in_first_w = np.ones(len(tm))
+        for j in range(int(cm.max())):
+            factor = (tm + cm - wm - j) / (tm + cm - j)
+            none_in_first_w = np.where(j < cm, none_in_first_w * factor, none_in_first_w)
+        out[multi] = 1.0 - none_in_first_w
+    return out
+
+
+def retrieval_metrics(counts: TieCounts, ks: tuple[int, ...] = RECALL_KS) -> dict[str, float]:
+    """``{"R@1", "R@5", "R@10", "R@50"}`` in percent (expected recall), then ``"MdR"`` and ``"MnR"``.
+
+    See the module note on ties: ranks are expected ranks, MdR is ``np.median``
+    (mean of the two middle values for an even count).
+    """
+    n = len(counts.higher)
+    if n == 0:
+        raise VtrbenchError("no queries to compute retrieval metrics on")
+    out = {f"R@{k}": float(100.0 * expected_recall(counts, k).mean()) for k in ks}
+    ranks = expected_ranks(counts)
+    out["MdR"] = float(np.median(ranks))
+    out["MnR"] = float(ranks.mean())
+    return out
+
+
+def rsum(t2v: dict[str, float], v2t: dict[str, float]) -> float:
+    """R@1 + R@5 + R@10 of both directions."""
+    return float(sum(d[f"R@{k}"] for d in (t2v, v2t) for k in (1, 5, 10)))
+
+
+def check_v2t_protocol(protocol: str) -> str:
+    """Return ``protocol`` if it is one of :data:`V2T_PROTOCOLS`, else raise with a suggestion."""
+    if protocol not in V2T_PROTOCOLS:
+        raise VtrbenchError(unknown_name_message("v2t protocol", str(protocol), list(V2T_PROTOCOLS)))
+    return protocol
+
+
+def group_max(scores: torch.Tensor, item_group: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Max over the columns of each group: ``(N, M)`` scores, ``(M,)`` int group -> ``(N, n_groups)``.
+
+    Groups without a column get ``-inf``. With exactly one column per group this is
+    a column permutation, done as a gather because it is cheaper than a scatter.
+    """
+    n, m = scores.shape
+    if m == n_groups:
+        first = torch.full((n_groups,), -1, dtype=torch.int64, device=scores.device)
+        first[item_group] = torch.arange(m, device=scores.device)
+        if bool((first >= 0).all()):
+            return scores.index_select(1, first)
+    out = torch.full((n, n_groups), -torch.inf, dtype=scores.dtype, device=scores.device)
+    return out.scatter_reduce_(1, item_group.expand(n, m), scores, reduce="amax", include_self=True)
+
+
+def v2t_counts(
+    video_scores: ArrayLike, videos: ArrayLike, caption_video: ArrayLike, protocol: str = "clip4clip"
+) -> TieCounts:
+    """Video-to-text counts for a block of query videos.
+
+    Args:
+        video_scores: ``(n, Nq)`` scores, row = query video, column = caption.
+        videos: ``(n,)`` int, the gallery index of each row's video.
+        caption_video: ``(Nq,)`` int, the video of each caption; every video in
+            ``0 .. max`` must own a caption for ``clip4clip``.
+        protocol: ``"clip4clip"`` or ``"any-caption"`` (module note).
+
+    Returns:
+        :class:`TieCounts` of the ``n`` query videos.
+    """
+    check_v2t_protocol(protocol)
+    s = _as_scores(video_scores)
+    cap = as_tensor(caption_video, device=s.device).to(torch.int64)
+    n_videos = int(cap.max()) + 1 if cap.numel() else 0
+    v = _as_index(videos, s.shape[0], n_videos, "videos", s.device)
+    if protocol == "clip4clip":
+        return gt_counts(group_max(s, cap, n_videos), v)
+    return best_correct_counts(s, cap[None, :] == v[:, None])
+
+
+def _check_query_video(sim: torch.Tensor, query_video: ArrayLike) -> torch.Tensor:
+    return _as_index(query_video, sim.shape[0], sim.shape[1], "query_video", sim.device)
+
+
+def t2v_metrics(sim: ArrayLike, query_video: ArrayLike) -> tuple[dict[str, float], np.ndarray]:
+    """Text-to-video metrics.
+
+    Args:
+        sim: ``(Nq, Nv)`` similarity, rows = captions (queries), columns = videos.
+        query_video: ``(Nq,)`` int, gallery index of each caption's video.
+
+    Returns:
+        ``(metrics, ranks)``: :func:`retrieval_metrics` dict and the ``(Nq,)``
+        float64 expected rank of each caption's video.
+    """
+    s = _as_scores(sim)
+    counts = gt_counts(s, _check_query_video(s, query_video))
+    return retrieval_metrics(counts), expected_ranks(counts)
+
+
+def v2t_metrics(
+    sim: ArrayLike, query_video: ArrayLike, protocol: str = "clip4clip"
+) -> tuple[dict[str, float], np.ndarray]:
+    """Video-to-text metrics from the same ``(Nq, Nv)`` caption x video matrix.
+
+    Args:
+        sim: ``(Nq, Nv)`` similarity, rows = captions, columns = videos.
+        query_video: ``(Nq,)`` int, gallery index of each caption's video; every
+            video needs at least one caption (it is a query).
+        protocol: ``"clip4clip"`` (max over each video's captions, V x V ranking)
+            or ``"any-caption"`` (rank of the best correct caption among all captions).
+
+    Returns:
+        ``(metrics, ranks)`` with ``(Nv,)`` ranks in video order.
+    """
+    check_v2t_protocol(protocol)
+    s = _as_scores(sim)
+    qv = _check_query_video(s, query_video)
+    missing = s.shape[1] - int(torch.unique(qv).numel())
+    if missing:
+        raise VtrbenchError(
+            f"v2t needs at least one caption per video; {missing} of {s.shape[1]} videos have none"
+        )
+    videos = torch.arange(s.shape[1], device=s.device)
+    counts = v2t_counts(s.T, videos, qv, protocol)
+    return retrieval_metrics(counts), expected_ranks(counts)
