@@ -163,6 +163,7 @@ def run_training(
         fit,
         load_split,
         save_checkpoint,
+        seed_everything,
     )
 
     _check_names(spec.head, spec.loss)
@@ -177,6 +178,7 @@ def run_training(
             except VtrbenchError:
                 pass  # an unreadable old file is replaced
         embed_dim = int(cache.attrs["embed_dim"])
+        seed_everything(seed)  # the head's initialisation is part of what the seed fixes
         head = create_head(spec.head, embed_dim=embed_dim, **spec.head_options)
         check_requirements(head, cache, spec.head)
         data = data if data is not None else {}

@@ -13,6 +13,7 @@ features at every real position are identical to padding to 77, and it is ~5x fa
 from __future__ import annotations
 
 import difflib
+import logging
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -89,7 +90,14 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
     quick_gelu = bool(open_clip.get_model_config(model_name).get("quick_gelu", False))
     path = Path(pretrained).expanduser()
     if random_weights:
-        model = open_clip.create_model(model_name, pretrained=None, device=device)
+        # open_clip logs "No pretrained weights loaded" on the root logger; vtrbench warns itself.
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            model = open_clip.create_model(model_name, pretrained=None, device=device)
+        finally:
+            root.setLevel(level)
         source = "random initialisation"
         warnings.warn(
             f"--pretrained none: {model_name} has RANDOM weights; its features are meaningless for real "
