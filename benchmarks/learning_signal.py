@@ -25,14 +25,21 @@ from typing import Any
 import numpy as np
 import torch
 
+TIE_TOL = 1e-5
+
 
 def pair_order_accuracy(
     text_emb: torch.Tensor, video_emb: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray
 ) -> float:
-    """Mean over captions of [s(c, own) > s(c, twin)] + 0.5 [s(c, own) == s(c, twin)]."""
-    own = (text_emb * video_emb[text_video]).sum(-1)
-    other = (text_emb * video_emb[torch.as_tensor(twin)[text_video]]).sum(-1)
-    return float(((own > other).double() + 0.5 * (own == other).double()).mean())
+    """Mean over captions of [s(c, own) > s(c, twin)] + 0.5 [s(c, own) == s(c, twin)].
+
+    Scores within ``TIE_TOL`` count as equal: mean pooling of the same frames summed in another
+    order differs only by float rounding (~1e-7), which must not read as a preference.
+    """
+    own = (text_emb * video_emb[text_video]).sum(-1).double()
+    other = (text_emb * video_emb[torch.as_tensor(twin)[text_video]]).sum(-1).double()
+    tie = (own - other).abs() <= TIE_TOL
+    return float(((own > other) & ~tie).double().add(0.5 * tie.double()).mean())
 
 
 def measure(
