@@ -167,7 +167,6 @@ def extract(
         batch_size=batch_size,
         workers=workers,
         video_chunk=chunk_size,
-        strict=strict,
         overwrite=overwrite,
         progress=not quiet,
     )
@@ -177,13 +176,7 @@ def extract(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        try:
-            summary = extract_features(index, cfg, out, opts, console=err)
-        except VtrbenchError as e:
-            if str(e).startswith("--strict"):
-                err.print(f"[red]error:[/] {e}")
-                raise SystemExit(1) from None
-            raise
+        summary = extract_features(index, cfg, out, opts, console=err)
     if summary.already_complete:
         err.print(f"[green]already complete:[/] {out} (same config {summary.config_hash[:8]}; nothing to do)")
     else:
@@ -195,8 +188,19 @@ def extract(
         )
         for reason, count in summary.failure_reasons().most_common():
             err.print(f"  failed ({count}): {reason}")
-        for vid, reason in list(summary.failed.items())[:5]:
-            err.print(f"    {vid}: {reason}")
+        shown = summary.failed if strict else dict(list(summary.failed.items())[:5])
+        for vid, reason in shown.items():
+            err.print(f"    {vid}: {reason}", highlight=False, markup=False)
+        if len(shown) < len(summary.failed):
+            err.print(f"    ... and {len(summary.failed) - len(shown)} more (vtrbench inspect {out})")
+    if strict and summary.failed:
+        names = ", ".join(summary.failed)
+        err.print(
+            f"[red]error:[/] --strict: {len(summary.failed)} video(s) failed ({names}); the cache was "
+            f"written to {out} with them marked failed",
+            highlight=False,
+        )
+        raise SystemExit(1)
     click.echo(str(out))
 
 

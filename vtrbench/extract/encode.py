@@ -29,6 +29,7 @@ from vtrbench.extract.tagging import WordRoles, bpe_with_spans, token_roles
 
 TINY_MODEL = "vtrbench-tiny"
 RANDOM_WEIGHTS = "none"
+RANDOM_WEIGHTS_SEED = 0
 _configs_registered = False
 
 
@@ -95,10 +96,15 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
         level = root.level
         root.setLevel(logging.ERROR)
         try:
-            model = open_clip.create_model(model_name, pretrained=None, device=device)
+            # Fixed seed, isolated from the caller's RNG: a resumed extraction must encode with the
+            # same random model as the run it continues.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_WEIGHTS_SEED)
+                model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+            model = model.to(device)
         finally:
             root.setLevel(level)
-        source = "random initialisation"
+        source = f"random initialisation (torch seed {RANDOM_WEIGHTS_SEED})"
         warnings.warn(
             f"--pretrained none: {model_name} has RANDOM weights; its features are meaningless for real "
             "benchmarks (fine for tests and the synthetic demo)",
@@ -108,7 +114,12 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
         if is_torchscript(path):
             # open_clip's loader uses torch.load(weights_only=True), which refuses TorchScript;
             # load_openai_model rebuilds the architecture from the state dict with QuickGELU.
-            model = open_clip.load_openai_model(str(path), precision="fp32", device=device)
+            try:
+                model = open_clip.load_openai_model(str(path), precision="fp32", device=device)
+            except (RuntimeError, KeyError, TypeError, AttributeError, ValueError) as e:
+                raise VtrbenchError(
+                    f"{path} is a TorchScript archive but not an OpenAI CLIP checkpoint: {_first_line(e)}"
+                ) from None
             quick_gelu = True
             source = f"OpenAI TorchScript checkpoint {path}"
             _check_arch(model, model_name, open_clip)

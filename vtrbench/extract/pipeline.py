@@ -49,7 +49,6 @@ class RunOptions:
     workers: int = -1  # decode processes; -1 = automatic, 0 = decode in the main process
     video_chunk: int = 64  # videos per part file (the unit of resume and sharding)
     text_chunk: int = 4096
-    strict: bool = False
     overwrite: bool = False
     progress: bool = True
 
@@ -109,8 +108,9 @@ def _lock(output: Path) -> Iterator[None]:
         try:
             yield
         finally:
+            # only the holder removes the lock file, whether the run succeeded or failed
+            lock_path.unlink(missing_ok=True)
             fcntl.flock(fh, fcntl.LOCK_UN)
-    lock_path.unlink(missing_ok=True)
 
 
 def extract_features(
@@ -174,12 +174,6 @@ def extract_features(
         _collect_failures(output, manifest, summary)
         assemble(output, manifest)
     summary.seconds = time.perf_counter() - t0
-    if opts.strict and summary.failed:
-        first = next(iter(summary.failed.items()))
-        raise VtrbenchError(
-            f"--strict: {len(summary.failed)} video(s) failed (first: {first[0]}: {first[1]}); "
-            f"the cache was written to {output} with them marked failed"
-        )
     return summary
 
 
@@ -272,7 +266,8 @@ class _DecodeJobs(torch.utils.data.Dataset):
             pixels = preprocess_frames(video.frames, c.image_size, out_dtype=self.out_dtype)
             return i, pixels, np.asarray(video.frame_index, dtype=np.int32), ""
         except DecodeError as e:
-            return i, None, None, str(e)
+            # the path is already in /videos/path; the stored error is the reason alone
+            return i, None, None, e.reason
         except Exception as e:  # a broken file must not stop the run; the reason is kept
             return i, None, None, f"unexpected error: {type(e).__name__}: {e}"
 
@@ -332,8 +327,7 @@ def _run_videos(
                     t = min(pix.shape[0], T)
                     chunk.mask[j, :t] = True
                     chunk.findex[j, :t] = fidx[:t]
-                    chunk.pending.append((j, pix[:t]))
-                    chunk.pending_frames += t
+                    chunk.add(j, pix[:t], device)
                     frames_done += t
                 if chunk.pending_frames >= batch:
                     chunk.flush(clip, device, config.patch_tokens, encode_frames)
@@ -363,6 +357,16 @@ class _ChunkArrays:
         self.patches: np.ndarray | None = None
         self.pending: list[tuple[int, torch.Tensor]] = []
         self.pending_frames = 0
+
+    def add(self, j: int, pixels: torch.Tensor, device: torch.device) -> None:
+        """Queue video ``j``'s (t, 3, S, S) frames for the next batch.
+
+        On CUDA the frames (pinned by the DataLoader) are copied to the GPU right away and
+        asynchronously, so the copy overlaps the wait for the next video; concatenating
+        pinned tensors on the host would give pageable memory and a synchronous copy.
+        """
+        self.pending.append((j, pixels.to(device, non_blocking=True)))
+        self.pending_frames += pixels.shape[0]
 
     def flush(self, clip: Any, device: torch.device, patch_tokens: bool, encode_frames: Any) -> None:
         if not self.pending:
