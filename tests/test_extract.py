@@ -186,7 +186,8 @@ def test_cached_features_equal_direct_encoding(synth_cache: Path, synth_dir: Pat
     """The cache holds fp16 copies of open_clip's encode_image / per-token text features.
 
     Both sides build the same fixed-seed random weights (conftest). The pipeline encodes
-    frames in batches of two videos, this test one video at a time: float32 results may differ in the last bits, hence the fp16-level tolerance.
+    frames in batches of two videos, this test one video at a time: float32 results may
+    differ in the last bits, hence the fp16-level tolerance.
     """
     from vtrbench.extract.decode import decode_video
     from vtrbench.extract.encode import encode_tokens, tokenize
