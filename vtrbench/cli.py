@@ -783,8 +783,8 @@ def report(
     show_default=True,
     help="Folder for the synthetic videos, the cache, the results and the report.",
 )
-@click.option("--videos", type=int, default=128, show_default=True)
-@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--videos", type=int, default=256, show_default=True)
+@click.option("--epochs", type=int, default=60, show_default=True)
 @click.option("--seeds", default="0,1", show_default=True)
 @click.option("--heads", default="meanp,seqtransf,camoe", show_default=True)
 @click.option("--losses", default="infonce,dsl", show_default=True)

@@ -29,8 +29,8 @@ vtrbench report results/msrvtt --format md --baseline "meanp + infonce"
 def run_demo(
     output: Path,
     *,
-    videos: int = 128,
-    epochs: int = 30,
+    videos: int = 256,
+    epochs: int = 60,
     seeds: tuple[int, ...] = (0, 1),
     heads: tuple[str, ...] = ("meanp", "seqtransf", "camoe"),
     losses: tuple[str, ...] = ("infonce", "dsl"),
