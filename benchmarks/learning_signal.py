@@ -18,7 +18,6 @@ import argparse
 import json
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,27 +53,13 @@ def measure(
     batch_size: int = 64,
 ) -> dict[str, Any]:
     from vtrbench.cache import FeatureCache
-    from vtrbench.config import ExtractConfig, TrainConfig
-    from vtrbench.datasets import load_dataset
-    from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
+    from vtrbench.config import TrainConfig
+    from vtrbench.demo import make_synthetic_cache
     from vtrbench.heads.base import create_head
-    from vtrbench.synthetic import SynthConfig, render_dataset
     from vtrbench.train import embed, evaluate_head, fit, load_split, seed_everything
 
+    cache_path, _ = make_synthetic_cache(workdir, videos=videos, workers=0)
     data_dir = workdir / "synthetic"
-    render_dataset(SynthConfig(videos=videos, seed=0), data_dir)
-    index = load_dataset("synthetic", data_dir, None)
-    cfg = ExtractConfig(
-        dataset="synthetic",
-        dataset_fingerprint=dataset_fingerprint(index),
-        model="vtrbench-tiny",
-        pretrained="none",
-        image_size=64,
-    )
-    cache_path = workdir / "cache.h5"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        extract_features(index, cfg, cache_path, RunOptions(progress=False, workers=0))
     meta = json.loads((data_dir / "meta.json").read_text())
     pair_of = {v["id"]: v["pair"] for v in meta["videos"]}
     out: dict[str, Any] = {"videos": videos, "epochs": epochs, "seeds": list(seeds), "loss": loss, "rows": {}}

@@ -179,22 +179,9 @@ def test_report_refuses_mixed_caches(run_cli: Callable[..., Any], tmp_path: Path
 @pytest.mark.slow
 def test_demo_end_to_end_reduced(run_cli: Callable[..., Any], tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    r = run_cli(
-        "demo",
-        "--output",
-        str(out),
-        "--videos",
-        "16",
-        "--epochs",
-        "1",
-        "--seeds",
-        "0",
-        "--heads",
-        "meanp,camoe",
-        "--losses",
-        "infonce,dsl",
-        "--quiet",
-    )
+    argv = ["demo", "--output", str(out), "--videos", "16", "--epochs", "1", "--seeds", "0",
+            "--heads", "meanp,camoe", "--losses", "infonce,dsl", "--quiet"]  # fmt: skip
+    r = run_cli(*argv)
     assert r.code == 0, r.err
     report = (out / "report.md").read_text()
     assert "RANDOMLY INITIALISED tiny CLIP" in report and "vtrbench extract --dataset msrvtt" in report
@@ -203,21 +190,6 @@ def test_demo_end_to_end_reduced(run_cli: Callable[..., Any], tmp_path: Path) ->
     # a second run reuses the videos, the cache and every finished result
     made = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix in (".mp4", ".h5")}
     made.update({p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")})
-    r = run_cli(
-        "demo",
-        "--output",
-        str(out),
-        "--videos",
-        "16",
-        "--epochs",
-        "1",
-        "--seeds",
-        "0",
-        "--heads",
-        "meanp,camoe",
-        "--losses",
-        "infonce,dsl",
-        "--quiet",
-    )
+    r = run_cli(*argv)
     assert r.code == 0, r.err
     assert {p: p.stat().st_mtime_ns for p in made} == made

@@ -26,6 +26,56 @@ vtrbench report results/msrvtt --format md --baseline "meanp + infonce"
 """
 
 
+def make_synthetic_cache(
+    output: Path,
+    *,
+    videos: int = 256,
+    seed: int = 0,
+    progress: bool = False,
+    console: Any = None,
+    workers: int = -1,
+) -> tuple[Path, Any]:
+    """Render the synthetic dataset into ``output/synthetic`` and extract it with the tiny random
+    CLIP into ``output/features``; both steps reuse what an earlier call already made.
+
+    Returns (cache path, extraction summary).
+    """
+    import warnings
+
+    from rich.progress import Progress
+
+    from vtrbench.config import ExtractConfig
+    from vtrbench.datasets import load_dataset
+    from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
+    from vtrbench.synthetic import SynthConfig, render_dataset
+
+    data_dir = Path(output) / "synthetic"
+    with Progress(console=console, disable=not progress, transient=True) as bar:
+        task = bar.add_task("rendering synthetic videos", total=videos)
+        render_dataset(
+            SynthConfig(videos=videos, seed=seed),
+            data_dir,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    index = load_dataset("synthetic", data_dir, None)
+    cfg = ExtractConfig(
+        dataset="synthetic",
+        dataset_fingerprint=dataset_fingerprint(index),
+        model="vtrbench-tiny",
+        pretrained="none",
+        max_frames=index.max_frames,
+        image_size=64,
+        max_words=index.max_words,
+    )
+    cache = Path(output) / "features" / "synthetic_vtrbench-tiny_none.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        summary = extract_features(
+            index, cfg, cache, RunOptions(progress=progress, workers=workers), console=console
+        )
+    return cache, summary
+
+
 def run_demo(
     output: Path,
     *,
@@ -39,19 +89,12 @@ def run_demo(
     out: Any = None,
 ) -> Path:
     """Run the demo into ``output``; returns the path of the Markdown report."""
-    import warnings
     from dataclasses import replace
 
-    from rich.progress import Progress
-
     from vtrbench.ablate import Grid, run_grid
-    from vtrbench.config import ExtractConfig
-    from vtrbench.datasets import load_dataset
-    from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
     from vtrbench.report import build_report, load_results, render_markdown
     from vtrbench.results import atomic_write_text
     from vtrbench.runner import RunSpec, run_eval
-    from vtrbench.synthetic import SynthConfig, render_dataset
 
     if videos < 16:
         raise VtrbenchError("the demo needs at least 16 videos")
@@ -64,35 +107,10 @@ def run_demo(
         "that the pipeline and the heads work; they are NOT comparable to any paper."
     )
 
-    data_dir = output / "synthetic"
-    with Progress(console=console, disable=not progress, transient=True) as bar:
-        task = bar.add_task("1/4 rendering videos", total=videos)
-        render_dataset(
-            SynthConfig(videos=videos, seed=0),
-            data_dir,
-            progress=lambda done, total: bar.update(task, completed=done),
-        )
-    timings["render"] = time.perf_counter() - t0
-
+    say("1/4 rendering the synthetic videos, 2/4 extracting them (vtrbench-tiny, random weights)")
     t1 = time.perf_counter()
-    index = load_dataset("synthetic", data_dir, None)
-    cfg = ExtractConfig(
-        dataset="synthetic",
-        dataset_fingerprint=dataset_fingerprint(index),
-        model="vtrbench-tiny",
-        pretrained="none",
-        max_frames=index.max_frames,
-        image_size=64,
-        max_words=index.max_words,
-    )
-    cache = output / "features" / "synthetic_vtrbench-tiny_none.h5"
-    say("2/4 extracting features (vtrbench-tiny, random weights)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        summary = extract_features(
-            index, cfg, cache, RunOptions(progress=progress, overwrite=False), console=console
-        )
-    timings["extract"] = time.perf_counter() - t1
+    cache, summary = make_synthetic_cache(output, videos=videos, progress=progress, console=console)
+    timings["render + extract"] = time.perf_counter() - t1
     if summary.failed:
         raise VtrbenchError(f"{len(summary.failed)} synthetic videos failed to decode: {summary.failed}")
 
