@@ -234,3 +234,38 @@ def test_val_fraction_records_validation_without_touching_test(cache: Path, tmp_
     r = _only_result(tmp_path)
     assert all("val" in h and 0 <= h["val"]["t2v/R@1"] <= 100 for h in r["history"])
     assert r["config"]["val_fraction"] == 0.25
+
+
+@pytest.mark.parametrize("name", ["zeroshot", "meanp", "seqtransf", "camoe"])
+def test_eot_only_text_table_gives_the_same_text_embeddings(name: str) -> None:
+    from vtrbench.heads.base import create_head
+    from vtrbench.train import SplitData, take, text_for
+
+    g = torch.Generator().manual_seed(0)
+    n, length, dim = 10, 7, 32
+    eot = torch.randint(1, length, (n,), generator=g)
+    mask = torch.arange(length)[None, :] <= eot[:, None]
+    text = {
+        "tokens": torch.randn(n, length, dim, generator=g).half(),
+        "token_mask": mask,
+        "eot": eot,
+        "noun_mask": mask & (torch.rand(n, length, generator=g) > 0.5),
+        "verb_mask": mask & (torch.rand(n, length, generator=g) > 0.5),
+    }
+    video = {
+        "frames": torch.randn(3, 4, dim, generator=g).half(),
+        "frame_mask": torch.ones(3, 4, dtype=torch.bool),
+    }
+    data = SplitData("x", video, text, torch.arange(n) % 3, torch.arange(3).numpy(), torch.arange(n).numpy())
+    torch.manual_seed(0)
+    head = create_head(name, embed_dim=dim).eval()
+    reduced = text_for(head, data)
+    idx = torch.arange(n)
+    with torch.no_grad():
+        full = head.encode_text(take(data.text, idx, torch.device("cpu")))
+        small = head.encode_text(take(reduced.text, idx, torch.device("cpu")))
+    torch.testing.assert_close(small, full, rtol=0, atol=1e-6)
+    if head.text_needs_tokens:
+        assert reduced is data
+    else:
+        assert reduced.text["tokens"].shape == (n, 1, dim)

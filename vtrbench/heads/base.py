@@ -43,6 +43,9 @@ class Head(nn.Module):
     trainable: bool = True
     #: Cache fields this head needs beyond frames/tokens (e.g. {"noun_mask", "verb_mask"}).
     requires: frozenset[str] = frozenset()
+    #: False for heads whose text side reads only the EOT feature: the trainer then keeps one
+    #: (N, D) row per caption instead of (N, L, D) tokens, 1/L of the bytes gathered per step.
+    text_needs_tokens: bool = True
 
     def __init__(self, embed_dim: int, logit_scale_init: float = 100.0) -> None:
         super().__init__()

@@ -38,6 +38,8 @@ class SeqTransfHead(Head):
     """Options: ``layers`` (4), ``heads`` (8, or the largest divisor of D below 8),
     ``max_frames`` (64), ``adapter`` (True, text side only)."""
 
+    text_needs_tokens = False  # text = adapted EOT feature only
+
     def __init__(
         self,
         embed_dim: int,

@@ -25,6 +25,8 @@ from vtrbench.heads.base import Batch, Head, register_head
 class ZeroShotHead(Head):
     """No parameters besides the base logit scale, which does not change any ranking."""
 
+    text_needs_tokens = False  # text = adapted EOT feature only
+
     trainable = False
 
     def __init__(self, embed_dim: int, **unknown: Any) -> None:

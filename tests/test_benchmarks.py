@@ -1,0 +1,139 @@
+"""Smoke runs of the benchmark scripts at tiny sizes: they run, print their tables with the
+ratio columns, and the raw numbers they save are consistent with what they print."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"vtrbench_benchmark_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # so that worker processes can unpickle its functions
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_common_table_and_memory() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(BENCH))
+    text = _common.print_table("T", ["a", "ratio"], [["x", 0.12345], ["y", None]])
+    lines = text.strip().splitlines()
+    assert lines[0] == "T"
+    assert lines[2].split("|")[1:3] == [" a ", " ratio "]
+    assert "0.123" in lines[4] and lines[5].split("|")[2].strip() == "-"
+    assert _common.target_verdict(0.95, 0.9) == "pass"
+    assert _common.target_verdict(0.45, 0.9) == "MISS by 50%"
+    assert _common.target_verdict(0.2, 0.1, at_most=True) == "MISS by 100%"
+    with _common.PeakMemory() as mem:
+        block = bytearray(64 * _common.MiB)
+        block[::4096] = b"x" * len(block[::4096])  # touch every page
+    if mem.rss_above_start is not None:
+        assert mem.rss_above_start >= 60 * _common.MiB
+    del block
+
+
+def test_extract_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("av")
+    pytest.importorskip("open_clip")
+    extract = load("extract")
+    out = tmp_path / "extract.json"
+    payload = extract.main(
+        [
+            "--models", "vtrbench-tiny",
+            "--videos", "2",
+            "--width", "64",
+            "--height", "48",
+            "--fps", "10",
+            "--seconds", "3",
+            "--repeat", "2",
+            "--workers", "1",
+            "--device", "cpu",
+            "--video-dir", str(tmp_path / "videos"),
+            "--reference-videos", str(tmp_path / "none"),
+            "--json", str(out),
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    for column in ("frames/s", "pipeline / bound", "pipeline / slower stage", "pipeline / naive"):
+        assert column in printed
+    assert "naive (CLIP4Clip-style)" in printed and "Targets (issue #5)" in printed
+    saved = json.loads(out.read_text())
+    r = saved["results"][0]
+    # 3 s at 10 fps, one frame per second: 3 frames per video, the same count on every path;
+    # the pipeline sees each of the 2 files twice (--repeat 2), the naive path once.
+    assert r["frames"] == 2 * 2 * 3 and r["naive_frames"] == saved["decode_only"]["frames"] == 2 * 3
+    assert r["ratio"]["pipeline/bound"] == pytest.approx(r["fps"]["pipeline"] / r["fps"]["bound"])
+    assert r["fps"]["bound"] == pytest.approx(r["frames"] / (r["stage1_s"] + r["stage2_s"]))
+    # Same frames, same model: the naive path and the pipeline agree up to PIL rounding.
+    assert r["naive_agreement_cos"] > 0.99
+    assert payload["results"][0]["model"] == "vtrbench-tiny"
+
+
+def test_train_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = load("train")
+    out = tmp_path / "train.json"
+    train.main(
+        [
+            "--heads", "meanp,seqtransf,camoe",
+            "--videos", "16",
+            "--captions-per-video", "4",
+            "--dim", "32",
+            "--batch", "16",
+            "--steps", "2",
+            "--min-seconds", "0",
+            "--repeats", "1",
+            "--device", "cpu",
+            "--json", str(out),
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    for column in ("s/epoch", "pairs/s", "input overhead", "time in take", "/ split size"):
+        assert column in printed
+    assert "(extrapolated x4)" in printed
+    saved = json.loads(out.read_text())
+    assert [r["head"] for r in saved["results"]] == ["meanp", "seqtransf", "camoe"]
+    split_bytes = 16 * 12 * 32 * 2 + 16 * 12 + 64 * 32 * 32 * 2 + 3 * 64 * 32 + 64 * 8
+    assert saved["setup"]["split_bytes"] == split_bytes
+    for r in saved["results"]:
+        assert r["steps"] == 2 and r["full_epoch_steps"] == 4
+        assert r["epoch_s"] == pytest.approx(r["s_per_step"] * 4)
+        assert r["footprint_ratio"] == pytest.approx(r["footprint"] / split_bytes)
+
+
+def test_eval_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("eval")
+    out = tmp_path / "eval.json"
+    bench.main(["--sizes", "100,300", "--chunk", "32", "--bank", "50", "--device", "cpu", "--json", str(out)])
+    printed = capsys.readouterr().out
+    for column in ("peak / dense", "peak / (chunk x gallery x 8 B)", "dense fp32 matrix (MiB)"):
+        assert column in printed
+    saved = json.loads(out.read_text())
+    assert [(r["n_queries"], r["post"]) for r in saved["results"]] == [
+        (n, p) for n in (100, 300) for p in ("raw", "dsl", "qbnorm")
+    ]
+    for r in saved["results"]:
+        assert r["dense_fp32_bytes"] == r["n_queries"] * r["n_gallery"] * 4
+        assert 0.0 <= r["t2v_R@1"] <= 100.0
+
+
+def test_train_benchmark_runs_cheap_heads_longer(capsys: pytest.CaptureFixture[str]) -> None:
+    train = load("train")
+    argv = ["--heads", "meanp", "--videos", "16", "--captions-per-video", "4", "--dim", "32", "--batch", "16"]
+    payload = train.main([*argv, "--steps", "1", "--min-seconds", "1e6", "--repeats", "1", "--device", "cpu"])
+    (r,) = payload["results"]
+    # A minimum time no epoch can fill: the whole epoch (64 // 16 steps) is run and said to be measured.
+    assert r["steps"] == r["full_epoch_steps"] == 4 and not r["extrapolated"]
+    assert "(measured)" in capsys.readouterr().out
