@@ -87,7 +87,7 @@ def discover(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(q for q in p.rglob("*.json") if not q.name.startswith(".") and q.name != "grid.json")
+            found.extend(q for q in p.rglob("*.json") if not q.name.startswith("."))
         elif p.is_file():
             found.append(p)
         else:

@@ -161,7 +161,6 @@ def extract_features(
             pdir.mkdir(parents=True, exist_ok=True)
             manifest.save(manifest_path)
         todo = missing_parts(output, manifest)
-        n_chunks = len(manifest.chunks("videos"))
         summary.resumed = sum(
             e - s for k, (s, e) in enumerate(manifest.chunks("videos")) if k not in set(todo["videos"])
         )
@@ -170,7 +169,6 @@ def extract_features(
                 clip = _load_clip(config, opts.device)
             _run_videos(clip, manifest, config, output, todo["videos"], opts, summary, console)
             _run_texts(clip, manifest, index, config, output, todo["texts"], opts, console)
-        del n_chunks
         _collect_failures(output, manifest, summary)
         assemble(output, manifest)
     summary.seconds = time.perf_counter() - t0
