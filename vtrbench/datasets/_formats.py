@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import pickle
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,22 @@ def read_json(path: Path) -> Any:
         return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+
+
+def read_jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON Lines file; errors name the line."""
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise AnnotationError(
+                f"{path}, line {line_no}: invalid JSON ({e.msg}, column {e.colno})"
+            ) from None
+        if not isinstance(obj, dict):
+            raise AnnotationError(f"{path}, line {line_no}: expected a JSON object")
+        yield line_no, obj
 
 
 def read_csv_columns(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:

@@ -17,10 +17,9 @@ JSONL::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from vtrbench.datasets._formats import IndexBuilder, read_csv_columns, read_text
+from vtrbench.datasets._formats import IndexBuilder, read_csv_columns, read_jsonl_objects
 from vtrbench.datasets.base import DatasetIndex, register_dataset
 from vtrbench.errors import AnnotationError
 
@@ -55,17 +54,7 @@ def _read_csv(path: Path) -> list[tuple[str, str, str]]:
 
 def _read_jsonl(path: Path) -> list[tuple[str, str, str]]:
     rows = []
-    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise AnnotationError(
-                f"{path}, line {line_no}: invalid JSON ({e.msg}, column {e.colno})"
-            ) from None
-        if not isinstance(obj, dict):
-            raise AnnotationError(f"{path}, line {line_no}: expected a JSON object")
+    for line_no, obj in read_jsonl_objects(path):
         for key in ("video", "caption"):
             value = obj.get(key)
             if not isinstance(value, str) or not value.strip():

@@ -10,11 +10,10 @@ described before anything is rendered.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from vtrbench.datasets._formats import read_json, read_text
+from vtrbench.datasets._formats import read_json, read_jsonl_objects
 from vtrbench.datasets.base import DatasetIndex, Split, TextEntry, VideoEntry, register_dataset
 from vtrbench.errors import AnnotationError
 from vtrbench.synthetic import (
@@ -98,17 +97,7 @@ def _read_videos(path: Path, meta: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _read_captions(path: Path, video_split: dict[str, str]) -> list[tuple[str, str, tuple[str, ...], str]]:
     texts = []
-    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise AnnotationError(
-                f"{path}, line {line_no}: invalid JSON ({e.msg}, column {e.colno})"
-            ) from None
-        if not isinstance(obj, dict):
-            raise AnnotationError(f"{path}, line {line_no}: expected a JSON object")
+    for line_no, obj in read_jsonl_objects(path):
         vid, caption, roles, split = (obj.get(k) for k in ("video", "caption", "roles", "split"))
         if vid not in video_split:
             raise AnnotationError(f"{path}, line {line_no}: key 'video' {vid!r} is not a video of meta.json")
