@@ -523,15 +523,23 @@ def train_options(f: Any) -> Any:
 )
 def train(seeds: str, save_checkpoint: Path | None, **kw: Any) -> None:
     """Train one head on a cache split, evaluate it on the test split, write one result JSON per seed."""
+    from vtrbench.cache import FeatureCache
     from vtrbench.runner import RunSpec, run_training
 
     spec = RunSpec.from_cli(kw)
-    for seed in _parse_seeds(seeds):
-        ckpt = Path(str(save_checkpoint).replace("{seed}", str(seed))) if save_checkpoint else None
-        if save_checkpoint and "{seed}" not in str(save_checkpoint) and len(_parse_seeds(seeds)) > 1:
-            ckpt = save_checkpoint.with_name(f"{save_checkpoint.stem}.s{seed}{save_checkpoint.suffix}")
-        outcome = run_training(spec, seed, checkpoint=ckpt, console=_console())
-        _print_outcome(outcome)
+    seed_list = _parse_seeds(seeds)
+    data: dict[str, Any] = {}  # the splits are read once for all seeds
+    with FeatureCache(spec.cache_path) as cache:
+        for seed in seed_list:
+            ckpt = None
+            if save_checkpoint is not None:
+                ckpt = Path(str(save_checkpoint).replace("{seed}", str(seed)))
+                if "{seed}" not in str(save_checkpoint) and len(seed_list) > 1:
+                    ckpt = save_checkpoint.with_name(
+                        f"{save_checkpoint.stem}.s{seed}{save_checkpoint.suffix}"
+                    )
+            outcome = run_training(spec, seed, checkpoint=ckpt, console=_console(), cache=cache, data=data)
+            _print_outcome(outcome)
 
 
 def _parse_seeds(value: str) -> list[int]:
