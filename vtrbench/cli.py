@@ -75,14 +75,20 @@ def default_cache_path(
 @click.option(
     "--output", type=click.Path(path_type=Path), help="Cache file [default: features/<dataset>/...h5]."
 )
-@click.option("--max-frames", type=int, help="Frames per video [default: dataset's, 12 or 64].")
+@click.option(
+    "--max-frames", type=click.IntRange(min=1), help="Frames per video [default: dataset's, 12 or 64]."
+)
 @click.option(
     "--fps", type=int, default=1, show_default=True, help="Frames sampled per second (CLIP4Clip rate)."
 )
 @click.option(
     "--sampling", type=click.Choice(["uniform", "head", "tail"]), default="uniform", show_default=True
 )
-@click.option("--max-words", type=int, help="Tokens per caption incl. SOT/EOT [default: 32; 64 paragraphs].")
+@click.option(
+    "--max-words",
+    type=click.IntRange(min=3),
+    help="Tokens per caption incl. SOT/EOT [default: 32; 64 paragraphs].",
+)
 @click.option("--patch-tokens", is_flag=True, help="Also store projected patch tokens (large).")
 @click.option(
     "--tagger",
@@ -92,11 +98,18 @@ def default_cache_path(
     help="Part-of-speech tagger for the noun/verb masks.",
 )
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, or auto.")
-@click.option("--batch-size", type=int, default=0, help="Frames per forward pass [default: auto].")
-@click.option("--workers", type=int, default=-1, help="Decode worker processes [default: auto; 0 = none].")
+@click.option(
+    "--batch-size", type=click.IntRange(min=0), default=0, help="Frames per forward pass [default: auto]."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=-1),
+    default=-1,
+    help="Decode worker processes [default: auto; 0 = none].",
+)
 @click.option(
     "--chunk-size",
-    type=int,
+    type=click.IntRange(min=1),
     default=64,
     show_default=True,
     help="Videos per part file: the unit of resume after a crash.",
@@ -221,7 +234,7 @@ def _resolve_device(device: str) -> str:
 
 @cli.command()
 @click.argument("out_dir", type=click.Path(path_type=Path))
-@click.option("--videos", type=int, default=64, show_default=True)
+@click.option("--videos", type=click.IntRange(min=4), default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", type=int, help="Frame width/height in pixels.")
 @click.option("--seconds", type=int, help="Clip length in seconds.")
@@ -429,19 +442,23 @@ def _shared_train_options() -> list[Any]:
             type=click.Path(path_type=Path),
             help="Feature cache made by `vtrbench extract`.",
         ),
-        click.option("--temperature", type=float, help="DSL training temperature [default: 1000, official]."),
+        click.option(
+            "--temperature",
+            type=click.FloatRange(min=0, min_open=True),
+            help="DSL training temperature [default: 1000, official].",
+        ),
         click.option(
             "--no-adapter", is_flag=True, help="Switch off the residual linear text/video adapters."
         ),
         click.option("--train-split", help="[default: the dataset's standard train split]"),
         click.option("--test-split", help="[default: the dataset's standard test split]"),
-        click.option("--epochs", type=int, default=5, show_default=True),
-        click.option("--batch-size", type=int, default=128, show_default=True),
-        click.option("--lr", type=float, default=1e-4, show_default=True),
-        click.option("--weight-decay", type=float, default=0.2, show_default=True),
+        click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True),
+        click.option("--weight-decay", type=click.FloatRange(min=0), default=0.2, show_default=True),
         click.option(
             "--val-fraction",
-            type=float,
+            type=click.FloatRange(min=0, max=1, max_open=True),
             default=0.0,
             show_default=True,
             help="Hold out this fraction of train videos for validation (never the test split).",
@@ -455,13 +472,21 @@ def _shared_train_options() -> list[Any]:
         ),
         click.option(
             "--dsl-tau",
-            type=float,
+            type=click.FloatRange(min=0, min_open=True),
             default=1.0,
             show_default=True,
             help="Inference DSL temperature on logit-scaled scores (transductive post-processing).",
         ),
-        click.option("--qb-bank", type=int, default=5000, show_default=True, help="QB-Norm query bank size."),
-        click.option("--qb-beta", type=float, default=20.0, show_default=True),
+        click.option(
+            "--qb-bank",
+            type=click.IntRange(min=1),
+            default=5000,
+            show_default=True,
+            help="QB-Norm query bank size.",
+        ),
+        click.option(
+            "--qb-beta", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True
+        ),
         click.option("--device", default="auto", show_default=True),
         click.option(
             "--results",
@@ -505,7 +530,9 @@ def train_options(f: Any) -> Any:
             click.option("--streams", help="camoe: pos (noun/verb masks), learned, eot [default: pos]."),
             click.option("--gate", help="camoe: single or uniform [default: single]."),
             click.option(
-                "--aux-weight", type=float, help="camoe: weight of per-expert auxiliary losses [default: 0]."
+                "--aux-weight",
+                type=click.FloatRange(min=0),
+                help="camoe: weight of per-expert auxiliary losses [default: 0].",
             ),
             *_shared_train_options(),
         ],
@@ -603,9 +630,9 @@ def _print_outcome(outcome: Any) -> None:
 @click.option(
     "--v2t-protocol", type=click.Choice(["clip4clip", "any-caption"]), default="clip4clip", show_default=True
 )
-@click.option("--dsl-tau", type=float, default=1.0, show_default=True)
-@click.option("--qb-bank", type=int, default=5000, show_default=True)
-@click.option("--qb-beta", type=float, default=20.0, show_default=True)
+@click.option("--dsl-tau", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--qb-bank", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option("--qb-beta", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option(
     "--results", "results_dir", type=click.Path(path_type=Path), default=RESULTS_ROOT, show_default=True
@@ -733,7 +760,7 @@ def ablate(
 )
 @click.option("--baseline", help="Row to difference against, with paired bootstrap 95% CIs.")
 @click.option("--allow-mixed", is_flag=True, help="Allow different caches/splits/protocols in one table.")
-@click.option("--n-boot", type=int, default=1000, show_default=True)
+@click.option("--n-boot", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete compilable document.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Also write a PNG figure (needs matplotlib).")
 def report(
@@ -791,8 +818,8 @@ def report(
     show_default=True,
     help="Folder for the synthetic videos, the cache, the results and the report.",
 )
-@click.option("--videos", type=int, default=256, show_default=True)
-@click.option("--epochs", type=int, default=60, show_default=True)
+@click.option("--videos", type=click.IntRange(min=16), default=256, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
 @click.option("--seeds", default="0,1", show_default=True)
 @click.option("--heads", default="meanp,seqtransf,camoe", show_default=True)
 @click.option("--losses", default="infonce,dsl", show_default=True)
