@@ -269,3 +269,17 @@ def test_eot_only_text_table_gives_the_same_text_embeddings(name: str) -> None:
         assert reduced is data
     else:
         assert reduced.text["tokens"].shape == (n, 1, dim)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--epochs", "0"), ("--batch-size", "1"), ("--lr", "-1"), ("--val-fraction", "1"), ("--dsl-tau", "0"),
+     ("--qb-bank", "0"), ("--qb-beta", "-2"), ("--temperature", "0")],
+)  # fmt: skip
+def test_numeric_options_are_range_checked(
+    cache: Path, tmp_path: Path, capsys, option: str, value: str
+) -> None:
+    code = main(["train", "--cache", str(cache), "--results", str(tmp_path), "--quiet", option, value])
+    err = capsys.readouterr().err
+    assert code == 2 and f"Invalid value for '{option}'" in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("*.json"))
