@@ -266,6 +266,7 @@ def embed(
     """(Nt, E) text and (Nv, E) video embeddings of a split."""
     dev = torch.device(device)
     head.to(dev).eval()
+    data = text_for(head, data)
     texts = [
         head.encode_text(take(data.text, torch.arange(s, min(s + batch, data.n_texts)), dev)).float().cpu()
         for s in range(0, data.n_texts, batch)
