@@ -225,3 +225,17 @@ def test_chunked_memory_stays_far_below_the_dense_matrix():
     dense_bytes = 12000 * 12000 * 4  # one float32 similarity matrix: 549 MiB
     assert int(grown) < dense_bytes / 4, f"peak RSS grew {int(grown) / 2**20:.0f} MiB"
     assert 0 < float(r1) < 100
+
+
+def test_progress_counts_every_ranked_query_once() -> None:
+    g = torch.Generator().manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(23, 8, generator=g), dim=-1)
+    video = torch.nn.functional.normalize(torch.randn(9, 8, generator=g), dim=-1)
+    qv = torch.arange(23) % 9
+    seen: list[int] = []
+    with_progress = evaluate_embeddings(
+        text, video, qv, logit_scale=100.0, chunk_size=4, progress=seen.append
+    )
+    plain = evaluate_embeddings(text, video, qv, logit_scale=100.0, chunk_size=4)
+    assert sum(seen) == 23 + 9 and max(seen) <= 4
+    assert with_progress["metrics"] == plain["metrics"]

@@ -170,10 +170,12 @@ def rank_queries(
     tau: float,
     beta: float,
     chunk_size: int,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, TieCounts]:
     """Score ``(Nq, E)`` queries against the ``(M, E)`` gallery chunk by chunk; counts per post-processing.
 
-    ``counter(scores, rows)`` turns the ``(n, M)`` scores of query rows ``rows`` into counts.
+    ``counter(scores, rows)`` turns the ``(n, M)`` scores of query rows ``rows`` into counts;
+    ``progress(n)`` (optional) is told after each chunk how many query rows it ranked.
     """
     # Filled in place: keeping small per-chunk arrays alive between the large chunk blocks
     # fragments the heap, and glibc then grows the process by about one block per chunk.
@@ -183,6 +185,8 @@ def rank_queries(
         for p in posts:
             scores = postprocess(raw, p, norm, logit_scale=logit_scale, tau=tau, beta=beta)
             out[p][:, rows] = counter(scores, rows)
+        if progress is not None:
+            progress(rows.stop - rows.start)
     return {p: TieCounts(*counts) for p, counts in out.items()}
 
 
@@ -247,6 +251,7 @@ def evaluate_embeddings(
     v2t_protocol: str = "clip4clip",
     chunk_size: int = 1024,
     postprocessing: Sequence[str] = ("raw", "dsl", "qbnorm"),
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Text-to-video and video-to-text metrics of a test split, for each post-processing.
 
@@ -267,6 +272,8 @@ def evaluate_embeddings(
         chunk_size: query rows scored at once; peak memory is a few float64
             ``chunk_size x max(Nq, Nv)`` blocks.
         postprocessing: any of ``"raw"``, ``"dsl"``, ``"qbnorm"``.
+        progress: optional ``progress(n)`` called as query rows are ranked (``Nq + Nv`` in all),
+            for a progress bar on large galleries.
 
     Returns:
         ``{"metrics": {post: {"t2v": {...}, "v2t": {...}, "RSum": float}},
@@ -326,8 +333,8 @@ def evaluate_embeddings(
             videos = torch.arange(rows.start, rows.stop, device=scores.device)
             return v2t_counts(scores, videos, qv, protocol)
 
-        t2v = rank_queries(text, video, t2v_counter, posts, t2v_norm, **opts)
-        v2t = rank_queries(video, text, v2t_counter, posts, v2t_norm, **opts)
+        t2v = rank_queries(text, video, t2v_counter, posts, t2v_norm, progress=progress, **opts)
+        v2t = rank_queries(video, text, v2t_counter, posts, v2t_norm, progress=progress, **opts)
 
     metrics: dict[str, Any] = {}
     ranks: dict[str, Any] = {}

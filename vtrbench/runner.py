@@ -201,22 +201,23 @@ def run_training(
             disable=not spec.progress,
             transient=True,
         )
-        t0 = time.perf_counter()
         with progress:
+            t0 = time.perf_counter()
             history = fit(head, train, config, seed, device=spec.device, progress=progress, val=val)
-        train_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        evaluation = evaluate_head(
-            head,
-            test,
-            device=spec.device,
-            bank=train,
-            bank_size=config.qb_bank,
-            dsl_tau=config.dsl_tau,
-            qb_beta=config.qb_beta,
-            v2t_protocol=config.v2t_protocol,
-        )
-        eval_s = time.perf_counter() - t1
+            train_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            evaluation = evaluate_head(
+                head,
+                test,
+                device=spec.device,
+                bank=train,
+                bank_size=config.qb_bank,
+                dsl_tau=config.dsl_tau,
+                qb_beta=config.qb_beta,
+                v2t_protocol=config.v2t_protocol,
+                progress=progress,
+            )
+            eval_s = time.perf_counter() - t1
         pairs = sum(h["pairs_per_s"] * h["seconds"] for h in history)
         timing = {
             "train_s": round(train_s, 3),

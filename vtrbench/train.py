@@ -289,8 +289,12 @@ def evaluate_head(
     qb_beta: float = 20.0,
     v2t_protocol: str = "clip4clip",
     postprocessing: tuple[str, ...] = ("raw", "dsl", "qbnorm"),
+    progress: Any = None,
 ) -> dict[str, Any]:
-    """Metrics of ``head`` on ``test`` (see vtrbench.evaluate.evaluate_embeddings)."""
+    """Metrics of ``head`` on ``test`` (see vtrbench.evaluate.evaluate_embeddings).
+
+    ``progress``: an optional rich Progress; the ranking pass shows as one task on it.
+    """
     from vtrbench.evaluate import evaluate_embeddings
 
     text_emb, video_emb = embed(head, test, device=device)
@@ -321,11 +325,19 @@ def evaluate_head(
         qb_beta=qb_beta,
         v2t_protocol=v2t_protocol,
         postprocessing=posts,
+        progress=_eval_task(progress, test),
     )
     gates = gate_statistics(head, test, device=device)
     if gates is not None:
         out["gate"] = gates
     return out
+
+
+def _eval_task(progress: Any, data: SplitData) -> Callable[[int], None] | None:
+    if progress is None:
+        return None
+    task = progress.add_task("eval", total=data.n_texts + data.n_videos, info="ranking queries")
+    return lambda n: progress.update(task, advance=n)
 
 
 @torch.no_grad()
