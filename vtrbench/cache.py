@@ -198,6 +198,27 @@ def _copy_parts(cache_path: Path, group: h5py.Group, kind: str, chunks: Sequence
 # --------------------------------------------------------------------------- reading
 
 
+READ_BLOCK_ROWS = 4096
+
+
+def _read_blocks(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+    """``ds[rows]`` for sorted unique ``rows``, read as contiguous blocks.
+
+    h5py turns a fancy index into one selection per row, which is several times slower
+    than slicing (11 s vs 2.4 s for 98k of 100k rows of 32x64 fp16 here); reading each
+    touched block of ``READ_BLOCK_ROWS`` rows as a slice and picking rows in numpy keeps
+    memory bounded by one block and costs at most one block of extra reads per block.
+    """
+    out = np.empty((rows.size, *ds.shape[1:]), dtype=ds.dtype)
+    blocks = rows // READ_BLOCK_ROWS
+    starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]])
+    ends = np.r_[starts[1:], rows.size]
+    for s, e in zip(starts, ends, strict=True):
+        lo, hi = int(rows[s]), int(rows[e - 1]) + 1
+        out[s:e] = ds[lo:hi][rows[s:e] - lo]
+    return out
+
+
 class FeatureCache:
     """Read access to a finished cache. Use as a context manager or call close()."""
 
@@ -272,7 +293,7 @@ class FeatureCache:
         if uniq.size == ds.shape[0] and uniq[0] == 0:
             data = ds[:]
         else:
-            data = ds[uniq]
+            data = _read_blocks(ds, uniq)
         out = np.empty((rows.size, *ds.shape[1:]), dtype=data.dtype)
         out[order] = data[inverse]
         return out
