@@ -457,3 +457,16 @@ def test_plot_report_without_matplotlib(results, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(VtrbenchError, match=r"matplotlib is not installed: pip install 'vtrbench\[plot\]'"):
         plot_report(results, tmp_path / "x.png")
+
+
+def test_results_missing_failed_test_videos_are_flagged() -> None:
+    import copy
+
+    from vtrbench.report import build_report, load_results, render_markdown
+
+    results = load_results([Path(__file__).parent / "fixtures" / "results" / "msrvtt"])
+    changed = copy.deepcopy(results)
+    for r in changed:
+        r["protocol"]["excluded_failed_videos"] = 7
+    assert "failed to decode" not in render_markdown(build_report(results))
+    assert "7 test videos failed to decode" in render_markdown(build_report(changed))

@@ -611,6 +611,12 @@ def _print_outcome(outcome: Any) -> None:
         cells = [f"{m[d][k]:.1f}" for d in ("t2v", "v2t") for k in ("R@1", "R@5", "R@10", "MdR", "MnR")]
         table.add_row(name, *cells, f"{m['RSum']:.1f}")
     out.print(table)
+    excluded = r["protocol"].get("excluded_failed_videos") or 0
+    if excluded:
+        out.print(
+            f"[bold yellow]warning:[/] {excluded} test videos failed to decode and were left out with their "
+            "captions: this is not the full test split (see `vtrbench inspect` on the cache)."
+        )
     if r["cache"].get("random_weights"):
         out.print(
             "[yellow]note:[/] the cache was made with RANDOM CLIP weights: these numbers are not "

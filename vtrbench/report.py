@@ -605,6 +605,14 @@ def build_report(
     warnings = check_comparable(results, allow_mixed=allow_mixed)
     if any((r.get("cache") or {}).get("random_weights") for r in results):
         warnings.insert(0, RANDOM_WEIGHTS_NOTE)
+    excluded = sorted(
+        {int((r.get("protocol") or {}).get("excluded_failed_videos") or 0) for r in results} - {0}
+    )
+    if excluded:
+        warnings.append(
+            f"{'/'.join(map(str, excluded))} test videos failed to decode and were left out with their "
+            "captions: these numbers are not on the full test split"
+        )
     frame = results_frame(results)
     if layout == "pivot":
         allowed = [c for c in frame.columns if c not in METRIC_COLUMNS and c not in ("result", "path")]
