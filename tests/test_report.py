@@ -460,8 +460,6 @@ def test_plot_report_without_matplotlib(results, tmp_path, monkeypatch):
 
 
 def test_results_missing_failed_test_videos_are_flagged() -> None:
-    import copy
-
     from vtrbench.report import build_report, load_results, render_markdown
 
     results = load_results([Path(__file__).parent / "fixtures" / "results" / "msrvtt"])
