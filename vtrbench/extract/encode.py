@@ -79,16 +79,8 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
     """
     import open_clip
 
-    _register_configs()
-    available = open_clip.list_models()
-    if model_name not in available:
-        close = difflib.get_close_matches(model_name, available, n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise VtrbenchError(
-            f"unknown model {model_name!r}{hint} (see `vtrbench models` for the {len(available)} available)"
-        )
     random_weights = pretrained in ("none", "")
-    quick_gelu = bool(open_clip.get_model_config(model_name).get("quick_gelu", False))
+    quick_gelu = bool(model_config(model_name).get("quick_gelu", False))
     path = Path(pretrained).expanduser()
     if random_weights:
         # open_clip logs "No pretrained weights loaded" on the root logger; vtrbench warns itself.
@@ -122,7 +114,7 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
                 ) from None
             quick_gelu = True
             source = f"OpenAI TorchScript checkpoint {path}"
-            _check_arch(model, model_name, open_clip)
+            _check_arch(model, model_name)
         else:
             try:
                 model = open_clip.create_model(model_name, pretrained=str(path), device=device)
@@ -182,9 +174,8 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
-def _check_arch(model: Any, model_name: str, open_clip: Any) -> None:
-    cfg = open_clip.get_model_config(model_name)
-    want = cfg.get("embed_dim")
+def _check_arch(model: Any, model_name: str) -> None:
+    want = model_config(model_name).get("embed_dim")
     got = int(model.text_projection.shape[-1])
     if want is not None and want != got:
         raise VtrbenchError(
@@ -281,8 +272,8 @@ def encode_tokens(clip: LoadedClip, token_ids: torch.Tensor, eot: torch.Tensor) 
     return x * valid[..., None]
 
 
-def load_clip_config(model_name: str) -> int:
-    """The image size of a model, from its config alone (no weights built); checks the name."""
+def model_config(model_name: str) -> dict[str, Any]:
+    """open_clip's config of a registered model (vtrbench-tiny included); unknown names: did you mean."""
     import open_clip
 
     _register_configs()
@@ -291,6 +282,14 @@ def load_clip_config(model_name: str) -> int:
         available = open_clip.list_models()
         close = difflib.get_close_matches(model_name, available, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise VtrbenchError(f"unknown model {model_name!r}{hint} (see `vtrbench models`)")
-    size = cfg["vision_cfg"].get("image_size", 224)
+        raise VtrbenchError(
+            f"unknown model {model_name!r}{hint} (see `vtrbench models` for the {len(available)} available)"
+        )
+    return cfg
+
+
+def load_clip_config(model_name: str) -> int:
+    """The image size of a model, from its config alone (no weights built); checks the name."""
+
+    size = model_config(model_name)["vision_cfg"].get("image_size", 224)
     return int(size[0] if isinstance(size, (list, tuple)) else size)

@@ -161,9 +161,8 @@ def extract_features(
             pdir.mkdir(parents=True, exist_ok=True)
             manifest.save(manifest_path)
         todo = missing_parts(output, manifest)
-        summary.resumed = sum(
-            e - s for k, (s, e) in enumerate(manifest.chunks("videos")) if k not in set(todo["videos"])
-        )
+        pending = set(todo["videos"])
+        summary.resumed = sum(e - s for k, (s, e) in enumerate(manifest.chunks("videos")) if k not in pending)
         if todo["videos"] or todo["texts"]:
             if clip is None:
                 clip = _load_clip(config, opts.device)
@@ -405,8 +404,7 @@ class _ChunkArrays:
 def _collect_failures(output: Path, manifest: Manifest, summary: ExtractSummary) -> None:
     import h5py
 
-    for k, _ in enumerate(manifest.chunks("videos")):
-        start = manifest.chunks("videos")[k][0]
+    for k, (start, _) in enumerate(manifest.chunks("videos")):
         with h5py.File(part_path(output, "videos", k), "r") as f:
             status = f["status"][:]
             if (status != STATUS_OK).any():
