@@ -433,6 +433,42 @@ def _loss_options(loss: str, temperature: float | None) -> dict[str, Any]:
     return {"temperature": temperature}
 
 
+def run_spec_from_options(kw: dict[str, Any]) -> Any:
+    """The shared train/ablate options -> a runner.RunSpec (head/loss options validated here)."""
+    from vtrbench.runner import RunSpec
+
+    head_opts = head_options_from_cli(
+        kw["head"],
+        kw.get("experts"),
+        kw.get("streams"),
+        kw.get("gate"),
+        kw.get("aux_weight"),
+        kw.get("no_adapter", False),
+    )
+    return RunSpec(
+        cache_path=kw["cache_path"],
+        head=kw["head"],
+        loss=kw["loss"],
+        head_options=head_opts,
+        loss_options=_loss_options(kw["loss"], kw.get("temperature")),
+        train_split=kw.get("train_split"),
+        test_split=kw.get("test_split"),
+        epochs=kw["epochs"],
+        batch_size=kw["batch_size"],
+        lr=kw["lr"],
+        weight_decay=kw["weight_decay"],
+        val_fraction=kw["val_fraction"],
+        v2t_protocol=kw["v2t_protocol"],
+        dsl_tau=kw["dsl_tau"],
+        qb_bank=kw["qb_bank"],
+        qb_beta=kw["qb_beta"],
+        device=_resolve_device(kw["device"]),
+        results_dir=kw["results_dir"],
+        overwrite=kw["overwrite"],
+        progress=not kw.get("quiet", False),
+    )
+
+
 def _shared_train_options() -> list[Any]:
     return [
         click.option(
@@ -551,9 +587,9 @@ def train_options(f: Any) -> Any:
 def train(seeds: str, save_checkpoint: Path | None, **kw: Any) -> None:
     """Train one head on a cache split, evaluate it on the test split, write one result JSON per seed."""
     from vtrbench.cache import FeatureCache
-    from vtrbench.runner import RunSpec, run_training
+    from vtrbench.runner import run_training
 
-    spec = RunSpec.from_cli(kw)
+    spec = run_spec_from_options(kw)
     seed_list = _parse_seeds(seeds)
     data: dict[str, Any] = {}  # the splits are read once for all seeds
     with FeatureCache(spec.cache_path) as cache:
@@ -703,7 +739,6 @@ def ablate(
     from dataclasses import replace
 
     from vtrbench.ablate import TRAIN_KEYS, Grid, load_grid, run_grid
-    from vtrbench.runner import RunSpec
 
     if grid_file is not None:
         grid = load_grid(grid_file)
@@ -734,7 +769,7 @@ def ablate(
     for loss in grid.losses:
         if loss not in list_losses():
             raise VtrbenchError(unknown_name_message("loss", loss, list_losses()))
-    base = RunSpec.from_cli(kw)
+    base = run_spec_from_options(kw)
     if grid_file is not None:
         base = replace(base, **grid.train)
     err = _console()

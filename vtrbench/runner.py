@@ -41,41 +41,6 @@ class RunSpec:
     overwrite: str = "never"
     progress: bool = True
 
-    @classmethod
-    def from_cli(cls, kw: dict[str, Any]) -> RunSpec:
-        from vtrbench.cli import _loss_options, _resolve_device, head_options_from_cli
-
-        head_opts = head_options_from_cli(
-            kw["head"],
-            kw.get("experts"),
-            kw.get("streams"),
-            kw.get("gate"),
-            kw.get("aux_weight"),
-            kw.get("no_adapter", False),
-        )
-        return cls(
-            cache_path=kw["cache_path"],
-            head=kw["head"],
-            loss=kw["loss"],
-            head_options=head_opts,
-            loss_options=_loss_options(kw["loss"], kw.get("temperature")),
-            train_split=kw.get("train_split"),
-            test_split=kw.get("test_split"),
-            epochs=kw["epochs"],
-            batch_size=kw["batch_size"],
-            lr=kw["lr"],
-            weight_decay=kw["weight_decay"],
-            val_fraction=kw["val_fraction"],
-            v2t_protocol=kw["v2t_protocol"],
-            dsl_tau=kw["dsl_tau"],
-            qb_bank=kw["qb_bank"],
-            qb_beta=kw["qb_beta"],
-            device=_resolve_device(kw["device"]),
-            results_dir=kw["results_dir"],
-            overwrite=kw["overwrite"],
-            progress=not kw.get("quiet", False),
-        )
-
 
 @dataclass
 class Outcome:
