@@ -1,0 +1,55 @@
+"""The ``vtrbench`` command line: parse -> frozen config -> one library call -> rich output.
+
+One module per concern: ``_app`` (the group, consoles, shared parsing), ``extract_cmds``
+(extract, synth), ``info_cmds`` (datasets, models, inspect), ``options`` (train/ablate options ->
+RunSpec), ``train_cmds`` (train, eval, ablate) and ``report_cmds`` (report, demo).
+
+Heavy imports (torch, open_clip, PyAV) happen inside the commands, so that
+``vtrbench --help`` answers at once. ``main(argv)`` takes an argument list so tests
+drive the real entry point.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from vtrbench.cli import extract_cmds, info_cmds, report_cmds, train_cmds  # noqa: F401  (register commands)
+from vtrbench.cli._app import FEATURES_ROOT, RESULTS_ROOT, _console, cli
+from vtrbench.cli.extract_cmds import default_cache_path
+from vtrbench.cli.options import head_options_from_cli, run_spec_from_options
+from vtrbench.errors import VtrbenchError
+
+__all__ = [
+    "FEATURES_ROOT",
+    "RESULTS_ROOT",
+    "cli",
+    "default_cache_path",
+    "head_options_from_cli",
+    "main",
+    "run_spec_from_options",
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user errors print one line (no traceback) and return 2."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="vtrbench", standalone_mode=False)
+    except VtrbenchError as e:
+        _console().print(f"[bold red]error:[/] {e}", highlight=False)
+        return 2
+    except click.exceptions.Abort:
+        _console().print("aborted")
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

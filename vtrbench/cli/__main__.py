@@ -1,0 +1,7 @@
+"""``python -m vtrbench.cli``."""
+
+import sys
+
+from vtrbench.cli import main
+
+sys.exit(main())

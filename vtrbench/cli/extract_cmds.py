@@ -1,0 +1,218 @@
+"""``vtrbench extract`` and ``vtrbench synth``: the commands that make videos and caches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vtrbench.cli._app import FEATURES_ROOT, _console, _resolve_device, cli
+from vtrbench.errors import VtrbenchError
+
+
+def default_cache_path(
+    dataset: str, model: str, pretrained: str, max_frames: int, fps: int, chash: str
+) -> Path:
+    tag = Path(pretrained).stem if ("/" in pretrained or "." in pretrained) else pretrained
+    return FEATURES_ROOT / dataset / f"{dataset}_{model}_{tag}_{max_frames}f{fps}fps_{chash[:8]}.h5"
+
+
+@cli.command()
+@click.option("--dataset", required=True, help="Registered dataset name (see `vtrbench datasets list`).")
+@click.option(
+    "--annotations", type=click.Path(path_type=Path), help="Annotation folder (or file for custom)."
+)
+@click.option(
+    "--video-root", type=click.Path(path_type=Path), help="Folder of video files [default: annotations]."
+)
+@click.option("--model", default="ViT-B-32", show_default=True, help="open_clip model name.")
+@click.option(
+    "--pretrained",
+    default="openai",
+    show_default=True,
+    help="Pretrained tag, local checkpoint file, or 'none' (random weights: tests/demo only).",
+)
+@click.option(
+    "--output", type=click.Path(path_type=Path), help="Cache file [default: features/<dataset>/...h5]."
+)
+@click.option(
+    "--max-frames", type=click.IntRange(min=1), help="Frames per video [default: dataset's, 12 or 64]."
+)
+@click.option(
+    "--fps", type=int, default=1, show_default=True, help="Frames sampled per second (CLIP4Clip rate)."
+)
+@click.option(
+    "--sampling", type=click.Choice(["uniform", "head", "tail"]), default="uniform", show_default=True
+)
+@click.option(
+    "--max-words",
+    type=click.IntRange(min=3),
+    help="Tokens per caption incl. SOT/EOT [default: 32; 64 paragraphs].",
+)
+@click.option("--patch-tokens", is_flag=True, help="Also store projected patch tokens (large).")
+@click.option(
+    "--tagger",
+    type=click.Choice(["pattern", "spacy", "none"]),
+    default="pattern",
+    show_default=True,
+    help="Part-of-speech tagger for the noun/verb masks.",
+)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, or auto.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=0), default=0, help="Frames per forward pass [default: auto]."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=-1),
+    default=-1,
+    help="Decode worker processes [default: auto; 0 = none].",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Videos per part file: the unit of resume after a crash.",
+)
+@click.option("--strict", is_flag=True, help="Exit non-zero if any video fails to decode.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing cache made with a different config.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def extract(
+    dataset: str,
+    annotations: Path | None,
+    video_root: Path | None,
+    model: str,
+    pretrained: str,
+    output: Path | None,
+    max_frames: int | None,
+    fps: int,
+    sampling: str,
+    max_words: int | None,
+    patch_tokens: bool,
+    tagger: str,
+    device: str,
+    batch_size: int,
+    workers: int,
+    chunk_size: int,
+    strict: bool,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Decode and encode every video and caption of a dataset once, into an HDF5 feature cache."""
+    import warnings
+
+    from vtrbench.config import ExtractConfig, config_hash
+    from vtrbench.datasets import load_dataset
+    from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
+
+    err = _console()
+    if fps < 1:
+        raise VtrbenchError("--fps must be >= 1")
+    device = _resolve_device(device)
+    index = load_dataset(dataset, annotations, video_root)
+    for w in index.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    from vtrbench.extract.encode import load_clip_config
+
+    image_size = load_clip_config(model)
+    cfg = ExtractConfig(
+        dataset=dataset,
+        dataset_fingerprint=dataset_fingerprint(index),
+        model=model,
+        pretrained=pretrained,
+        max_frames=max_frames or index.max_frames,
+        fps=fps,
+        sampling=sampling,
+        image_size=image_size,
+        max_words=max_words or index.max_words,
+        patch_tokens=patch_tokens,
+        tagger=tagger,
+        precision="fp16" if device.startswith("cuda") else "fp32",
+    )
+    if pretrained in ("none", ""):
+        err.print(
+            f"[bold yellow]warning:[/] --pretrained none: {model} has RANDOM weights; these features are "
+            "meaningless for real benchmarks (fine for tests and the synthetic demo)."
+        )
+    out = output or default_cache_path(dataset, model, pretrained, cfg.max_frames, fps, config_hash(cfg))
+    opts = RunOptions(
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+        video_chunk=chunk_size,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
+    err.print(
+        f"extracting [bold]{dataset}[/] ({len(index.videos)} videos, {len(index.texts)} captions) "
+        f"with {model}/{pretrained} on {device} -> {out}"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        summary = extract_features(index, cfg, out, opts, console=err)
+    if summary.already_complete:
+        err.print(f"[green]already complete:[/] {out} (same config {summary.config_hash[:8]}; nothing to do)")
+    else:
+        ok = summary.videos - len(summary.failed)
+        err.print(
+            f"[green]done[/] in {summary.seconds:.1f}s: {ok} videos ok ({summary.done_now} encoded now, "
+            f"{summary.resumed} resumed from an earlier run), {len(summary.failed)} failed, "
+            f"{summary.texts} captions -> {out}"
+        )
+        for reason, count in summary.failure_reasons().most_common():
+            err.print(f"  failed ({count}): {reason}")
+        shown = summary.failed if strict else dict(list(summary.failed.items())[:5])
+        for vid, reason in shown.items():
+            err.print(f"    {vid}: {reason}", highlight=False, markup=False)
+        if len(shown) < len(summary.failed):
+            err.print(f"    ... and {len(summary.failed) - len(shown)} more (vtrbench inspect {out})")
+    if strict and summary.failed:
+        names = ", ".join(summary.failed)
+        err.print(
+            f"[red]error:[/] --strict: {len(summary.failed)} video(s) failed ({names}); the cache was "
+            f"written to {out} with them marked failed",
+            highlight=False,
+        )
+        raise SystemExit(1)
+    click.echo(str(out))
+
+
+@cli.command()
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--videos", type=click.IntRange(min=4), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=int, help="Frame width/height in pixels.")
+@click.option("--seconds", type=int, help="Clip length in seconds.")
+@click.option("--fps", "video_fps", type=int, help="Frame rate of the rendered videos (integer).")
+@click.option("--captions-per-video", type=int)
+@click.option("--quiet", is_flag=True)
+def synth(
+    out_dir: Path,
+    videos: int,
+    seed: int,
+    size: int | None,
+    seconds: int | None,
+    video_fps: int | None,
+    captions_per_video: int | None,
+    quiet: bool,
+) -> None:
+    """Render the synthetic dataset (real mp4 files + captions with known roles) into OUT_DIR.
+
+    The folder then serves as both --annotations and --video-root of `vtrbench extract --dataset synthetic`.
+    """
+    import dataclasses
+
+    from vtrbench.synthetic import SynthConfig, render_dataset
+
+    overrides = {"size": size, "seconds": seconds, "fps": video_fps, "captions_per_video": captions_per_video}
+    known = {f.name for f in dataclasses.fields(SynthConfig)}
+    cfg = SynthConfig(
+        videos=videos, seed=seed, **{k: v for k, v in overrides.items() if v is not None and k in known}
+    )
+    from rich.progress import Progress
+
+    with Progress(console=_console(), disable=quiet) as bar:
+        task = bar.add_task("rendering", total=cfg.videos)
+        path = render_dataset(cfg, out_dir, progress=lambda done, total: bar.update(task, completed=done))
+    _console().print(f"[green]synthetic dataset:[/] {videos} videos in {path}")
+    click.echo(str(path))

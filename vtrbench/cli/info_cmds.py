@@ -1,0 +1,125 @@
+"""``vtrbench datasets``, ``models`` and ``inspect``: what is registered and how a file was made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vtrbench.cli._app import _console, _out, cli
+from vtrbench.errors import VtrbenchError
+
+
+@cli.group()
+def datasets() -> None:
+    """List and describe the registered datasets."""
+
+
+@datasets.command("list")
+def datasets_list() -> None:
+    from vtrbench.datasets import list_datasets
+
+    for name in list_datasets():
+        click.echo(name)
+
+
+@datasets.command("describe")
+@click.argument("name")
+@click.option("--annotations", type=click.Path(path_type=Path))
+@click.option("--video-root", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def datasets_describe(name: str, annotations: Path | None, video_root: Path | None, as_json: bool) -> None:
+    """Video and caption counts of each split of a dataset."""
+    import json
+
+    from vtrbench.datasets import load_dataset
+
+    if annotations is None and name != "synthetic":
+        raise VtrbenchError(f"`datasets describe {name}` needs --annotations DIR")
+    index = load_dataset(name, annotations, video_root)
+    info = {
+        "dataset": name,
+        "splits": index.describe(),
+        "default_train": index.default_train,
+        "default_test": index.default_test,
+        "paragraph": index.paragraph,
+        "max_words": index.max_words,
+        "max_frames": index.max_frames,
+        "warnings": index.warnings,
+        "citation": index.citation,
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=1))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{name}" + (f" — {index.citation}" if index.citation else ""))
+    for col in ("split", "videos", "captions", "note"):
+        table.add_column(col)
+    for split, counts in info["splits"].items():
+        table.add_row(split, str(counts["videos"]), str(counts["captions"]), index.splits[split].note)
+    _out().print(table)
+    for w in index.warnings:
+        _console().print(f"[yellow]warning:[/] {w}")
+
+
+@cli.command()
+def models() -> None:
+    """List the open_clip model names (including vtrbench-tiny)."""
+    from vtrbench.extract.encode import list_models
+
+    for name in list_models():
+        click.echo(name)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def inspect(path: Path) -> None:
+    """Print what a cache (.h5) or result file (.json) holds and how it was made."""
+    from rich.table import Table
+
+    if path.suffix == ".json":
+        import json
+
+        from vtrbench.results import read_result
+
+        r = read_result(path)
+        r.pop("per_query_ranks", None)
+        r.pop("_path", None)
+        _out().print_json(json.dumps(r))
+        return
+    from vtrbench.cache import FeatureCache
+
+    with FeatureCache(path) as cache:
+        attrs = cache.attrs
+        table = Table(title=f"{path}", show_header=False)
+        for key in sorted(attrs):
+            if key != "config_json":
+                table.add_row(key, str(attrs[key]))
+        _out().print(table)
+        t = Table(title="datasets")
+        for col in ("name", "shape", "dtype"):
+            t.add_column(col)
+
+        def visit(name: str, obj: Any) -> None:
+            if hasattr(obj, "shape"):
+                t.add_row(name, str(obj.shape), str(obj.dtype))
+
+        cache.file.visititems(visit)
+        _out().print(t)
+        s = Table(title="splits")
+        for col in ("split", "videos", "captions", "note"):
+            s.add_column(col)
+        for split in cache.splits:
+            v, x = cache.split_rows(split)
+            s.add_row(split, str(len(v)), str(len(x)), str(cache.file["splits"][split].attrs.get("note", "")))
+        _out().print(s)
+        if attrs.get("n_failed"):
+            import numpy as np
+
+            status = cache.file["videos"]["status"][:]
+            ids = cache.read_strings("videos", "id")
+            errs = cache.read_strings("videos", "error")
+            for j in np.flatnonzero(status != 0)[:10]:
+                _console().print(f"[yellow]failed:[/] {ids[j]}: {errs[j]}")

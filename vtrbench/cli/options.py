@@ -1,0 +1,194 @@
+"""The options shared by ``train`` and ``ablate``, and their one conversion into a ``RunSpec``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vtrbench.cli._app import RESULTS_ROOT, _resolve_device
+from vtrbench.errors import VtrbenchError
+
+
+def _parse_experts(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def head_options_from_cli(
+    head: str,
+    experts: str | None,
+    streams: str | None,
+    gate: str | None,
+    aux_weight: float | None,
+    no_adapter: bool,
+) -> dict[str, Any]:
+    """CAMoE alignment options are only accepted for camoe (a clear error otherwise)."""
+    opts: dict[str, Any] = {}
+    camoe_only = {"--experts": experts, "--streams": streams, "--gate": gate, "--aux-weight": aux_weight}
+    given = [k for k, v in camoe_only.items() if v is not None]
+    if head != "camoe" and given:
+        raise VtrbenchError(f"{', '.join(given)} only apply to --head camoe (got --head {head})")
+    if head == "camoe":
+        if experts:
+            opts["experts"] = sorted(_parse_experts(experts) or [])
+        if streams:
+            opts["streams"] = streams
+        if gate:
+            opts["gate"] = gate
+        if aux_weight is not None:
+            opts["aux_weight"] = aux_weight
+    if no_adapter:
+        opts["adapter"] = False
+    return opts
+
+
+def _loss_options(loss: str, temperature: float | None) -> dict[str, Any]:
+    if temperature is None:
+        return {}
+    if loss != "dsl":
+        raise VtrbenchError("--temperature only applies to --loss dsl")
+    return {"temperature": temperature}
+
+
+def run_spec_from_options(kw: dict[str, Any]) -> Any:
+    """The shared train/ablate options -> a runner.RunSpec (head/loss options validated here)."""
+    from vtrbench.runner import RunSpec
+
+    head_opts = head_options_from_cli(
+        kw["head"],
+        kw.get("experts"),
+        kw.get("streams"),
+        kw.get("gate"),
+        kw.get("aux_weight"),
+        kw.get("no_adapter", False),
+    )
+    return RunSpec(
+        cache_path=kw["cache_path"],
+        head=kw["head"],
+        loss=kw["loss"],
+        head_options=head_opts,
+        loss_options=_loss_options(kw["loss"], kw.get("temperature")),
+        train_split=kw.get("train_split"),
+        test_split=kw.get("test_split"),
+        epochs=kw["epochs"],
+        batch_size=kw["batch_size"],
+        lr=kw["lr"],
+        weight_decay=kw["weight_decay"],
+        val_fraction=kw["val_fraction"],
+        v2t_protocol=kw["v2t_protocol"],
+        dsl_tau=kw["dsl_tau"],
+        qb_bank=kw["qb_bank"],
+        qb_beta=kw["qb_beta"],
+        device=_resolve_device(kw["device"]),
+        results_dir=kw["results_dir"],
+        overwrite=kw["overwrite"],
+        progress=not kw.get("quiet", False),
+    )
+
+
+def _shared_train_options() -> list[Any]:
+    return [
+        click.option(
+            "--cache",
+            "cache_path",
+            required=True,
+            type=click.Path(path_type=Path),
+            help="Feature cache made by `vtrbench extract`.",
+        ),
+        click.option(
+            "--temperature",
+            type=click.FloatRange(min=0, min_open=True),
+            help="DSL training temperature [default: 1000, official].",
+        ),
+        click.option(
+            "--no-adapter", is_flag=True, help="Switch off the residual linear text/video adapters."
+        ),
+        click.option("--train-split", help="[default: the dataset's standard train split]"),
+        click.option("--test-split", help="[default: the dataset's standard test split]"),
+        click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True),
+        click.option("--weight-decay", type=click.FloatRange(min=0), default=0.2, show_default=True),
+        click.option(
+            "--val-fraction",
+            type=click.FloatRange(min=0, max=1, max_open=True),
+            default=0.0,
+            show_default=True,
+            help="Hold out this fraction of train videos for validation (never the test split).",
+        ),
+        click.option(
+            "--v2t-protocol",
+            type=click.Choice(["clip4clip", "any-caption"]),
+            default="clip4clip",
+            show_default=True,
+            help="v2t with several captions per video.",
+        ),
+        click.option(
+            "--dsl-tau",
+            type=click.FloatRange(min=0, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="Inference DSL temperature on logit-scaled scores (transductive post-processing).",
+        ),
+        click.option(
+            "--qb-bank",
+            type=click.IntRange(min=1),
+            default=5000,
+            show_default=True,
+            help="QB-Norm query bank size.",
+        ),
+        click.option(
+            "--qb-beta", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True
+        ),
+        click.option("--device", default="auto", show_default=True),
+        click.option(
+            "--results",
+            "results_dir",
+            type=click.Path(path_type=Path),
+            default=RESULTS_ROOT,
+            show_default=True,
+        ),
+        click.option(
+            "--overwrite",
+            type=click.Choice(["never", "always"]),
+            default="never",
+            show_default=True,
+            help="never: skip a run whose result file exists; always: replace it.",
+        ),
+        click.option("--quiet", is_flag=True),
+    ]
+
+
+def _apply(options: list[Any], f: Any) -> Any:
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def shared_train_options(f: Any) -> Any:
+    return _apply(_shared_train_options(), f)
+
+
+def train_options(f: Any) -> Any:
+    return _apply(
+        [
+            click.option(
+                "--head",
+                default="camoe",
+                show_default=True,
+                help="meanp, seqtransf, camoe (zeroshot: use `vtrbench eval`).",
+            ),
+            click.option("--loss", default="dsl", show_default=True, help="infonce or dsl."),
+            click.option("--experts", help="camoe: comma list of fusion,action,entity,scene [default: all]."),
+            click.option("--streams", help="camoe: pos (noun/verb masks), learned, eot [default: pos]."),
+            click.option("--gate", help="camoe: single or uniform [default: single]."),
+            click.option(
+                "--aux-weight",
+                type=click.FloatRange(min=0),
+                help="camoe: weight of per-expert auxiliary losses [default: 0].",
+            ),
+            *_shared_train_options(),
+        ],
+        f,
+    )

@@ -1,0 +1,205 @@
+"""``vtrbench train``, ``eval`` and ``ablate``: heads on a cache -> result files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vtrbench.cli._app import RESULTS_ROOT, _console, _out, _parse_seeds, _resolve_device, _split_list, cli
+from vtrbench.cli.options import run_spec_from_options, shared_train_options, train_options
+from vtrbench.errors import VtrbenchError
+
+
+@cli.command()
+@train_options
+@click.option("--seed", "seeds", default="0", show_default=True, help="A seed or a comma list (0,1,2).")
+@click.option(
+    "--save-checkpoint",
+    type=click.Path(path_type=Path),
+    help="Save the trained head (per seed: {seed} in the name is replaced).",
+)
+def train(seeds: str, save_checkpoint: Path | None, **kw: Any) -> None:
+    """Train one head on a cache split, evaluate it on the test split, write one result JSON per seed."""
+    from vtrbench.cache import FeatureCache
+    from vtrbench.runner import run_training
+
+    spec = run_spec_from_options(kw)
+    seed_list = _parse_seeds(seeds)
+    data: dict[str, Any] = {}  # the splits are read once for all seeds
+    with FeatureCache(spec.cache_path) as cache:
+        for seed in seed_list:
+            ckpt = None
+            if save_checkpoint is not None:
+                ckpt = Path(str(save_checkpoint).replace("{seed}", str(seed)))
+                if "{seed}" not in str(save_checkpoint) and len(seed_list) > 1:
+                    ckpt = save_checkpoint.with_name(
+                        f"{save_checkpoint.stem}.s{seed}{save_checkpoint.suffix}"
+                    )
+            outcome = run_training(spec, seed, checkpoint=ckpt, console=_console(), cache=cache, data=data)
+            _print_outcome(outcome)
+
+
+def _print_outcome(outcome: Any) -> None:
+    out = _out()
+    if outcome.skipped:
+        out.print(f"[yellow]skipped[/] {outcome.path} exists (use --overwrite always to replace it)")
+        return
+    r = outcome.result
+    from rich.table import Table
+
+    table = Table(
+        title=f"{r['run_id']}  ({r['protocol']['test_split']}: {r['protocol']['n_queries']} queries, "
+        f"{r['protocol']['n_gallery']} videos)"
+    )
+    for col in (
+        "post",
+        "t2v R@1",
+        "R@5",
+        "R@10",
+        "MdR",
+        "MnR",
+        "v2t R@1",
+        "R@5",
+        "R@10",
+        "MdR",
+        "MnR",
+        "RSum",
+    ):
+        table.add_column(col, justify="right")
+    for post, m in r["metrics"].items():
+        name = post + (" (transductive)" if r["transductive"].get(post) else "")
+        cells = [f"{m[d][k]:.1f}" for d in ("t2v", "v2t") for k in ("R@1", "R@5", "R@10", "MdR", "MnR")]
+        table.add_row(name, *cells, f"{m['RSum']:.1f}")
+    out.print(table)
+    excluded = r["protocol"].get("excluded_failed_videos") or 0
+    if excluded:
+        out.print(
+            f"[bold yellow]warning:[/] {excluded} test videos failed to decode and were left out with their "
+            "captions: this is not the full test split (see `vtrbench inspect` on the cache)."
+        )
+    if r["cache"].get("random_weights"):
+        out.print(
+            "[yellow]note:[/] the cache was made with RANDOM CLIP weights: these numbers are not "
+            "comparable to papers."
+        )
+    out.print(f"result: {outcome.path}")
+
+
+@cli.command("eval")
+@click.option("--cache", "cache_path", required=True, type=click.Path(path_type=Path))
+@click.option("--head", help="zeroshot (untrained frozen CLIP mean pooling).")
+@click.option(
+    "--checkpoint", type=click.Path(path_type=Path), help="A head saved by train --save-checkpoint."
+)
+@click.option("--test-split")
+@click.option("--train-split", help="Query bank source for qbnorm [default: the dataset's train split].")
+@click.option(
+    "--v2t-protocol", type=click.Choice(["clip4clip", "any-caption"]), default="clip4clip", show_default=True
+)
+@click.option("--dsl-tau", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--qb-bank", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option("--qb-beta", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--results", "results_dir", type=click.Path(path_type=Path), default=RESULTS_ROOT, show_default=True
+)
+@click.option("--overwrite", type=click.Choice(["never", "always"]), default="never", show_default=True)
+def eval_cmd(cache_path: Path, head: str | None, checkpoint: Path | None, **kw: Any) -> None:
+    """Evaluate a saved head checkpoint, or the untrained zeroshot head, on a cache split."""
+    from vtrbench.runner import run_eval
+
+    if (head is None) == (checkpoint is None):
+        raise VtrbenchError("give exactly one of --head zeroshot or --checkpoint FILE")
+    if head is not None and head != "zeroshot":
+        raise VtrbenchError(
+            f"--head {head} must be trained first (`vtrbench train`); eval takes --head "
+            "zeroshot or --checkpoint"
+        )
+    kw["device"] = _resolve_device(kw["device"])
+    outcome = run_eval(cache_path, checkpoint=checkpoint, console=_console(), **kw)
+    _print_outcome(outcome)
+
+
+@cli.command()
+@shared_train_options
+@click.option("--heads", default="meanp,seqtransf,camoe", show_default=True, help="Comma list of heads.")
+@click.option("--losses", default="infonce,dsl", show_default=True, help="Comma list of losses.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma list of seeds.")
+@click.option(
+    "--experts",
+    "experts_groups",
+    help="camoe expert sets, ';'-separated groups of comma lists, e.g. 'fusion;action,entity,fusion,scene'.",
+)
+@click.option("--streams", "streams_list", help="camoe text streams to compare, e.g. pos,learned,eot.")
+@click.option("--gate", "gate_list", help="camoe gates to compare, e.g. single,uniform.")
+@click.option("--aux-weight", "aux_list", help="camoe auxiliary loss weights to compare, e.g. 0,0.5.")
+@click.option(
+    "--grid",
+    "grid_file",
+    type=click.Path(path_type=Path),
+    help="A grid TOML (axes and [train] options); replaces the axis options above.",
+)
+@click.option("--loss", default="dsl", hidden=True)
+@click.option("--head", default="meanp", hidden=True)
+def ablate(
+    heads: str,
+    losses: str,
+    seeds: str,
+    experts_groups: str | None,
+    streams_list: str | None,
+    gate_list: str | None,
+    aux_list: str | None,
+    grid_file: Path | None,
+    **kw: Any,
+) -> None:
+    """Run a grid of heads x losses x CAMoE alignment settings x seeds on one cache (one result per run)."""
+    from dataclasses import replace
+
+    from vtrbench.ablate import TRAIN_KEYS, Grid, load_grid, run_grid
+
+    if grid_file is not None:
+        grid = load_grid(grid_file)
+    else:
+        try:
+            aux = tuple(float(a) for a in _split_list(aux_list))
+        except ValueError:
+            raise VtrbenchError(f"--aux-weight takes numbers, got {aux_list!r}") from None
+        grid = Grid(
+            heads=_split_list(heads),
+            losses=_split_list(losses),
+            seeds=tuple(_parse_seeds(seeds)),
+            experts=tuple(
+                _split_list(g.replace(" ", "")) for g in (experts_groups or "").split(";") if g.strip()
+            ),
+            streams=_split_list(streams_list),
+            gate=_split_list(gate_list),
+            aux_weight=aux,
+            train={k: kw[k] for k in TRAIN_KEYS if kw.get(k) is not None},
+        )
+    from vtrbench.heads.base import list_heads
+    from vtrbench.losses.base import list_losses
+    from vtrbench.registry import unknown_name_message
+
+    for h in grid.heads:
+        if h not in list_heads() or h == "zeroshot":
+            raise VtrbenchError(unknown_name_message("head", h, [x for x in list_heads() if x != "zeroshot"]))
+    for loss in grid.losses:
+        if loss not in list_losses():
+            raise VtrbenchError(unknown_name_message("loss", loss, list_losses()))
+    base = run_spec_from_options(kw)
+    if grid_file is not None:
+        base = replace(base, **grid.train)
+    err = _console()
+    n = len(grid.points())
+    err.print(f"ablation grid: {n} runs on {base.cache_path} -> {base.results_dir}")
+    outcome = run_grid(grid, base, console=err, progress=not kw.get("quiet"))
+    err.print(
+        f"[green]grid done:[/] {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
+        f"{len(outcome.failed)} failed; grid saved as {outcome.grid_file}"
+    )
+    for desc, reason in outcome.failed:
+        err.print(f"  [red]failed[/] {desc}: {reason}")
+    if outcome.failed:
+        raise SystemExit(1)
