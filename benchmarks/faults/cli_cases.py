@@ -26,4 +26,13 @@ def cases() -> list[Case]:
         Case("cli", "unknown-dataset", _unknown_dataset),
         Case("cli", "report-missing-path", _report_missing_path),
         Case("cli", "inspect-missing-file", _inspect_missing_file),
+        Case("cli", "report-of-fixture", _report_of_fixture),
     ]
+
+
+def _report_of_fixture(tmp: Path, ctx: Context) -> Outcome:
+    from benchmarks.faults.core import expect_ok, tiny_results
+
+    results = tiny_results(ctx)
+    run = run_cli(["report", results])
+    return expect_ok(run, lambda: None if "meanp" in run.text else "the report does not show meanp")

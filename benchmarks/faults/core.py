@@ -143,3 +143,65 @@ def expect_ok(run: CliRun, check: Callable[[], str | None] | None = None) -> Out
         return Outcome("silently_wrong", f"exit {run.code} where success was expected: {run.text[-200:]}")
     problem = check() if check is not None else None
     return Outcome("silently_wrong", problem) if problem else Outcome("handled")
+
+
+# ------------------------------------------------------------------ shared fixtures (made once per run)
+
+TINY_MODEL = "vtrbench-tiny"
+
+
+def synthetic_dataset(ctx: Context, videos: int = 8) -> Path:
+    """A small rendered synthetic dataset (``vtrbench synth``), read-only for cases."""
+
+    def make(folder: Path) -> Path:
+        out = folder / "data"
+        argv = ["synth", out, "--videos", videos, "--seed", 0, "--size", 64, "--fps", 5, "--seconds", 4]
+        run = run_cli([*argv, "--quiet"])
+        if run.code != 0:
+            raise RuntimeError(f"fixture: vtrbench synth failed: {run.text[-300:]}")
+        return out
+
+    return ctx.once(f"synthetic-{videos}", make)
+
+
+def extract_argv(dataset_dir: Path, output: Path, *extra: Any) -> list[Any]:
+    """The ``vtrbench extract`` arguments for a synthetic dataset with the tiny random model."""
+    return [
+        "extract", "--dataset", "synthetic", "--annotations", dataset_dir, "--model", TINY_MODEL,
+        "--pretrained", "none", "--device", "cpu", "--chunk-size", 2, "--workers", 0, "--quiet",
+        "--output", output, *extra,
+    ]  # fmt: skip
+
+
+def tiny_cache(ctx: Context) -> Path:
+    """A complete cache of :func:`synthetic_dataset` (copy it before damaging it)."""
+
+    def make(folder: Path) -> Path:
+        out = folder / "tiny.h5"
+        run = run_cli(extract_argv(synthetic_dataset(ctx), out))
+        if run.code != 0 or not out.is_file():
+            raise RuntimeError(f"fixture: vtrbench extract failed: {run.text[-300:]}")
+        return out
+
+    return ctx.once("tiny-cache", make)
+
+
+def train_argv(cache: Path, results: Path, *extra: Any) -> list[Any]:
+    """A fast ``vtrbench train`` on the tiny cache (meanp, 2 epochs)."""
+    return [
+        "train", "--cache", cache, "--head", "meanp", "--loss", "infonce", "--epochs", 2,
+        "--batch-size", 8, "--device", "cpu", "--results", results, "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def tiny_results(ctx: Context) -> Path:
+    """A folder of result files (meanp, seeds 0 and 1) trained on :func:`tiny_cache`."""
+
+    def make(folder: Path) -> Path:
+        out = folder / "results"
+        run = run_cli(train_argv(tiny_cache(ctx), out, "--seed", "0,1"))
+        if run.code != 0:
+            raise RuntimeError(f"fixture: vtrbench train failed: {run.text[-300:]}")
+        return out
+
+    return ctx.once("tiny-results", make)
