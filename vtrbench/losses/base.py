@@ -15,7 +15,7 @@ from vtrbench.registry import Registry
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 LossFactory = Callable[..., LossFn]
-LOSSES: Registry[LossFactory] = Registry("loss")
+LOSSES: Registry[LossFactory] = Registry("loss", entry_point_group="vtrbench.losses")
 
 
 def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
@@ -24,13 +24,20 @@ def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
 
 def list_losses() -> list[str]:
     _import_builtin()
-    return LOSSES.names()
+    return LOSSES.available()  # built-ins, loaded plugins and installed entry points
 
 
 def create_loss(name: str, **options: Any) -> LossFn:
     _import_builtin()
-    return LOSSES.get(name)(**options)
+    loss = LOSSES.get(name)(**options)
+    from vtrbench.plugins import check_loss
+
+    check_loss(loss, name)  # plugin losses only: one dry call, before any work
+    return loss
 
 
 def _import_builtin() -> None:
     from vtrbench.losses import dsl, infonce  # noqa: F401
+
+
+LOSSES.builtins(_import_builtin)

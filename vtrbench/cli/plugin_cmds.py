@@ -1,0 +1,73 @@
+"""``--plugin`` for the commands that build heads, losses or datasets, and ``vtrbench heads`` / ``losses``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from vtrbench.cli._app import _out, cli
+
+# The commands that take --plugin; one place adds it (see add_plugin_option) so that every
+# such command loads plugins the same way, before any of its other options are used.
+PLUGIN_COMMANDS = ("extract", "train", "eval", "ablate", "demo", "datasets", "heads", "losses")
+
+
+def _load(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    if value:
+        from vtrbench.plugins import load_plugins
+
+        load_plugins(list(value))
+
+
+def plugin_option() -> click.Option:
+    return click.Option(
+        ["--plugin"],
+        multiple=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_load,
+        metavar="FILE.py|MODULE",
+        help="Load heads/losses/datasets from a plugin file or module first (repeatable).",
+    )
+
+
+def add_plugin_option(group: click.Group) -> None:
+    for name in PLUGIN_COMMANDS:
+        command = group.commands.get(name)
+        if command is not None and not any(p.name == "plugin" for p in command.params):
+            command.params.insert(0, plugin_option())
+
+
+def _origin_text(origin: dict[str, Any]) -> str:
+    if origin.get("kind") == "builtin":
+        return "built in"
+    version = f" {origin['version']}" if origin.get("version") else ""
+    sha = f" sha256:{origin['sha256'][:12]}" if origin.get("sha256") else ""
+    return f"{origin.get('kind')} {origin.get('name')}{version} ({origin.get('source')}){sha}"
+
+
+def _list(kind: str) -> None:
+    from rich.table import Table
+
+    from vtrbench.plugins import _registries
+
+    reg = _registries()[kind]
+    table = Table(title=f"{kind}s", show_header=True)
+    table.add_column(kind)
+    table.add_column("from")
+    for name in reg.available():
+        table.add_row(name, _origin_text(reg.origin(name)))
+    _out().print(table)
+
+
+@cli.command("heads")
+def heads_cmd() -> None:
+    """List the heads: built in, from --plugin files/modules, and installed plugins (entry points)."""
+    _list("head")
+
+
+@cli.command("losses")
+def losses_cmd() -> None:
+    """List the losses: built in, from --plugin files/modules, and installed plugins (entry points)."""
+    _list("loss")
