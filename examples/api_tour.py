@@ -41,7 +41,7 @@ video = F.normalize(frames.sum(1) / mask.sum(1, keepdim=True).clamp(min=1), dim=
 similarity = text @ video.T
 
 # %% evaluate it with vtrbench's metrics (ties, v2t protocol, test-time DSL)
-logit_scale = float(api.create_head("zeroshot", embed_dim=embed_dim).logit_scale())
+logit_scale = float(api.create_head("zeroshot", embed_dim=embed_dim).logit_scale().detach())
 mine = api.evaluate_similarity(similarity, test.text_video, logit_scale=logit_scale)["metrics"]
 print("by hand:", {post: round(m["t2v"]["R@1"], 2) for post, m in mine.items()})
 

@@ -155,12 +155,24 @@ def _module_version(module: str) -> str | None:
     return None
 
 
-def _registries() -> dict[str, Any]:
-    from vtrbench.datasets.base import DATASETS
-    from vtrbench.heads.base import HEADS
+def registry_of(kind: str) -> Any:
+    """The registry of ``kind`` (head, loss, dataset); importing only that one keeps
+    ``vtrbench datasets list`` free of torch."""
+    if kind == "dataset":
+        from vtrbench.datasets.base import DATASETS
+
+        return DATASETS
+    if kind == "head":
+        from vtrbench.heads.base import HEADS
+
+        return HEADS
     from vtrbench.losses.base import LOSSES
 
-    return {"head": HEADS, "loss": LOSSES, "dataset": DATASETS}
+    return LOSSES
+
+
+def _registries() -> dict[str, Any]:
+    return {kind: registry_of(kind) for kind in ("head", "loss", "dataset")}
 
 
 def _snapshot() -> dict[str, set[str]]:
@@ -194,6 +206,22 @@ def entry_point_names(group: str | None) -> list[str]:
     return sorted({ep.name for ep in _entry_points(group)}) if group else []
 
 
+def _entry_point_origin(ep: metadata.EntryPoint) -> dict[str, Any]:
+    dist = ep.dist
+    return {
+        "kind": "entry point",
+        "name": str(dist.name) if dist else ep.value.split(":")[0].strip(),
+        "version": str(dist.version) if dist else None,
+        "source": f"{ep.group}:{ep.name} = {ep.value}",
+    }
+
+
+def describe_entry_point(group: str, name: str) -> dict[str, Any] | None:
+    """Where an installed, not yet loaded, entry ``name`` would come from (nothing is imported)."""
+    eps = [ep for ep in _entry_points(group) if ep.name == name]
+    return _entry_point_origin(eps[0]) if eps else None
+
+
 def load_entry_point(reg: Any, name: str) -> None:
     """Import the installed plugin that declares ``name`` in ``reg``'s group, if any."""
     eps = [ep for ep in _entry_points(reg.entry_point_group) if ep.name == name]
@@ -204,14 +232,8 @@ def load_entry_point(reg: Any, name: str) -> None:
         raise VtrbenchError(f"{reg.kind} {name!r} is declared by several installed plugins ({dists})")
     _load_all_builtins()
     ep = eps[0]
-    dist = ep.dist
     module_name = ep.value.split(":")[0].strip()
-    origin: dict[str, Any] = {
-        "kind": "entry point",
-        "name": str(dist.name) if dist else module_name,
-        "version": str(dist.version) if dist else None,
-        "source": f"{ep.group}:{ep.name} = {ep.value}",
-    }
+    origin = _entry_point_origin(ep)
     before = _snapshot()
     obj = _import_with_origin(origin, ep.load)
     module = sys.modules.get(module_name)

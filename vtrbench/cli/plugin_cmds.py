@@ -6,11 +6,11 @@ from typing import Any
 
 import click
 
-from vtrbench.cli._app import _out, cli
+from vtrbench.cli._app import cli
 
 # The commands that take --plugin; one place adds it (see add_plugin_option) so that every
 # such command loads plugins the same way, before any of its other options are used.
-PLUGIN_COMMANDS = ("extract", "train", "eval", "ablate", "demo", "datasets", "heads", "losses")
+PLUGIN_COMMANDS = ("extract", "train", "eval", "ablate", "demo", "heads", "losses")
 
 
 def _load(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
@@ -33,8 +33,11 @@ def plugin_option() -> click.Option:
 
 
 def add_plugin_option(group: click.Group) -> None:
-    for name in PLUGIN_COMMANDS:
-        command = group.commands.get(name)
+    commands = [group.commands.get(name) for name in PLUGIN_COMMANDS]
+    datasets = group.commands.get("datasets")
+    if isinstance(datasets, click.Group):
+        commands += list(datasets.commands.values())
+    for command in commands:
         if command is not None and not any(p.name == "plugin" for p in command.params):
             command.params.insert(0, plugin_option())
 
@@ -47,27 +50,28 @@ def _origin_text(origin: dict[str, Any]) -> str:
     return f"{origin.get('kind')} {origin.get('name')}{version} ({origin.get('source')}){sha}"
 
 
-def _list(kind: str) -> None:
-    from rich.table import Table
+def print_registry(kind: str) -> None:
+    """One line per name (pipe-friendly): built-ins bare, others followed by where they come from."""
+    from vtrbench.plugins import describe_entry_point, registry_of
 
-    from vtrbench.plugins import _registries
-
-    reg = _registries()[kind]
-    table = Table(title=f"{kind}s", show_header=True)
-    table.add_column(kind)
-    table.add_column("from")
+    reg = registry_of(kind)
     for name in reg.available():
-        table.add_row(name, _origin_text(reg.origin(name)))
-    _out().print(table)
+        if name in reg.names():
+            origin = reg.origin(name)
+            where = "" if origin.get("kind") == "builtin" else _origin_text(origin)
+        else:  # installed but not imported: listing must not run plugin code
+            origin = describe_entry_point(reg.entry_point_group, name) or {}
+            where = _origin_text(origin) + " (not loaded yet)"
+        click.echo(f"{name}  {where}".rstrip())
 
 
 @cli.command("heads")
 def heads_cmd() -> None:
     """List the heads: built in, from --plugin files/modules, and installed plugins (entry points)."""
-    _list("head")
+    print_registry("head")
 
 
 @cli.command("losses")
 def losses_cmd() -> None:
     """List the losses: built in, from --plugin files/modules, and installed plugins (entry points)."""
-    _list("loss")
+    print_registry("loss")

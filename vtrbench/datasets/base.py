@@ -84,6 +84,7 @@ DATASETS: Registry[Loader] = Registry("dataset", entry_point_group="vtrbench.dat
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Decorator: register a loader ``(annotations, video_root) -> DatasetIndex`` as ``name``."""
     return DATASETS.register(name)
 
 

@@ -87,10 +87,12 @@ HEADS: Registry[HeadFactory] = Registry("head", entry_point_group="vtrbench.head
 
 
 def register_head(name: str) -> Callable[[HeadFactory], HeadFactory]:
+    """Decorator: register a Head subclass (or factory taking ``embed_dim`` and options) as ``name``."""
     return HEADS.register(name)
 
 
 def list_heads() -> list[str]:
+    """Names of the built-in, plugin and installed (entry point) heads."""
     _import_builtin()
     return HEADS.available()  # built-ins, loaded plugins and installed entry points
 

@@ -19,15 +19,18 @@ LOSSES: Registry[LossFactory] = Registry("loss", entry_point_group="vtrbench.los
 
 
 def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
+    """Decorator: register a loss factory (``**options -> loss(logits)``) under ``name``."""
     return LOSSES.register(name)
 
 
 def list_losses() -> list[str]:
+    """Names of the built-in, plugin and installed (entry point) losses."""
     _import_builtin()
     return LOSSES.available()  # built-ins, loaded plugins and installed entry points
 
 
 def create_loss(name: str, **options: Any) -> LossFn:
+    """Build a registered loss: a callable on the (B, B) logit matrix returning a scalar."""
     _import_builtin()
     loss = LOSSES.get(name)(**options)
     from vtrbench.plugins import check_loss
