@@ -112,6 +112,17 @@ def _toml_list(values: Any) -> str:
     return "[" + ", ".join(_toml_value(v) for v in values) + "]"
 
 
+def load_grid_plugins(path: Path, plugins: Any) -> None:
+    """``plugins = ["my_head.py", "package.module"]``: files relative to the grid file's folder."""
+    from vtrbench.plugins import load_plugin
+
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise VtrbenchError(f"{path}: plugins must be a list of file paths or module names")
+    for spec in plugins:
+        local = Path(path).parent / spec
+        load_plugin(local if spec.endswith(".py") and not Path(spec).is_absolute() else spec)
+
+
 def load_grid(path: Path) -> Grid:
     """Read a grid TOML; unknown keys are errors (a typo must not silently shrink a grid)."""
     try:
@@ -120,10 +131,11 @@ def load_grid(path: Path) -> Grid:
         raise VtrbenchError(f"grid file not found: {path}") from None
     except tomllib.TOMLDecodeError as e:
         raise VtrbenchError(f"{path}: invalid TOML ({e})") from None
-    known_top = {"heads", "losses", "seeds", "camoe", "train"}
+    known_top = {"heads", "losses", "seeds", "camoe", "train", "plugins"}
     unknown = set(data) - known_top
     if unknown:
         raise VtrbenchError(f"{path}: unknown key(s) {sorted(unknown)} (known: {sorted(known_top)})")
+    load_grid_plugins(path, data.get("plugins", []))
     camoe = data.get("camoe", {})
     bad = set(camoe) - set(CAMOE_AXES)
     if bad:

@@ -17,7 +17,13 @@ from typing import Any
 def to_plain(obj: Any) -> Any:
     """Dataclasses, tuples, paths → JSON-ready plain data (dict keys sorted later)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        # A field marked omit_if_empty is left out while empty, so that adding it did not
+        # change the hash (and run id) of any config that does not use it.
+        return {
+            f.name: to_plain(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not (f.metadata.get("omit_if_empty") and not getattr(obj, f.name))
+        }
     if isinstance(obj, dict):
         return {str(k): to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -88,3 +94,6 @@ class TrainConfig:
     qb_bank: int = 5000
     qb_beta: float = 20.0
     schema: int = 1
+    # Plugin heads/losses: {"head": {name, version, source, sha256}, ...}; two versions of a
+    # plugin are two configs (different run ids), never extra seeds of one.
+    plugins: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"omit_if_empty": True})

@@ -1,50 +1,116 @@
 """One small generic registry, shared by datasets, heads and losses.
 
 A new entry is one decorated definition (``@HEADS.register("camoe")``); an unknown
-name gets a "did you mean" answer instead of a KeyError.
+name gets a "did you mean" answer instead of a KeyError. Each entry remembers where it
+came from (built in, a plugin file or module, an installed package's entry point), so
+that results can say which version of a method made them.
+
+Names that are not built in are looked up lazily in the registry's entry-point group
+(``vtrbench.heads``, ``vtrbench.losses``, ``vtrbench.datasets``) the first time they are
+asked for: installed plugins cost nothing until they are used.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from vtrbench.errors import VtrbenchError
 
 T = TypeVar("T")
 
+BUILTIN: dict[str, Any] = {"kind": "builtin"}
+
+# Set by vtrbench.plugins while a plugin is being imported: every registration made meanwhile
+# is attributed to it (and a clash with an existing name becomes that plugin's error).
+_current_plugin: dict[str, Any] | None = None
+
 
 class Registry(Generic[T]):
     """Maps lowercase names to objects of one kind (``kind`` is used in messages)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
         self.kind = kind
+        self.entry_point_group = entry_point_group
         self._entries: dict[str, T] = {}
+        self._origins: dict[str, dict[str, Any]] = {}
+        self._builtins_loader: Callable[[], None] | None = None
+
+    def builtins(self, loader: Callable[[], None]) -> None:
+        """Say how to import the built-in entries (lazily, to keep ``--help`` fast)."""
+        self._builtins_loader = loader
+
+    def load_builtins(self) -> None:
+        if self._builtins_loader is not None:
+            loader, self._builtins_loader = self._builtins_loader, None
+            loader()
 
     def register(self, name: str) -> Callable[[T], T]:
         if name != name.lower():
             raise ValueError(f"{self.kind} names are lowercase: {name!r}")
+        origin = dict(_current_plugin) if _current_plugin is not None else None
 
         def decorator(obj: T) -> T:
             if name in self._entries and self._entries[name] is not obj:
+                if origin is not None:
+                    was = self._origins.get(name, BUILTIN)
+                    where = "built in" if was.get("kind") == "builtin" else f"from {was.get('source')}"
+                    raise VtrbenchError(
+                        f"plugin {origin['source']} registers {self.kind} {name!r}, which is already "
+                        f"registered ({where}): give it another name"
+                    )
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._entries[name] = obj
+            module = str(getattr(obj, "__module__", ""))
+            if origin is not None:
+                self._origins[name] = origin
+            elif module.startswith("vtrbench.") or module == "vtrbench":
+                self._origins[name] = dict(BUILTIN)
+            else:  # registered from the user's own Python code
+                self._origins[name] = {"kind": "python", "source": module}
             return obj
 
         return decorator
 
     def get(self, name: str) -> T:
+        self.load_builtins()
+        if name not in self._entries and self.entry_point_group is not None:
+            from vtrbench.plugins import load_entry_point
+
+            load_entry_point(self, name)
         try:
             return self._entries[name]
         except KeyError:
-            raise VtrbenchError(unknown_name_message(self.kind, name, self.names())) from None
+            raise VtrbenchError(unknown_name_message(self.kind, name, self.available())) from None
 
     def names(self) -> list[str]:
+        """Registered names (built-ins and plugins loaded so far)."""
+        self.load_builtins()
         return sorted(self._entries)
 
+    def available(self) -> list[str]:
+        """Registered names plus installed entry points not loaded yet (nothing is imported)."""
+        from vtrbench.plugins import entry_point_names
+
+        extra = entry_point_names(self.entry_point_group) if self.entry_point_group else []
+        return sorted(set(self.names()) | set(extra))
+
+    def origin(self, name: str) -> dict[str, Any]:
+        """Where ``name`` came from: ``{"kind": "builtin"}`` or the plugin's name/version/source/sha256."""
+        self.get(name)
+        return dict(self._origins.get(name, BUILTIN))
+
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        if not isinstance(name, str):
+            return False
+        if name in self.names():
+            return True
+        try:
+            self.get(name)
+        except VtrbenchError:
+            return False
+        return True
 
 
 def unknown_name_message(kind: str, name: str, available: list[str]) -> str:

@@ -62,12 +62,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
+    """Write a result dict as JSON atomically (a crash never leaves a half-written file)."""
     if result.get("schema") != SCHEMA:
         raise ValueError("result dict must carry schema = results.SCHEMA")
     atomic_write_text(path, json.dumps(result, indent=1, sort_keys=False, allow_nan=False) + "\n")
 
 
 def read_result(path: Path) -> dict[str, Any]:
+    """Read and check one result file; a malformed file is a VtrbenchError naming it."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:

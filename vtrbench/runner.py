@@ -14,6 +14,7 @@ from vtrbench.config import TrainConfig, config_hash
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads.base import create_head, list_heads
 from vtrbench.losses.base import list_losses
+from vtrbench.plugins import provenance_for
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import read_result, result_path, run_id, write_result
 
@@ -102,6 +103,7 @@ def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
         dsl_tau=spec.dsl_tau,
         qb_bank=spec.qb_bank,
         qb_beta=spec.qb_beta,
+        plugins=provenance_for(head=spec.head, loss=spec.loss),
     )
 
 

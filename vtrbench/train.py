@@ -413,9 +413,12 @@ def cache_info(cache: FeatureCache) -> dict[str, Any]:
     }
 
 
-def head_label(head: Head, name: str) -> str:
+def head_label(head: Head, name: str, plugin: dict[str, Any] | None = None) -> str:
     label = getattr(head, "label", None)
-    return label() if callable(label) else name
+    text = label() if callable(label) else name
+    if plugin:  # a plugin's version (or source hash) is part of the method's name in every table
+        text += f" [{plugin.get('version') or 'sha256:' + str(plugin.get('sha256') or '?')[:8]}]"
+    return text
 
 
 def build_result(
@@ -446,7 +449,7 @@ def build_result(
         "head_options": head.describe(),
         "loss": loss,
         "loss_options": dict(config.loss_options),
-        "label": head_label(head, config.head),
+        "label": head_label(head, config.head, config.plugins.get("head")),
         "config": to_plain(config),
         "config_hash": chash,
         "seed": seed,
@@ -472,7 +475,7 @@ def build_result(
         "history": history,
         "gate": evaluation.get("gate"),
         "timing": timing,
-        "provenance": provenance(device),
+        "provenance": {**provenance(device), "plugins": dict(config.plugins)},
     }
 
 

@@ -1,6 +1,7 @@
 """The ``vtrbench`` command line: parse -> frozen config -> one library call -> rich output.
 
-One module per concern: ``_app`` (the group, consoles, shared parsing), ``extract_cmds``
+One module per concern: ``_app`` (the group, consoles, shared parsing), ``plugin_cmds``
+(--plugin on every command that builds heads, losses or datasets; heads, losses), ``extract_cmds``
 (extract, synth), ``info_cmds`` (datasets, models, inspect), ``options`` (train/ablate options ->
 RunSpec), ``train_cmds`` (train, eval, ablate) and ``report_cmds`` (report, demo).
 
@@ -16,11 +17,19 @@ from collections.abc import Sequence
 
 import click
 
-from vtrbench.cli import extract_cmds, info_cmds, report_cmds, train_cmds  # noqa: F401  (register commands)
+from vtrbench.cli import (  # noqa: F401  (importing registers the commands)
+    extract_cmds,
+    info_cmds,
+    plugin_cmds,
+    report_cmds,
+    train_cmds,
+)
 from vtrbench.cli._app import FEATURES_ROOT, RESULTS_ROOT, _console, cli
 from vtrbench.cli.extract_cmds import default_cache_path
 from vtrbench.cli.options import head_options_from_cli, run_spec_from_options
 from vtrbench.errors import VtrbenchError
+
+plugin_cmds.add_plugin_option(cli)
 
 __all__ = [
     "FEATURES_ROOT",

@@ -18,10 +18,9 @@ def datasets() -> None:
 
 @datasets.command("list")
 def datasets_list() -> None:
-    from vtrbench.datasets import list_datasets
+    from vtrbench.cli.plugin_cmds import print_registry
 
-    for name in list_datasets():
-        click.echo(name)
+    print_registry("dataset")
 
 
 @datasets.command("describe")

@@ -80,16 +80,17 @@ class DatasetIndex:
 # files live. Loaders must not touch the video files themselves.
 Loader = Callable[[Path | None, Path | None], DatasetIndex]
 
-DATASETS: Registry[Loader] = Registry("dataset")
+DATASETS: Registry[Loader] = Registry("dataset", entry_point_group="vtrbench.datasets")
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Decorator: register a loader ``(annotations, video_root) -> DatasetIndex`` as ``name``."""
     return DATASETS.register(name)
 
 
 def list_datasets() -> list[str]:
     _import_builtin()
-    return DATASETS.names()
+    return DATASETS.available()  # built-ins, loaded plugins and installed entry points
 
 
 def load_dataset(name: str, annotations: Path | None, video_root: Path | None) -> DatasetIndex:
@@ -112,3 +113,6 @@ def _import_builtin() -> None:
         msvd,
         synthetic,
     )
+
+
+DATASETS.builtins(_import_builtin)

@@ -83,23 +83,32 @@ class Head(nn.Module):
 
 
 HeadFactory = Callable[..., Head]
-HEADS: Registry[HeadFactory] = Registry("head")
+HEADS: Registry[HeadFactory] = Registry("head", entry_point_group="vtrbench.heads")
 
 
 def register_head(name: str) -> Callable[[HeadFactory], HeadFactory]:
+    """Decorator: register a Head subclass (or factory taking ``embed_dim`` and options) as ``name``."""
     return HEADS.register(name)
 
 
 def list_heads() -> list[str]:
+    """Names of the built-in, plugin and installed (entry point) heads."""
     _import_builtin()
-    return HEADS.names()
+    return HEADS.available()  # built-ins, loaded plugins and installed entry points
 
 
 def create_head(name: str, embed_dim: int, **options: Any) -> Head:
     """Build a registered head. ``options`` are the head's own keyword arguments."""
     _import_builtin()
-    return HEADS.get(name)(embed_dim=embed_dim, **options)
+    head = HEADS.get(name)(embed_dim=embed_dim, **options)
+    from vtrbench.plugins import check_head
+
+    check_head(head, name, embed_dim)  # plugin heads only: one dry forward, before any work
+    return head
 
 
 def _import_builtin() -> None:
     from vtrbench.heads import camoe, meanp, seqtransf, zeroshot  # noqa: F401
+
+
+HEADS.builtins(_import_builtin)

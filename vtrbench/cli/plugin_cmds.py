@@ -1,0 +1,77 @@
+"""``--plugin`` for the commands that build heads, losses or datasets, and ``vtrbench heads`` / ``losses``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from vtrbench.cli._app import cli
+
+# The commands that take --plugin; one place adds it (see add_plugin_option) so that every
+# such command loads plugins the same way, before any of its other options are used.
+PLUGIN_COMMANDS = ("extract", "train", "eval", "ablate", "demo", "heads", "losses")
+
+
+def _load(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    if value:
+        from vtrbench.plugins import load_plugins
+
+        load_plugins(list(value))
+
+
+def plugin_option() -> click.Option:
+    return click.Option(
+        ["--plugin"],
+        multiple=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_load,
+        metavar="FILE.py|MODULE",
+        help="Load heads/losses/datasets from a plugin file or module first (repeatable).",
+    )
+
+
+def add_plugin_option(group: click.Group) -> None:
+    commands = [group.commands.get(name) for name in PLUGIN_COMMANDS]
+    datasets = group.commands.get("datasets")
+    if isinstance(datasets, click.Group):
+        commands += list(datasets.commands.values())
+    for command in commands:
+        if command is not None and not any(p.name == "plugin" for p in command.params):
+            command.params.insert(0, plugin_option())
+
+
+def _origin_text(origin: dict[str, Any]) -> str:
+    if origin.get("kind") == "builtin":
+        return "built in"
+    version = f" {origin['version']}" if origin.get("version") else ""
+    sha = f" sha256:{origin['sha256'][:12]}" if origin.get("sha256") else ""
+    return f"{origin.get('kind')} {origin.get('name')}{version} ({origin.get('source')}){sha}"
+
+
+def print_registry(kind: str) -> None:
+    """One line per name (pipe-friendly): built-ins bare, others followed by where they come from."""
+    from vtrbench.plugins import describe_entry_point, registry_of
+
+    reg = registry_of(kind)
+    for name in reg.available():
+        if name in reg.names():
+            origin = reg.origin(name)
+            where = "" if origin.get("kind") == "builtin" else _origin_text(origin)
+        else:  # installed but not imported: listing must not run plugin code
+            origin = describe_entry_point(reg.entry_point_group, name) or {}
+            where = _origin_text(origin) + " (not loaded yet)"
+        click.echo(f"{name}  {where}".rstrip())
+
+
+@cli.command("heads")
+def heads_cmd() -> None:
+    """List the heads: built in, from --plugin files/modules, and installed plugins (entry points)."""
+    print_registry("head")
+
+
+@cli.command("losses")
+def losses_cmd() -> None:
+    """List the losses: built in, from --plugin files/modules, and installed plugins (entry points)."""
+    print_registry("loss")
