@@ -98,5 +98,12 @@ run extract 240 benchmarks/extract.py --device "$DEVICE" "${EXTRACT_ARGS[@]}" \
     --video-dir "${TMPDIR:-/tmp}/vtrbench-bench-videos"
 run train 300 benchmarks/train.py --device "$DEVICE" --repeats 1 "${TRAIN_ARGS[@]}"
 run eval 180 benchmarks/eval.py --device "$DEVICE" "${EVAL_ARGS[@]}"
+# Multi-GPU row (issue #11): only when the machine has several GPUs; one torchrun rank per GPU.
+NGPU=$(nvidia-smi --list-gpus 2>/dev/null | wc -l || echo 0)
+if [ "$DEVICE" != "cpu" ] && [ "${NGPU:-0}" -ge 2 ]; then
+    echo "== shard_scaling ($NGPU GPUs)"
+    timeout 300 "$PY" benchmarks/shard_scaling.py --model ViT-B-32 --device cuda --videos 96 \
+        --nproc "$NGPU" 2>&1 | tee "$OUT/shard_scaling.txt" || status=1
+fi
 echo "== done: $OUT"
 exit $status

@@ -470,8 +470,8 @@ pause = float(sys.argv[2])
 if pause:
     import vtrbench.extract.pipeline as pipeline
     write_part = pipeline.write_part
-    def slow_write_part(path, arrays):
-        write_part(path, arrays)
+    def slow_write_part(path, arrays, *rest):
+        write_part(path, arrays, *rest)
         time.sleep(pause)
     pipeline.write_part = slow_write_part
 from vtrbench.cli import main

@@ -167,8 +167,14 @@ class GridOutcome:
     grid_file: Path | None = None
 
 
-def run_grid(grid: Grid, base: Any, *, console: Any = None, progress: bool = True) -> GridOutcome:
-    """Run every grid point on the cache of ``base`` (a runner.RunSpec holding the shared options)."""
+def run_grid(
+    grid: Grid, base: Any, *, console: Any = None, progress: bool = True, shard: Any = None
+) -> GridOutcome:
+    """Run every grid point on the cache of ``base`` (a runner.RunSpec holding the shared options).
+
+    ``shard`` (a vtrbench.shard.Shard): run only the cells (config x seed, in ``grid.points()``
+    order) whose position k has k mod n == i; the others belong to other processes.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from vtrbench.cache import FeatureCache
@@ -177,6 +183,8 @@ def run_grid(grid: Grid, base: Any, *, console: Any = None, progress: bool = Tru
     points = grid.points()
     if not points:
         raise VtrbenchError("the grid is empty")
+    if shard is not None:
+        points = shard.take(points)
     outcome = GridOutcome()
     data: dict[str, Any] = {}  # splits loaded once for the whole grid
     with FeatureCache(base.cache_path) as cache:
@@ -188,7 +196,7 @@ def run_grid(grid: Grid, base: Any, *, console: Any = None, progress: bool = Tru
 
         atomic_write_text(outcome.grid_file, f"# cache: {cache.path}\n" + grid.to_toml())
         bar = Progress(
-            TextColumn("[bold]grid"),
+            TextColumn("[bold]grid" + (f" shard {shard}" if shard is not None else "")),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[run]}"),

@@ -59,8 +59,8 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write one chunk's arrays atomically: temporary file, fsync, rename."""
+def write_part(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any] | None = None) -> None:
+    """Write one chunk's arrays atomically: temporary file, fsync, rename. ``attrs`` mark its origin."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
@@ -69,6 +69,8 @@ def write_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
                 f.create_dataset(name, data=np.asarray(arr, dtype=object), dtype=STR)
             else:
                 f.create_dataset(name, data=arr)
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
         f.attrs["complete"] = True
         f.flush()
     with open(tmp, "rb+") as fh:

@@ -77,6 +77,18 @@ def default_cache_path(
 @click.option("--strict", is_flag=True, help="Exit non-zero if any video fails to decode.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing cache made with a different config.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Encode only chunks k with k mod N == I (Slurm: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); "
+    "the last shard to finish assembles. Under torchrun the rank is the shard.",
+)
+@click.option(
+    "--assemble",
+    "assemble_only",
+    is_flag=True,
+    help="Build the cache from the shards' parts; encode nothing.",
+)
 def extract(
     dataset: str,
     annotations: Path | None,
@@ -97,6 +109,8 @@ def extract(
     strict: bool,
     overwrite: bool,
     quiet: bool,
+    shard: str | None,
+    assemble_only: bool,
 ) -> None:
     """Decode and encode every video and caption of a dataset once, into an HDF5 feature cache."""
     import warnings
@@ -108,7 +122,13 @@ def extract(
     err = _console()
     if fps < 1:
         raise VtrbenchError("--fps must be >= 1")
+    from vtrbench.shard import resolve
+
     device = _resolve_device(device)
+    shard_of, device = resolve(shard, device)
+    if shard_of is not None and (overwrite or assemble_only):
+        flag = "--overwrite" if overwrite else "--assemble"
+        raise VtrbenchError(f"{flag} cannot be combined with --shard/torchrun (run it once, unsharded)")
     index = load_dataset(dataset, annotations, video_root)
     for w in index.warnings:
         err.print(f"[yellow]warning:[/] {w}")
@@ -142,16 +162,33 @@ def extract(
         video_chunk=chunk_size,
         overwrite=overwrite,
         progress=not quiet,
+        shard=shard_of,
+        assemble_only=assemble_only,
     )
+    what = "assembling" if assemble_only else "extracting"
     err.print(
-        f"extracting [bold]{dataset}[/] ({len(index.videos)} videos, {len(index.texts)} captions) "
-        f"with {model}/{pretrained} on {device} -> {out}"
+        f"{what} [bold]{dataset}[/] ({len(index.videos)} videos, {len(index.texts)} captions) "
+        f"with {model}/{pretrained} on {device}"
+        + (f" as shard {shard_of}" if shard_of else "")
+        + f" -> {out}"
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         summary = extract_features(index, cfg, out, opts, console=err)
     if summary.already_complete:
         err.print(f"[green]already complete:[/] {out} (same config {summary.config_hash[:8]}; nothing to do)")
+    elif not summary.assembled:
+        waiting = (
+            f"{summary.missing_parts} part(s) of other shards still missing; the last shard to finish "
+            f"assembles (or run the same command with --assemble instead of --shard)"
+            if summary.missing_parts
+            else "rank 0 assembles the cache"
+        )
+        err.print(
+            f"[green]shard {summary.shard} done[/] in {summary.seconds:.1f}s: {summary.done_now} videos "
+            f"encoded now, {summary.resumed} resumed; {waiting}"
+        )
+        return
     else:
         ok = summary.videos - len(summary.failed)
         err.print(

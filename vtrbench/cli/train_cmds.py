@@ -141,6 +141,12 @@ def eval_cmd(cache_path: Path, head: str | None, checkpoint: Path | None, **kw: 
     type=click.Path(path_type=Path),
     help="A grid TOML (axes and [train] options); replaces the axis options above.",
 )
+@click.option(
+    "--shard",
+    "shard_option",
+    metavar="I/N",
+    help="Run only grid cells k with k mod N == I (Slurm arrays, machines); under torchrun the rank.",
+)
 @click.option("--loss", default="dsl", hidden=True)
 @click.option("--head", default="meanp", hidden=True)
 def ablate(
@@ -152,6 +158,7 @@ def ablate(
     gate_list: str | None,
     aux_list: str | None,
     grid_file: Path | None,
+    shard_option: str | None,
     **kw: Any,
 ) -> None:
     """Run a grid of heads x losses x CAMoE alignment settings x seeds on one cache (one result per run)."""
@@ -188,13 +195,17 @@ def ablate(
     for loss in grid.losses:
         if loss not in list_losses():
             raise VtrbenchError(unknown_name_message("loss", loss, list_losses()))
-    base = run_spec_from_options(kw)
+    from vtrbench.shard import resolve
+
+    shard, device = resolve(shard_option, _resolve_device(kw["device"]))
+    base = run_spec_from_options({**kw, "device": device})
     if grid_file is not None:
         base = replace(base, **grid.train)
     err = _console()
     n = len(grid.points())
-    err.print(f"ablation grid: {n} runs on {base.cache_path} -> {base.results_dir}")
-    outcome = run_grid(grid, base, console=err, progress=not kw.get("quiet"))
+    mine = f" (shard {shard}: {len(shard.take(grid.points()))} of them)" if shard is not None else ""
+    err.print(f"ablation grid: {n} runs{mine} on {base.cache_path} -> {base.results_dir}")
+    outcome = run_grid(grid, base, console=err, progress=not kw.get("quiet"), shard=shard)
     err.print(
         f"[green]grid done:[/] {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
         f"{len(outcome.failed)} failed; grid saved as {outcome.grid_file}"

@@ -10,6 +10,7 @@ produces bit-for-bit the same features as an uninterrupted one.
 from __future__ import annotations
 
 import fcntl
+import json
 import shutil
 import time
 import warnings
@@ -37,6 +38,7 @@ from vtrbench.cache import (
 from vtrbench.config import ExtractConfig, config_hash, to_plain
 from vtrbench.datasets.base import DatasetIndex
 from vtrbench.errors import CacheError, VtrbenchError
+from vtrbench.shard import Shard
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class RunOptions:
     text_chunk: int = 4096
     overwrite: bool = False
     progress: bool = True
+    shard: Shard | None = None  # encode only the chunks k with k mod n == i (see vtrbench.shard)
+    assemble_only: bool = False  # build the cache from the parts that shards wrote; encode nothing
 
 
 @dataclass
@@ -65,6 +69,9 @@ class ExtractSummary:
     already_complete: bool = False
     seconds: float = 0.0
     frames: int = 0
+    shard: str | None = None  # "i/n" when this process was one shard
+    assembled: bool = True  # False: a shard finished its parts, other shards' parts are still missing
+    missing_parts: int = 0
 
     def failure_reasons(self) -> Counter[str]:
         return Counter(r.split(":")[0] for r in self.failed.values())
@@ -95,15 +102,18 @@ def auto_batch_size(device: str, image_size: int) -> int:
 
 
 @contextmanager
-def _lock(output: Path) -> Iterator[None]:
-    lock_path = Path(str(output) + ".lock")
+def _lock(output: Path, shard: Shard | None = None) -> Iterator[None]:
+    # Shards write disjoint parts, so each holds its own lock; assembly holds the cache's.
+    suffix = f".shard{shard.index}of{shard.count}.lock" if shard is not None else ".lock"
+    lock_path = Path(str(output) + suffix)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            who = f"shard {shard} of " if shard is not None else ""
             raise VtrbenchError(
-                f"another `vtrbench extract` is writing {output} (lock {lock_path})"
+                f"another `vtrbench extract` is writing {who}{output} (lock {lock_path})"
             ) from None
         try:
             yield
@@ -123,7 +133,11 @@ def extract_features(
         output=output, config_hash=chash, videos=len(index.videos), texts=len(index.texts)
     )
     t0 = time.perf_counter()
-    with _lock(output):
+    shard = opts.shard
+    summary.shard = str(shard) if shard is not None else None
+    if opts.assemble_only:
+        return assemble_shards(output, config, summary, t0)
+    with _lock(output, shard):
         if output.exists():
             if opts.overwrite:
                 output.unlink()
@@ -161,17 +175,144 @@ def extract_features(
             pdir.mkdir(parents=True, exist_ok=True)
             manifest.save(manifest_path)
         todo = missing_parts(output, manifest)
+        owned = range(len(manifest.chunks("videos")))
+        if shard is not None:
+            todo = {kind: [k for k in ks if shard.owns(k)] for kind, ks in todo.items()}
+            owned = [k for k in owned if shard.owns(k)]
+            record_shard_count(pdir, shard)
         pending = set(todo["videos"])
-        summary.resumed = sum(e - s for k, (s, e) in enumerate(manifest.chunks("videos")) if k not in pending)
+        summary.resumed = sum(
+            e - s for k, (s, e) in enumerate(manifest.chunks("videos")) if k in owned and k not in pending
+        )
         if todo["videos"] or todo["texts"]:
             if clip is None:
                 clip = _load_clip(config, opts.device)
             _run_videos(clip, manifest, config, output, todo["videos"], opts, summary, console)
             _run_texts(clip, manifest, index, config, output, todo["texts"], opts, console)
-        _collect_failures(output, manifest, summary)
-        assemble(output, manifest)
+        if shard is None:
+            _collect_failures(output, manifest, summary)
+            assemble(output, manifest)
+    if shard is not None:
+        _after_shard(output, manifest, shard, summary)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+# ------------------------------------------------------------------ shards
+
+
+def record_shard_count(pdir: Path, shard: Shard) -> None:
+    """Remember n, so that assembly can name the shard that owns a missing part."""
+    from vtrbench.results import atomic_write_text
+
+    atomic_write_text(pdir / "shards.json", json.dumps({"count": shard.count}))
+
+
+def _owner_hint(pdir: Path, kind: str, k: int) -> str:
+    try:
+        count = int(json.loads((pdir / "shards.json").read_text())["count"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return f" (shard {k % count}/{count})"
+
+
+def check_parts(output: Path, manifest: Manifest) -> None:
+    """Refuse assembly naming each missing or foreign part and the shard that would make it."""
+    import h5py
+
+    pdir = parts_dir(output)
+    missing = missing_parts(output, manifest)
+    problems = [
+        f"{part_path(output, kind, k).name}{_owner_hint(pdir, kind, k)}"
+        for kind in missing
+        for k in missing[kind]
+    ]
+    if problems:
+        shown = ", ".join(problems[:6]) + (f" and {len(problems) - 6} more" if len(problems) > 6 else "")
+        raise CacheError(
+            f"cannot assemble {output}: {len(problems)} part(s) missing: {shown}; run the same "
+            "`vtrbench extract` with the --shard i/n named (or without --shard) to make them, then --assemble"
+        )
+    for kind in ("videos", "texts"):
+        for k in range(len(manifest.chunks(kind))):
+            path = part_path(output, kind, k)
+            with h5py.File(path, "r") as f:
+                part_hash = f.attrs.get("config_hash")
+            if part_hash is not None and str(part_hash) != manifest.config_hash:
+                raise CacheError(
+                    f"cannot assemble {output}: {path.name} belongs to another extraction (config "
+                    f"{str(part_hash)[:8]}, this one {manifest.config_hash[:8]}); delete it and rerun its "
+                    "shard"
+                )
+
+
+def _assemble_now(output: Path, manifest: Manifest, summary: ExtractSummary) -> None:
+    check_parts(output, manifest)
+    _collect_failures(output, manifest, summary)
+    assemble(output, manifest)
+    summary.assembled = True
+
+
+def assemble_shards(
+    output: Path, config: ExtractConfig, summary: ExtractSummary, t0: float
+) -> ExtractSummary:
+    """``--assemble``: build the cache once every shard has written its parts."""
+    chash = summary.config_hash
+    with _lock(output):
+        if output.exists():
+            with FeatureCache(output) as existing:
+                if existing.config_hash != chash:
+                    raise CacheError(f"{output} exists and was made with a different config")
+            summary.already_complete = True
+            return summary
+        manifest_path = parts_dir(output) / "manifest.json"
+        if not manifest_path.exists():
+            raise CacheError(
+                f"no extraction parts for {output}: run `vtrbench extract ... --shard i/n` for every "
+                "shard first"
+            )
+        manifest = Manifest.load(manifest_path)
+        if manifest.config_hash != chash:
+            raise CacheError(
+                f"the parts in {parts_dir(output)} were made with a different config "
+                f"({_diff(manifest.config, to_plain(config))}); use the shards' exact options"
+            )
+        _assemble_now(output, manifest, summary)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _after_shard(output: Path, manifest: Manifest, shard: Shard, summary: ExtractSummary) -> None:
+    from vtrbench import shard as sharding
+
+    if shard.torchrun:
+        # Every rank has written its parts; rank 0 assembles, and its summary counts all ranks.
+        sharding.barrier(shard)
+        counts = torch.tensor([summary.done_now, summary.resumed, summary.frames], dtype=torch.long)
+        torch.distributed.all_reduce(counts)
+        summary.done_now, summary.resumed, summary.frames = (int(x) for x in counts)
+        if shard.index == 0:
+            with _lock(output):
+                if not output.exists():
+                    _assemble_now(output, manifest, summary)
+        else:
+            summary.assembled = False
+        sharding.barrier(shard)  # no rank exits (and tears the group down) before the cache exists
+        sharding.finish(shard)
+        return
+    missing = missing_parts(output, manifest)
+    summary.missing_parts = len(missing["videos"]) + len(missing["texts"])
+    summary.assembled = False
+    if summary.missing_parts == 0:
+        # The last shard to finish assembles (a job array needs no extra step); if another one
+        # is assembling right now, it will finish the job.
+        try:
+            with _lock(output):
+                if not output.exists():
+                    _assemble_now(output, manifest, summary)
+        except VtrbenchError as e:
+            if "another `vtrbench extract`" not in str(e):
+                raise
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -336,7 +477,11 @@ def _run_videos(
                     f"{frames_done / elapsed:.0f} frames/s",
                 )
             chunk.flush(clip, device, config.patch_tokens, encode_frames)
-            write_part(part_path(output, "videos", k), chunk.arrays(config.patch_tokens))
+            write_part(
+                part_path(output, "videos", k),
+                chunk.arrays(config.patch_tokens),
+                {"config_hash": manifest.config_hash},
+            )
             summary.done_now += n
         summary.frames = frames_done
 
@@ -468,7 +613,7 @@ def _run_texts(
             if tagger is not None or any(r is not None for r in roles):
                 arrays["noun_mask"] = tok.noun_mask
                 arrays["verb_mask"] = tok.verb_mask
-            write_part(part_path(output, "texts", k), arrays)
+            write_part(part_path(output, "texts", k), arrays, {"config_hash": manifest.config_hash})
 
 
 @contextmanager

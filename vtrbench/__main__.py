@@ -1,0 +1,7 @@
+"""``python -m vtrbench`` (and ``torchrun ... -m vtrbench extract ...``): the command line."""
+
+import sys
+
+from vtrbench.cli import main
+
+sys.exit(main())
