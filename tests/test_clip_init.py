@@ -428,3 +428,46 @@ def test_positional_rows_beyond_clip_context_refuse_clip_init():
     assert "differs from the embedding width 64" in backbone_misfit(
         info, width=64, layers=4, heads=None, max_frames=8
     )
+
+
+# ---------------------------------------------------------------- ablation grids
+
+
+def test_grid_temporal_axes_cross_only_the_temporal_heads(tmp_path):
+    from vtrbench.ablate import Grid, load_grid
+
+    grid = Grid(heads=("meanp", "seqtransf", "camoe"), losses=("dsl",), init=("clip", "random"), layers=(2,))
+    points = [(h, o) for h, _, o, _ in grid.points()]
+    assert points == [
+        ("meanp", {}),
+        ("seqtransf", {"init": "clip", "layers": 2}),
+        ("seqtransf", {"init": "random", "layers": 2}),
+        ("camoe", {"init": "clip", "layers": 2}),
+        ("camoe", {"init": "random", "layers": 2}),
+    ]
+    path = tmp_path / "g.toml"
+    path.write_text(grid.to_toml())
+    assert load_grid(path) == grid
+    path.write_text('heads = ["seqtransf"]\n[temporal]\ninit = ["clp"]\n')
+    with pytest.raises(
+        VtrbenchError, match=r"g.toml: \[temporal\] unknown grid init 'clp'; did you mean 'clip'"
+    ):
+        load_grid(path)
+    path.write_text('heads = ["seqtransf"]\n[temporal]\nlayers = [0]\n')
+    with pytest.raises(VtrbenchError, match=r"\[temporal\] grid option layers must be a positive integer"):
+        load_grid(path)
+    path.write_text('heads = ["seqtransf"]\n[temporal]\ndepth = [2]\n')
+    with pytest.raises(VtrbenchError, match=r"unknown \[temporal\] key"):
+        load_grid(path)
+
+
+def test_ablate_grid_compares_clip_and_random_starts(clipinit_cache, run_cli, tmp_path):
+    grid = tmp_path / "g.toml"
+    grid.write_text(
+        'heads = ["seqtransf"]\nlosses = ["infonce"]\nseeds = [0]\n[temporal]\ninit = ["clip", "random"]\n'
+        "layers = [2]\n[train]\nepochs = 1\nbatch_size = 8\n"
+    )
+    r = run_cli("ablate", "--cache", clipinit_cache, "--grid", grid, "--results", tmp_path / "r", "--quiet")
+    assert r.code == 0, r.text
+    labels = sorted(json.loads(p.read_text())["label"] for p in (tmp_path / "r").rglob("*.json"))
+    assert labels == ["seqtransf[layers=2,init=clip]", "seqtransf[layers=2,init=random]"]

@@ -225,10 +225,10 @@ class Transformer(nn.Module):
 
     Randomly initialised with CLIP's text-transformer scheme (std width^-0.5 for attention
     inputs, scaled down by sqrt(2·layers) on the residual outputs). That scheme does NOT
-    make the stack start near the identity: on CLIP-like frame inputs a fresh 4-layer stack's
-    output lies about 0.8 (relative L2 distance) away from its input
-    (``python -m vtrbench.heads._layers``). What keeps a fresh seqTransf close to frozen CLIP
-    is the outer residual of :class:`TemporalEncoder` and the per-frame normalisation after it.
+    start the stack near the identity: a fresh 4-layer stack's output lies 0.7 (inputs of
+    per-dimension scale 1) to 1.8 (scale 0.4, about ViT-B/32 frame embeddings) relative L2
+    distance from its input (``python benchmarks/clip_init.py``). ``init="clip"`` (CLIP4Clip's
+    start) replaces it with CLIP's text layers, see :func:`load_clip_text_layers`.
     """
 
     def __init__(self, width: int, layers: int, heads: int, activation: str = "quick_gelu") -> None:
