@@ -152,10 +152,10 @@ def main() -> None:
         f"2. synthetic: {a.videos} videos, {MODEL} (random weights), {a.epochs} epochs, loss {a.loss}, "
         f"seeds {a.seeds}\n   cache backbone: {res['backbone']}"
     )
-    print(f"   {'head':<52} {'t2v R@1':>12} {'t2v R@10':>12} {'train+eval s':>13}")
+    print(f"   {'head':<66} {'t2v R@1':>12} {'t2v R@10':>12} {'train+eval s':>13}")
     for label, row in res["rows"].items():
         print(
-            f"   {label:<52} {_mean_std(row['t2v_R@1']):>12} {_mean_std(row['t2v_R@10']):>12} "
+            f"   {label:<66} {_mean_std(row['t2v_R@1']):>12} {_mean_std(row['t2v_R@10']):>12} "
             f"{np.mean(row['seconds']):>13.1f}"
         )
     if a.json:
