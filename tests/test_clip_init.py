@@ -471,3 +471,57 @@ def test_ablate_grid_compares_clip_and_random_starts(clipinit_cache, run_cli, tm
     assert r.code == 0, r.text
     labels = sorted(json.loads(p.read_text())["label"] for p in (tmp_path / "r").rglob("*.json"))
     assert labels == ["seqtransf[layers=2,init=clip]", "seqtransf[layers=2,init=random]"]
+
+
+def test_assembly_never_drops_promised_backbone_weights(tmp_path):
+    from vtrbench.cache import Manifest, assemble
+
+    manifest = Manifest(
+        config={},
+        config_hash="x",
+        video_ids=[],
+        video_paths=[],
+        captions=[],
+        text_video=[],
+        splits={},
+        video_chunk=1,
+        text_chunk=1,
+        attrs={"backbone_stored": True},
+    )
+    with pytest.raises(VtrbenchError, match="backbone weights part is missing"):
+        assemble(tmp_path / "c.h5", manifest)
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_resumed_extraction_rewrites_a_lost_backbone_part(
+    test_model_name, synth_extract_argv, run_cli, tmp_path, monkeypatch, clipinit_cache
+):
+    """Killed before assembly and the backbone part gone: the resumed run writes it again, and
+    the cache holds the same tensors as an uninterrupted extraction."""
+    import vtrbench.extract.pipeline as pipeline
+    from vtrbench.cache import FeatureCache, backbone_part_path
+
+    out = tmp_path / "c.h5"
+    argv = synth_extract_argv(out)
+    argv[argv.index("--model") + 1] = test_model_name
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "assemble", killed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = run_cli(*argv)
+    assert r.code != 0 and not out.exists()
+    backbone_part_path(out).unlink()
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = run_cli(*argv)
+    assert r.code == 0, r.text
+    with FeatureCache(out) as resumed, FeatureCache(clipinit_cache) as whole:
+        a, b = resumed.backbone_weights(), whole.backbone_weights()
+        assert resumed.backbone_info() == whole.backbone_info()
+    assert a is not None and b is not None and a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
