@@ -9,6 +9,10 @@ renamed), so a ``kill -9`` loses at most the chunk in flight. When every part is
 present, :func:`assemble` copies them into ``<cache>.tmp`` and renames that onto the
 cache path. A file at the cache path is therefore always complete.
 
+The backbone weights ``--init clip`` starts the temporal heads from (vtrbench/extract/backbone.py)
+are one more part, ``backbone.h5``, copied into ``/backbone`` at assembly; when the manifest
+promises them, assembly refuses to run without them.
+
 The parts layout is also the unit of sharding: chunk ``k`` of ``n`` can be made by
 any process, and assembly refuses to run while any part is missing (never silent
 zeros).
