@@ -343,13 +343,20 @@ def test_describe_is_plain_data_and_label_is_short(name, options):
 
 
 def test_camoe_label_lists_sorted_experts_and_non_defaults():
-    assert build("camoe", {}).label() == "camoe[action,entity,fusion,scene;pos;single]"
+    # the temporal experts' depth and start are always stated (issue 8 item 3)
+    assert build("camoe", {}).label() == "camoe[action,entity,fusion,scene;pos;single;layers=2;init=random]"
     head = build(
         "camoe", {"experts": "scene,action", "streams": "eot", "gate": "uniform", "aux_weight": 0.25}
     )
-    assert head.label() == "camoe[action,scene;eot;uniform;aux=0.25]"
+    assert head.label() == "camoe[action,scene;eot;uniform;aux=0.25;layers=2;init=random]"
     assert head.describe()["experts"] == ["action", "scene"]
+    # without a temporal expert there is no depth or start to state
+    assert build("camoe", {"experts": "entity,scene"}).label() == "camoe[entity,scene;pos;single]"
     assert build("meanp", {"adapter": False}).label() == "meanp[no-adapter]"
+    assert build("seqtransf", {}).label() == "seqtransf[layers=4,init=random]"
+    assert build("seqtransf", {"layers": 2, "adapter": False}).label() == (
+        "seqtransf[layers=2,init=random,no-adapter]"
+    )
 
 
 def test_logit_scale_starts_at_100_and_is_clamped():

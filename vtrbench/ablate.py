@@ -23,6 +23,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CAMOE_AXES = ("experts", "streams", "gate", "aux_weight")
+# Axes of the heads with a temporal transformer (grid file section [temporal]).
+TEMPORAL_AXES = ("init", "layers")
+TEMPORAL_HEADS = ("seqtransf", "camoe")
 TRAIN_KEYS = (
     "epochs",
     "batch_size",
@@ -48,6 +51,9 @@ class Grid:
     streams: tuple[str, ...] = ()
     gate: tuple[str, ...] = ()
     aux_weight: tuple[float, ...] = ()
+    # seqtransf/camoe temporal transformer axes: start (clip | random) and depth.
+    init: tuple[str, ...] = ()
+    layers: tuple[int, ...] = ()
     train: dict[str, Any] = field(default_factory=dict)  # shared training options (TRAIN_KEYS)
 
     def points(self) -> list[tuple[str, str, dict[str, Any], int]]:
@@ -58,6 +64,7 @@ class Grid:
             "gate": list(self.gate) or [None],
             "aux_weight": list(self.aux_weight) or [None],
         }
+        temporal_axes = {"init": list(self.init) or [None], "layers": list(self.layers) or [None]}
         out = []
         for head in self.heads:
             if head == "camoe":
@@ -67,6 +74,12 @@ class Grid:
                 ]
             else:
                 combos = [{}]
+            if head in TEMPORAL_HEADS:
+                combos = [
+                    {**c, **{k: v for k, v in zip(temporal_axes, values, strict=True) if v is not None}}
+                    for c in combos
+                    for values in itertools.product(*temporal_axes.values())
+                ]
             for loss in self.losses:
                 for opts in combos:
                     for seed in self.seeds:
@@ -90,6 +103,13 @@ class Grid:
             for key, values in camoe.items():
                 if values:
                     lines.append(f"{key} = {_toml_list(values)}")
+        if self.init or self.layers:
+            lines.append("")
+            lines.append("[temporal]")
+            if self.init:
+                lines.append(f"init = {_toml_list(self.init)}")
+            if self.layers:
+                lines.append(f"layers = {_toml_list(self.layers)}")
         if self.train:
             lines.append("")
             lines.append("[train]")
@@ -131,7 +151,7 @@ def load_grid(path: Path) -> Grid:
         raise VtrbenchError(f"grid file not found: {path}") from None
     except tomllib.TOMLDecodeError as e:
         raise VtrbenchError(f"{path}: invalid TOML ({e})") from None
-    known_top = {"heads", "losses", "seeds", "camoe", "train", "plugins"}
+    known_top = {"heads", "losses", "seeds", "camoe", "temporal", "train", "plugins"}
     unknown = set(data) - known_top
     if unknown:
         raise VtrbenchError(f"{path}: unknown key(s) {sorted(unknown)} (known: {sorted(known_top)})")
@@ -140,6 +160,11 @@ def load_grid(path: Path) -> Grid:
     bad = set(camoe) - set(CAMOE_AXES)
     if bad:
         raise VtrbenchError(f"{path}: unknown [camoe] key(s) {sorted(bad)} (known: {list(CAMOE_AXES)})")
+    temporal = data.get("temporal", {})
+    bad = set(temporal) - set(TEMPORAL_AXES)
+    if bad:
+        raise VtrbenchError(f"{path}: unknown [temporal] key(s) {sorted(bad)} (known: {list(TEMPORAL_AXES)})")
+    _check_temporal_axes(path, temporal)
     train = data.get("train", {})
     bad = set(train) - set(TRAIN_KEYS)
     if bad:
@@ -153,10 +178,30 @@ def load_grid(path: Path) -> Grid:
             streams=tuple(camoe.get("streams", ())),
             gate=tuple(camoe.get("gate", ())),
             aux_weight=tuple(float(a) for a in camoe.get("aux_weight", ())),
+            init=tuple(temporal.get("init", ())),
+            layers=tuple(temporal.get("layers", ())),
             train=dict(train),
         )
     except (TypeError, ValueError) as e:
         raise VtrbenchError(f"{path}: {e}") from None
+
+
+def _check_temporal_axes(path: Path, temporal: dict[str, Any]) -> None:
+    """[temporal] values through the heads' own option checks (the ones --init/--layers meet)."""
+    from vtrbench.heads._layers import INITS, choose_one, positive_int
+
+    for key in TEMPORAL_AXES:
+        values = temporal.get(key, [])
+        if not isinstance(values, list):
+            raise VtrbenchError(f"{path}: [temporal] {key} must be a list, got {values!r}")
+        for value in values:
+            try:
+                if key == "init":
+                    choose_one("grid", "init", value, INITS)
+                else:
+                    positive_int("grid", "layers", value)
+            except VtrbenchError as e:
+                raise VtrbenchError(f"{path}: [temporal] {e}") from None
 
 
 @dataclass

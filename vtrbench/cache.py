@@ -9,6 +9,10 @@ renamed), so a ``kill -9`` loses at most the chunk in flight. When every part is
 present, :func:`assemble` copies them into ``<cache>.tmp`` and renames that onto the
 cache path. A file at the cache path is therefore always complete.
 
+The backbone weights ``--init clip`` starts the temporal heads from (vtrbench/extract/backbone.py)
+are one more part, ``backbone.h5``, copied into ``/backbone`` at assembly; when the manifest
+promises them, assembly refuses to run without them.
+
 The parts layout is also the unit of sharding: chunk ``k`` of ``n`` can be made by
 any process, and assembly refuses to run while any part is missing (never silent
 zeros).
@@ -23,13 +27,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 
 from vtrbench import __version__
 from vtrbench.errors import CacheError
+
+if TYPE_CHECKING:
+    import torch
 
 SCHEMA = 1
 STATUS_OK = 0
@@ -59,8 +66,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def backbone_part_path(cache_path: Path) -> Path:
+    """The part holding the backbone weights the heads start from (vtrbench/extract/backbone.py)."""
+    return parts_dir(cache_path) / "backbone.h5"
+
+
 def write_part(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any] | None = None) -> None:
-    """Write one chunk's arrays atomically: temporary file, fsync, rename. ``attrs`` mark its origin."""
+    """Write one chunk's arrays (and optional attributes) atomically: temporary file, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
@@ -125,6 +137,17 @@ class Manifest:
         return cls(**json.loads(path.read_text()))
 
 
+def backbone_part_is_valid(cache_path: Path) -> bool:
+    path = backbone_part_path(cache_path)
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(f.attrs.get("complete", False)) and "positional_embedding" in f
+    except OSError:
+        return False
+
+
 def missing_parts(cache_path: Path, manifest: Manifest) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for kind in ("videos", "texts"):
@@ -144,6 +167,9 @@ def assemble(cache_path: Path, manifest: Manifest) -> None:
             f"cannot assemble {cache_path}: missing parts videos {missing['videos'][:5]} "
             f"texts {missing['texts'][:5]}"
         )
+    want_backbone = bool(manifest.attrs.get("backbone_stored", False))
+    if want_backbone and not backbone_part_is_valid(cache_path):
+        raise CacheError(f"cannot assemble {cache_path}: the backbone weights part is missing")
     tmp = Path(str(cache_path) + ".tmp")
     with h5py.File(tmp, "w") as out:
         for key, value in manifest.attrs.items():
@@ -168,6 +194,14 @@ def assemble(cache_path: Path, manifest: Manifest) -> None:
             g.create_dataset("video_rows", data=np.asarray(split["video_rows"], dtype=np.int32))
             g.create_dataset("text_rows", data=np.asarray(split["text_rows"], dtype=np.int32))
             g.attrs["note"] = split.get("note", "")
+        if want_backbone:
+            with h5py.File(backbone_part_path(cache_path), "r") as part:
+                bg = out.create_group("backbone")
+                for name in part.keys():
+                    bg.create_dataset(name, data=part[name][:])
+                for key, value in part.attrs.items():
+                    if key != "complete":
+                        bg.attrs[key] = value
         status = vg["status"][:]
         out.attrs["n_videos"] = len(manifest.video_ids)
         out.attrs["n_failed"] = int((status != STATUS_OK).sum())
@@ -299,6 +333,33 @@ class FeatureCache:
         out = np.empty((rows.size, *ds.shape[1:]), dtype=data.dtype)
         out[order] = data[inverse]
         return out
+
+    def backbone_info(self) -> dict[str, Any]:
+        """What the cache holds from the frozen backbone for ``--init clip``: ``stored`` (bool) and
+        ``reason`` (why not), plus width, heads, layers, activation and context_length when stored."""
+        if "backbone" in self.file:
+            info = {
+                k: (v.item() if hasattr(v, "item") else v) for k, v in self.file["backbone"].attrs.items()
+            }
+            return {**info, "stored": True}
+        summary = str(self.file.attrs.get("backbone", ""))
+        if summary.startswith("none: "):
+            return {"stored": False, "reason": summary[len("none: ") :]}
+        return {
+            "stored": False,
+            "reason": f"{self.path.name} was extracted before vtrbench stored CLIP's text layers "
+            "(re-extract with --overwrite to store them)",
+        }
+
+    def backbone_weights(self) -> dict[str, torch.Tensor] | None:
+        """The stored backbone tensors (torch float32, keys ``positional_embedding`` and
+        ``resblocks.<i>.<open_clip block key>``), or None when the cache holds none."""
+        if "backbone" not in self.file:
+            return None
+        import torch
+
+        group = self.file["backbone"]
+        return {name: torch.from_numpy(group[name][:]) for name in group.keys()}
 
     def read_strings(self, group: str, field: str, rows: Iterable[int] | None = None) -> list[str]:
         values = self.file[group][field].asstr()[:]

@@ -12,7 +12,7 @@ import torch
 from vtrbench.cache import FeatureCache
 from vtrbench.config import TrainConfig, config_hash
 from vtrbench.errors import VtrbenchError
-from vtrbench.heads.base import create_head, list_heads
+from vtrbench.heads.base import HEADS, create_head, list_heads
 from vtrbench.losses.base import list_losses
 from vtrbench.plugins import provenance_for
 from vtrbench.registry import unknown_name_message
@@ -77,11 +77,24 @@ def _splits(cache: FeatureCache, train: str | None, test: str | None) -> tuple[s
     return train, test
 
 
+def resolve_head_options(spec: RunSpec, cache: FeatureCache) -> tuple[dict[str, Any], str | None]:
+    """The head options with what depends on the cache decided (a head class may define
+    ``resolve_options``: seqtransf/camoe pick ``init`` from the cache's backbone weights), and a
+    note for the user or None."""
+    if spec.head not in list_heads():
+        raise VtrbenchError(unknown_name_message("head", spec.head, list_heads()))
+    resolve = getattr(HEADS.get(spec.head), "resolve_options", None)
+    if resolve is None:
+        return dict(spec.head_options), None
+    return resolve(spec.head_options, cache.backbone_info(), int(cache.attrs["embed_dim"]))
+
+
 def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
     train, test = _splits(cache, spec.train_split, spec.test_split)
     # Head defaults are filled in by building the head once, so that the config hash of
     # `--head camoe` equals that of `--head camoe --experts action,entity,fusion,scene`.
-    head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **spec.head_options)
+    options, _ = resolve_head_options(spec, cache)
+    head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **options)
     head_options = dict(head.describe())
     loss_options = dict(spec.loss_options)
     if spec.loss == "dsl":
@@ -145,8 +158,14 @@ def run_training(
             except VtrbenchError:
                 pass  # an unreadable old file is replaced
         embed_dim = int(cache.attrs["embed_dim"])
+        head_options, note = resolve_head_options(spec, cache)
+        if note and console is not None:
+            console.print(f"[yellow]note:[/] {note}")
         seed_everything(seed)  # the head's initialisation is part of what the seed fixes
-        head = create_head(spec.head, embed_dim=embed_dim, **spec.head_options)
+        head = create_head(spec.head, embed_dim=embed_dim, **head_options)
+        if getattr(head, "init", None) == "clip":
+            # CLIP4Clip's start: the temporal transformer from CLIP's text tower, stored in the cache.
+            head.init_from(cache.backbone_weights() or {}, cache.backbone_info())
         check_requirements(head, cache, spec.head)
         data = data if data is not None else {}
         want_patches = "patches" in head.requires

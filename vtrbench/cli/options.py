@@ -22,9 +22,22 @@ def head_options_from_cli(
     gate: str | None,
     aux_weight: float | None,
     no_adapter: bool,
+    init: str | None = None,
+    layers: int | None = None,
 ) -> dict[str, Any]:
-    """CAMoE alignment options are only accepted for camoe (a clear error otherwise)."""
+    """CAMoE alignment options are only accepted for camoe, --init/--layers only for the heads with
+    a temporal transformer (a clear error otherwise)."""
     opts: dict[str, Any] = {}
+    temporal_only = {"--init": init, "--layers": layers}
+    given_temporal = [k for k, v in temporal_only.items() if v is not None]
+    if head not in ("seqtransf", "camoe") and given_temporal:
+        raise VtrbenchError(
+            f"{', '.join(given_temporal)} only apply to --head seqtransf or camoe (got --head {head})"
+        )
+    if init is not None:
+        opts["init"] = init
+    if layers is not None:
+        opts["layers"] = layers
     camoe_only = {"--experts": experts, "--streams": streams, "--gate": gate, "--aux-weight": aux_weight}
     given = [k for k, v in camoe_only.items() if v is not None]
     if head != "camoe" and given:
@@ -62,6 +75,8 @@ def run_spec_from_options(kw: dict[str, Any]) -> Any:
         kw.get("gate"),
         kw.get("aux_weight"),
         kw.get("no_adapter", False),
+        kw.get("init"),
+        kw.get("layers"),
     )
     return RunSpec(
         cache_path=kw["cache_path"],
@@ -187,6 +202,19 @@ def train_options(f: Any) -> Any:
                 "--aux-weight",
                 type=click.FloatRange(min=0),
                 help="camoe: weight of per-expert auxiliary losses [default: 0].",
+            ),
+            click.option(
+                "--init",
+                type=click.Choice(["clip", "random"]),
+                help="seqtransf, camoe: start the temporal transformer from CLIP's text layers as "
+                "CLIP4Clip (clip) or at random [default: clip when the cache stores CLIP's text "
+                "layers, else random with a note].",
+            ),
+            click.option(
+                "--layers",
+                type=click.IntRange(min=1),
+                help="seqtransf, camoe: temporal transformer depth [default: seqtransf 4 (CLIP4Clip), "
+                "camoe 2 per temporal expert].",
             ),
             *_shared_train_options(),
         ],

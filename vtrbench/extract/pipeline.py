@@ -30,6 +30,8 @@ from vtrbench.cache import (
     FeatureCache,
     Manifest,
     assemble,
+    backbone_part_is_valid,
+    backbone_part_path,
     missing_parts,
     part_path,
     parts_dir,
@@ -189,6 +191,10 @@ def extract_features(
                 clip = _load_clip(config, opts.device)
             _run_videos(clip, manifest, config, output, todo["videos"], opts, summary, console)
             _run_texts(clip, manifest, index, config, output, todo["texts"], opts, console)
+        owns_backbone = shard is None or shard.index == 0  # one process writes the backbone part
+        if owns_backbone and manifest.attrs.get("backbone_stored") and not backbone_part_is_valid(output):
+            clip = clip or _load_clip(config, opts.device)
+            _write_backbone(clip, output)
         if shard is None:
             _collect_failures(output, manifest, summary)
             assemble(output, manifest)
@@ -333,11 +339,22 @@ def _load_clip(config: ExtractConfig, device: str) -> Any:
     return clip
 
 
+def _write_backbone(clip: Any, output: Path) -> None:
+    """The text-tower weights ``--init clip`` starts the temporal heads from (one part file)."""
+    from vtrbench.extract.backbone import text_tower_init
+
+    export = text_tower_init(clip.model, clip.embed_dim)
+    write_part(backbone_part_path(output), export.arrays, export.attrs)
+
+
 def _make_manifest(
     index: DatasetIndex, config: ExtractConfig, chash: str, clip: Any, opts: RunOptions
 ) -> Manifest:
     import open_clip
 
+    from vtrbench.extract.backbone import text_tower_init
+
+    backbone = text_tower_init(clip.model, clip.embed_dim)
     row = {v.id: i for i, v in enumerate(index.videos)}
     splits = {
         name: {"video_rows": [row[v] for v in s.videos], "text_rows": list(s.texts), "note": s.note}
@@ -365,6 +382,8 @@ def _make_manifest(
         "open_clip_version": open_clip.__version__,
         "torch_version": torch.__version__,
         "dtype": "float16",
+        "backbone": backbone.summary(),
+        "backbone_stored": backbone.stored,
     }
     return Manifest(
         config=to_plain(config),

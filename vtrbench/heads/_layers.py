@@ -21,6 +21,7 @@ from vtrbench.errors import VtrbenchError
 from vtrbench.registry import unknown_name_message
 
 DEFAULT_ATTENTION_HEADS = 8
+DEFAULT_MAX_FRAMES = 64
 
 
 # ---------------------------------------------------------------- options
@@ -164,11 +165,27 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+#: The MLP activations a temporal transformer can use: CLIP4Clip's (OpenAI CLIP's QuickGELU) and
+#: exact GELU, which open_clip's non-OpenAI text towers use; with ``init="clip"`` the backbone's
+#: activation is taken so that the copied layers compute what they were trained to compute.
+ACTIVATIONS = ("quick_gelu", "gelu")
+
+#: LayerNorm epsilon of CLIP4Clip's ``transformerClip`` (its TF-style LayerNorm, module_cross.py),
+#: not CLIP's 1e-5: vtrbench follows the temporal module it reproduces.
+LAYER_NORM_EPS = 1e-12
+
+
+def make_activation(name: str) -> nn.Module:
+    return QuickGELU() if name == "quick_gelu" else nn.GELU()
+
+
 class MaskedSelfAttention(nn.Module):
     """Multi-head self-attention over (B, N, D) with a (B, N) key padding mask (True = valid).
 
     Masked keys get the dtype's most negative score rather than -inf, so a row
     whose keys are all masked yields finite (and later discarded) values, not NaN.
+    ``qkv`` holds [W_q; W_k; W_v] row-stacked with heads as contiguous column blocks,
+    the layout of ``nn.MultiheadAttention.in_proj_weight`` (so CLIP weights copy over as is).
     """
 
     def __init__(self, width: int, heads: int) -> None:
@@ -187,14 +204,16 @@ class MaskedSelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-LayerNorm block: x + attn(LN(x)); x + MLP(LN(x)) with QuickGELU, hidden 4·D."""
+    """Pre-LayerNorm block: x + attn(LN(x)); x + MLP(LN(x)), hidden 4·D (CLIP's ResidualAttentionBlock)."""
 
-    def __init__(self, width: int, heads: int) -> None:
+    def __init__(self, width: int, heads: int, activation: str = "quick_gelu") -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
+        self.ln_1 = nn.LayerNorm(width, eps=LAYER_NORM_EPS)
         self.attn = MaskedSelfAttention(width, heads)
-        self.ln_2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), QuickGELU(), nn.Linear(4 * width, width))
+        self.ln_2 = nn.LayerNorm(width, eps=LAYER_NORM_EPS)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 4 * width), make_activation(activation), nn.Linear(4 * width, width)
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), mask)
@@ -204,14 +223,17 @@ class TransformerBlock(nn.Module):
 class Transformer(nn.Module):
     """A stack of pre-LN blocks, (B, N, D) + mask (B, N) → (B, N, D).
 
-    Initialised like CLIP's text transformer (std width^-0.5 for attention inputs,
-    scaled down by sqrt(2·layers) on the residual outputs), so a deep stack starts
-    close to the identity without any parameter sitting at exactly zero.
+    Randomly initialised with CLIP's text-transformer scheme (std width^-0.5 for attention
+    inputs, scaled down by sqrt(2·layers) on the residual outputs). That scheme does NOT
+    start the stack near the identity: a fresh 4-layer stack's output lies 0.7 (inputs of
+    per-dimension scale 1) to 1.8 (scale 0.4, about ViT-B/32 frame embeddings) relative L2
+    distance from its input (``python benchmarks/clip_init.py``). ``init="clip"`` (CLIP4Clip's
+    start) replaces it with CLIP's text layers, see :func:`load_clip_text_layers`.
     """
 
-    def __init__(self, width: int, layers: int, heads: int) -> None:
+    def __init__(self, width: int, layers: int, heads: int, activation: str = "quick_gelu") -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(TransformerBlock(width, heads) for _ in range(layers))
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads, activation) for _ in range(layers))
         attn_std = width**-0.5
         proj_std = attn_std * (2 * layers) ** -0.5
         fc_std = (2 * width) ** -0.5
@@ -232,8 +254,9 @@ class Transformer(nn.Module):
 class FramePositionEmbedding(nn.Module):
     """Learned per-position vectors added to (B, T, D) frames, T ≤ max_frames.
 
-    Small random init (std 0.01): frame order is visible from the first step but
+    Random init: small (std 0.01), so frame order is visible from the first step but
     barely perturbs the CLIP frame embeddings (per-dimension size ~0.4 for ViT-B/32).
+    With ``init="clip"`` the rows are CLIP's text positional embedding, as in CLIP4Clip.
     """
 
     def __init__(self, max_frames: int, width: int) -> None:
@@ -257,10 +280,115 @@ class TemporalEncoder(nn.Module):
     embedding inside every output frame, exactly as CLIP4Clip does.
     """
 
-    def __init__(self, width: int, layers: int, heads: int, max_frames: int) -> None:
+    def __init__(
+        self, width: int, layers: int, heads: int, max_frames: int, activation: str = "quick_gelu"
+    ) -> None:
         super().__init__()
         self.position = FramePositionEmbedding(max_frames, width)
-        self.transformer = Transformer(width, layers, heads)
+        self.transformer = Transformer(width, layers, heads, activation)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.transformer(self.position(x), mask) + x
+
+
+# ---------------------------------------------------------------- initialisation from CLIP
+
+#: ``init`` values of the heads with a temporal transformer. ``clip``: CLIP4Clip's start, the
+#: frame position embeddings from CLIP's text positional embedding and transformer layer i from
+#: CLIP's text layer i (modeling.py, ``from_pretrained``); ``random``: CLIP's random scheme.
+INITS = ("clip", "random")
+
+# vtrbench parameter ← open_clip text block key (vtrbench/extract/backbone.py stores them under
+# "resblocks.<i>.<key>"; nn.MultiheadAttention's in_proj/out_proj are qkv/out here).
+_BLOCK_PARAMS = (
+    ("ln_1.weight", "ln_1.weight"),
+    ("ln_1.bias", "ln_1.bias"),
+    ("attn.qkv.weight", "attn.in_proj_weight"),
+    ("attn.qkv.bias", "attn.in_proj_bias"),
+    ("attn.out.weight", "attn.out_proj.weight"),
+    ("attn.out.bias", "attn.out_proj.bias"),
+    ("ln_2.weight", "ln_2.weight"),
+    ("ln_2.bias", "ln_2.bias"),
+    ("mlp.0.weight", "mlp.c_fc.weight"),
+    ("mlp.0.bias", "mlp.c_fc.bias"),
+    ("mlp.2.weight", "mlp.c_proj.weight"),
+    ("mlp.2.bias", "mlp.c_proj.bias"),
+)
+
+
+def backbone_misfit(
+    info: Mapping[str, Any], *, width: int, layers: int, heads: int | None, max_frames: int
+) -> str | None:
+    """Why the cache's backbone weights (``info`` = FeatureCache.backbone_info()) cannot start a
+    temporal encoder with these options, or None when they can."""
+    if not info.get("stored"):
+        return str(info.get("reason") or "the cache holds no backbone weights")
+    if int(info["width"]) != width:
+        return f"CLIP's text width {info['width']} differs from the embedding width {width}"
+    if layers > int(info["layers"]):
+        return (
+            f"layers={layers} but the cache holds CLIP text layers 0-{int(info['layers']) - 1} only "
+            f"(use layers <= {info['layers']})"
+        )
+    if heads is not None and heads != int(info["heads"]):
+        return f"heads={heads} but CLIP's text layers have {info['heads']} attention heads"
+    if max_frames > int(info["context_length"]):
+        return (
+            f"max_frames={max_frames} exceeds CLIP's {info['context_length']} text positions "
+            "that initialise the frame position embeddings"
+        )
+    return None
+
+
+def resolve_init(
+    owner: str, options: Mapping[str, Any], info: Mapping[str, Any], width: int, *, default_layers: int
+) -> tuple[dict[str, Any], str | None]:
+    """Fill in ``init`` (and, for ``clip``, the backbone's heads and activation) for a head whose
+    temporal transformer can start from CLIP's text layers.
+
+    No ``init`` given: ``clip`` when the cache's backbone weights fit, else ``random`` with a note
+    saying why. ``init="clip"`` that cannot be honoured is an error, raised before any training.
+    Returns (options, note or None).
+    """
+    opts = dict(options)
+    init = opts.get("init")
+    if init is not None:
+        choose_one(owner, "init", init, INITS)
+    layers = positive_int(owner, "layers", opts.get("layers", default_layers))
+    max_frames = positive_int(owner, "max_frames", opts.get("max_frames", DEFAULT_MAX_FRAMES))
+    misfit = backbone_misfit(info, width=width, layers=layers, heads=opts.get("heads"), max_frames=max_frames)
+    note = None
+    if init is None:
+        init = "clip" if misfit is None else "random"
+        if misfit is not None:
+            note = f"{owner}: temporal transformer initialised at random (init=random): {misfit}"
+    elif init == "clip" and misfit is not None:
+        raise VtrbenchError(f"{owner} init=clip is not possible: {misfit}; use --init random")
+    opts["init"] = init
+    if init == "clip":
+        opts["heads"] = int(info["heads"])
+        opts["activation"] = str(info["activation"])
+    return opts, note
+
+
+def load_clip_text_layers(encoder: TemporalEncoder, weights: Mapping[str, torch.Tensor]) -> None:
+    """Copy CLIP's text positional embedding (first max_frames rows) and text layers 0..L-1 into
+    ``encoder``, as CLIP4Clip initialises ``frame_position_embeddings`` and ``transformerClip``."""
+    own = dict(encoder.named_parameters())
+    copies = [("position.weight", "positional_embedding")]
+    for i in range(len(encoder.transformer.blocks)):
+        copies += [(f"transformer.blocks.{i}.{a}", f"resblocks.{i}.{b}") for a, b in _BLOCK_PARAMS]
+    with torch.no_grad():
+        for name, key in copies:
+            if key not in weights:
+                raise VtrbenchError(f"the cache's backbone weights lack {key!r} (re-extract the cache)")
+            src = weights[key]
+            dst = own[name]
+            if name == "position.weight":
+                src = src[: dst.shape[0]]
+            if tuple(src.shape) != tuple(dst.shape):
+                raise VtrbenchError(
+                    f"the cache's backbone weight {key!r} has shape {tuple(src.shape)}, "
+                    f"the head needs {tuple(dst.shape)}"
+                )
+            dst.copy_(src.to(dst.dtype))

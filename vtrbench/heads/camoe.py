@@ -29,6 +29,10 @@ differ only in how the action and entity streams are built.
 Gate: g(t) = softmax(W · LN(EOT)) over the chosen experts (text only), or 1/K with
 ``gate="uniform"``; with one expert both are the constant 1 and no gate exists.
 
+Temporal experts (``fusion``, ``action``): ``layers`` (2) pre-LN blocks each; ``init="clip"``
+starts both from CLIP's text positional embedding and text layers 0..layers-1 (CLIP4Clip's
+seqTransf start, see heads/seqtransf.py), ``init="random"`` from CLIP's random scheme.
+
 Score s(t, v) = Σ_k g_k(t) cos(t_k, v_k), written as a plain dot product:
 encode_text = [g_1 t_1, …, g_K t_K] (B, K·D), encode_video = [v_1, …, v_K] (B, K·D).
 Experts are always laid out in sorted name order.
@@ -36,6 +40,7 @@ Experts are always laid out in sorted name order.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -44,12 +49,17 @@ from torch import nn
 
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads._layers import (
+    ACTIVATIONS,
+    DEFAULT_MAX_FRAMES,
+    INITS,
     QuickGELU,
     ResidualLinear,
     TemporalEncoder,
     adapt_unit,
+    backbone_misfit,
     choose_one,
     eot_feature,
+    load_clip_text_layers,
     masked_max,
     masked_mean,
     mean_of_unit_frames,
@@ -57,6 +67,7 @@ from vtrbench.heads._layers import (
     positive_int,
     reject_unknown_options,
     resolve_heads,
+    resolve_init,
     text_inputs,
     unit_adapter,
     video_inputs,
@@ -67,7 +78,10 @@ from vtrbench.heads.base import Batch, Head, register_head
 EXPERTS = ("action", "entity", "fusion", "scene")
 STREAMS = ("pos", "learned", "eot")
 GATES = ("single", "uniform")
+#: Depth of each temporal expert (fusion, action): vtrbench's choice, half of seqTransf's 4.
 DEFAULT_LAYERS = 2
+#: The experts with a temporal transformer (the ones ``layers`` and ``init`` apply to).
+TEMPORAL_EXPERTS = ("action", "fusion")
 # Which POS mask feeds which expert's text stream under streams="pos".
 POS_MASKS = {"action": "verb_mask", "entity": "noun_mask"}
 MISSING_MASKS = (
@@ -83,9 +97,9 @@ MISSING_PATCHES = (
 class FusionExpert(nn.Module):
     """(B, T, D) frames → (B, D): temporal transformer, masked mean of unit frames."""
 
-    def __init__(self, width: int, layers: int, heads: int, max_frames: int) -> None:
+    def __init__(self, width: int, layers: int, heads: int, max_frames: int, activation: str) -> None:
         super().__init__()
-        self.temporal = TemporalEncoder(width, layers, heads, max_frames)
+        self.temporal = TemporalEncoder(width, layers, heads, max_frames, activation)
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor, patches: torch.Tensor | None) -> torch.Tensor:
         return mean_of_unit_frames(self.temporal(frames, mask), mask)
@@ -94,14 +108,14 @@ class FusionExpert(nn.Module):
 class ActionExpert(nn.Module):
     """(B, T, D) frames → (B, D): temporal transformer over [frame ; frame difference]."""
 
-    def __init__(self, width: int, layers: int, heads: int, max_frames: int) -> None:
+    def __init__(self, width: int, layers: int, heads: int, max_frames: int, activation: str) -> None:
         super().__init__()
         self.project = nn.Linear(2 * width, width)
         with torch.no_grad():
             self.project.weight.zero_()
             self.project.weight[:, :width].copy_(torch.eye(width))
             self.project.bias.zero_()
-        self.temporal = TemporalEncoder(width, layers, heads, max_frames)
+        self.temporal = TemporalEncoder(width, layers, heads, max_frames, activation)
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor, patches: torch.Tensor | None) -> torch.Tensor:
         previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
@@ -174,10 +188,13 @@ def _parse_experts(experts: Any) -> tuple[str, ...]:
 class CAMoEHead(Head):
     """Options: ``experts`` (subset of action/entity/fusion/scene, list or comma string; default all),
     ``streams`` ("pos" | "learned" | "eot"), ``gate`` ("single" | "uniform"), ``aux_weight``
-    (weight of the mean per-expert loss the trainer adds; 0 = off), ``layers`` (temporal
-    transformer depth, 2), ``heads`` (8 or the largest divisor of D below 8), ``max_frames`` (64),
-    ``patches`` (use cached patch tokens in the entity expert), ``adapter`` (per-stream text
-    adapters; the scene expert's linear map is part of the expert and always present)."""
+    (weight of the mean per-expert loss the trainer adds; 0 = off), ``layers`` (depth of each
+    temporal expert's transformer, 2), ``init`` ("random" here; "clip" starts the temporal experts
+    from CLIP's text layers, see :meth:`init_from`), ``heads`` (8 or the largest divisor of D
+    below 8; with init="clip" the backbone's), ``max_frames`` (64), ``patches`` (use cached patch
+    tokens in the entity expert), ``adapter`` (per-stream text adapters; the scene expert's
+    linear map is part of the expert and always present), ``activation`` ("quick_gelu" or
+    "gelu"; with init="clip" the backbone's)."""
 
     def __init__(
         self,
@@ -188,10 +205,12 @@ class CAMoEHead(Head):
         gate: str = "single",
         aux_weight: float = 0.0,
         layers: int = DEFAULT_LAYERS,
+        init: str = "random",
         heads: int | None = None,
-        max_frames: int = 64,
+        max_frames: int = DEFAULT_MAX_FRAMES,
         patches: bool = False,
         adapter: bool = True,
+        activation: str = "quick_gelu",
         **unknown: Any,
     ) -> None:
         reject_unknown_options("camoe", unknown, option_names(type(self)))
@@ -203,6 +222,14 @@ class CAMoEHead(Head):
             raise VtrbenchError(f"camoe option aux_weight must be a number >= 0, got {aux_weight!r}")
         self.aux_weight = float(aux_weight)
         self.layers = positive_int("camoe", "layers", layers)
+        self.init = choose_one("camoe", "init", init, INITS)
+        if self.init == "clip" and not self.temporal_experts:
+            raise VtrbenchError(
+                f"camoe init=clip applies to the temporal experts ({', '.join(TEMPORAL_EXPERTS)}); "
+                f"the chosen experts {', '.join(self.experts)} have none"
+            )
+        self.activation = choose_one("camoe", "activation", activation, ACTIVATIONS)
+        self.backbone_loaded = False
         self.heads = resolve_heads("camoe", embed_dim, heads)
         self.max_frames = positive_int("camoe", "max_frames", max_frames)
         self.patches = bool(patches)
@@ -216,8 +243,12 @@ class CAMoEHead(Head):
         self.requires = frozenset(needs)
 
         builders = {
-            "fusion": lambda: FusionExpert(embed_dim, self.layers, self.heads, self.max_frames),
-            "action": lambda: ActionExpert(embed_dim, self.layers, self.heads, self.max_frames),
+            "fusion": lambda: FusionExpert(
+                embed_dim, self.layers, self.heads, self.max_frames, self.activation
+            ),
+            "action": lambda: ActionExpert(
+                embed_dim, self.layers, self.heads, self.max_frames, self.activation
+            ),
             "entity": lambda: EntityExpert(embed_dim, self.patches),
             "scene": lambda: SceneExpert(embed_dim),
         }
@@ -233,6 +264,34 @@ class CAMoEHead(Head):
             self.gate_proj = nn.Linear(embed_dim, len(self.experts))
             nn.init.normal_(self.gate_proj.weight, std=0.02)
             nn.init.zeros_(self.gate_proj.bias)
+
+    @property
+    def temporal_experts(self) -> tuple[str, ...]:
+        return tuple(e for e in self.experts if e in TEMPORAL_EXPERTS)
+
+    @classmethod
+    def resolve_options(
+        cls, options: Mapping[str, Any], backbone: Mapping[str, Any], embed_dim: int
+    ) -> tuple[dict[str, Any], str | None]:
+        """Options with ``init`` decided from the cache's backbone info (see _layers.resolve_init);
+        without a temporal expert ``init`` does not apply and stays at its default."""
+        experts = _parse_experts(options.get("experts", EXPERTS))
+        if not any(e in TEMPORAL_EXPERTS for e in experts):
+            return dict(options), None
+        return resolve_init("camoe", options, backbone, embed_dim, default_layers=DEFAULT_LAYERS)
+
+    def init_from(self, weights: Mapping[str, torch.Tensor], backbone: Mapping[str, Any]) -> None:
+        """Start every temporal expert from CLIP's text tower (init="clip"), as CLIP4Clip's seqTransf."""
+        misfit = backbone_misfit(
+            backbone, width=self.embed_dim, layers=self.layers, heads=self.heads, max_frames=self.max_frames
+        )
+        if misfit is None and backbone.get("activation") != self.activation:
+            misfit = f"CLIP's text layers use {backbone.get('activation')}, the head {self.activation}"
+        if misfit is not None:
+            raise VtrbenchError(f"camoe init=clip: {misfit}")
+        for expert in self.temporal_experts:
+            load_clip_text_layers(self.video_experts[expert].temporal, weights)
+        self.backbone_loaded = True
 
     # ------------------------------------------------------------ parts
 
@@ -272,6 +331,8 @@ class CAMoEHead(Head):
 
     def video_parts(self, batch: Batch) -> torch.Tensor:
         """Unit-norm per-expert video embeddings (B, K, D), experts sorted."""
+        if self.training and self.init == "clip" and not self.backbone_loaded:
+            raise VtrbenchError("camoe init=clip: training started before init_from() loaded CLIP's layers")
         frames, mask = video_inputs(batch, self.log_logit_scale.dtype)
         patches = batch.get("patches") if self.patches else None
         if patches is not None:
@@ -311,19 +372,25 @@ class CAMoEHead(Head):
             "gate": self.gate,
             "aux_weight": self.aux_weight,
             "layers": self.layers,
+            "init": self.init,
             "heads": self.heads,
             "max_frames": self.max_frames,
             "patches": self.patches,
             "adapter": self.adapter,
+            "activation": self.activation,
         }
 
     def label(self) -> str:
-        """e.g. ``camoe[action,entity,fusion,scene;pos;single]``; non-default extras appended."""
+        """e.g. ``camoe[action,entity,fusion,scene;pos;single;layers=2;init=clip]``: the temporal
+        experts' depth and start are stated whenever there is a temporal expert; other
+        non-default extras are appended."""
         parts = [",".join(self.experts), self.streams, self.gate]
         if self.aux_weight > 0:
             parts.append(f"aux={self.aux_weight:g}")
-        if self.layers != DEFAULT_LAYERS:
-            parts.append(f"layers={self.layers}")
+        if self.temporal_experts:
+            parts += [f"layers={self.layers}", f"init={self.init}"]
+            if self.activation != "quick_gelu":
+                parts.append(self.activation)
         if self.patches:
             parts.append("patches")
         if not self.adapter:
