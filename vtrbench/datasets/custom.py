@@ -5,6 +5,12 @@ the annotation file's folder); the path string as written is the video id. A
 video may have several rows (several captions). Rows without a split go to the
 split ``all``.
 
+Unlike the standard datasets, whose ids must be plain file names inside
+``--video-root``, a custom file may name any path (``/data/clips/a.mp4``,
+``../shared/b.mp4``) by design: the user wrote the file. A video listed in two
+splits (by id, or two spellings of the same file) is reported as a warning by
+``vtrbench datasets describe`` and ``extract``.
+
 CSV::
 
     video,caption,split
@@ -32,6 +38,8 @@ def find_annotation_file(annotations: Path | None) -> Path:
     if annotations is None:
         raise AnnotationError("custom: no annotation file given (a .csv or .jsonl of video,caption[,split])")
     path = Path(annotations)
+    if path.is_dir() and path.suffix.lower() in SUFFIXES:
+        raise AnnotationError(f"custom: {path} is a folder, expected a .csv or .jsonl annotation file")
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
         if len(found) != 1:
