@@ -183,11 +183,14 @@ def read_id_list(path: Path) -> list[str]:
 
     Every id must be a plain file name (see :func:`check_video_id`).
     """
-    return [
+    ids = [
         check_video_id(line, path, f"line {line_no}")
         for line_no, line in enumerate(read_text(path).splitlines(), start=1)
         if line.strip()
     ]
+    if not ids:
+        raise AnnotationError(f"{path}: no video ids (empty file)")
+    return ids
 
 
 def _object_without_repeats(path: Path) -> Any:
@@ -328,7 +331,7 @@ def _scan_pickle(data: bytes) -> str | None:
             if op.name in ("PUT", "LONG_BINPUT") and not (isinstance(arg, int) and 0 <= arg <= n):
                 return f"memo index {short(arg)} at byte {pos} is out of range"
     except Exception as e:  # noqa: BLE001 - genops raises ValueError, UnicodeDecodeError, ...
-        return f"damaged or truncated ({short(e)})"
+        return f"damaged or truncated ({type(e).__name__}: {str(e)[:120]})"
     return None
 
 
@@ -397,6 +400,10 @@ class IndexBuilder:
         split already added is shared rather than stored twice (MSR-VTT's 7k
         captions are a subset of the 9k ones). Without keys every caption is new.
         """
+        if not captions:
+            # An empty split would fail later (no gallery to rank) or train on nothing.
+            self.warn(f"split {split!r} has no captions; not built")
+            return
         if keys is None:
             keys = [(split, i) for i in range(len(captions))]
         indices = []

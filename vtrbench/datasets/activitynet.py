@@ -40,6 +40,7 @@ def read_ids(path: Path) -> list[str]:
         expect(isinstance(v, str), path, f"item {i}", "a string video id")
         # The file name is the id without "v_": that part must be a plain name too.
         check_video_id(v.removeprefix("v_"), path, f"item {i} ({v!r} without 'v_')")
+    expect(bool(data), path, "top level", "at least one video id")
     return unique(data)
 
 

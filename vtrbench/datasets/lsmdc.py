@@ -55,6 +55,8 @@ def read_annotations(path: Path) -> list[tuple[str, str]]:
             )
         clip = check_video_id(fields[0], path, f"line {line_no}")
         rows.append((clip, check_text(fields[-1], path, f"line {line_no}", "sentence")))
+    if not rows:
+        raise AnnotationError(f"{path}: no clips (empty file)")
     return rows
 
 

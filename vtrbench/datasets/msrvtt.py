@@ -22,6 +22,7 @@ from vtrbench.datasets._formats import (
     video_path,
 )
 from vtrbench.datasets.base import DatasetIndex, register_dataset
+from vtrbench.errors import AnnotationError
 
 CITATION = "Xu et al., MSR-VTT: A Large Video Description Dataset for Bridging Video and Language, CVPR 2016"
 CAPTIONS_FILE = "MSRVTT_data.json"
@@ -87,6 +88,8 @@ def load_msrvtt(annotations: Path | None, video_root: Path | None) -> DatasetInd
             b.warn(f"{filename} not found; split {split!r} not built")
             continue
         rows = read_csv_columns(ids_file, ["video_id"])
+        if not rows:
+            raise AnnotationError(f"{ids_file}: no video ids after the header")
         ids = list(dict.fromkeys(check_video_id(row["video_id"], ids_file, f"line {n}") for n, row in rows))
         uncaptioned = [v for v in ids if v not in json_captions]
         if uncaptioned:
@@ -112,6 +115,8 @@ def load_msrvtt(annotations: Path | None, video_root: Path | None) -> DatasetInd
             )
             for n, row in read_csv_columns(test_file, ["video_id", "sentence"])
         ]
+        if not captions:
+            raise AnnotationError(f"{test_file}: no captions after the header")
         b.add_split("1k-A", captions, paths([v for v, _ in captions]), TEST_NOTE)
     else:
         b.warn(f"{TEST_FILE} not found; test split '1k-A' not built")

@@ -118,6 +118,8 @@ def _read_captions(path: Path, video_split: dict[str, str]) -> list[tuple[str, s
                 f"{path}, line {line_no}: split {split!r} differs from meta.json's {video_split[vid]!r}"
             )
         texts.append((vid, caption, tuple(roles), split))
+    if not texts:
+        raise AnnotationError(f"{path}: no captions (empty file)")
     return texts
 
 
