@@ -496,7 +496,13 @@ def _missing_field_cases() -> list[Case]:
 def _traversal_cases() -> list[Case]:
     """Ids of standard datasets that would open a file outside --video-root."""
     cases = []
-    bad_ids = {"traversal": TRAVERSAL, "absolute": "/etc/shadow", "dotdot": "..", "subfolder": "sub/video7"}
+    bad_ids = {
+        "traversal": TRAVERSAL,
+        "absolute": "/etc/shadow",
+        "dotdot": "..",
+        "subfolder": "sub/video7",
+        "name-too-long": "v" * 300,  # ENAMETOOLONG from the existence check
+    }
     for label, bad in bad_ids.items():
 
         def txt(name: str, bad: str = bad) -> Callable[[Path], None]:
@@ -636,6 +642,13 @@ def _text_format_cases() -> list[Case]:
                 csv_cell("custom-csv", "ann.csv", "video", "clips/a\x00.mp4"),
                 "ann.csv",
                 "line 2",
+            ),
+        ),
+        Case(
+            AREA,
+            "custom-csv/name-too-long",
+            _describe_error(
+                "custom-csv", csv_cell("custom-csv", "ann.csv", "video", "clips/" + "c" * 300), "ann.csv"
             ),
         ),
         Case(

@@ -32,6 +32,7 @@ from vtrbench.errors import AnnotationError
 # "annotation" is a wrong path (a video, a disk image) that would only fill memory.
 MAX_ANNOTATION_BYTES = 512 * 1024**2
 
+MAX_NAME_BYTES = 250
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 60
 
@@ -174,6 +175,11 @@ def check_video_id(vid: str, path: Path | str, where: str, plain: bool = True) -
         raise AnnotationError(
             f"{path}: {where}: video id {short(vid)} is not a plain file name; refusing a path that could"
             " reach outside --video-root"
+        )
+    # File systems refuse longer names (ENAMETOOLONG); the margin leaves room for the extension.
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in vid.split("/")):
+        raise AnnotationError(
+            f"{path}: {where}: video id {short(vid)} holds a file name longer than {MAX_NAME_BYTES} bytes"
         )
     return vid
 
@@ -360,8 +366,11 @@ def video_path(root: Path, stem: str, extensions: Sequence[str]) -> Path:
         )
     for ext in extensions:
         candidate = root / f"{stem}{ext}"
-        if candidate.exists():
-            return candidate
+        try:
+            if candidate.exists():
+                return candidate
+        except OSError:  # e.g. a video root that cannot be listed: the extractor reports the video
+            continue
     return root / f"{stem}{extensions[0]}"
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtrbench.datasets._formats import IndexBuilder, read_csv_columns, read_jsonl_objects
+from vtrbench.datasets._formats import IndexBuilder, check_video_id, read_csv_columns, read_jsonl_objects
 from vtrbench.datasets.base import DatasetIndex, register_dataset
 from vtrbench.errors import AnnotationError
 
@@ -81,6 +81,8 @@ def load_custom(annotations: Path | None, video_root: Path | None) -> DatasetInd
     path = find_annotation_file(annotations)
     root = Path(video_root) if video_root is not None else path.parent
     rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    for video, *_ in rows:  # any path is allowed here, but it must be one a file system can open
+        check_video_id(video, path, f"video {video[:40]!r}", plain=False)
     if not rows:
         raise AnnotationError(f"{path}: no video,caption rows")
     b = IndexBuilder("custom")
