@@ -13,7 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vtrbench.datasets._formats import check_regular_file, check_video_id, read_json, read_jsonl_objects
+from vtrbench.datasets._formats import (
+    check_regular_file,
+    check_video_id,
+    read_json,
+    read_jsonl_objects,
+    short,
+)
 from vtrbench.datasets.base import DatasetIndex, Split, TextEntry, VideoEntry, register_dataset
 from vtrbench.errors import AnnotationError
 from vtrbench.synthetic import (
@@ -101,8 +107,10 @@ def _read_captions(path: Path, video_split: dict[str, str]) -> list[tuple[str, s
     texts = []
     for line_no, obj in read_jsonl_objects(path):
         vid, caption, roles, split = (obj.get(k) for k in ("video", "caption", "roles", "split"))
-        if vid not in video_split:
-            raise AnnotationError(f"{path}, line {line_no}: key 'video' {vid!r} is not a video of meta.json")
+        if not isinstance(vid, str) or vid not in video_split:
+            raise AnnotationError(
+                f"{path}, line {line_no}: key 'video' {short(vid)} is not a video of meta.json"
+            )
         if not isinstance(caption, str) or not caption.strip():
             raise AnnotationError(f"{path}, line {line_no}: key 'caption' missing or not a non-empty string")
         if (
