@@ -1100,6 +1100,124 @@ def _extract_cases() -> list[Case]:
     ]
 
 
+# ---------------------------------------------------------------- random damage (full runs only)
+
+_FUZZ_VALUES: list[Any] = [
+    None,
+    0,
+    -1,
+    2**70,
+    1.5,
+    True,
+    "",
+    " ",
+    "x\x00",
+    "../x",
+    "a/b",
+    [],
+    {},
+    [[]],
+    ["x"],
+]
+_FUZZ_VALUES += [{"a": None}, "x" * 300, "\ud800", "\x07"]
+
+
+def _byte_damage(data: bytes, rng: Any) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.choice([1, 1, 2, 3, 8])):
+        pos = rng.randrange(max(1, len(out)))
+        op = rng.random()
+        if op < 0.4 and out:
+            out[pos] = rng.randrange(256)
+        elif op < 0.6:
+            out[pos:pos] = bytes([rng.choice(b'\x00\n\r\t,"[]{}:\\/.\x07 a0')])
+        elif op < 0.8 and out:
+            del out[pos : pos + rng.randint(1, 20)]
+        elif out:
+            start = rng.randrange(len(out))
+            out[pos:pos] = out[start : start + rng.randint(1, 40)]
+    return bytes(out)
+
+
+def _places(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            found += _places(v, (*path, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            found += _places(v, (*path, i))
+    return found
+
+
+def _structure_damage(obj: Any, rng: Any) -> Any:
+    import copy
+
+    for _ in range(rng.choice([1, 1, 2])):
+        where = rng.choice(_places(obj))
+        value = copy.deepcopy(rng.choice(_FUZZ_VALUES))
+        if not where:
+            obj = value
+            continue
+        holder = obj
+        for k in where[:-1]:
+            holder = holder[k]
+        holder[where[-1]] = value
+    return obj
+
+
+def _fuzz(kind: str, name: str, fmt: str, structural: bool, seed: int, n: int = 40) -> Callable[..., Outcome]:
+    """``n`` random damages of one file (bytes, or values swapped for ones of the wrong type): each
+    must end as a clear error naming the file or as a successful read; one case for the batch."""
+
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        import random
+
+        rng = random.Random(f"{kind}/{name}/{structural}/{seed}")
+        original = (baseline(ctx, kind) / name).read_bytes()
+        refused = accepted = 0
+        for i in range(n):
+            folder = tmp / f"try{i}"
+            shutil.copytree(baseline(ctx, kind), folder)
+            if not structural:
+                (folder / name).write_bytes(_byte_damage(original, rng))
+            elif fmt == "pkl":
+                obj = pickle.loads(original)  # noqa: S301 - our own baseline
+                (folder / name).write_bytes(pickle.dumps(_structure_damage(obj, rng)))
+            elif fmt == "jsonl":
+                lines = [ln for ln in original.decode().splitlines() if ln.strip()]
+                j = rng.randrange(len(lines))
+                lines[j] = json.dumps(_structure_damage(json.loads(lines[j]), rng))
+                (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogatepass")
+            else:
+                text = json.dumps(_structure_damage(json.loads(original), rng))
+                (folder / name).write_text(text, encoding="utf-8", errors="surrogatepass")
+            r = describe(folder, kind)
+            shutil.rmtree(folder)
+            if r.code == 0 and not r.traceback:
+                accepted += 1
+                continue
+            outcome = expect_error(r, name if kind not in ("custom-csv", "custom-jsonl") else "ann.")
+            if outcome.kind != "clear_error":
+                return Outcome(outcome.kind, f"try {i}: {outcome.detail}")
+            refused += 1
+        return Outcome("handled", f"{refused} refused with a clear error, {accepted} still valid")
+
+    return run
+
+
+def _fuzz_cases() -> list[Case]:
+    found = []
+    for kind, files in FILES.items():
+        name, fmt = files[0]
+        found.append(Case(AREA, f"fuzz/{kind}/{name}/bytes", _fuzz(kind, name, fmt, False, 0), quick=False))
+        if fmt in ("json", "jsonl", "pkl"):
+            found.append(
+                Case(AREA, f"fuzz/{kind}/{name}/values", _fuzz(kind, name, fmt, True, 0), quick=False)
+            )
+    return found
+
+
 def cases() -> list[Case]:
     found: list[Case] = []
     for kind, files in FILES.items():
@@ -1114,4 +1232,5 @@ def cases() -> list[Case]:
     found += _pickle_cases()
     found += _valid_cases()
     found += _extract_cases()
+    found += _fuzz_cases()
     return found

@@ -387,8 +387,9 @@ def pick_default(splits: Iterable[str], preferred: Sequence[str]) -> str | None:
 class IndexBuilder:
     """Accumulates videos, captions and splits, sharing one video table across splits."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, source: Path | None = None) -> None:
         self.name = name
+        self.source = source  # the one annotation file that names the splits (custom), for errors
         self.videos: dict[str, VideoEntry] = {}
         self.texts: list[TextEntry] = []
         self.splits: dict[str, Split] = {}
@@ -409,6 +410,11 @@ class IndexBuilder:
         split already added is shared rather than stored twice (MSR-VTT's 7k
         captions are a subset of the 9k ones). Without keys every caption is new.
         """
+        # Split names become HDF5 group names, where "/" nests and "." is the group itself.
+        check_text(split, self.source or self.name, f"split {split!r}", "split name")
+        if "/" in split or split in (".", ".."):
+            where = self.source or self.name
+            raise AnnotationError(f"{where}: split name {split!r} must not hold '/' or be '.' or '..'")
         if not captions:
             # An empty split would fail later (no gallery to rank) or train on nothing.
             self.warn(f"split {split!r} has no captions; not built")

@@ -85,7 +85,7 @@ def load_custom(annotations: Path | None, video_root: Path | None) -> DatasetInd
         check_video_id(video, path, f"video {video[:40]!r}", plain=False)
     if not rows:
         raise AnnotationError(f"{path}: no video,caption rows")
-    b = IndexBuilder("custom")
+    b = IndexBuilder("custom", source=path)
     by_split: dict[str, list[tuple[str, str]]] = {}
     for video, caption, split in rows:
         by_split.setdefault(split or UNSPLIT, []).append((video, caption))
