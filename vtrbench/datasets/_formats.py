@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import pickle
 import pickletools
 import re
@@ -364,14 +365,39 @@ def video_path(root: Path, stem: str, extensions: Sequence[str]) -> Path:
         raise AnnotationError(
             f"video id {short(stem)} is not a plain file name; refusing a path outside {root}"
         )
+    names = _names_in(root)
     for ext in extensions:
+        if names is not None and f"{stem}{ext}" not in names:
+            continue  # one listing instead of a stat per id and extension (45k for ActivityNet)
         candidate = root / f"{stem}{ext}"
         try:
             if candidate.exists():
                 return candidate
-        except OSError:  # e.g. a video root that cannot be listed: the extractor reports the video
+        except OSError:  # e.g. a video root that cannot be searched: the extractor reports the video
             continue
     return root / f"{stem}{extensions[0]}"
+
+
+_LISTINGS: dict[tuple[str, int, int], frozenset[str]] = {}
+
+
+def _names_in(root: Path) -> frozenset[str] | None:
+    """The entry names of folder ``root`` (cached while its modification time is unchanged);
+    None when it cannot be listed, so that each file is checked on its own."""
+    try:
+        st = os.stat(root)
+        if not stat.S_ISDIR(st.st_mode):
+            return frozenset()
+        key = (os.fspath(root), st.st_ino, st.st_mtime_ns)
+        names = _LISTINGS.get(key)
+        if names is None:
+            names = frozenset(os.listdir(root))
+            if len(_LISTINGS) >= 256:  # LSMDC has one folder per movie
+                _LISTINGS.clear()
+            _LISTINGS[key] = names
+        return names
+    except OSError:
+        return None
 
 
 def unique(items: Iterable[str]) -> list[str]:
