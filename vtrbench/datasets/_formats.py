@@ -157,7 +157,7 @@ def _check_strings(obj: Any, path: Path, where: str) -> None:
         elif isinstance(value, dict):
             items = list(value.items())
             for k, _ in items:
-                stack.append((k, f"{place} key {short(k)}"))
+                stack.append((k, f"{place} key {short(k)}".strip()))
             stack.extend((v, f"{place}[{short(k)}]") for k, v in reversed(items))
         elif isinstance(value, list):
             stack.extend((v, f"{place}[{i}]") for i, v in reversed(list(enumerate(value))))

@@ -25,7 +25,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtrbench.datasets._formats import IndexBuilder, check_video_id, read_csv_columns, read_jsonl_objects
+from vtrbench.datasets._formats import (
+    IndexBuilder,
+    check_regular_file,
+    check_video_id,
+    read_csv_columns,
+    read_jsonl_objects,
+)
 from vtrbench.datasets.base import DatasetIndex, register_dataset
 from vtrbench.errors import AnnotationError
 
@@ -48,8 +54,9 @@ def find_annotation_file(annotations: Path | None) -> Path:
                 f"custom: {path} must hold exactly one .csv or .jsonl annotation file (found: {names})"
             )
         return found[0]
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise AnnotationError(f"custom: annotation file {path} does not exist")
+    check_regular_file(path)  # a pipe would block, a device never end
     if path.suffix.lower() not in SUFFIXES:
         raise AnnotationError(f"custom: {path} is neither .csv nor .jsonl")
     return path
