@@ -355,3 +355,14 @@ def test_split_name_that_would_nest_hdf5_groups(tmp_path: Path) -> None:
     path.write_text("video,caption,split\na.mp4,a cat,train/extra\n")
     with pytest.raises(AnnotationError, match=r"ann\.csv: split name .train/extra. must not hold"):
         load_dataset("custom", path, None)
+
+
+def test_video_files_added_between_loads_are_found(tmp_path: Path) -> None:
+    root = tmp_path / "videos"
+    root.mkdir()
+    folder = copy("msrvtt", tmp_path)
+    first = {v.id: v.path for v in load_dataset("msrvtt", folder, root).videos}
+    assert first["video5"] == root / "video5.mp4"  # nothing there: the first extension
+    (root / "video5.webm").write_bytes(b"")
+    second = {v.id: v.path for v in load_dataset("msrvtt", folder, root).videos}
+    assert second["video5"] == root / "video5.webm"

@@ -381,6 +381,12 @@ def video_path(root: Path, stem: str, extensions: Sequence[str]) -> Path:
 _LISTINGS: dict[tuple[str, int, int], frozenset[str]] = {}
 
 
+def forget_listings() -> None:
+    """Drop the folder listings of :func:`video_path`; each dataset load starts afresh (a file
+    added within the folder's timestamp granularity would not change the cache key)."""
+    _LISTINGS.clear()
+
+
 def _names_in(root: Path) -> frozenset[str] | None:
     """The entry names of folder ``root`` (cached while its modification time is unchanged);
     None when it cannot be listed, so that each file is checked on its own."""

@@ -146,7 +146,10 @@ def list_datasets() -> list[str]:
 def load_dataset(name: str, annotations: Path | None, video_root: Path | None) -> DatasetIndex:
     """Build the index of a registered dataset and check that it is self-consistent."""
     _import_builtin()
+    from vtrbench.datasets._formats import forget_listings
+
     loader = DATASETS.get(name)
+    forget_listings()
     index = loader(annotations, video_root)
     index.validate()
     for (a, b), shared in index.split_overlaps().items():
