@@ -17,7 +17,18 @@ from vtrbench.datasets.base import DATASETS, DatasetIndex
 from vtrbench.errors import AnnotationError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "datasets"
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "annotations"
+# ../shared beside the repository (the main checkout), else the absolute place (a worktree).
+REAL = next(
+    (
+        p
+        for p in (
+            Path(__file__).resolve().parents[2] / "shared" / "data" / "annotations",
+            Path("/work/shared/data/annotations"),
+        )
+        if p.is_dir()
+    ),
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "annotations",
+)
 REAL_LOADERS = ["msrvtt", "msvd", "lsmdc", "didemo", "activitynet"]
 
 

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtrbench.datasets._formats import IndexBuilder, expect, read_json, require_folder, unique, video_path
+from vtrbench.datasets._formats import (
+    IndexBuilder,
+    check_video_id,
+    expect,
+    read_json,
+    require_folder,
+    unique,
+    video_path,
+)
 from vtrbench.datasets.base import DatasetIndex, register_dataset
 
 CITATION = "Krishna et al., Dense-Captioning Events in Videos, ICCV 2017"
@@ -30,6 +38,9 @@ def read_ids(path: Path) -> list[str]:
     expect(isinstance(data, list), path, "top level", "a list of video ids")
     for i, v in enumerate(data):
         expect(isinstance(v, str), path, f"item {i}", "a string video id")
+        # The file name is the id without "v_": that part must be a plain name too.
+        check_video_id(v.removeprefix("v_"), path, f"item {i} ({v!r} without 'v_')")
+    expect(bool(data), path, "top level", "at least one video id")
     return unique(data)
 
 
@@ -53,7 +64,7 @@ def read_paragraphs(path: Path) -> dict[str, str]:
 
 @register_dataset("activitynet")
 def load_activitynet(annotations: Path | None, video_root: Path | None) -> DatasetIndex:
-    folder = require_folder("activitynet", annotations)
+    folder = require_folder("activitynet", annotations, [n for spec in SPLITS.values() for n in spec[:2]])
     root = Path(video_root) if video_root is not None else folder
     b = IndexBuilder("activitynet")
     for split, (ids_name, captions_name, note) in SPLITS.items():

@@ -9,6 +9,8 @@ rows by split name.
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,16 +55,31 @@ class DatasetIndex:
     paragraph: bool = False
     citation: str = ""
     warnings: list[str] = field(default_factory=list)
+    # Groups of splits that are alternatives to one another and share videos by design
+    # (MSR-VTT's 7k train split is a subset of its 9k one); any other pair of splits
+    # sharing a video is reported as a possible train/test leak.
+    alternative_splits: tuple[tuple[str, ...], ...] = ()
 
     def validate(self) -> None:
-        """Every split refers to known videos and texts; every text to a known video."""
+        """Every split refers to known videos and texts; every text to a known video; ids and
+        captions can be stored (the readers check them too, naming the file and line)."""
+        from vtrbench.datasets._formats import check_text
+
         ids = {v.id for v in self.videos}
         if len(ids) != len(self.videos):
             raise AnnotationError(f"{self.name}: duplicate video ids")
+        for v in self.videos:
+            check_text(v.id, self.name, f"video {v.id!r}", "video id")
+        for t in self.texts:
+            check_text(t.caption, self.name, f"a caption of video {t.video!r}")
         for t in self.texts:
             if t.video not in ids:
                 raise AnnotationError(f"{self.name}: caption refers to unknown video {t.video!r}")
         for name, split in self.splits.items():
+            # Split names become HDF5 group names, where "/" nests and "." is the group itself.
+            check_text(name, self.name, f"split {name!r}", "split name")
+            if "/" in name or name in (".", ".."):
+                raise AnnotationError(f"{self.name}: split name {name!r} must not hold '/' or be '.' or '..'")
             missing = [v for v in split.videos if v not in ids]
             if missing:
                 raise AnnotationError(f"{self.name}: split {name!r} refers to unknown videos {missing[:3]}")
@@ -73,6 +90,40 @@ class DatasetIndex:
 
     def describe(self) -> dict[str, dict[str, int]]:
         return {name: {"videos": len(s.videos), "captions": len(s.texts)} for name, s in self.splits.items()}
+
+    def splits_of(self, video: str) -> tuple[str, ...]:
+        """The names of the splits whose gallery holds video id ``video``, in split order."""
+        return tuple(name for name, s in self.splits.items() if video in s.videos)
+
+    def shared_videos(self, a: str, b: str) -> list[str]:
+        """Videos of split ``a`` that split ``b`` also holds, in ``a``'s gallery order.
+
+        Two ids count as the same video when they are equal or name the same file
+        (``clips/a.mp4`` and ``./clips/a.mp4`` in a custom dataset); video files are not read.
+        """
+        return self._shared(a, b, self._file_keys())
+
+    def _file_keys(self) -> dict[str, str]:
+        return {v.id: os.path.normpath(os.path.abspath(v.path)) for v in self.videos}
+
+    def _shared(self, a: str, b: str, key: dict[str, str]) -> list[str]:
+        in_b = {key.get(v, v) for v in self.splits[b].videos}
+        return [v for v in self.splits[a].videos if key.get(v, v) in in_b]
+
+    def split_overlaps(self) -> dict[tuple[str, str], list[str]]:
+        """``(a, b) -> shared videos`` for every pair of splits that share videos and are not
+        declared alternatives (:attr:`alternative_splits`): each is a possible train/test leak."""
+        pairs = (itertools.combinations(group, 2) for group in self.alternative_splits)
+        allowed = {frozenset(p) for p in itertools.chain.from_iterable(pairs)}
+        key = self._file_keys()
+        found = {}
+        for a, b in itertools.combinations(self.splits, 2):
+            if frozenset((a, b)) in allowed:
+                continue
+            shared = self._shared(a, b, key)
+            if shared:
+                found[(a, b)] = shared
+        return found
 
 
 # A loader takes (annotations, video_root) and returns the index. ``annotations``
@@ -96,9 +147,17 @@ def list_datasets() -> list[str]:
 def load_dataset(name: str, annotations: Path | None, video_root: Path | None) -> DatasetIndex:
     """Build the index of a registered dataset and check that it is self-consistent."""
     _import_builtin()
+    from vtrbench.datasets._formats import forget_listings
+
     loader = DATASETS.get(name)
+    forget_listings()
     index = loader(annotations, video_root)
     index.validate()
+    for (a, b), shared in index.split_overlaps().items():
+        index.warnings.append(
+            f"{index.name}: {len(shared)} video(s) are in both split {a!r} and split {b!r}"
+            f" (e.g. {shared[0]!r}); a model trained on one and tested on the other has seen the test videos"
+        )
     return index
 
 

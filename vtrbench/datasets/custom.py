@@ -5,6 +5,12 @@ the annotation file's folder); the path string as written is the video id. A
 video may have several rows (several captions). Rows without a split go to the
 split ``all``.
 
+Unlike the standard datasets, whose ids must be plain file names inside
+``--video-root``, a custom file may name any path (``/data/clips/a.mp4``,
+``../shared/b.mp4``) by design: the user wrote the file. A video listed in two
+splits (by id, or two spellings of the same file) is reported as a warning by
+``vtrbench datasets describe`` and ``extract``.
+
 CSV::
 
     video,caption,split
@@ -19,7 +25,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtrbench.datasets._formats import IndexBuilder, read_csv_columns, read_jsonl_objects
+from vtrbench.datasets._formats import (
+    IndexBuilder,
+    check_regular_file,
+    check_video_id,
+    read_csv_columns,
+    read_jsonl_objects,
+)
 from vtrbench.datasets.base import DatasetIndex, register_dataset
 from vtrbench.errors import AnnotationError
 
@@ -32,6 +44,8 @@ def find_annotation_file(annotations: Path | None) -> Path:
     if annotations is None:
         raise AnnotationError("custom: no annotation file given (a .csv or .jsonl of video,caption[,split])")
     path = Path(annotations)
+    if path.is_dir() and path.suffix.lower() in SUFFIXES:
+        raise AnnotationError(f"custom: {path} is a folder, expected a .csv or .jsonl annotation file")
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
         if len(found) != 1:
@@ -40,8 +54,9 @@ def find_annotation_file(annotations: Path | None) -> Path:
                 f"custom: {path} must hold exactly one .csv or .jsonl annotation file (found: {names})"
             )
         return found[0]
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise AnnotationError(f"custom: annotation file {path} does not exist")
+    check_regular_file(path)  # a pipe would block, a device never end
     if path.suffix.lower() not in SUFFIXES:
         raise AnnotationError(f"custom: {path} is neither .csv nor .jsonl")
     return path
@@ -73,9 +88,11 @@ def load_custom(annotations: Path | None, video_root: Path | None) -> DatasetInd
     path = find_annotation_file(annotations)
     root = Path(video_root) if video_root is not None else path.parent
     rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    for video, *_ in rows:  # any path is allowed here, but it must be one a file system can open
+        check_video_id(video, path, f"video {video[:40]!r}", plain=False)
     if not rows:
         raise AnnotationError(f"{path}: no video,caption rows")
-    b = IndexBuilder("custom")
+    b = IndexBuilder("custom", source=path)
     by_split: dict[str, list[tuple[str, str]]] = {}
     for video, caption, split in rows:
         by_split.setdefault(split or UNSPLIT, []).append((video, caption))

@@ -44,7 +44,7 @@ def read_descriptions(path: Path) -> dict[str, list[str]]:
 
 @register_dataset("didemo")
 def load_didemo(annotations: Path | None, video_root: Path | None) -> DatasetIndex:
-    folder = require_folder("didemo", annotations)
+    folder = require_folder("didemo", annotations, [n for spec in SPLITS.values() for n in spec[:2]])
     root = Path(video_root) if video_root is not None else folder
     b = IndexBuilder("didemo")
     for split, (list_name, data_name, note) in SPLITS.items():

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtrbench.datasets._formats import IndexBuilder, read_text, require_folder, video_path
+from vtrbench.datasets._formats import (
+    IndexBuilder,
+    check_text,
+    check_video_id,
+    read_text,
+    require_folder,
+    video_path,
+)
 from vtrbench.datasets.base import DatasetIndex, register_dataset
 from vtrbench.errors import AnnotationError
 
@@ -46,16 +53,16 @@ def read_annotations(path: Path) -> list[tuple[str, str]]:
                 f"{path}, line {line_no}: {len(fields)} tab-separated field(s), expected {FIELDS}"
                 " (clip id, 4 timestamps, sentence)"
             )
-        clip, sentence = fields[0].strip(), fields[-1].strip()
-        if not clip or not sentence:
-            raise AnnotationError(f"{path}, line {line_no}: empty {'clip id' if not clip else 'sentence'}")
-        rows.append((clip, sentence))
+        clip = check_video_id(fields[0], path, f"line {line_no}")
+        rows.append((clip, check_text(fields[-1], path, f"line {line_no}", "sentence")))
+    if not rows:
+        raise AnnotationError(f"{path}: no clips (empty file)")
     return rows
 
 
 @register_dataset("lsmdc")
 def load_lsmdc(annotations: Path | None, video_root: Path | None) -> DatasetIndex:
-    folder = require_folder("lsmdc", annotations)
+    folder = require_folder("lsmdc", annotations, [f for f, _ in SPLITS.values()])
     root = Path(video_root) if video_root is not None else folder
     b = IndexBuilder("lsmdc")
     for split, (filename, note) in SPLITS.items():

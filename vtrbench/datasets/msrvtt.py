@@ -13,6 +13,8 @@ from pathlib import Path
 
 from vtrbench.datasets._formats import (
     IndexBuilder,
+    check_text,
+    check_video_id,
     expect,
     read_csv_columns,
     read_json,
@@ -20,6 +22,7 @@ from vtrbench.datasets._formats import (
     video_path,
 )
 from vtrbench.datasets.base import DatasetIndex, register_dataset
+from vtrbench.errors import AnnotationError
 
 CITATION = "Xu et al., MSR-VTT: A Large Video Description Dataset for Bridging Video and Language, CVPR 2016"
 CAPTIONS_FILE = "MSRVTT_data.json"
@@ -51,13 +54,15 @@ def _json_captions(path: Path) -> dict[str, list[tuple[int, str]]]:
         expect(isinstance(s, dict), path, where, "an object")
         for key in ("video_id", "caption"):
             expect(isinstance(s.get(key), str), path, f"{where}.{key}", "a string")
-        by_video[s["video_id"]].append((i, s["caption"].strip()))
+        vid = check_video_id(s["video_id"], path, f"{where}.video_id")
+        by_video[vid].append((i, check_text(s["caption"], path, f"{where}.caption")))
     return by_video
 
 
 @register_dataset("msrvtt")
 def load_msrvtt(annotations: Path | None, video_root: Path | None) -> DatasetIndex:
-    folder = require_folder("msrvtt", annotations)
+    files = [CAPTIONS_FILE, TEST_FILE, *(f for f, _ in TRAIN_SPLITS.values())]
+    folder = require_folder("msrvtt", annotations, files)
     root = Path(video_root) if video_root is not None else folder
     b = IndexBuilder("msrvtt")
 
@@ -82,7 +87,10 @@ def load_msrvtt(annotations: Path | None, video_root: Path | None) -> DatasetInd
         if not ids_file.is_file():
             b.warn(f"{filename} not found; split {split!r} not built")
             continue
-        ids = list(dict.fromkeys(row["video_id"] for _, row in read_csv_columns(ids_file, ["video_id"])))
+        rows = read_csv_columns(ids_file, ["video_id"])
+        if not rows:
+            raise AnnotationError(f"{ids_file}: no video ids after the header")
+        ids = list(dict.fromkeys(check_video_id(row["video_id"], ids_file, f"line {n}") for n, row in rows))
         uncaptioned = [v for v in ids if v not in json_captions]
         if uncaptioned:
             b.warn(
@@ -100,8 +108,15 @@ def load_msrvtt(annotations: Path | None, video_root: Path | None) -> DatasetInd
 
     test_file = folder / TEST_FILE
     if test_file.is_file():
-        rows = read_csv_columns(test_file, ["video_id", "sentence"])
-        captions = [(row["video_id"], row["sentence"]) for _, row in rows]
+        captions = [
+            (
+                check_video_id(row["video_id"], test_file, f"line {n}"),
+                check_text(row["sentence"], test_file, f"line {n}, 'sentence'"),
+            )
+            for n, row in read_csv_columns(test_file, ["video_id", "sentence"])
+        ]
+        if not captions:
+            raise AnnotationError(f"{test_file}: no captions after the header")
         b.add_split("1k-A", captions, paths([v for v, _ in captions]), TEST_NOTE)
     else:
         b.warn(f"{TEST_FILE} not found; test split '1k-A' not built")
@@ -111,4 +126,5 @@ def load_msrvtt(annotations: Path | None, video_root: Path | None) -> DatasetInd
         train=["9k", "7k"],
         test=["1k-A"],
         citation=CITATION,
+        alternative_splits=(("9k", "7k"),),
     )

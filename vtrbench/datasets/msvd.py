@@ -12,11 +12,14 @@ from pathlib import Path
 
 from vtrbench.datasets._formats import (
     IndexBuilder,
+    check_text,
+    check_video_id,
     expect,
     load_plain_pickle,
     read_id_list,
     read_json,
     require_folder,
+    short,
     unique,
     video_path,
 )
@@ -45,24 +48,26 @@ def _read_captions(folder: Path) -> tuple[dict[str, list[str]], Path] | None:
     expect(isinstance(data, dict), path, "top level", "a mapping of video id to captions")
     captions: dict[str, list[str]] = {}
     for vid, caps in data.items():
-        expect(isinstance(vid, str), path, f"key {vid!r}", "a string video id")
+        expect(isinstance(vid, str), path, f"key {short(vid)}", "a string video id")
+        vid = check_video_id(vid, path, f"key {short(vid)}")
         expect(isinstance(caps, list | tuple), path, f"key {vid!r}", "a list of captions")
         texts = []
         for i, cap in enumerate(caps):
+            where = f"key {vid!r}, caption {i}"
             if tokenised:
                 ok = isinstance(cap, list | tuple) and all(isinstance(t, str) for t in cap)
-                expect(ok, path, f"key {vid!r}, caption {i}", "a list of string tokens")
-                texts.append(" ".join(cap))
+                expect(ok, path, where, "a list of string tokens")
+                texts.append(check_text(" ".join(cap), path, where))
             else:
-                expect(isinstance(cap, str), path, f"key {vid!r}, caption {i}", "a string")
-                texts.append(cap.strip())
+                expect(isinstance(cap, str), path, where, "a string")
+                texts.append(check_text(cap, path, where))
         captions[vid] = texts
     return captions, path
 
 
 @register_dataset("msvd")
 def load_msvd(annotations: Path | None, video_root: Path | None) -> DatasetIndex:
-    folder = require_folder("msvd", annotations)
+    folder = require_folder("msvd", annotations, [PICKLE_FILE, JSON_FILE, *(f for f, _ in SPLITS.values())])
     root = Path(video_root) if video_root is not None else folder
     b = IndexBuilder("msvd")
     read = _read_captions(folder)

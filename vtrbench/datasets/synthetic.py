@@ -13,7 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vtrbench.datasets._formats import read_json, read_jsonl_objects
+from vtrbench.datasets._formats import (
+    check_regular_file,
+    check_video_id,
+    read_json,
+    read_jsonl_objects,
+    short,
+)
 from vtrbench.datasets.base import DatasetIndex, Split, TextEntry, VideoEntry, register_dataset
 from vtrbench.errors import AnnotationError
 from vtrbench.synthetic import (
@@ -59,6 +65,7 @@ def load_synthetic(annotations: Path | None, video_root: Path | None) -> Dataset
         raise AnnotationError(f"{NAME}: annotation folder {folder} does not exist or is not a folder")
     meta_path, captions_path = folder / META_FILE, folder / CAPTIONS_FILE
     for path in (meta_path, captions_path):
+        check_regular_file(path, missing_ok=True)
         if not path.is_file():
             raise AnnotationError(
                 f"{NAME}: {folder} is not a rendered synthetic dataset (no {path.name}; an interrupted "
@@ -89,6 +96,7 @@ def _read_videos(path: Path, meta: dict[str, Any]) -> list[tuple[str, str]]:
         vid, split = entry.get("id"), entry.get("split")
         if not isinstance(vid, str) or not vid:
             raise AnnotationError(f"{path}: videos[{i}]: key 'id' missing or not a string")
+        vid = check_video_id(vid, path, f"videos[{i}]")
         if split not in SPLITS:
             raise AnnotationError(f"{path}: videos[{i}] ({vid}): key 'split' must be one of {SPLITS}")
         videos.append((vid, split))
@@ -99,8 +107,10 @@ def _read_captions(path: Path, video_split: dict[str, str]) -> list[tuple[str, s
     texts = []
     for line_no, obj in read_jsonl_objects(path):
         vid, caption, roles, split = (obj.get(k) for k in ("video", "caption", "roles", "split"))
-        if vid not in video_split:
-            raise AnnotationError(f"{path}, line {line_no}: key 'video' {vid!r} is not a video of meta.json")
+        if not isinstance(vid, str) or vid not in video_split:
+            raise AnnotationError(
+                f"{path}, line {line_no}: key 'video' {short(vid)} is not a video of meta.json"
+            )
         if not isinstance(caption, str) or not caption.strip():
             raise AnnotationError(f"{path}, line {line_no}: key 'caption' missing or not a non-empty string")
         if (
@@ -116,6 +126,8 @@ def _read_captions(path: Path, video_split: dict[str, str]) -> list[tuple[str, s
                 f"{path}, line {line_no}: split {split!r} differs from meta.json's {video_split[vid]!r}"
             )
         texts.append((vid, caption, tuple(roles), split))
+    if not texts:
+        raise AnnotationError(f"{path}: no captions (empty file)")
     return texts
 
 
