@@ -33,6 +33,10 @@ TRAIN_KEYS = (
     "dsl_tau",
     "qb_bank",
     "qb_beta",
+    "qb_k",
+    "mdr",
+    "precision",
+    "allow_overlap",
     "train_split",
     "test_split",
 )
@@ -113,38 +117,114 @@ def _toml_list(values: Any) -> str:
 
 
 def load_grid(path: Path) -> Grid:
-    """Read a grid TOML; unknown keys are errors (a typo must not silently shrink a grid)."""
+    """Read a grid TOML; unknown keys are errors (a typo must not silently shrink a grid).
+
+    Values go through the same validation as the command line's (:func:`validate_grid`); every
+    error names the file.
+    """
+    path = Path(path)
     try:
-        data = tomllib.loads(Path(path).read_text())
+        text = path.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise VtrbenchError(f"grid file not found: {path}") from None
+    except IsADirectoryError:
+        raise VtrbenchError(f"grid file {path} is a folder") from None
+    except UnicodeDecodeError as e:
+        raise VtrbenchError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise VtrbenchError(f"cannot read grid file {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise VtrbenchError(f"{path}: invalid TOML ({e})") from None
+    except (RecursionError, MemoryError):
+        raise VtrbenchError(f"{path}: invalid TOML (nested too deeply)") from None
     known_top = {"heads", "losses", "seeds", "camoe", "train"}
     unknown = set(data) - known_top
     if unknown:
         raise VtrbenchError(f"{path}: unknown key(s) {sorted(unknown)} (known: {sorted(known_top)})")
-    camoe = data.get("camoe", {})
+    camoe = _table(data, "camoe", path)
     bad = set(camoe) - set(CAMOE_AXES)
     if bad:
         raise VtrbenchError(f"{path}: unknown [camoe] key(s) {sorted(bad)} (known: {list(CAMOE_AXES)})")
-    train = data.get("train", {})
+    train = _table(data, "train", path)
     bad = set(train) - set(TRAIN_KEYS)
     if bad:
         raise VtrbenchError(f"{path}: unknown [train] key(s) {sorted(bad)} (known: {list(TRAIN_KEYS)})")
-    try:
-        return Grid(
-            heads=tuple(data.get("heads", Grid.heads)),
-            losses=tuple(data.get("losses", Grid.losses)),
-            seeds=tuple(int(s) for s in data.get("seeds", Grid.seeds)),
-            experts=tuple(tuple(e) for e in camoe.get("experts", ())),
-            streams=tuple(camoe.get("streams", ())),
-            gate=tuple(camoe.get("gate", ())),
-            aux_weight=tuple(float(a) for a in camoe.get("aux_weight", ())),
-            train=dict(train),
+    where = str(path)
+    grid = Grid(
+        heads=_str_list(data.get("heads", list(Grid.heads)), "heads", where),
+        losses=_str_list(data.get("losses", list(Grid.losses)), "losses", where),
+        seeds=tuple(_list(data.get("seeds", list(Grid.seeds)), "seeds", where)),
+        experts=tuple(
+            _str_list(e, "[camoe] experts (each a list of expert names)", where)
+            for e in _list(camoe.get("experts", []), "[camoe] experts", where, allow_empty=True)
+        ),
+        streams=_str_list(camoe.get("streams", []), "[camoe] streams", where, allow_empty=True),
+        gate=_str_list(camoe.get("gate", []), "[camoe] gate", where, allow_empty=True),
+        aux_weight=tuple(_list(camoe.get("aux_weight", []), "[camoe] aux_weight", where, allow_empty=True)),
+        train=dict(train),
+    )
+    return validate_grid(grid, where=where)
+
+
+def _table(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise VtrbenchError(f"{path}: [{key}] must be a table of options, got {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _list(value: Any, name: str, where: str, *, allow_empty: bool = False) -> list[Any]:
+    if not isinstance(value, list):
+        example = '["meanp"]' if name == "heads" else "[...]"
+        raise VtrbenchError(
+            f"{where}: {name} must be a list, e.g. {name.split()[-1]} = {example}, got {_kind(value)}"
         )
-    except (TypeError, ValueError) as e:
-        raise VtrbenchError(f"{path}: {e}") from None
+    if not value and not allow_empty:
+        raise VtrbenchError(f"{where}: {name} is an empty list")
+    return value
+
+
+def _str_list(value: Any, name: str, where: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    items = _list(value, name, where, allow_empty=allow_empty)
+    for v in items:
+        if not isinstance(v, str) or not v.strip():
+            raise VtrbenchError(f"{where}: {name} must hold names (strings), got {_kind(v)} {v!r}"[:300])
+    return tuple(items)
+
+
+def validate_grid(grid: Grid, *, where: str | None = None) -> Grid:
+    """The grid's names, seeds, CAMoE axes and [train] options, checked as the command line checks them."""
+    import math
+
+    from vtrbench.config import check_seed, validate_options
+    from vtrbench.heads.base import list_heads
+    from vtrbench.losses.base import list_losses
+    from vtrbench.registry import unknown_name_message
+
+    prefix = f"{where}: " if where else ""
+    heads = [h for h in list_heads() if h != "zeroshot"]
+    for h in grid.heads:
+        if h not in heads:
+            raise VtrbenchError(prefix + unknown_name_message("head", h, heads))
+    for loss in grid.losses:
+        if loss not in list_losses():
+            raise VtrbenchError(prefix + unknown_name_message("loss", loss, list_losses()))
+    seeds = tuple(check_seed(s, where=where) for s in grid.seeds)
+    aux = []
+    for a in grid.aux_weight:
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a < 0:
+            label = f"{where}: [camoe] aux_weight" if where else "--aux-weight"
+            raise VtrbenchError(f"{label} values must be finite numbers >= 0, got {a!r}")
+        aux.append(float(a))
+    train = validate_options(dict(grid.train), where=f"{where}: [train]" if where else None)
+    return replace(grid, seeds=seeds, aux_weight=tuple(aux), train=train)
 
 
 @dataclass
@@ -155,12 +235,18 @@ class GridOutcome:
     grid_file: Path | None = None
 
 
-def run_grid(grid: Grid, base: Any, *, console: Any = None, progress: bool = True) -> GridOutcome:
-    """Run every grid point on the cache of ``base`` (a runner.RunSpec holding the shared options)."""
+def run_grid(
+    grid: Grid, base: Any, *, console: Any = None, progress: bool = True, source: Path | None = None
+) -> GridOutcome:
+    """Run every grid point on the cache of ``base`` (a runner.RunSpec holding the shared options).
+
+    Every point is planned and checked (head options against the cache, overlap, output places)
+    before the first one trains; ``source`` (the grid file) is named in those errors.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from vtrbench.cache import FeatureCache
-    from vtrbench.runner import run_training
+    from vtrbench.runner import check_output_file, preflight, run_training
 
     points = grid.points()
     if not points:
@@ -170,8 +256,20 @@ def run_grid(grid: Grid, base: Any, *, console: Any = None, progress: bool = Tru
     with FeatureCache(base.cache_path) as cache:
         dataset = str(cache.attrs.get("dataset"))
         grid_dir = Path(base.results_dir) / dataset
-        grid_dir.mkdir(parents=True, exist_ok=True)
         outcome.grid_file = grid_dir / f"grid-{config_hash([grid.to_toml(), cache.config_hash])[:8]}.toml"
+        check_output_file(outcome.grid_file, "grid file")
+        specs = []
+        for head, loss, opts, seed in points:
+            try:
+                spec = _point_spec(base, head, loss, opts)
+                preflight(spec, cache, [seed])
+            except VtrbenchError as e:
+                prefix = f"{source}: " if source is not None else ""
+                raise VtrbenchError(
+                    f"{prefix}{head}/{loss}" + (f" {opts}" if opts else "") + f": {e}"
+                ) from None
+            specs.append(spec)
+        grid_dir.mkdir(parents=True, exist_ok=True)
         from vtrbench.results import atomic_write_text
 
         atomic_write_text(outcome.grid_file, f"# cache: {cache.path}\n" + grid.to_toml())
@@ -186,17 +284,9 @@ def run_grid(grid: Grid, base: Any, *, console: Any = None, progress: bool = Tru
         )
         with bar:
             task = bar.add_task("grid", total=len(points), run="")
-            for head, loss, opts, seed in points:
+            for (head, loss, opts, seed), spec in zip(points, specs, strict=True):
                 desc = f"{head}/{loss}" + (f" {opts}" if opts else "") + f" seed {seed}"
                 bar.update(task, run=desc)
-                spec = replace(
-                    base,
-                    head=head,
-                    loss=loss,
-                    head_options=dict(opts),
-                    progress=False,
-                    loss_options=dict(base.loss_options) if loss == base.loss else {},
-                )
                 try:
                     result = run_training(spec, seed, cache=cache, data=data, console=console)
                     (outcome.skipped if result.skipped else outcome.ran).append(result.path)
@@ -211,3 +301,14 @@ def run_grid(grid: Grid, base: Any, *, console: Any = None, progress: bool = Tru
                         console.print(traceback.format_exc(limit=3), markup=False, highlight=False)
                 bar.advance(task)
     return outcome
+
+
+def _point_spec(base: Any, head: str, loss: str, opts: dict[str, Any]) -> Any:
+    return replace(
+        base,
+        head=head,
+        loss=loss,
+        head_options=dict(opts),
+        progress=False,
+        loss_options=dict(base.loss_options) if loss == base.loss else {},
+    )
