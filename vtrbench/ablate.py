@@ -145,23 +145,25 @@ def load_grid(path: Path) -> Grid:
     camoe = _table(data, "camoe", path)
     bad = set(camoe) - set(CAMOE_AXES)
     if bad:
-        raise VtrbenchError(f"{path}: unknown [camoe] key(s) {sorted(bad)} (known: {list(CAMOE_AXES)})")
+        raise VtrbenchError(f"{path}: unknown camoe key(s) {sorted(bad)} (known: {', '.join(CAMOE_AXES)})")
     train = _table(data, "train", path)
     bad = set(train) - set(TRAIN_KEYS)
     if bad:
-        raise VtrbenchError(f"{path}: unknown [train] key(s) {sorted(bad)} (known: {list(TRAIN_KEYS)})")
+        raise VtrbenchError(f"{path}: unknown train key(s) {sorted(bad)} (known: {', '.join(TRAIN_KEYS)})")
     where = str(path)
     grid = Grid(
         heads=_str_list(data.get("heads", list(Grid.heads)), "heads", where),
         losses=_str_list(data.get("losses", list(Grid.losses)), "losses", where),
         seeds=tuple(_list(data.get("seeds", list(Grid.seeds)), "seeds", where)),
         experts=tuple(
-            _str_list(e, "[camoe] experts (each a list of expert names)", where)
-            for e in _list(camoe.get("experts", []), "[camoe] experts", where, allow_empty=True)
+            _str_list(e, "each camoe.experts entry", where, example='["action", "fusion"]')
+            for e in _list(
+                camoe.get("experts", []), "camoe.experts", where, allow_empty=True, example='[["fusion"]]'
+            )
         ),
-        streams=_str_list(camoe.get("streams", []), "[camoe] streams", where, allow_empty=True),
-        gate=_str_list(camoe.get("gate", []), "[camoe] gate", where, allow_empty=True),
-        aux_weight=tuple(_list(camoe.get("aux_weight", []), "[camoe] aux_weight", where, allow_empty=True)),
+        streams=_str_list(camoe.get("streams", []), "camoe.streams", where, allow_empty=True),
+        gate=_str_list(camoe.get("gate", []), "camoe.gate", where, allow_empty=True),
+        aux_weight=tuple(_list(camoe.get("aux_weight", []), "camoe.aux_weight", where, allow_empty=True)),
         train=dict(train),
     )
     return validate_grid(grid, where=where)
@@ -170,7 +172,7 @@ def load_grid(path: Path) -> Grid:
 def _table(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
-        raise VtrbenchError(f"{path}: [{key}] must be a table of options, got {_kind(value)}")
+        raise VtrbenchError(f"{path}: {key} must be a table of options, got {_kind(value)}")
     return value
 
 
@@ -180,19 +182,23 @@ def _kind(value: Any) -> str:
     )
 
 
-def _list(value: Any, name: str, where: str, *, allow_empty: bool = False) -> list[Any]:
+def _list(
+    value: Any, name: str, where: str, *, allow_empty: bool = False, example: str | None = None
+) -> list[Any]:
     if not isinstance(value, list):
-        example = '["meanp"]' if name == "heads" else "[...]"
-        raise VtrbenchError(
-            f"{where}: {name} must be a list, e.g. {name.split()[-1]} = {example}, got {_kind(value)}"
+        example = example or {"heads": '["meanp"]', "losses": '["infonce"]', "seeds": "[0, 1]"}.get(
+            name, "[...]"
         )
+        raise VtrbenchError(f"{where}: {name} must be a list, e.g. {example}, got {_kind(value)}")
     if not value and not allow_empty:
         raise VtrbenchError(f"{where}: {name} is an empty list")
     return value
 
 
-def _str_list(value: Any, name: str, where: str, *, allow_empty: bool = False) -> tuple[str, ...]:
-    items = _list(value, name, where, allow_empty=allow_empty)
+def _str_list(
+    value: Any, name: str, where: str, *, allow_empty: bool = False, example: str | None = None
+) -> tuple[str, ...]:
+    items = _list(value, name, where, allow_empty=allow_empty, example=example)
     for v in items:
         if not isinstance(v, str) or not v.strip():
             raise VtrbenchError(f"{where}: {name} must hold names (strings), got {_kind(v)} {v!r}"[:300])
@@ -216,14 +222,14 @@ def validate_grid(grid: Grid, *, where: str | None = None) -> Grid:
     for loss in grid.losses:
         if loss not in list_losses():
             raise VtrbenchError(prefix + unknown_name_message("loss", loss, list_losses()))
-    seeds = tuple(check_seed(s, where=where) for s in grid.seeds)
+    seeds = tuple(check_seed(s, where=where, option="--seeds") for s in grid.seeds)
     aux = []
     for a in grid.aux_weight:
         if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a < 0:
-            label = f"{where}: [camoe] aux_weight" if where else "--aux-weight"
+            label = f"{where}: camoe.aux_weight" if where else "--aux-weight"
             raise VtrbenchError(f"{label} values must be finite numbers >= 0, got {a!r}")
         aux.append(float(a))
-    train = validate_options(dict(grid.train), where=f"{where}: [train]" if where else None)
+    train = validate_options(dict(grid.train), where=where, section="train.")
     return replace(grid, seeds=seeds, aux_weight=tuple(aux), train=train)
 
 

@@ -158,17 +158,17 @@ RUN_OPTIONS: dict[str, OptionRule] = {
 }
 
 
-def option_label(name: str, where: str | None = None) -> str:
-    """``--batch-size`` on the command line; ``FILE: [train] batch_size`` for a grid file."""
-    return f"--{name.replace('_', '-')}" if where is None else f"{where}: {name}"
+def option_label(name: str, where: str | None = None, section: str = "") -> str:
+    """``--batch-size`` on the command line; ``FILE: train.batch_size`` for a grid file."""
+    return f"--{name.replace('_', '-')}" if where is None else f"{where}: {section}{name}"
 
 
-def check_option(name: str, value: Any, *, where: str | None = None) -> Any:
+def check_option(name: str, value: Any, *, where: str | None = None, section: str = "") -> Any:
     """``value`` if option ``name`` accepts it (ints stay ints, floats become float), else VtrbenchError."""
     from vtrbench.errors import VtrbenchError
 
     rule = RUN_OPTIONS.get(name)
-    label = option_label(name, where)
+    label = option_label(name, where, section)
     if rule is None:
         raise VtrbenchError(f"{label}: unknown option (known: {', '.join(RUN_OPTIONS)})")
     if value is None and rule.optional:
@@ -202,16 +202,21 @@ def check_option(name: str, value: Any, *, where: str | None = None) -> Any:
     return value
 
 
-def validate_options(values: dict[str, Any], *, where: str | None = None) -> dict[str, Any]:
-    """Check every option of ``values`` (names from :data:`RUN_OPTIONS`); returns normalised copies."""
-    return {k: check_option(k, v, where=where) for k, v in values.items()}
+def validate_options(
+    values: dict[str, Any], *, where: str | None = None, section: str = ""
+) -> dict[str, Any]:
+    """Check every option of ``values`` (names from :data:`RUN_OPTIONS`); returns normalised copies.
+
+    ``where`` names the file the values come from (then ``section`` prefixes the key, e.g. ``train.``).
+    """
+    return {k: check_option(k, v, where=where, section=section) for k, v in values.items()}
 
 
-def check_seed(seed: Any, *, where: str | None = None) -> int:
+def check_seed(seed: Any, *, where: str | None = None, option: str = "--seed") -> int:
     """A seed is an integer in 0 .. 2**63 - 1 (a 20-digit seed overflows torch's generator)."""
     from vtrbench.errors import VtrbenchError
 
-    label = "--seed" if where is None else f"{where}: seeds"
+    label = option if where is None else f"{where}: seeds"
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise VtrbenchError(f"{label}: a seed must be an integer in 0..2**63-1, got {_short(seed)}")
     return int(seed)

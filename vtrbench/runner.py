@@ -8,6 +8,7 @@ cache (head options, splits, the train/test overlap, the output places) is check
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -88,6 +89,10 @@ def validate_spec(spec: RunSpec, *, where: str | None = None) -> None:
         raise VtrbenchError(f"head options must be a mapping, got {type(spec.head_options).__name__}")
     if not isinstance(spec.loss_options, dict):
         raise VtrbenchError(f"loss options must be a mapping, got {type(spec.loss_options).__name__}")
+    for key, value in spec.head_options.items():
+        # NaN would train and then fail to serialise; a negative loss weight inverts an objective
+        if isinstance(value, float) and (not math.isfinite(value) or (key == "aux_weight" and value < 0)):
+            raise VtrbenchError(f"--{key.replace('_', '-')} must be a finite number >= 0, got {value!r}")
     allowed = LOSS_OPTIONS.get(spec.loss, ())
     for key, value in spec.loss_options.items():
         if key not in allowed:
@@ -96,8 +101,6 @@ def validate_spec(spec: RunSpec, *, where: str | None = None) -> None:
                 + (f" (its options: {', '.join(allowed)})" if allowed else "")
             )
         if key == "temperature":
-            import math
-
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise VtrbenchError(f"--temperature must be a finite number > 0, got {value!r}")
             if value <= 0:
