@@ -90,7 +90,8 @@ class TrainConfig:
     qb_beta: float = 20.0
     qb_k: int = 1  # QB-Norm: a bank query's top-k gallery items are hubs (official default 1)
     mdr: str = "standard"  # "standard" (np.median) or "clip4clip" (torch.median for multi-caption t2v)
-    precision: str = "fp32"  # training autocast: "fp32", or "bf16" (CUDA only)
+    # training autocast: "fp32" or "bf16" (CUDA only); None (direct library use): bf16 on CUDA, else fp32
+    precision: str | None = None
     cache_content: str | None = None  # the cache's content hash: other bytes, other run id
     schema: int = 1
 

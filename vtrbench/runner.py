@@ -570,6 +570,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             qb_beta=opts.get("qb_beta", 20.0),
             qb_k=opts.get("qb_k", 1),
             mdr=opts.get("mdr", "standard"),
+            precision="fp32",  # evaluation embeds in fp32; a checkpoint's own value replaces it below
             cache_content=_content_hash(cache),
         )
         if checkpoint is not None:

@@ -201,10 +201,10 @@ def fit(
     steps_per_epoch = n // bs  # drop the last partial batch: a tiny batch is a different loss
     total = max(1, steps_per_epoch * config.epochs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, config.warmup))
-    # bf16 autocast is CUDA-only and asked for explicitly (config.precision, recorded in results)
+    # bf16 autocast is CUDA-only (config.precision, recorded in results; None: bf16 on CUDA, as before)
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
-        if dev.type == "cuda" and getattr(config, "precision", "fp32") == "bf16"
+        if dev.type == "cuda" and config.precision in (None, "bf16")
         else torch.autocast("cpu", enabled=False)
     )
     history: list[dict[str, Any]] = []
