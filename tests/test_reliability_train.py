@@ -499,3 +499,12 @@ def test_results_name_the_conventions_they_used(
     assert "extension" in p["qbnorm"]["v2t"] and p["allow_overlap"] is False
     assert result["config"]["mdr"] == "clip4clip" and result["config"]["precision"] == "fp32"
     assert math.isfinite(result["metrics"]["raw"]["t2v"]["MdR"])
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_lower_median_is_torch_medians_rule(n: int) -> None:
+    from vtrbench.metrics import median_rank
+
+    x = np.random.default_rng(n).integers(1, 50, size=n).astype(np.float64)
+    assert median_rank(x, lower=True) == float(torch.median(torch.from_numpy(x)))
+    assert median_rank(x) == float(np.median(x))
