@@ -232,6 +232,9 @@ def check_overlap(cache: FeatureCache, train: str | None, test: str, allow: bool
 
 def _load_ok(path: Path, rid: str, console: Any) -> bool:
     """True when ``path`` reads back as the result of run ``rid``; otherwise warn that it is redone."""
+    if not path.is_file():  # a folder is refused before; a link to a device or nowhere is not a result
+        _warn(console, f"{path} is not a regular file; redoing the run and replacing it")
+        return False
     try:
         data = read_result(path)
     except VtrbenchError as e:

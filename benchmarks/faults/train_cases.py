@@ -265,6 +265,22 @@ def _damaged_result(command: str, damage: Callable[[bytes], bytes]) -> Callable[
     return run
 
 
+def _result_is_link(target: str) -> Callable[[Path, Context], Outcome]:
+    """The result file is a symbolic link to a device or to nothing: not a result, redo and replace."""
+
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        results = tmp / "results"
+        if _train(ctx, results).code != 0:
+            return Outcome("silently_wrong", "the clean run failed")
+        path = _results(results)[0]
+        path.unlink()
+        path.symlink_to(target)
+        r = _train(ctx, results)
+        return expect_ok(r, lambda: None if not path.is_symlink() else "the link was left as the result")
+
+    return run
+
+
 def _result_path_is_folder(command: str) -> Callable[[Path, Context], Outcome]:
     def run(tmp: Path, ctx: Context) -> Outcome:
         results = tmp / "results"
@@ -517,6 +533,8 @@ def cases() -> list[Case]:
         out.append(Case(AREA, f"result-{name}-ablate", _damaged_result("ablate", DAMAGES[name]), quick=quick))
     for command in ("train", "eval"):
         out.append(Case(AREA, f"result-path-is-folder-{command}", _result_path_is_folder(command)))
+    out.append(Case(AREA, "result-link-to-dev-zero", _result_is_link("/dev/zero")))
+    out.append(Case(AREA, "result-dangling-link", _result_is_link("/nonexistent/vtrbench-result.json")))
     for kind in ("parent-is-file", "output-is-folder", "read-only"):
         out.append(
             Case(AREA, f"unwritable-train-checkpoint-{kind}", _unwritable("train", "checkpoint", kind))
