@@ -100,11 +100,9 @@ def validate_spec(spec: RunSpec, *, where: str | None = None) -> None:
                 f"--{key} does not apply to --loss {spec.loss}"
                 + (f" (its options: {', '.join(allowed)})" if allowed else "")
             )
-        if key == "temperature":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise VtrbenchError(f"--temperature must be a finite number > 0, got {value!r}")
-            if value <= 0:
-                raise VtrbenchError(f"--temperature must be a finite number > 0, got {value!r}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key == "temperature" and not (number and math.isfinite(value) and value > 0):
+            raise VtrbenchError(f"--temperature must be a finite number > 0, got {value!r}")
     if not isinstance(spec.device, str) or not (spec.device == "cpu" or spec.device.startswith("cuda")):
         raise VtrbenchError(f"--device {spec.device!r}: use cpu, cuda or cuda:N")
     if spec.precision == "bf16" and not spec.device.startswith("cuda"):
@@ -361,6 +359,13 @@ def preflight(
         check_overlap(cache, config.train_split, config.test_split, spec.allow_overlap)
         head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **spec.head_options)
         check_requirements(head, cache, spec.head)  # e.g. noun/verb masks the cache does not hold
+        if config.val_fraction > 0:
+            from vtrbench.cache import STATUS_OK
+
+            rows = cache.split_rows(config.train_split)[0]
+            held_out_videos(
+                int((cache.read_rows("videos", "status", rows) == STATUS_OK).sum()), config.val_fraction
+            )
     return plans
 
 
@@ -484,6 +489,17 @@ def run_training(
             cache.close()
 
 
+def held_out_videos(n_videos: int, fraction: float) -> int:
+    """How many of ``n_videos`` train videos ``--val-fraction`` holds out (at least one, never all)."""
+    n_val = max(1, int(round(n_videos * fraction)))
+    if n_val >= n_videos:
+        raise VtrbenchError(
+            f"--val-fraction {fraction} holds out {n_val} of the {n_videos} usable train videos and leaves "
+            "none to train on; use a smaller fraction"
+        )
+    return n_val
+
+
 def holdout(train: Any, fraction: float) -> tuple[Any, Any]:
     """Split train videos (seeded, not by the run seed) into train and validation parts."""
     from vtrbench.train import SplitData
@@ -492,12 +508,7 @@ def holdout(train: Any, fraction: float) -> tuple[Any, Any]:
         raise VtrbenchError(f"--val-fraction must be in (0, 1), got {fraction}")
     g = torch.Generator().manual_seed(12345)
     perm = torch.randperm(train.n_videos, generator=g)
-    n_val = max(1, int(round(train.n_videos * fraction)))
-    if n_val >= train.n_videos:
-        raise VtrbenchError(
-            f"--val-fraction {fraction} holds out {n_val} of the {train.n_videos} train videos and leaves "
-            "none to train on; use a smaller fraction"
-        )
+    n_val = held_out_videos(train.n_videos, fraction)
     is_val = torch.zeros(train.n_videos, dtype=torch.bool)
     is_val[perm[:n_val]] = True
 
