@@ -163,10 +163,10 @@ def _result_file(results: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "damage",
-    ["truncated", "not-utf8", "foreign", "not-a-result"],
+    ("command", "damage"),
+    [("train", d) for d in ("truncated", "not-utf8", "foreign", "not-a-result")]
+    + [("eval", "truncated"), ("eval", "foreign")],
 )
-@pytest.mark.parametrize("command", ["train", "eval"])
 def test_an_invalid_existing_result_is_redone_not_skipped(
     run_cli: Callable[..., Any], synth_cache: Path, tmp_path: Path, damage: str, command: str
 ) -> None:

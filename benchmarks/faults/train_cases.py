@@ -525,11 +525,12 @@ def cases() -> list[Case]:
         out.append(Case(AREA, f"grid-{name}", _bad_grid(body)))
     out.append(Case(AREA, "grid-is-a-folder", _grid_is_folder))
     for name, damage in DAMAGES.items():
-        out.append(Case(AREA, f"result-{name}-train", _damaged_result("train", damage)))
+        # CI keeps three kinds of damage per command (each case trains twice); the full run has all
+        ci = name in ("truncated", "not-utf8", "foreign-run-id")
+        out.append(Case(AREA, f"result-{name}-train", _damaged_result("train", damage), quick=ci))
     for name in ("truncated", "not-utf8", "foreign-run-id"):
-        out.append(Case(AREA, f"result-{name}-eval", _damaged_result("eval", DAMAGES[name])))
-        # the grid path is the train path; CI keeps one of its cases, the full run all three
-        quick = name == "truncated"
+        quick = name == "truncated"  # eval and ablate share train's rule: CI keeps one case of each
+        out.append(Case(AREA, f"result-{name}-eval", _damaged_result("eval", DAMAGES[name]), quick=quick))
         out.append(Case(AREA, f"result-{name}-ablate", _damaged_result("ablate", DAMAGES[name]), quick=quick))
     for command in ("train", "eval"):
         out.append(Case(AREA, f"result-path-is-folder-{command}", _result_path_is_folder(command)))
