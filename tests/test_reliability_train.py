@@ -393,10 +393,16 @@ def test_overlapping_splits_are_refused_unless_allowed(
     )  # fmt: skip
     _one_line_error(r, "--allow-overlap")
     assert not list(res.rglob("*.json"))
-    r = _train(run_cli, overlap_cache, res, *splits, "--allow-overlap")
+    ckpt = tmp_path / "h.pt"
+    r = _train(run_cli, overlap_cache, res, *splits, "--allow-overlap", "--save-checkpoint", ckpt)
     assert r.code == 0, r.text
     protocol = json.loads(_result_file(res).read_text())["protocol"]
     assert protocol["allow_overlap"] is True and protocol["train_test_shared_videos"] == 1
+    # a custom dataset has no standard train split: the checkpoint's own train split is checked
+    r = run_cli(
+        "eval", "--cache", overlap_cache, "--checkpoint", ckpt, "--test-split", "test", "--results", res
+    )
+    _one_line_error(r, "--allow-overlap")
 
 
 def test_overlap_by_file_content_when_the_cache_has_file_hashes(

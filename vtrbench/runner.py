@@ -602,7 +602,11 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
         rid = run_id(str(cache.attrs["dataset"]), name, loss, config_hash(config), seed)
         path = result_path(results_dir, str(cache.attrs["dataset"]), rid)
         check_output_file(path, "result")
+        # the bank's split, and the split the checkpoint was trained on, must not hold test videos
+        trained_on = str(saved.get("train_split") or "") if checkpoint is not None else ""
         n_shared = check_overlap(cache, train, test, opts["allow_overlap"])
+        if trained_on and trained_on != train and trained_on in cache.splits:
+            n_shared = max(n_shared, check_overlap(cache, trained_on, test, opts["allow_overlap"]))
         if (
             opts["overwrite"] == "never"
             and (path.exists() or path.is_symlink())
