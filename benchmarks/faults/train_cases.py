@@ -189,6 +189,8 @@ GRIDS: dict[str, bytes] = {
     "val-fraction-one": b'heads = ["meanp"]\n[train]\nval_fraction = 1.0\n',
     "qb-k-zero": b'heads = ["meanp"]\n[train]\nqb_k = 0\n',
     "mdr-unknown": b'heads = ["meanp"]\n[train]\nmdr = "lower"\n',
+    "precision-bf16-on-cpu": b'heads = ["meanp"]\n[train]\nprecision = "bf16"\n',
+    "allow-overlap-string": b'heads = ["meanp"]\n[train]\nallow_overlap = "yes"\n',
     "protocol-unknown": b'heads = ["meanp"]\n[train]\nv2t_protocol = "max"\n',
     "train-not-table": b'heads = ["meanp"]\ntrain = 3\n',
     "train-nested-table": b'heads = ["meanp"]\n[train.inner]\nepochs = 1\n',

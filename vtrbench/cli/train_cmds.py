@@ -192,7 +192,10 @@ def ablate(
         )
     base = run_spec_from_options(kw)
     if grid_file is not None:
-        base = replace(base, **grid.train)
+        try:
+            base = replace(base, **grid.train)  # RunSpec validates the combination (e.g. bf16 on a CPU)
+        except VtrbenchError as e:
+            raise VtrbenchError(f"{grid_file}: {e}") from None
     err = _console()
     n = len(grid.points())
     err.print(f"ablation grid: {n} runs on {base.cache_path} -> {base.results_dir}")
