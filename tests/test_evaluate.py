@@ -173,7 +173,7 @@ def test_result_structure():
         postprocessing=["qbnorm"],
     )
     assert list(res["metrics"]) == ["qbnorm"]
-    assert res["protocol"]["qbnorm"] == {"bank_size": {"t2v": 50, "v2t": 50}, "beta": 20.0}
+    assert res["protocol"]["qbnorm"] == {"bank_size": {"t2v": 50, "v2t": 50}, "beta": 20.0, "k": 1}
 
 
 def test_user_errors():

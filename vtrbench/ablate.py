@@ -36,6 +36,10 @@ TRAIN_KEYS = (
     "dsl_tau",
     "qb_bank",
     "qb_beta",
+    "qb_k",
+    "mdr",
+    "precision",
+    "allow_overlap",
     "train_split",
     "test_split",
 )
@@ -144,46 +148,129 @@ def load_grid_plugins(path: Path, plugins: Any) -> None:
 
 
 def load_grid(path: Path) -> Grid:
-    """Read a grid TOML; unknown keys are errors (a typo must not silently shrink a grid)."""
+    """Read a grid TOML; unknown keys are errors (a typo must not silently shrink a grid).
+
+    Values go through the same validation as the command line's (:func:`validate_grid`); every
+    error names the file.
+    """
+    path = Path(path)
     try:
-        data = tomllib.loads(Path(path).read_text())
+        text = path.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise VtrbenchError(f"grid file not found: {path}") from None
+    except IsADirectoryError:
+        raise VtrbenchError(f"grid file {path} is a folder") from None
+    except UnicodeDecodeError as e:
+        raise VtrbenchError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise VtrbenchError(f"cannot read grid file {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise VtrbenchError(f"{path}: invalid TOML ({e})") from None
+    except (RecursionError, MemoryError):
+        raise VtrbenchError(f"{path}: invalid TOML (nested too deeply)") from None
     known_top = {"heads", "losses", "seeds", "camoe", "temporal", "train", "plugins"}
     unknown = set(data) - known_top
     if unknown:
         raise VtrbenchError(f"{path}: unknown key(s) {sorted(unknown)} (known: {sorted(known_top)})")
-    load_grid_plugins(path, data.get("plugins", []))
-    camoe = data.get("camoe", {})
+    load_grid_plugins(path, data.get("plugins", []))  # before the names are checked
+    camoe = _table(data, "camoe", path)
     bad = set(camoe) - set(CAMOE_AXES)
     if bad:
-        raise VtrbenchError(f"{path}: unknown [camoe] key(s) {sorted(bad)} (known: {list(CAMOE_AXES)})")
-    temporal = data.get("temporal", {})
+        raise VtrbenchError(f"{path}: unknown camoe key(s) {sorted(bad)} (known: {', '.join(CAMOE_AXES)})")
+    temporal = _table(data, "temporal", path)
     bad = set(temporal) - set(TEMPORAL_AXES)
     if bad:
-        raise VtrbenchError(f"{path}: unknown [temporal] key(s) {sorted(bad)} (known: {list(TEMPORAL_AXES)})")
+        known = ", ".join(TEMPORAL_AXES)
+        raise VtrbenchError(f"{path}: unknown temporal key(s) {sorted(bad)} (known: {known})")
     _check_temporal_axes(path, temporal)
-    train = data.get("train", {})
+    train = _table(data, "train", path)
     bad = set(train) - set(TRAIN_KEYS)
     if bad:
-        raise VtrbenchError(f"{path}: unknown [train] key(s) {sorted(bad)} (known: {list(TRAIN_KEYS)})")
-    try:
-        return Grid(
-            heads=tuple(data.get("heads", Grid.heads)),
-            losses=tuple(data.get("losses", Grid.losses)),
-            seeds=tuple(int(s) for s in data.get("seeds", Grid.seeds)),
-            experts=tuple(tuple(e) for e in camoe.get("experts", ())),
-            streams=tuple(camoe.get("streams", ())),
-            gate=tuple(camoe.get("gate", ())),
-            aux_weight=tuple(float(a) for a in camoe.get("aux_weight", ())),
-            init=tuple(temporal.get("init", ())),
-            layers=tuple(temporal.get("layers", ())),
-            train=dict(train),
+        raise VtrbenchError(f"{path}: unknown train key(s) {sorted(bad)} (known: {', '.join(TRAIN_KEYS)})")
+    where = str(path)
+    grid = Grid(
+        heads=_str_list(data.get("heads", list(Grid.heads)), "heads", where),
+        losses=_str_list(data.get("losses", list(Grid.losses)), "losses", where),
+        seeds=tuple(_list(data.get("seeds", list(Grid.seeds)), "seeds", where)),
+        experts=tuple(
+            _str_list(e, "each camoe.experts entry", where, example='["action", "fusion"]')
+            for e in _list(
+                camoe.get("experts", []), "camoe.experts", where, allow_empty=True, example='[["fusion"]]'
+            )
+        ),
+        streams=_str_list(camoe.get("streams", []), "camoe.streams", where, allow_empty=True),
+        gate=_str_list(camoe.get("gate", []), "camoe.gate", where, allow_empty=True),
+        aux_weight=tuple(_list(camoe.get("aux_weight", []), "camoe.aux_weight", where, allow_empty=True)),
+        init=tuple(temporal.get("init", ())),
+        layers=tuple(temporal.get("layers", ())),
+        train=dict(train),
+    )
+    return validate_grid(grid, where=where)
+
+
+def _table(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise VtrbenchError(f"{path}: {key} must be a table of options, got {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _list(
+    value: Any, name: str, where: str, *, allow_empty: bool = False, example: str | None = None
+) -> list[Any]:
+    if not isinstance(value, list):
+        example = example or {"heads": '["meanp"]', "losses": '["infonce"]', "seeds": "[0, 1]"}.get(
+            name, "[...]"
         )
-    except (TypeError, ValueError) as e:
-        raise VtrbenchError(f"{path}: {e}") from None
+        raise VtrbenchError(f"{where}: {name} must be a list, e.g. {example}, got {_kind(value)}")
+    if not value and not allow_empty:
+        raise VtrbenchError(f"{where}: {name} is an empty list")
+    return value
+
+
+def _str_list(
+    value: Any, name: str, where: str, *, allow_empty: bool = False, example: str | None = None
+) -> tuple[str, ...]:
+    items = _list(value, name, where, allow_empty=allow_empty, example=example)
+    for v in items:
+        if not isinstance(v, str) or not v.strip():
+            raise VtrbenchError(f"{where}: {name} must hold names (strings), got {_kind(v)} {v!r}"[:300])
+    return tuple(items)
+
+
+def validate_grid(grid: Grid, *, where: str | None = None) -> Grid:
+    """The grid's names, seeds, CAMoE axes and [train] options, checked as the command line checks them."""
+    import math
+
+    from vtrbench.config import check_seed, validate_options
+    from vtrbench.heads.base import list_heads
+    from vtrbench.losses.base import list_losses
+    from vtrbench.registry import unknown_name_message
+
+    prefix = f"{where}: " if where else ""
+    heads = [h for h in list_heads() if h != "zeroshot"]
+    for h in grid.heads:
+        if h not in heads:
+            raise VtrbenchError(prefix + unknown_name_message("head", h, heads))
+    for loss in grid.losses:
+        if loss not in list_losses():
+            raise VtrbenchError(prefix + unknown_name_message("loss", loss, list_losses()))
+    seeds = tuple(check_seed(s, where=where, option="--seeds") for s in grid.seeds)
+    aux = []
+    for a in grid.aux_weight:
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a < 0:
+            label = f"{where}: camoe.aux_weight" if where else "--aux-weight"
+            raise VtrbenchError(f"{label} values must be finite numbers >= 0, got {a!r}")
+        aux.append(float(a))
+    train = validate_options(dict(grid.train), where=where, section="train.")
+    return replace(grid, seeds=seeds, aux_weight=tuple(aux), train=train)
 
 
 def _check_temporal_axes(path: Path, temporal: dict[str, Any]) -> None:
@@ -213,17 +300,25 @@ class GridOutcome:
 
 
 def run_grid(
-    grid: Grid, base: Any, *, console: Any = None, progress: bool = True, shard: Any = None
+    grid: Grid,
+    base: Any,
+    *,
+    console: Any = None,
+    progress: bool = True,
+    source: Path | None = None,
+    shard: Any = None,
 ) -> GridOutcome:
     """Run every grid point on the cache of ``base`` (a runner.RunSpec holding the shared options).
 
-    ``shard`` (a vtrbench.shard.Shard): run only the cells (config x seed, in ``grid.points()``
-    order) whose position k has k mod n == i; the others belong to other processes.
+    Every point is planned and checked (head options against the cache, overlap, output places)
+    before the first one trains; ``source`` (the grid file) is named in those errors. ``shard`` (a
+    vtrbench.shard.Shard): run only the cells (config x seed, in ``grid.points()`` order) whose
+    position k has k mod n == i; the others belong to other processes.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from vtrbench.cache import FeatureCache
-    from vtrbench.runner import run_training
+    from vtrbench.runner import check_output_file, preflight, run_training
 
     points = grid.points()
     if not points:
@@ -235,8 +330,20 @@ def run_grid(
     with FeatureCache(base.cache_path) as cache:
         dataset = str(cache.attrs.get("dataset"))
         grid_dir = Path(base.results_dir) / dataset
-        grid_dir.mkdir(parents=True, exist_ok=True)
         outcome.grid_file = grid_dir / f"grid-{config_hash([grid.to_toml(), cache.config_hash])[:8]}.toml"
+        check_output_file(outcome.grid_file, "grid file")
+        specs = []
+        for head, loss, opts, seed in points:
+            try:
+                spec = _point_spec(base, head, loss, opts)
+                preflight(spec, cache, [seed])
+            except VtrbenchError as e:
+                prefix = f"{source}: " if source is not None else ""
+                raise VtrbenchError(
+                    f"{prefix}{head}/{loss}" + (f" {opts}" if opts else "") + f": {e}"
+                ) from None
+            specs.append(spec)
+        grid_dir.mkdir(parents=True, exist_ok=True)
         from vtrbench.results import atomic_write_text
 
         atomic_write_text(outcome.grid_file, f"# cache: {cache.path}\n" + grid.to_toml())
@@ -251,17 +358,9 @@ def run_grid(
         )
         with bar:
             task = bar.add_task("grid", total=len(points), run="")
-            for head, loss, opts, seed in points:
+            for (head, loss, opts, seed), spec in zip(points, specs, strict=True):
                 desc = f"{head}/{loss}" + (f" {opts}" if opts else "") + f" seed {seed}"
                 bar.update(task, run=desc)
-                spec = replace(
-                    base,
-                    head=head,
-                    loss=loss,
-                    head_options=dict(opts),
-                    progress=False,
-                    loss_options=dict(base.loss_options) if loss == base.loss else {},
-                )
                 try:
                     result = run_training(spec, seed, cache=cache, data=data, console=console)
                     (outcome.skipped if result.skipped else outcome.ran).append(result.path)
@@ -276,3 +375,14 @@ def run_grid(
                         console.print(traceback.format_exc(limit=3), markup=False, highlight=False)
                 bar.advance(task)
     return outcome
+
+
+def _point_spec(base: Any, head: str, loss: str, opts: dict[str, Any]) -> Any:
+    return replace(
+        base,
+        head=head,
+        loss=loss,
+        head_options=dict(opts),
+        progress=False,
+        loss_options=dict(base.loss_options) if loss == base.loss else {},
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,144 @@ class TrainConfig:
     dsl_tau: float = 1.0  # inference DSL temperature on logit-scaled scores
     qb_bank: int = 5000
     qb_beta: float = 20.0
+    qb_k: int = 1  # QB-Norm: a bank query's top-k gallery items are hubs (official default 1)
+    mdr: str = "standard"  # "standard" (np.median) or "clip4clip" (torch.median for multi-caption t2v)
+    # training autocast: "fp32" or "bf16" (CUDA only); None (direct library use): bf16 on CUDA, else fp32
+    precision: str | None = None
+    cache_content: str | None = None  # the cache's content hash: other bytes, other run id
     schema: int = 1
     # Plugin heads/losses: {"head": {name, version, source, sha256}, ...}; two versions of a
     # plugin are two configs (different run ids), never extra seeds of one.
     plugins: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"omit_if_empty": True})
+
+
+# ---------------------------------------------------------------- one validation for every way in
+#
+# The command line, grid files (``vtrbench ablate --grid``) and Python callers (``RunSpec``) all
+# build a run's options; each of them passes them through :func:`validate_options`, so that a grid
+# file cannot reach values the command line refuses (``epochs = 0``, ``batch_size = 1``, NaN).
+
+V2T_CHOICES = ("clip4clip", "any-caption")
+MDR_CHOICES = ("standard", "clip4clip")
+PRECISION_CHOICES = ("fp32", "bf16")
+OVERWRITE_CHOICES = ("never", "always")
+MAX_SEED = 2**63 - 1  # torch and numpy generators take 64-bit seeds; JSON keeps them exact
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionRule:
+    """What one run option accepts: ``kind`` is int, float, choice, str or bool."""
+
+    kind: str
+    low: float | None = None
+    low_open: bool = False
+    high: float | None = None
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # None allowed (e.g. "the dataset's standard split")
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        if self.kind in ("str", "bool"):
+            return "a string" if self.kind == "str" else "true or false"
+        noun = "an integer" if self.kind == "int" else "a finite number"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {_num(self.low)}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {_num(self.high)}")
+        return noun + (" " + " and ".join(parts) if parts else "")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+RUN_OPTIONS: dict[str, OptionRule] = {
+    "epochs": OptionRule("int", low=1),
+    "batch_size": OptionRule("int", low=2),  # InfoNCE/DSL need a negative in the batch
+    "lr": OptionRule("float", low=0, low_open=True),
+    "weight_decay": OptionRule("float", low=0),
+    "val_fraction": OptionRule("float", low=0, high=1, high_open=True),
+    "v2t_protocol": OptionRule("choice", choices=V2T_CHOICES),
+    "dsl_tau": OptionRule("float", low=0, low_open=True),
+    "qb_bank": OptionRule("int", low=1),
+    "qb_beta": OptionRule("float", low=0, low_open=True),
+    "qb_k": OptionRule("int", low=1),
+    "mdr": OptionRule("choice", choices=MDR_CHOICES),
+    "precision": OptionRule("choice", choices=PRECISION_CHOICES, optional=True),
+    "train_split": OptionRule("str", optional=True),
+    "test_split": OptionRule("str", optional=True),
+    "overwrite": OptionRule("choice", choices=OVERWRITE_CHOICES),
+    "allow_overlap": OptionRule("bool"),
+}
+
+
+def option_label(name: str, where: str | None = None, section: str = "") -> str:
+    """``--batch-size`` on the command line; ``FILE: train.batch_size`` for a grid file."""
+    return f"--{name.replace('_', '-')}" if where is None else f"{where}: {section}{name}"
+
+
+def check_option(name: str, value: Any, *, where: str | None = None, section: str = "") -> Any:
+    """``value`` if option ``name`` accepts it (ints stay ints, floats become float), else VtrbenchError."""
+    from vtrbench.errors import VtrbenchError
+
+    rule = RUN_OPTIONS.get(name)
+    label = option_label(name, where, section)
+    if rule is None:
+        raise VtrbenchError(f"{label}: unknown option (known: {', '.join(RUN_OPTIONS)})")
+    if value is None and rule.optional:
+        return None
+    bad = VtrbenchError(f"{label} must be {rule.describe()}, got {_short(value)}")
+    if rule.kind == "bool":
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if rule.kind in ("str", "choice"):
+        if not isinstance(value, str) or not value.strip() or "\x00" in value:
+            raise bad
+        if rule.kind == "choice" and value not in rule.choices:
+            raise bad
+        return value
+    # numbers: bool is an int subclass and a string "5" is not a number here
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad
+    if rule.kind == "int":
+        if isinstance(value, float):
+            raise bad
+        value = int(value)
+    else:
+        value = float(value)
+        if not math.isfinite(value):
+            raise bad
+    if rule.low is not None and (value <= rule.low if rule.low_open else value < rule.low):
+        raise bad
+    if rule.high is not None and (value >= rule.high if rule.high_open else value > rule.high):
+        raise bad
+    return value
+
+
+def validate_options(
+    values: dict[str, Any], *, where: str | None = None, section: str = ""
+) -> dict[str, Any]:
+    """Check every option of ``values`` (names from :data:`RUN_OPTIONS`); returns normalised copies.
+
+    ``where`` names the file the values come from (then ``section`` prefixes the key, e.g. ``train.``).
+    """
+    return {k: check_option(k, v, where=where, section=section) for k, v in values.items()}
+
+
+def check_seed(seed: Any, *, where: str | None = None, option: str = "--seed") -> int:
+    """A seed is an integer in 0 .. 2**63 - 1 (a 20-digit seed overflows torch's generator)."""
+    from vtrbench.errors import VtrbenchError
+
+    label = option if where is None else f"{where}: seeds"
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise VtrbenchError(f"{label}: a seed must be an integer in 0..2**63-1, got {_short(seed)}")
+    return int(seed)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

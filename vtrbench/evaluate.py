@@ -54,6 +54,7 @@ from vtrbench.metrics import (
     TIE_POLICY,
     TieCounts,
     as_tensor,
+    check_mdr,
     check_v2t_protocol,
     expected_ranks,
     gt_counts,
@@ -108,7 +109,7 @@ def dsl_normalisers(
 
 
 def querybank_normalisers(
-    bank: torch.Tensor, gallery: torch.Tensor, *, beta: float, chunk_size: int
+    bank: torch.Tensor, gallery: torch.Tensor, *, beta: float, chunk_size: int, k: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """QB-Norm statistics of a gallery from a bank of training queries.
 
@@ -124,7 +125,8 @@ def querybank_normalisers(
     hubs = torch.zeros(gallery.shape[0], dtype=torch.bool, device=gallery.device)
     for rows in _chunks(bank.shape[0], chunk_size):
         s = bank[rows] @ gallery.T
-        hubs |= (s == s.amax(1, keepdim=True)).any(0)
+        kth = s.amax(1, keepdim=True) if k == 1 else s.topk(k, dim=1).values[:, -1:]
+        hubs |= (s >= kth).any(0)
         torch.logaddexp(lse, torch.logsumexp(s.to(torch.float64).mul_(beta), dim=0), out=lse)
     return _rounded(lse), hubs
 
@@ -252,6 +254,8 @@ def evaluate_embeddings(
     chunk_size: int = 1024,
     postprocessing: Sequence[str] = ("raw", "dsl", "qbnorm"),
     progress: Callable[[int], None] | None = None,
+    qb_k: int = 1,
+    mdr: str = "standard",
 ) -> dict[str, Any]:
     """Text-to-video and video-to-text metrics of a test split, for each post-processing.
 
@@ -268,6 +272,9 @@ def evaluate_embeddings(
             ``qbnorm`` is skipped (absent from the result) when both banks are None.
         dsl_tau: DSL inference temperature on logit-scaled scores.
         qb_beta: QB-Norm inverse temperature on cosine scores.
+        qb_k: QB-Norm hubs are the top-``qb_k`` gallery items of each bank query (official default 1).
+        mdr: ``"standard"`` (np.median) or ``"clip4clip"`` (t2v MdR is the lower middle rank when the
+            split has more captions than videos, as CLIP4Clip's multi-sentence path).
         v2t_protocol: ``"clip4clip"`` or ``"any-caption"`` (see :mod:`vtrbench.metrics`).
         chunk_size: query rows scored at once; peak memory is a few float64
             ``chunk_size x max(Nq, Nv)`` blocks.
@@ -293,6 +300,10 @@ def evaluate_embeddings(
     if (bank_text is None) != (bank_video is None):
         raise VtrbenchError("qbnorm needs both bank_text (t2v) and bank_video (v2t), or neither")
     posts = _check_postprocessing(postprocessing, bank_text is not None)
+    check_mdr(mdr)
+    if isinstance(qb_k, bool) or not isinstance(qb_k, int | np.integer) or qb_k < 1:
+        raise VtrbenchError(f"qb_k must be an integer >= 1, got {qb_k!r}")
+    k = int(qb_k)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise VtrbenchError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     chunk_size = int(chunk_size)
@@ -319,11 +330,13 @@ def evaluate_embeddings(
             v2t_bank = _check_embeddings("bank_video", bank_video, text.shape[1], text.device).to(text.dtype)
             t2v_norm = GalleryNormalisers(
                 t2v_norm.dsl_lse,
-                *querybank_normalisers(t2v_bank, video, beta=opts["beta"], chunk_size=chunk_size),
+                *querybank_normalisers(
+                    t2v_bank, video, beta=opts["beta"], chunk_size=chunk_size, k=int(qb_k)
+                ),
             )
             v2t_norm = GalleryNormalisers(
                 v2t_norm.dsl_lse,
-                *querybank_normalisers(v2t_bank, text, beta=opts["beta"], chunk_size=chunk_size),
+                *querybank_normalisers(v2t_bank, text, beta=opts["beta"], chunk_size=chunk_size, k=k),
             )
 
         def t2v_counter(scores: torch.Tensor, rows: slice) -> TieCounts:
@@ -338,8 +351,10 @@ def evaluate_embeddings(
 
     metrics: dict[str, Any] = {}
     ranks: dict[str, Any] = {}
+    # CLIP4Clip's multi-sentence path (several captions per video) takes torch.median for t2v only
+    lower_t2v = mdr == "clip4clip" and text.shape[0] > video.shape[0]
     for p in posts:
-        m_t2v, m_v2t = retrieval_metrics(t2v[p]), retrieval_metrics(v2t[p])
+        m_t2v, m_v2t = retrieval_metrics(t2v[p], lower_median=lower_t2v), retrieval_metrics(v2t[p])
         metrics[p] = {"t2v": m_t2v, "v2t": m_v2t, "RSum": rsum(m_t2v, m_v2t)}
         ranks[p] = {"t2v": expected_ranks(t2v[p]).tolist(), "v2t": expected_ranks(v2t[p]).tolist()}
     protocol_info = {
@@ -348,9 +363,14 @@ def evaluate_embeddings(
         "v2t_multi_caption": protocol,
         "ties": TIE_POLICY,
         "dsl_inference_tau": float(dsl_tau),
+        "mdr": mdr,
         "qbnorm": None
         if "qbnorm" not in posts
-        else {"bank_size": {"t2v": int(len(bank_text)), "v2t": int(len(bank_video))}, "beta": float(qb_beta)},
+        else {
+            "bank_size": {"t2v": int(len(bank_text)), "v2t": int(len(bank_video))},
+            "beta": float(qb_beta),
+            "k": int(qb_k),
+        },
     }
     return {
         "metrics": metrics,

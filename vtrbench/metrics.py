@@ -51,6 +51,36 @@ TIE_POLICY = (
 )
 RECALL_KS = (1, 5, 10, 50)
 V2T_PROTOCOLS = ("clip4clip", "any-caption")
+# MdR conventions. "standard": np.median (mean of the two middle ranks for an even count).
+# "clip4clip": what CLIP4Clip's main_task_retrieval does: with several captions per video the
+# text-to-video ranks go through tensor_text_to_video_metrics, which takes torch.median (the lower
+# of the two middle values); v2t and single-caption splits use compute_metrics' np.median.
+MDR_CONVENTIONS = ("standard", "clip4clip")
+
+
+def mdr_policy(convention: str) -> str:
+    """The sentence a result's protocol records for its MdR convention."""
+    check_mdr(convention)
+    if convention == "standard":
+        return "standard: MdR = np.median of the expected ranks (mean of the two middle values) both ways"
+    return (
+        "clip4clip: t2v MdR with several captions per video = torch.median (lower middle value), as "
+        "CLIP4Clip's multi-sentence path; v2t and one-caption splits np.median"
+    )
+
+
+def check_mdr(convention: str) -> str:
+    if convention not in MDR_CONVENTIONS:
+        raise VtrbenchError(unknown_name_message("MdR convention", str(convention), list(MDR_CONVENTIONS)))
+    return convention
+
+
+def median_rank(ranks: np.ndarray, lower: bool = False) -> float:
+    """np.median, or with ``lower`` the lower middle value of the sorted ranks (torch.median's rule)."""
+    if not lower:
+        return float(np.median(ranks))
+    return float(np.sort(ranks)[(len(ranks) - 1) // 2])
+
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -179,18 +209,21 @@ def expected_recall(counts: TieCounts, k: int) -> np.ndarray:
     return out
 
 
-def retrieval_metrics(counts: TieCounts, ks: tuple[int, ...] = RECALL_KS) -> dict[str, float]:
+def retrieval_metrics(
+    counts: TieCounts, ks: tuple[int, ...] = RECALL_KS, *, lower_median: bool = False
+) -> dict[str, float]:
     """``{"R@1", "R@5", "R@10", "R@50"}`` in percent (expected recall), then ``"MdR"`` and ``"MnR"``.
 
     See the module note on ties: ranks are expected ranks, MdR is ``np.median``
-    (mean of the two middle values for an even count).
+    (mean of the two middle values for an even count), or the lower middle value
+    with ``lower_median`` (CLIP4Clip's multi-caption t2v, :data:`MDR_CONVENTIONS`).
     """
     n = len(counts.higher)
     if n == 0:
         raise VtrbenchError("no queries to compute retrieval metrics on")
     out = {f"R@{k}": float(100.0 * expected_recall(counts, k).mean()) for k in ks}
     ranks = expected_ranks(counts)
-    out["MdR"] = float(np.median(ranks))
+    out["MdR"] = median_rank(ranks, lower=lower_median)
     out["MnR"] = float(ranks.mean())
     return out
 

@@ -1,7 +1,16 @@
-"""One run = (cache, head, loss, options, seed) -> one result file. Used by train, eval and ablate."""
+"""One run = (cache, head, loss, options, seed) -> one result file. Used by train, eval and ablate.
+
+Every way of building a run (command line, grid file, Python) ends in a :class:`RunSpec`, whose
+construction validates the options (:func:`vtrbench.config.validate_options`); what needs the
+cache (head options, splits, the train/test overlap, the output places) is checked by
+:func:`preflight` before any training starts.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -10,7 +19,7 @@ from typing import Any
 import torch
 
 from vtrbench.cache import FeatureCache
-from vtrbench.config import TrainConfig, config_hash
+from vtrbench.config import TrainConfig, check_seed, config_hash, validate_options
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads.base import HEADS, create_head, list_heads
 from vtrbench.losses.base import list_losses
@@ -18,9 +27,32 @@ from vtrbench.plugins import provenance_for
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import read_result, result_path, run_id, write_result
 
+# RunSpec fields that are plain run options, validated by vtrbench.config.RUN_OPTIONS
+_CHECKED_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "val_fraction",
+    "v2t_protocol",
+    "dsl_tau",
+    "qb_bank",
+    "qb_beta",
+    "qb_k",
+    "mdr",
+    "precision",
+    "train_split",
+    "test_split",
+    "overwrite",
+    "allow_overlap",
+)
+LOSS_OPTIONS = {"dsl": ("temperature",)}
+
 
 @dataclass(frozen=True)
 class RunSpec:
+    """The options of one run. Constructing one (also via ``dataclasses.replace``) validates them."""
+
     cache_path: Path
     head: str
     loss: str
@@ -37,10 +69,51 @@ class RunSpec:
     dsl_tau: float = 1.0
     qb_bank: int = 5000
     qb_beta: float = 20.0
+    qb_k: int = 1
+    mdr: str = "standard"
+    precision: str | None = None  # None: bf16 autocast on CUDA, fp32 elsewhere
+    allow_overlap: bool = False
     device: str = "cpu"
     results_dir: Path = Path("results")
     overwrite: str = "never"
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        validate_spec(self)
+
+
+def validate_spec(spec: RunSpec, *, where: str | None = None) -> None:
+    """The one validation of a run's options (ranges, types, names, head/loss options' shape)."""
+    validate_options({k: getattr(spec, k) for k in _CHECKED_FIELDS}, where=where)
+    _check_names(spec.head, spec.loss)
+    if not isinstance(spec.head_options, dict):
+        raise VtrbenchError(f"head options must be a mapping, got {type(spec.head_options).__name__}")
+    if not isinstance(spec.loss_options, dict):
+        raise VtrbenchError(f"loss options must be a mapping, got {type(spec.loss_options).__name__}")
+    for key, value in spec.head_options.items():
+        # NaN would train and then fail to serialise; a negative loss weight inverts an objective
+        if isinstance(value, float) and (not math.isfinite(value) or (key == "aux_weight" and value < 0)):
+            raise VtrbenchError(f"--{key.replace('_', '-')} must be a finite number >= 0, got {value!r}")
+    allowed = LOSS_OPTIONS.get(spec.loss, ())
+    for key, value in spec.loss_options.items():
+        if key not in allowed:
+            raise VtrbenchError(
+                f"--{key} does not apply to --loss {spec.loss}"
+                + (f" (its options: {', '.join(allowed)})" if allowed else "")
+            )
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key == "temperature" and not (number and math.isfinite(value) and value > 0):
+            raise VtrbenchError(f"--temperature must be a finite number > 0, got {value!r}")
+    if not isinstance(spec.device, str) or not (spec.device == "cpu" or spec.device.startswith("cuda")):
+        raise VtrbenchError(f"--device {spec.device!r}: use cpu, cuda or cuda:N")
+    if spec.precision == "bf16" and not spec.device.startswith("cuda"):
+        raise VtrbenchError(
+            f"--precision bf16 is bf16 autocast on CUDA; this run is on {spec.device} (use fp32)"
+        )
+
+
+def resolved_precision(spec: RunSpec) -> str:
+    return spec.precision or ("bf16" if spec.device.startswith("cuda") else "fp32")
 
 
 @dataclass
@@ -50,11 +123,11 @@ class Outcome:
     skipped: bool = False
 
 
-def _check_names(head: str, loss: str) -> None:
-    if head not in list_heads():
-        raise VtrbenchError(unknown_name_message("head", head, list_heads()))
-    if loss not in list_losses():
-        raise VtrbenchError(unknown_name_message("loss", loss, list_losses()))
+def _check_names(head: Any, loss: Any) -> None:
+    if not isinstance(head, str) or head not in list_heads():
+        raise VtrbenchError(unknown_name_message("head", str(head), list_heads()))
+    if not isinstance(loss, str) or loss not in list_losses():
+        raise VtrbenchError(unknown_name_message("loss", str(loss), list_losses()))
     if head == "zeroshot":
         raise VtrbenchError("zeroshot has nothing to train: use `vtrbench eval --head zeroshot`")
 
@@ -89,12 +162,137 @@ def resolve_head_options(spec: RunSpec, cache: FeatureCache) -> tuple[dict[str, 
     return resolve(spec.head_options, cache.backbone_info(), int(cache.attrs["embed_dim"]))
 
 
+# ---------------------------------------------------------------- checks before the work starts
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """Refuse, before any work, an output that cannot be written: a folder in the file's place,
+    a parent that is a file, or a folder this process cannot create files in (probed for real,
+    since permission bits say nothing for root and nothing about read-only mounts)."""
+    path = Path(path)
+    if path.is_dir():
+        raise VtrbenchError(f"cannot write {what} {path}: it is a folder")
+    probe = path.parent
+    while not probe.exists():
+        if probe.is_symlink():
+            raise VtrbenchError(f"cannot write {what} {path}: {probe} is a broken symbolic link")
+        if probe == probe.parent:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise VtrbenchError(f"cannot write {what} {path}: {probe} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".vtrbench-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise VtrbenchError(
+            f"cannot write {what} {path}: folder {probe} is not writable ({e.strerror})"
+        ) from None
+
+
+def _video_keys(cache: FeatureCache, rows: Any) -> dict[int, tuple[str, str | None]]:
+    """cache row -> (video id, file sha256 or None)."""
+    ids = cache.read_strings("videos", "id")
+    hashes = getattr(cache, "file_hashes", None)  # per-video file sha256, when the cache stores them
+
+    def file_hash(row: int) -> str | None:
+        if hashes is None:
+            return None
+        try:
+            h = hashes.get(ids[row]) if isinstance(hashes, dict) else hashes[row]
+        except (IndexError, KeyError, TypeError):
+            return None
+        h = h.decode() if isinstance(h, bytes) else h
+        return str(h) if h else None
+
+    return {int(r): (ids[int(r)], file_hash(int(r))) for r in rows}
+
+
+def split_overlap(cache: FeatureCache, train: str, test: str) -> list[str]:
+    """Test videos that are also train videos: the same id, or (when the cache stores per-video file
+    hashes) the same file content under another name."""
+    train_rows = cache.split_rows(train)[0]
+    test_rows = cache.split_rows(test)[0]
+    keys = _video_keys(cache, [*train_rows, *test_rows])
+    train_ids = {keys[int(r)][0] for r in train_rows}
+    train_hashes = {keys[int(r)][1]: keys[int(r)][0] for r in train_rows if keys[int(r)][1]}
+    found: list[str] = []
+    for r in test_rows:
+        vid, h = keys[int(r)]
+        if vid in train_ids:
+            found.append(vid)
+        elif h is not None and h in train_hashes:
+            found.append(f"{vid} (same file as train video {train_hashes[h]})")
+    return sorted(set(found))
+
+
+def check_overlap(cache: FeatureCache, train: str | None, test: str, allow: bool) -> int:
+    """Refuse a train/test overlap (leakage) unless ``allow``; returns the number of shared videos."""
+    if not train or train == test:
+        return 0
+    shared = split_overlap(cache, train, test)
+    if shared and not allow:
+        first = ", ".join(shared[:5]) + (", ..." if len(shared) > 5 else "")
+        raise VtrbenchError(
+            f"{len(shared)} video(s) of test split {test!r} are also in train split {train!r} of "
+            f"{cache.path}: {first} (leakage; pass --allow-overlap to run anyway, it is recorded)"
+        )
+    return len(shared)
+
+
+def _load_ok(path: Path, rid: str, console: Any) -> bool:
+    """True when ``path`` reads back as the result of run ``rid``; otherwise warn that it is redone."""
+    if not path.is_file():  # a folder is refused before; a link to a device or nowhere is not a result
+        _warn(console, f"{path} is not a regular file; redoing the run and replacing it")
+        return False
+    try:
+        data = read_result(path)
+    except VtrbenchError as e:
+        reason = str(e)
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError) as e:  # until read_result says so
+        reason = f"{path}: unreadable ({type(e).__name__})"
+    else:
+        if data.get("run_id") == rid:
+            return True
+        reason = f"{path} holds run {data.get('run_id')!r}, not {rid!r}"
+    _warn(console, f"the existing result is not valid ({reason}); redoing the run and replacing it")
+    return False
+
+
+def _checkpoint_ok(path: Path, chash: str, seed: int, console: Any) -> bool:
+    """True when ``path`` is this run's checkpoint (a result without its asked-for checkpoint is not done)."""
+    if not path.is_file():
+        _warn(console, f"checkpoint {path} is missing; redoing the run to write it")
+        return False
+    from vtrbench.train import load_checkpoint
+
+    try:
+        _, ckpt = load_checkpoint(path)
+        ok = config_hash(ckpt["config"]) == chash and int(ckpt["seed"]) == seed
+    except (VtrbenchError, KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        _warn(console, f"checkpoint {path} is not this run's; redoing the run to replace it")
+    return ok
+
+
+def _warn(console: Any, message: str) -> None:
+    from rich.markup import escape
+
+    if console is not None:
+        console.print(f"[yellow]warning:[/] {escape(message)}")
+
+
 def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
     train, test = _splits(cache, spec.train_split, spec.test_split)
     # Head defaults are filled in by building the head once, so that the config hash of
     # `--head camoe` equals that of `--head camoe --experts action,entity,fusion,scene`.
     options, _ = resolve_head_options(spec, cache)
-    head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **options)
+    try:
+        head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **options)
+    except TypeError as e:  # a head option of the wrong type (e.g. a number where a list goes)
+        raise VtrbenchError(f"head {spec.head!r}: bad option ({e})") from None
     head_options = dict(head.describe())
     loss_options = dict(spec.loss_options)
     if spec.loss == "dsl":
@@ -117,13 +315,86 @@ def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
         qb_bank=spec.qb_bank,
         qb_beta=spec.qb_beta,
         plugins=provenance_for(head=spec.head, loss=spec.loss),
+        qb_k=spec.qb_k,
+        mdr=spec.mdr,
+        precision=resolved_precision(spec),
+        cache_content=_content_hash(cache),
     )
+
+
+def _content_hash(cache: FeatureCache) -> str | None:
+    value = getattr(cache, "content_hash", None)  # None for caches written before content hashing
+    return None if value is None else str(value)
 
 
 def planned_path(spec: RunSpec, cache: FeatureCache, seed: int) -> tuple[TrainConfig, Path]:
     config = make_config(spec, cache)
     rid = run_id(str(cache.attrs["dataset"]), spec.head, spec.loss, config_hash(config), seed)
     return config, result_path(spec.results_dir, str(cache.attrs["dataset"]), rid)
+
+
+def checkpoint_paths(save_checkpoint: Path | None, seeds: list[int]) -> dict[int, Path | None]:
+    """Per-seed checkpoint file: ``{seed}`` in the name is replaced; several seeds without it get ``.sN``."""
+    out: dict[int, Path | None] = {}
+    for seed in seeds:
+        if save_checkpoint is None:
+            out[seed] = None
+        elif "{seed}" in str(save_checkpoint):
+            out[seed] = Path(str(save_checkpoint).replace("{seed}", str(seed)))
+        elif len(seeds) > 1:
+            out[seed] = save_checkpoint.with_name(f"{save_checkpoint.stem}.s{seed}{save_checkpoint.suffix}")
+        else:
+            out[seed] = Path(save_checkpoint)
+    return out
+
+
+def preflight(
+    spec: RunSpec,
+    cache: FeatureCache,
+    seeds: list[int],
+    checkpoints: dict[int, Path | None] | None = None,
+) -> dict[int, tuple[TrainConfig, Path]]:
+    """Everything that can be checked before training: the config against the cache (head options,
+    splits), the train/test overlap, the seeds and every output place. Returns seed -> (config, path)."""
+    from vtrbench.train import check_requirements
+
+    plans: dict[int, tuple[TrainConfig, Path]] = {}
+    config = None
+    for seed in seeds:
+        check_seed(seed)
+        config, path = planned_path(spec, cache, seed)
+        check_output_file(path, "result")
+        ckpt = (checkpoints or {}).get(seed)
+        if ckpt is not None:
+            check_output_file(ckpt, "checkpoint")
+            if Path(ckpt).resolve() == path.resolve():
+                raise VtrbenchError(f"--save-checkpoint {ckpt} is the result file's own path")
+        plans[seed] = (config, path)
+    if config is not None:
+        check_overlap(cache, config.train_split, config.test_split, spec.allow_overlap)
+        head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **spec.head_options)
+        check_requirements(head, cache, spec.head)  # e.g. noun/verb masks the cache does not hold
+        if config.val_fraction > 0:
+            from vtrbench.cache import STATUS_OK
+
+            rows = cache.split_rows(config.train_split)[0]
+            held_out_videos(
+                int((cache.read_rows("videos", "status", rows) == STATUS_OK).sum()), config.val_fraction
+            )
+    return plans
+
+
+def is_done(
+    spec: RunSpec, config: TrainConfig, path: Path, seed: int, checkpoint: Path | None, console: Any
+) -> bool:
+    """The one rule of train, eval and ablate: with ``--overwrite never`` a run is skipped only when
+    its result reads back as this run's result (and its asked-for checkpoint is there)."""
+    if spec.overwrite != "never" or not (path.exists() or path.is_symlink()):
+        return False
+    rid = path.name[: -len(".json")]
+    if not _load_ok(path, rid, console):
+        return False
+    return checkpoint is None or _checkpoint_ok(checkpoint, config_hash(config), seed, console)
 
 
 def run_training(
@@ -146,17 +417,13 @@ def run_training(
         seed_everything,
     )
 
-    _check_names(spec.head, spec.loss)
     own = cache is None
     cache = cache or FeatureCache(spec.cache_path)
     try:
-        config, path = planned_path(spec, cache, seed)
-        if path.exists() and spec.overwrite == "never":
-            try:
-                read_result(path)
-                return Outcome(path, None, skipped=True)
-            except VtrbenchError:
-                pass  # an unreadable old file is replaced
+        config, path = preflight(spec, cache, [seed], {seed: checkpoint})[seed]
+        if is_done(spec, config, path, seed, checkpoint, console):
+            return Outcome(path, None, skipped=True)
+        n_shared = check_overlap(cache, config.train_split, config.test_split, spec.allow_overlap)
         embed_dim = int(cache.attrs["embed_dim"])
         head_options, note = resolve_head_options(spec, cache)
         if note and console is not None:
@@ -176,6 +443,11 @@ def run_training(
         val = None
         if config.val_fraction > 0:
             train, val = holdout(train, config.val_fraction)
+        if train.n_texts < 2:
+            raise VtrbenchError(
+                f"train split {config.train_split!r} of {cache.path} has {train.n_texts} usable caption(s) "
+                "left for training; contrastive training needs at least 2"
+            )
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         progress = Progress(
@@ -200,6 +472,8 @@ def run_training(
                 bank_size=config.qb_bank,
                 dsl_tau=config.dsl_tau,
                 qb_beta=config.qb_beta,
+                qb_k=config.qb_k,
+                mdr=config.mdr,
                 v2t_protocol=config.v2t_protocol,
                 progress=progress,
             )
@@ -221,14 +495,30 @@ def run_training(
             history=history,
             timing=timing,
             device=spec.device,
+            protocol_extra={"allow_overlap": spec.allow_overlap, "train_test_shared_videos": n_shared},
         )
-        write_result(path, result)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, head, config, seed, embed_dim)
+        # The checkpoint first, the result last: a result on disk means its checkpoint is too.
+        try:
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, head, config, seed, embed_dim)
+            write_result(path, result)
+        except OSError as e:
+            raise VtrbenchError(f"cannot write {e.filename or path}: {e.strerror or e}") from None
         return Outcome(path, result)
     finally:
         if own:
             cache.close()
+
+
+def held_out_videos(n_videos: int, fraction: float) -> int:
+    """How many of ``n_videos`` train videos ``--val-fraction`` holds out (at least one, never all)."""
+    n_val = max(1, int(round(n_videos * fraction)))
+    if n_val >= n_videos:
+        raise VtrbenchError(
+            f"--val-fraction {fraction} holds out {n_val} of the {n_videos} usable train videos and leaves "
+            "none to train on; use a smaller fraction"
+        )
+    return n_val
 
 
 def holdout(train: Any, fraction: float) -> tuple[Any, Any]:
@@ -239,7 +529,7 @@ def holdout(train: Any, fraction: float) -> tuple[Any, Any]:
         raise VtrbenchError(f"--val-fraction must be in (0, 1), got {fraction}")
     g = torch.Generator().manual_seed(12345)
     perm = torch.randperm(train.n_videos, generator=g)
-    n_val = max(1, int(round(train.n_videos * fraction)))
+    n_val = held_out_videos(train.n_videos, fraction)
     is_val = torch.zeros(train.n_videos, dtype=torch.bool)
     is_val[perm[:n_val]] = True
 
@@ -262,25 +552,44 @@ def holdout(train: Any, fraction: float) -> tuple[Any, Any]:
 
 def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, **kw: Any) -> Outcome:
     """Evaluate ``zeroshot`` (checkpoint None) or a saved head; writes one result file."""
-    from vtrbench.train import build_result, evaluate_head, load_checkpoint, load_split
+    from vtrbench.train import build_result, check_requirements, evaluate_head, load_checkpoint, load_split
 
+    opts = validate_options(
+        {k: kw[k] for k in ("v2t_protocol", "dsl_tau", "qb_bank", "qb_beta", "qb_k", "mdr") if k in kw}
+        | {"overwrite": kw.get("overwrite", "never"), "allow_overlap": bool(kw.get("allow_overlap", False))}
+        | {k: kw.get(k) for k in ("train_split", "test_split")}
+    )
+    results_dir = Path(kw["results_dir"])
+    if checkpoint is not None:
+        head, ckpt = load_checkpoint(checkpoint)  # before the cache: a bad file is the first thing said
     with FeatureCache(cache_path) as cache:
+        embed_dim = int(cache.attrs["embed_dim"])
         if checkpoint is not None:
-            head, ckpt = load_checkpoint(checkpoint)
             saved = ckpt["config"]
             if saved.get("cache_hash") != cache.config_hash:
                 raise VtrbenchError(
                     f"{checkpoint} was trained on a cache with config {saved.get('cache_hash')}, "
                     f"not {cache.config_hash} ({cache_path})"
                 )
+            if int(ckpt["embed_dim"]) != embed_dim:
+                raise VtrbenchError(
+                    f"{checkpoint} is a head of width {ckpt['embed_dim']}, {cache_path} holds features of "
+                    f"width {embed_dim}"
+                )
+            check_requirements(head, cache, str(ckpt["head"]))
             name, loss, seed = ckpt["head"], saved["loss"], int(ckpt["seed"])
             head_options, loss_options = dict(ckpt["head_options"]), dict(saved.get("loss_options", {}))
             epochs = int(saved.get("epochs", 0))
         else:
-            head = create_head("zeroshot", embed_dim=int(cache.attrs["embed_dim"]))
+            head = create_head("zeroshot", embed_dim=embed_dim)
             name, loss, seed, head_options, loss_options, epochs = "zeroshot", "none", 0, {}, {}, 0
-        test = kw.get("test_split") or str(cache.attrs.get("default_test"))
-        train = kw.get("train_split") or str(cache.attrs.get("default_train") or "") or None
+        test = opts.get("test_split") or str(cache.attrs.get("default_test") or "")
+        train = opts.get("train_split") or str(cache.attrs.get("default_train") or "") or None
+        for split in (test, train):
+            if split:
+                cache.split_rows(split)  # an unknown split is a clear error, before any work
+        if not test:
+            raise VtrbenchError(f"{cache_path} has no standard test split; pass --test-split")
         config = TrainConfig(
             cache_hash=cache.config_hash,
             head=name,
@@ -290,23 +599,40 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             train_split=train or "",
             test_split=test,
             epochs=epochs,
-            v2t_protocol=kw["v2t_protocol"],
-            dsl_tau=kw["dsl_tau"],
-            qb_bank=kw["qb_bank"],
-            qb_beta=kw["qb_beta"],
+            v2t_protocol=opts.get("v2t_protocol", "clip4clip"),
+            dsl_tau=opts.get("dsl_tau", 1.0),
+            qb_bank=opts.get("qb_bank", 5000),
+            qb_beta=opts.get("qb_beta", 20.0),
+            qb_k=opts.get("qb_k", 1),
+            mdr=opts.get("mdr", "standard"),
+            precision="fp32",  # evaluation embeds in fp32; a checkpoint's own value replaces it below
+            cache_content=_content_hash(cache),
         )
         if checkpoint is not None:
-            config = replace(
-                config,
-                **{
-                    k: v
-                    for k, v in saved.items()
-                    if k in ("batch_size", "lr", "weight_decay", "warmup", "grad_clip", "val_fraction", "eps")
-                },
+            copied = (
+                "batch_size",
+                "lr",
+                "weight_decay",
+                "warmup",
+                "grad_clip",
+                "val_fraction",
+                "eps",
+                "precision",
             )
+            config = replace(config, **{k: v for k, v in saved.items() if k in copied})
         rid = run_id(str(cache.attrs["dataset"]), name, loss, config_hash(config), seed)
-        path = result_path(kw["results_dir"], str(cache.attrs["dataset"]), rid)
-        if path.exists() and kw.get("overwrite", "never") == "never":
+        path = result_path(results_dir, str(cache.attrs["dataset"]), rid)
+        check_output_file(path, "result")
+        # the bank's split, and the split the checkpoint was trained on, must not hold test videos
+        trained_on = str(saved.get("train_split") or "") if checkpoint is not None else ""
+        n_shared = check_overlap(cache, train, test, opts["allow_overlap"])
+        if trained_on and trained_on != train and trained_on in cache.splits:
+            n_shared = max(n_shared, check_overlap(cache, trained_on, test, opts["allow_overlap"]))
+        if (
+            opts["overwrite"] == "never"
+            and (path.exists() or path.is_symlink())
+            and _load_ok(path, rid, console)
+        ):
             return Outcome(path, None, skipped=True)
         test_data = load_split(cache, test)
         bank = load_split(cache, train) if train and train != test else None
@@ -319,6 +645,8 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             bank_size=config.qb_bank,
             dsl_tau=config.dsl_tau,
             qb_beta=config.qb_beta,
+            qb_k=config.qb_k,
+            mdr=config.mdr,
             v2t_protocol=config.v2t_protocol,
         )
         timing = {"train_s": 0.0, "eval_s": round(time.perf_counter() - t1, 3), "pairs_per_s": 0.0}
@@ -333,6 +661,10 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             history=[],
             timing=timing,
             device=kw["device"],
+            protocol_extra={"allow_overlap": opts["allow_overlap"], "train_test_shared_videos": n_shared},
         )
-        write_result(path, result)
+        try:
+            write_result(path, result)
+        except OSError as e:
+            raise VtrbenchError(f"cannot write {path}: {e.strerror or e}") from None
         return Outcome(path, result)

@@ -201,9 +201,10 @@ def fit(
     steps_per_epoch = n // bs  # drop the last partial batch: a tiny batch is a different loss
     total = max(1, steps_per_epoch * config.epochs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, config.warmup))
+    # bf16 autocast is CUDA-only (config.precision, recorded in results; None: bf16 on CUDA, as before)
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
-        if dev.type == "cuda"
+        if dev.type == "cuda" and config.precision in (None, "bf16")
         else torch.autocast("cpu", enabled=False)
     )
     history: list[dict[str, Any]] = []
@@ -290,6 +291,8 @@ def evaluate_head(
     v2t_protocol: str = "clip4clip",
     postprocessing: tuple[str, ...] = ("raw", "dsl", "qbnorm"),
     progress: Any = None,
+    qb_k: int = 1,
+    mdr: str = "standard",
 ) -> dict[str, Any]:
     """Metrics of ``head`` on ``test`` (see vtrbench.evaluate.evaluate_embeddings).
 
@@ -323,6 +326,8 @@ def evaluate_head(
         bank_video=bank_video,
         dsl_tau=dsl_tau,
         qb_beta=qb_beta,
+        qb_k=qb_k,
+        mdr=mdr,
         v2t_protocol=v2t_protocol,
         postprocessing=posts,
         progress=_eval_task(progress, test),
@@ -410,6 +415,8 @@ def cache_info(cache: FeatureCache) -> dict[str, Any]:
         "embed_dim": a.get("embed_dim"),
         "random_weights": bool(a.get("random_weights", False)),
         "dataset": a.get("dataset"),
+        # what the features are, not only how they were made (None for caches without one)
+        "content_hash": getattr(cache, "content_hash", None),
     }
 
 
@@ -433,8 +440,9 @@ def build_result(
     history: list[dict[str, Any]],
     timing: dict[str, float],
     device: str,
+    protocol_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from vtrbench.metrics import TIE_POLICY
+    from vtrbench.metrics import TIE_POLICY, mdr_policy
 
     chash = config_hash(config)
     dataset = str(cache.attrs.get("dataset"))
@@ -466,8 +474,15 @@ def build_result(
             "qbnorm": {
                 "bank_size": config.qb_bank,
                 "beta": config.qb_beta,
+                "k": config.qb_k,
                 "bank_split": config.train_split or None,
+                "t2v": "official QB-Norm (Bogolin et al. 2022): bank of training captions",
+                "v2t": "vtrbench extension (the official method is text-to-video only): "
+                "bank of training videos",
             },
+            "mdr": mdr_policy(config.mdr),
+            "precision": config.precision,
+            **(protocol_extra or {}),
         },
         "metrics": evaluation["metrics"],
         "transductive": {p: TRANSDUCTIVE[p] for p in evaluation["metrics"]},
@@ -512,15 +527,35 @@ def save_checkpoint(path: Path, head: Head, config: TrainConfig, seed: int, embe
 
 
 def load_checkpoint(path: Path) -> tuple[Head, dict[str, Any]]:
+    """A head saved by :func:`save_checkpoint`; anything else is a one-line VtrbenchError."""
+    path = Path(path)
+    if path.is_dir():
+        raise VtrbenchError(f"checkpoint {path} is a folder, not a file")
+    if not path.is_file():
+        raise VtrbenchError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise VtrbenchError(f"checkpoint not found: {path}") from None
-    except Exception as e:
-        raise VtrbenchError(f"{path} is not a vtrbench head checkpoint ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - torch's messages (and their weights_only advice) stay out
+        raise VtrbenchError(
+            f"{path} is not a vtrbench head checkpoint (unreadable as a torch file: {type(e).__name__}); "
+            "checkpoints come from `vtrbench train --save-checkpoint`"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "vtrbench-head-1":
         raise VtrbenchError(f"{path} is not a vtrbench head checkpoint (no format tag)")
-    head = create_head(ckpt["head"], embed_dim=int(ckpt["embed_dim"]), **ckpt["head_options"])
-    head.load_state_dict(ckpt["state_dict"])
+    try:
+        embed_dim = int(ckpt["embed_dim"])
+        head = create_head(str(ckpt["head"]), embed_dim=embed_dim, **dict(ckpt["head_options"]))
+        head.load_state_dict(ckpt["state_dict"])
+        config = ckpt["config"]
+        if not isinstance(config, dict) or "loss" not in config:
+            raise KeyError("config")
+        int(ckpt["seed"])
+    except VtrbenchError as e:
+        raise VtrbenchError(f"{path}: damaged checkpoint ({e})") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        what = f"missing {e}" if isinstance(e, KeyError) else type(e).__name__
+        raise VtrbenchError(
+            f"{path}: damaged checkpoint (its weights do not fit head {ckpt.get('head')!r}: {what})"
+        ) from None
     head.eval()
     return head, ckpt

@@ -95,6 +95,10 @@ def run_spec_from_options(kw: dict[str, Any]) -> Any:
         dsl_tau=kw["dsl_tau"],
         qb_bank=kw["qb_bank"],
         qb_beta=kw["qb_beta"],
+        qb_k=kw.get("qb_k", 1),
+        mdr=kw.get("mdr", "standard"),
+        precision=kw.get("precision"),
+        allow_overlap=bool(kw.get("allow_overlap", False)),
         device=_resolve_device(kw["device"]),
         results_dir=kw["results_dir"],
         overwrite=kw["overwrite"],
@@ -156,6 +160,13 @@ def _shared_train_options() -> list[Any]:
         click.option(
             "--qb-beta", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True
         ),
+        *eval_protocol_options(),
+        click.option(
+            "--precision",
+            type=click.Choice(["fp32", "bf16"]),
+            help="Training precision: bf16 autocast (CUDA only) or fp32 "
+            "[default: bf16 on CUDA, fp32 on CPU].",
+        ),
         click.option("--device", default="auto", show_default=True),
         click.option(
             "--results",
@@ -172,6 +183,33 @@ def _shared_train_options() -> list[Any]:
             help="never: skip a run whose result file exists; always: replace it.",
         ),
         click.option("--quiet", is_flag=True),
+    ]
+
+
+def eval_protocol_options() -> list[Any]:
+    """Evaluation protocol options shared by train, ablate and eval (all recorded in results)."""
+    return [
+        click.option(
+            "--qb-k",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="QB-Norm: the top-k gallery items of each bank query are hubs (official default 1).",
+        ),
+        click.option(
+            "--mdr",
+            type=click.Choice(["standard", "clip4clip"]),
+            default="standard",
+            show_default=True,
+            help="MdR convention: standard = np.median; clip4clip = torch.median (lower middle) for t2v "
+            "with several captions per video, as CLIP4Clip.",
+        ),
+        click.option(
+            "--allow-overlap",
+            is_flag=True,
+            help="Run even when test videos also appear in the train split (by id or file content); "
+            "recorded in the result.",
+        ),
     ]
 
 

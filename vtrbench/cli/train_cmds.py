@@ -8,7 +8,12 @@ from typing import Any
 import click
 
 from vtrbench.cli._app import RESULTS_ROOT, _console, _out, _parse_seeds, _resolve_device, _split_list, cli
-from vtrbench.cli.options import run_spec_from_options, shared_train_options, train_options
+from vtrbench.cli.options import (
+    eval_protocol_options,
+    run_spec_from_options,
+    shared_train_options,
+    train_options,
+)
 from vtrbench.errors import VtrbenchError
 
 
@@ -23,21 +28,19 @@ from vtrbench.errors import VtrbenchError
 def train(seeds: str, save_checkpoint: Path | None, **kw: Any) -> None:
     """Train one head on a cache split, evaluate it on the test split, write one result JSON per seed."""
     from vtrbench.cache import FeatureCache
-    from vtrbench.runner import run_training
+    from vtrbench.config import check_seed
+    from vtrbench.runner import checkpoint_paths, preflight, run_training
 
     spec = run_spec_from_options(kw)
-    seed_list = _parse_seeds(seeds)
+    seed_list = [check_seed(s) for s in _parse_seeds(seeds)]
+    ckpts = checkpoint_paths(save_checkpoint, seed_list)
     data: dict[str, Any] = {}  # the splits are read once for all seeds
     with FeatureCache(spec.cache_path) as cache:
+        preflight(spec, cache, seed_list, ckpts)  # every seed's outputs, before the first one trains
         for seed in seed_list:
-            ckpt = None
-            if save_checkpoint is not None:
-                ckpt = Path(str(save_checkpoint).replace("{seed}", str(seed)))
-                if "{seed}" not in str(save_checkpoint) and len(seed_list) > 1:
-                    ckpt = save_checkpoint.with_name(
-                        f"{save_checkpoint.stem}.s{seed}{save_checkpoint.suffix}"
-                    )
-            outcome = run_training(spec, seed, checkpoint=ckpt, console=_console(), cache=cache, data=data)
+            outcome = run_training(
+                spec, seed, checkpoint=ckpts[seed], console=_console(), cache=cache, data=data
+            )
             _print_outcome(outcome)
 
 
@@ -87,6 +90,12 @@ def _print_outcome(outcome: Any) -> None:
     out.print(f"result: {outcome.path}")
 
 
+def _eval_protocol(f: Any) -> Any:
+    for opt in reversed(eval_protocol_options()):
+        f = opt(f)
+    return f
+
+
 @cli.command("eval")
 @click.option("--cache", "cache_path", required=True, type=click.Path(path_type=Path))
 @click.option("--head", help="zeroshot (untrained frozen CLIP mean pooling).")
@@ -106,6 +115,7 @@ def _print_outcome(outcome: Any) -> None:
     "--results", "results_dir", type=click.Path(path_type=Path), default=RESULTS_ROOT, show_default=True
 )
 @click.option("--overwrite", type=click.Choice(["never", "always"]), default="never", show_default=True)
+@_eval_protocol
 def eval_cmd(cache_path: Path, head: str | None, checkpoint: Path | None, **kw: Any) -> None:
     """Evaluate a saved head checkpoint, or the untrained zeroshot head, on a cache split."""
     from vtrbench.runner import run_eval
@@ -164,7 +174,7 @@ def ablate(
     """Run a grid of heads x losses x CAMoE alignment settings x seeds on one cache (one result per run)."""
     from dataclasses import replace
 
-    from vtrbench.ablate import TRAIN_KEYS, Grid, load_grid, run_grid
+    from vtrbench.ablate import TRAIN_KEYS, Grid, load_grid, run_grid, validate_grid
 
     if grid_file is not None:
         grid = load_grid(grid_file)
@@ -173,39 +183,34 @@ def ablate(
             aux = tuple(float(a) for a in _split_list(aux_list))
         except ValueError:
             raise VtrbenchError(f"--aux-weight takes numbers, got {aux_list!r}") from None
-        grid = Grid(
-            heads=_split_list(heads),
-            losses=_split_list(losses),
-            seeds=tuple(_parse_seeds(seeds)),
-            experts=tuple(
-                _split_list(g.replace(" ", "")) for g in (experts_groups or "").split(";") if g.strip()
-            ),
-            streams=_split_list(streams_list),
-            gate=_split_list(gate_list),
-            aux_weight=aux,
-            train={k: kw[k] for k in TRAIN_KEYS if kw.get(k) is not None},
+        grid = validate_grid(
+            Grid(
+                heads=_split_list(heads),
+                losses=_split_list(losses),
+                seeds=tuple(_parse_seeds(seeds)),
+                experts=tuple(
+                    _split_list(g.replace(" ", "")) for g in (experts_groups or "").split(";") if g.strip()
+                ),
+                streams=_split_list(streams_list),
+                gate=_split_list(gate_list),
+                aux_weight=aux,
+                train={k: kw[k] for k in TRAIN_KEYS if kw.get(k) is not None},
+            )
         )
-    from vtrbench.heads.base import list_heads
-    from vtrbench.losses.base import list_losses
-    from vtrbench.registry import unknown_name_message
-
-    for h in grid.heads:
-        if h not in list_heads() or h == "zeroshot":
-            raise VtrbenchError(unknown_name_message("head", h, [x for x in list_heads() if x != "zeroshot"]))
-    for loss in grid.losses:
-        if loss not in list_losses():
-            raise VtrbenchError(unknown_name_message("loss", loss, list_losses()))
     from vtrbench.shard import resolve
 
     shard, device = resolve(shard_option, _resolve_device(kw["device"]))
     base = run_spec_from_options({**kw, "device": device})
     if grid_file is not None:
-        base = replace(base, **grid.train)
+        try:
+            base = replace(base, **grid.train)  # RunSpec validates the combination (e.g. bf16 on a CPU)
+        except VtrbenchError as e:
+            raise VtrbenchError(f"{grid_file}: {e}") from None
     err = _console()
     n = len(grid.points())
     mine = f" (shard {shard}: {len(shard.take(grid.points()))} of them)" if shard is not None else ""
     err.print(f"ablation grid: {n} runs{mine} on {base.cache_path} -> {base.results_dir}")
-    outcome = run_grid(grid, base, console=err, progress=not kw.get("quiet"), shard=shard)
+    outcome = run_grid(grid, base, console=err, progress=not kw.get("quiet"), source=grid_file, shard=shard)
     err.print(
         f"[green]grid done:[/] {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
         f"{len(outcome.failed)} failed; grid saved as {outcome.grid_file}"
