@@ -183,4 +183,5 @@ def vertical_first(height: int, width: int, new_h: int, new_w: int, interpolatio
 def _resize_to_uint8_range(x: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
     # antialias=True is torch's port of PIL's resampling (kernel support widened when shrinking).
     x = F.interpolate(x, size=size, mode=interpolation, antialias=True, align_corners=False)
-    return x.round_().clamp_(0.0, 255.0)
+    # PIL rounds halves up (adds 0.5 in fixed point, then truncates); torch.round would round to even.
+    return x.add_(0.5).floor_().clamp_(0.0, 255.0)
