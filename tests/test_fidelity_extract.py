@@ -346,7 +346,10 @@ def test_extraction_records_windows_hashes_and_preprocessing(
 
     other = write_video(tmp_path / "short.mp4", numbered_frames(24, 32, 64), 4)
     csv = tmp_path / "d.csv"
-    csv.write_text(f"video,caption,start_s,end_s\n{long_video},a long video,10,20\n{other},a short one,,\n")
+    csv.write_text(
+        "video,caption,start_s,end_s\n"
+        f"{long_video},a man talks about cars,10,20\n{other},a fearful animation scene,,\n"
+    )
     out = tmp_path / "c.h5"
     argv = ["extract", "--dataset", "custom", "--annotations", str(csv), "--model", "vtrbench-tiny"]
     argv += ["--pretrained", "none", "--device", "cpu", "--workers", "0", "--quiet", "--output", str(out)]
@@ -367,6 +370,146 @@ def test_extraction_records_windows_hashes_and_preprocessing(
         assert "squash" in a["preprocess"] and "set by option" in a["preprocess_source"]
         assert cache.config["resize_mode"] == "squash" and cache.config["image_mean"] == [0.5] * 3
         assert "custom" in a["windows"]
+        # how the CAMoE streams were found, and the coverage that results carry
+        assert cache.read_strings("texts", "verb_source") == ["rule", "sentence"]
+        assert cache.read_strings("texts", "noun_source") == ["tagged", "tagged"]
+        assert (a["pos_no_verb_share"], a["pos_no_noun_share"]) == (0.5, 0.0)
+    shown = run_cli("inspect", str(out))
+    assert shown.code == 0 and "no verb" in shown.text and "50.0 % (1)" in shown.text
     # another preprocessing is another config: refused, naming what differs
     r2 = run_cli(*argv)
     assert r2.code != 0 and "resize_mode" in r2.text
+
+
+# --------------------------------------------------------------------------- POS streams
+
+# The MSR-VTT 1k-A test captions that contain no verb at all, labelled by reading all 1,000:
+# noun phrases ("a fearful animation scene"); participles used as adjectives ("an animated
+# video game song", "other assorted ingredients") count as no verb. For these captions the
+# verb stream must fall back to the sentence. (The misspelt "explainin about ..." and
+# "goldfish chase each other ..." do have verbs and are NOT in this set.)
+VERBLESS_1KA = frozenset(
+    (
+        "cartoon show for kids",
+        "a video about different sports",
+        "cartoons of a sponge a squid and a starfish",
+        "a man with a very red nose",
+        "sports vine clips of football",
+        "the demonstration of mobile rack",
+        "a news program about overweight people",
+        "a trailer for an upcoming movie with people on a beach",
+        "a fearful animation scene",
+        "the sky roads game on the computer",
+        "bbc news story about military crackdown in an unknown asian country",
+        "scene of thor from the avengers",
+        "a slideshow with captions",
+        "a 3d animation of a cabinet with plates",
+        "preview for the movie insidious",
+        "a bowl of shrimp green onions and other assorted ingredients in a soup broth",
+        "disney movie video clips",
+        "its a cooking recipe show with chicken vegetables",
+        "video of a church chior",
+        "various rugby scenes from different games",
+        "inside of a toyota car with large space and safety",
+        "foreign language music video",
+        "the beautiful scene on the screen",
+        "two parrots in a bird cage one white chick and on green adult",
+        "comedy skit with dc comics character vane",
+        "advertisement of seat basket",
+        "sports vine clips of basketball",
+        "this little light of mine song with different photos",
+        "an animated video game song",
+        "a woman in lots of pain",
+        "foreign language cooking show",
+        "a tour through chinese architecture",
+        "multi colored horses in a barn and outside in the snow",
+        "a special songs for the game",
+        "the song hero by skillet with lyrics",
+        "instructional video on home improvement subjects",
+        "vest of sports vines",
+        "episode from spongebob cartoon",
+        "scenes of romantic film",
+        "a web animation of a businessman",
+        "a martial arts cartoon",
+        "a woman with a camel",
+        "an exploration about the title of professional video advertisement",
+        "a song from the movie beauty and the beast",
+        "scene from a popular party",
+        "lady and her dogs",
+        "a news scene of the dog s exercise and diet",
+        "screen cast of mine craft oneline",
+        "a football player with a football",
+        "interview with artist shanai twain",
+        "documentary about museum in peninsula",
+        "a cartoon with violence",
+        "a trailer for a film with words over the top",
+        "a news story about hillary clinton",
+    )
+)
+
+
+def _msrvtt_1ka_captions() -> list[str]:
+    import csv
+
+    data = shared_data()
+    path = data / "annotations" / "msrvtt" / "MSRVTT_JSFUSION_test.csv" if data else None
+    if path is None or not path.is_file():
+        pytest.skip("MSR-VTT 1k-A test CSV not in shared/data")
+    with open(path, newline="") as fh:
+        return [row["sentence"] for row in csv.DictReader(fh)]
+
+
+def test_pos_streams_find_the_verb_of_msrvtt_1ka_captions() -> None:
+    pytest.importorskip("textblob")
+    from vtrbench.extract.tagging import make_tagger
+
+    captions = _msrvtt_1ka_captions()
+    assert len(captions) == 1000 and VERBLESS_1KA <= set(captions)
+    tagger = make_tagger("pattern")
+    tagged = {c: tagger(c) for c in captions}
+    no_verb = [c for c, t in tagged.items() if t.verb_source == "sentence"]
+    # a verb stream never marks nothing while claiming a verb, and vice versa
+    for t in tagged.values():
+        assert (t.verb_source == "sentence") == (not any(r == "verb" for _, r in t))
+    # Issue 8's target (<= 5 % without a verb), on the captions that have a verb to find;
+    # before the caption rules PatternTagger alone missed 173 of the 1,000.
+    with_verb = [c for c in captions if c not in VERBLESS_1KA]
+    missed = [c for c in no_verb if c not in VERBLESS_1KA]
+    assert len(missed) <= 0.05 * len(with_verb), missed
+    # and it invents no verb for captions that have none (rule 4 keeps only real VB tags)
+    invented = {c: [w for w, r in tagged[c] if r == "verb"] for c in VERBLESS_1KA if c not in no_verb}
+    assert len(invented) <= 0.05 * len(VERBLESS_1KA), invented
+
+
+@pytest.mark.parametrize(
+    "caption, verbs",
+    [
+        ("a little girl does gymnastics", ["does"]),
+        ("baseball player hits ball", ["hits"]),
+        ("a family is having coversation", ["having"]),
+        ("a child in pink watches a white bird in an open box", ["watches"]),
+        ("there is a man shooting other people in a corridor", ["shooting"]),
+        ("a woman jumps over a bar and attacks a man", ["jumps", "attacks"]),
+        ("men are loading their guns with ammunition", ["loading"]),
+        ("people act in a comedy program", ["act"]),
+        ("this is a jigsaw puzzle video", ["is"]),
+        ("outer space pictures that have parts of equipments in them with water droplets on it", ["have"]),
+        ("a man teaching students in class", ["teaching"]),
+        ("a man cooks burgers and bacon on a grill", ["cooks"]),
+        ("foreign language cooking show", []),
+        ("sports vine clips of football", []),
+        ("various rugby scenes from different games", []),
+    ],
+)
+def test_caption_rules_pick_the_verb(caption: str, verbs: list[str]) -> None:
+    """Verbs labelled by reading the (MSR-VTT 1k-A) captions; the tagger alone finds none of them."""
+    pytest.importorskip("textblob")
+    from textblob.en.taggers import PatternTagger
+
+    from vtrbench.extract.tagging import AUXILIARIES, make_tagger
+
+    raw = [w for w, t in PatternTagger().tag(caption) if t.startswith("VB") and w not in AUXILIARIES]
+    assert raw == []  # what the old masks had
+    got = make_tagger("pattern")(caption)
+    assert [w for w, r in got if r == "verb"] == verbs
+    assert got.verb_source == ("rule" if verbs else "sentence")

@@ -203,6 +203,7 @@ def extract_features(
             _run_videos(clip, manifest, config, output, todo["videos"], opts, summary, console)
             _run_texts(clip, manifest, index, config, output, todo["texts"], opts, console)
         _collect_failures(output, manifest, summary)
+        manifest.attrs.update(_pos_coverage(output, manifest))
         assemble(output, manifest)
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -547,7 +548,51 @@ def _run_texts(
             if tagger is not None or any(r is not None for r in roles):
                 arrays["noun_mask"] = tok.noun_mask
                 arrays["verb_mask"] = tok.verb_mask
+                arrays["verb_source"] = _stream_sources(roles, entries, tok.verb_mask, "verb")
+                arrays["noun_source"] = _stream_sources(roles, entries, tok.noun_mask, "noun")
             write_part(part_path(output, "texts", k), arrays)
+
+
+def _stream_sources(roles: list[Any], entries: list[Any], mask: np.ndarray, kind: str) -> np.ndarray:
+    """Per caption how its verb (noun) stream was found: tagged / rule / known / sentence.
+
+    "sentence" whenever no token is marked (also when the only marked word fell past
+    ``max_words``): the head then uses the whole sentence for that stream.
+    """
+    out = np.array(["sentence"] * len(entries), dtype=object)
+    for i, (r, t) in enumerate(zip(roles, entries, strict=True)):
+        if mask[i].any():
+            out[i] = "known" if t.roles is not None else getattr(r, f"{kind}_source", "tagged")
+    return out
+
+
+def _pos_coverage(output: Path, manifest: Manifest) -> dict[str, Any]:
+    """Cache attributes: the share of captions whose verb / noun stream is empty (falls back to the
+    sentence), and the share found by caption rules; empty when the cache has no masks."""
+    import h5py
+
+    n = no_verb = no_noun = by_rule = 0
+    for k, _ in enumerate(manifest.chunks("texts")):
+        with h5py.File(part_path(output, "texts", k), "r") as f:
+            if "verb_mask" not in f:
+                return {}
+            verb, noun = f["verb_mask"][:], f["noun_mask"][:]
+            n += len(verb)
+            no_verb += int((~verb.any(axis=1)).sum())
+            no_noun += int((~noun.any(axis=1)).sum())
+            if "verb_source" in f:
+                by_rule += int((f["verb_source"].asstr()[:] == "rule").sum())
+    if n == 0:
+        return {}
+    return {
+        "pos_no_verb_share": no_verb / n,
+        "pos_no_noun_share": no_noun / n,
+        "pos_verb_by_rule_share": by_rule / n,
+        "pos_coverage": (
+            f"no verb {100 * no_verb / n:.1f} % ({no_verb} of {n}), no noun {100 * no_noun / n:.1f} % "
+            f"({no_noun}); verb found by caption rules {100 * by_rule / n:.1f} %"
+        ),
+    }
 
 
 @contextmanager
