@@ -513,3 +513,24 @@ def test_caption_rules_pick_the_verb(caption: str, verbs: list[str]) -> None:
     got = make_tagger("pattern")(caption)
     assert [w for w, r in got if r == "verb"] == verbs
     assert got.verb_source == ("rule" if verbs else "sentence")
+
+
+def test_bad_preprocessing_is_refused_before_work(run_cli: Callable[..., Any], tmp_path: Path) -> None:
+    from vtrbench.config import ExtractConfig
+    from vtrbench.datasets.base import DatasetIndex, Split, TextEntry, VideoEntry
+    from vtrbench.extract.pipeline import RunOptions, extract_features
+
+    # the Python path goes through the same validation as the CLI
+    index = DatasetIndex("x", [VideoEntry("v", tmp_path / "v.mp4")], [TextEntry("v", "a cat")], {}, None, "t")
+    index.splits["t"] = Split(("v",), (0,))
+    for bad, why in [({"resize_mode": "crop"}, "resize mode"), ({"image_std": (0.5, 0.0, 0.5)}, "std")]:
+        cfg = ExtractConfig("x", "fp", "vtrbench-tiny", "none", image_size=64, **bad)  # type: ignore[arg-type]
+        with pytest.raises(VtrbenchError, match=why):
+            extract_features(index, cfg, tmp_path / "c.h5", RunOptions(progress=False))
+        assert not (tmp_path / "c.h5.parts").exists()
+    csv = tmp_path / "d.csv"
+    csv.write_text("video,caption\nv.mp4,a cat\n")
+    for opts, why in [(["--image-mean", "0.5,x"], "--image-mean"), (["--preprocess-like", "webli"], "webli")]:
+        argv = ["extract", "--dataset", "custom", "--annotations", str(csv), "--model", "vtrbench-tiny"]
+        r = run_cli(*argv, "--pretrained", "none", "--output", str(tmp_path / "o.h5"), *opts)
+        assert r.code == 2 and why in r.text and "Traceback" not in r.text
