@@ -534,3 +534,17 @@ def test_bad_preprocessing_is_refused_before_work(run_cli: Callable[..., Any], t
         argv = ["extract", "--dataset", "custom", "--annotations", str(csv), "--model", "vtrbench-tiny"]
         r = run_cli(*argv, "--pretrained", "none", "--output", str(tmp_path / "o.h5"), *opts)
         assert r.code == 2 and why in r.text and "Traceback" not in r.text
+
+
+def test_config_defaults_are_openai_preprocessing() -> None:
+    from vtrbench.config import ExtractConfig
+
+    cfg = ExtractConfig("d", "f", "ViT-B-32", "openai")
+    pre = resolve_preprocessing("ViT-B-32", "openai")
+    assert (cfg.image_mean, cfg.image_std, cfg.interpolation, cfg.resize_mode, cfg.image_size) == (
+        pre.mean,
+        pre.std,
+        pre.interpolation,
+        pre.resize_mode,
+        pre.size,
+    )
