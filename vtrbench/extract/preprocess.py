@@ -129,7 +129,7 @@ def preprocess_frames(
     out = torch.empty((n, 3, image_size, image_size), dtype=out_dtype or torch.float32, device=device)
     for start in range(0, n, _CHUNK):
         x = frames[start : start + _CHUNK].to(device).permute(0, 3, 1, 2).float()
-        # Horizontal pass first, then vertical, each stored as uint8 values: PIL's order.
+        # Two separable passes, each stored as uint8 values, in the installed Pillow's order.
         x = _resize_like_pil(x, height, width, new_h, new_w, interpolation)
         if resize_mode == "longest" and (new_h, new_w) != (image_size, image_size):
             canvas = torch.full(
