@@ -92,7 +92,8 @@ def test_every_pretrained_pair_resolves_as_open_clip() -> None:
     assert not_openai >= 50
 
 
-@pytest.mark.parametrize("model, tag", [("RN50", "openai"), ("ViT-B-32", "laion2b_s34b_b79k")])
+# RN50/openai: OpenAI's transform; PE-Core-T-16-384/meta: mean = std = 0.5, bilinear, squash, 384 px.
+@pytest.mark.parametrize("model, tag", [("RN50", "openai"), ("PE-Core-T-16-384", "meta")])
 def test_factory_sets_the_same_preprocessing(model: str, tag: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """open_clip's own factory, with the download stubbed out and no weights loaded."""
     import open_clip.factory as factory
