@@ -251,7 +251,7 @@ def predecode(paths: list[Path], config: Any, device: str) -> list[torch.Tensor]
     jobs = _DecodeJobs([str(p) for p in paths], config, torch.float16 if cuda else torch.float32)
     out = []
     for i in range(len(jobs)):
-        _, pix, _, err = jobs[i]
+        _, pix, _, err, *_ = jobs[i]  # (position, pixels, frame numbers, error, file sha256)
         if pix is None:
             raise RuntimeError(f"cannot decode {paths[i]}: {err}")
         out.append(pix.pin_memory() if cuda else pix)

@@ -23,7 +23,18 @@ from vtrbench.extract.preprocess import (
     resized_size,
 )
 
-REAL_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
+# ../shared/data next to the repository, else the machine's copy (worktrees live elsewhere).
+REAL_VIDEOS = next(
+    (
+        p
+        for p in (
+            Path(__file__).resolve().parents[2] / "shared" / "data" / "videos",
+            Path("/work/shared/data/videos"),
+        )
+        if p.is_dir()
+    ),
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "videos",
+)
 
 # Tolerance against open_clip's PIL path, in normalised units (one grey level is
 # 1 / 255 / std, i.e. 0.0142 to 0.0150). Measured by running _compare_with_open_clip

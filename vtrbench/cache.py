@@ -118,6 +118,8 @@ class Manifest:
     video_chunk: int
     text_chunk: int
     attrs: dict[str, Any]
+    # per video [start_s, end_s] sampling window (None = no bound); absent in older manifests
+    video_windows: list[list[float | None]] | None = None
 
     def chunks(self, kind: str) -> list[tuple[int, int]]:
         n, size = (
@@ -183,6 +185,12 @@ def assemble(cache_path: Path, manifest: Manifest) -> None:
         vg = out.create_group("videos")
         vg.create_dataset("id", data=np.asarray(manifest.video_ids, dtype=object), dtype=STR)
         vg.create_dataset("path", data=np.asarray(manifest.video_paths, dtype=object), dtype=STR)
+        if manifest.video_windows is not None:
+            win = np.array(
+                [[np.nan if x is None else float(x) for x in w] for w in manifest.video_windows],
+                dtype=np.float64,
+            ).reshape(len(manifest.video_ids), 2)
+            vg.create_dataset("window_s", data=win)
         _copy_parts(cache_path, vg, "videos", manifest.chunks("videos"))
         tg = out.create_group("texts")
         tg.create_dataset("video", data=np.asarray(manifest.text_video, dtype=np.int32))
@@ -289,7 +297,11 @@ class FeatureCache:
 
     @property
     def attrs(self) -> dict[str, Any]:
-        return {k: (v.item() if hasattr(v, "item") else v) for k, v in self.file.attrs.items()}
+        # arrays (e.g. image_mean) become lists; numpy scalars become Python values
+        return {
+            k: (v.tolist() if isinstance(v, np.ndarray) else v.item() if hasattr(v, "item") else v)
+            for k, v in self.file.attrs.items()
+        }
 
     @property
     def splits(self) -> list[str]:
@@ -360,6 +372,13 @@ class FeatureCache:
 
         group = self.file["backbone"]
         return {name: torch.from_numpy(group[name][:]) for name in group.keys()}
+
+    def file_hashes(self) -> list[str] | None:
+        """sha256 (hex) of each video file's bytes, in /videos order ("" if unreadable); None for
+        caches made before extraction stored it."""
+        if "file_sha256" not in self.file["videos"]:
+            return None
+        return self.read_strings("videos", "file_sha256")
 
     def read_strings(self, group: str, field: str, rows: Iterable[int] | None = None) -> list[str]:
         values = self.file[group][field].asstr()[:]

@@ -64,6 +64,12 @@ class ExtractConfig:
     patch_tokens: bool = False
     tagger: str = "pattern"
     precision: str = "fp32"  # "fp32" on CPU; "fp16" autocast on CUDA
+    # Image preprocessing (open_clip's inference transform), resolved per model/tag by
+    # vtrbench.extract.preprocess_cfg; the defaults are OpenAI CLIP's.
+    image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
     schema: int = 1
 
 

@@ -57,6 +57,23 @@ def default_cache_path(
     show_default=True,
     help="Part-of-speech tagger for the noun/verb masks.",
 )
+@click.option(
+    "--preprocess-like",
+    metavar="TAG",
+    help="Use the image preprocessing of this pretrained tag of --model (for a checkpoint file).",
+)
+@click.option("--image-mean", metavar="M[,M,M]", help="Normalisation mean [default: the model's].")
+@click.option("--image-std", metavar="S[,S,S]", help="Normalisation std [default: the model's].")
+@click.option(
+    "--interpolation",
+    type=click.Choice(["bicubic", "bilinear"]),
+    help="Resize filter [default: the model's].",
+)
+@click.option(
+    "--resize-mode",
+    type=click.Choice(["shortest", "longest", "squash"]),
+    help="shortest: short side + center crop; squash: to a square; longest: pad [default: the model's].",
+)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, or auto.")
 @click.option(
     "--batch-size", type=click.IntRange(min=0), default=0, help="Frames per forward pass [default: auto]."
@@ -102,6 +119,11 @@ def extract(
     max_words: int | None,
     patch_tokens: bool,
     tagger: str,
+    preprocess_like: str | None,
+    image_mean: str | None,
+    image_std: str | None,
+    interpolation: str | None,
+    resize_mode: str | None,
     device: str,
     batch_size: int,
     workers: int,
@@ -132,9 +154,20 @@ def extract(
     index = load_dataset(dataset, annotations, video_root)
     for w in index.warnings:
         err.print(f"[yellow]warning:[/] {w}")
-    from vtrbench.extract.encode import load_clip_config
+    from vtrbench.extract.preprocess_cfg import parse_triple, resolve_preprocessing
 
-    image_size = load_clip_config(model)
+    pre = resolve_preprocessing(
+        model,
+        pretrained,
+        like=preprocess_like,
+        mean=parse_triple(image_mean, "--image-mean"),
+        std=parse_triple(image_std, "--image-std"),
+        interpolation=interpolation,
+        resize_mode=resize_mode,
+    )
+    if pre.warning:
+        err.print(f"[bold yellow]warning:[/] {pre.warning}", highlight=False)
+    image_size = pre.size
     cfg = ExtractConfig(
         dataset=dataset,
         dataset_fingerprint=dataset_fingerprint(index),
@@ -148,6 +181,10 @@ def extract(
         patch_tokens=patch_tokens,
         tagger=tagger,
         precision="fp16" if device.startswith("cuda") else "fp32",
+        image_mean=pre.mean,
+        image_std=pre.std,
+        interpolation=pre.interpolation,
+        resize_mode=pre.resize_mode,
     )
     if pretrained in ("none", ""):
         err.print(
@@ -172,9 +209,10 @@ def extract(
         + (f" as shard {shard_of}" if shard_of else "")
         + f" -> {out}"
     )
+    err.print(f"preprocessing: {pre.describe()}", highlight=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        summary = extract_features(index, cfg, out, opts, console=err)
+        summary = extract_features(index, cfg, out, opts, console=err, preprocess_source=pre.source)
     if summary.already_complete:
         err.print(f"[green]already complete:[/] {out} (same config {summary.config_hash[:8]}; nothing to do)")
     elif not summary.assembled:

@@ -114,6 +114,7 @@ def inspect(path: Path) -> None:
             v, x = cache.split_rows(split)
             s.add_row(split, str(len(v)), str(len(x)), str(cache.file["splits"][split].attrs.get("note", "")))
         _out().print(s)
+        _print_pos_coverage(cache)
         if attrs.get("n_failed"):
             import numpy as np
 
@@ -122,3 +123,36 @@ def inspect(path: Path) -> None:
             errs = cache.read_strings("videos", "error")
             for j in np.flatnonzero(status != 0)[:10]:
                 _console().print(f"[yellow]failed:[/] {ids[j]}: {errs[j]}")
+
+
+def _print_pos_coverage(cache: Any) -> None:
+    """Per split, the share of captions whose CAMoE verb / noun stream is empty (it falls back to
+    the whole sentence), and how the streams were found; computed from the masks, so old caches work."""
+    from rich.table import Table
+
+    texts = cache.file["texts"]
+    if "verb_mask" not in texts:
+        _console().print("POS streams: none in this cache (--tagger none)")
+        return
+    verb = texts["verb_mask"][:].any(axis=1)
+    noun = texts["noun_mask"][:].any(axis=1)
+    vsrc = texts["verb_source"].asstr()[:] if "verb_source" in texts else None
+    t = Table(title="POS streams (CAMoE): captions whose stream is empty fall back to the sentence")
+    for col in ("split", "captions", "no verb", "no noun", "verb by caption rule"):
+        t.add_column(col)
+
+    def pct(k: int, n: int) -> str:
+        return f"{100 * k / n:.1f} % ({k})" if n else "-"
+
+    for split in cache.splits:
+        _, rows = cache.split_rows(split)
+        n = len(rows)
+        rule = int((vsrc[rows] == "rule").sum()) if vsrc is not None and n else 0
+        t.add_row(
+            split,
+            str(n),
+            pct(int((~verb[rows]).sum()), n),
+            pct(int((~noun[rows]).sum()), n),
+            pct(rule, n) if vsrc is not None else "not recorded",
+        )
+    _out().print(t)

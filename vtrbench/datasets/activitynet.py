@@ -4,10 +4,16 @@ Each video's query is its event sentences, stripped and joined with a single
 space in annotation order. Ids listed in ``<split>_ids.json`` without captions
 are skipped, which leaves 4917 paragraphs in ``val_1``. Video files are named
 by the YouTube id, without the ``v_`` prefix the annotations use.
+
+Frames are sampled from seconds ``0 .. ceil(duration)`` of each video, with the
+duration from the annotation file, as CLIP4Clip's ActivityNet loader does (the
+same as the whole video unless the file is longer than its annotated duration).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
 from vtrbench.datasets._formats import (
@@ -62,11 +68,24 @@ def read_paragraphs(path: Path) -> dict[str, str]:
     return paragraphs
 
 
+def read_durations(path: Path) -> dict[str, float]:
+    """video id -> annotated duration in seconds, for entries whose ``duration`` is a finite number >= 0."""
+    data = read_json(path)
+    out = {}
+    if isinstance(data, dict):
+        for vid, ann in data.items():
+            d = ann.get("duration") if isinstance(ann, dict) else None
+            if isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d) and d >= 0:
+                out[vid] = float(d)
+    return out
+
+
 @register_dataset("activitynet")
 def load_activitynet(annotations: Path | None, video_root: Path | None) -> DatasetIndex:
     folder = require_folder("activitynet", annotations, [n for spec in SPLITS.values() for n in spec[:2]])
     root = Path(video_root) if video_root is not None else folder
     b = IndexBuilder("activitynet")
+    durations: dict[str, float] = {}
     for split, (ids_name, captions_name, note) in SPLITS.items():
         missing_files = [n for n in (ids_name, captions_name) if not (folder / n).is_file()]
         if missing_files:
@@ -74,6 +93,7 @@ def load_activitynet(annotations: Path | None, video_root: Path | None) -> Datas
             continue
         ids = read_ids(folder / ids_name)
         paragraphs = read_paragraphs(folder / captions_name)
+        durations.update(read_durations(folder / captions_name))
         kept = [v for v in ids if v in paragraphs]
         if len(kept) < len(ids):
             b.warn(
@@ -82,7 +102,7 @@ def load_activitynet(annotations: Path | None, video_root: Path | None) -> Datas
             )
         paths = {v: video_path(root, v.removeprefix("v_"), VIDEO_EXTENSIONS) for v in kept}
         b.add_split(split, [(v, paragraphs[v]) for v in kept], paths, note)
-    return b.build(
+    index = b.build(
         looked_for=[folder / n for spec in SPLITS.values() for n in spec[:2]],
         train=["train"],
         test=["val_1"],
@@ -91,3 +111,11 @@ def load_activitynet(annotations: Path | None, video_root: Path | None) -> Datas
         paragraph=True,
         citation=CITATION,
     )
+    # CLIP4Clip's ActivityNet loader: start 0, end int(ceil(duration)) of the annotation.
+    index.videos = [
+        replace(v, start_s=0, end_s=math.ceil(durations[v.id])) if v.id in durations else v
+        for v in index.videos
+    ]
+    if durations:
+        index.window_note = "ActivityNet: seconds 0..ceil(annotated duration) of each video, as CLIP4Clip"
+    return index

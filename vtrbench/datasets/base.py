@@ -23,6 +23,10 @@ from vtrbench.registry import Registry
 class VideoEntry:
     id: str
     path: Path  # may not exist: extraction records a missing file as a failed video
+    # Seconds of the video that frames are sampled from (CLIP4Clip's start_time/end_time,
+    # see vtrbench.extract.decode.sample_frame_indices); None = the video's start / end.
+    start_s: float | None = None
+    end_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class DatasetIndex:
     # (MSR-VTT's 7k train split is a subset of its 9k one); any other pair of splits
     # sharing a video is reported as a possible train/test leak.
     alternative_splits: tuple[tuple[str, ...], ...] = ()
+    window_note: str = ""  # how the per-video sampling windows were set, if any (cache attr "windows")
 
     def validate(self) -> None:
         """Every split refers to known videos and texts; every text to a known video; ids and

@@ -5,6 +5,11 @@ the annotation file's folder); the path string as written is the video id. A
 video may have several rows (several captions). Rows without a split go to the
 split ``all``.
 
+Optional ``start_s`` and ``end_s`` columns (seconds, numbers >= 0, ``end_s > start_s``;
+either may be empty) restrict the frames sampled from that video to a time window,
+with CLIP4Clip's rule: seconds ``int(start_s) .. int(end_s)`` inclusive, clipped to the
+video. Every row of one video must give the same window.
+
 Unlike the standard datasets, whose ids must be plain file names inside
 ``--video-root``, a custom file may name any path (``/data/clips/a.mp4``,
 ``../shared/b.mp4``) by design: the user wrote the file. A video listed in two
@@ -23,6 +28,7 @@ JSONL::
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from vtrbench.datasets._formats import (
@@ -62,6 +68,42 @@ def find_annotation_file(annotations: Path | None) -> Path:
     return path
 
 
+Window = tuple[float | None, float | None]
+
+
+def _seconds(value: object, where: str, key: str) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise AnnotationError(f"{where}: {key} must be a number of seconds, got {value!r}") from None
+    if not (out >= 0 and out != float("inf")):
+        raise AnnotationError(f"{where}: {key} must be a finite number >= 0, got {value!r}")
+    return out
+
+
+def _window(start: object, end: object, where: str) -> Window:
+    s, e = _seconds(start, where, "start_s"), _seconds(end, where, "end_s")
+    if s is not None and e is not None and e <= s:
+        raise AnnotationError(f"{where}: end_s ({e:g}) must be after start_s ({s:g})")
+    return s, e
+
+
+def _csv_windows(path: Path) -> list[Window]:
+    rows = read_csv_columns(path, ["video", "caption"])
+    return [_window(row.get("start_s"), row.get("end_s"), f"{path}, line {line}") for line, row in rows]
+
+
+def _jsonl_windows(path: Path) -> list[Window]:
+    return [
+        _window(obj.get("start_s"), obj.get("end_s"), f"{path}, line {line_no}")
+        for line_no, obj in read_jsonl_objects(path)
+    ]
+
+
 def _read_csv(path: Path) -> list[tuple[str, str, str]]:
     rows = read_csv_columns(path, ["video", "caption"])
     return [(row["video"], row["caption"], row.get("split", "")) for _, row in rows]
@@ -92,6 +134,14 @@ def load_custom(annotations: Path | None, video_root: Path | None) -> DatasetInd
         check_video_id(video, path, f"video {video[:40]!r}", plain=False)
     if not rows:
         raise AnnotationError(f"{path}: no video,caption rows")
+    windows = _csv_windows(path) if path.suffix.lower() == ".csv" else _jsonl_windows(path)
+    window_of: dict[str, Window] = {}
+    for (video, _, _), window in zip(rows, windows, strict=True):
+        if window_of.setdefault(video, window) != window:
+            raise AnnotationError(
+                f"{path}: video {video!r} has rows with different start_s/end_s "
+                f"({window_of[video]} and {window}); one window per video"
+            )
     b = IndexBuilder("custom", source=path)
     by_split: dict[str, list[tuple[str, str]]] = {}
     for video, caption, split in rows:
@@ -100,6 +150,12 @@ def load_custom(annotations: Path | None, video_root: Path | None) -> DatasetInd
     paths = {video: root / video for video, _, _ in rows}
     for split, pairs in by_split.items():
         b.add_split(split, pairs, paths, f"user-provided ({path.name})")
-    return b.build(
+    index = b.build(
         looked_for=[path], train=["train"], test=["test", UNSPLIT], citation="user-provided dataset"
     )
+    if any(w != (None, None) for w in window_of.values()):
+        index.videos = [
+            replace(v, start_s=window_of[v.id][0], end_s=window_of[v.id][1]) for v in index.videos
+        ]
+        index.window_note = f"custom: start_s/end_s columns of {path.name}"
+    return index

@@ -5,16 +5,21 @@ in ``<split>_data.json``; each video gets one query: its descriptions, stripped
 and joined with a single space in the order of the JSON file. Video ids are the
 file names exactly as the files give them, including odd ones such as
 ``10052357@N03_7585070382_5762149bfc.`` (no extension).
+
+Frames are sampled from seconds 0..31 of each video only, as CLIP4Clip's DiDeMo
+loader does (``start 0, end 31``), not from the whole file.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from vtrbench.datasets._formats import IndexBuilder, expect, read_id_list, read_json, require_folder, unique
 from vtrbench.datasets.base import DatasetIndex, register_dataset
 
+WINDOW = (0, 31)  # seconds sampled per video: CLIP4Clip's dataloader_didemo_retrieval.py
 CITATION = "Hendricks et al., Localizing Moments in Video with Natural Language, ICCV 2017"
 SPLITS = {
     "train": ("train_list.txt", "train_data.json", "DiDeMo train split (Hendricks et al. 2017)"),
@@ -62,7 +67,7 @@ def load_didemo(annotations: Path | None, video_root: Path | None) -> DatasetInd
             )
         pairs = [(v, " ".join(descriptions[v])) for v in kept]
         b.add_split(split, pairs, {v: root / v for v in kept}, note)
-    return b.build(
+    index = b.build(
         looked_for=[folder / n for spec in SPLITS.values() for n in spec[:2]],
         train=["train"],
         test=["test"],
@@ -71,3 +76,8 @@ def load_didemo(annotations: Path | None, video_root: Path | None) -> DatasetInd
         paragraph=True,
         citation=CITATION,
     )
+    # CLIP4Clip's DiDeMo loader samples seconds 0..31 of every video (start 0, end 31): the
+    # annotators saw at most the first 30 s, longer videos were truncated for annotation.
+    index.videos = [replace(v, start_s=WINDOW[0], end_s=WINDOW[1]) for v in index.videos]
+    index.window_note = f"DiDeMo: seconds {WINDOW[0]}..{WINDOW[1]} of each video, as CLIP4Clip"
+    return index

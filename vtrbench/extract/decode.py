@@ -68,6 +68,8 @@ def sample_frame_indices(
     rate: int = 1,
     max_frames: int = 12,
     sampling: str = "uniform",
+    start_s: float | None = None,
+    end_s: float | None = None,
 ) -> np.ndarray:
     """Frame numbers ``(T,)`` int64 that CLIP4Clip's ``RawVideoExtractorCV2`` would keep.
 
@@ -83,6 +85,13 @@ def sample_frame_indices(
     A frame rate that is unknown (None, NaN, 0) or below 1 fps is treated as 1 fps,
     i.e. every frame is a candidate; CLIP4Clip would divide by zero there.
     ``n_frames <= 0`` gives an empty array.
+
+    A window (``start_s``/``end_s``, seconds; CLIP4Clip's ``start_time``/``end_time``)
+    restricts the seconds to ``int(start) .. min(int(end), ceil(n_frames / fps))``,
+    both ends included, as CLIP4Clip's dataloaders do (DiDeMo: 0..31; ActivityNet:
+    0..ceil(duration)): negative ends become 0, swapped ends are swapped back, equal
+    ends get ``end + 1``. A window that starts after the video gives an empty array.
+    A missing ``end_s`` means the end of the video.
     """
     if sampling not in SAMPLINGS:
         raise VtrbenchError(unknown_name_message("frame sampling", sampling, list(SAMPLINGS)))
@@ -96,8 +105,10 @@ def sample_frame_indices(
     if fps_native is not None and math.isfinite(fps_native) and fps_native >= 1:
         fps = int(fps_native)
     n_sec = -(-n_frames // fps)
+    first_sec, last_sec = window_seconds(start_s, end_s, n_sec)
     offsets = np.arange(0, fps, max(fps // rate, 1), dtype=np.int64)[:rate]
-    candidates = (np.arange(n_sec + 1, dtype=np.int64)[:, None] * fps + offsets[None, :]).ravel()
+    seconds = np.arange(first_sec, last_sec + 1, dtype=np.int64)
+    candidates = (seconds[:, None] * fps + offsets[None, :]).ravel()
     # Candidates increase strictly (offsets < fps), so "stop at the first frame that
     # does not exist" is the same as dropping every candidate >= n_frames.
     taken = candidates[candidates < n_frames]
@@ -108,6 +119,19 @@ def sample_frame_indices(
     if sampling == "tail":
         return taken[-max_frames:]
     return taken[np.linspace(0, len(taken) - 1, max_frames, dtype=int)]
+
+
+def window_seconds(start_s: float | None, end_s: float | None, n_sec: int) -> tuple[int, int]:
+    """First and last second (both included) that CLIP4Clip samples; see :func:`sample_frame_indices`."""
+    if start_s is None and end_s is None:
+        return 0, n_sec
+    start = max(int(start_s or 0), 0)
+    end = max(int(end_s), 0) if end_s is not None else n_sec
+    if start > end:
+        start, end = end, start
+    elif start == end:
+        end += 1
+    return start, min(end, n_sec)
 
 
 def probe_video(path: str | Path) -> tuple[int, float]:
@@ -131,8 +155,10 @@ def decode_video(
     rate: int = 1,
     max_frames: int = 12,
     sampling: str = "uniform",
+    start_s: float | None = None,
+    end_s: float | None = None,
 ) -> DecodedVideo:
-    """Decode the frames that :func:`sample_frame_indices` selects.
+    """Decode the frames that :func:`sample_frame_indices` selects (within the window, if any).
 
     The frame count comes from the container (or counted packets, see :func:`probe_video`).
     If the decoder runs out of frames before the last wanted one (a truncated or
@@ -154,13 +180,19 @@ def decode_video(
         stream = _video_stream(path, container)
         fps = _stream_fps(stream)
         n_frames = _frame_count(container, stream)
-    wanted = sample_frame_indices(n_frames, fps, rate=rate, max_frames=max_frames, sampling=sampling)
+    window = {"start_s": start_s, "end_s": end_s}
+    opts = {"rate": rate, "max_frames": max_frames, "sampling": sampling, **window}
+    wanted = sample_frame_indices(n_frames, fps, **opts)
     frames, n_decoded, error = _decode_frames(path, wanted, av)
     if len(frames) < len(wanted) or len(wanted) == 0:
         if n_decoded == 0:
             raise DecodeError(path, f"undecodable: {error}" if error else "no frames decoded")
         n_frames = n_decoded
-        wanted = sample_frame_indices(n_frames, fps, rate=rate, max_frames=max_frames, sampling=sampling)
+        wanted = sample_frame_indices(n_frames, fps, **opts)
+        if len(wanted) == 0:
+            raise DecodeError(
+                path, f"window {start_s}..{end_s} s starts after the end of the video ({n_frames} frames)"
+            )
         frames, n_decoded, error = _decode_frames(path, wanted, av)
         if len(frames) < len(wanted):
             raise DecodeError(path, f"undecodable: {error}" if error else "no frames decoded")

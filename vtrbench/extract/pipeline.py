@@ -80,13 +80,35 @@ class ExtractSummary:
 
 
 def dataset_fingerprint(index: DatasetIndex) -> str:
-    return config_hash(
-        {
-            "videos": [v.id for v in index.videos],
-            "texts": [(t.video, t.caption) for t in index.texts],
-            "splits": {k: [list(s.videos), list(s.texts)] for k, s in index.splits.items()},
-        }
-    )
+    content: dict[str, Any] = {
+        "videos": [v.id for v in index.videos],
+        "texts": [(t.video, t.caption) for t in index.texts],
+        "splits": {k: [list(s.videos), list(s.texts)] for k, s in index.splits.items()},
+    }
+    windows = video_windows(index)
+    # Only when some video has a window, so datasets without windows keep their fingerprint.
+    if any(w != [None, None] for w in windows):
+        content["windows"] = windows
+    return config_hash(content)
+
+
+def video_windows(index: DatasetIndex) -> list[list[float | None]]:
+    """Per video ``[start_s, end_s]`` of the sampled time window (None = the video's start/end)."""
+    return [[getattr(v, "start_s", None), getattr(v, "end_s", None)] for v in index.videos]
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, hex; "" when it cannot be read (the decode error says why)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return ""
+    return h.hexdigest()
 
 
 def auto_workers() -> int:
@@ -126,10 +148,22 @@ def _lock(output: Path, shard: Shard | None = None) -> Iterator[None]:
 
 
 def extract_features(
-    index: DatasetIndex, config: ExtractConfig, output: Path, opts: RunOptions, console: Any = None
+    index: DatasetIndex,
+    config: ExtractConfig,
+    output: Path,
+    opts: RunOptions,
+    console: Any = None,
+    preprocess_source: str | None = None,
 ) -> ExtractSummary:
-    """Encode every video and caption of ``index`` into the cache at ``output``."""
+    """Encode every video and caption of ``index`` into the cache at ``output``.
+
+    ``preprocess_source`` says how the config's preprocessing was chosen (recorded in the
+    cache); by default it is worked out from the config's model and weights.
+    """
+    from vtrbench.extract.preprocess_cfg import check_preprocessing
+
     output = Path(output)
+    check_preprocessing(config)
     chash = config_hash(config)
     summary = ExtractSummary(
         output=output, config_hash=chash, videos=len(index.videos), texts=len(index.texts)
@@ -173,7 +207,7 @@ def extract_features(
             clip = None
         else:
             clip = _load_clip(config, opts.device)
-            manifest = _make_manifest(index, config, chash, clip, opts)
+            manifest = _make_manifest(index, config, chash, clip, opts, preprocess_source)
             pdir.mkdir(parents=True, exist_ok=True)
             manifest.save(manifest_path)
         todo = missing_parts(output, manifest)
@@ -197,6 +231,7 @@ def extract_features(
             _write_backbone(clip, output)
         if shard is None:
             _collect_failures(output, manifest, summary)
+            manifest.attrs.update(_pos_coverage(output, manifest))
             assemble(output, manifest)
     if shard is not None:
         _after_shard(output, manifest, shard, summary)
@@ -255,6 +290,7 @@ def check_parts(output: Path, manifest: Manifest) -> None:
 def _assemble_now(output: Path, manifest: Manifest, summary: ExtractSummary) -> None:
     check_parts(output, manifest)
     _collect_failures(output, manifest, summary)
+    manifest.attrs.update(_pos_coverage(output, manifest))
     assemble(output, manifest)
     summary.assembled = True
 
@@ -348,13 +384,20 @@ def _write_backbone(clip: Any, output: Path) -> None:
 
 
 def _make_manifest(
-    index: DatasetIndex, config: ExtractConfig, chash: str, clip: Any, opts: RunOptions
+    index: DatasetIndex,
+    config: ExtractConfig,
+    chash: str,
+    clip: Any,
+    opts: RunOptions,
+    preprocess_source: str | None = None,
 ) -> Manifest:
     import open_clip
 
     from vtrbench.extract.backbone import text_tower_init
 
     backbone = text_tower_init(clip.model, clip.embed_dim)
+    from vtrbench.extract.preprocess_cfg import preprocessing_attrs
+
     row = {v.id: i for i, v in enumerate(index.videos)}
     splits = {
         name: {"video_rows": [row[v] for v in s.videos], "text_rows": list(s.texts), "note": s.note}
@@ -384,7 +427,11 @@ def _make_manifest(
         "dtype": "float16",
         "backbone": backbone.summary(),
         "backbone_stored": backbone.stored,
+        **preprocessing_attrs(config, preprocess_source),
     }
+    windows = video_windows(index)
+    if any(w != [None, None] for w in windows):
+        attrs["windows"] = getattr(index, "window_note", "") or "per-video windows (see /videos/window_s)"
     return Manifest(
         config=to_plain(config),
         config_hash=chash,
@@ -396,6 +443,7 @@ def _make_manifest(
         video_chunk=max(1, opts.video_chunk),
         text_chunk=max(1, opts.text_chunk),
         attrs=attrs,
+        video_windows=windows,
     )
 
 
@@ -405,28 +453,54 @@ def _make_manifest(
 class _DecodeJobs(torch.utils.data.Dataset):
     """One item per video: decoded, sampled and preprocessed frames, or the reason it failed."""
 
-    def __init__(self, paths: list[str], config: ExtractConfig, out_dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        paths: list[str],
+        config: ExtractConfig,
+        out_dtype: torch.dtype,
+        windows: list[list[float | None]] | None = None,
+    ) -> None:
         self.paths = paths
         self.config = config
         self.out_dtype = out_dtype
+        self.windows = windows or [[None, None]] * len(paths)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, np.ndarray | None, str]:
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, np.ndarray | None, str, str]:
+        """(position, pixels, frame numbers, error, sha256 of the file bytes)."""
         from vtrbench.extract.decode import DecodeError, decode_video
         from vtrbench.extract.preprocess import preprocess_frames
 
         c = self.config
+        # Hashed here, in the worker, so train/test overlap can later be checked by content.
+        sha = file_sha256(self.paths[i])
+        start_s, end_s = self.windows[i]
         try:
-            video = decode_video(self.paths[i], rate=c.fps, max_frames=c.max_frames, sampling=c.sampling)
-            pixels = preprocess_frames(video.frames, c.image_size, out_dtype=self.out_dtype)
-            return i, pixels, np.asarray(video.frame_index, dtype=np.int32), ""
+            video = decode_video(
+                self.paths[i],
+                rate=c.fps,
+                max_frames=c.max_frames,
+                sampling=c.sampling,
+                start_s=start_s,
+                end_s=end_s,
+            )
+            pixels = preprocess_frames(
+                video.frames,
+                c.image_size,
+                tuple(c.image_mean),
+                tuple(c.image_std),
+                interpolation=c.interpolation,
+                resize_mode=c.resize_mode,
+                out_dtype=self.out_dtype,
+            )
+            return i, pixels, np.asarray(video.frame_index, dtype=np.int32), "", sha
         except DecodeError as e:
             # the path is already in /videos/path; the stored error is the reason alone
-            return i, None, None, e.reason
+            return i, None, None, e.reason, sha
         except Exception as e:  # a broken file must not stop the run; the reason is kept
-            return i, None, None, f"unexpected error: {type(e).__name__}: {e}"
+            return i, None, None, f"unexpected error: {type(e).__name__}: {e}", sha
 
 
 def _worker_init(_: int) -> None:
@@ -453,8 +527,12 @@ def _run_videos(
     order = [i for k in chunks for i in range(*ranges[k])]
     workers = auto_workers() if opts.workers < 0 else opts.workers
     batch = opts.batch_size or auto_batch_size(opts.device, config.image_size)
+    all_windows = manifest.video_windows or [[None, None]] * len(manifest.video_paths)
     jobs = _DecodeJobs(
-        [manifest.video_paths[i] for i in order], config, torch.float16 if cuda else torch.float32
+        [manifest.video_paths[i] for i in order],
+        config,
+        torch.float16 if cuda else torch.float32,
+        [all_windows[i] for i in order],
     )
     loader = torch.utils.data.DataLoader(
         jobs,
@@ -476,7 +554,8 @@ def _run_videos(
             n = end - start
             chunk = _ChunkArrays(n, T, D)
             for j in range(n):
-                _, pix, fidx, err = next(items)
+                _, pix, fidx, err, sha = next(items)
+                chunk.sha256[j] = sha
                 if err or pix is None or pix.shape[0] == 0:
                     chunk.status[j] = STATUS_FAILED
                     chunk.errors[j] = err or "no frames decoded"
@@ -515,6 +594,7 @@ class _ChunkArrays:
         self.findex = np.full((n, frames_per_video), -1, dtype=np.int32)
         self.status = np.full(n, STATUS_OK, dtype=np.int8)
         self.errors = np.array([""] * n, dtype=object)
+        self.sha256 = np.array([""] * n, dtype=object)
         self.patches: np.ndarray | None = None
         self.pending: list[tuple[int, torch.Tensor]] = []
         self.pending_frames = 0
@@ -554,6 +634,7 @@ class _ChunkArrays:
             "frame_index": self.findex,
             "status": self.status,
             "error": self.errors,
+            "file_sha256": self.sha256,
         }
         if patch_tokens:
             # every video of the chunk failed: keep the layout with zero patches
@@ -632,7 +713,51 @@ def _run_texts(
             if tagger is not None or any(r is not None for r in roles):
                 arrays["noun_mask"] = tok.noun_mask
                 arrays["verb_mask"] = tok.verb_mask
+                arrays["verb_source"] = _stream_sources(roles, entries, tok.verb_mask, "verb")
+                arrays["noun_source"] = _stream_sources(roles, entries, tok.noun_mask, "noun")
             write_part(part_path(output, "texts", k), arrays, {"config_hash": manifest.config_hash})
+
+
+def _stream_sources(roles: list[Any], entries: list[Any], mask: np.ndarray, kind: str) -> np.ndarray:
+    """Per caption how its verb (noun) stream was found: tagged / rule / known / sentence.
+
+    "sentence" whenever no token is marked (also when the only marked word fell past
+    ``max_words``): the head then uses the whole sentence for that stream.
+    """
+    out = np.array(["sentence"] * len(entries), dtype=object)
+    for i, (r, t) in enumerate(zip(roles, entries, strict=True)):
+        if mask[i].any():
+            out[i] = "known" if t.roles is not None else getattr(r, f"{kind}_source", "tagged")
+    return out
+
+
+def _pos_coverage(output: Path, manifest: Manifest) -> dict[str, Any]:
+    """Cache attributes: the share of captions whose verb / noun stream is empty (falls back to the
+    sentence), and the share found by caption rules; empty when the cache has no masks."""
+    import h5py
+
+    n = no_verb = no_noun = by_rule = 0
+    for k, _ in enumerate(manifest.chunks("texts")):
+        with h5py.File(part_path(output, "texts", k), "r") as f:
+            if "verb_mask" not in f:
+                return {}
+            verb, noun = f["verb_mask"][:], f["noun_mask"][:]
+            n += len(verb)
+            no_verb += int((~verb.any(axis=1)).sum())
+            no_noun += int((~noun.any(axis=1)).sum())
+            if "verb_source" in f:
+                by_rule += int((f["verb_source"].asstr()[:] == "rule").sum())
+    if n == 0:
+        return {}
+    return {
+        "pos_no_verb_share": no_verb / n,
+        "pos_no_noun_share": no_noun / n,
+        "pos_verb_by_rule_share": by_rule / n,
+        "pos_coverage": (
+            f"no verb {100 * no_verb / n:.1f} % ({no_verb} of {n}), no noun {100 * no_noun / n:.1f} % "
+            f"({no_noun}); verb found by caption rules {100 * by_rule / n:.1f} %"
+        ),
+    }
 
 
 @contextmanager
