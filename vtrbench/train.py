@@ -417,6 +417,12 @@ def cache_info(cache: FeatureCache) -> dict[str, Any]:
         "dataset": a.get("dataset"),
         # what the features are, not only how they were made (None for caches without one)
         "content_hash": getattr(cache, "content_hash", None),
+        # how frames were preprocessed and sampled, and how often CAMoE's POS streams fell back
+        "preprocess": a.get("preprocess"),
+        "windows": a.get("windows"),
+        "pos_coverage": a.get("pos_coverage"),
+        "pos_no_verb_share": a.get("pos_no_verb_share"),
+        "pos_no_noun_share": a.get("pos_no_noun_share"),
     }
 
 
