@@ -207,3 +207,32 @@ def _provenance(results: Sequence[dict[str, Any]]) -> list[str]:
         "ties: " + _distinct(p.get("ties") for p in protocols),
         f"{len(results)} result file{'s' * (len(results) != 1)}",
     ]
+
+
+def deduplicate(results: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One result per (config_hash, seed, cache fingerprint): a copied file counts once, not as a seed.
+
+    Copies with the same metrics are dropped (the first by path stays) and named in the returned notes;
+    copies whose metrics differ are an error, because then one of them is not what its name says.
+    """
+    kept: dict[tuple[str, str, str], dict[str, Any]] = {}
+    dropped: list[str] = []
+    for i, r in enumerate(results):
+        key = (str(r.get("config_hash")), str(r.get("seed")), str((r.get("cache") or {}).get("fingerprint")))
+        first = kept.get(key)
+        if first is None:
+            kept[key] = r
+            continue
+        if first.get("metrics") != r.get("metrics"):
+            raise VtrbenchError(
+                f"{_source(r, i)} and {_source(first, 0)} are the same run (config_hash {key[0]}, seed "
+                f"{key[1]}) with different metrics; remove the one that is wrong"
+            )
+        dropped.append(Path(_source(r, i)).name)
+    notes = []
+    if dropped:
+        notes.append(
+            f"{len(dropped)} duplicate result file{'s' * (len(dropped) != 1)} (same config_hash, seed and "
+            f"cache as another) counted once: {_files(dropped)}"
+        )
+    return list(kept.values()), notes

@@ -1,4 +1,14 @@
-"""Paired bootstrap intervals for the baseline differences (from per_query_ranks)."""
+"""Bootstrap intervals for the baseline differences (from per_query_ranks).
+
+Two procedures, chosen with ``bootstrap=`` in build_report (``--bootstrap`` on the command line):
+
+- ``seeds+queries`` (default, :func:`hierarchical_bootstrap`): each replicate draws every system's
+  seeds with replacement (independently per system: seed 0 of one head has nothing to do with seed
+  0 of another), then the queries with replacement, shared by both systems (paired). The interval
+  covers seed noise and query sampling.
+- ``queries`` (:func:`paired_bootstrap`): seeds are averaged first and only queries are resampled;
+  the interval ignores seed noise.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +20,9 @@ import numpy as np
 from vtrbench.errors import VtrbenchError
 from vtrbench.report.loading import _source
 
-# --------------------------------------------------------------------------- statistics
+BOOTSTRAPS = ("seeds+queries", "queries")
+# Replicates resampled at once: bounds memory to about _CHUNK x seeds x queries floats.
+_CHUNK = 64
 
 
 def paired_bootstrap(
@@ -39,8 +51,49 @@ def paired_bootstrap(
     return float(d.mean()), float(lo), float(hi)
 
 
+def hierarchical_bootstrap(
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Difference of means ``a.mean() - b.mean()`` with a 95 % interval over seeds and queries.
+
+    ``a``: shape (Sa, Q), ``b``: shape (Sb, Q): per-seed, per-query values of two systems on the same
+    queries in the same order. Procedure (fixed so that it can be reproduced independently):
+    ``rng = numpy.random.default_rng(seed)``; replicates are made in chunks of ``_CHUNK`` (the last
+    one shorter); for a chunk of ``m`` replicates, in this order, ``sa = rng.integers(0, Sa, size=(m,
+    Sa))``, ``sb = rng.integers(0, Sb, size=(m, Sb))``, ``q = rng.integers(0, Q, size=(m, Q))``;
+    replicate ``r`` is ``a[sa[r]][:, q[r]].mean() - b[sb[r]][:, q[r]].mean()``. The interval is
+    ``numpy.percentile(replicates, [2.5, 97.5])``. Returns (diff, lo, hi).
+    """
+    a = np.atleast_2d(np.asarray(a, dtype=float))
+    b = np.atleast_2d(np.asarray(b, dtype=float))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.size == 0 or b.size == 0:
+        raise ValueError(f"hierarchical_bootstrap needs (seeds, queries) arrays, got {a.shape} and {b.shape}")
+    (sa_n, q_n), sb_n = a.shape, b.shape[0]
+    rng = np.random.default_rng(seed)
+    replicates = np.empty(n_boot)
+    for start in range(0, n_boot, _CHUNK):
+        m = min(_CHUNK, n_boot - start)
+        sa = rng.integers(0, sa_n, size=(m, sa_n))
+        sb = rng.integers(0, sb_n, size=(m, sb_n))
+        q = rng.integers(0, q_n, size=(m, q_n))
+        # Averaging the drawn seeds first, then gathering the drawn queries, equals the mean over the
+        # (seed, query) grid of the replicate because every drawn seed sees the same drawn queries.
+        mean_a = a[sa].mean(axis=1)  # (m, Q)
+        mean_b = b[sb].mean(axis=1)
+        replicates[start : start + m] = np.take_along_axis(mean_a, q, axis=1).mean(
+            axis=1
+        ) - np.take_along_axis(mean_b, q, axis=1).mean(axis=1)
+    lo, hi = np.percentile(replicates, [2.5, 97.5])
+    return float(a.mean() - b.mean()), float(lo), float(hi)
+
+
 def per_query_values(results: Sequence[dict[str, Any]], post: str, metric: str) -> np.ndarray:
-    """Per-query values of one system (its seeds averaged), shape (Q,).
+    """Per-query values of one system (its seeds averaged), shape (Q,): see :func:`per_seed_values`."""
+    return per_seed_values(results, post, metric).mean(axis=0)
+
+
+def per_seed_values(results: Sequence[dict[str, Any]], post: str, metric: str) -> np.ndarray:
+    """Per-seed, per-query values of one system, shape (seeds, Q).
 
     R@K: 100 × (stored rank <= K); MnR: the stored rank. ``results`` are the seeds of one configuration.
     """
@@ -71,5 +124,4 @@ def per_query_values(results: Sequence[dict[str, Any]], post: str, metric: str) 
             + ", ".join(f"{src}: {arr.size}" for src, arr in arrays)
         )
     stacked = np.stack([arr for _, arr in arrays])
-    values = 100.0 * (stacked <= int(name[2:])) if name.startswith("R@") else stacked
-    return values.mean(axis=0)
+    return 100.0 * (stacked <= int(name[2:])) if name.startswith("R@") else stacked

@@ -11,19 +11,24 @@ import numpy as np
 import pandas as pd
 
 from vtrbench.errors import VtrbenchError
+from vtrbench.report.labels import Names, make_names
 from vtrbench.report.loading import (
     METRIC_COLUMNS,
     _files,
     _provenance,
     check_comparable,
+    deduplicate,
     results_frame,
 )
-from vtrbench.report.stats import paired_bootstrap, per_query_values
+from vtrbench.report.stats import BOOTSTRAPS, hierarchical_bootstrap, paired_bootstrap, per_seed_values
 from vtrbench.results import DIRECTIONS, HIGHER_IS_BETTER, POSTPROCESSING, TRANSDUCTIVE
 
 LAYOUTS = ("paper", "pivot")
 PAPER_METRICS = ("R@1", "R@5", "R@10", "MdR", "MnR")
 PAPER_COLUMNS = tuple(f"{d}/{m}" for d in DIRECTIONS for m in PAPER_METRICS) + ("RSum",)
+# What a paper prints (CLIP4Clip, CAMoE): R@1/5/10 and MdR per direction, and their sum.
+DEFAULT_COLUMNS = tuple(f"{d}/{m}" for d in DIRECTIONS for m in ("R@1", "R@5", "R@10", "MdR")) + ("RSum",)
+SIGNIFICANCE_MARK = "†"
 # Printed decimals per metric (R@K in percent, ranks 1 = best).
 DECIMALS = {"R@1": 1, "R@5": 1, "R@10": 1, "R@50": 1, "MdR": 1, "MnR": 1, "RSum": 1}
 RANDOM_WEIGHTS_NOTE = "random CLIP weights: numbers are not comparable to papers"
@@ -39,9 +44,13 @@ def _check_metric(metric: str) -> None:
         raise VtrbenchError(f"unknown metric {metric!r}; use one of {', '.join(METRIC_COLUMNS)}")
 
 
-def _check_diff_metric(metric: str) -> None:
+def _per_query(metric: str) -> bool:
     name = _metric_name(metric)
-    if metric == "RSum" or not (name.startswith("R@") or name == "MnR"):
+    return metric != "RSum" and (name.startswith("R@") or name == "MnR")
+
+
+def _check_diff_metric(metric: str) -> None:
+    if not _per_query(metric):
         raise VtrbenchError(
             f"baseline differences need a per-query metric (t2v/ or v2t/ R@K or MnR), not {metric!r}: "
             "MdR and RSum are not means over one set of queries"
@@ -74,6 +83,9 @@ class Block:
     diff_lo: pd.DataFrame | None = None
     diff_hi: pd.DataFrame | None = None
     baseline_row: tuple[str, ...] | None = None
+    col_field: str | None = None
+    sig: pd.DataFrame | None = None  # the cell's difference to the baseline has a 95 % CI excluding 0
+    names: Names = field(default_factory=Names)
 
     def formatted(self) -> pd.DataFrame:
         """The block as plain text (no bold), row fields as leading columns: for terminals and tests."""
@@ -95,6 +107,18 @@ class Report:
     baseline: str | None = None
     n_results: int = 0
     frame: pd.DataFrame | None = None
+    names: Names = field(default_factory=Names)
+    bootstrap: str = "seeds+queries"
+    caption: str | None = None
+    tex_label: str | None = None
+
+    @property
+    def baseline_shown(self) -> str | None:
+        """The baseline row as the table names it (short names, renames)."""
+        found = next((b.baseline_row for b in self.blocks if b.baseline_row is not None), None)
+        if found is None:
+            return self.baseline
+        return " + ".join(self.names.get(f, k) for f, k in zip(self.row_fields, found, strict=False))
 
 
 def _key_text(value: Any) -> str:
@@ -181,6 +205,8 @@ def _block(
     baseline: str | Sequence[str] | None,
     n_boot: int,
     boot_seed: int,
+    columns: Sequence[str] = DEFAULT_COLUMNS,
+    bootstrap: str = "seeds+queries",
 ) -> Block:
     transductive = bool(sub["transductive"].any()) or TRANSDUCTIVE[post]
     title = f"{post} (transductive)" if transductive else post
@@ -188,13 +214,14 @@ def _block(
         groups = _groups(sub, PAPER_ROW_FIELDS, layout)
         keys = list(groups)
         index = pd.MultiIndex.from_tuples(keys, names=list(PAPER_ROW_FIELDS))
-        columns = list(PAPER_COLUMNS)
+        columns = list(columns)
         mean = pd.DataFrame([groups[k][columns].mean() for k in keys], index=index, columns=columns)
         std = pd.DataFrame([groups[k][columns].std(ddof=1) for k in keys], index=index, columns=columns)
         n = pd.DataFrame([groups[k][columns].count() for k in keys], index=index, columns=columns)
         metrics = {c: c for c in columns}
-        cells = {(k, metric): groups[k] for k in keys}  # the Δ column compares `metric` across rows
-        diff_columns = [metric]
+        # The Δ column compares `metric`; the other per-query columns get significance marks.
+        diff_columns = [metric] + [c for c in columns if c != metric and _per_query(c)]
+        cells = {(k, c): groups[k] for k in keys for c in diff_columns}
         row_keys = keys
     else:
         groups = _groups(sub, (rows, cols), layout)
@@ -242,23 +269,28 @@ def _block(
         base_cell = cells.get((base, col))
         if base_cell is None:
             continue
-        base_values = per_query_values([results[i] for i in base_cell["result"]], post, metric)
+        col_metric = col if layout == "paper" else metric
+        base_values = per_seed_values([results[i] for i in base_cell["result"]], post, col_metric)
         for key in row_keys:
             cell = cells.get((key, col))
             if key == base or cell is None:
                 continue
-            values = per_query_values([results[i] for i in cell["result"]], post, metric)
-            if values.size != base_values.size:
+            values = per_seed_values([results[i] for i in cell["result"]], post, col_metric)
+            if values.shape[1] != base_values.shape[1]:
                 raise VtrbenchError(
                     f"{_row_name(key, layout)!r} and the baseline {_row_name(base, layout)!r} rank "
-                    f"different numbers of queries in {post} ({values.size} vs {base_values.size}): "
+                    f"different numbers of queries in {post} ({values.shape[1]} vs {base_values.shape[1]}): "
                     "not the same test set"
                 )
             loc = key if layout == "paper" else key[0]
-            diff.loc[loc, col], lo.loc[loc, col], hi.loc[loc, col] = paired_bootstrap(
-                values, base_values, n_boot=n_boot, seed=boot_seed
-            )
+            if bootstrap == "queries":
+                found = paired_bootstrap(values.mean(0), base_values.mean(0), n_boot=n_boot, seed=boot_seed)
+            else:
+                found = hierarchical_bootstrap(values, base_values, n_boot=n_boot, seed=boot_seed)
+            diff.loc[loc, col], lo.loc[loc, col], hi.loc[loc, col] = found
     block.diff, block.diff_lo, block.diff_hi = diff, lo, hi
+    excludes_zero = ((lo > 0) | (hi < 0)).reindex(index=mean.index, columns=mean.columns, fill_value=False)
+    block.sig = excludes_zero.fillna(False).astype(bool)
     return block
 
 
@@ -274,6 +306,12 @@ def build_report(
     allow_mixed: bool = False,
     n_boot: int = 1000,
     boot_seed: int = 0,
+    columns: Sequence[str] | None = None,
+    bootstrap: str = "seeds+queries",
+    labels: str = "short",
+    rename: dict[str, str] | None = None,
+    caption: str | None = None,
+    tex_label: str | None = None,
 ) -> Report:
     """Aggregate result dicts (from :func:`load_results`) into a :class:`Report`.
 
@@ -284,7 +322,7 @@ def build_report(
     unique, ``"label + loss"`` or a (label, loss) tuple; pivot: a row value) to difference every other
     row against. ``allow_mixed``: see :func:`check_comparable`.
     """
-    results = list(results)
+    results, dedup_notes = deduplicate(list(results))
     if not results:
         raise VtrbenchError("no results to report")
     if layout not in LAYOUTS:
@@ -300,6 +338,16 @@ def build_report(
             raise VtrbenchError(f"unknown post-processing {p!r}; use some of {', '.join(POSTPROCESSING)}")
     if n_boot < 1:
         raise VtrbenchError(f"n_boot must be at least 1, got {n_boot}")
+    if bootstrap not in BOOTSTRAPS:
+        raise VtrbenchError(f"unknown bootstrap {bootstrap!r}; use one of {', '.join(BOOTSTRAPS)}")
+    columns = tuple(DEFAULT_COLUMNS if columns is None else columns)
+    if not columns:
+        raise VtrbenchError("no columns selected; use some of " + ", ".join(METRIC_COLUMNS))
+    for c in columns:
+        if c not in METRIC_COLUMNS:
+            raise VtrbenchError(f"unknown column {c!r}; use some of {', '.join(METRIC_COLUMNS)}")
+    if len(set(columns)) != len(columns):
+        raise VtrbenchError(f"a column is named twice in {', '.join(columns)}")
     warnings = check_comparable(results, allow_mixed=allow_mixed)
     if any((r.get("cache") or {}).get("random_weights") for r in results):
         warnings.insert(0, RANDOM_WEIGHTS_NOTE)
@@ -311,7 +359,8 @@ def build_report(
             f"{'/'.join(map(str, excluded))} test videos failed to decode and were left out with their "
             "captions: these numbers are not on the full test split"
         )
-    frame = results_frame(results)
+    frame = _loss_variants(results_frame(results))
+    names = make_names(frame, style=labels, rename=rename)
     if layout == "pivot":
         allowed = [c for c in frame.columns if c not in METRIC_COLUMNS and c not in ("result", "path")]
         for name, value in (("rows", rows), ("cols", cols)):
@@ -340,8 +389,12 @@ def build_report(
                 baseline=baseline,
                 n_boot=n_boot,
                 boot_seed=boot_seed,
+                columns=columns,
+                bootstrap=bootstrap,
             )
         )
+        blocks[-1].names = names
+        blocks[-1].col_field = cols if layout == "pivot" else None
     if not blocks:
         raise VtrbenchError(f"none of the {len(results)} results has metrics for {', '.join(posts)}")
     row_fields = PAPER_ROW_FIELDS if layout == "paper" else (rows,)
@@ -361,7 +414,8 @@ def build_report(
                 notes.append(
                     f"the baseline {baseline_name} has no {b.post} results: no differences in that block"
                 )
-    notes[:0] = _standard_notes(blocks, metric, baseline_name, n_boot, boot_seed)
+    notes[:0] = _standard_notes(blocks, metric, baseline_name, n_boot, boot_seed, bootstrap, frame)
+    notes += names.footnotes + dedup_notes
     return Report(
         layout=layout,
         metric=metric,
@@ -374,11 +428,39 @@ def build_report(
         baseline=baseline_name,
         n_results=len(results),
         frame=frame,
+        names=names,
+        bootstrap=bootstrap,
+        caption=caption,
+        tex_label=tex_label,
     )
 
 
+def _loss_variants(frame: pd.DataFrame) -> pd.DataFrame:
+    """Name a loss with its options where the table holds one loss with different options (a DSL
+    temperature sweep), so that each variant is its own row instead of two configurations in a cell."""
+    option_cols = [c for c in frame.columns if c.startswith("loss_options.")]
+    if not option_cols:
+        return frame
+    frame = frame.copy()
+    for loss, rows in frame.groupby("loss", sort=False):
+        values = rows[option_cols].astype(str).drop_duplicates()
+        if len(values) < 2:
+            continue
+        differing = [c for c in option_cols if rows[c].astype(str).nunique() > 1]
+        for i in rows.index:
+            opts = ",".join(f"{c.split('.', 1)[1]}={frame.at[i, c]}" for c in differing)
+            frame.at[i, "loss"] = f"{loss}[{opts}]"
+    return frame
+
+
 def _standard_notes(
-    blocks: list[Block], metric: str, baseline: str | None, n_boot: int, seed: int
+    blocks: list[Block],
+    metric: str,
+    baseline: str | None,
+    n_boot: int,
+    seed: int,
+    bootstrap: str,
+    frame: pd.DataFrame,
 ) -> list[str]:
     notes = [
         "cells: mean ± sample std (ddof=1) over the n seeds of one configuration; one seed: the mean alone; "
@@ -392,10 +474,25 @@ def _standard_notes(
             "compare them only with each other"
         )
     if baseline is not None:
+        if bootstrap == "queries":
+            how = (
+                f"a paired bootstrap over queries ({n_boot} replicates, seed {seed}) of the seed-averaged "
+                "per-query values; seed noise is not covered"
+            )
+        else:
+            how = (
+                f"a hierarchical paired bootstrap ({n_boot} replicates, seed {seed}) that resamples each "
+                "system's seeds, then the queries shared by both systems"
+            )
+            if frame.groupby("config_hash")["seed"].nunique().max() < 2:
+                how += "; every configuration has one seed, so seed noise is not covered"
         notes.append(
-            f"Δ: {metric} minus that of {baseline}, with a paired bootstrap 95 % percentile interval over "
-            f"queries ({n_boot} replicates, seed {seed}) from the stored per_query_ranks; "
-            "per query R@K counts rank ≤ K (expected ranks of ties as stored), "
-            "averaged over each system's seeds"
+            f"Δ: {metric} minus that of {baseline}, with a 95 % percentile interval from {how}; "
+            "from the stored per_query_ranks, per query R@K counts rank ≤ K (expected ranks of ties as stored)"
         )
+        if any(b.sig is not None and b.sig.to_numpy().any() for b in blocks):
+            notes.append(
+                f"{SIGNIFICANCE_MARK}: the difference to {baseline} in this column has a 95 % interval "
+                "(same bootstrap) that excludes 0"
+            )
     return notes

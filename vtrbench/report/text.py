@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from vtrbench.report.tables import DECIMALS, Block, Report, _metric_name
+from vtrbench.report.labels import Names
+from vtrbench.report.tables import DECIMALS, SIGNIFICANCE_MARK, Block, Report, _metric_name
 from vtrbench.results import HIGHER_IS_BETTER
 
 _EMPTY = {"md": "—", "tex": "--", "plain": "—"}
@@ -43,17 +44,36 @@ _LATEX_CHARS = {
     "τ": r"$\tau$",
     "β": r"$\beta$",
 }
+# Column headers of the row fields (other fields show their own name).
+FIELD_HEADERS = {"label": "Method", "loss": "Loss", "head": "Head"}
 _MARKDOWN_SPECIAL = set("\\`*_|<>")
 
 
+def _one_line(text: str) -> str:
+    # A newline in a label would end a Markdown table row or start a paragraph inside a LaTeX cell.
+    return " ".join(str(text).split()) if any(c in str(text) for c in "\n\r\t\v\f") else str(text)
+
+
 def latex_escape(text: str) -> str:
-    """Text safe for LaTeX: the ten special characters and the Unicode symbols the report prints."""
-    return "".join(_LATEX_CHARS.get(c, c) for c in str(text))
+    """Text safe for LaTeX on one line: the ten special characters and the Unicode symbols the report
+    prints; line breaks become spaces."""
+    return "".join(_LATEX_CHARS.get(c, c) for c in _one_line(text))
 
 
 def markdown_escape(text: str) -> str:
-    """Text safe inside a Markdown table cell (pipes, emphasis and HTML characters escaped)."""
-    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in str(text))
+    """Text safe inside a Markdown table cell (pipes, emphasis and HTML characters escaped, line
+    breaks as spaces)."""
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in _one_line(text))
+
+
+def _name(text: str, names: Names, style: str) -> str:
+    """A display name, its footnote mark (``CAMoE^a``) set as a superscript."""
+    if text in names.marks:
+        base, mark = names.marks[text]
+        if style == "tex":
+            return rf"{latex_escape(base)}\textsuperscript{{{mark}}}"
+        return f"{_esc(base, style)}^{mark}"
+    return _esc(text, style)
 
 
 def _signed(x: float, dec: int = 1) -> str:
@@ -61,16 +81,18 @@ def _signed(x: float, dec: int = 1) -> str:
     return "+" + s[1:] if s.startswith("-") and float(s) == 0 else s
 
 
-def _cell(mean: float, std: float, dec: int, bold: bool, style: str) -> str:
+def _cell(mean: float, std: float, dec: int, bold: bool, style: str, sig: bool = False) -> str:
     if pd.isna(mean):
         return _EMPTY[style]
     m = f"{mean:.{dec}f}"
     s = None if pd.isna(std) else f"{std:.{dec}f}"
     if style == "tex":
         m = rf"\textbf{{{m}}}" if bold else m
-        return m if s is None else rf"{m}$_{{\pm {s}}}$"
+        sup = r"^{\dagger}" if sig else ""
+        return m + (f"${sup}$" if sup else "") if s is None else rf"{m}${sup}_{{\pm {s}}}$"
     if style == "md" and bold:
         m = f"**{m}**"
+    m += SIGNIFICANCE_MARK if sig else ""
     return m if s is None else f"{m} ± {s}"
 
 
@@ -110,14 +132,21 @@ def _header(metric: str, style: str, with_direction: bool = True) -> str:
 
 
 def _diff_header(report: Report, style: str) -> str:
-    return _esc(f"Δ {report.metric} vs {report.baseline} [95 % CI]", style)
+    return _esc(f"Δ {report.metric} vs {report.baseline_shown} [95 % CI]", style)
+
+
+def _field_header(name: str, style: str) -> str:
+    return _esc(FIELD_HEADERS.get(name, name), style)
 
 
 def _text_columns(block: Block, style: str) -> list[str]:
-    fields = list(block.mean.index.names)
+    fields = [_field_header(f, style) for f in block.mean.index.names]
     if block.layout == "paper":
-        return [_esc(f, style) for f in fields] + ["n"] + [_header(c, style) for c in block.mean.columns]
-    return [_esc(f, style) for f in fields] + [_esc(str(c), style) for c in block.mean.columns] + ["n"]
+        return fields + ["n"] + [_header(c, style) for c in block.mean.columns]
+    cols = [
+        _name(block.names.get(block.col_field or "", str(c)), block.names, style) for c in block.mean.columns
+    ]
+    return fields + cols + ["n"]
 
 
 def _decimals(block: Block, columns: Sequence[str]) -> list[int]:
@@ -135,6 +164,12 @@ def _text_rows(
     std = block.std.reindex(columns=cols).to_numpy(dtype=float)
     n = block.n.reindex(columns=cols, fill_value=0).to_numpy(dtype=int)
     best = block.best.reindex(columns=cols, fill_value=False).to_numpy(dtype=bool)
+    sig = (
+        np.zeros(mean.shape, dtype=bool)
+        if block.sig is None
+        else block.sig.reindex(columns=cols, fill_value=False).to_numpy(dtype=bool)
+    )
+    fields = list(block.mean.index.names)
     decs = _decimals(block, cols)
     paper = block.layout == "paper"
     if with_diff and block.diff is not None:
@@ -143,8 +178,11 @@ def _text_rows(
     out = []
     for i, loc in enumerate(block.mean.index):
         key = loc if isinstance(loc, tuple) else (loc,)
-        cells = [_cell(mean[i, j], std[i, j], decs[j], bool(best[i, j]), style) for j in range(len(cols))]
-        head = [_esc(k, style) for k in key]
+        cells = [
+            _cell(mean[i, j], std[i, j], decs[j], bool(best[i, j]), style, bool(sig[i, j]))
+            for j in range(len(cols))
+        ]
+        head = [_name(block.names.get(f, k), block.names, style) for f, k in zip(fields, key, strict=True)]
         n_text = _n_text(n[i].tolist(), style)
         row = head + [n_text] + cells if paper else head + cells + [n_text]
         if with_diff and block.diff is not None:
@@ -161,7 +199,7 @@ def _pivot_diff_rows(block: Block, style: str, columns: Sequence[str] | None = N
     d, lo, hi = _diff_arrays(block, cols)
     decs = _decimals(block, cols)
     return [
-        [_esc(loc, style)]
+        [_name(block.names.get(block.mean.index.name or "", loc), block.names, style)]
         + [_diff_text(d[i, j], lo[i, j], hi[i, j], decs[j], style) for j in range(len(cols))]
         for i, loc in enumerate(block.diff.index)
         if not np.isnan(d[i]).all()
