@@ -38,7 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="vtrbench", standalone_mode=False)
     except VtrbenchError as e:
-        _console().print(f"[bold red]error:[/] {e}", highlight=False)
+        from rich.markup import escape
+
+        # Escaped: a message naming 'vtrbench[plot]' or a label such as camoe[...] must print as is.
+        _console().print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         return 2
     except click.exceptions.Abort:
         _console().print("aborted")

@@ -43,7 +43,7 @@ system's per-query value is averaged over its seeds first. The interval is a pai
 bootstrap over queries, see :func:`paired_bootstrap`.
 """
 
-from vtrbench.report.figures import plot_report
+from vtrbench.report.figures import plot_all, plot_report, plot_sweeps, require_matplotlib
 from vtrbench.report.latex import render_latex
 from vtrbench.report.loading import (
     COMPARABILITY_FIELDS,
@@ -81,7 +81,10 @@ __all__ = [
     "markdown_escape",
     "paired_bootstrap",
     "per_query_values",
+    "plot_all",
     "plot_report",
+    "plot_sweeps",
+    "require_matplotlib",
     "render_latex",
     "render_markdown",
     "results_frame",

@@ -18,6 +18,18 @@ from vtrbench.report.text import (
 def render_markdown(report: Report) -> str:
     """The report as Markdown: provenance, warnings, one pipe table per post-processing block, notes."""
     lines = [f"Provenance: {' · '.join(markdown_escape(p) for p in report.provenance)}", ""]
+    if report.names.full:
+        # The tables show short names; the result files' full labels stay findable here.
+        lines += [
+            "Labels: "
+            + " · ".join(
+                f"{markdown_escape(short)} = `{full.replace('`', chr(39))}`"
+                if "\n" not in full
+                else f"{markdown_escape(short)} = {markdown_escape(full)}"
+                for short, full in report.names.full.items()
+            ),
+            "",
+        ]
     for w in report.warnings:
         lines += [f"> **Warning: {markdown_escape(w)}**", ""]
     for block in report.blocks:

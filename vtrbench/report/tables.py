@@ -414,7 +414,11 @@ def build_report(
                 notes.append(
                     f"the baseline {baseline_name} has no {b.post} results: no differences in that block"
                 )
-    notes[:0] = _standard_notes(blocks, metric, baseline_name, n_boot, boot_seed, bootstrap, frame)
+    shown = baseline_name
+    if baseline_name is not None:
+        found_row = next(b.baseline_row for b in blocks if b.baseline_row is not None)
+        shown = " + ".join(names.get(f, k) for f, k in zip(row_fields, found_row, strict=False))
+    notes[:0] = _standard_notes(blocks, metric, shown, n_boot, boot_seed, bootstrap, frame)
     notes += names.footnotes + dedup_notes
     return Report(
         layout=layout,

@@ -88,8 +88,10 @@ def _cell(mean: float, std: float, dec: int, bold: bool, style: str, sig: bool =
     s = None if pd.isna(std) else f"{std:.{dec}f}"
     if style == "tex":
         m = rf"\textbf{{{m}}}" if bold else m
+        # The std as a plain subscript (no ±, explained in the notes) and † stacked above it: the
+        # cell is no wider than "62.5" plus its subscript, which keeps nine columns near the text width.
         sup = r"^{\dagger}" if sig else ""
-        return m + (f"${sup}$" if sup else "") if s is None else rf"{m}${sup}_{{\pm {s}}}$"
+        return m + (f"${sup}$" if sup else "") if s is None else rf"{m}${sup}_{{{s}}}$"
     if style == "md" and bold:
         m = f"**{m}**"
     m += SIGNIFICANCE_MARK if sig else ""
