@@ -155,6 +155,17 @@ def _typed(value: Any) -> Any:
     return value
 
 
+def _loss_name(value: str) -> str:
+    """``dsl`` -> ``DSL``; a loss variant ``dsl[temperature=10]`` (see tables._loss_variants) ->
+    ``DSL (τ=10)``."""
+    base, bracket, rest = value.partition("[")
+    if not bracket or not rest.endswith("]"):
+        return LOSS_NAMES.get(value, value)
+    opts = [o.partition("=") for o in rest[:-1].split(",")]
+    text = ", ".join(option_text(k, _typed(v)) for k, _, v in opts)
+    return f"{LOSS_NAMES.get(base, base)} ({text})"
+
+
 def make_names(
     frame: pd.DataFrame, *, style: str = "short", rename: Mapping[str, str] | None = None
 ) -> Names:
@@ -168,7 +179,7 @@ def make_names(
     if style == "short":
         label_names, notes, names.marks = _short_names(frame, "label", "head", "head_options.", HEAD_NAMES)
         names.fields["label"] = label_names
-        names.fields["loss"] = {v: LOSS_NAMES.get(v, v) for v in losses}
+        names.fields["loss"] = {v: _loss_name(v) for v in losses}
         names.fields["head"] = {v: HEAD_NAMES.get(v, v) for v in heads}
         names.footnotes = [f"{mark}: {text}" for mark, text in notes.items()]
     else:

@@ -127,12 +127,14 @@ def _key_text(value: Any) -> str:
     return str(value)
 
 
-def _sort_key(text: str) -> tuple[int, float, str]:
-    """Numbers in numeric order (seed 2 before seed 10), then text."""
+def _sort_key(text: str) -> tuple[Any, ...]:
+    """Numbers in numeric order (seed 2 before seed 10), then text, with numbers inside text in
+    numeric order too (``dsl[temperature=10]`` before ``dsl[temperature=100]``)."""
     try:
         return (0, float(text), text)
     except ValueError:
-        return (1, 0.0, text)
+        parts = re.split(r"(\d+(?:\.\d+)?)", text)
+        return (1, tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts)), text)
 
 
 def _groups(sub: pd.DataFrame, fields: tuple[str, ...], layout: str) -> dict[tuple[str, ...], pd.DataFrame]:
@@ -439,6 +441,13 @@ def build_report(
     )
 
 
+def _option_value(value: Any) -> str:
+    # Options of other rows make a column float (NaN where absent): print 10.0 as 10 again.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _loss_variants(frame: pd.DataFrame) -> pd.DataFrame:
     """Name a loss with its options where the table holds one loss with different options (a DSL
     temperature sweep), so that each variant is its own row instead of two configurations in a cell."""
@@ -452,7 +461,7 @@ def _loss_variants(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         differing = [c for c in option_cols if rows[c].astype(str).nunique() > 1]
         for i in rows.index:
-            opts = ",".join(f"{c.split('.', 1)[1]}={frame.at[i, c]}" for c in differing)
+            opts = ",".join(f"{c.split('.', 1)[1]}={_option_value(frame.at[i, c])}" for c in differing)
             frame.at[i, "loss"] = f"{loss}[{opts}]"
     return frame
 

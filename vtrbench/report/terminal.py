@@ -16,6 +16,7 @@ from vtrbench.report.text import _diff_header, _text_columns, _text_rows
 # Which metric columns stay first when the window is narrow.
 PRIORITY = ("t2v/R@1", "v2t/R@1", "RSum", "t2v/R@5", "v2t/R@5", "t2v/R@10", "v2t/R@10", "t2v/MdR", "v2t/MdR")
 NAME_MIN = 10  # a name column narrower than this is unreadable even when wrapped
+NAME_NICE = 16
 
 
 def _keep(block: Block, width: int, with_diff: bool) -> list[str]:
@@ -30,7 +31,8 @@ def _keep(block: Block, width: int, with_diff: bool) -> list[str]:
     def col_width(j: int) -> int:
         return max([len(headers[j])] + [len(r[j]) for r in rows]) + 3  # padding and the rule
 
-    fixed = NAME_MIN * n_fields + 3 * n_fields + 6  # names (wrapped) and n
+    # Names wrap beyond NAME_NICE characters; the n column and the table's outer rules are small.
+    fixed = sum(min(max(len(r[k]) for r in rows), NAME_NICE) + 3 for k in range(n_fields)) + 6 + 2
     if with_diff:
         fixed += max(len(r[-1]) for r in rows) + 3
     order = sorted(range(len(cols)), key=lambda j: PRIORITY.index(cols[j]) if cols[j] in PRIORITY else 99)
