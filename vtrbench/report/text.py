@@ -163,7 +163,13 @@ def _text_rows(
     widens a pivot block to columns that it lacks (shown empty)."""
     cols = list(block.mean.columns) if columns is None else list(columns)
     mean = block.mean.reindex(columns=cols).to_numpy(dtype=float)
-    std = block.std.reindex(columns=cols).to_numpy(dtype=float)
+    std = block.std.reindex(columns=cols).to_numpy(dtype=float, copy=True)
+    if style == "tex" and block.layout == "paper":
+        # LaTeX leaves out the std of median ranks (a coarse statistic: whole or half ranks per seed),
+        # which keeps the default nine columns within an article's text width; Markdown keeps it.
+        for j, c in enumerate(cols):
+            if _metric_name(block.metrics.get(c, c)) == "MdR":
+                std[:, j] = np.nan
     n = block.n.reindex(columns=cols, fill_value=0).to_numpy(dtype=int)
     best = block.best.reindex(columns=cols, fill_value=False).to_numpy(dtype=bool)
     sig = (
