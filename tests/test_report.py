@@ -472,8 +472,19 @@ def test_standalone_latex_is_a_document(results):
 
 
 def test_plot_report_writes_a_png(results, tmp_path):
+    pytest.importorskip("matplotlib")
+    import struct
+
+    from vtrbench.report.figures import COLUMN_WIDTH_IN, PANEL_HEIGHT_IN
+
     out = plot_report(results, tmp_path / "fig" / "report.png")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    # One paper column at 200 dpi (a tight bounding box trims a little), three stacked panels
+    # (t2v, v2t and the CAMoE gate, which the fixtures carry).
+    assert 0.8 * COLUMN_WIDTH_IN * 200 <= width <= 1.05 * COLUMN_WIDTH_IN * 200
+    assert 0.8 * 3 * PANEL_HEIGHT_IN * 200 <= height <= 1.05 * 3 * PANEL_HEIGHT_IN * 200
 
 
 def test_plot_report_without_matplotlib(results, tmp_path, monkeypatch):

@@ -197,7 +197,8 @@ def make_names(
             known = sorted({x for m in names.fields.values() for kv in m.items() for x in kv})
             old = next(iter(unused))
             raise VtrbenchError(
-                f"--rename {old!r}: no label, loss or head of this table is named so; names: {', '.join(known)}"
+                f"--rename {old!r}: no label, loss or head of this table is named so; "
+                f"names: {', '.join(known)}"
             )
     names.full = {names.get("label", v): v for v in labels if names.get("label", v) != v}
     return names

@@ -157,7 +157,8 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
         r"\bottomrule",
         r"\end{tabular}}%",
         r"\ifdim\wd\vtrbenchbox>\linewidth",
-        r"\typeout{vtrbench: table scaled to the line width}\resizebox{\linewidth}{!}{\usebox{\vtrbenchbox}}%",
+        r"\typeout{vtrbench: table scaled to the line width}%",
+        r"\resizebox{\linewidth}{!}{\usebox{\vtrbenchbox}}%",
         r"\else\usebox{\vtrbenchbox}\fi",
     ]
     if report.caption is not None or report.tex_label is not None:
@@ -168,7 +169,11 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
     notes = [
         n.replace("cells: mean ± sample std", "cells: mean with the sample std as subscript", 1)
         for n in report.notes
+        # LaTeX shows no Δ column: the † footnote says how its intervals were computed instead.
+        if not (paper and n.startswith("Δ:"))
     ]
+    if paper:
+        notes = [n.replace("(same bootstrap)", f"({report.interval})") for n in notes]
     if seeds is not None:
         notes.insert(0, f"seeds per row: {seeds}")
     lines += [rf"\textbf{{Warning: {latex_escape(w)}.}}\par" for w in report.warnings]

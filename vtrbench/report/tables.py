@@ -109,6 +109,7 @@ class Report:
     frame: pd.DataFrame | None = None
     names: Names = field(default_factory=Names)
     bootstrap: str = "seeds+queries"
+    interval: str = ""  # how the baseline intervals were computed, in words
     caption: str | None = None
     tex_label: str | None = None
 
@@ -436,6 +437,7 @@ def build_report(
         frame=frame,
         names=names,
         bootstrap=bootstrap,
+        interval=interval_method(n_boot, boot_seed, bootstrap, frame),
         caption=caption,
         tex_label=tex_label,
     )
@@ -466,6 +468,22 @@ def _loss_variants(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def interval_method(n_boot: int, seed: int, bootstrap: str, frame: pd.DataFrame) -> str:
+    """How the baseline intervals were computed, in words (the notes and the LaTeX † footnote)."""
+    if bootstrap == "queries":
+        return (
+            f"a paired bootstrap over queries ({n_boot} replicates, seed {seed}) of the seed-averaged "
+            "per-query values; seed noise is not covered"
+        )
+    how = (
+        f"a hierarchical paired bootstrap ({n_boot} replicates, seed {seed}) that resamples each "
+        "system's seeds, then the queries shared by both systems"
+    )
+    if frame.groupby("config_hash")["seed"].nunique().max() < 2:
+        how += "; every configuration has one seed, so seed noise is not covered"
+    return how
+
+
 def _standard_notes(
     blocks: list[Block],
     metric: str,
@@ -487,21 +505,11 @@ def _standard_notes(
             "compare them only with each other"
         )
     if baseline is not None:
-        if bootstrap == "queries":
-            how = (
-                f"a paired bootstrap over queries ({n_boot} replicates, seed {seed}) of the seed-averaged "
-                "per-query values; seed noise is not covered"
-            )
-        else:
-            how = (
-                f"a hierarchical paired bootstrap ({n_boot} replicates, seed {seed}) that resamples each "
-                "system's seeds, then the queries shared by both systems"
-            )
-            if frame.groupby("config_hash")["seed"].nunique().max() < 2:
-                how += "; every configuration has one seed, so seed noise is not covered"
+        how = interval_method(n_boot, seed, bootstrap, frame)
         notes.append(
             f"Δ: {metric} minus that of {baseline}, with a 95 % percentile interval from {how}; "
-            "from the stored per_query_ranks, per query R@K counts rank ≤ K (expected ranks of ties as stored)"
+            "from the stored per_query_ranks, per query R@K counts rank ≤ K "
+            "(expected ranks of ties as stored)"
         )
         if any(b.sig is not None and b.sig.to_numpy().any() for b in blocks):
             notes.append(
