@@ -45,7 +45,11 @@ def _seed_counts(report: Report) -> str | None:
             if len(present) > 1:
                 return None
             key = loc if isinstance(loc, tuple) else (loc,)
-            name = " + ".join(block.names.get(f, k) for f, k in zip(fields, key, strict=True))
+            name = " + ".join(
+                block.names.get(f, k)
+                for f, k in zip(fields, key, strict=True)
+                if not (f == "loss" and k == "none")
+            )
             if present:
                 n = present.pop()
                 if per_row.setdefault(name, n) != n:
