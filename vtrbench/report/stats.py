@@ -76,15 +76,22 @@ def hierarchical_bootstrap(
         sa = rng.integers(0, sa_n, size=(m, sa_n))
         sb = rng.integers(0, sb_n, size=(m, sb_n))
         q = rng.integers(0, q_n, size=(m, q_n))
-        # Averaging the drawn seeds first, then gathering the drawn queries, equals the mean over the
-        # (seed, query) grid of the replicate because every drawn seed sees the same drawn queries.
-        mean_a = a[sa].mean(axis=1)  # (m, Q)
-        mean_b = b[sb].mean(axis=1)
-        replicates[start : start + m] = np.take_along_axis(mean_a, q, axis=1).mean(
-            axis=1
-        ) - np.take_along_axis(mean_b, q, axis=1).mean(axis=1)
+        # Same numbers as the loop in the docstring, without materialising the draws: a replicate's
+        # mean over its (seed, query) grid is a weighted sum, the weights being how often each seed
+        # and each query was drawn.
+        wa = _counts(sa, sa_n) / sa_n  # (m, Sa)
+        wb = _counts(sb, sb_n) / sb_n
+        wq = _counts(q, q_n) / q_n  # (m, Q)
+        replicates[start : start + m] = ((wa @ a - wb @ b) * wq).sum(axis=1)
     lo, hi = np.percentile(replicates, [2.5, 97.5])
     return float(a.mean() - b.mean()), float(lo), float(hi)
+
+
+def _counts(draws: np.ndarray, n: int) -> np.ndarray:
+    """(m, k) indices in [0, n) -> (m, n) how often each index was drawn in each row."""
+    m = draws.shape[0]
+    flat = (draws + n * np.arange(m)[:, None]).ravel()
+    return np.bincount(flat, minlength=m * n).reshape(m, n).astype(float)
 
 
 def per_query_values(results: Sequence[dict[str, Any]], post: str, metric: str) -> np.ndarray:
