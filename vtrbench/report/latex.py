@@ -170,8 +170,16 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
     if report.tex_label is not None:
         lines.append(rf"\label{{{report.tex_label}}}")
     lines += [r"\par\smallskip", r"{\scriptsize\raggedright"]
+    cells_note = (
+        "cells: mean over the seeds of one configuration, with the sample std (ddof=1) as subscript "
+        "(MdR: the mean alone; one seed: the mean alone)"
+    )
     notes = [
-        n.replace("cells: mean ± sample std", "cells: mean with the sample std as subscript", 1)
+        (
+            cells_note
+            if paper and n.startswith("cells:")
+            else n.replace("mean ± sample std (ddof=1)", "mean with the sample std (ddof=1) as subscript")
+        )
         for n in report.notes
         # LaTeX shows no Δ column: the † footnote says how its intervals were computed instead.
         if not (paper and n.startswith("Δ:"))

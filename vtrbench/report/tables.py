@@ -29,6 +29,7 @@ PAPER_COLUMNS = tuple(f"{d}/{m}" for d in DIRECTIONS for m in PAPER_METRICS) + (
 # What a paper prints (CLIP4Clip, CAMoE): R@1/5/10 and MdR per direction, and their sum.
 DEFAULT_COLUMNS = tuple(f"{d}/{m}" for d in DIRECTIONS for m in ("R@1", "R@5", "R@10", "MdR")) + ("RSum",)
 SIGNIFICANCE_MARK = "†"
+SIG_TOL = 1e-9
 # Printed decimals per metric (R@K in percent, ranks 1 = best).
 DECIMALS = {"R@1": 1, "R@5": 1, "R@10": 1, "R@50": 1, "MdR": 1, "MnR": 1, "RSum": 1}
 RANDOM_WEIGHTS_NOTE = "random CLIP weights: numbers are not comparable to papers"
@@ -292,7 +293,8 @@ def _block(
                 found = hierarchical_bootstrap(values, base_values, n_boot=n_boot, seed=boot_seed)
             diff.loc[loc, col], lo.loc[loc, col], hi.loc[loc, col] = found
     block.diff, block.diff_lo, block.diff_hi = diff, lo, hi
-    excludes_zero = ((lo > 0) | (hi < 0)).reindex(index=mean.index, columns=mean.columns, fill_value=False)
+    # A tolerance: the bootstrap's weighted sums may leave 1e-15 where an exact 0 belongs.
+    excludes_zero = ((lo > SIG_TOL) | (hi < -SIG_TOL)).reindex(index=mean.index, columns=mean.columns, fill_value=False)
     block.sig = excludes_zero.fillna(False).astype(bool)
     return block
 
