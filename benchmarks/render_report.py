@@ -75,6 +75,15 @@ def render_table_png(report: object, out: Path) -> Path:
     return out
 
 
+def _shrink(png: Path) -> None:
+    """Fewer colours, same pixels: keeps the committed PNGs small (tens of kB)."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        small = image.convert("RGB").quantize(colors=64)
+    small.save(png, optimize=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo", type=Path, default=Path("demo"), help="the demo's output folder")
@@ -96,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.md").write_text(rep.render_markdown(built))
     (args.out / "report_table.tex").write_text(rep.render_latex(built))
-    render_table_png(built, args.out / "report_table.png")
-    rep.plot_report(loaded, args.out / "report_figure.png")
+    for path in (
+        render_table_png(built, args.out / "report_table.png"),
+        rep.plot_report(loaded, args.out / "report_figure.png"),
+    ):
+        _shrink(path)
     print(
         f"wrote {args.out}/report_table.png, report_figure.png, report_table.tex, report.md", file=sys.stderr
     )
