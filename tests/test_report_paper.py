@@ -318,17 +318,16 @@ def test_unknown_columns_and_bootstrap_are_refused(demo_like):
 # --------------------------------------------------------------------------- figures
 
 
-@pytest.mark.parametrize("suffix", [".png", ".pdf", ".svg"])
-def test_plot_writes_the_format_of_its_extension(demo_like, tmp_path, suffix):
+def test_plot_writes_the_format_of_its_extension(tmp_path):
     pytest.importorskip("matplotlib")
     from vtrbench.report import plot_report
 
-    out = plot_report(demo_like, tmp_path / f"fig{suffix}")
-    head = out.read_bytes()[:200]
-    magic = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-", ".svg": b"<?xml"}[suffix]
-    assert head.startswith(magic)
-    if suffix == ".svg":
-        assert b"<svg" in out.read_bytes()
+    rs = [_result("a", [1, 2, 3, 1]), _result("b", [2, 2, 1, 4])]
+    magic = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-", ".svg": b"<?xml"}
+    for suffix, head in magic.items():
+        data = plot_report(rs, tmp_path / f"fig{suffix}").read_bytes()
+        assert data.startswith(head), suffix
+    assert b"<svg" in (tmp_path / "fig.svg").read_bytes()
 
 
 def test_plot_report_figure_content(demo_like, tmp_path, monkeypatch):
@@ -398,3 +397,17 @@ def test_results_that_cannot_be_plotted_are_refused(demo_like, tmp_path):
     mixed[0]["cache"] = dict(mixed[0]["cache"], fingerprint="other")
     with pytest.raises(VtrbenchError, match="fingerprint differs"):
         plot_report(mixed, tmp_path / "fig.png")
+
+
+def test_boolean_and_numeric_options_read_as_words():
+    with_adapter = _result("meanp", [1, 2, 1, 3])
+    with_adapter["head_options"] = {"adapter": True}
+    without = _result("meanp[no-adapter]", [2, 2, 1, 3])
+    without["head_options"] = {"adapter": False}
+    seq4 = _result("seqtransf", [1, 1, 2, 3], head="seqtransf")
+    seq4["head_options"] = {"layers": 4}
+    seq2 = _result("seqtransf[layers=2]", [1, 2, 2, 3], head="seqtransf")
+    seq2["head_options"] = {"layers": 2}
+    md = render_markdown(build_report([with_adapter, without, seq4, seq2]))
+    for name in ("meanP (adapter)", "meanP (no adapter)", "seqTransf (4 layers)", "seqTransf (2 layers)"):
+        assert f"| {name} " in md

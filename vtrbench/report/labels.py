@@ -147,6 +147,12 @@ def _short_names(
 
 
 def _typed(value: Any) -> Any:
+    """Option values as the frame holds them (text, or floats where other rows lack the option)
+    back to bool/int/float where they read so."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value in ("True", "False"):
+        return value == "True"
     if isinstance(value, str):
         try:
             return float(value) if any(c in value for c in ".e") else int(value)

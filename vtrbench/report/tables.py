@@ -294,7 +294,9 @@ def _block(
             diff.loc[loc, col], lo.loc[loc, col], hi.loc[loc, col] = found
     block.diff, block.diff_lo, block.diff_hi = diff, lo, hi
     # A tolerance: the bootstrap's weighted sums may leave 1e-15 where an exact 0 belongs.
-    excludes_zero = ((lo > SIG_TOL) | (hi < -SIG_TOL)).reindex(index=mean.index, columns=mean.columns, fill_value=False)
+    excludes_zero = ((lo > SIG_TOL) | (hi < -SIG_TOL)).reindex(
+        index=mean.index, columns=mean.columns, fill_value=False
+    )
     block.sig = excludes_zero.fillna(False).astype(bool)
     return block
 
