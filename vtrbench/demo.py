@@ -165,12 +165,11 @@ def run_demo(
     atomic_write_text(report_path, text + footer)
     if out is not None and out.is_terminal:
         # Tables fitted to the window (rich's Markdown view cuts cells to 'ca…' at 80 columns).
-        from rich.markdown import Markdown
-
         from vtrbench.report.terminal import print_report
 
         print_report(built, out)
-        out.print(Markdown(footer))
+        # Plain text: a Markdown code block would crop the long example commands at the window edge.
+        out.print(footer, markup=False, highlight=False)
     elif out is not None:
         out.file.write(text + footer)
     else:
