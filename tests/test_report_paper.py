@@ -313,6 +313,8 @@ def test_unknown_columns_and_bootstrap_are_refused(demo_like):
         build_report(demo_like, bootstrap="seeds")
     with pytest.raises(VtrbenchError, match="unknown label style 'long'"):
         build_report(demo_like, labels="long")
+    with pytest.raises(VtrbenchError, match="--label 'tab:a}b'"):
+        build_report(demo_like, tex_label="tab:a}b")
 
 
 # --------------------------------------------------------------------------- figures

@@ -322,6 +322,7 @@ def cases() -> list[Case]:
             _option_error("--baseline", "meanp + infonce", "--metric", "t2v/MdR", mention="t2v/MdR"),
         ),
         Case("report", "option-plot-jpg", _option_error("--plot", "fig.jpg", mention="fig.jpg")),
+        Case("report", "option-latex-label-braces", _option_error("--label", "tab:a}b", mention="--label")),
         Case("report", "option-n-boot-zero", _option_error("--n-boot", "0", mention="--n-boot")),
         Case("report", "option-unknown-post", _option_error("--post", "dls", mention="dls")),
         Case("report", "rename-file-bad-json", _rename_file("{not json", "names.json")),

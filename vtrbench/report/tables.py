@@ -345,6 +345,11 @@ def build_report(
             raise VtrbenchError(f"unknown post-processing {p!r}; use some of {', '.join(POSTPROCESSING)}")
     if n_boot < 1:
         raise VtrbenchError(f"n_boot must be at least 1, got {n_boot}")
+    if tex_label is not None and not re.fullmatch(r"[A-Za-z0-9:._/+-]+", tex_label):
+        raise VtrbenchError(
+            f"--label {tex_label!r}: a LaTeX label uses letters, digits and : . _ / + - only "
+            "(e.g. tab:results)"
+        )
     if bootstrap not in BOOTSTRAPS:
         raise VtrbenchError(f"unknown bootstrap {bootstrap!r}; use one of {', '.join(BOOTSTRAPS)}")
     columns = tuple(DEFAULT_COLUMNS if columns is None else columns)
