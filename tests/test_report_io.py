@@ -148,3 +148,15 @@ def test_terminal_output_fits_the_width():
         assert "CAMoE" in text and "Zero-shot" in text and "t2v R@1" in text
         assert not any("…" in line for line in lines if "│" in line)
     assert "columns left out" not in text  # 170 columns hold every column
+
+
+def test_report_imports_neither_torch_nor_the_cache():
+    import subprocess
+
+    code = (
+        "import sys, vtrbench.report, vtrbench.report.terminal; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'h5py', 'open_clip', 'av') "
+        "or m in ('vtrbench.cache', 'vtrbench.extract')]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
