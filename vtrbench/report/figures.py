@@ -132,6 +132,8 @@ def plot_report(
 def swept_options(frame: pd.DataFrame) -> dict[str, list[tuple[str, ...]]]:
     """{option column: [line keys]}: numeric head/loss options that take >= 3 values among results
     that agree on the head, the loss and every other option (one line per such group)."""
+    if "loss_base" not in frame.columns:
+        frame = frame.assign(loss_base=frame["loss"])
     option_cols = [c for c in frame.columns if c.startswith(("head_options.", "loss_options."))]
     found: dict[str, list[tuple[str, ...]]] = {}
     for col in option_cols:
