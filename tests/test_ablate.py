@@ -132,7 +132,7 @@ def test_report_on_ablation_results(run_cli: Callable[..., Any], synth_cache: Pa
     assert r.code == 0, r.err
     md = (tmp_path / "t.md").read_text()
     assert "### raw" in md and "dsl (transductive)" in md and "random CLIP weights" in md
-    for row in ("meanp", "seqtransf"):
+    for row in ("meanP", "seqTransf"):
         assert f"| {row}" in md
     assert "(baseline)" in md
     r = run_cli(
@@ -186,7 +186,7 @@ def test_demo_end_to_end_reduced(run_cli: Callable[..., Any], tmp_path: Path) ->
     assert r.code == 0, r.err
     report = (out / "report.md").read_text()
     assert "RANDOMLY INITIALISED tiny CLIP" in report and "vtrbench extract --dataset msrvtt" in report
-    assert "| camoe[" in report and "| meanp" in report and "| zeroshot" in report
+    assert "| CAMoE" in report and "| meanP" in report and "| Zero-shot" in report
     assert len(list((out / "results" / "synthetic").glob("*.json"))) == 1 + 2 * 2
     # a second run reuses the videos, the cache and every finished result
     made = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix in (".mp4", ".h5")}

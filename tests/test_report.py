@@ -1,8 +1,9 @@
 """vtrbench.report: result JSONs -> tables. Golden files, statistics checked by hand, refusals.
 
 Golden outputs live in tests/golden/report_*.{md,tex}. After an intended change of the output,
-regenerate them with ``VTRBENCH_UPDATE_GOLDEN=1 pytest tests/test_report.py`` and read the diff
-before keeping it.
+regenerate them with ``VTRBENCH_UPDATE_GOLDEN=1 pytest tests/test_report*.py`` (those tests then
+write the files and skip: they never pass by comparing a file with itself) and read the diff before
+keeping it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ CAMOE = "camoe[action,entity,fusion;pos;single]"
 
 @pytest.fixture(scope="module")
 def results() -> list[dict]:
-    return load_results([FIXTURES])
+    return load_results([FIXTURES / "msrvtt"])
 
 
 def _fixture_json(head: str, loss: str) -> list[dict]:
@@ -50,15 +51,22 @@ def _fixture_json(head: str, loss: str) -> list[dict]:
     ]
 
 
-def _check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
+def check_goldens(texts: dict[str, str]) -> None:
+    """Compare each text with tests/golden/<name>. In update mode (VTRBENCH_UPDATE_GOLDEN=1) write
+    them all and skip: a test never passes by comparing a file with the text just written into it."""
     if os.environ.get("VTRBENCH_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path} missing: run with VTRBENCH_UPDATE_GOLDEN=1 and review it"
-    assert text == path.read_text(), (
-        f"{name} differs from the golden file (VTRBENCH_UPDATE_GOLDEN=1 to rewrite)"
-    )
+        for name, text in texts.items():
+            (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / name).write_text(text)
+        pytest.skip(
+            f"VTRBENCH_UPDATE_GOLDEN=1: wrote {', '.join(texts)}; review the diff, then rerun without it"
+        )
+    for name, text in texts.items():
+        path = GOLDEN / name
+        assert path.exists(), f"{path} missing: run with VTRBENCH_UPDATE_GOLDEN=1 and review it"
+        assert text == path.read_text(), (
+            f"{name} differs from the golden file (VTRBENCH_UPDATE_GOLDEN=1 to rewrite)"
+        )
 
 
 def _result(label: str, ranks_t2v: list[float], *, loss: str = "infonce", seed: int = 0, **over) -> dict:
@@ -126,8 +134,7 @@ def test_load_results_refuses_an_empty_folder(tmp_path):
 
 def test_golden_paper_layout(results):
     report = build_report(results, layout="paper", baseline="meanp + infonce")
-    _check_golden("report_paper.md", render_markdown(report))
-    _check_golden("report_paper.tex", render_latex(report))
+    check_goldens({"report_paper.md": render_markdown(report), "report_paper.tex": render_latex(report)})
 
 
 def test_golden_pivot_layout(results):
@@ -140,8 +147,7 @@ def test_golden_pivot_layout(results):
         posts=("raw", "dsl"),
         baseline="meanp",
     )
-    _check_golden("report_pivot.md", render_markdown(report))
-    _check_golden("report_pivot.tex", render_latex(report))
+    check_goldens({"report_pivot.md": render_markdown(report), "report_pivot.tex": render_latex(report)})
 
 
 # --------------------------------------------------------------------------- numbers by hand
@@ -158,14 +164,14 @@ def test_mean_and_sample_std_over_seeds_by_hand(results):
     assert block.mean.loc[key, "t2v/R@1"] == pytest.approx(mean)
     assert block.std.loc[key, "t2v/R@1"] == pytest.approx(std)
     assert block.n.loc[key, "t2v/R@1"] == 2
-    text = block.formatted().set_index(["label", "loss"])
-    assert text.loc[key, "t2v R@1 ↑"] == f"{mean:.1f} ± {std:.1f}"
-    mnr = [s["metrics"]["raw"]["v2t"]["MnR"] for s in seeds]
-    assert block.std.loc[key, "v2t/MnR"] == pytest.approx(statistics.stdev(mnr))
+    text = block.formatted().set_index(["Method", "Loss"])
+    assert text.loc[("CAMoE", "DSL"), "t2v R@1 ↑"] == f"{mean:.1f} ± {std:.1f}"
+    mdr = [s["metrics"]["raw"]["v2t"]["MdR"] for s in seeds]
+    assert block.std.loc[key, "v2t/MdR"] == pytest.approx(statistics.stdev(mdr))
     # One seed: the mean alone, and n = 1.
     zs = _fixture_json("zeroshot", "none")[0]["metrics"]["raw"]["t2v"]["R@1"]
-    assert text.loc[("zeroshot", "none"), "t2v R@1 ↑"] == f"{zs:.1f}"
-    assert text.loc[("zeroshot", "none"), "n"] == "1"
+    assert text.loc[("Zero-shot", "—"), "t2v R@1 ↑"] == f"{zs:.1f}"
+    assert text.loc[("Zero-shot", "—"), "n"] == "1"
 
 
 def test_pivot_cells_hold_the_same_numbers_as_the_paper_rows(results):
@@ -181,14 +187,15 @@ def test_bold_follows_each_metric_direction():
     a = _result("a", [1, 1, 1, 10, 10, 10])  # R@1 50.0, MnR 5.5
     b = _result("b", [1, 2, 2, 2, 2, 2])  # R@1 16.7, MnR 1.833 -> 1.8
     c = _result("c", [1, 1, 1, 2, 2, 3.8])  # R@1 50.0, MnR 1.8
-    block = build_report([a, b, c]).blocks[0]
+    cols = ("t2v/R@1", "t2v/MdR", "t2v/MnR")
+    block = build_report([a, b, c], columns=cols).blocks[0]
     best = block.best
     assert list(best["t2v/R@1"]) == [True, False, True]
     assert list(best["t2v/MnR"]) == [False, True, True]
     assert list(best["t2v/MdR"]) == [False, False, True]  # medians 5.5, 2.0, 1.5
     lines = {
         line.split("|")[1].strip(): line
-        for line in render_markdown(build_report([a, b, c])).splitlines()
+        for line in render_markdown(build_report([a, b, c], columns=cols)).splitlines()
         if line.startswith("| ")
     }
     assert "**50.0**" in lines["a"] and "**50.0**" in lines["c"] and "**16.7**" not in lines["b"]
@@ -198,14 +205,16 @@ def test_bold_follows_each_metric_direction():
 def test_bold_lower_is_better_for_ranks_exact():
     a = _result("a", [1, 1, 1, 10, 10, 10])  # MdR 5.5, MnR 5.5, R@1 50
     b = _result("b", [2, 2, 2, 2, 2, 2])  # MdR 2.0, MnR 2.0, R@1 0
-    block = build_report([a, b]).blocks[0]
+    cols = ("t2v/R@1", "t2v/MdR", "t2v/MnR")
+    block = build_report([a, b], columns=cols).blocks[0]
     assert block.best.loc[("a", "infonce"), "t2v/R@1"] and not block.best.loc[("b", "infonce"), "t2v/R@1"]
     assert block.best.loc[("b", "infonce"), "t2v/MnR"] and not block.best.loc[("a", "infonce"), "t2v/MnR"]
     assert block.best.loc[("b", "infonce"), "t2v/MdR"] and not block.best.loc[("a", "infonce"), "t2v/MdR"]
-    tex = render_latex(build_report([a, b]))
+    tex = render_latex(build_report([a, b], columns=cols))
     row_b = next(line for line in tex.splitlines() if line.startswith("b & ")).split(" & ")
-    assert row_b[3] == "0.0"  # t2v R@1: worst, not bold
-    assert row_b[6] == row_b[7] == r"\textbf{2.0}"  # t2v MdR and MnR: smallest, bold
+    assert row_b[2] == "0.0"  # t2v R@1: worst, not bold (one seed per row: no n column in LaTeX)
+    assert row_b[3] == r"\textbf{2.0}"  # t2v MdR: smallest, bold
+    assert row_b[4].startswith(r"\textbf{2.0}")  # t2v MnR: smallest, bold
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -231,7 +240,9 @@ def _bootstrap_by_hand(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> 
 
 
 def test_baseline_difference_matches_an_independent_bootstrap(results):
-    report = build_report(results, posts=("raw",), baseline="meanp + infonce", n_boot=500, boot_seed=7)
+    report = build_report(
+        results, posts=("raw",), baseline="meanp + infonce", n_boot=500, boot_seed=7, bootstrap="queries"
+    )
     block = report.blocks[0]
 
     def indicator(head: str, loss: str) -> np.ndarray:
@@ -261,7 +272,7 @@ def test_bootstrap_degenerate_cases():
     same = _result("same", ranks)
     shifted = _result("shifted", [r + 100 for r in ranks])
     block = build_report([a, same, shifted], baseline="a").blocks[0]
-    assert tuple(block.diff.loc[("same", "infonce")]) == (0.0,)
+    assert block.diff.loc[("same", "infonce"), "t2v/R@1"] == 0.0
     assert block.diff_lo.loc[("same", "infonce"), "t2v/R@1"] == 0.0
     assert block.diff_hi.loc[("same", "infonce"), "t2v/R@1"] == 0.0
     # Every query of 'shifted' misses R@1 while 'a' hits on half of them: a constant per-query gap is
@@ -342,11 +353,25 @@ def test_two_configurations_in_one_cell_are_refused(results):
     assert len(report.blocks[0].mean) == 5
 
 
-def test_a_seed_twice_is_refused(results):
+def test_a_copied_result_counts_once_and_a_changed_copy_is_refused(results):
+    # The same run (config_hash, seed, cache) in two files: one seed, not two; the copy is named.
     dup = copy.deepcopy(results[0])
-    dup["_path"] = "/elsewhere/" + Path(dup["_path"]).name
-    with pytest.raises(VtrbenchError, match="appears in more than one file"):
-        build_report(results + [dup])
+    dup["_path"] = "/elsewhere/copy-" + Path(dup["_path"]).name
+    report = build_report(results + [dup], posts=("raw",))
+    plain = build_report(results, posts=("raw",))
+    assert report.blocks[0].n.equals(plain.blocks[0].n)
+    assert report.blocks[0].mean.equals(plain.blocks[0].mean)
+    assert any("1 duplicate result file" in n and "copy-" in n for n in report.notes)
+    changed = copy.deepcopy(dup)
+    changed["metrics"]["raw"]["t2v"]["R@1"] += 5.0
+    with pytest.raises(VtrbenchError, match="same run .* with different metrics"):
+        build_report(results + [changed])
+    # Two files of one configuration that claim the same seed but are different runs (another cache
+    # would be refused as mixed; a different config_hash under one label is two configurations).
+    other = copy.deepcopy(dup)
+    other["config_hash"] = "ffffffffffffffff"
+    with pytest.raises(VtrbenchError, match="2 different configurations"):
+        build_report(results + [other])
 
 
 @pytest.mark.parametrize(
@@ -405,8 +430,8 @@ def test_labels_are_escaped_in_both_renderers():
     rs = [_result(NASTY, [1, 2, 3, 4]), _result("[plain]", [2, 2, 3, 1])]
     report = build_report(rs, baseline=NASTY)
     tex = render_latex(report)
-    assert latex_escape(NASTY) + " & infonce" in tex
-    assert "\n{}[plain] & infonce" in tex  # a row may not start with '[' after '\\'
+    assert latex_escape(NASTY) + " & InfoNCE" in tex
+    assert "\n{}[plain] & InfoNCE" in tex  # a row may not start with '[' after '\\'
     assert NASTY not in tex
     md = render_markdown(report)
     assert r"a\_b%c&d#e^f~g{h}i\\j$k\|l\<m" in md
@@ -447,8 +472,19 @@ def test_standalone_latex_is_a_document(results):
 
 
 def test_plot_report_writes_a_png(results, tmp_path):
+    pytest.importorskip("matplotlib")
+    import struct
+
+    from vtrbench.report.figures import COLUMN_WIDTH_IN, PANEL_HEIGHT_IN
+
     out = plot_report(results, tmp_path / "fig" / "report.png")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    # One paper column at 200 dpi (a tight bounding box trims a little), three stacked panels
+    # (t2v, v2t and the CAMoE gate, which the fixtures carry).
+    assert 0.8 * COLUMN_WIDTH_IN * 200 <= width <= 1.05 * COLUMN_WIDTH_IN * 200
+    assert 0.8 * 3 * PANEL_HEIGHT_IN * 200 <= height <= 1.05 * 3 * PANEL_HEIGHT_IN * 200
 
 
 def test_plot_report_without_matplotlib(results, tmp_path, monkeypatch):

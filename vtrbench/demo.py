@@ -145,13 +145,12 @@ def run_demo(
 
     say("4/4 report")
     loaded = load_results([results])
-    text = render_markdown(
-        build_report(
-            loaded,
-            layout="paper",
-            baseline="meanp + infonce" if "meanp" in heads and "infonce" in losses else None,
-        )
+    built = build_report(
+        loaded,
+        layout="paper",
+        baseline="meanp + infonce" if "meanp" in heads and "infonce" in losses else None,
     )
+    text = render_markdown(built)
     timings["total"] = time.perf_counter() - t0
     footer = (
         "\n\nDemo timings (s): "
@@ -164,10 +163,15 @@ def run_demo(
     )
     report_path = output / "report.md"
     atomic_write_text(report_path, text + footer)
-    if out is not None:
-        from rich.markdown import Markdown
+    if out is not None and out.is_terminal:
+        # Tables fitted to the window (rich's Markdown view cuts cells to 'ca…' at 80 columns).
+        from vtrbench.report.terminal import print_report
 
-        out.print(Markdown(text + footer))
+        print_report(built, out)
+        # Plain text: a Markdown code block would crop the long example commands at the window edge.
+        out.print(footer, markup=False, highlight=False)
+    elif out is not None:
+        out.file.write(text + footer)
     else:
         print(text + footer)
     say(f"report written to {report_path}")

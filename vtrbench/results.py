@@ -8,6 +8,7 @@ later ``report`` would read.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable
@@ -68,18 +69,95 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(result, indent=1, sort_keys=False, allow_nan=False) + "\n")
 
 
+def _refuse_constant(name: str) -> Any:
+    # json.loads accepts NaN/Infinity by default; a result holding them is damaged, not a measurement.
+    raise ValueError(f"non-finite number {name}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _schema_problem(data: Any) -> str | None:
+    """What makes ``data`` not a readable schema-1 result, in a few words; None when it is one."""
+    if not isinstance(data, dict):
+        return f"not a vtrbench result file (a JSON {type(data).__name__}, not an object)"
+    if "run_id" not in data or "metrics" not in data:
+        return "not a vtrbench result file (no run_id/metrics)"
+    if data.get("schema") != SCHEMA:
+        return f"result schema {data.get('schema')!r}, this vtrbench reads {SCHEMA}"
+    for key in ("run_id", "config_hash"):
+        if not isinstance(data.get(key), str) or not data.get(key):
+            return f"{key} must be a non-empty string, got {data.get(key)!r}"
+    for key in ("head", "loss", "label", "dataset"):
+        if key in data and not isinstance(data[key], str):
+            return f"{key} must be a string, got {data[key]!r}"
+    seed = data.get("seed")
+    # A seed given as a string or left out would make the same run count as another seed in a report.
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return f"seed must be an integer, got {seed!r}"
+    for key in ("cache", "protocol", "head_options", "loss_options", "transductive"):
+        if key in data and data[key] is not None and not isinstance(data[key], dict):
+            return f"{key} must be an object, got {type(data[key]).__name__}"
+    metrics = data["metrics"]
+    if not isinstance(metrics, dict) or not metrics:
+        return "metrics must be a non-empty object {post: {direction: {metric: value}}}"
+    for post, per_post in metrics.items():
+        if post not in POSTPROCESSING:
+            return f"unknown post-processing {post!r} in metrics (known: {', '.join(POSTPROCESSING)})"
+        if not isinstance(per_post, dict):
+            return f"metrics.{post} must be an object"
+        for direction in DIRECTIONS:
+            values = per_post.get(direction)
+            if not isinstance(values, dict):
+                return f"metrics.{post}.{direction} must be an object of metrics"
+            for name, value in values.items():
+                if value is not None and not _finite(value):
+                    return f"metrics.{post}.{direction}.{name} is {value!r}, not a finite number"
+        rsum = per_post.get("RSum")
+        if rsum is not None and not _finite(rsum):
+            return f"metrics.{post}.RSum is {rsum!r}, not a finite number"
+    ranks = data.get("per_query_ranks")
+    if ranks is not None:
+        if not isinstance(ranks, dict):
+            return "per_query_ranks must be an object {post: {direction: [rank, ...]}}"
+        for post, per_post in ranks.items():
+            if not isinstance(per_post, dict):
+                return f"per_query_ranks.{post} must be an object"
+            for direction, values in per_post.items():
+                if not isinstance(values, list) or not all(_finite(v) and v >= 1 for v in values):
+                    return f"per_query_ranks.{post}.{direction} must be a list of finite ranks >= 1"
+    return None
+
+
 def read_result(path: Path) -> dict[str, Any]:
-    """Read and check one result file; a malformed file is a VtrbenchError naming it."""
+    """Read and validate one result file.
+
+    Every way a file can be unusable (missing, a folder, unreadable, not UTF-8, truncated or invalid
+    JSON, nested too deeply, NaN/inf, wrong schema or types) raises one VtrbenchError naming the file,
+    so callers (``report``, and train/eval deciding that a result must be redone) need one ``except``.
+    """
+    path = Path(path)
     try:
-        data = json.loads(Path(path).read_text())
+        text = path.read_bytes().decode("utf-8")
+        data = json.loads(text, parse_constant=_refuse_constant)
     except FileNotFoundError:
         raise VtrbenchError(f"result file not found: {path}") from None
+    except IsADirectoryError:
+        raise VtrbenchError(f"{path}: is a folder, not a result file") from None
+    except UnicodeDecodeError as e:
+        raise VtrbenchError(f"{path}: not a result JSON (not UTF-8 text: byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise VtrbenchError(f"{path}: not a valid result JSON ({e})") from None
-    if not isinstance(data, dict) or "run_id" not in data or "metrics" not in data:
-        raise VtrbenchError(f"{path}: not a vtrbench result file (no run_id/metrics)")
-    if data.get("schema") != SCHEMA:
-        raise VtrbenchError(f"{path}: result schema {data.get('schema')!r}, this vtrbench reads {SCHEMA}")
+    except RecursionError:
+        raise VtrbenchError(f"{path}: not a result JSON (nested too deeply)") from None
+    except ValueError as e:  # NaN/Infinity via _refuse_constant, or too long an integer
+        raise VtrbenchError(f"{path}: not a valid result JSON ({e})") from None
+    except OSError as e:
+        raise VtrbenchError(f"{path}: cannot read the result file ({e.strerror or e})") from None
+    problem = _schema_problem(data)
+    if problem is not None:
+        raise VtrbenchError(f"{path}: {problem}")
     data["_path"] = str(path)
     return data
 
@@ -89,9 +167,12 @@ def discover(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(q for q in p.rglob("*.json") if not q.name.startswith("."))
+            # A folder named x.json inside a results folder is not a result; hidden files are temporaries.
+            found.extend(q for q in p.rglob("*.json") if not q.name.startswith(".") and q.is_file())
         elif p.is_file():
             found.append(p)
+        elif p.exists():
+            raise VtrbenchError(f"{p}: not a regular file or folder")
         else:
             raise VtrbenchError(f"no such file or folder: {p}")
     return sorted(set(found))

@@ -49,8 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VtrbenchError as e:
         from rich.markup import escape
 
-        # messages quote user text (ids, paths, split names): a "[tag]" in it must print as is
-        _console().print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        # Escaped: a message naming 'vtrbench[plot]' or a label such as camoe[...] must print as is;
+        # soft_wrap: one line however narrow the terminal (the console would otherwise break it).
+        _console().print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     except click.exceptions.Abort:
         _console().print("aborted")

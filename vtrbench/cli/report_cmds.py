@@ -2,11 +2,51 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from vtrbench.cli._app import _console, _out, _parse_seeds, _split_list, cli
+from vtrbench.errors import VtrbenchError
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def escape(text: str) -> str:
+    """Rich markup escaped: a path or label holding [brackets] must print as it is."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def check_output_path(path: Path, option: str) -> None:
+    """Refuse an output that cannot be written, before any work: a folder, a parent that is a file,
+    or a place without write permission (the first existing ancestor is what a write would need)."""
+    path = Path(path)
+    if path.is_dir():
+        raise VtrbenchError(f"{option} {path}: is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    probe = parent
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise VtrbenchError(f"{option} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise VtrbenchError(f"{option} {path}: cannot write in {probe} (permission denied)")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise VtrbenchError(f"{option} {path}: the file is not writable")
+
+
+def _columns(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    cols = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not cols:
+        raise VtrbenchError("--columns: name at least one column, e.g. t2v/R@1,v2t/R@1,RSum")
+    return cols
 
 
 @cli.command()
@@ -20,13 +60,46 @@ from vtrbench.cli._app import _console, _out, _parse_seeds, _split_list, cli
 @click.option("--rows", default="label", show_default=True, help="Pivot rows field.")
 @click.option("--cols", default="loss", show_default=True, help="Pivot columns field.")
 @click.option(
+    "--columns",
+    help="Paper layout: metric columns, comma-separated "
+    "[default: t2v/R@1,t2v/R@5,t2v/R@10,t2v/MdR,v2t/R@1,v2t/R@5,v2t/R@10,v2t/MdR,RSum].",
+)
+@click.option(
     "--post", "posts", multiple=True, help="Post-processing blocks: raw, dsl, qbnorm [default: all]."
 )
-@click.option("--baseline", help="Row to difference against, with paired bootstrap 95% CIs.")
+@click.option("--baseline", help="Row to difference against; marks (†) cells whose 95% CI excludes 0.")
+@click.option(
+    "--bootstrap",
+    type=click.Choice(["seeds+queries", "queries"]),
+    default="seeds+queries",
+    show_default=True,
+    help="What the baseline intervals resample: seeds and queries (hierarchical), or queries only.",
+)
 @click.option("--allow-mixed", is_flag=True, help="Allow different caches/splits/protocols in one table.")
 @click.option("--n-boot", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option(
+    "--labels",
+    type=click.Choice(["short", "full"]),
+    default="short",
+    show_default=True,
+    help="Row names: short (CAMoE, meanP + the options that differ) or the full result labels.",
+)
+@click.option("--rename", multiple=True, help="old=new: show a label, loss or head under another name.")
+@click.option(
+    "--rename-file",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Names to show: a JSON object {old: new} or one old=new per line.",
+)
+@click.option("--caption", help="LaTeX \\caption.")
+@click.option("--label", "tex_label", help="LaTeX \\label.")
+@click.option("--wide", is_flag=True, help="LaTeX: table* (across both columns of a two-column paper).")
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete compilable document.")
-@click.option("--plot", type=click.Path(path_type=Path), help="Also write a PNG figure (needs matplotlib).")
+@click.option(
+    "--plot",
+    type=click.Path(path_type=Path),
+    help="Also write a figure; .png, .pdf or .svg by the extension (needs matplotlib).",
+)
 def report(
     paths: tuple[Path, ...],
     fmt: str,
@@ -35,16 +108,33 @@ def report(
     metric: str,
     rows: str,
     cols: str,
+    columns: str | None,
     posts: tuple[str, ...],
     baseline: str | None,
+    bootstrap: str,
     allow_mixed: bool,
     n_boot: int,
+    labels: str,
+    rename: tuple[str, ...],
+    rename_file: tuple[Path, ...],
+    caption: str | None,
+    tex_label: str | None,
+    wide: bool,
     standalone: bool,
     plot: Path | None,
 ) -> None:
     """Result JSONs (files or folders) -> Markdown or LaTeX tables (mean ± std over seeds)."""
     from vtrbench import report as rep
+    from vtrbench.report.labels import read_renames
 
+    if output is not None:
+        check_output_path(output, "--output")
+    if plot is not None:
+        if plot.suffix.lower() not in PLOT_SUFFIXES:
+            raise VtrbenchError(f"--plot {plot}: use a .png, .pdf or .svg file name")
+        check_output_path(plot, "--plot")
+        rep.require_matplotlib()
+    renames = read_renames(rename, rename_file)
     results = rep.load_results(paths)
     built = rep.build_report(
         results,
@@ -56,22 +146,39 @@ def report(
         baseline=baseline,
         allow_mixed=allow_mixed,
         n_boot=n_boot,
+        columns=_columns(columns),
+        bootstrap=bootstrap,
+        labels=labels,
+        rename=renames,
+        caption=caption,
+        tex_label=tex_label,
     )
-    text = rep.render_markdown(built) if fmt == "md" else rep.render_latex(built, standalone=standalone)
+    text = (
+        rep.render_markdown(built)
+        if fmt == "md"
+        else rep.render_latex(built, standalone=standalone, wide=wide)
+    )
     if output is not None:
         from vtrbench.results import atomic_write_text
 
         atomic_write_text(output, text)
-        _console().print(f"wrote {output} ({len(results)} result files)")
-    elif fmt == "md":
-        from rich.markdown import Markdown
-
-        _out().print(Markdown(text))
+        _console().print(f"wrote {escape(str(output))} ({len(results)} result files)", highlight=False)
     else:
-        click.echo(text)
+        show_report(built, text, fmt)
     if plot is not None:
-        rep.plot_report(results, plot, allow_mixed=allow_mixed)
-        _console().print(f"wrote {plot}")
+        for path in rep.plot_all(results, plot, allow_mixed=allow_mixed):
+            _console().print(f"wrote {escape(str(path))}", highlight=False)
+
+
+def show_report(built: object, text: str, fmt: str) -> None:
+    """A terminal gets tables fitted to its width; a pipe or file gets the plain Markdown/LaTeX text."""
+    out = _out()
+    if fmt == "md" and out.is_terminal:
+        from vtrbench.report.terminal import print_report
+
+        print_report(built, out)  # type: ignore[arg-type]
+    else:
+        click.echo(text, nl=False)
 
 
 @cli.command()

@@ -1,0 +1,356 @@
+"""Faults in ``vtrbench report``: malformed, duplicated, non-finite, non-UTF-8, nested and misplaced
+result files, bad options, outputs that cannot be written, missing matplotlib, narrow terminals.
+
+Every case works on a copy of the committed fixture results (tests/fixtures/results/msrvtt: 13
+files, 7 systems), so none needs training and each takes well under a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks.faults.core import (
+    Case,
+    Context,
+    Outcome,
+    expect_error,
+    expect_ok,
+    run_cli,
+    run_cli_subprocess,
+)
+
+FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "results" / "msrvtt"
+VICTIM = "msrvtt.meanp.infonce.016d6569.s0.json"  # the file each damage case replaces or copies
+
+
+def _results(tmp: Path) -> Path:
+    folder = tmp / "results"
+    shutil.copytree(FIXTURE, folder)
+    return folder
+
+
+def _damaged(write: Callable[[Path, dict[str, Any]], None]) -> Callable[[Path, Context], Outcome]:
+    """A case that damages one result file (``write(path, original)``) and expects a one-line error
+    naming that file, from both ``report`` and ``inspect``."""
+
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        folder = _results(tmp)
+        target = folder / "damaged.json"
+        write(target, json.loads((folder / VICTIM).read_text()))
+        outcome = expect_error(run_cli(["report", folder]), "damaged.json")
+        if outcome.kind != "clear_error":
+            return outcome
+        return expect_error(run_cli(["inspect", target]), "damaged.json")
+
+    return run
+
+
+def _json(mutate: Callable[[dict[str, Any]], Any]) -> Callable[[Path, dict[str, Any]], None]:
+    def write(path: Path, data: dict[str, Any]) -> None:
+        out = mutate(data)
+        path.write_text(out if isinstance(out, str) else json.dumps(data))
+
+    return write
+
+
+def _bytes(blob: bytes) -> Callable[[Path, dict[str, Any]], None]:
+    return lambda path, data: path.write_bytes(blob)
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(data: dict[str, Any]) -> None:
+        data[key] = value
+
+    return mutate
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda data: data.pop(key)
+
+
+def _metric(text: str) -> Callable[[dict[str, Any]], str]:
+    """Replace t2v R@1 of the raw metrics by a raw JSON token (NaN, Infinity, 1e999, ...)."""
+
+    def mutate(data: dict[str, Any]) -> str:
+        data["metrics"]["raw"]["t2v"]["R@1"] = "__TOKEN__"
+        return json.dumps(data).replace('"__TOKEN__"', text)
+
+    return mutate
+
+
+DAMAGES: dict[str, Callable[[Path, dict[str, Any]], None]] = {
+    "truncated": lambda p, d: p.write_text(json.dumps(d)[:500]),
+    "empty-file": _bytes(b""),
+    "not-utf8": lambda p, d: p.write_bytes(json.dumps(d).replace("meanp", "mé").encode("latin-1")),
+    "binary-garbage": _bytes(bytes(range(256)) * 4),
+    "utf16-bom": lambda p, d: p.write_bytes(json.dumps(d).encode("utf-16")),
+    "nested-arrays": _bytes(b"[" * 200_000 + b"]" * 200_000),
+    "nested-inside-a-result": _json(
+        lambda d: json.dumps(d)[:-1] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    ),
+    "top-level-array": _bytes(b"[1, 2, 3]"),
+    "top-level-string": _bytes(b'"a result"'),
+    "no-run-id": _json(_drop("run_id")),
+    "no-metrics": _json(_drop("metrics")),
+    "schema-2": _json(_set("schema", 2)),
+    "schema-missing": _json(_drop("schema")),
+    "seed-as-string": _json(_set("seed", "0")),
+    "seed-missing": _json(_drop("seed")),
+    "seed-bool": _json(_set("seed", True)),
+    "seed-float": _json(_set("seed", 0.0)),
+    "config-hash-missing": _json(_drop("config_hash")),
+    "label-not-a-string": _json(_set("label", ["meanp"])),
+    "metric-nan": _json(_metric("NaN")),
+    "metric-infinity": _json(_metric("Infinity")),
+    "metric-minus-infinity": _json(_metric("-Infinity")),
+    "metric-overflow-1e999": _json(_metric("1e999")),
+    "metric-string": _json(_metric('"50.0"')),
+    "metric-5000-digits": _json(_metric("9" * 5000)),
+    "metrics-a-list": _json(_set("metrics", [1, 2])),
+    "metrics-empty": _json(_set("metrics", {})),
+    "unknown-post-processing": _json(lambda d: d["metrics"].update(dls=d["metrics"]["raw"])),
+    "rsum-nan": _json(
+        lambda d: json.dumps(d).replace(
+            '"RSum": ' + json.dumps(d["metrics"]["raw"]["RSum"]), '"RSum": NaN', 1
+        )
+    ),
+    "ranks-with-zero": _json(lambda d: d["per_query_ranks"]["raw"]["t2v"].__setitem__(0, 0)),
+    "ranks-with-string": _json(lambda d: d["per_query_ranks"]["raw"]["t2v"].__setitem__(0, "1")),
+    "cache-not-an-object": _json(_set("cache", "features/x.h5")),
+}
+
+
+def _folder_named_json(tmp: Path, ctx: Context) -> Outcome:
+    folder = _results(tmp)
+    (folder / "sub.json").mkdir()
+    (folder / "sub.json" / "note.txt").write_text("not a result")
+    run = run_cli(["report", folder, "--post", "raw"])
+    return expect_ok(run, lambda: None if "| CAMoE" in run.out else "the report lost its rows")
+
+
+def _folder_named_json_given(tmp: Path, ctx: Context) -> Outcome:
+    empty = tmp / "x.json"
+    empty.mkdir()
+    return expect_error(run_cli(["report", empty]), "x.json")
+
+
+def _inspect_folder_named_json(tmp: Path, ctx: Context) -> Outcome:
+    folder = tmp / "x.json"
+    folder.mkdir()
+    return expect_error(run_cli(["inspect", folder]), "x.json")
+
+
+def _symlink_to_dev_zero(tmp: Path, ctx: Context) -> Outcome:
+    link = tmp / "zero.json"
+    link.symlink_to("/dev/zero")
+    return expect_error(run_cli(["report", link]), "zero.json")
+
+
+def _duplicate_copy(tmp: Path, ctx: Context) -> Outcome:
+    folder = _results(tmp)
+    shutil.copy(folder / VICTIM, folder / "copy-of-a-result.json")
+    run = run_cli(["report", folder, "--post", "raw"])
+
+    def check() -> str | None:
+        row = next((ln for ln in run.out.splitlines() if ln.startswith("| meanP ") and "InfoNCE" in ln), "")
+        if "|   2 |" not in row:
+            return f"the copy counted as another seed: {row[:80]}"
+        names = ("copy-of-a-result.json", VICTIM)
+        noted = "duplicate result file" in run.out and any(n in run.out for n in names)
+        return None if noted else "the note does not name the duplicate"
+
+    return expect_ok(run, check)
+
+
+def _duplicate_with_string_seed(tmp: Path, ctx: Context) -> Outcome:
+    folder = _results(tmp)
+    data = json.loads((folder / VICTIM).read_text())
+    data["seed"] = "0"
+    (folder / "same-run-string-seed.json").write_text(json.dumps(data))
+    return expect_error(run_cli(["report", folder]), "same-run-string-seed.json", "seed")
+
+
+def _duplicate_with_other_metrics(tmp: Path, ctx: Context) -> Outcome:
+    folder = _results(tmp)
+    data = json.loads((folder / VICTIM).read_text())
+    data["metrics"]["raw"]["t2v"]["R@1"] = 99.0
+    (folder / "changed-copy.json").write_text(json.dumps(data))
+    return expect_error(run_cli(["report", folder]), "changed-copy.json", VICTIM)
+
+
+def _option_error(*argv: Any, mention: str = "") -> Callable[[Path, Context], Outcome]:
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        folder = _results(tmp)
+        args = [a if a != "{tmp}" else tmp for a in argv]
+        return expect_error(run_cli(["report", folder, *args]), *([mention] if mention else []))
+
+    return run
+
+
+def _rename_file(content: str, mention: str) -> Callable[[Path, Context], Outcome]:
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        folder = _results(tmp)
+        names = tmp / "names.json"
+        names.write_text(content)
+        return expect_error(run_cli(["report", folder, "--rename-file", names]), mention)
+
+    return run
+
+
+def _output_case(kind: str, option: str = "--output") -> Callable[[Path, Context], Outcome]:
+    """An output that cannot be written; the error must come before any work (no partial file)."""
+
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        folder = _results(tmp)
+        if kind == "is-a-folder":
+            target = tmp / "out.md"
+            target.mkdir()
+        elif kind == "parent-is-a-file":
+            (tmp / "afile").write_text("x")
+            target = tmp / "afile" / "out.png"
+        else:  # read-only folder (only meaningful when not root)
+            ro = tmp / "ro"
+            ro.mkdir()
+            ro.chmod(0o500)
+            target = ro / "out.png"
+        if option == "--plot" and kind == "is-a-folder":
+            target = tmp / "fig.png"
+            target.mkdir()
+        argv = ["report", folder, option, target]
+        if option == "--plot":
+            argv += ["--output", tmp / "table.md"]
+        outcome = expect_error(run_cli(argv), target.name)
+        if outcome.kind == "clear_error" and (tmp / "table.md").exists():
+            return Outcome("silently_wrong", "the table was written before the --plot output was checked")
+        return outcome
+
+    return run
+
+
+@contextlib.contextmanager
+def _without_matplotlib() -> Iterator[None]:
+    saved = {m: sys.modules[m] for m in list(sys.modules) if m == "matplotlib" or m.startswith("matplotlib.")}
+    for m in saved:
+        del sys.modules[m]
+    sys.modules["matplotlib"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        del sys.modules["matplotlib"]
+        sys.modules.update(saved)
+
+
+def _plot_without_matplotlib(tmp: Path, ctx: Context) -> Outcome:
+    folder = _results(tmp)
+    with _without_matplotlib():
+        run = run_cli(["report", folder, "--plot", tmp / "fig.png", "--output", tmp / "t.md"])
+    outcome = expect_error(run, "pip install 'vtrbench[plot]'")
+    if outcome.kind == "clear_error" and (tmp / "t.md").exists():
+        return Outcome("silently_wrong", "the table was written before matplotlib was found missing")
+    return outcome
+
+
+def _piped(fmt: str) -> Callable[[Path, Context], Outcome]:
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        folder = _results(tmp)
+        out = run_cli(["report", folder, "--format", fmt])
+
+        def check() -> str | None:
+            if any("…" in ln for ln in out.out.splitlines() if ln.startswith("|")):
+                return "cells cut to '…' in piped output"
+            want = "| CAMoE " if fmt == "md" else "\\begin{tabular}"
+            return None if want in out.out else f"no plain {fmt} table in the piped output"
+
+        return expect_ok(out, check)
+
+    return run
+
+
+def _terminal(columns: int) -> Callable[[Path, Context], Outcome]:
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        folder = _results(tmp)
+        env = {"COLUMNS": str(columns), "FORCE_COLOR": "1", "NO_COLOR": "1", "TERM": "xterm"}
+        out = run_cli_subprocess(
+            ["report", folder, "--baseline", "meanp + infonce", "--n-boot", "50"], env=env, timeout=120
+        )
+
+        def check() -> str | None:
+            text = re.sub(r"\x1b\[[0-9;]*m", "", out.out)  # styles (bold, italic) are not width
+            if any("…" in ln for ln in text.splitlines() if "│" in ln or ln.startswith("|")):
+                return f"cells cut to '…' at {columns} columns"
+            wide = [ln for ln in text.splitlines() if len(ln) > columns]
+            if wide:
+                return f"{len(wide)} lines wider than {columns} columns"
+            for name in ("CAMoE", "seqTransf", "Zero-shot", "t2v R@1"):
+                if name not in text:
+                    return f"{name!r} is missing at {columns} columns"
+            return None
+
+        return expect_ok(out, check)
+
+    return run
+
+
+def cases() -> list[Case]:
+    found = [Case("report", f"result-{name}", _damaged(write)) for name, write in DAMAGES.items()]
+    found += [
+        Case("report", "folder-named-json-inside-results", _folder_named_json),
+        Case("report", "folder-named-json-given", _folder_named_json_given),
+        Case("report", "inspect-folder-named-json", _inspect_folder_named_json),
+        Case("report", "symlink-to-dev-zero", _symlink_to_dev_zero),
+        Case("report", "duplicate-copy-counts-once", _duplicate_copy),
+        Case("report", "duplicate-with-string-seed", _duplicate_with_string_seed),
+        Case("report", "duplicate-with-other-metrics", _duplicate_with_other_metrics),
+        Case("report", "option-unknown-column", _option_error("--columns", "t2v/R@2", mention="t2v/R@2")),
+        Case("report", "option-empty-columns", _option_error("--columns", ",", mention="--columns")),
+        Case("report", "option-bad-bootstrap", _option_error("--bootstrap", "seeds", mention="--bootstrap")),
+        Case("report", "option-bad-labels", _option_error("--labels", "long", mention="--labels")),
+        Case("report", "option-rename-no-equals", _option_error("--rename", "CAMoE", mention="--rename")),
+        Case("report", "option-rename-unknown", _option_error("--rename", "Nope=x", mention="Nope")),
+        Case("report", "option-unknown-baseline", _option_error("--baseline", "nothing", mention="nothing")),
+        Case(
+            "report",
+            "option-baseline-mdr",
+            _option_error("--baseline", "meanp + infonce", "--metric", "t2v/MdR", mention="t2v/MdR"),
+        ),
+        Case("report", "option-plot-jpg", _option_error("--plot", "fig.jpg", mention="fig.jpg")),
+        Case("report", "option-latex-label-braces", _option_error("--label", "tab:a}b", mention="--label")),
+        Case("report", "option-n-boot-zero", _option_error("--n-boot", "0", mention="--n-boot")),
+        Case("report", "option-unknown-post", _option_error("--post", "dls", mention="dls")),
+        Case("report", "rename-file-bad-json", _rename_file("{not json", "names.json")),
+        Case(
+            "report",
+            "rename-file-nested",
+            _rename_file("{" + '"a":' * 50_000 + "1" + "}" * 50_000, "names.json"),
+        ),
+        Case("report", "rename-file-not-names", _rename_file('{"a": [1]}', "names.json")),
+        Case(
+            "report",
+            "rename-file-missing",
+            _option_error("--rename-file", "no-such-names.json", mention="no-such-names.json"),
+        ),
+        Case("report", "output-is-a-folder", _output_case("is-a-folder")),
+        Case("report", "output-parent-is-a-file", _output_case("parent-is-a-file")),
+        Case("report", "plot-is-a-folder", _output_case("is-a-folder", "--plot")),
+        Case("report", "plot-parent-is-a-file", _output_case("parent-is-a-file", "--plot")),
+        Case("report", "plot-without-matplotlib", _plot_without_matplotlib),
+        Case("report", "piped-markdown", _piped("md")),
+        Case("report", "piped-latex", _piped("latex")),
+        Case("report", "terminal-80-columns", _terminal(80)),
+        Case("report", "terminal-60-columns", _terminal(60), quick=False),
+        Case("report", "terminal-120-columns", _terminal(120), quick=False),
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() != 0:  # root writes anywhere: no read-only folder to test
+        found += [
+            Case("report", "output-read-only-folder", _output_case("read-only")),
+            Case("report", "plot-read-only-folder", _output_case("read-only", "--plot")),
+        ]
+    return found

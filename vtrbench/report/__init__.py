@@ -1,0 +1,100 @@
+"""Result JSONs → one pandas table → Markdown and LaTeX (and optional PNG/PDF/SVG figures).
+
+``report`` reads nothing but result files (results/README.md, schema 1); it never imports torch,
+extraction or the cache. Modules, in the order data flows through them: ``loading`` (read, validate,
+deduplicate, one flat frame, comparability), ``tables`` (aggregation into blocks, baseline
+differences, significance), ``stats`` (bootstraps), ``labels`` (short row names, renames), ``text``
+(cell text and escaping shared by the writers), ``markdown``, ``latex``, ``terminal`` (rich tables
+that fit the window), ``figures``. The public API, re-exported here:
+
+- :func:`load_results` ``(paths) -> list[dict]``: every result JSON under files/folders.
+- :func:`results_frame` ``(results) -> DataFrame``: one row per (result file, post-processing), flat
+  columns ``label``, ``head``, ``loss``, ``seed``, ``post``, ``t2v/R@1`` … ``v2t/MnR``, ``RSum`` and the
+  head/loss options as ``head_options.<key>``.
+- :func:`check_comparable` ``(results, allow_mixed=False) -> list[str]``: refuses results from
+  different caches, test splits or protocols.
+- :func:`build_report` ``(results, *, layout, metric, rows, cols, posts, baseline, columns, bootstrap,
+  labels, rename, caption, tex_label, allow_mixed, …) ->
+  Report``: the numbers of every table block as DataFrames (means, stds, seed counts, best flags,
+  baseline differences), plus provenance and notes.
+- :func:`render_markdown` ``(report) -> str`` and :func:`render_latex` ``(report, standalone=False,
+  wide=False) -> str``: the same Report written twice.
+- :func:`paired_bootstrap` / :func:`hierarchical_bootstrap`: the intervals behind Δ and † (stats).
+- :func:`plot_report` ``(results, out)``: recall@K curves and CAMoE gate weights; :func:`plot_sweeps`:
+  a metric against a swept option; :func:`plot_all`: both (matplotlib).
+
+Layouts. ``paper``: one row per configuration, named by its ``label`` and ``loss`` (shown by their
+short names, see ``labels``); columns ``DEFAULT_COLUMNS`` (t2v and v2t R@1/R@5/R@10/MdR and RSum)
+unless ``columns`` says otherwise. ``pivot``: rows = values of one field (``rows``), columns = values of
+another (``cols``), cells = one ``metric``. Each inference post-processing (``raw``, ``dsl`` which is
+transductive, ``qbnorm``) is its own labelled block; numbers of two post-processings never share a column.
+
+Cells are the mean ± sample standard deviation (ddof=1) over the seeds of one configuration, one
+decimal; one seed shows the mean alone. The ``n`` column gives the number of seeds; in a row whose
+cells average different numbers of seeds it lists them per column (``2/1/–``). A cell must hold one
+configuration: two files with the same row/column but different ``config_hash`` (or cache) are an
+error; two files of one run (same ``config_hash``, seed and cache) count once, so seeds are never
+confused with configurations or copies.
+
+Bold marks the best value of each column within a block, compared at the printed precision (so that
+two cells that read the same are both bold): highest for R@K and RSum, lowest for MdR and MnR
+(``results.HIGHER_IS_BETTER``). A column with a single value has no bold.
+
+Baseline differences (Δ) use ``per_query_ranks``. Per query, R@K is the indicator ``rank <= K`` of the
+stored rank, in percent, and MnR is the rank itself; with the expected-rank tie policy the stored
+ranks may be fractional (a query tied over positions 1-2 stores 1.5, so it counts for R@2 but not
+R@1), which is why Δ can differ slightly from the difference of two table cells when scores tie. The
+interval is a hierarchical paired bootstrap over seeds and queries (``bootstrap="queries"``: over
+queries of the seed-averaged values), see :mod:`vtrbench.report.stats`; a † marks each per-query
+cell whose interval excludes 0.
+"""
+
+from vtrbench.report.figures import plot_all, plot_report, plot_sweeps, require_matplotlib
+from vtrbench.report.latex import render_latex
+from vtrbench.report.loading import (
+    COMPARABILITY_FIELDS,
+    METRIC_COLUMNS,
+    check_comparable,
+    load_results,
+    results_frame,
+)
+from vtrbench.report.markdown import render_markdown
+from vtrbench.report.stats import hierarchical_bootstrap, paired_bootstrap, per_query_values
+from vtrbench.report.tables import (
+    DECIMALS,
+    DEFAULT_COLUMNS,
+    LAYOUTS,
+    PAPER_COLUMNS,
+    RANDOM_WEIGHTS_NOTE,
+    Block,
+    Report,
+    build_report,
+)
+from vtrbench.report.text import latex_escape, markdown_escape
+
+__all__ = [
+    "COMPARABILITY_FIELDS",
+    "DECIMALS",
+    "DEFAULT_COLUMNS",
+    "LAYOUTS",
+    "METRIC_COLUMNS",
+    "PAPER_COLUMNS",
+    "RANDOM_WEIGHTS_NOTE",
+    "Block",
+    "Report",
+    "build_report",
+    "check_comparable",
+    "latex_escape",
+    "load_results",
+    "markdown_escape",
+    "hierarchical_bootstrap",
+    "paired_bootstrap",
+    "per_query_values",
+    "plot_all",
+    "plot_report",
+    "plot_sweeps",
+    "require_matplotlib",
+    "render_latex",
+    "render_markdown",
+    "results_frame",
+]

@@ -1,0 +1,210 @@
+"""The report as a booktabs LaTeX table."""
+
+from __future__ import annotations
+
+from vtrbench.report.tables import Report, _sort_key
+from vtrbench.report.text import (
+    _diff_header,
+    _field_header,
+    _header,
+    _name,
+    _paper,
+    _pivot_diff_rows,
+    _text_rows,
+    latex_escape,
+)
+
+
+def _tex_row(cells: list[str]) -> str:
+    # A row whose first cell starts with '[' would be read as the optional argument of the previous '\\'.
+    if cells and cells[0].startswith("["):
+        cells = ["{}" + cells[0]] + cells[1:]
+    return " & ".join(cells) + r" \\"
+
+
+def _column_groups(columns: list[str]) -> list[tuple[str, int]]:
+    """Consecutive columns of one direction as (direction or '', count) for the spanning header."""
+    groups: list[tuple[str, int]] = []
+    for c in columns:
+        d = c.split("/", 1)[0] if "/" in c else ""
+        if groups and groups[-1][0] == d:
+            groups[-1] = (d, groups[-1][1] + 1)
+        else:
+            groups.append((d, 1))
+    return groups
+
+
+def _seed_counts(report: Report) -> str | None:
+    """'3 seeds' or '3 seeds (Zero-shot: 1)' when every row's cells average one number of seeds, so
+    that LaTeX can drop the n column; None when a row mixes counts (then the column stays)."""
+    per_row: dict[str, int] = {}
+    for block in report.blocks:
+        fields = list(block.mean.index.names)
+        for loc, counts in zip(block.mean.index, block.n.to_numpy(dtype=int), strict=True):
+            present = {int(c) for c in counts if c > 0}
+            if len(present) > 1:
+                return None
+            key = loc if isinstance(loc, tuple) else (loc,)
+            name = " + ".join(
+                block.names.get(f, k)
+                for f, k in zip(fields, key, strict=True)
+                if not (f == "loss" and k == "none")
+            )
+            if present:
+                n = present.pop()
+                if per_row.setdefault(name, n) != n:
+                    return None
+    if not per_row:
+        return None
+    values = list(per_row.values())
+    common = max(set(values), key=values.count)
+    odd = [f"{name}: {n}" for name, n in per_row.items() if n != common]
+    return f"{common} seed{'s' * (common != 1)}" + (f" ({'; '.join(odd)})" if odd else "")
+
+
+def render_latex(report: Report, *, standalone: bool = False, wide: bool = False) -> str:
+    """The report as one booktabs ``table`` (``wide=True``: ``table*`` across a two-column page);
+    ``standalone=True`` wraps it in a compilable article.
+
+    Paper layout: the chosen metric columns, significance marks (†) instead of a Δ column, seed counts
+    in the notes when each row has one count. The notes and the provenance go into a small footnote
+    block under the table, never into rows. The tabular is scaled down to the line width only when it
+    is wider (a last resort that needs graphicx; the log then says "vtrbench: table scaled").
+    """
+    paper = _paper(report)
+    first = report.blocks[0]
+    n_fields = len(first.mean.index.names)
+    fields = [_field_header(f, "tex") for f in first.mean.index.names]
+    if paper:
+        columns = list(first.mean.columns)
+        seeds = _seed_counts(report)
+        with_n = seeds is None
+        n_cols = n_fields + int(with_n) + len(columns)
+        spec = "l" * n_fields + "r" * (int(with_n) + len(columns))
+        groups = _column_groups(columns)
+        head_cells = [""] * (n_fields + int(with_n))
+        rules = []
+        start = n_fields + int(with_n) + 1
+        for d, count in groups:
+            head_cells.append(
+                rf"\multicolumn{{{count}}}{{c}}{{{latex_escape(d)}}}" if d and count > 1 else ""
+            )
+            if d and count > 1:
+                rules.append(rf"\cmidrule(lr){{{start}-{start + count - 1}}}")
+            head_cells += [""] * (count - 1) if not (d and count > 1) else []
+            start += count
+        head = [
+            _tex_row(head_cells) if rules else "",
+            "".join(rules),
+            _tex_row(
+                fields
+                + (["$n$"] if with_n else [])
+                + [
+                    _header(c, "tex", with_direction=not (dict(groups).get(c.split("/", 1)[0], 0) > 1))
+                    for c in columns
+                ]
+            ),
+        ]
+        head = [h for h in head if h]
+    else:
+        seeds = None
+        columns = sorted({c for b in report.blocks for c in b.mean.columns}, key=_sort_key)
+        n_cols = 1 + len(columns) + 1
+        spec = "l" + "r" * (len(columns) + 1)
+        label = f"{_header(report.metric, 'tex')} by {latex_escape(report.col_field or '')}"
+        head = [
+            _tex_row(["", rf"\multicolumn{{{len(columns)}}}{{c}}{{{label}}}", ""]),
+            rf"\cmidrule(lr){{2-{len(columns) + 1}}}",
+            _tex_row(
+                fields
+                + [
+                    _name(first.names.get(report.col_field or "", str(c)), first.names, "tex")
+                    for c in columns
+                ]
+                + ["$n$"]
+            ),
+        ]
+    env = "table*" if wide else "table"
+    lines = [
+        "% Generated by vtrbench report from result files; regenerate it rather than editing it.",
+        r"% Needs \usepackage{booktabs} and \usepackage{graphicx} (graphicx only scales a table wider than",
+        r"% the line, as a last resort).",
+        rf"\begin{{{env}}}[t]",
+        r"\centering",
+        r"\scriptsize",
+        r"\setlength{\tabcolsep}{1.5pt}",
+        r"\ifdefined\vtrbenchbox\else\newsavebox{\vtrbenchbox}\fi",
+        r"\sbox{\vtrbenchbox}{%",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        *head,
+    ]
+    for block in report.blocks:
+        lines += [
+            r"\midrule",
+            _tex_row([rf"\multicolumn{{{n_cols}}}{{l}}{{\textit{{{latex_escape(block.title)}}}}}"]),
+        ]
+        if paper:
+            rows = _text_rows(block, "tex")
+            if not with_n:
+                rows = [r[:n_fields] + r[n_fields + 1 :] for r in rows]
+            lines += [_tex_row(r) for r in rows]
+        else:
+            lines += [_tex_row(r) for r in _text_rows(block, "tex", columns=columns)]
+            if block.diff is not None:
+                lines += [
+                    r"\addlinespace",
+                    _tex_row([rf"\multicolumn{{{n_cols}}}{{l}}{{\textit{{{_diff_header(report, 'tex')}}}}}"]),
+                ]
+                lines += [_tex_row(r + [""]) for r in _pivot_diff_rows(block, "tex", columns)]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}}%",
+        r"\ifdim\wd\vtrbenchbox>\linewidth",
+        r"\typeout{vtrbench: table scaled to the line width}%",
+        r"\resizebox{\linewidth}{!}{\usebox{\vtrbenchbox}}%",
+        r"\else\usebox{\vtrbenchbox}\fi",
+    ]
+    if report.caption is not None or report.tex_label is not None:
+        lines.append(rf"\caption{{{latex_escape(report.caption or '')}}}")
+    if report.tex_label is not None:
+        lines.append(rf"\label{{{report.tex_label}}}")
+    lines += [r"\par\smallskip", r"{\scriptsize\raggedright"]
+    cells_note = (
+        "cells: mean over the seeds of one configuration, with the sample std (ddof=1) as subscript "
+        "(MdR: the mean alone; one seed: the mean alone)"
+    )
+    notes = [
+        (
+            cells_note
+            if paper and n.startswith("cells:")
+            else n.replace("mean ± sample std (ddof=1)", "mean with the sample std (ddof=1) as subscript")
+        )
+        for n in report.notes
+        # LaTeX shows no Δ column: the † footnote says how its intervals were computed instead.
+        if not (paper and n.startswith("Δ:"))
+    ]
+    if paper:
+        notes = [n.replace("(same bootstrap)", f"({report.interval})") for n in notes]
+    if seeds is not None:
+        notes.insert(0, f"seeds per row: {seeds}")
+    lines += [rf"\textbf{{Warning: {latex_escape(w)}.}}\par" for w in report.warnings]
+    lines += [_note(n) + r"\par" for n in notes]
+    lines.append("Provenance: " + "; ".join(latex_escape(p) for p in report.provenance) + r".\par")
+    lines += ["}", rf"\end{{{env}}}"]
+    text = "\n".join(lines) + "\n"
+    if standalone:
+        text = (
+            "\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n"
+            "\\usepackage{booktabs}\n\\usepackage{graphicx}\n\\begin{document}\n" + text + "\\end{document}\n"
+        )
+    return text
+
+
+def _note(text: str) -> str:
+    # Footnote marks of short labels ("a: CAMoE with ...") and the significance mark set as in the table.
+    if len(text) > 2 and text[1] == ":" and text[0].isalpha() and text[0].islower():
+        return rf"\textsuperscript{{{text[0]}}}{latex_escape(text[2:])}"
+    if text.startswith("†"):
+        return r"$^{\dagger}$" + latex_escape(text[1:])
+    return latex_escape(text[0].upper() + text[1:])

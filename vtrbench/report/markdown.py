@@ -1,0 +1,57 @@
+"""The report as GitHub-renderable Markdown."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vtrbench.report.tables import Report
+from vtrbench.report.text import (
+    _diff_header,
+    _paper,
+    _pivot_diff_rows,
+    _text_columns,
+    _text_rows,
+    markdown_escape,
+)
+
+
+def render_markdown(report: Report) -> str:
+    """The report as Markdown: provenance, warnings, one pipe table per post-processing block, notes."""
+    lines = [f"Provenance: {' · '.join(markdown_escape(p) for p in report.provenance)}", ""]
+    if report.names.full:
+        # The tables show short names; the result files' full labels stay findable here.
+        lines += [
+            "Labels: "
+            + " · ".join(
+                f"{markdown_escape(short)} = `{full.replace('`', chr(39))}`"
+                if "\n" not in full
+                else f"{markdown_escape(short)} = {markdown_escape(full)}"
+                for short, full in report.names.full.items()
+            ),
+            "",
+        ]
+    for w in report.warnings:
+        lines += [f"> **Warning: {markdown_escape(w)}**", ""]
+    for block in report.blocks:
+        title = block.title if _paper(report) else f"{block.title}: {report.metric} by {report.col_field}"
+        lines += [f"### {markdown_escape(title)}", ""]
+        columns = _text_columns(block, "md")
+        with_diff = _paper(report) and block.diff is not None
+        if with_diff:
+            columns.append(_diff_header(report, "md"))
+        rows = _text_rows(block, "md", with_diff=with_diff)
+        lines += [_markdown_table(rows, columns, n_left=len(block.mean.index.names)), ""]
+        if not _paper(report) and block.diff is not None:
+            lines += [f"{_diff_header(report, 'md')}:", ""]
+            columns = [markdown_escape(report.row_fields[0])] + [
+                markdown_escape(str(c)) for c in block.diff.columns
+            ]
+            lines += [_markdown_table(_pivot_diff_rows(block, "md"), columns, n_left=1), ""]
+    lines += [f"- {markdown_escape(n)}" for n in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_table(rows: list[list[str]], columns: list[str], n_left: int) -> str:
+    align = ["left"] * n_left + ["right"] * (len(columns) - n_left)
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.to_markdown(index=False, tablefmt="pipe", disable_numparse=True, colalign=align)
