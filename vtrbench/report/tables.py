@@ -513,6 +513,11 @@ def _standard_notes(
             "transductive blocks (dsl) re-normalise the similarity with all test queries at once; "
             "compare them only with each other"
         )
+    if any(b.post == "qbnorm" for b in blocks):
+        notes.append(
+            "qbnorm: t2v is the official QB-Norm (bank of training captions); v2t (bank of training "
+            "videos) is vtrbench's extension; see protocol.qbnorm in the result files"
+        )
     if baseline is not None:
         how = interval_method(n_boot, seed, bootstrap, frame)
         notes.append(
