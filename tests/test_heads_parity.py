@@ -171,10 +171,14 @@ class RefCrossModel(nn.Module):
         return self.similarity_dense(pooled).squeeze(-1).view(b_text, b_visual)
 
 
-def copy_cross_weights(ref: RefCrossModel, head) -> None:
+def copy_cross_weights(ref: RefCrossModel, head, text_len: int) -> None:
+    """``text_len``: the caption length the reference sees (its frames follow at that position)."""
     with torch.no_grad():
-        n = ref.position_embeddings.weight.shape[0]
-        head.position[:n] = ref.position_embeddings.weight
+        pos = ref.position_embeddings.weight
+        head.position[:text_len] = pos[:text_len]
+        # vtrbench's frames start after the EOT (text="eot") or after a fixed 77-token slot
+        start = 1 if head.text == "eot" else 77
+        head.position[start : start + T] = pos[text_len : text_len + T]
         for rb, vb in zip(ref.resblocks, head.transformer.blocks, strict=True):
             vb.attn.qkv.weight.copy_(rb.attn.in_proj_weight)
             vb.attn.qkv.bias.copy_(rb.attn.in_proj_bias)
@@ -199,7 +203,7 @@ def test_tighttransf_matches_clip4clip_cross_similarity(text, heads, full):
     ref = RefCrossModel(D, layers=2, heads=heads).eval()
     perturb(ref, 4)  # LayerNorms and biases off their defaults too
     head = create_head("tighttransf", embed_dim=D, text=text, layers=2, heads=heads).eval()
-    copy_cross_weights(ref, head)
+    copy_cross_weights(ref, head, 1 if text == "eot" else L)
     with torch.no_grad():
         if text == "eot":  # CLIP4Clip: the text side is the EOT feature alone, mask ones(B, 1)
             want = ref(tokens[torch.arange(B), eot][:, None], torch.ones(B, 1), frames, frame_mask)
@@ -211,7 +215,7 @@ def test_tighttransf_matches_clip4clip_cross_similarity(text, heads, full):
         untyped = create_head(
             "tighttransf", embed_dim=D, text=text, layers=2, heads=heads, types=False
         ).eval()
-        copy_cross_weights(ref, untyped)
+        copy_cross_weights(ref, untyped, 1 if text == "eot" else L)
         torch.testing.assert_close(untyped.training_logits(*inputs)[0], want, rtol=1e-5, atol=1e-5)
         # The type embeddings (vtrbench's addition, zero at initialisation) do change the score.
         head.type_embedding.normal_(std=0.5)
@@ -226,7 +230,7 @@ def test_clip4clip_mask_tiling_differs_with_several_heads_and_ragged_masks():
     torch.manual_seed(3)
     ref = RefCrossModel(D, layers=1, heads=4).eval()
     head = create_head("tighttransf", embed_dim=D, layers=1, heads=4).eval()
-    copy_cross_weights(ref, head)
+    copy_cross_weights(ref, head, 1)
     with torch.no_grad():
         want = ref(tokens[torch.arange(B), eot][:, None], torch.ones(B, 1), frames, frame_mask)
         got = head.score(*batches(tokens, eot, token_mask, frames, frame_mask))

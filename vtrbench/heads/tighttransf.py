@@ -2,7 +2,9 @@
 
 For a caption and a video, the sequence [caption ; frames] (the caption is its EOT
 feature, one token, as in CLIP4Clip, or with ``text="tokens"`` its valid token
-features) gets position embeddings (one table over the joint sequence) and type
+features) gets position embeddings (one table over the joint sequence: caption token i
+at row i, frame j at row 1 + j after the EOT, as CLIP4Clip, or at row 77 + j after the
+77-token caption slot, so that caption padding never moves the frames) and type
 embeddings (caption = 0, frame = 1), goes through a pre-LN transformer (QuickGELU,
 key padding mask) of width D, and is scored by CLIP4Clip's pooler and score head::
 
@@ -44,7 +46,8 @@ from vtrbench.heads.base import Batch, PairwiseHead, register_head
 
 DEFAULT_LAYERS = 4  # CLIP4Clip's cross_num_hidden_layers
 TEXT_MODES = ("eot", "tokens")
-MAX_POSITIONS = 77 + 64  # CLIP's context length + the longest frame sequence vtrbench samples
+MAX_WORDS = 77  # CLIP's context length: the caption slot of the position table
+MAX_FRAMES = 64  # the longest frame sequence vtrbench samples
 
 
 @register_head("tighttransf")
@@ -73,7 +76,7 @@ class TightTransfHead(PairwiseHead):
         self.heads = resolve_heads("tighttransf", embed_dim, heads)
         self.types = bool(types)
         d = embed_dim
-        self.position = nn.Parameter(torch.randn(MAX_POSITIONS, d) * 0.01)
+        self.position = nn.Parameter(torch.randn(MAX_WORDS + MAX_FRAMES, d) * 0.01)
         self.type_embedding = nn.Parameter(torch.zeros(2, d)) if self.types else None
         self.transformer = Transformer(d, self.layers, self.heads)
         self.pool_norm = nn.LayerNorm(d)
@@ -103,12 +106,15 @@ class TightTransfHead(PairwiseHead):
         tokens, frames = text["tokens"], video["frames"]
         bq, lt, d = tokens.shape
         bv, t, _ = frames.shape
-        if lt + t > MAX_POSITIONS:
+        if lt > MAX_WORDS or t > MAX_FRAMES:
             raise VtrbenchError(
-                f"tighttransf takes at most {MAX_POSITIONS} caption tokens + frames, got {lt} + {t}"
+                f"tighttransf takes at most {MAX_WORDS} caption tokens and {MAX_FRAMES} frames, "
+                f"got {lt} and {t}"
             )
+        frame_start = 1 if self.text == "eot" else MAX_WORDS
+        position = torch.cat([self.position[:lt], self.position[frame_start : frame_start + t]])
         x = torch.cat([tokens[:, None].expand(bq, bv, lt, d), frames[None].expand(bq, bv, t, d)], dim=2)
-        x = x + self.position[: lt + t]
+        x = x + position
         if self.type_embedding is not None:
             x = x + torch.cat([self.type_embedding[:1].expand(lt, d), self.type_embedding[1:].expand(t, d)])
         mask = torch.cat([text["mask"][:, None].expand(bq, bv, lt), video["mask"][None].expand(bq, bv, t)], 2)
