@@ -101,13 +101,14 @@ class WTIHead(PairwiseHead):
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
         """(Bq, Bv) weighted token-wise interaction."""
         sim = torch.einsum("qld,vtd->qvlt", text["unit"], video["unit"])
-        low = torch.finfo(sim.dtype).min
         t_mask, v_mask = text["mask"], video["mask"]
-        # Each token's best frame (valid frames only); a video without frames contributes 0.
-        best_frame = sim.masked_fill(~v_mask[None, :, None, :], low).amax(-1)
-        best_frame = best_frame.masked_fill(~v_mask.any(-1)[None, :, None], 0.0)
-        best_token = sim.masked_fill(~t_mask[:, None, :, None], low).amax(-2)
-        best_token = best_token.masked_fill(~t_mask.any(-1)[:, None, None], 0.0)
+        # One in-place fill serves both maxima: a padded frame never wins a token's max and a
+        # padded token never wins a frame's; the rows of padded tokens / frames themselves get
+        # weight 0. A caption without tokens or a video without frames contributes 0.
+        valid = t_mask[:, None, :, None] & v_mask[None, :, None, :]
+        sim.masked_fill_(~valid, torch.finfo(sim.dtype).min)
+        best_frame = sim.amax(-1).masked_fill(~v_mask.any(-1)[None, :, None] | ~t_mask[:, None, :], 0.0)
+        best_token = sim.amax(-2).masked_fill(~t_mask.any(-1)[:, None, None] | ~v_mask[None, :, :], 0.0)
         t2v = torch.einsum("qvl,ql->qv", best_frame, text["weight"])
         v2t = torch.einsum("qvt,vt->qv", best_token, video["weight"])
         return 0.5 * (t2v + v2t)
