@@ -322,3 +322,23 @@ def test_train_eval_ablate_report_through_the_cli(synth_cache: Path, tmp_path: P
     assert main(["report", str(tmp_path / "ab"), "--format", "md", "--output", str(tmp_path / "r.md")]) == 0
     table = (tmp_path / "r.md").read_text()
     assert all(h in table for h in ("seqlstm", "tighttransf", "wti"))
+
+
+def test_pairwise_eval_benchmark_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from test_benchmarks import load
+
+    bench = load("eval")
+    out = tmp_path / "eval.json"
+    argv = ["--pairwise", "xpool,wti,tighttransf", "--pair-sizes", "12,30", "--dim", "16", "--frames", "4"]
+    bench.main([*argv, "--words", "5", "--block", "8", "8", "--device", "cpu", "--json", str(out)])
+    printed = capsys.readouterr().out
+    for column in ("peak / one block", "one block alone (MiB)", "pairs/s"):
+        assert column in printed
+    saved = json.loads(out.read_text())
+    assert [(r["head"], r["n_queries"]) for r in saved["results"]] == [
+        (h, n) for h in ("xpool", "wti", "tighttransf") for n in (12, 30)
+    ]
+    for r in saved["results"]:
+        assert r["block"] == [8, 8] and r["pairs_per_s"] == pytest.approx(
+            2 * r["n_queries"] ** 2 / r["seconds"]
+        )

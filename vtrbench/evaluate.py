@@ -7,6 +7,11 @@ O(chunk_size x gallery). The ranks are those of the dense computation: the only
 full-matrix quantities the post-processings need are per-gallery-item normalisers,
 which a first pass accumulates over all chunks.
 
+Where the raw scores come from is a :class:`Scorer`: embeddings of a factorised head
+(:func:`evaluate_embeddings`, one matmul per chunk) or the block scorer of a pairwise head
+(:func:`evaluate_pairwise`: each chunk is scored in caption x video blocks, so the head's
+memory is that of one block). Everything below sees only ``(chunk, gallery)`` raw scores.
+
 Post-processings, reported side by side (``results.TRANSDUCTIVE`` says which one
 sees all test queries at once):
 
