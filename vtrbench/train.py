@@ -350,12 +350,15 @@ def evaluate_head(
         if use_bank:
             assert bank is not None
             bank_states = states(head, _bank_sample(bank, bank_size), device=device)
+        pair_block = tuple(block or head.eval_block)
         out = evaluate_pairwise(
             head.score_states,
             text_state,
             video_state,
             test.text_video.to(torch.device(device)),
-            block=tuple(block or head.eval_block),
+            block=pair_block,
+            # query rows per chunk = one block side: the (chunk x gallery) score rows stay small
+            chunk_size=max(pair_block),
             bank_text_state=bank_states[0],
             bank_video_state=bank_states[1],
             **common,
