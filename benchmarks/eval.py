@@ -12,7 +12,9 @@ before). It is shown next to the dense N x N float32 similarity matrix, which th
 evaluation never builds, and in units of one float64 ``chunk x N`` block: a figure that
 stays flat as N grows is memory O(chunk x gallery).
 
-Pairwise heads (``--pairwise xpool,wti,tighttransf``) are measured through
+Pairwise heads (``--pairwise xpool,wti,tighttransf``; run with
+``MALLOC_MMAP_THRESHOLD_=65536`` so that glibc returns every large freed buffer to the
+system and the resident set follows live memory) are measured through
 :func:`vtrbench.evaluate.evaluate_pairwise` on random features of real-size shapes
 (D = 512, ``--frames`` 12 frames, ``--words`` 32 tokens, ragged masks), raw scores in both
 directions, blocks of the head's ``eval_block`` (or ``--block``) and query chunks of one
@@ -122,19 +124,28 @@ def bench_pairwise(name: str, n: int, args: argparse.Namespace) -> dict[str, Any
     head = create_head(name, embed_dim=args.dim).eval()
     block = tuple(args.block) if args.block else head.eval_block
     g = torch.Generator().manual_seed(n)
-    with torch.no_grad():
-        states = []
+
+    def build(count: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        out = []
         for kind, length in (("text", args.words), ("video", args.frames)):
             fn = head.text_state if kind == "text" else head.video_state
             parts = [
-                fn(random_features(min(1024, n - s), length, args.dim, g, kind)) for s in range(0, n, 1024)
+                fn(random_features(min(1024, count - s), length, args.dim, g, kind))
+                for s in range(0, count, 1024)
             ]
-            states.append({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
-        text_state, video_state = states
-        one_t = {k: v[: block[0]] for k, v in text_state.items()}
-        one_v = {k: v[: block[1]] for k, v in video_state.items()}
-        with PeakMemory("cpu") as one_block:  # first call: nothing cached by the allocator yet
+            out.append({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
+        return out[0], out[1]
+
+    with torch.no_grad():
+        # One block alone first, before the split's states exist: nothing freed by building
+        # them can be reused by the allocator and hide the block's own memory.
+        one_t, one_v = build(max(block))
+        one_t = {k: v[: block[0]] for k, v in one_t.items()}
+        one_v = {k: v[: block[1]] for k, v in one_v.items()}
+        with PeakMemory("cpu") as one_block:
             head.score_states(one_t, one_v)
+        del one_t, one_v
+        text_state, video_state = build(n)
         with PeakMemory("cpu") as mem:
             seconds, out = timed(
                 lambda: evaluate_pairwise(
