@@ -31,6 +31,19 @@ TIE_TOL = 1e-5
 ALL_HEADS = ("meanp", "seqtransf", "seqlstm", "camoe", "tighttransf", "xpool", "wti")
 
 
+def twin_ties(scores: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray) -> float:
+    """Fraction of captions that score their video and its twin within ``TIE_TOL``.
+
+    Separates the two ways to sit at 0.5: an order-free head ties every twin pair (1.0); a head
+    whose scores do depend on order but prefer the same twin for the captions of both twins
+    ties none and still averages exactly 0.5.
+    """
+    rows = torch.arange(scores.shape[0])
+    own = scores[rows, text_video].double()
+    other = scores[rows, torch.as_tensor(twin)[text_video]].double()
+    return float(((own - other).abs() <= TIE_TOL).double().mean())
+
+
 def pair_order_accuracy(scores: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray) -> float:
     """Mean over captions of [s(c, own) > s(c, twin)] + 0.5 [s(c, own) == s(c, twin)].
 
@@ -115,7 +128,7 @@ def measure(
             test_split="test",
         )
         for name in ("zeroshot", *heads):
-            r1, r10, acc, secs = [], [], [], []
+            r1, r10, acc, ties, secs = [], [], [], [], []
             for seed in seeds if name != "zeroshot" else (0,):
                 seed_everything(seed)
                 head = create_head(name, embed_dim=int(cache.attrs["embed_dim"]))
@@ -126,8 +139,16 @@ def measure(
                 m = evaluate_head(head, test, postprocessing=("raw",))["metrics"]["raw"]
                 r1.append(m["t2v"]["R@1"])
                 r10.append(m["t2v"]["R@10"])
-                acc.append(pair_order_accuracy(split_scores(head, test), test.text_video, twin))
-            out["rows"][name] = {"t2v_R@1": r1, "t2v_R@10": r10, "pair_order_acc": acc, "train_s": secs}
+                scores = split_scores(head, test)
+                acc.append(pair_order_accuracy(scores, test.text_video, twin))
+                ties.append(twin_ties(scores, test.text_video, twin))
+            out["rows"][name] = {
+                "t2v_R@1": r1,
+                "t2v_R@10": r10,
+                "pair_order_acc": acc,
+                "twin_ties": ties,
+                "train_s": secs,
+            }
     return out
 
 
@@ -160,12 +181,17 @@ def main() -> None:
         f"seeds {a.seeds}; chance t2v R@1 = {res['chance_r1']:.1f}"
     )
     print(f"chance t2v R@10 = {10 * res['chance_r1']:.1f}")
-    print(f"{'head':<12} {'t2v R@1':>14} {'t2v R@10':>14} {'pair-order acc':>16} {'train s':>8}")
+    print(
+        f"{'head':<12} {'t2v R@1':>14} {'t2v R@10':>14} {'pair-order acc':>16} {'twin ties':>10} {'train s':>8}"
+    )
     for name, row in res["rows"].items():
         cells = [_mean_std(row[k], 1) for k in ("t2v_R@1", "t2v_R@10")] + [
             _mean_std(row["pair_order_acc"], 3)
         ]
-        print(f"{name:<12} {cells[0]:>14} {cells[1]:>14} {cells[2]:>16} {np.mean(row['train_s']):>8.1f}")
+        print(
+            f"{name:<12} {cells[0]:>14} {cells[1]:>14} {cells[2]:>16} {np.mean(row['twin_ties']):>10.2f} "
+            f"{np.mean(row['train_s']):>8.1f}"
+        )
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
 
