@@ -182,7 +182,8 @@ def main() -> None:
     )
     print(f"chance t2v R@10 = {10 * res['chance_r1']:.1f}")
     print(
-        f"{'head':<12} {'t2v R@1':>14} {'t2v R@10':>14} {'pair-order acc':>16} {'twin ties':>10} {'train s':>8}"
+        f"{'head':<12} {'t2v R@1':>14} {'t2v R@10':>14} {'pair-order acc':>16} "
+        f"{'twin ties':>10} {'train s':>8}"
     )
     for name, row in res["rows"].items():
         cells = [_mean_std(row[k], 1) for k in ("t2v_R@1", "t2v_R@10")] + [
