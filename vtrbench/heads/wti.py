@@ -65,6 +65,19 @@ def unit_adapted(adapter: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.normalize(adapter(F.normalize(x, dim=-1)), dim=-1)
 
 
+def _crop(state: Batch) -> Batch:
+    """The state without trailing positions that no item of the block uses.
+
+    Captions are padded to the cache's max_words (32 or 64) but most are far shorter; the
+    block's cost is linear in the positions kept, and cropped positions are padding only.
+    """
+    used = state["mask"].any(0).nonzero()
+    keep = int(used.max()) + 1 if used.numel() else 1
+    if keep == state["mask"].shape[1]:
+        return state
+    return {k: v[:, :keep] if v.dim() > 1 else v for k, v in state.items()}
+
+
 @register_head("wti")
 class WTIHead(PairwiseHead):
     """Options: ``mlp_layers`` (2; 1-3 as DRL's wti_arch), ``adapter`` (True: residual linear
@@ -100,6 +113,7 @@ class WTIHead(PairwiseHead):
 
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
         """(Bq, Bv) weighted token-wise interaction."""
+        text, video = _crop(text), _crop(video)
         sim = torch.einsum("qld,vtd->qvlt", text["unit"], video["unit"])
         t_mask, v_mask = text["mask"], video["mask"]
         # One in-place fill serves both maxima: a padded frame never wins a token's max and a
