@@ -12,6 +12,15 @@ before). It is shown next to the dense N x N float32 similarity matrix, which th
 evaluation never builds, and in units of one float64 ``chunk x N`` block: a figure that
 stays flat as N grows is memory O(chunk x gallery).
 
+Pairwise heads (``--pairwise xpool,wti,tighttransf``; run with
+``MALLOC_MMAP_THRESHOLD_=65536`` so that glibc returns every large freed buffer to the
+system and the resident set follows live memory) are measured through
+:func:`vtrbench.evaluate.evaluate_pairwise` on random features of real-size shapes
+(D = 512, ``--frames`` 12 frames, ``--words`` 32 tokens, ragged masks), raw scores in both
+directions, blocks of the head's ``eval_block`` (or ``--block``) and query chunks of one
+block's height. Their memory is shown in units of one block: the peak of scoring a single
+block alone, measured the same way; a flat column across sizes is memory O(block).
+
 Run: ``python benchmarks/eval.py`` (see benchmarks/README.md).
 """
 
@@ -97,6 +106,121 @@ def bench_one(n: int, post: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def random_features(n: int, length: int, dim: int, g: torch.Generator, kind: str) -> dict[str, torch.Tensor]:
+    """n captions (tokens) or videos (frames) of real-size shapes with ragged prefix masks."""
+    counts = torch.randint(max(1, length // 2), length + 1, (n,), generator=g)
+    mask = torch.arange(length)[None] < counts[:, None]
+    x = torch.randn(n, length, dim, generator=g) * mask[..., None]
+    if kind == "video":
+        return {"frames": x, "frame_mask": mask}
+    return {"tokens": x, "token_mask": mask, "eot": counts - 1}
+
+
+def bench_pairwise(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    from vtrbench.evaluate import evaluate_pairwise
+    from vtrbench.heads.base import create_head
+
+    torch.manual_seed(0)
+    head = create_head(name, embed_dim=args.dim).eval()
+    block = tuple(args.block) if args.block else head.eval_block
+    g = torch.Generator().manual_seed(n)
+
+    def build(count: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        out = []
+        for kind, length in (("text", args.words), ("video", args.frames)):
+            fn = head.text_state if kind == "text" else head.video_state
+            parts = [
+                fn(random_features(min(1024, count - s), length, args.dim, g, kind))
+                for s in range(0, count, 1024)
+            ]
+            out.append({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
+        return out[0], out[1]
+
+    with torch.no_grad():
+        # One block alone first, before the split's states exist: nothing freed by building
+        # them can be reused by the allocator and hide the block's own memory.
+        one_t, one_v = build(max(block))
+        one_t = {k: v[: block[0]] for k, v in one_t.items()}
+        one_v = {k: v[: block[1]] for k, v in one_v.items()}
+        with PeakMemory("cpu") as one_block:
+            head.score_states(one_t, one_v)
+        del one_t, one_v
+        text_state, video_state = build(n)
+        with PeakMemory("cpu") as mem:
+            seconds, out = timed(
+                lambda: evaluate_pairwise(
+                    head.score_states,
+                    text_state,
+                    video_state,
+                    torch.arange(n),
+                    logit_scale=float(head.logit_scale()),
+                    block=block,
+                    chunk_size=max(block),
+                    postprocessing=("raw",),
+                )
+            )
+    return {
+        "head": head.label(),
+        "n_queries": n,
+        "n_gallery": n,
+        "block": list(block),
+        "seconds": seconds,
+        "pairs_per_s": 2 * n * n / seconds,  # both directions score every pair
+        "peak_bytes": mem.rss_above_start,
+        "block_peak_bytes": one_block.rss_above_start,
+        "dense_fp32_bytes": n * n * 4,
+        "t2v_R@1": out["metrics"]["raw"]["t2v"]["R@1"],
+    }
+
+
+def run_pairwise(args: argparse.Namespace) -> list[dict[str, Any]]:
+    results = []
+    for name in [h.strip() for h in args.pairwise.split(",") if h.strip()]:
+        for n in [int(x) for x in args.pair_sizes.split(",") if x.strip()]:
+            r = bench_pairwise(name, n, args)
+            results.append(r)
+            print(f"  {r['head']:<12} N={n:>6} {r['seconds']:8.2f} s", flush=True)
+    rows = [
+        [
+            r["head"],
+            r["n_queries"],
+            "x".join(str(b) for b in r["block"]),
+            r["seconds"],
+            r["pairs_per_s"],
+            None if r["peak_bytes"] is None else r["peak_bytes"] / MiB,
+            None if r["block_peak_bytes"] is None else r["block_peak_bytes"] / MiB,
+            None
+            if not r["peak_bytes"] or not r["block_peak_bytes"]
+            else r["peak_bytes"] / r["block_peak_bytes"],
+            r["dense_fp32_bytes"] / MiB,
+        ]
+        for r in results
+    ]
+    print_table(
+        f"Pairwise evaluation (random features, D={args.dim}, {args.words} tokens, {args.frames} frames, "
+        "raw, t2v + v2t, cpu)",
+        [
+            "head",
+            "N (= queries = gallery)",
+            "block",
+            "seconds",
+            "pairs/s",
+            "peak RSS above start (MiB)",
+            "one block alone (MiB)",
+            "peak / one block",
+            "dense fp32 matrix (MiB)",
+        ],
+        rows,
+    )
+    print_notes(
+        [
+            "every pair is scored twice (t2v and v2t passes; dsl adds a third, qbnorm the bank passes);",
+            "a flat 'peak / one block' column across N means memory O(block), whatever the gallery.",
+        ]
+    )
+    return results
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -113,6 +237,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default="cuda" if cuda else "cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--json", type=Path, default=None, help="write the raw numbers here")
+    ap.add_argument(
+        "--pairwise", default="", help="pairwise heads to measure instead (e.g. xpool,wti,tighttransf)"
+    )
+    ap.add_argument("--pair-sizes", default="1000,10000", help="comma-separated N for --pairwise")
+    ap.add_argument("--frames", type=int, default=12, help="frames per video (--pairwise)")
+    ap.add_argument("--words", type=int, default=32, help="tokens per caption (--pairwise)")
+    ap.add_argument("--block", type=int, nargs=2, default=None, help="(captions, videos) per block")
     return ap.parse_args(argv)
 
 
@@ -122,6 +253,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     info = machine_info(args.device)
     print_machine(info)
+    if args.pairwise:
+        payload = {
+            "benchmark": "eval-pairwise",
+            "machine": info,
+            "setup": vars(args),
+            "results": run_pairwise(args),
+        }
+        write_json(args.json, payload)
+        return payload
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     posts = [p.strip() for p in args.posts.split(",") if p.strip()]
     results = []

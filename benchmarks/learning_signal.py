@@ -7,7 +7,10 @@ random CLIP, then reports for zeroshot and each trained head:
 - pair-order accuracy: for every test caption, does the head score its own video above
   the video's twin, which shows the same frames in reverse order (left vs right, grows
   vs shrinks, A-then-B vs B-then-A)? Mean pooling cannot tell the twins apart (0.5);
-  a head that models time can.
+  a head that models time can. Order-free heads sit at 0.5 by construction: meanp and
+  zeroshot (a mean), xpool (attention pooling: a weighted sum over a set of frames) and
+  wti (maxima and softmax-weighted sums over frames); seqtransf, seqlstm, camoe and
+  tighttransf see frame order.
 
     python benchmarks/learning_signal.py --videos 256 --epochs 30 --seeds 0,1,2
 """
@@ -25,20 +28,62 @@ import numpy as np
 import torch
 
 TIE_TOL = 1e-5
+ALL_HEADS = ("meanp", "seqtransf", "seqlstm", "camoe", "tighttransf", "xpool", "wti")
 
 
-def pair_order_accuracy(
-    text_emb: torch.Tensor, video_emb: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray
-) -> float:
+def twin_ties(scores: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray) -> float:
+    """Fraction of captions that score their video and its twin within ``TIE_TOL``.
+
+    Separates the two ways to sit at 0.5: an order-free head ties every twin pair (1.0); a head
+    whose scores do depend on order but prefer the same twin for the captions of both twins
+    ties none and still averages exactly 0.5.
+    """
+    rows = torch.arange(scores.shape[0])
+    own = scores[rows, text_video].double()
+    other = scores[rows, torch.as_tensor(twin)[text_video]].double()
+    return float(((own - other).abs() <= TIE_TOL).double().mean())
+
+
+def pair_order_accuracy(scores: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray) -> float:
     """Mean over captions of [s(c, own) > s(c, twin)] + 0.5 [s(c, own) == s(c, twin)].
 
-    Scores within ``TIE_TOL`` count as equal: mean pooling of the same frames summed in another
-    order differs only by float rounding (~1e-7), which must not read as a preference.
+    ``scores``: the (captions, videos) similarity of the split. Scores within ``TIE_TOL``
+    count as equal: pooling the same frames in another order differs only by float rounding
+    (~1e-7), which must not read as a preference.
     """
-    own = (text_emb * video_emb[text_video]).sum(-1).double()
-    other = (text_emb * video_emb[torch.as_tensor(twin)[text_video]]).sum(-1).double()
+    rows = torch.arange(scores.shape[0])
+    own = scores[rows, text_video].double()
+    other = scores[rows, torch.as_tensor(twin)[text_video]].double()
     tie = (own - other).abs() <= TIE_TOL
     return float(((own > other) & ~tie).double().add(0.5 * tie.double()).mean())
+
+
+@torch.no_grad()
+def split_scores(head: Any, data: Any) -> torch.Tensor:
+    """The full (captions, videos) similarity of a small split, for any head."""
+    from vtrbench.heads.base import PairwiseHead
+    from vtrbench.train import embed, states
+
+    if isinstance(head, PairwiseHead):
+        text, video = states(head, data)
+        bq, bv = head.eval_block
+        return torch.cat(
+            [
+                torch.cat(
+                    [
+                        head.score_states(
+                            {k: x[i : i + bq] for k, x in text.items()},
+                            {k: x[j : j + bv] for k, x in video.items()},
+                        )
+                        for j in range(0, data.n_videos, bv)
+                    ],
+                    dim=1,
+                )
+                for i in range(0, data.n_texts, bq)
+            ]
+        )
+    text_emb, video_emb = embed(head, data)
+    return text_emb @ video_emb.T
 
 
 def measure(
@@ -56,7 +101,7 @@ def measure(
     from vtrbench.config import TrainConfig
     from vtrbench.demo import make_synthetic_cache
     from vtrbench.heads.base import create_head
-    from vtrbench.train import embed, evaluate_head, fit, load_split, seed_everything
+    from vtrbench.train import evaluate_head, fit, load_split, seed_everything
 
     cache_path, _ = make_synthetic_cache(workdir, videos=videos, workers=0)
     data_dir = workdir / "synthetic"
@@ -83,7 +128,7 @@ def measure(
             test_split="test",
         )
         for name in ("zeroshot", *heads):
-            r1, r10, acc, secs = [], [], [], []
+            r1, r10, acc, ties, secs = [], [], [], [], []
             for seed in seeds if name != "zeroshot" else (0,):
                 seed_everything(seed)
                 head = create_head(name, embed_dim=int(cache.attrs["embed_dim"]))
@@ -94,9 +139,16 @@ def measure(
                 m = evaluate_head(head, test, postprocessing=("raw",))["metrics"]["raw"]
                 r1.append(m["t2v"]["R@1"])
                 r10.append(m["t2v"]["R@10"])
-                t_emb, v_emb = embed(head, test)
-                acc.append(pair_order_accuracy(t_emb, v_emb, test.text_video, twin))
-            out["rows"][name] = {"t2v_R@1": r1, "t2v_R@10": r10, "pair_order_acc": acc, "train_s": secs}
+                scores = split_scores(head, test)
+                acc.append(pair_order_accuracy(scores, test.text_video, twin))
+                ties.append(twin_ties(scores, test.text_video, twin))
+            out["rows"][name] = {
+                "t2v_R@1": r1,
+                "t2v_R@10": r10,
+                "pair_order_acc": acc,
+                "twin_ties": ties,
+                "train_s": secs,
+            }
     return out
 
 
@@ -111,6 +163,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--loss", default="infonce")
+    p.add_argument("--heads", default=",".join(ALL_HEADS), help="trained heads (zeroshot always runs)")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -121,18 +174,25 @@ def main() -> None:
             epochs=a.epochs,
             seeds=tuple(int(s) for s in a.seeds.split(",")),
             loss=a.loss,
+            heads=tuple(h.strip() for h in a.heads.split(",") if h.strip()),
         )
     print(
         f"synthetic: {a.videos} videos, tiny random CLIP, {a.epochs} epochs, loss {a.loss}, "
         f"seeds {a.seeds}; chance t2v R@1 = {res['chance_r1']:.1f}"
     )
     print(f"chance t2v R@10 = {10 * res['chance_r1']:.1f}")
-    print(f"{'head':<10} {'t2v R@1':>14} {'t2v R@10':>14} {'pair-order acc':>16} {'train s':>8}")
+    print(
+        f"{'head':<12} {'t2v R@1':>14} {'t2v R@10':>14} {'pair-order acc':>16} "
+        f"{'twin ties':>10} {'train s':>8}"
+    )
     for name, row in res["rows"].items():
         cells = [_mean_std(row[k], 1) for k in ("t2v_R@1", "t2v_R@10")] + [
             _mean_std(row["pair_order_acc"], 3)
         ]
-        print(f"{name:<10} {cells[0]:>14} {cells[1]:>14} {cells[2]:>16} {np.mean(row['train_s']):>8.1f}")
+        print(
+            f"{name:<12} {cells[0]:>14} {cells[1]:>14} {cells[2]:>16} {np.mean(row['twin_ties']):>10.2f} "
+            f"{np.mean(row['train_s']):>8.1f}"
+        )
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
 

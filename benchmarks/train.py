@@ -228,7 +228,12 @@ def bench_head(head_name: str, split: Any, args: argparse.Namespace, base_rss: i
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--heads", default="meanp,seqtransf,camoe", help="comma-separated heads")
+    ap.add_argument(
+        "--heads",
+        default="meanp,seqtransf,seqlstm,camoe,xpool,wti,tighttransf",
+        help="comma-separated heads (pairwise heads score all B x B pairs of a batch: tighttransf runs its "
+        "cross transformer B^2 times per step, so measure it with a small --batch on a CPU)",
+    )
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of MSR-VTT's 9,000 videos")
     ap.add_argument("--videos", type=int, default=9000, help="videos at --scale 1")
     ap.add_argument("--captions-per-video", type=int, default=20)

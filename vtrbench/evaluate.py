@@ -7,6 +7,11 @@ O(chunk_size x gallery). The ranks are those of the dense computation: the only
 full-matrix quantities the post-processings need are per-gallery-item normalisers,
 which a first pass accumulates over all chunks.
 
+Where the raw scores come from is a :class:`Scorer`: embeddings of a factorised head
+(:func:`evaluate_embeddings`, one matmul per chunk) or the block scorer of a pairwise head
+(:func:`evaluate_pairwise`: each chunk is scored in caption x video blocks, so the head's
+memory is that of one block). Everything below sees only ``(chunk, gallery)`` raw scores.
+
 Post-processings, reported side by side (``results.TRANSDUCTIVE`` says which one
 sees all test queries at once):
 
@@ -86,46 +91,127 @@ def _rounded(lse: torch.Tensor) -> torch.Tensor:
     return lse.to(torch.float32).to(torch.float64)
 
 
+class Scorer:
+    """Raw similarity of query rows with the whole gallery, computed on demand, chunk by chunk.
+
+    The factorised form (:class:`EmbeddingScorer`) is one matmul per chunk; a pairwise head
+    (:class:`PairScorer`) scores the chunk in blocks. Everything downstream (normalisers,
+    post-processing, tie counts) sees only ``rows(slice) -> (n, M)``.
+    """
+
+    n_queries: int
+    n_gallery: int
+    device: torch.device
+
+    def rows(self, rows: slice) -> torch.Tensor:
+        """``(n, M)`` raw scores of query rows ``rows`` with all ``M`` gallery items."""
+        raise NotImplementedError
+
+
+class EmbeddingScorer(Scorer):
+    """``queries @ gallery.T``: the fast path of factorised heads."""
+
+    def __init__(self, queries: torch.Tensor, gallery: torch.Tensor) -> None:
+        self.queries, self.gallery = queries, gallery
+        self.n_queries, self.n_gallery = queries.shape[0], gallery.shape[0]
+        self.device = queries.device
+
+    def rows(self, rows: slice) -> torch.Tensor:
+        return self.queries[rows] @ self.gallery.T
+
+
+class PairScorer(Scorer):
+    """Scores of a pairwise head, computed in ``(captions, videos)`` blocks of at most ``block``.
+
+    ``score(text_state, video_state) -> (Bq, Bv)`` scores caption states against video
+    states (see :class:`vtrbench.heads.base.PairwiseHead`). With ``queries="videos"`` the
+    queries are the videos (v2t, or a bank of videos) and each row block is the transpose of
+    a caption x video block. Only one block's intermediates are alive at a time, so the
+    head's memory is O(block) for any gallery; the ``(n, M)`` row chunk it returns is the
+    same as for factorised heads.
+    """
+
+    def __init__(
+        self,
+        score: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]], torch.Tensor],
+        text_state: dict[str, torch.Tensor],
+        video_state: dict[str, torch.Tensor],
+        *,
+        block: tuple[int, int],
+        queries: str = "captions",
+    ) -> None:
+        self.score, self.text, self.video = score, text_state, video_state
+        self.block = block
+        self.transposed = queries == "videos"
+        n_t, n_v = _state_len(text_state), _state_len(video_state)
+        self.n_queries, self.n_gallery = (n_v, n_t) if self.transposed else (n_t, n_v)
+        self.device = next(iter(text_state.values())).device
+
+    def rows(self, rows: slice) -> torch.Tensor:
+        n = rows.stop - rows.start
+        out = torch.empty(n, self.n_gallery, dtype=torch.float32, device=self.device)
+        q_step, g_step = (self.block[1], self.block[0]) if self.transposed else self.block
+        for q in _chunks(n, q_step):
+            q_rows = slice(rows.start + q.start, rows.start + q.stop)
+            q_state = _slice(self.video if self.transposed else self.text, q_rows)
+            for g in _chunks(self.n_gallery, g_step):
+                g_state = _slice(self.text if self.transposed else self.video, g)
+                if self.transposed:
+                    out[q, g] = self.score(g_state, q_state).T
+                else:
+                    out[q, g] = self.score(q_state, g_state)
+        return out
+
+
+def _state_len(state: dict[str, torch.Tensor]) -> int:
+    return int(next(iter(state.values())).shape[0])
+
+
+def _slice(state: dict[str, torch.Tensor], rows: slice) -> dict[str, torch.Tensor]:
+    return {k: v[rows] for k, v in state.items()}
+
+
 def dsl_normalisers(
-    text: torch.Tensor, video: torch.Tensor, *, logit_scale: float, tau: float, chunk_size: int
+    scorer: Scorer, *, logit_scale: float, tau: float, chunk_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over caption chunks giving both DSL softmax denominators (log space).
 
     Args:
-        text: ``(Nq, E)`` caption embeddings; video: ``(Nv, E)`` video embeddings.
+        scorer: caption (query) x video (gallery) raw scores, ``Nq x Nv``.
 
     Returns:
         ``(per_video, per_caption)``: ``(Nv,)`` logsumexp over all captions of
         ``logit_scale * s / tau`` (t2v) and ``(Nq,)`` logsumexp over all videos (v2t),
         float64 holding float32-rounded values.
     """
-    per_video = torch.full((video.shape[0],), -torch.inf, dtype=torch.float64, device=video.device)
-    per_caption = torch.empty(text.shape[0], dtype=torch.float64, device=text.device)
-    for rows in _chunks(text.shape[0], chunk_size):
-        z = (text[rows] @ video.T).to(torch.float64) * (logit_scale / tau)
+    per_video = torch.full((scorer.n_gallery,), -torch.inf, dtype=torch.float64, device=scorer.device)
+    per_caption = torch.empty(scorer.n_queries, dtype=torch.float64, device=scorer.device)
+    for rows in _chunks(scorer.n_queries, chunk_size):
+        z = scorer.rows(rows).to(torch.float64) * (logit_scale / tau)
         torch.logaddexp(per_video, torch.logsumexp(z, dim=0), out=per_video)
         per_caption[rows] = torch.logsumexp(z, dim=1)
     return _rounded(per_video), _rounded(per_caption)
 
 
 def querybank_normalisers(
-    bank: torch.Tensor, gallery: torch.Tensor, *, beta: float, chunk_size: int, k: int = 1
+    scorer: Scorer, *, beta: float, chunk_size: int, k: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """QB-Norm statistics of a gallery from a bank of training queries.
 
     Args:
-        bank: ``(B, E)`` training query embeddings; gallery: ``(M, E)`` test gallery.
+        scorer: bank query (rows) x test gallery raw scores, ``B x M``.
 
     Returns:
         ``(lse, hubs)``: ``(M,)`` logsumexp over the bank of ``beta * s`` (float64
         holding float32-rounded values) and ``(M,)`` bool, True for items that are
-        top-1 (ties included) for at least one bank query.
+        among the top ``k`` (ties at the k-th score included) of at least one bank query
+        (the official ``get_retrieved_videos(train_test, k)``, default 1).
     """
-    lse = torch.full((gallery.shape[0],), -torch.inf, dtype=torch.float64, device=gallery.device)
-    hubs = torch.zeros(gallery.shape[0], dtype=torch.bool, device=gallery.device)
-    for rows in _chunks(bank.shape[0], chunk_size):
-        s = bank[rows] @ gallery.T
-        kth = s.amax(1, keepdim=True) if k == 1 else s.topk(k, dim=1).values[:, -1:]
+    lse = torch.full((scorer.n_gallery,), -torch.inf, dtype=torch.float64, device=scorer.device)
+    hubs = torch.zeros(scorer.n_gallery, dtype=torch.bool, device=scorer.device)
+    for rows in _chunks(scorer.n_queries, chunk_size):
+        s = scorer.rows(rows)
+        kth = s.amax(1, keepdim=True) if k == 1 else s.topk(min(k, s.shape[1]), dim=1).values[:, -1:]
         hubs |= (s >= kth).any(0)
         torch.logaddexp(lse, torch.logsumexp(s.to(torch.float64).mul_(beta), dim=0), out=lse)
     return _rounded(lse), hubs
@@ -162,8 +248,7 @@ def postprocess(
 
 
 def rank_queries(
-    queries: torch.Tensor,
-    gallery: torch.Tensor,
+    scorer: Scorer,
     counter: Counter,
     posts: Sequence[str],
     norm: GalleryNormalisers,
@@ -174,16 +259,16 @@ def rank_queries(
     chunk_size: int,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, TieCounts]:
-    """Score ``(Nq, E)`` queries against the ``(M, E)`` gallery chunk by chunk; counts per post-processing.
+    """Score the queries of ``scorer`` against its gallery chunk by chunk; counts per post-processing.
 
     ``counter(scores, rows)`` turns the ``(n, M)`` scores of query rows ``rows`` into counts;
     ``progress(n)`` (optional) is told after each chunk how many query rows it ranked.
     """
     # Filled in place: keeping small per-chunk arrays alive between the large chunk blocks
     # fragments the heap, and glibc then grows the process by about one block per chunk.
-    out = {p: np.empty((len(TieCounts._fields), queries.shape[0]), dtype=np.int64) for p in posts}
-    for rows in _chunks(queries.shape[0], chunk_size):
-        raw = queries[rows] @ gallery.T
+    out = {p: np.empty((len(TieCounts._fields), scorer.n_queries), dtype=np.int64) for p in posts}
+    for rows in _chunks(scorer.n_queries, chunk_size):
+        raw = scorer.rows(rows)
         for p in posts:
             scores = postprocess(raw, p, norm, logit_scale=logit_scale, tau=tau, beta=beta)
             out[p][:, rows] = counter(scores, rows)
@@ -272,15 +357,15 @@ def evaluate_embeddings(
             ``qbnorm`` is skipped (absent from the result) when both banks are None.
         dsl_tau: DSL inference temperature on logit-scaled scores.
         qb_beta: QB-Norm inverse temperature on cosine scores.
-        qb_k: QB-Norm hubs are the top-``qb_k`` gallery items of each bank query (official default 1).
-        mdr: ``"standard"`` (np.median) or ``"clip4clip"`` (t2v MdR is the lower middle rank when the
-            split has more captions than videos, as CLIP4Clip's multi-sentence path).
         v2t_protocol: ``"clip4clip"`` or ``"any-caption"`` (see :mod:`vtrbench.metrics`).
         chunk_size: query rows scored at once; peak memory is a few float64
             ``chunk_size x max(Nq, Nv)`` blocks.
         postprocessing: any of ``"raw"``, ``"dsl"``, ``"qbnorm"``.
         progress: optional ``progress(n)`` called as query rows are ranked (``Nq + Nv`` in all),
             for a progress bar on large galleries.
+        qb_k: QB-Norm hubs are the top-``qb_k`` gallery items of each bank query (official default 1).
+        mdr: ``"standard"`` (np.median) or ``"clip4clip"`` (t2v MdR is the lower middle rank when the
+            split has more captions than videos, as CLIP4Clip's multi-sentence path).
 
     Returns:
         ``{"metrics": {post: {"t2v": {...}, "v2t": {...}, "RSum": float}},
@@ -295,11 +380,146 @@ def evaluate_embeddings(
     if video.dtype != text.dtype:
         common = torch.promote_types(text.dtype, video.dtype)
         text, video = text.to(common), video.to(common)
-    qv = _check_query_video(query_video, text.shape[0], video.shape[0], text.device)
-    protocol = check_v2t_protocol(v2t_protocol)
     if (bank_text is None) != (bank_video is None):
         raise VtrbenchError("qbnorm needs both bank_text (t2v) and bank_video (v2t), or neither")
-    posts = _check_postprocessing(postprocessing, bank_text is not None)
+    banks = None
+    if bank_text is not None and "qbnorm" in _check_postprocessing(postprocessing, True):
+        t2v_bank = _check_embeddings("bank_text", bank_text, text.shape[1], text.device).to(text.dtype)
+        v2t_bank = _check_embeddings("bank_video", bank_video, text.shape[1], text.device).to(text.dtype)
+        banks = (EmbeddingScorer(t2v_bank, video), EmbeddingScorer(v2t_bank, text))
+    return evaluate_scorers(
+        EmbeddingScorer(text, video),
+        EmbeddingScorer(video, text),
+        query_video,
+        logit_scale=logit_scale,
+        banks=banks,
+        have_banks=bank_text is not None,
+        dsl_tau=dsl_tau,
+        qb_beta=qb_beta,
+        v2t_protocol=v2t_protocol,
+        chunk_size=chunk_size,
+        postprocessing=postprocessing,
+        progress=progress,
+        start=start,
+        qb_k=qb_k,
+        mdr=mdr,
+    )
+
+
+def evaluate_pairwise(
+    score: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]], torch.Tensor],
+    text_state: dict[str, torch.Tensor],
+    video_state: dict[str, torch.Tensor],
+    query_video: torch.Tensor | np.ndarray,
+    *,
+    logit_scale: float,
+    block: tuple[int, int],
+    bank_text_state: dict[str, torch.Tensor] | None = None,
+    bank_video_state: dict[str, torch.Tensor] | None = None,
+    dsl_tau: float = 1.0,
+    qb_beta: float = 20.0,
+    v2t_protocol: str = "clip4clip",
+    chunk_size: int = 1024,
+    postprocessing: Sequence[str] = ("raw", "dsl", "qbnorm"),
+    progress: Callable[[int], None] | None = None,
+    qb_k: int = 1,
+    mdr: str = "standard",
+) -> dict[str, Any]:
+    """:func:`evaluate_embeddings` for a pairwise head: same metrics, ties, protocols and post-processings.
+
+    Args:
+        score: ``score(text_state, video_state) -> (Bq, Bv)`` raw similarity of a block
+            (a :class:`vtrbench.heads.base.PairwiseHead`'s ``score_states``).
+        text_state, video_state: per-caption / per-video state tensors of the test split
+            (items on dim 0), on the device where scoring runs.
+        block: ``(captions, videos)`` per block; the head's memory is that of one block.
+        bank_text_state, bank_video_state: states of the QB-Norm banks (training captions,
+            scored against the test videos; training videos, against the test captions).
+
+    Each post-processing reads the scores in query chunks of ``chunk_size`` rows, each
+    computed block by block; the scores are recomputed for each pass (DSL normalisers,
+    t2v, v2t) rather than stored, so nothing of size ``Nq x Nv`` is ever held.
+    """
+    start = time.perf_counter()
+    for name, state in (("text_state", text_state), ("video_state", video_state)):
+        _check_state(name, state)
+    if (bank_text_state is None) != (bank_video_state is None):
+        raise VtrbenchError("qbnorm needs both bank_text_state (t2v) and bank_video_state (v2t), or neither")
+    if (
+        not isinstance(block, tuple | list)
+        or len(block) != 2
+        or any(isinstance(b, bool) or not isinstance(b, int | np.integer) or b < 1 for b in block)
+    ):
+        raise VtrbenchError(f"block must be two integers >= 1 (captions, videos), got {block!r}")
+    block = (int(block[0]), int(block[1]))
+    banks = None
+    if bank_text_state is not None and "qbnorm" in _check_postprocessing(postprocessing, True):
+        _check_state("bank_text_state", bank_text_state)
+        _check_state("bank_video_state", bank_video_state)
+        banks = (
+            PairScorer(score, bank_text_state, video_state, block=block),
+            PairScorer(score, text_state, bank_video_state, block=block, queries="videos"),
+        )
+    return evaluate_scorers(
+        PairScorer(score, text_state, video_state, block=block),
+        PairScorer(score, text_state, video_state, block=block, queries="videos"),
+        query_video,
+        logit_scale=logit_scale,
+        banks=banks,
+        have_banks=bank_text_state is not None,
+        dsl_tau=dsl_tau,
+        qb_beta=qb_beta,
+        v2t_protocol=v2t_protocol,
+        chunk_size=chunk_size,
+        postprocessing=postprocessing,
+        progress=progress,
+        start=start,
+        qb_k=qb_k,
+        mdr=mdr,
+    )
+
+
+def _check_state(name: str, state: Any) -> None:
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
+        raise VtrbenchError(f"{name} must be a non-empty dict of tensors")
+    n = {int(v.shape[0]) if v.ndim else -1 for v in state.values()}
+    if len(n) != 1 or n == {0} or n == {-1}:
+        raise VtrbenchError(f"{name} tensors must share a non-zero first dimension, got {sorted(n)}")
+    for key, v in state.items():
+        if torch.is_floating_point(v) and not bool(torch.isfinite(v).all()):
+            raise VtrbenchError(f"{name}[{key!r}] contains NaN or infinite values")
+
+
+def evaluate_scorers(
+    t2v: Scorer,
+    v2t: Scorer,
+    query_video: torch.Tensor | np.ndarray,
+    *,
+    logit_scale: float,
+    banks: tuple[Scorer, Scorer] | None,
+    have_banks: bool,
+    dsl_tau: float,
+    qb_beta: float,
+    v2t_protocol: str,
+    chunk_size: int,
+    postprocessing: Sequence[str],
+    progress: Callable[[int], None] | None,
+    start: float,
+    qb_k: int = 1,
+    mdr: str = "standard",
+) -> dict[str, Any]:
+    """The shared evaluation of both paths; ``t2v`` scores captions x videos, ``v2t`` videos x captions.
+
+    ``banks``: ``(bank captions x test videos, bank videos x test captions)`` scorers for qbnorm.
+    """
+    n_q, n_v = t2v.n_queries, t2v.n_gallery
+    qv = _check_query_video(query_video, n_q, n_v, t2v.device)
+    protocol = check_v2t_protocol(v2t_protocol)
+    posts = _check_postprocessing(postprocessing, have_banks)
     check_mdr(mdr)
     if isinstance(qb_k, bool) or not isinstance(qb_k, int | np.integer) or qb_k < 1:
         raise VtrbenchError(f"qb_k must be an integer >= 1, got {qb_k!r}")
@@ -319,24 +539,21 @@ def evaluate_embeddings(
     with torch.no_grad():
         if "dsl" in posts:
             per_video, per_caption = dsl_normalisers(
-                text, video, logit_scale=opts["logit_scale"], tau=opts["tau"], chunk_size=chunk_size
+                t2v, logit_scale=opts["logit_scale"], tau=opts["tau"], chunk_size=chunk_size
             )
             t2v_norm, v2t_norm = (
                 GalleryNormalisers(dsl_lse=per_video),
                 GalleryNormalisers(dsl_lse=per_caption),
             )
         if "qbnorm" in posts:
-            t2v_bank = _check_embeddings("bank_text", bank_text, text.shape[1], text.device).to(text.dtype)
-            v2t_bank = _check_embeddings("bank_video", bank_video, text.shape[1], text.device).to(text.dtype)
+            assert banks is not None
             t2v_norm = GalleryNormalisers(
                 t2v_norm.dsl_lse,
-                *querybank_normalisers(
-                    t2v_bank, video, beta=opts["beta"], chunk_size=chunk_size, k=int(qb_k)
-                ),
+                *querybank_normalisers(banks[0], beta=opts["beta"], chunk_size=chunk_size, k=k),
             )
             v2t_norm = GalleryNormalisers(
                 v2t_norm.dsl_lse,
-                *querybank_normalisers(v2t_bank, text, beta=opts["beta"], chunk_size=chunk_size, k=k),
+                *querybank_normalisers(banks[1], beta=opts["beta"], chunk_size=chunk_size, k=k),
             )
 
         def t2v_counter(scores: torch.Tensor, rows: slice) -> TieCounts:
@@ -346,30 +563,31 @@ def evaluate_embeddings(
             videos = torch.arange(rows.start, rows.stop, device=scores.device)
             return v2t_counts(scores, videos, qv, protocol)
 
-        t2v = rank_queries(text, video, t2v_counter, posts, t2v_norm, progress=progress, **opts)
-        v2t = rank_queries(video, text, v2t_counter, posts, v2t_norm, progress=progress, **opts)
+        t2v_counts = rank_queries(t2v, t2v_counter, posts, t2v_norm, progress=progress, **opts)
+        v2t_all = rank_queries(v2t, v2t_counter, posts, v2t_norm, progress=progress, **opts)
 
     metrics: dict[str, Any] = {}
     ranks: dict[str, Any] = {}
     # CLIP4Clip's multi-sentence path (several captions per video) takes torch.median for t2v only
-    lower_t2v = mdr == "clip4clip" and text.shape[0] > video.shape[0]
+    lower_t2v = mdr == "clip4clip" and n_q > n_v
     for p in posts:
-        m_t2v, m_v2t = retrieval_metrics(t2v[p], lower_median=lower_t2v), retrieval_metrics(v2t[p])
+        m_t2v = retrieval_metrics(t2v_counts[p], lower_median=lower_t2v)
+        m_v2t = retrieval_metrics(v2t_all[p])
         metrics[p] = {"t2v": m_t2v, "v2t": m_v2t, "RSum": rsum(m_t2v, m_v2t)}
-        ranks[p] = {"t2v": expected_ranks(t2v[p]).tolist(), "v2t": expected_ranks(v2t[p]).tolist()}
+        ranks[p] = {"t2v": expected_ranks(t2v_counts[p]).tolist(), "v2t": expected_ranks(v2t_all[p]).tolist()}
     protocol_info = {
-        "n_queries": text.shape[0],
-        "n_gallery": video.shape[0],
+        "n_queries": n_q,
+        "n_gallery": n_v,
         "v2t_multi_caption": protocol,
+        "mdr": mdr,
         "ties": TIE_POLICY,
         "dsl_inference_tau": float(dsl_tau),
-        "mdr": mdr,
         "qbnorm": None
-        if "qbnorm" not in posts
+        if "qbnorm" not in posts or banks is None
         else {
-            "bank_size": {"t2v": int(len(bank_text)), "v2t": int(len(bank_video))},
+            "bank_size": {"t2v": int(banks[0].n_queries), "v2t": int(banks[1].n_queries)},
             "beta": float(qb_beta),
-            "k": int(qb_k),
+            "k": k,
         },
     }
     return {

@@ -3,7 +3,9 @@
 ``fit`` loads a split's tensors into memory once (fp16 at rest, cast per batch),
 samples every (caption, video) pair of the train split each epoch, and trains with
 the METHODS.md section 10 recipe. ``evaluate_head`` embeds the test split and
-hands the embeddings to vtrbench.evaluate (chunked, with raw / dsl / qbnorm).
+hands the embeddings to vtrbench.evaluate (chunked, with raw / dsl / qbnorm); for a
+pairwise head it computes the per-item states instead and hands over the head's block
+scorer (same metrics, protocols and post-processings).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from vtrbench import __version__
 from vtrbench.cache import STATUS_OK, FeatureCache
 from vtrbench.config import TrainConfig, config_hash, to_plain
 from vtrbench.errors import CacheError, VtrbenchError
-from vtrbench.heads.base import Batch, Head, create_head
+from vtrbench.heads.base import Batch, Head, PairwiseHead, create_head
 from vtrbench.losses.base import create_loss
 from vtrbench.results import SCHEMA, TRANSDUCTIVE, run_id
 
@@ -279,6 +281,37 @@ def embed(
     return torch.cat(texts), torch.cat(videos)
 
 
+@torch.no_grad()
+def states(
+    head: PairwiseHead, data: SplitData, *, device: str = "cpu", batch: int = 1024
+) -> tuple[Batch, Batch]:
+    """Per-caption and per-video states of a pairwise head for a split (on ``device``)."""
+    dev = torch.device(device)
+    head.to(dev).eval()
+    data = text_for(head, data)
+
+    def run(fn: Callable[[Batch], Batch], table: dict[str, torch.Tensor], n: int) -> Batch:
+        parts = [fn(take(table, torch.arange(s, min(s + batch, n)), dev)) for s in range(0, n, batch)]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    return run(head.text_state, data.text, data.n_texts), run(head.video_state, data.video, data.n_videos)
+
+
+def _bank_sample(bank: SplitData, bank_size: int) -> SplitData:
+    # A fixed sample (seed 0, not the run's seed) so that every run uses the same bank.
+    g = torch.Generator().manual_seed(0)
+    ti = torch.randperm(bank.n_texts, generator=g)[:bank_size].sort().values
+    vi = torch.randperm(bank.n_videos, generator=g)[:bank_size].sort().values
+    return SplitData(
+        bank.name,
+        {k: v.index_select(0, vi) for k, v in bank.video.items()},
+        {k: v.index_select(0, ti) for k, v in bank.text.items()},
+        torch.zeros(len(ti), dtype=torch.long),
+        bank.video_rows,
+        bank.text_rows,
+    )
+
+
 def evaluate_head(
     head: Head,
     test: SplitData,
@@ -293,37 +326,21 @@ def evaluate_head(
     progress: Any = None,
     qb_k: int = 1,
     mdr: str = "standard",
+    block: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of ``head`` on ``test`` (see vtrbench.evaluate.evaluate_embeddings).
+    """Metrics of ``head`` on ``test``: the one entry point for factorised and pairwise heads.
 
+    A factorised head's embeddings go to vtrbench.evaluate.evaluate_embeddings; a pairwise
+    head's states and block scorer go to vtrbench.evaluate.evaluate_pairwise, scored in
+    ``block`` (default: the head's ``eval_block``) caption x video blocks.
     ``progress``: an optional rich Progress; the ranking pass shows as one task on it.
     """
-    from vtrbench.evaluate import evaluate_embeddings
+    from vtrbench.evaluate import evaluate_embeddings, evaluate_pairwise
 
-    text_emb, video_emb = embed(head, test, device=device)
-    bank_text = bank_video = None
-    if bank is not None and "qbnorm" in postprocessing:
-        # A fixed sample (seed 0, not the run's seed) so that every run uses the same bank.
-        g = torch.Generator().manual_seed(0)
-        ti = torch.randperm(bank.n_texts, generator=g)[:bank_size].sort().values
-        vi = torch.randperm(bank.n_videos, generator=g)[:bank_size].sort().values
-        sub = SplitData(
-            bank.name,
-            {k: v.index_select(0, vi) for k, v in bank.video.items()},
-            {k: v.index_select(0, ti) for k, v in bank.text.items()},
-            torch.zeros(len(ti), dtype=torch.long),
-            bank.video_rows,
-            bank.text_rows,
-        )
-        bank_text, bank_video = embed(head, sub, device=device)
-    posts = tuple(p for p in postprocessing if p != "qbnorm" or bank_text is not None)
-    out = evaluate_embeddings(
-        text_emb,
-        video_emb,
-        test.text_video,
+    use_bank = bank is not None and "qbnorm" in postprocessing
+    posts = tuple(p for p in postprocessing if p != "qbnorm" or use_bank)
+    common: dict[str, Any] = dict(
         logit_scale=float(head.logit_scale().item()),
-        bank_text=bank_text,
-        bank_video=bank_video,
         dsl_tau=dsl_tau,
         qb_beta=qb_beta,
         qb_k=qb_k,
@@ -332,6 +349,34 @@ def evaluate_head(
         postprocessing=posts,
         progress=_eval_task(progress, test),
     )
+    if isinstance(head, PairwiseHead):
+        text_state, video_state = states(head, test, device=device)
+        bank_states: tuple[Batch | None, Batch | None] = (None, None)
+        if use_bank:
+            assert bank is not None
+            bank_states = states(head, _bank_sample(bank, bank_size), device=device)
+        pair_block = tuple(block or head.eval_block)
+        out = evaluate_pairwise(
+            head.score_states,
+            text_state,
+            video_state,
+            test.text_video.to(torch.device(device)),
+            block=pair_block,
+            # query rows per chunk = one block side: the (chunk x gallery) score rows stay small
+            chunk_size=max(pair_block),
+            bank_text_state=bank_states[0],
+            bank_video_state=bank_states[1],
+            **common,
+        )
+    else:
+        text_emb, video_emb = embed(head, test, device=device)
+        bank_text = bank_video = None
+        if use_bank:
+            assert bank is not None
+            bank_text, bank_video = embed(head, _bank_sample(bank, bank_size), device=device)
+        out = evaluate_embeddings(
+            text_emb, video_emb, test.text_video, bank_text=bank_text, bank_video=bank_video, **common
+        )
     gates = gate_statistics(head, test, device=device)
     if gates is not None:
         out["gate"] = gates

@@ -12,6 +12,15 @@ experts fits this form by folding its text-only gate into the text embedding:
 sum_k g_k(t) cos(t_k, v_k) = [g_1 t_1, ..., g_K t_K] . [v_1, ..., v_K] with
 unit-norm t_k and v_k.
 
+Pairwise heads (:class:`PairwiseHead`, ``pairwise = True``) cannot be written as a dot
+product: they score every (caption, video) pair jointly, e.g. a caption attending over a
+video's frames. They split the work into per-item *states* (``text_state``,
+``video_state``: dicts of tensors with the items on dim 0, computed once per caption or
+video) and ``score_states``, which scores a block of ``Bq`` caption states against ``Bv``
+video states as a ``(Bq, Bv)`` similarity. Training scores the in-batch ``(B, B)`` block;
+evaluation (:func:`vtrbench.train.evaluate_head`) scores the test split block by block, so
+its memory is bounded by one block (``eval_block``) whatever the gallery size.
+
 Batches are dicts of tensors (names match the cache, see features/README.md):
 
 text batch:  tokens (B, L, D) float, token_mask (B, L) bool, eot (B,) long,
@@ -29,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vtrbench.errors import VtrbenchError
 from vtrbench.registry import Registry
 
 Batch = dict[str, torch.Tensor]
@@ -37,7 +47,10 @@ LOGIT_SCALE_MAX = 100.0
 
 
 class Head(nn.Module):
-    """Base class; subclasses implement encode_text / encode_video."""
+    """Base class; factorised heads implement encode_text / encode_video."""
+
+    #: True for heads that score (caption, video) pairs jointly (see :class:`PairwiseHead`).
+    pairwise: bool = False
 
     #: False for heads with nothing to train (``zeroshot``).
     trainable: bool = True
@@ -68,10 +81,13 @@ class Head(nn.Module):
         """(B, E) video embeddings."""
         raise NotImplementedError
 
+    def score(self, text: Batch, video: Batch) -> torch.Tensor:
+        """(Bt, Bv) similarity of every text in ``text`` with every video in ``video``."""
+        return self.encode_text(text) @ self.encode_video(video).t()
+
     def training_logits(self, text: Batch, video: Batch) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Main (B, B) logits and optional auxiliary logit matrices (per-expert losses)."""
-        sim = self.encode_text(text) @ self.encode_video(video).t()
-        return self.logit_scale() * sim, []
+        return self.logit_scale() * self.score(text, video), []
 
     def gate_weights(self, text: Batch) -> dict[str, torch.Tensor] | None:
         """Per-expert gate weights (B,) keyed by expert name; None for heads without a gate."""
@@ -80,6 +96,47 @@ class Head(nn.Module):
     def describe(self) -> dict[str, Any]:
         """The head's options as plain data (goes into result files and report labels)."""
         return {}
+
+
+class PairwiseHead(Head):
+    """A head whose similarity does not factorise: subclasses implement ``text_state``,
+    ``video_state`` and ``score_states``.
+
+    Every tensor of a state has the items (captions or videos) on dim 0, so that a block is
+    a row slice of it; a state holds what can be computed once per item (projections,
+    normalised features, token weights), and ``score_states`` does only the per-pair work.
+    """
+
+    pairwise = True
+    #: (captions, videos) scored at once in evaluation; the head's per-pair intermediates
+    #: scale with their product, so this bounds evaluation memory independently of the split.
+    eval_block: tuple[int, int] = (128, 128)
+
+    def text_state(self, batch: Batch) -> Batch:
+        """Per-caption tensors (B, ...) that ``score_states`` reads."""
+        raise NotImplementedError
+
+    def video_state(self, batch: Batch) -> Batch:
+        """Per-video tensors (B, ...) that ``score_states`` reads."""
+        raise NotImplementedError
+
+    def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
+        """(Bq, Bv) similarity of ``Bq`` caption states with ``Bv`` video states."""
+        raise NotImplementedError
+
+    def score(self, text: Batch, video: Batch) -> torch.Tensor:
+        return self.score_states(self.text_state(text), self.video_state(video))
+
+    def encode_text(self, batch: Batch) -> torch.Tensor:
+        raise VtrbenchError(f"{type(self).__name__} is pairwise: it has no text embedding; use score()")
+
+    def encode_video(self, batch: Batch) -> torch.Tensor:
+        raise VtrbenchError(f"{type(self).__name__} is pairwise: it has no video embedding; use score()")
+
+
+def slice_state(state: Batch, rows: slice) -> Batch:
+    """The rows ``rows`` of every tensor of a pairwise state."""
+    return {k: v[rows] for k, v in state.items()}
 
 
 HeadFactory = Callable[..., Head]
@@ -97,6 +154,12 @@ def list_heads() -> list[str]:
     return HEADS.available()  # built-ins, loaded plugins and installed entry points
 
 
+def is_pairwise(name: str) -> bool:
+    """Whether the registered head ``name`` scores pairs jointly (no text/video embeddings)."""
+    _import_builtin()
+    return bool(getattr(HEADS.get(name), "pairwise", False))
+
+
 def create_head(name: str, embed_dim: int, **options: Any) -> Head:
     """Build a registered head. ``options`` are the head's own keyword arguments."""
     _import_builtin()
@@ -108,7 +171,16 @@ def create_head(name: str, embed_dim: int, **options: Any) -> Head:
 
 
 def _import_builtin() -> None:
-    from vtrbench.heads import camoe, meanp, seqtransf, zeroshot  # noqa: F401
+    from vtrbench.heads import (  # noqa: F401
+        camoe,
+        meanp,
+        seqlstm,
+        seqtransf,
+        tighttransf,
+        wti,
+        xpool,
+        zeroshot,
+    )
 
 
 HEADS.builtins(_import_builtin)
