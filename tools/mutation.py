@@ -44,10 +44,10 @@ class Target:
 
 
 TARGETS = {
-    "metrics": Target(("vtrbench/metrics.py",), ("tests/test_metrics.py",)),
+    "metrics": Target(("vtrbench/metrics.py",), ("tests/test_metrics.py", "tests/test_metric_edges.py")),
     "losses": Target(
         ("vtrbench/losses/base.py", "vtrbench/losses/infonce.py", "vtrbench/losses/dsl.py"),
-        ("tests/test_losses.py",),
+        ("tests/test_losses.py", "tests/test_metric_edges.py"),
     ),
     "evaluate": Target(("vtrbench/evaluate.py",), ("tests/test_evaluate.py",)),
     "train": Target(
@@ -124,7 +124,9 @@ def run_tests(args: list[str], timeout: float) -> tuple[str, float]:
     return f"error({code})", elapsed  # 4 usage error, 5 no tests collected: not a verdict
 
 
-def run_target(name: str, workdir: Path, types_off: set[str]) -> dict:
+def run_target(name: str, workdir: Path, types_off: set[str], previous: dict | None = None) -> dict:
+    """Run every mutant of ``name``; with ``previous`` (an earlier run's JSON) only the mutants it
+    saw survive are run again, and the others keep their earlier verdict."""
     import mutmut
 
     target = TARGETS[name]
@@ -142,12 +144,17 @@ def run_target(name: str, workdir: Path, types_off: set[str]) -> dict:
         keep = scope_lines(original, target.scope)
         ctx = mutmut.Context(source=original, filename=rel, config=_Config(types))
         ids = [m for m in mutmut.list_mutations(ctx) if keep is None or m.line_number + 1 in keep]
+        earlier = {(m["file"], m["line"], tuple(m["diff"])): m for m in (previous or {}).get("results", [])}
         try:
             for k, mid in enumerate(ids):
                 mutated, count = mutmut.mutate(mutmut.Context(source=original, mutation_id=mid, filename=rel))
                 assert count == 1, mid
                 lines = difflib.unified_diff(original.splitlines(), mutated.splitlines(), lineterm="", n=0)
                 diff = [d for d in lines if d[:1] in "+-" and d[:3] not in ("+++", "---")]
+                before = earlier.get((rel, mid.line_number + 1, tuple(diff)))
+                if previous is not None and before is not None and before["status"] != "survived":
+                    mutants.append(before)
+                    continue
                 path.write_text(mutated)
                 status, secs = run_tests(pytest_args, timeout)
                 line = mid.line_number + 1
@@ -188,11 +195,20 @@ def main() -> None:
     p.add_argument("--all", action="store_true")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/vtrbench-mutation-run"))
     p.add_argument("--types-off", default=",".join(sorted(TYPES_OFF)), help="mutmut types not generated")
+    p.add_argument(
+        "--rerun-survivors",
+        type=Path,
+        metavar="DIR",
+        help="a folder with earlier <target>.json: run only the mutants that survived there",
+    )
     a = p.parse_args()
     names = list(TARGETS) if a.all else a.targets
     if not names or set(names) - set(TARGETS):
         p.error(f"name targets among {', '.join(TARGETS)}, or use --all")
     work = a.workdir.resolve()
+    rerun = a.rerun_survivors.resolve() if a.rerun_survivors is not None else None
+    if rerun == work:
+        p.error("--rerun-survivors must name another folder than --workdir (which is emptied first)")
     if work == ROOT or ROOT in work.parents:
         p.error("--workdir must be outside the checkout (mutated files are written there)")
     if work.exists():
@@ -213,7 +229,10 @@ def main() -> None:
     assert "vtrbench" not in sys.modules
     types_off = {t for t in a.types_off.split(",") if t}
     for name in names:
-        run_target(name, work, types_off)
+        previous = None
+        if a.rerun_survivors is not None:
+            previous = json.loads((rerun / f"{name}.json").read_text())
+        run_target(name, work, types_off, previous)
 
 
 if __name__ == "__main__":
