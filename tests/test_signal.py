@@ -29,7 +29,7 @@ Measured here (this machine, OMP_NUM_THREADS=1; p-values one-sided):
     camoe      19.3  69.8  4e-63           7e-29          3e-18      115/191            2.9e-3
 
 The margins are wide where the claims are at ALPHA (p-values 1e-13 and smaller against 1e-3)
-and a factor ~20 for the order claim: a thread count or BLAS build that moves a few queries
+and a factor of 17 or more for the order claim: a thread count or BLAS build that moves a few queries
 cannot flip a verdict. meanp's R@1 (9 of 192 hits, p = 3.5e-3) is not claimed to beat chance
 at one seed. Captions of the same video are not independent, so the nominal p-values are
 optimistic; the margins leave room for that. The README numbers come from
