@@ -11,7 +11,7 @@ import pytest
 
 from vtrbench.errors import VtrbenchError
 from vtrbench.losses.base import create_loss
-from vtrbench.metrics import t2v_metrics, v2t_metrics
+from vtrbench.metrics import best_correct_counts, t2v_metrics, v2t_metrics
 
 
 def test_a_single_query_is_enough() -> None:
@@ -70,3 +70,9 @@ def test_dsl_temperature_must_be_a_positive_number(temperature: object) -> None:
     # a bool is an int to Python; True would silently mean temperature 1
     with pytest.raises(VtrbenchError, match="temperature"):
         create_loss("dsl", temperature=temperature)
+
+
+def test_queries_over_an_empty_gallery_have_no_correct_item() -> None:
+    # two queries, no gallery item: refused by name, not a torch error on an empty max
+    with pytest.raises(VtrbenchError, match="at least one correct item"):
+        best_correct_counts(np.zeros((2, 0)), np.zeros((2, 0), dtype=bool))
