@@ -167,7 +167,7 @@ def test_epochs_draw_different_permutations_from_the_seed(recording: Recording) 
 
 @pytest.mark.parametrize(
     ("total", "warmup"),
-    [(20, 0.1), (100, 0.1), (23, 0.1), (27, 0.1), (3, 0.1), (1, 0.1), (40, 0.25), (9, 0.5)],
+    [(20, 0.1), (100, 0.1), (23, 0.1), (27, 0.1), (3, 0.1), (2, 0.1), (1, 0.1), (40, 0.25), (9, 0.5)],
 )
 def test_lr_lambda_is_linear_warmup_then_cosine_to_zero(total: int, warmup: float) -> None:
     f = lr_lambda(total, warmup)
