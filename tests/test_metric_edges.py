@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from vtrbench.errors import VtrbenchError
 from vtrbench.losses.base import create_loss
-from vtrbench.metrics import best_correct_counts, t2v_metrics, v2t_metrics
+from vtrbench.metrics import best_correct_counts, group_max, t2v_metrics, v2t_counts, v2t_metrics
 
 
 def test_a_single_query_is_enough() -> None:
@@ -76,3 +77,19 @@ def test_queries_over_an_empty_gallery_have_no_correct_item() -> None:
     # two queries, no gallery item: refused by name, not a torch error on an empty max
     with pytest.raises(VtrbenchError, match="at least one correct item"):
         best_correct_counts(np.zeros((2, 0)), np.zeros((2, 0), dtype=bool))
+
+
+def test_group_max_when_columns_and_groups_are_as_many_but_not_one_to_one() -> None:
+    # 3 columns, 3 groups, but group 0 owns columns 0 and 1 and group 1 owns none: not a permutation
+    scores = torch.tensor([[0.2, 0.7, 0.1], [0.9, 0.3, 0.4]], dtype=torch.float64)
+    got = group_max(scores, torch.tensor([0, 0, 2]), 3)
+    inf = float("inf")
+    assert got.tolist() == [[0.7, -inf, 0.1], [0.9, -inf, 0.4]]
+    # a true permutation is a column reordering
+    assert group_max(scores, torch.tensor([2, 0, 1]), 3).tolist() == [[0.7, 0.1, 0.2], [0.3, 0.4, 0.9]]
+
+
+def test_v2t_counts_refuses_a_video_without_captions_past_the_last() -> None:
+    # captions belong to videos 0 and 1; query video 2 is not in the gallery of caption groups
+    with pytest.raises(VtrbenchError, match=r"videos holds indices outside \[0, 2\)"):
+        v2t_counts(np.array([[0.1, 0.2]]), np.array([2]), np.array([0, 1]))
