@@ -364,3 +364,45 @@ def test_val_fraction_holds_out_whole_videos_with_their_captions(
             frames = cache.read_rows("videos", "frames", np.sort(part.video_rows))
         order = np.argsort(part.video_rows)
         np.testing.assert_array_equal(part.video["frames"].numpy()[order], frames)
+
+
+class FakeProgress:
+    """The two rich.Progress calls fit makes."""
+
+    def __init__(self) -> None:
+        self.totals: list[int] = []
+        self.advanced = 0
+
+    def add_task(self, name: str, total: int, info: str) -> int:
+        self.totals.append(total)
+        return 0
+
+    def update(self, task: int, advance: int, info: str) -> None:
+        assert task == 0 and "loss" in info and "pairs/s" in info
+        self.advanced += advance
+
+
+def test_progress_counts_every_optimiser_step(recording: Recording) -> None:
+    data = make_split(14, 3)  # 42 pairs, batch 8: 5 steps per epoch
+    bar = FakeProgress()
+    head = create_head("meanp", embed_dim=DIM)
+    history = fit(head, data, config(epochs=3, batch_size=8), seed=0, progress=bar)
+    assert bar.totals == [15] and bar.advanced == 15 == len(recording.lrs)
+    for h in history:  # pairs/s x seconds = the pairs of the epoch (what the runner adds up)
+        assert h["pairs_per_s"] * h["seconds"] == pytest.approx(40, rel=0.05, abs=0.5)
+
+
+def test_validation_entry_is_the_raw_metrics_of_the_head_after_each_epoch() -> None:
+    from vtrbench.train import evaluate_head
+
+    data, val = make_split(8, 2), make_split(6, 2, seed=7)
+    torch.manual_seed(0)
+    head = create_head("meanp", embed_dim=DIM)
+    before = copy.deepcopy(head)
+    # lr 0 (AdamW's decoupled weight decay is lr * wd, so 0 too): the head after each epoch is `before`
+    history = fit(head, data, config(epochs=2, batch_size=8, lr=0.0), seed=0, val=val)
+    m = evaluate_head(before, val, postprocessing=("raw",))["metrics"]["raw"]
+    expected = {"t2v/R@1": m["t2v"]["R@1"], "v2t/R@1": m["v2t"]["R@1"], "RSum": m["RSum"]}
+    assert [h["val"] for h in history] == [expected, expected]
+    assert not head.training  # fit leaves the head in eval mode
+    assert "val" not in fit(create_head("meanp", embed_dim=DIM), data, config(epochs=1), seed=0)[0]
