@@ -124,6 +124,38 @@ def run_tests(args: list[str], timeout: float) -> tuple[str, float]:
     return f"error({code})", elapsed  # 4 usage error, 5 no tests collected: not a verdict
 
 
+def _summary(
+    name: str,
+    target: Target,
+    types_off: set[str],
+    every: int,
+    base_s: float,
+    mutants: list[dict],
+    planned: int,
+    *,
+    complete: bool,
+) -> dict:
+    counted = [m for m in mutants if not m["status"].startswith("error")]
+    killed = sum(m["status"] in ("killed", "timeout") for m in counted)
+    return {
+        "target": name,
+        "paths": list(target.paths),
+        "scope": list(target.scope),
+        "tests": list(target.tests),
+        "types_off": sorted(types_off),
+        "sample_every": every,
+        "complete": complete,  # False while running (or when stopped): `mutants` of `planned` done
+        "planned": planned,
+        "mutants": len(mutants),
+        "killed": killed,
+        "survived": sum(m["status"] == "survived" for m in counted),
+        "errors": len(mutants) - len(counted),
+        "score": round(100.0 * killed / max(1, len(counted)), 1),
+        "baseline_s": round(base_s, 2),
+        "results": mutants,
+    }
+
+
 def run_target(
     name: str, workdir: Path, types_off: set[str], previous: dict | None = None, every: int = 1
 ) -> dict:
@@ -139,7 +171,8 @@ def run_target(
     timeout = max(30.0, 10 * base_s)
     print(f"[{name}] baseline {base_s:.1f}s, per-mutant timeout {timeout:.0f}s", flush=True)
     types = set(mutmut.mutations_by_type) - types_off
-    mutants = []
+    mutants: list[dict] = []
+    planned = 0
     for rel in target.paths:
         path = workdir / rel
         original = path.read_text()
@@ -147,6 +180,7 @@ def run_target(
         ctx = mutmut.Context(source=original, filename=rel, config=_Config(types))
         ids = [m for m in mutmut.list_mutations(ctx) if keep is None or m.line_number + 1 in keep]
         ids = ids[::every]  # a systematic sample when the full run does not fit the time available
+        planned += len(ids)
         earlier = {(m["file"], m["line"], tuple(m["diff"])): m for m in (previous or {}).get("results", [])}
         try:
             for k, mid in enumerate(ids):
@@ -163,30 +197,17 @@ def run_target(
                 line = mid.line_number + 1
                 record = {"file": rel, "line": line, "diff": diff, "status": status, "s": round(secs, 2)}
                 mutants.append(record)
+                partial = _summary(name, target, types_off, every, base_s, mutants, planned, complete=False)
+                (workdir / f"{name}.json").write_text(json.dumps(partial, indent=1))
+                print(f"[{name}] {k + 1}/{len(ids)} {status} {secs:.0f}s", flush=True)
                 if status == "survived":
                     print(f"[{name}] {k + 1}/{len(ids)} SURVIVED {rel}:{line}", *diff, sep="\n  ", flush=True)
         finally:
             path.write_text(original)
-    counted = [m for m in mutants if not m["status"].startswith("error")]
-    killed = sum(m["status"] in ("killed", "timeout") for m in counted)
-    summary = {
-        "target": name,
-        "paths": list(target.paths),
-        "scope": list(target.scope),
-        "tests": list(target.tests),
-        "types_off": sorted(types_off),
-        "sample_every": every,
-        "mutants": len(mutants),
-        "killed": killed,
-        "survived": sum(m["status"] == "survived" for m in counted),
-        "errors": len(mutants) - len(counted),
-        "score": round(100.0 * killed / max(1, len(counted)), 1),
-        "baseline_s": round(base_s, 2),
-        "results": mutants,
-    }
+    summary = _summary(name, target, types_off, every, base_s, mutants, planned, complete=True)
     (workdir / f"{name}.json").write_text(json.dumps(summary, indent=1))
     print(
-        f"[{name}] {killed}/{len(counted)} killed ({summary['score']} %), "
+        f"[{name}] {summary['killed']} killed ({summary['score']} %), "
         f"{summary['survived']} survived, {summary['errors']} errors",
         flush=True,
     )
