@@ -193,7 +193,14 @@ def test_assemble_copies_every_part_into_place(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "damage",
-    ["missing video part", "missing text part", "wrong row count", "not marked complete", "not hdf5"],
+    [
+        "missing video part",
+        "missing text part",
+        "wrong row count",
+        "not marked complete",
+        "no complete flag",
+        "not hdf5",
+    ],
 )
 def test_assemble_refuses_while_a_part_is_missing(tmp_path: Path, damage: str) -> None:
     cache = tmp_path / "c.h5"
@@ -210,6 +217,9 @@ def test_assemble_refuses_while_a_part_is_missing(tmp_path: Path, damage: str) -
         elif damage == "not marked complete":
             with h5py.File(victim, "a") as f:
                 f.attrs["complete"] = False
+        elif damage == "no complete flag":  # a writer that died before marking it (or a foreign file)
+            with h5py.File(victim, "a") as f:
+                del f.attrs["complete"]
         else:
             victim.write_bytes(b"\x00garbage" * 10)
     before = sorted(p.name for p in parts_dir(cache).iterdir())
