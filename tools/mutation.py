@@ -252,6 +252,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    # torch.optim imports torch._dynamo on the first optimiser step: tens of seconds on a loaded
+    # machine, paid by every child unless the parent does it once before forking.
+    weight = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([weight])
+    torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    weight.grad = torch.ones(2)
+    opt.step()
     assert "vtrbench" not in sys.modules
     types_off = {t for t in a.types_off.split(",") if t}
     for name in names:
