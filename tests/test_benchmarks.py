@@ -37,12 +37,35 @@ def test_common_table_and_memory() -> None:
     assert _common.target_verdict(0.95, 0.9) == "pass"
     assert _common.target_verdict(0.45, 0.9) == "MISS by 50%"
     assert _common.target_verdict(0.2, 0.1, at_most=True) == "MISS by 100%"
+
+
+def _common_module() -> ModuleType:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(BENCH))
+    return _common
+
+
+def test_peak_memory_sees_a_64_mib_block() -> None:
+    _common = _common_module()
+    if not _common.reset_peak_rss():  # an explicit skip, never a silent pass
+        pytest.skip("this kernel does not allow rewinding VmHWM (/proc/self/clear_refs)")
     with _common.PeakMemory() as mem:
         block = bytearray(64 * _common.MiB)
         block[::4096] = b"x" * len(block[::4096])  # touch every page
-    if mem.rss_above_start is not None:
-        assert mem.rss_above_start >= 60 * _common.MiB
     del block
+    assert mem.rss_above_start is not None
+    assert 60 * _common.MiB <= mem.rss_above_start
+
+
+def test_peak_memory_says_none_when_the_peak_cannot_be_rewound(monkeypatch: pytest.MonkeyPatch) -> None:
+    _common = _common_module()
+    monkeypatch.setattr(_common, "reset_peak_rss", lambda: False)
+    with _common.PeakMemory() as mem:
+        pass
+    assert mem.rss_above_start is None and mem.peak_rss > 0
 
 
 def test_extract_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

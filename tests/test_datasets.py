@@ -68,7 +68,6 @@ def test_all_loaders_registered() -> None:
 
 
 def test_load_dataset_entry_point_validates() -> None:
-    pytest.importorskip("vtrbench.datasets.synthetic")
     from vtrbench.datasets import load_dataset
 
     index = load_dataset("msvd", FIXTURES / "msvd", None)

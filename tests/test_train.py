@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -113,8 +114,19 @@ def test_overwrite_never_skips_and_always_replaces(cache: Path, tmp_path: Path, 
     assert _train(cache, tmp_path, "--head", "meanp", "--loss", "infonce") == 0
     assert "skipped" in capsys.readouterr().out
     assert path.read_text() == first
+    # Mark the file (still a valid result) and age it, so that "replaced" is visible whatever the
+    # clock resolution: a run that skipped it would leave the mark and the old st_mtime_ns.
+    marked = json.loads(first)
+    marked["created_utc"] = "2000-01-01T00:00:00+00:00"
+    path.write_text(json.dumps(marked))
+    os.utime(path, ns=(10**18, 10**18))
+    assert _train(cache, tmp_path, "--head", "meanp", "--loss", "infonce") == 0  # never: still kept
+    assert json.loads(path.read_text())["created_utc"] == "2000-01-01T00:00:00+00:00"
+    assert path.stat().st_mtime_ns == 10**18
     assert _train(cache, tmp_path, "--head", "meanp", "--loss", "infonce", "--overwrite", "always") == 0
-    assert json.loads(path.read_text())["created_utc"] >= json.loads(first)["created_utc"]
+    replaced = json.loads(path.read_text())
+    assert replaced["created_utc"] != "2000-01-01T00:00:00+00:00" and path.stat().st_mtime_ns != 10**18
+    assert replaced["run_id"] == marked["run_id"] and replaced["metrics"] == marked["metrics"]
 
 
 def test_checkpoint_roundtrip_gives_the_same_metrics(cache: Path, tmp_path: Path) -> None:

@@ -1,0 +1,82 @@
+"""Inference post-processing with temperatures other than the defaults (METHODS.md section 8).
+
+test_evaluate.py checks the chunked evaluation against a dense reference at tau = 1 and
+beta = 20, where ``z / tau`` and ``z * tau`` agree: a DSL that multiplied by the temperature
+passed. Here the dense computation is written again from METHODS.md with tau and beta that are
+not 1 and 20, and several chunk sizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vtrbench.evaluate import evaluate_embeddings
+from vtrbench.metrics import t2v_metrics, v2t_metrics
+
+SCALE = 100.0
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def data(seed: int = 3, n_videos: int = 30, dim: int = 12, n_bank: int = 40):
+    g = torch.Generator().manual_seed(seed)
+    qv = torch.arange(n_videos).repeat_interleave(2)[torch.randperm(2 * n_videos, generator=g)]
+    video = unit(torch.randn(n_videos, dim, generator=g, dtype=torch.float64)).float()
+    text = unit(video[qv] + 0.8 * torch.randn(len(qv), dim, generator=g)).float()
+    bank_text = unit(
+        video[torch.randint(0, n_videos, (n_bank,), generator=g)]
+        + 0.8 * torch.randn(n_bank, dim, generator=g)
+    )
+    bank_video = unit(
+        text[torch.randint(0, len(qv), (n_bank,), generator=g)] + torch.randn(n_bank, dim, generator=g)
+    )
+    return text, video, qv, bank_text.float(), bank_video.float()
+
+
+def dsl(s: torch.Tensor, tau: float) -> torch.Tensor:
+    """S' = S * softmax(S / tau, dim=0) on logit-scaled scores, over the whole query x gallery matrix."""
+    z = SCALE * s.double()
+    return z * torch.softmax(z / tau, dim=0)
+
+
+def qbnorm(s: torch.Tensor, bank: torch.Tensor, beta: float) -> torch.Tensor:
+    """Rows whose raw top-1 is a hub (top-1 of some bank query) become exp(beta s) / sum_bank exp(beta b)."""
+    s, bank = s.double(), bank.double()
+    hubs = set(bank.argmax(1).tolist())
+    out = s.clone()
+    for i in range(s.shape[0]):
+        if int(s[i].argmax()) in hubs:
+            out[i] = torch.exp(beta * s[i]) / torch.exp(beta * bank).sum(0)
+    return out
+
+
+@pytest.mark.parametrize(("tau", "beta"), [(0.3, 7.0), (4.0, 35.0)])
+def test_dsl_and_qbnorm_use_their_temperatures(tau: float, beta: float) -> None:
+    text, video, qv, bank_text, bank_video = data()
+    s = text.double() @ video.double().T
+    st = s.T
+    want = {
+        "dsl": (dsl(s, tau), dsl(st, tau)),
+        "qbnorm": (
+            qbnorm(s, bank_text.double() @ video.double().T, beta),
+            qbnorm(st, bank_video.double() @ text.double().T, beta),
+        ),
+    }
+    for chunk in (5, 1000):
+        got = evaluate_embeddings(
+            text, video, qv, logit_scale=SCALE, bank_text=bank_text, bank_video=bank_video,
+            dsl_tau=tau, qb_beta=beta, chunk_size=chunk,
+        )  # fmt: skip
+        for post, (t2v_scores, v2t_scores) in want.items():
+            m_t, r_t = t2v_metrics(t2v_scores, qv)
+            m_v, r_v = v2t_metrics(v2t_scores.T, qv)
+            np.testing.assert_array_equal(got["per_query_ranks"][post]["t2v"], r_t, err_msg=f"{post} {chunk}")
+            np.testing.assert_array_equal(got["per_query_ranks"][post]["v2t"], r_v, err_msg=f"{post} {chunk}")
+            assert got["metrics"][post]["t2v"] == pytest.approx(m_t)
+    # the temperature matters on this data: another tau gives other DSL ranks
+    other = evaluate_embeddings(text, video, qv, logit_scale=SCALE, dsl_tau=1.0, postprocessing=("dsl",))
+    assert other["per_query_ranks"]["dsl"]["t2v"] != got["per_query_ranks"]["dsl"]["t2v"]
