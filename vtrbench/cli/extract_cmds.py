@@ -75,7 +75,16 @@ def default_cache_path(
     help="Videos per part file: the unit of resume after a crash.",
 )
 @click.option("--strict", is_flag=True, help="Exit non-zero if any video fails to decode.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing cache made with a different config.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing cache (kept until the new one is complete) or discard interrupted parts.",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Decode again the videos marked failed (their chunks only); the rest of the cache is reused.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def extract(
     dataset: str,
@@ -96,6 +105,7 @@ def extract(
     chunk_size: int,
     strict: bool,
     overwrite: bool,
+    retry_failed: bool,
     quiet: bool,
 ) -> None:
     """Decode and encode every video and caption of a dataset once, into an HDF5 feature cache."""
@@ -108,6 +118,10 @@ def extract(
     err = _console()
     if fps < 1:
         raise VtrbenchError("--fps must be >= 1")
+    if overwrite and retry_failed:
+        raise VtrbenchError(
+            "--overwrite and --retry-failed exclude each other (overwrite redoes every video)"
+        )
     device = _resolve_device(device)
     index = load_dataset(dataset, annotations, video_root)
     for w in index.warnings:
@@ -141,6 +155,7 @@ def extract(
         workers=workers,
         video_chunk=chunk_size,
         overwrite=overwrite,
+        retry_failed=retry_failed,
         progress=not quiet,
     )
     err.print(
@@ -152,6 +167,11 @@ def extract(
         summary = extract_features(index, cfg, out, opts, console=err)
     if summary.already_complete:
         err.print(f"[green]already complete:[/] {out} (same config {summary.config_hash[:8]}; nothing to do)")
+        if summary.failed:
+            err.print(
+                f"  {len(summary.failed)} video(s) are marked failed; `--retry-failed` decodes them again",
+                highlight=False,
+            )
     else:
         ok = summary.videos - len(summary.failed)
         err.print(
@@ -159,13 +179,15 @@ def extract(
             f"{summary.resumed} resumed from an earlier run), {len(summary.failed)} failed, "
             f"{summary.texts} captions -> {out}"
         )
-        for reason, count in summary.failure_reasons().most_common():
-            err.print(f"  failed ({count}): {reason}")
-        shown = summary.failed if strict else dict(list(summary.failed.items())[:5])
-        for vid, reason in shown.items():
-            err.print(f"    {vid}: {reason}", highlight=False, markup=False)
-        if len(shown) < len(summary.failed):
-            err.print(f"    ... and {len(summary.failed) - len(shown)} more (vtrbench inspect {out})")
+        if summary.retried:
+            err.print(f"  retried {summary.retried} failed video(s): {summary.recovered} decode now")
+    for reason, count in summary.failure_reasons().most_common():
+        err.print(f"  failed ({count}): {reason}", highlight=False, markup=False)
+    shown = summary.failed if strict else dict(list(summary.failed.items())[:5])
+    for vid, reason in shown.items():
+        err.print(f"    {vid}: {reason}", highlight=False, markup=False)
+    if len(shown) < len(summary.failed):
+        err.print(f"    ... and {len(summary.failed) - len(shown)} more (vtrbench inspect {out})")
     if strict and summary.failed:
         names = ", ".join(summary.failed)
         err.print(

@@ -10,7 +10,11 @@ produces bit-for-bit the same features as an uninterrupted one.
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
+import signal
+import sys
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -30,6 +34,8 @@ from vtrbench.cache import (
     Manifest,
     assemble,
     missing_parts,
+    part_failures,
+    part_is_valid,
     part_path,
     parts_dir,
     write_part,
@@ -50,6 +56,7 @@ class RunOptions:
     video_chunk: int = 64  # videos per part file (the unit of resume and sharding)
     text_chunk: int = 4096
     overwrite: bool = False
+    retry_failed: bool = False  # decode again the chunks that hold failed videos, reuse the rest
     progress: bool = True
 
 
@@ -59,9 +66,11 @@ class ExtractSummary:
     config_hash: str
     videos: int = 0
     texts: int = 0
-    done_now: int = 0  # videos encoded by this run
-    resumed: int = 0  # videos found finished in parts from an earlier run
+    done_now: int = 0  # videos encoded by this run (failed ones not counted)
+    resumed: int = 0  # videos found finished in parts (or the cache) of an earlier run
     failed: dict[str, str] = field(default_factory=dict)  # video id -> reason
+    retried: int = 0  # videos marked failed before that --retry-failed decoded again
+    recovered: int = 0  # ... of which now decode
     already_complete: bool = False
     seconds: float = 0.0
     frames: int = 0
@@ -94,84 +103,229 @@ def auto_batch_size(device: str, image_size: int) -> int:
     return 64
 
 
+# File descriptors of the locks this process holds: forked decode workers close their copies, so
+# that a worker outliving its parent can never keep the cache locked.
+_LOCK_FDS: set[int] = set()
+_PARENT_PID = 0
+
+
 @contextmanager
 def _lock(output: Path) -> Iterator[None]:
     lock_path = Path(str(output) + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as fh:
+    for _ in range(3):
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # O_CLOEXEC: a program exec'd from here does not inherit the lock either
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise VtrbenchError(f"cannot create the lock file {lock_path} ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise VtrbenchError(
                 f"another `vtrbench extract` is writing {output} (lock {lock_path})"
             ) from None
         try:
-            yield
-        finally:
-            # only the holder removes the lock file, whether the run succeeded or failed
-            lock_path.unlink(missing_ok=True)
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        # the previous holder removed the file between our open and flock: lock the new one
+        os.close(fd)
+    else:
+        raise VtrbenchError(f"another `vtrbench extract` is writing {output} (lock {lock_path})")
+    _LOCK_FDS.add(fd)
+    try:
+        yield
+    finally:
+        # only the holder removes the lock file, whether the run succeeded or failed
+        lock_path.unlink(missing_ok=True)
+        _LOCK_FDS.discard(fd)
+        os.close(fd)
+
+
+def check_output(output: Path) -> None:
+    """Refuse, before any work, an output that cannot be written: a folder, under a file, read-only."""
+    if output.is_dir():
+        raise VtrbenchError(f"--output {output} is a folder; give the path of a .h5 file")
+    folder = output.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise VtrbenchError(f"--output {output}: {existing} is a file, not a folder")
+    for path, want_dir in ((parts_dir(output), True), (Path(str(output) + ".tmp"), False)):
+        if path.exists() and path.is_dir() != want_dir:
+            kind = "a file" if want_dir else "a folder"
+            raise VtrbenchError(f"--output {output}: {path} is in the way ({kind}); move it away")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".vtrbench-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise VtrbenchError(f"--output {output}: cannot write in {folder} ({e.strerror or e})") from None
+
+
+def _clean_leftovers(output: Path, chash: str) -> None:
+    """Remove what a run killed after its final rename left: the parts of this very cache, a stale .tmp."""
+    Path(str(output) + ".tmp").unlink(missing_ok=True)
+    pdir = parts_dir(output)
+    if not pdir.is_dir():
+        return
+    manifest_path = pdir / "manifest.json"
+    try:
+        same = Manifest.load(manifest_path).config_hash == chash if manifest_path.exists() else True
+    except CacheError:
+        same = False
+    if same:
+        shutil.rmtree(pdir, ignore_errors=True)
+
+
+def _existing_cache(output: Path, chash: str, overwrite: bool) -> tuple[bool, dict[str, str], int]:
+    """(same config, failed videos, its video chunk size) of a complete cache at ``output``."""
+    try:
+        with FeatureCache(output) as existing:
+            same = existing.config_hash == chash
+            failed = existing.failed_videos() if same else {}
+            chunk = int(existing.attrs.get("video_chunk", 0) or 0)
+    except CacheError as e:
+        if overwrite:
+            return False, {}, 0
+        raise CacheError(
+            f"{output} exists but is not a usable vtrbench cache ({e}); use --overwrite"
+        ) from None
+    return same, failed, chunk
 
 
 def extract_features(
     index: DatasetIndex, config: ExtractConfig, output: Path, opts: RunOptions, console: Any = None
 ) -> ExtractSummary:
-    """Encode every video and caption of ``index`` into the cache at ``output``."""
+    """Encode every video and caption of ``index`` into the cache at ``output``.
+
+    An existing cache is never removed before its replacement is complete: ``overwrite`` and
+    ``retry_failed`` build the new file beside it and rename it into place.
+    """
     output = Path(output)
     chash = config_hash(config)
     summary = ExtractSummary(
         output=output, config_hash=chash, videos=len(index.videos), texts=len(index.texts)
     )
     t0 = time.perf_counter()
+    check_output(output)
     with _lock(output):
+        reuse: Path | None = None
+        chunk_size = opts.video_chunk
+        old_failed: dict[str, str] = {}
         if output.exists():
-            if opts.overwrite:
-                output.unlink()
-            else:
-                try:
-                    with FeatureCache(output) as existing:
-                        same = existing.config_hash == chash
-                        old_config = existing.config
-                except CacheError:
-                    raise CacheError(
-                        f"{output} exists but is not a vtrbench cache; use --overwrite"
-                    ) from None
-                if not same:
-                    raise CacheError(
-                        f"{output} was made with a different config ({_diff(old_config, to_plain(config))}); "
-                        "use --overwrite to replace it or choose another --output"
-                    )
-                summary.already_complete = True
-                return summary
+            same, old_failed, old_chunk = _existing_cache(output, chash, opts.overwrite)
+            if not same and not opts.overwrite:
+                with FeatureCache(output) as existing:
+                    old_config = existing.config
+                raise CacheError(
+                    f"{output} was made with a different config ({_diff(old_config, to_plain(config))}); "
+                    "use --overwrite to replace it or choose another --output"
+                )
+            if same and not opts.overwrite:
+                if not (opts.retry_failed and old_failed):
+                    _clean_leftovers(output, chash)
+                    summary.failed = old_failed
+                    summary.already_complete = True
+                    return summary
+                reuse = output
+                chunk_size = old_chunk or opts.video_chunk
         pdir = parts_dir(output)
         manifest_path = pdir / "manifest.json"
-        if pdir.exists() and opts.overwrite:
-            shutil.rmtree(pdir)
+        manifest: Manifest | None = None
         if manifest_path.exists():
-            manifest = Manifest.load(manifest_path)
-            if manifest.config_hash != chash:
-                raise CacheError(
-                    f"an interrupted extraction in {pdir} used a different config "
-                    f"({_diff(manifest.config, to_plain(config))}); use --overwrite to discard it"
-                )
-            clip = None
-        else:
+            try:
+                manifest = Manifest.load(manifest_path)
+            except CacheError:
+                if not opts.overwrite:
+                    raise
+            if manifest is not None and manifest.config_hash != chash:
+                if not opts.overwrite:
+                    raise CacheError(
+                        f"an interrupted extraction in {pdir} used a different config "
+                        f"({_diff(manifest.config, to_plain(config))}); use --overwrite to discard it"
+                    )
+                manifest = None
+            if manifest is not None and reuse is not None and manifest.video_chunk != chunk_size:
+                manifest = None  # parts of another chunking cannot be mixed with the cache's rows
+        if manifest is None and pdir.exists():
+            # parts of another config (discarded by --overwrite) or without a manifest: nothing to resume
+            shutil.rmtree(pdir)
+        clip = None
+        if manifest is None:
             clip = _load_clip(config, opts.device)
-            manifest = _make_manifest(index, config, chash, clip, opts)
-            pdir.mkdir(parents=True, exist_ok=True)
-            manifest.save(manifest_path)
-        todo = missing_parts(output, manifest)
-        pending = set(todo["videos"])
-        summary.resumed = sum(e - s for k, (s, e) in enumerate(manifest.chunks("videos")) if k not in pending)
+            manifest = _make_manifest(index, config, chash, clip, opts, chunk_size)
+            try:
+                pdir.mkdir(parents=True, exist_ok=True)
+                manifest.save(manifest_path)
+            except OSError as e:
+                raise CacheError(f"cannot write {manifest_path} ({e.strerror or e})") from None
+        ranges = manifest.chunks("videos")
+        if reuse is not None:
+            todo = {"videos": _chunks_to_retry(output, manifest, old_failed), "texts": []}
+        else:
+            todo = missing_parts(output, manifest)
+            if opts.retry_failed:
+                done = set(todo["videos"])
+                todo["videos"] = sorted(
+                    done
+                    | {
+                        k
+                        for k in range(len(ranges))
+                        if k not in done and part_failures(part_path(output, "videos", k)).size
+                    }
+                )
+        redone = set(todo["videos"])
         if todo["videos"] or todo["texts"]:
             if clip is None:
                 clip = _load_clip(config, opts.device)
             _run_videos(clip, manifest, config, output, todo["videos"], opts, summary, console)
             _run_texts(clip, manifest, index, config, output, todo["texts"], opts, console)
-        _collect_failures(output, manifest, summary)
-        assemble(output, manifest)
+        assemble(output, manifest, reuse=reuse)
+        _count(output, manifest, redone, old_failed if reuse is not None else None, summary)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _chunks_to_retry(output: Path, manifest: Manifest, failed: dict[str, str]) -> list[int]:
+    """Video chunks of the cache that hold a failed video (and have no fully decoded part yet)."""
+    row = {v: i for i, v in enumerate(manifest.video_ids)}
+    ranges = manifest.chunks("videos")
+    chunks = sorted({row[v] // manifest.video_chunk for v in failed if v in row})
+    todo = []
+    for k in chunks:
+        part = part_path(output, "videos", k)
+        if not part_is_valid(part, ranges[k][1] - ranges[k][0]) or part_failures(part).size:
+            todo.append(k)
+    return todo
+
+
+def _count(
+    output: Path,
+    manifest: Manifest,
+    redone: set[int],
+    retried: dict[str, str] | None,
+    summary: ExtractSummary,
+) -> None:
+    """Fill the summary from the finished cache: failures, and ok videos encoded now vs earlier."""
+    with FeatureCache(output) as cache:
+        summary.failed = cache.failed_videos()
+        status = cache.read_rows("videos", "status", np.arange(len(manifest.video_ids)))
+    ok = status == STATUS_OK
+    now = np.zeros(len(ok), dtype=bool)
+    for k, (start, end) in enumerate(manifest.chunks("videos")):
+        if k in redone:
+            now[start:end] = True
+    summary.done_now = int((ok & now).sum())
+    summary.resumed = int((ok & ~now).sum())
+    if retried is not None:
+        summary.retried = len(retried)
+        summary.recovered = sum(1 for v in retried if v not in summary.failed)
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -193,7 +347,7 @@ def _load_clip(config: ExtractConfig, device: str) -> Any:
 
 
 def _make_manifest(
-    index: DatasetIndex, config: ExtractConfig, chash: str, clip: Any, opts: RunOptions
+    index: DatasetIndex, config: ExtractConfig, chash: str, clip: Any, opts: RunOptions, video_chunk: int
 ) -> Manifest:
     import open_clip
 
@@ -233,7 +387,7 @@ def _make_manifest(
         captions=[t.caption for t in index.texts],
         text_video=[row[t.video] for t in index.texts],
         splits=splits,
-        video_chunk=max(1, opts.video_chunk),
+        video_chunk=max(1, video_chunk),
         text_chunk=max(1, opts.text_chunk),
         attrs=attrs,
     )
@@ -271,6 +425,29 @@ class _DecodeJobs(torch.utils.data.Dataset):
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
+    for fd in list(_LOCK_FDS):
+        # the parent keeps the lock; a forked worker's copy would keep it after the parent died
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _LOCK_FDS.clear()
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when its parent dies (even by kill -9); elsewhere, rely on torch."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if _PARENT_PID and os.getppid() != _PARENT_PID:
+        os._exit(1)  # the parent died before the request took effect
 
 
 def _run_videos(
@@ -296,6 +473,8 @@ def _run_videos(
     jobs = _DecodeJobs(
         [manifest.video_paths[i] for i in order], config, torch.float16 if cuda else torch.float32
     )
+    global _PARENT_PID
+    _PARENT_PID = os.getpid()
     loader = torch.utils.data.DataLoader(
         jobs,
         batch_size=None,
@@ -337,7 +516,6 @@ def _run_videos(
                 )
             chunk.flush(clip, device, config.patch_tokens, encode_frames)
             write_part(part_path(output, "videos", k), chunk.arrays(config.patch_tokens))
-            summary.done_now += n
         summary.frames = frames_done
 
 
@@ -399,18 +577,6 @@ class _ChunkArrays:
                 else np.zeros((self.n, self.T, 0, self.D), dtype=np.float16)
             )
         return out
-
-
-def _collect_failures(output: Path, manifest: Manifest, summary: ExtractSummary) -> None:
-    import h5py
-
-    for k, (start, _) in enumerate(manifest.chunks("videos")):
-        with h5py.File(part_path(output, "videos", k), "r") as f:
-            status = f["status"][:]
-            if (status != STATUS_OK).any():
-                errors = f["error"].asstr()[:]
-                for j in np.flatnonzero(status != STATUS_OK):
-                    summary.failed[manifest.video_ids[start + j]] = str(errors[j])
 
 
 # ------------------------------------------------------------------ texts
