@@ -207,6 +207,11 @@ def extract(
 @click.option("--seconds", type=int, help="Clip length in seconds.")
 @click.option("--fps", "video_fps", type=int, help="Frame rate of the rendered videos (integer).")
 @click.option("--captions-per-video", type=int)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a synthetic dataset already in OUT_DIR (the new one is swapped in when complete).",
+)
 @click.option("--quiet", is_flag=True)
 def synth(
     out_dir: Path,
@@ -216,6 +221,7 @@ def synth(
     seconds: int | None,
     video_fps: int | None,
     captions_per_video: int | None,
+    overwrite: bool,
     quiet: bool,
 ) -> None:
     """Render the synthetic dataset (real mp4 files + captions with known roles) into OUT_DIR.
@@ -235,6 +241,8 @@ def synth(
 
     with Progress(console=_console(), disable=quiet) as bar:
         task = bar.add_task("rendering", total=cfg.videos)
-        path = render_dataset(cfg, out_dir, progress=lambda done, total: bar.update(task, completed=done))
+        path = render_dataset(
+            cfg, out_dir, progress=lambda done, total: bar.update(task, completed=done), overwrite=overwrite
+        )
     _console().print(f"[green]synthetic dataset:[/] {videos} videos in {path}")
     click.echo(str(path))
