@@ -24,11 +24,14 @@ digests are checked whenever a cache is opened. A cache is validated when opened
 from __future__ import annotations
 
 import errno
+import gc
 import hashlib
+import io
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,13 +76,55 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
+def _write_file(path: Path, tmp: Path, write: Callable[[], None]) -> None:
+    """Run ``write()`` (which makes ``tmp`` and renames it to ``path``); any failure removes ``tmp``
+    and is raised as one CacheError line.
+
+    When a write fails (a full disk), HDF5 fails again in the destructor of every object still
+    open, which Python prints as "Exception ignored" tracebacks. The first error is the one
+    reported; the echoes are dropped while the failed objects are freed here (the file is
+    discarded anyway). A plain function, not a context manager: the failed objects must be freed
+    before the hook is restored, and a context manager's caller still holds the traceback then.
+    """
+    old_hook, old_stderr = sys.unraisablehook, sys.stderr
+    captured = io.StringIO()
+    # h5py prints a destructor's failure with traceback.print_exc: hold stderr until we know
+    sys.unraisablehook, sys.stderr = (lambda unraisable: None), captured
+    failure: CacheError | None = None
+    try:
+        try:
+            write()
+        except (OSError, RuntimeError) as e:
+            failure = write_failed(path, e)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        gc.collect()  # the traceback is gone: free the failed HDF5 objects while echoes are dropped
+    finally:
+        sys.unraisablehook, sys.stderr = old_hook, old_stderr
+        if failure is None and captured.getvalue():
+            old_stderr.write(captured.getvalue())  # a success (or an interrupt): nothing to hide
+    if failure is not None:
+        tmp.unlink(missing_ok=True)
+        raise failure
+
+
 def _mb(n: int) -> str:
     return f"{n / 2**20:.1f} MB"
 
 
-def _write_failed(path: Path, e: OSError) -> CacheError:
-    full = e.errno == errno.ENOSPC or "No space left" in str(e) or "file write failed" in str(e)
-    reason = "the disk is full" if full else (e.strerror or _first_line(e))
+def write_failed(path: Path, e: OSError | RuntimeError) -> CacheError:
+    # HDF5 closing a file after a failed write raises its own error: the cause is in the chain
+    chain: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and len(chain) < 10:
+        chain.append(cur)
+        cur = cur.__context__
+    full = any(
+        getattr(x, "errno", None) == errno.ENOSPC or "No space left" in str(x) or "errno = 28" in str(x)
+        for x in chain
+    )
+    reason = "the disk is full" if full else (getattr(e, "strerror", None) or _first_line(e))
     return CacheError(
         f"cannot write {path}: {reason}; finished parts are kept: fix this and run the same command again"
     )
@@ -125,7 +170,8 @@ def write_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
         sum(len(str(v).encode()) + 16 for v in a.ravel()) if a.dtype.kind in "OU" else a.nbytes
         for a in arrays.values()
     )
-    try:
+
+    def write() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         check_free_space(path.parent, need, path.name)
         with h5py.File(tmp, "w", libver=LIBVER) as f:
@@ -139,12 +185,8 @@ def write_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise _write_failed(path, e) from None
-    except CacheError:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    _write_file(path, tmp, write)
     fsync_dir(path.parent)
 
 
@@ -249,19 +291,16 @@ def _assemble(cache_path: Path, manifest: Manifest, reuse: h5py.File | None) -> 
     need = sum(f.stat().st_size for f in parts_dir(cache_path).glob("*.h5"))
     if reuse is not None:
         need += Path(reuse.filename).stat().st_size
-    try:
+
+    def write() -> None:
         check_free_space(cache_path.parent, need, cache_path.name)
         with h5py.File(tmp, "w", libver=LIBVER) as out:
             _write_cache(out, cache_path, manifest, reuse)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, cache_path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise _write_failed(cache_path, e) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    _write_file(cache_path, tmp, write)
     fsync_dir(cache_path.parent)
 
 

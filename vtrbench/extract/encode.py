@@ -130,6 +130,8 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
             except Exception as e:  # torch.load of arbitrary bytes raises many types (UnpicklingError, ...)
                 raise _not_a_checkpoint(path, e) from None
             source = f"checkpoint file {path}"
+    elif path.is_dir():
+        raise VtrbenchError(f"--pretrained {pretrained} is a folder, not a checkpoint file")
     elif pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")) or "/" in pretrained:
         raise VtrbenchError(f"checkpoint file not found: {pretrained}")
     else:

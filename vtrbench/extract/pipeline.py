@@ -38,6 +38,7 @@ from vtrbench.cache import (
     part_is_valid,
     part_path,
     parts_dir,
+    write_failed,
     write_part,
 )
 from vtrbench.config import ExtractConfig, config_hash, to_plain
@@ -264,7 +265,7 @@ def extract_features(
                 pdir.mkdir(parents=True, exist_ok=True)
                 manifest.save(manifest_path)
             except OSError as e:
-                raise CacheError(f"cannot write {manifest_path} ({e.strerror or e})") from None
+                raise write_failed(manifest_path, e) from None
         ranges = manifest.chunks("videos")
         if reuse is not None:
             todo = {"videos": _chunks_to_retry(output, manifest, old_failed), "texts": []}
