@@ -31,7 +31,8 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -109,6 +110,27 @@ def _write_file(path: Path, tmp: Path, write: Callable[[], None]) -> None:
         raise failure
 
 
+# HDF5 files up to this size are built in memory and written to disk with plain writes.
+IN_MEMORY_BYTES = 512 << 20
+
+
+@contextmanager
+def _h5_in_memory(tmp: Path) -> Iterator[h5py.File]:
+    """An HDF5 file built in memory, then written to ``tmp`` with plain writes and fsynced.
+
+    HDF5 does not survive a write that fails for lack of space (it segfaulted in ``flush`` on a full
+    tmpfs here, HDF5 2.0.0); a plain write fails cleanly with ENOSPC, and the caller reports it.
+    """
+    with h5py.File(tmp.name, "w", libver=LIBVER, driver="core", backing_store=False) as f:
+        yield f
+        f.flush()
+        image = f.id.get_file_image()
+    with open(tmp, "wb") as fh:
+        fh.write(image)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _mb(n: int) -> str:
     return f"{n / 2**20:.1f} MB"
 
@@ -174,16 +196,13 @@ def write_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
     def write() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         check_free_space(path.parent, need, path.name)
-        with h5py.File(tmp, "w", libver=LIBVER) as f:
+        with _h5_in_memory(tmp) as f:
             for name, arr in arrays.items():
                 if arr.dtype.kind in "OU":
                     _create(f, name, data=np.asarray(arr, dtype=object), dtype=STR)
                 else:
                     _create(f, name, data=arr)
             f.attrs["complete"] = True
-            f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
 
     _write_file(path, tmp, write)
@@ -294,10 +313,15 @@ def _assemble(cache_path: Path, manifest: Manifest, reuse: h5py.File | None) -> 
 
     def write() -> None:
         check_free_space(cache_path.parent, need, cache_path.name)
-        with h5py.File(tmp, "w", libver=LIBVER) as out:
-            _write_cache(out, cache_path, manifest, reuse)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if need <= IN_MEMORY_BYTES:
+            with _h5_in_memory(tmp) as out:
+                _write_cache(out, cache_path, manifest, reuse)
+        else:
+            # too big for memory: written in place, after the free-space check above
+            with h5py.File(tmp, "w", libver=LIBVER) as out:
+                _write_cache(out, cache_path, manifest, reuse)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, cache_path)
 
     _write_file(cache_path, tmp, write)
