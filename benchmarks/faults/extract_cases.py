@@ -166,7 +166,8 @@ def _bad_video_case(name: str, make: Callable[[Path, Context], Path], reason: st
 
         return expect_ok(run, check)
 
-    return Case(AREA, f"bad-video-{name}{'-strict' if strict else ''}", run)
+    # the strict variants repeat the same extraction: full run only
+    return Case(AREA, f"bad-video-{name}{'-strict' if strict else ''}", run, quick=not strict)
 
 
 def _write(content: bytes) -> Callable[[Path, Context], Path]:
@@ -470,7 +471,7 @@ def _full_tmpfs_case(size: str) -> Case:
         finally:
             _umount(disk)
 
-    return Case(AREA, f"full-disk-tmpfs-{size}", run)
+    return Case(AREA, f"full-disk-tmpfs-{size}", run, quick=False)
 
 
 def _real_enospc_case(size: str) -> Case:
@@ -505,7 +506,7 @@ def _real_enospc_case(size: str) -> Case:
         finally:
             _umount(disk)
 
-    return Case(AREA, f"full-disk-real-enospc-{size}", run)
+    return Case(AREA, f"full-disk-real-enospc-{size}", run, quick=False)
 
 
 def _resumed(run: CliRun, out: Path, reference: Path, detail: str = "") -> Outcome:
@@ -541,8 +542,10 @@ def _failing_writer(tmp: Path, ctx: Context, target: str, dataset: str = "frame_
     return _resumed(run_cli(extract_argv(_data(ctx), out)), out, tiny_cache(ctx), first.detail)
 
 
-def _failing_writer_case(name: str, target: str, dataset: str = "frame_mask") -> Case:
-    return Case(AREA, f"full-disk-writer-{name}", lambda tmp, ctx: _failing_writer(tmp, ctx, target, dataset))
+def _failing_writer_case(name: str, target: str, dataset: str = "frame_mask", quick: bool = False) -> Case:
+    return Case(
+        AREA, f"full-disk-writer-{name}", lambda tmp, ctx: _failing_writer(tmp, ctx, target, dataset), quick
+    )
 
 
 def _free_space_case(parts_before: int) -> Case:
@@ -569,7 +572,7 @@ def _free_space_case(parts_before: int) -> Case:
             return first
         return _resumed(run_cli(extract_argv(_data(ctx), out)), out, tiny_cache(ctx), first.detail)
 
-    return Case(AREA, f"full-disk-free-space-after-{parts_before}", run)
+    return Case(AREA, f"full-disk-free-space-after-{parts_before}", run, quick=parts_before == 2)
 
 
 # ------------------------------------------------------------------ overwrite, synth, reruns
@@ -1059,9 +1062,9 @@ def cases() -> list[Case]:
         _real_enospc_case("160k"),
         _real_enospc_case("240k"),
         _failing_writer_case("first-part", "videos-00000.h5.tmp"),
-        _failing_writer_case("third-part", "videos-00002.h5.tmp"),
+        _failing_writer_case("third-part", "videos-00002.h5.tmp", quick=True),
         _failing_writer_case("text-part", "texts-00000.h5.tmp", "token_ids"),
-        _failing_writer_case("assembly", "out.h5.tmp", "frames"),
+        _failing_writer_case("assembly", "out.h5.tmp", "frames", quick=True),
         _failing_writer_case("assembly-splits", "out.h5.tmp", "video_rows"),
         _free_space_case(0),
         _free_space_case(2),
@@ -1073,14 +1076,14 @@ def cases() -> list[Case]:
         _overwrite_fails_case("bad-option", lambda t: ["--fps", "0"], "--fps"),
         Case(AREA, "overwrite-fails-disk-full", _overwrite_disk_full),
         Case(AREA, "overwrite-same-config", _overwrite_ok),
-        Case(AREA, "overwrite-damaged-cache", _overwrite_damaged),
+        Case(AREA, "overwrite-damaged-cache", _overwrite_damaged, quick=False),
         Case(AREA, "synth-other-dataset-refused", _synth_other_dataset),
         Case(AREA, "synth-overwrite-replaces-whole", _synth_overwrite),
         Case(AREA, "synth-overwrite-user-folder-refused", _synth_user_folder),
         Case(AREA, "synth-into-a-file", _synth_into_file),
         Case(AREA, "synth-same-again-is-a-no-op", _synth_same_again),
         Case(AREA, "strict-rerun-of-complete-cache", _strict_rerun),
-        Case(AREA, "retry-failed-equals-fresh", _retry_failed),
+        Case(AREA, "retry-failed-equals-fresh", _retry_failed, quick=False),
         Case(AREA, "leftover-parts-cleaned", _leftover_parts),
         Case(AREA, "damaged-manifest", _other_config_parts),
         Case(AREA, "lock-held-by-another", _concurrent_lock),
