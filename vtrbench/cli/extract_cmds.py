@@ -111,6 +111,8 @@ def extract(
     """Decode and encode every video and caption of a dataset once, into an HDF5 feature cache."""
     import warnings
 
+    from rich.markup import escape
+
     from vtrbench.config import ExtractConfig, config_hash
     from vtrbench.datasets import load_dataset
     from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
@@ -160,13 +162,16 @@ def extract(
     )
     err.print(
         f"extracting [bold]{dataset}[/] ({len(index.videos)} videos, {len(index.texts)} captions) "
-        f"with {model}/{pretrained} on {device} -> {out}"
+        f"with {escape(model)}/{escape(pretrained)} on {device} -> {escape(str(out))}"
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         summary = extract_features(index, cfg, out, opts, console=err)
     if summary.already_complete:
-        err.print(f"[green]already complete:[/] {out} (same config {summary.config_hash[:8]}; nothing to do)")
+        err.print(
+            f"[green]already complete:[/] {escape(str(out))} "
+            f"(same config {summary.config_hash[:8]}; nothing to do)"
+        )
         if summary.failed:
             err.print(
                 f"  {len(summary.failed)} video(s) are marked failed; `--retry-failed` decodes them again",
@@ -177,7 +182,7 @@ def extract(
         err.print(
             f"[green]done[/] in {summary.seconds:.1f}s: {ok} videos ok ({summary.done_now} encoded now, "
             f"{summary.resumed} resumed from an earlier run), {len(summary.failed)} failed, "
-            f"{summary.texts} captions -> {out}"
+            f"{summary.texts} captions -> {escape(str(out))}"
         )
         if summary.retried:
             err.print(f"  retried {summary.retried} failed video(s): {summary.recovered} decode now")
@@ -187,12 +192,15 @@ def extract(
     for vid, reason in shown.items():
         err.print(f"    {vid}: {reason}", highlight=False, markup=False)
     if len(shown) < len(summary.failed):
-        err.print(f"    ... and {len(summary.failed) - len(shown)} more (vtrbench inspect {out})")
+        err.print(
+            f"    ... and {len(summary.failed) - len(shown)} more (vtrbench inspect {escape(str(out))})"
+        )
     if strict and summary.failed:
         names = ", ".join(summary.failed)
         err.print(
-            f"[red]error:[/] --strict: {len(summary.failed)} video(s) failed ({names}); the cache was "
-            f"written to {out} with them marked failed",
+            f"[red]error:[/] --strict: {len(summary.failed)} video(s) failed ({escape(names)}); the cache "
+            f"{'at' if summary.already_complete else 'was written to'} {escape(str(out))} "
+            "holds them marked failed (`--retry-failed` decodes them again)",
             highlight=False,
         )
         raise SystemExit(1)
