@@ -139,7 +139,7 @@ def _reason(path: Path) -> str:
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:
     assert _reason(tmp_path / "nope.mp4") == "missing file"
-    assert _reason(tmp_path) == "missing file"  # a directory is not a video file
+    assert _reason(tmp_path) == "not a file: it is a folder"  # said as what it is, not "missing"
     (tmp_path / "empty.mp4").write_bytes(b"")
     assert _reason(tmp_path / "empty.mp4") == "empty file"
 

@@ -213,16 +213,21 @@ def test_render_is_resumable_and_atomic(tmp_path: Path) -> None:
     assert rewritten == {videos[2].name, videos[4].name}
     assert all(after[n][2] == before[n][2] for n in before)  # identical bytes
     assert {n: (out / n).read_bytes() for n in annotations} == annotations
-    # Another seed changes every video, and meta.json is gone while videos are replaced.
+    # Another seed is another dataset: refused in a folder that holds one, unless overwrite, which
+    # renders it beside the old one (still complete meanwhile) and swaps it in as a whole.
+    with pytest.raises(VtrbenchError, match="not empty.*--overwrite"):
+        render_dataset(dataclasses.replace(config, seed=9), out)
     seen_meta = []
     render_dataset(
         dataclasses.replace(config, seed=9),
         out,
-        progress=lambda i, n: seen_meta.append((out / "meta.json").exists()),
+        progress=lambda i, n: seen_meta.append(json.loads((out / "meta.json").read_text())["seed"]),
+        overwrite=True,
     )
-    assert seen_meta == [False] * 6
+    assert seen_meta == [config.seed] * 6
     assert all(os.stat(p).st_ino != after[p.name][0] for p in videos)
     assert json.loads((out / "meta.json").read_text())["seed"] == 9
+    assert sorted(p.name for p in out.iterdir()) == ["captions.jsonl", "meta.json", "videos"]
 
 
 # ---------------------------------------------------------------------------- loader

@@ -69,6 +69,7 @@ import json
 import math
 import os
 import random
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -540,20 +541,28 @@ META_FILE = "meta.json"
 VIDEO_DIR = "videos"
 
 
+MARKER_FILE = ".vtrbench-synth-in-progress"
+
+
 def render_dataset(
     config: SynthConfig,
     out_dir: str | Path,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Render every planned video into ``out_dir`` and write its annotation files.
 
     Resumable: a video already in ``out_dir/videos`` that this generator made from the
     same spec and options (a fingerprint stored in the mp4's ``comment`` tag) is kept;
     every other one is (re)written to a temporary name and renamed, so a killed run
-    never leaves half a video. ``meta.json`` of a different dataset is removed first and
-    the annotation files are written (atomically) only once all videos exist, so a
-    folder with a ``meta.json`` is always complete. ``progress(done, total)`` is called
-    after each video. Returns ``out_dir``.
+    never leaves half a video. While rendering, the folder holds a marker with the
+    planned ``meta.json``; the annotation files are written (atomically) only once all
+    videos exist, so a folder with a ``meta.json`` is always complete.
+
+    A folder holding anything else (another synthetic dataset, other files) is refused;
+    with ``overwrite`` a synthetic dataset there is replaced as a whole: the new one is
+    rendered beside it and swapped in when complete (never a mix of old and new videos).
+    ``progress(done, total)`` is called after each video. Returns ``out_dir``.
     """
     try:
         import av
@@ -563,13 +572,112 @@ def render_dataset(
         ) from None
     out = Path(out_dir)
     specs = plan(config)
-    meta = _meta(config, specs)
-    meta_text = json.dumps(meta, indent=1, sort_keys=True) + "\n"
+    meta_text = json.dumps(_meta(config, specs), indent=1, sort_keys=True) + "\n"
+    state = _folder_state(out, meta_text, specs)
+    if state == "other":
+        if not overwrite:
+            raise VtrbenchError(
+                f"synthetic: {out} is not empty ({_describe(out)}); use --overwrite to replace it, "
+                "or choose an empty folder"
+            )
+        if not _is_synthetic(out):
+            raise VtrbenchError(
+                f"synthetic: {out} holds files that are not a synthetic dataset ({_describe(out)}); "
+                "refusing to replace them: choose an empty folder"
+            )
+        side = out.with_name(f".{out.name}.synth-new")
+        if side.exists() and _folder_state(side, meta_text, specs) == "other":
+            shutil.rmtree(side, ignore_errors=True)
+        _render_into(side, config, specs, meta_text, progress, av)
+        _swap(side, out)
+        shutil.rmtree(side, ignore_errors=True)
+        return out
+    _render_into(out, config, specs, meta_text, progress, av)
+    return out
+
+
+def _folder_state(out: Path, meta_text: str, specs: Sequence[VideoSpec]) -> str:
+    """ "empty", "ours" (this very dataset, complete or interrupted: resume in place) or "other"."""
+    if not out.exists():
+        return "empty"
+    if not out.is_dir():
+        raise VtrbenchError(f"synthetic: {out} is a file, not a folder")
+    try:
+        entries = {p.name for p in out.iterdir()}
+    except OSError as e:
+        raise VtrbenchError(f"synthetic: cannot read {out} ({e.strerror})") from None
+    if not entries:
+        return "empty"
+    planned = {f"{s.id}.mp4" for s in specs}
+    if not {e for e in entries if ".tmp" not in e} <= {META_FILE, CAPTIONS_FILE, VIDEO_DIR, MARKER_FILE}:
+        return "other"
+    if (out / VIDEO_DIR).is_dir():
+        # videos other than planned ones (a stale larger dataset) would make a mixed folder
+        stale = [p for p in (out / VIDEO_DIR).iterdir() if p.name not in planned and ".tmp" not in p.name]
+        if stale:
+            return "other"
+    for name in (MARKER_FILE, META_FILE):
+        try:
+            if (out / name).read_text(encoding="utf-8") == meta_text:
+                return "ours"
+        except (OSError, UnicodeDecodeError):
+            continue
+    return "other"
+
+
+def _is_synthetic(out: Path) -> bool:
+    names = {p.name for p in out.iterdir() if ".tmp" not in p.name}
+    if not names <= {META_FILE, CAPTIONS_FILE, VIDEO_DIR, MARKER_FILE}:
+        return False
+    for name in (META_FILE, MARKER_FILE):
+        try:
+            if json.loads((out / name).read_text(encoding="utf-8")).get("generator") == GENERATOR:
+                return True
+        except (OSError, ValueError, AttributeError, RecursionError):
+            continue
+    return False
+
+
+def _describe(out: Path) -> str:
+    names = sorted(p.name for p in out.iterdir())
+    return f"{len(names)} entries: " + ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+
+
+def _swap(new: Path, old: Path) -> None:
+    """Exchange two folders in one step where Linux allows it (renameat2), else two renames."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        rename2 = libc.renameat2
+    except (OSError, AttributeError):
+        rename2 = None
+    if rename2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if rename2(at_fdcwd, os.fsencode(new), at_fdcwd, os.fsencode(old), rename_exchange) == 0:
+            return
+    aside = old.with_name(f".{old.name}.synth-old")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(old, aside)
+    os.replace(new, old)
+    os.replace(aside, new)
+
+
+def _render_into(
+    out: Path,
+    config: SynthConfig,
+    specs: Sequence[VideoSpec],
+    meta_text: str,
+    progress: Callable[[int, int], None] | None,
+    av: Any,
+) -> None:
     meta_path = out / META_FILE
     try:
         (out / VIDEO_DIR).mkdir(parents=True, exist_ok=True)
         if meta_path.exists() and meta_path.read_text(encoding="utf-8") != meta_text:
             meta_path.unlink()
+        if not meta_path.exists():
+            _write_atomically(out / MARKER_FILE, lambda tmp: tmp.write_text(meta_text, encoding="utf-8"))
     except OSError as e:
         raise VtrbenchError(f"synthetic: cannot write to {out} ({e.strerror})") from None
     for done, spec in enumerate(specs, start=1):
@@ -594,7 +702,7 @@ def render_dataset(
             lines.append(json.dumps(record, ensure_ascii=True) + "\n")
     _write_atomically(out / CAPTIONS_FILE, lambda tmp: tmp.write_text("".join(lines), encoding="utf-8"))
     _write_atomically(meta_path, lambda tmp: tmp.write_text(meta_text, encoding="utf-8"))
-    return out
+    (out / MARKER_FILE).unlink(missing_ok=True)
 
 
 def _meta(config: SynthConfig, specs: Sequence[VideoSpec]) -> dict[str, object]:

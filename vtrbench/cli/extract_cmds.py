@@ -92,7 +92,16 @@ def default_cache_path(
     help="Videos per part file: the unit of resume after a crash.",
 )
 @click.option("--strict", is_flag=True, help="Exit non-zero if any video fails to decode.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing cache made with a different config.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing cache (kept until the new one is complete) or discard interrupted parts.",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Decode again the videos marked failed (their chunks only); the rest of the cache is reused.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option(
     "--shard",
@@ -130,12 +139,15 @@ def extract(
     chunk_size: int,
     strict: bool,
     overwrite: bool,
+    retry_failed: bool,
     quiet: bool,
     shard: str | None,
     assemble_only: bool,
 ) -> None:
     """Decode and encode every video and caption of a dataset once, into an HDF5 feature cache."""
     import warnings
+
+    from rich.markup import escape
 
     from vtrbench.config import ExtractConfig, config_hash
     from vtrbench.datasets import load_dataset
@@ -144,12 +156,16 @@ def extract(
     err = _console()
     if fps < 1:
         raise VtrbenchError("--fps must be >= 1")
+    if overwrite and retry_failed:
+        raise VtrbenchError(
+            "--overwrite and --retry-failed exclude each other (overwrite redoes every video)"
+        )
     from vtrbench.shard import resolve
 
     device = _resolve_device(device)
     shard_of, device = resolve(shard, device)
-    if shard_of is not None and (overwrite or assemble_only):
-        flag = "--overwrite" if overwrite else "--assemble"
+    if shard_of is not None and (overwrite or assemble_only or retry_failed):
+        flag = "--overwrite" if overwrite else "--assemble" if assemble_only else "--retry-failed"
         raise VtrbenchError(f"{flag} cannot be combined with --shard/torchrun (run it once, unsharded)")
     index = load_dataset(dataset, annotations, video_root)
     for w in index.warnings:
@@ -198,6 +214,7 @@ def extract(
         workers=workers,
         video_chunk=chunk_size,
         overwrite=overwrite,
+        retry_failed=retry_failed,
         progress=not quiet,
         shard=shard_of,
         assemble_only=assemble_only,
@@ -205,16 +222,24 @@ def extract(
     what = "assembling" if assemble_only else "extracting"
     err.print(
         f"{what} [bold]{dataset}[/] ({len(index.videos)} videos, {len(index.texts)} captions) "
-        f"with {model}/{pretrained} on {device}"
+        f"with {escape(model)}/{escape(pretrained)} on {device}"
         + (f" as shard {shard_of}" if shard_of else "")
-        + f" -> {out}"
+        + f" -> {escape(str(out))}"
     )
     err.print(f"preprocessing: {pre.describe()}", highlight=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         summary = extract_features(index, cfg, out, opts, console=err, preprocess_source=pre.source)
     if summary.already_complete:
-        err.print(f"[green]already complete:[/] {out} (same config {summary.config_hash[:8]}; nothing to do)")
+        err.print(
+            f"[green]already complete:[/] {escape(str(out))} "
+            f"(same config {summary.config_hash[:8]}; nothing to do)"
+        )
+        if summary.failed:
+            err.print(
+                f"  {len(summary.failed)} video(s) are marked failed; `--retry-failed` decodes them again",
+                highlight=False,
+            )
     elif not summary.assembled:
         waiting = (
             f"{summary.missing_parts} part(s) of other shards still missing; the last shard to finish "
@@ -232,20 +257,25 @@ def extract(
         err.print(
             f"[green]done[/] in {summary.seconds:.1f}s: {ok} videos ok ({summary.done_now} encoded now, "
             f"{summary.resumed} resumed from an earlier run), {len(summary.failed)} failed, "
-            f"{summary.texts} captions -> {out}"
+            f"{summary.texts} captions -> {escape(str(out))}"
         )
-        for reason, count in summary.failure_reasons().most_common():
-            err.print(f"  failed ({count}): {reason}")
-        shown = summary.failed if strict else dict(list(summary.failed.items())[:5])
-        for vid, reason in shown.items():
-            err.print(f"    {vid}: {reason}", highlight=False, markup=False)
-        if len(shown) < len(summary.failed):
-            err.print(f"    ... and {len(summary.failed) - len(shown)} more (vtrbench inspect {out})")
+        if summary.retried:
+            err.print(f"  retried {summary.retried} failed video(s): {summary.recovered} decode now")
+    for reason, count in summary.failure_reasons().most_common():
+        err.print(f"  failed ({count}): {reason}", highlight=False, markup=False)
+    shown = summary.failed if strict else dict(list(summary.failed.items())[:5])
+    for vid, reason in shown.items():
+        err.print(f"    {vid}: {reason}", highlight=False, markup=False)
+    if len(shown) < len(summary.failed):
+        err.print(
+            f"    ... and {len(summary.failed) - len(shown)} more (vtrbench inspect {escape(str(out))})"
+        )
     if strict and summary.failed:
         names = ", ".join(summary.failed)
         err.print(
-            f"[red]error:[/] --strict: {len(summary.failed)} video(s) failed ({names}); the cache was "
-            f"written to {out} with them marked failed",
+            f"[red]error:[/] --strict: {len(summary.failed)} video(s) failed ({escape(names)}); the cache "
+            f"{'at' if summary.already_complete else 'was written to'} {escape(str(out))} "
+            "holds them marked failed (`--retry-failed` decodes them again)",
             highlight=False,
         )
         raise SystemExit(1)
@@ -260,6 +290,11 @@ def extract(
 @click.option("--seconds", type=int, help="Clip length in seconds.")
 @click.option("--fps", "video_fps", type=int, help="Frame rate of the rendered videos (integer).")
 @click.option("--captions-per-video", type=int)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a synthetic dataset already in OUT_DIR (the new one is swapped in when complete).",
+)
 @click.option("--quiet", is_flag=True)
 def synth(
     out_dir: Path,
@@ -269,6 +304,7 @@ def synth(
     seconds: int | None,
     video_fps: int | None,
     captions_per_video: int | None,
+    overwrite: bool,
     quiet: bool,
 ) -> None:
     """Render the synthetic dataset (real mp4 files + captions with known roles) into OUT_DIR.
@@ -288,6 +324,8 @@ def synth(
 
     with Progress(console=_console(), disable=quiet) as bar:
         task = bar.add_task("rendering", total=cfg.videos)
-        path = render_dataset(cfg, out_dir, progress=lambda done, total: bar.update(task, completed=done))
+        path = render_dataset(
+            cfg, out_dir, progress=lambda done, total: bar.update(task, completed=done), overwrite=overwrite
+        )
     _console().print(f"[green]synthetic dataset:[/] {videos} videos in {path}")
     click.echo(str(path))

@@ -74,7 +74,8 @@ def models() -> None:
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
-def inspect(path: Path) -> None:
+@click.option("--verify", is_flag=True, help="Cache: also re-read every dataset and check its sha256.")
+def inspect(path: Path, verify: bool) -> None:
     """Print what a cache (.h5) or result file (.json) holds and how it was made."""
     from rich.table import Table
 
@@ -91,6 +92,8 @@ def inspect(path: Path) -> None:
     from vtrbench.cache import FeatureCache
 
     with FeatureCache(path) as cache:
+        if verify:
+            cache.verify()
         attrs = cache.attrs
         table = Table(title=f"{path}", show_header=False)
         for key in sorted(attrs):
@@ -115,14 +118,15 @@ def inspect(path: Path) -> None:
             s.add_row(split, str(len(v)), str(len(x)), str(cache.file["splits"][split].attrs.get("note", "")))
         _out().print(s)
         _print_pos_coverage(cache)
-        if attrs.get("n_failed"):
-            import numpy as np
+        from rich.markup import escape
 
-            status = cache.file["videos"]["status"][:]
-            ids = cache.read_strings("videos", "id")
-            errs = cache.read_strings("videos", "error")
-            for j in np.flatnonzero(status != 0)[:10]:
-                _console().print(f"[yellow]failed:[/] {ids[j]}: {errs[j]}")
+        failed = cache.failed_videos()
+        for vid, reason in list(failed.items())[:10]:
+            _console().print(f"[yellow]failed:[/] {escape(vid)}: {escape(reason)}", highlight=False)
+        if len(failed) > 10:
+            _console().print(f"[yellow]failed:[/] ... and {len(failed) - 10} more")
+        if verify:
+            _console().print(f"[green]verified:[/] every dataset matches its sha256 ({cache.content_hash})")
 
 
 def _print_pos_coverage(cache: Any) -> None:

@@ -23,6 +23,7 @@ PyAV is imported inside the functions: this module belongs to feature extraction
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -168,8 +169,9 @@ def decode_video(
     A count that is too low is trusted, as OpenCV trusts it (frames past it are never
     candidates).
 
-    Raises :class:`DecodeError` with reason "missing file", "empty file", "no video
-    stream", "undecodable: <FFmpeg message>" or "no frames decoded".
+    Raises :class:`DecodeError` with reason "missing file", "broken symbolic link",
+    "not a file: it is a folder", "not a regular file: a <kind>", "empty file", "unreadable",
+    "no video stream", "undecodable: <FFmpeg message>" or "no frames decoded".
     """
     import av
 
@@ -200,11 +202,40 @@ def decode_video(
 
 
 def _check_file(path: str | Path) -> Path:
+    """A regular, non-empty file; otherwise say what the path is (never open a device or a pipe)."""
+    import stat
+
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError(path, "missing file")
-    if path.stat().st_size == 0:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DecodeError(path, f"broken symbolic link (to {os.readlink(path)})") from None
+        raise DecodeError(path, "missing file") from None
+    except NotADirectoryError:
+        raise DecodeError(path, "missing file (a parent of it is a file)") from None
+    except OSError as e:
+        raise DecodeError(path, f"unreadable: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DecodeError(path, "not a file: it is a folder")
+    if not stat.S_ISREG(st.st_mode):
+        kind = (
+            "character device"
+            if stat.S_ISCHR(st.st_mode)
+            else "block device"
+            if stat.S_ISBLK(st.st_mode)
+            else "named pipe"
+            if stat.S_ISFIFO(st.st_mode)
+            else "socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "special file"
+        )
+        target = f" {os.path.realpath(path)}" if path.is_symlink() else ""
+        raise DecodeError(path, f"not a regular file: a {kind}{target}")
+    if st.st_size == 0:
         raise DecodeError(path, "empty file")
+    if not os.access(path, os.R_OK):
+        raise DecodeError(path, "unreadable: permission denied")
     return path
 
 

@@ -51,10 +51,13 @@ def list_models() -> list[str]:
 
 def is_torchscript(path: Path) -> bool:
     """OpenAI's released checkpoints are TorchScript zip archives (they hold ``constants.pkl``)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as zf:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False  # a damaged archive: torch.load will say it is not a checkpoint
 
 
 @dataclass
@@ -108,7 +111,7 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
             # load_openai_model rebuilds the architecture from the state dict with QuickGELU.
             try:
                 model = open_clip.load_openai_model(str(path), precision="fp32", device=device)
-            except (RuntimeError, KeyError, TypeError, AttributeError, ValueError) as e:
+            except Exception as e:  # a damaged archive fails in many ways; the message says which
                 raise VtrbenchError(
                     f"{path} is a TorchScript archive but not an OpenAI CLIP checkpoint: {_first_line(e)}"
                 ) from None
@@ -119,10 +122,16 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
             try:
                 model = open_clip.create_model(model_name, pretrained=str(path), device=device)
             except RuntimeError as e:
-                raise VtrbenchError(
-                    f"checkpoint {path} does not fit model {model_name!r}: {_first_line(e)}"
-                ) from None
+                if "size mismatch" in str(e) or "Missing key" in str(e) or "Unexpected key" in str(e):
+                    raise VtrbenchError(
+                        f"checkpoint {path} does not fit model {model_name!r}: {_first_line(e)}"
+                    ) from None
+                raise _not_a_checkpoint(path, e) from None
+            except Exception as e:  # torch.load of arbitrary bytes raises many types (UnpicklingError, ...)
+                raise _not_a_checkpoint(path, e) from None
             source = f"checkpoint file {path}"
+    elif path.is_dir():
+        raise VtrbenchError(f"--pretrained {pretrained} is a folder, not a checkpoint file")
     elif pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")) or "/" in pretrained:
         raise VtrbenchError(f"checkpoint file not found: {pretrained}")
     else:
@@ -270,6 +279,14 @@ def encode_tokens(clip: LoadedClip, token_ids: torch.Tensor, eot: torch.Tensor) 
     x = x.float()
     valid = torch.arange(length, device=x.device)[None, :] <= eot[:, None].to(x.device)
     return x * valid[..., None]
+
+
+def _not_a_checkpoint(path: Path, e: BaseException) -> VtrbenchError:
+    # torch's own message advises weights_only=False, i.e. running the file's code: never pass it on
+    return VtrbenchError(
+        f"--pretrained {path} is not a model checkpoint that can be loaded safely "
+        f"({type(e).__name__}); give an open_clip/OpenAI CLIP checkpoint file, a pretrained tag, or 'none'"
+    )
 
 
 def model_config(model_name: str) -> dict[str, Any]:

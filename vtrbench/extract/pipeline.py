@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
+import signal
+import sys
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -33,8 +37,11 @@ from vtrbench.cache import (
     backbone_part_is_valid,
     backbone_part_path,
     missing_parts,
+    part_failures,
+    part_is_valid,
     part_path,
     parts_dir,
+    write_failed,
     write_part,
 )
 from vtrbench.config import ExtractConfig, config_hash, to_plain
@@ -54,6 +61,7 @@ class RunOptions:
     video_chunk: int = 64  # videos per part file (the unit of resume and sharding)
     text_chunk: int = 4096
     overwrite: bool = False
+    retry_failed: bool = False  # decode again the chunks that hold failed videos, reuse the rest
     progress: bool = True
     shard: Shard | None = None  # encode only the chunks k with k mod n == i (see vtrbench.shard)
     assemble_only: bool = False  # build the cache from the parts that shards wrote; encode nothing
@@ -65,9 +73,11 @@ class ExtractSummary:
     config_hash: str
     videos: int = 0
     texts: int = 0
-    done_now: int = 0  # videos encoded by this run
-    resumed: int = 0  # videos found finished in parts from an earlier run
+    done_now: int = 0  # videos encoded by this run (failed ones not counted)
+    resumed: int = 0  # videos found finished in parts (or the cache) of an earlier run
     failed: dict[str, str] = field(default_factory=dict)  # video id -> reason
+    retried: int = 0  # videos marked failed before that --retry-failed decoded again
+    recovered: int = 0  # ... of which now decode
     already_complete: bool = False
     seconds: float = 0.0
     frames: int = 0
@@ -125,26 +135,103 @@ def auto_batch_size(device: str, image_size: int) -> int:
     return 64
 
 
+# File descriptors of the locks this process holds: forked decode workers close their copies, so
+# that a worker outliving its parent can never keep the cache locked.
+_LOCK_FDS: set[int] = set()
+_PARENT_PID = 0
+
+
 @contextmanager
 def _lock(output: Path, shard: Shard | None = None) -> Iterator[None]:
     # Shards write disjoint parts, so each holds its own lock; assembly holds the cache's.
     suffix = f".shard{shard.index}of{shard.count}.lock" if shard is not None else ".lock"
     lock_path = Path(str(output) + suffix)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as fh:
+    who = f"shard {shard} of " if shard is not None else ""
+    for _ in range(3):
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # O_CLOEXEC: a program exec'd from here does not inherit the lock either
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise VtrbenchError(f"cannot create the lock file {lock_path} ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            who = f"shard {shard} of " if shard is not None else ""
+            os.close(fd)
             raise VtrbenchError(
                 f"another `vtrbench extract` is writing {who}{output} (lock {lock_path})"
             ) from None
         try:
-            yield
-        finally:
-            # only the holder removes the lock file, whether the run succeeded or failed
-            lock_path.unlink(missing_ok=True)
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        # the previous holder removed the file between our open and flock: lock the new one
+        os.close(fd)
+    else:
+        raise VtrbenchError(f"another `vtrbench extract` is writing {output} (lock {lock_path})")
+    _LOCK_FDS.add(fd)
+    try:
+        yield
+    finally:
+        # only the holder removes the lock file, whether the run succeeded or failed
+        lock_path.unlink(missing_ok=True)
+        _LOCK_FDS.discard(fd)
+        os.close(fd)
+
+
+def check_output(output: Path) -> None:
+    """Refuse, before any work, an output that cannot be written: a folder, under a file, read-only."""
+    if output.is_dir():
+        raise VtrbenchError(f"--output {output} is a folder; give the path of a .h5 file")
+    folder = output.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise VtrbenchError(f"--output {output}: {existing} is a file, not a folder")
+    for path, want_dir in ((parts_dir(output), True), (Path(str(output) + ".tmp"), False)):
+        if path.exists() and path.is_dir() != want_dir:
+            kind = "a file" if want_dir else "a folder"
+            raise VtrbenchError(f"--output {output}: {path} is in the way ({kind}); move it away")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".vtrbench-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise VtrbenchError(f"--output {output}: cannot write in {folder} ({e.strerror or e})") from None
+
+
+def _clean_leftovers(output: Path, chash: str) -> None:
+    """Remove what a run killed after its final rename left: the parts of this very cache, a stale .tmp."""
+    Path(str(output) + ".tmp").unlink(missing_ok=True)
+    pdir = parts_dir(output)
+    if not pdir.is_dir():
+        return
+    manifest_path = pdir / "manifest.json"
+    try:
+        same = Manifest.load(manifest_path).config_hash == chash if manifest_path.exists() else True
+    except CacheError:
+        same = False
+    if same:
+        shutil.rmtree(pdir, ignore_errors=True)
+
+
+def _existing_cache(output: Path, chash: str, overwrite: bool) -> tuple[bool, dict[str, str], int]:
+    """(same config, failed videos, its video chunk size) of a complete cache at ``output``."""
+    try:
+        with FeatureCache(output) as existing:
+            same = existing.config_hash == chash
+            failed = existing.failed_videos() if same else {}
+            chunk = int(existing.attrs.get("video_chunk", 0) or 0)
+    except CacheError as e:
+        if overwrite:
+            return False, {}, 0
+        raise CacheError(
+            f"{output} exists but is not a usable vtrbench cache ({e}); use --overwrite"
+        ) from None
+    return same, failed, chunk
 
 
 def extract_features(
@@ -158,7 +245,10 @@ def extract_features(
     """Encode every video and caption of ``index`` into the cache at ``output``.
 
     ``preprocess_source`` says how the config's preprocessing was chosen (recorded in the
-    cache); by default it is worked out from the config's model and weights.
+    cache); by default it is worked out from the config's model and weights. An existing cache
+    is never removed before its replacement is complete: ``overwrite`` and ``retry_failed``
+    build the new file beside it and rename it into place. With ``opts.shard`` only that shard's
+    chunks are made (see vtrbench.shard); ``opts.assemble_only`` builds the cache from the parts.
     """
     from vtrbench.extract.preprocess_cfg import check_preprocessing
 
@@ -171,55 +261,81 @@ def extract_features(
     t0 = time.perf_counter()
     shard = opts.shard
     summary.shard = str(shard) if shard is not None else None
+    check_output(output)
     if opts.assemble_only:
         return assemble_shards(output, config, summary, t0)
     with _lock(output, shard):
+        reuse: Path | None = None
+        chunk_size = opts.video_chunk
+        old_failed: dict[str, str] = {}
         if output.exists():
-            if opts.overwrite:
-                output.unlink()
-            else:
-                try:
-                    with FeatureCache(output) as existing:
-                        same = existing.config_hash == chash
-                        old_config = existing.config
-                except CacheError:
-                    raise CacheError(
-                        f"{output} exists but is not a vtrbench cache; use --overwrite"
-                    ) from None
-                if not same:
-                    raise CacheError(
-                        f"{output} was made with a different config ({_diff(old_config, to_plain(config))}); "
-                        "use --overwrite to replace it or choose another --output"
-                    )
-                summary.already_complete = True
-                return summary
+            same, old_failed, old_chunk = _existing_cache(output, chash, opts.overwrite)
+            if not same and not opts.overwrite:
+                with FeatureCache(output) as existing:
+                    old_config = existing.config
+                raise CacheError(
+                    f"{output} was made with a different config ({_diff(old_config, to_plain(config))}); "
+                    "use --overwrite to replace it or choose another --output"
+                )
+            if same and not opts.overwrite:
+                if not (opts.retry_failed and old_failed):
+                    _clean_leftovers(output, chash)
+                    summary.failed = old_failed
+                    summary.already_complete = True
+                    return summary
+                reuse = output
+                chunk_size = old_chunk or opts.video_chunk
         pdir = parts_dir(output)
         manifest_path = pdir / "manifest.json"
-        if pdir.exists() and opts.overwrite:
-            shutil.rmtree(pdir)
+        manifest: Manifest | None = None
         if manifest_path.exists():
-            manifest = Manifest.load(manifest_path)
-            if manifest.config_hash != chash:
-                raise CacheError(
-                    f"an interrupted extraction in {pdir} used a different config "
-                    f"({_diff(manifest.config, to_plain(config))}); use --overwrite to discard it"
-                )
-            clip = None
-        else:
+            try:
+                manifest = Manifest.load(manifest_path)
+            except CacheError:
+                if not opts.overwrite:
+                    raise
+            if manifest is not None and manifest.config_hash != chash:
+                if not opts.overwrite:
+                    raise CacheError(
+                        f"an interrupted extraction in {pdir} used a different config "
+                        f"({_diff(manifest.config, to_plain(config))}); use --overwrite to discard it"
+                    )
+                manifest = None
+            if manifest is not None and reuse is not None and manifest.video_chunk != chunk_size:
+                manifest = None  # parts of another chunking cannot be mixed with the cache's rows
+        if manifest is None and pdir.exists():
+            # parts of another config (discarded by --overwrite) or without a manifest: nothing to resume
+            shutil.rmtree(pdir)
+        clip = None
+        if manifest is None:
             clip = _load_clip(config, opts.device)
-            manifest = _make_manifest(index, config, chash, clip, opts, preprocess_source)
-            pdir.mkdir(parents=True, exist_ok=True)
-            manifest.save(manifest_path)
-        todo = missing_parts(output, manifest)
-        owned = range(len(manifest.chunks("videos")))
+            manifest = _make_manifest(index, config, chash, clip, opts, chunk_size, preprocess_source)
+            try:
+                pdir.mkdir(parents=True, exist_ok=True)
+                manifest.save(manifest_path)
+            except OSError as e:
+                raise write_failed(manifest_path, e) from None
+        ranges = manifest.chunks("videos")
+        if reuse is not None:
+            todo = {"videos": _chunks_to_retry(output, manifest, old_failed), "texts": []}
+        else:
+            todo = missing_parts(output, manifest)
+            if opts.retry_failed:
+                done = set(todo["videos"])
+                todo["videos"] = sorted(
+                    done
+                    | {
+                        k
+                        for k in range(len(ranges))
+                        if k not in done and part_failures(part_path(output, "videos", k)).size
+                    }
+                )
+        owned = set(range(len(ranges)))
         if shard is not None:
             todo = {kind: [k for k in ks if shard.owns(k)] for kind, ks in todo.items()}
-            owned = [k for k in owned if shard.owns(k)]
+            owned = {k for k in owned if shard.owns(k)}
             record_shard_count(pdir, shard)
-        pending = set(todo["videos"])
-        summary.resumed = sum(
-            e - s for k, (s, e) in enumerate(manifest.chunks("videos")) if k in owned and k not in pending
-        )
+        redone = set(todo["videos"])
         if todo["videos"] or todo["texts"]:
             if clip is None:
                 clip = _load_clip(config, opts.device)
@@ -230,11 +346,11 @@ def extract_features(
             clip = clip or _load_clip(config, opts.device)
             _write_backbone(clip, output)
         if shard is None:
-            _collect_failures(output, manifest, summary)
-            manifest.attrs.update(_pos_coverage(output, manifest))
-            assemble(output, manifest)
+            manifest.attrs.update(_pos_coverage(output, manifest, reuse))
+            assemble(output, manifest, reuse=reuse)
+            _count(output, manifest, redone, old_failed if reuse is not None else None, summary)
     if shard is not None:
-        _after_shard(output, manifest, shard, summary)
+        _after_shard(output, manifest, shard, summary, owned, redone)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -289,10 +405,24 @@ def check_parts(output: Path, manifest: Manifest) -> None:
 
 def _assemble_now(output: Path, manifest: Manifest, summary: ExtractSummary) -> None:
     check_parts(output, manifest)
-    _collect_failures(output, manifest, summary)
     manifest.attrs.update(_pos_coverage(output, manifest))
     assemble(output, manifest)
+    with FeatureCache(output) as cache:
+        summary.failed = cache.failed_videos()
     summary.assembled = True
+
+
+def _shard_counts(output: Path, manifest: Manifest, owned: set[int], redone: set[int]) -> tuple[int, int]:
+    """(ok videos encoded now, ok videos found in earlier parts) among this shard's chunks."""
+    now = earlier = 0
+    for k, (start, end) in enumerate(manifest.chunks("videos")):
+        if k in owned:
+            ok = (end - start) - int(part_failures(part_path(output, "videos", k)).size)
+            if k in redone:
+                now += ok
+            else:
+                earlier += ok
+    return now, earlier
 
 
 def assemble_shards(
@@ -324,9 +454,12 @@ def assemble_shards(
     return summary
 
 
-def _after_shard(output: Path, manifest: Manifest, shard: Shard, summary: ExtractSummary) -> None:
+def _after_shard(
+    output: Path, manifest: Manifest, shard: Shard, summary: ExtractSummary, owned: set[int], redone: set[int]
+) -> None:
     from vtrbench import shard as sharding
 
+    summary.done_now, summary.resumed = _shard_counts(output, manifest, owned, redone)
     if shard.torchrun:
         # Every rank has written its parts; rank 0 assembles, and its summary counts all ranks.
         sharding.barrier(shard)
@@ -355,6 +488,42 @@ def _after_shard(output: Path, manifest: Manifest, shard: Shard, summary: Extrac
         except VtrbenchError as e:
             if "another `vtrbench extract`" not in str(e):
                 raise
+
+
+def _chunks_to_retry(output: Path, manifest: Manifest, failed: dict[str, str]) -> list[int]:
+    """Video chunks of the cache that hold a failed video (and have no fully decoded part yet)."""
+    row = {v: i for i, v in enumerate(manifest.video_ids)}
+    ranges = manifest.chunks("videos")
+    chunks = sorted({row[v] // manifest.video_chunk for v in failed if v in row})
+    todo = []
+    for k in chunks:
+        part = part_path(output, "videos", k)
+        if not part_is_valid(part, ranges[k][1] - ranges[k][0]) or part_failures(part).size:
+            todo.append(k)
+    return todo
+
+
+def _count(
+    output: Path,
+    manifest: Manifest,
+    redone: set[int],
+    retried: dict[str, str] | None,
+    summary: ExtractSummary,
+) -> None:
+    """Fill the summary from the finished cache: failures, and ok videos encoded now vs earlier."""
+    with FeatureCache(output) as cache:
+        summary.failed = cache.failed_videos()
+        status = cache.read_rows("videos", "status", np.arange(len(manifest.video_ids)))
+    ok = status == STATUS_OK
+    now = np.zeros(len(ok), dtype=bool)
+    for k, (start, end) in enumerate(manifest.chunks("videos")):
+        if k in redone:
+            now[start:end] = True
+    summary.done_now = int((ok & now).sum())
+    summary.resumed = int((ok & ~now).sum())
+    if retried is not None:
+        summary.retried = len(retried)
+        summary.recovered = sum(1 for v in retried if v not in summary.failed)
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -389,6 +558,7 @@ def _make_manifest(
     chash: str,
     clip: Any,
     opts: RunOptions,
+    video_chunk: int,
     preprocess_source: str | None = None,
 ) -> Manifest:
     import open_clip
@@ -440,7 +610,7 @@ def _make_manifest(
         captions=[t.caption for t in index.texts],
         text_video=[row[t.video] for t in index.texts],
         splits=splits,
-        video_chunk=max(1, opts.video_chunk),
+        video_chunk=max(1, video_chunk),
         text_chunk=max(1, opts.text_chunk),
         attrs=attrs,
         video_windows=windows,
@@ -505,6 +675,29 @@ class _DecodeJobs(torch.utils.data.Dataset):
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
+    for fd in list(_LOCK_FDS):
+        # the parent keeps the lock; a forked worker's copy would keep it after the parent died
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _LOCK_FDS.clear()
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when its parent dies (even by kill -9); elsewhere, rely on torch."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if _PARENT_PID and os.getppid() != _PARENT_PID:
+        os._exit(1)  # the parent died before the request took effect
 
 
 def _run_videos(
@@ -534,6 +727,8 @@ def _run_videos(
         torch.float16 if cuda else torch.float32,
         [all_windows[i] for i in order],
     )
+    global _PARENT_PID
+    _PARENT_PID = os.getpid()
     loader = torch.utils.data.DataLoader(
         jobs,
         batch_size=None,
@@ -580,7 +775,6 @@ def _run_videos(
                 chunk.arrays(config.patch_tokens),
                 {"config_hash": manifest.config_hash},
             )
-            summary.done_now += n
         summary.frames = frames_done
 
 
@@ -644,18 +838,6 @@ class _ChunkArrays:
                 else np.zeros((self.n, self.T, 0, self.D), dtype=np.float16)
             )
         return out
-
-
-def _collect_failures(output: Path, manifest: Manifest, summary: ExtractSummary) -> None:
-    import h5py
-
-    for k, (start, _) in enumerate(manifest.chunks("videos")):
-        with h5py.File(part_path(output, "videos", k), "r") as f:
-            status = f["status"][:]
-            if (status != STATUS_OK).any():
-                errors = f["error"].asstr()[:]
-                for j in np.flatnonzero(status != STATUS_OK):
-                    summary.failed[manifest.video_ids[start + j]] = str(errors[j])
 
 
 # ------------------------------------------------------------------ texts
@@ -731,10 +913,15 @@ def _stream_sources(roles: list[Any], entries: list[Any], mask: np.ndarray, kind
     return out
 
 
-def _pos_coverage(output: Path, manifest: Manifest) -> dict[str, Any]:
+def _pos_coverage(output: Path, manifest: Manifest, reuse: Path | None = None) -> dict[str, Any]:
     """Cache attributes: the share of captions whose verb / noun stream is empty (falls back to the
-    sentence), and the share found by caption rules; empty when the cache has no masks."""
+    sentence), and the share found by caption rules; empty when the cache has no masks. With
+    ``reuse`` (--retry-failed: captions are not re-encoded) they are the reused cache's."""
     import h5py
+
+    if reuse is not None:
+        with FeatureCache(reuse) as cache:
+            return {k: v for k, v in cache.attrs.items() if k.startswith("pos_")}
 
     n = no_verb = no_noun = by_rule = 0
     for k, _ in enumerate(manifest.chunks("texts")):
