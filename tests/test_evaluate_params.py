@@ -80,3 +80,12 @@ def test_dsl_and_qbnorm_use_their_temperatures(tau: float, beta: float) -> None:
     # the temperature matters on this data: another tau gives other DSL ranks
     other = evaluate_embeddings(text, video, qv, logit_scale=SCALE, dsl_tau=1.0, postprocessing=("dsl",))
     assert other["per_query_ranks"]["dsl"]["t2v"] != got["per_query_ranks"]["dsl"]["t2v"]
+
+
+def test_embeddings_of_different_precision_are_promoted() -> None:
+    # float32 captions against float64 videos: ranked as if both were float64 (not refused, not cast down)
+    text, video, qv, _, _ = data(seed=5)
+    video64 = video.double() + 1e-9 * torch.randn(video.shape, dtype=torch.float64)
+    mixed = evaluate_embeddings(text, video64, qv, logit_scale=SCALE, postprocessing=("raw", "dsl"))
+    both = evaluate_embeddings(text.double(), video64, qv, logit_scale=SCALE, postprocessing=("raw", "dsl"))
+    assert mixed["per_query_ranks"] == both["per_query_ranks"] and mixed["metrics"] == both["metrics"]

@@ -309,6 +309,11 @@ def test_aux_weight_adds_the_mean_per_expert_loss(aux_weight: float) -> None:
     assert history[0]["loss"] == pytest.approx(expected, rel=1e-5)
     assert abs(expected - main_loss) > 1e-3  # the auxiliary term is not negligible here
 
+    # the weight is the run config's: without it there, the head's per-expert logits are not used
+    head = copy.deepcopy(before).train()
+    plain = fit(head, data, config(head="camoe", epochs=1, batch_size=8, lr=0.0), seed=0)
+    assert plain[0]["loss"] == pytest.approx(main_loss, rel=1e-5)
+
 
 def test_aux_weight_changes_what_is_learned() -> None:
     data = make_split(8, 2)
@@ -372,6 +377,8 @@ class FakeProgress:
     def __init__(self) -> None:
         self.totals: list[int] = []
         self.advanced = 0
+        self.last_rate = 0.0
+        self.epoch_rates: list[float] = []
 
     def add_task(self, name: str, total: int, info: str) -> int:
         self.totals.append(total)
@@ -380,6 +387,9 @@ class FakeProgress:
     def update(self, task: int, advance: int, info: str) -> None:
         assert task == 0 and "loss" in info and "pairs/s" in info
         self.advanced += advance
+        self.last_rate = float(info.split()[-2])  # "... loss 4.123 1234 pairs/s"
+        if self.advanced % 5 == 0:  # the last step of an epoch (5 steps each below)
+            self.epoch_rates.append(self.last_rate)
 
 
 def test_progress_counts_every_optimiser_step(recording: Recording) -> None:
@@ -390,6 +400,8 @@ def test_progress_counts_every_optimiser_step(recording: Recording) -> None:
     assert bar.totals == [15] and bar.advanced == 15 == len(recording.lrs)
     for h in history:  # pairs/s x seconds = the pairs of the epoch (what the runner adds up)
         assert h["pairs_per_s"] * h["seconds"] == pytest.approx(40, rel=0.05, abs=0.5)
+    # the bar's pairs/s after an epoch's last step is the epoch's rate (the same pairs and time)
+    assert bar.epoch_rates == pytest.approx([h["pairs_per_s"] for h in history], rel=0.1, abs=1)
 
 
 def test_validation_entry_is_the_raw_metrics_of_the_head_after_each_epoch() -> None:

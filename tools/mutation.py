@@ -49,7 +49,9 @@ TARGETS = {
         ("vtrbench/losses/base.py", "vtrbench/losses/infonce.py", "vtrbench/losses/dsl.py"),
         ("tests/test_losses.py", "tests/test_metric_edges.py"),
     ),
-    "evaluate": Target(("vtrbench/evaluate.py",), ("tests/test_evaluate.py",)),
+    "evaluate": Target(
+        ("vtrbench/evaluate.py",), ("tests/test_evaluate.py", "tests/test_evaluate_params.py")
+    ),
     "train": Target(
         ("vtrbench/train.py",), ("tests/test_train_loop.py", "-k", "not val_fraction"), ("fit", "lr_lambda")
     ),
