@@ -348,7 +348,12 @@ def _load_clip(config: ExtractConfig, device: str) -> Any:
 
 
 def _make_manifest(
-    index: DatasetIndex, config: ExtractConfig, chash: str, clip: Any, opts: RunOptions, video_chunk: int
+    index: DatasetIndex,
+    config: ExtractConfig,
+    chash: str,
+    clip: Any,
+    opts: RunOptions,
+    video_chunk: int | None = None,
 ) -> Manifest:
     import open_clip
 
@@ -388,7 +393,7 @@ def _make_manifest(
         captions=[t.caption for t in index.texts],
         text_video=[row[t.video] for t in index.texts],
         splits=splits,
-        video_chunk=max(1, video_chunk),
+        video_chunk=max(1, opts.video_chunk if video_chunk is None else video_chunk),
         text_chunk=max(1, opts.text_chunk),
         attrs=attrs,
     )
