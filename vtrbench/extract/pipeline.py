@@ -558,7 +558,7 @@ def _make_manifest(
     chash: str,
     clip: Any,
     opts: RunOptions,
-    video_chunk: int,
+    video_chunk: int | None = None,
     preprocess_source: str | None = None,
 ) -> Manifest:
     import open_clip
@@ -610,7 +610,7 @@ def _make_manifest(
         captions=[t.caption for t in index.texts],
         text_video=[row[t.video] for t in index.texts],
         splits=splits,
-        video_chunk=max(1, video_chunk),
+        video_chunk=max(1, opts.video_chunk if video_chunk is None else video_chunk),
         text_chunk=max(1, opts.text_chunk),
         attrs=attrs,
         video_windows=windows,
