@@ -96,7 +96,8 @@ def test_embeddings_of_different_precision_are_promoted() -> None:
 
 
 def _eval(text, video, qv, **kw):
-    return evaluate_embeddings(text, video, qv, logit_scale=SCALE, postprocessing=("raw",), **kw)
+    kw = {"logit_scale": SCALE, "postprocessing": ("raw",), **kw}
+    return evaluate_embeddings(text, video, qv, **kw)
 
 
 def test_embeddings_must_be_non_empty_2d_float() -> None:
@@ -133,3 +134,12 @@ def test_one_post_processing_can_be_named_as_a_string() -> None:
     text, video, qv, _, _ = data()
     got = evaluate_embeddings(text, video, qv, logit_scale=SCALE, postprocessing="dsl")
     assert set(got["metrics"]) == {"dsl"}
+
+
+def test_numeric_options_are_checked_and_sizes_reported() -> None:
+    text, video, qv, _, _ = data()
+    for kw in ({"chunk_size": True}, {"chunk_size": 0}, {"dsl_tau": 0.0}, {"logit_scale": float("inf")}):
+        with pytest.raises(VtrbenchError):
+            _eval(text, video, qv, **kw)
+    protocol = _eval(text, video, qv)["protocol"]
+    assert protocol["n_queries"] == len(qv) == 60 and protocol["n_gallery"] == len(video) == 30
