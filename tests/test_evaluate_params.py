@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from vtrbench.errors import VtrbenchError
 from vtrbench.evaluate import evaluate_embeddings
 from vtrbench.metrics import t2v_metrics, v2t_metrics
 
@@ -89,3 +90,56 @@ def test_embeddings_of_different_precision_are_promoted() -> None:
     mixed = evaluate_embeddings(text, video64, qv, logit_scale=SCALE, postprocessing=("raw", "dsl"))
     both = evaluate_embeddings(text.double(), video64, qv, logit_scale=SCALE, postprocessing=("raw", "dsl"))
     assert mixed["per_query_ranks"] == both["per_query_ranks"] and mixed["metrics"] == both["metrics"]
+
+
+# ---------------------------------------------------- input refusals (found by mutation testing)
+
+
+def _eval(text, video, qv, **kw):
+    kw = {"logit_scale": SCALE, "postprocessing": ("raw",), **kw}
+    return evaluate_embeddings(text, video, qv, **kw)
+
+
+def test_embeddings_must_be_non_empty_2d_float() -> None:
+    text, video, qv, _, _ = data()
+    for bad in (text[:0], text[0], text.long()):  # no rows, 1-D, integers
+        with pytest.raises(VtrbenchError, match="text_emb must be a non-empty"):
+            _eval(bad, video, qv)
+    # one caption and one video is a valid (tiny) test split
+    one = _eval(text[:1], video[qv[:1]], torch.tensor([0]))
+    assert one["per_query_ranks"]["raw"]["t2v"] == [1.0]
+
+
+def test_query_video_shape_and_range_are_checked() -> None:
+    text, video, qv, _, _ = data()
+    with pytest.raises(VtrbenchError, match="query_video must be 1-D integer"):
+        _eval(text, video, qv[:, None])
+    for bad_row, shown in ((len(video), f"0..{len(video)}"), (-1, f"-1..{len(video) - 1}")):
+        q = qv.clone()
+        q[0] = bad_row
+        if bad_row == -1:
+            q[1:] = torch.arange(len(q) - 1) % len(video)
+        with pytest.raises(VtrbenchError, match=rf"outside \[0, {len(video)}\): {shown}"):
+            _eval(text, video, q)
+
+
+def test_videos_without_a_caption_are_counted_in_the_refusal() -> None:
+    text, video, _, _, _ = data()
+    qv = torch.tensor([0, 1, 3, 3, 1])  # videos 2 and 4 of 5 have no caption
+    with pytest.raises(VtrbenchError, match=r"2 of 5 test videos have no caption.*\(first: row 2\)"):
+        _eval(text[:5], video[:5], qv)
+
+
+def test_one_post_processing_can_be_named_as_a_string() -> None:
+    text, video, qv, _, _ = data()
+    got = evaluate_embeddings(text, video, qv, logit_scale=SCALE, postprocessing="dsl")
+    assert set(got["metrics"]) == {"dsl"}
+
+
+def test_numeric_options_are_checked_and_sizes_reported() -> None:
+    text, video, qv, _, _ = data()
+    for kw in ({"chunk_size": True}, {"chunk_size": 0}, {"dsl_tau": 0.0}, {"logit_scale": float("inf")}):
+        with pytest.raises(VtrbenchError):
+            _eval(text, video, qv, **kw)
+    protocol = _eval(text, video, qv)["protocol"]
+    assert protocol["n_queries"] == len(qv) == 60 and protocol["n_gallery"] == len(video) == 30
