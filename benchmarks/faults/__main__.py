@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import pkgutil
+import signal
 import sys
 import tempfile
 import time
@@ -32,20 +33,38 @@ def all_cases() -> list[Case]:
     return found
 
 
-def run_cases(cases: list[Case], root: Path, progress: bool = False) -> list[tuple[Case, Outcome, float]]:
+class CaseHung(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise CaseHung()
+
+
+def run_cases(
+    cases: list[Case], root: Path, progress: bool = False, limit_s: int = 300
+) -> list[tuple[Case, Outcome, float]]:
+    """Run each case in its own folder; a case still running after ``limit_s`` is a failure (hung)."""
     ctx = Context(root)
     rows = []
+    previous = signal.signal(signal.SIGALRM, _alarm)
     for i, case in enumerate(cases):
         folder = root / case.area / case.name.replace("/", "_")
         folder.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
+        signal.alarm(limit_s)
         try:
             outcome = case.run(folder, ctx)
+        except CaseHung:
+            outcome = Outcome("traceback", f"hung: still running after {limit_s} s")
         except BaseException:  # noqa: BLE001 - an exception in the case itself escaped vtrbench's handling
             outcome = Outcome("traceback", traceback.format_exc().strip().splitlines()[-1][:200])
+        finally:
+            signal.alarm(0)
         rows.append((case, outcome, time.perf_counter() - t0))
         if progress:
             print(f"[{i + 1}/{len(cases)}] {case.area}/{case.name}: {outcome.kind}", file=sys.stderr)
+    signal.signal(signal.SIGALRM, previous)
     return rows
 
 

@@ -108,11 +108,17 @@ def video_windows(index: DatasetIndex) -> list[list[float | None]]:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, hex; "" when it cannot be read (the decode error says why)."""
+    """sha256 of a file's bytes, hex; "" when it cannot be read (the decode error says why).
+
+    Only regular files are read: a link to /dev/zero never ends and a named pipe blocks forever.
+    """
     import hashlib
+    import stat
 
     h = hashlib.sha256()
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return ""
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
