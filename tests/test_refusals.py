@@ -121,7 +121,7 @@ def _manifest(n_videos: int = 5, n_texts: int = 7, video_chunk: int = 2, text_ch
         },
         video_chunk=video_chunk,
         text_chunk=text_chunk,
-        attrs={"dataset": "handmade", "embed_dim": 4},
+        attrs={"dataset": "handmade", "embed_dim": 4, "max_frames": 3, "max_words": 2},
     )
 
 
@@ -131,6 +131,7 @@ def _video_arrays(start: int, end: int) -> dict[str, np.ndarray]:
         # every value says which row it belongs to, so a misplaced chunk shows
         "frames": (rows[:, None, None] * 100 + np.arange(12).reshape(1, 3, 4)).astype(np.float16),
         "frame_mask": np.ones((len(rows), 3), dtype=bool),
+        "frame_index": np.tile(np.arange(3, dtype=np.int32), (len(rows), 1)),
         "status": np.where(rows == 3, STATUS_FAILED, STATUS_OK).astype(np.int8),
         "error": np.array(["bad file" if r == 3 else "" for r in rows], dtype=object),
     }
@@ -140,6 +141,7 @@ def _text_arrays(start: int, end: int) -> dict[str, np.ndarray]:
     rows = np.arange(start, end)
     return {
         "tokens": (rows[:, None, None] * 10 + np.arange(8).reshape(1, 2, 4)).astype(np.float16),
+        "token_ids": (rows[:, None] * 2 + np.arange(2)).astype(np.int32),
         "token_mask": np.ones((len(rows), 2), dtype=bool),
         "eot": (rows % 2).astype(np.int16),
     }

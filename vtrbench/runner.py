@@ -426,7 +426,10 @@ def run_training(
         n_shared = check_overlap(cache, config.train_split, config.test_split, spec.allow_overlap)
         embed_dim = int(cache.attrs["embed_dim"])
         head_options, note = resolve_head_options(spec, cache)
-        if note and console is not None:
+        shown = getattr(console, "_vtrbench_notes", set())
+        if note and console is not None and note not in shown:
+            # once per console: a grid shares one, and would otherwise repeat it for every point
+            console._vtrbench_notes = shown | {note}
             console.print(f"[yellow]note:[/] {note}")
         seed_everything(seed)  # the head's initialisation is part of what the seed fixes
         head = create_head(spec.head, embed_dim=embed_dim, **head_options)
