@@ -161,3 +161,24 @@ def test_sharded_and_torchrun_grids_write_the_single_process_results(
     proc = _torchrun([*grid, "--results", ranks], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _grid_results(ranks) == want
+
+
+def test_a_shard_keeps_a_parts_folder_another_shard_is_starting(
+    run_cli: Callable[..., Any],
+    synth_cache: Path,
+    synth_extract_argv: Callable[..., list[str]],
+    tmp_path: Path,
+) -> None:
+    """Shards of a job array start together: a parts folder without a manifest yet may be another
+    shard's, writing its manifest right now; a shard must not delete it (found by
+    benchmarks/shard_scaling.py, where the second shard failed with "cannot write manifest.json")."""
+    out = tmp_path / "racing.h5"
+    other = Path(str(out) + ".parts") / "manifest.json.4242.tmp"  # the other shard, mid-write
+    other.parent.mkdir()
+    other.write_text("{}")
+    r = run_cli(*synth_extract_argv(out, "--shard", "1/2"))
+    assert r.code == 0, r.err
+    assert other.exists()
+    other.unlink()
+    assert run_cli(*synth_extract_argv(out, "--shard", "0/2")).code == 0
+    assert_same_cache(out, synth_cache)

@@ -273,7 +273,8 @@ class Manifest:
         return [(s, min(s + size, n)) for s in range(0, n, size)]
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
+        # a name per process: shards starting together each write the same manifest
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.__dict__))
         os.replace(tmp, path)
 

@@ -309,8 +309,9 @@ def extract_features(
                 manifest = None
             if manifest is not None and reuse is not None and manifest.video_chunk != chunk_size:
                 manifest = None  # parts of another chunking cannot be mixed with the cache's rows
-        if manifest is None and pdir.exists():
-            # parts of another config (discarded by --overwrite) or without a manifest: nothing to resume
+        if manifest is None and pdir.exists() and shard is None:
+            # parts of another config (discarded by --overwrite) or without a manifest: nothing to resume.
+            # Not for a shard: another shard starting at the same moment may be writing the manifest.
             shutil.rmtree(pdir)
         clip = None
         if manifest is None:
