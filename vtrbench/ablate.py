@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vtrbench.config import config_hash
+from vtrbench.config import RUN_OPTIONS, config_hash
 from vtrbench.errors import VtrbenchError
 
 if sys.version_info >= (3, 11):
@@ -26,23 +26,8 @@ CAMOE_AXES = ("experts", "streams", "gate", "aux_weight")
 # Axes of the heads with a temporal transformer (grid file section [temporal]).
 TEMPORAL_AXES = ("init", "layers")
 TEMPORAL_HEADS = ("seqtransf", "camoe")
-TRAIN_KEYS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "val_fraction",
-    "v2t_protocol",
-    "dsl_tau",
-    "qb_bank",
-    "qb_beta",
-    "qb_k",
-    "mdr",
-    "precision",
-    "allow_overlap",
-    "train_split",
-    "test_split",
-)
+# the [train] options of a grid file: every run option but --overwrite (a property of the command)
+TRAIN_KEYS = tuple(k for k in RUN_OPTIONS if k != "overwrite")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from vtrbench.cache import FeatureCache
-from vtrbench.config import TrainConfig, check_seed, config_hash, validate_options
+from vtrbench.config import RUN_OPTIONS, TrainConfig, check_seed, config_hash, validate_options
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads.base import HEADS, create_head, list_heads
 from vtrbench.losses.base import list_losses
@@ -27,25 +27,8 @@ from vtrbench.plugins import provenance_for
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import read_result, result_path, run_id, write_result
 
-# RunSpec fields that are plain run options, validated by vtrbench.config.RUN_OPTIONS
-_CHECKED_FIELDS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "val_fraction",
-    "v2t_protocol",
-    "dsl_tau",
-    "qb_bank",
-    "qb_beta",
-    "qb_k",
-    "mdr",
-    "precision",
-    "train_split",
-    "test_split",
-    "overwrite",
-    "allow_overlap",
-)
+# RunSpec fields that are plain run options: exactly those vtrbench.config.RUN_OPTIONS validates
+_CHECKED_FIELDS = tuple(RUN_OPTIONS)
 LOSS_OPTIONS = {"dsl": ("temperature",)}
 
 
