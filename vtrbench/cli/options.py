@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from vtrbench.cli._app import RESULTS_ROOT, _resolve_device
+from vtrbench.config import MDR_CHOICES, OVERWRITE_CHOICES, PRECISION_CHOICES, V2T_CHOICES
 from vtrbench.errors import VtrbenchError
 
 
@@ -138,7 +139,7 @@ def _shared_train_options() -> list[Any]:
         ),
         click.option(
             "--v2t-protocol",
-            type=click.Choice(["clip4clip", "any-caption"]),
+            type=click.Choice(V2T_CHOICES),
             default="clip4clip",
             show_default=True,
             help="v2t with several captions per video.",
@@ -163,7 +164,7 @@ def _shared_train_options() -> list[Any]:
         *eval_protocol_options(),
         click.option(
             "--precision",
-            type=click.Choice(["fp32", "bf16"]),
+            type=click.Choice(PRECISION_CHOICES),
             help="Training precision: bf16 autocast (CUDA only) or fp32 "
             "[default: bf16 on CUDA, fp32 on CPU].",
         ),
@@ -177,7 +178,7 @@ def _shared_train_options() -> list[Any]:
         ),
         click.option(
             "--overwrite",
-            type=click.Choice(["never", "always"]),
+            type=click.Choice(OVERWRITE_CHOICES),
             default="never",
             show_default=True,
             help="never: skip a run whose result file exists; always: replace it.",
@@ -198,7 +199,7 @@ def eval_protocol_options() -> list[Any]:
         ),
         click.option(
             "--mdr",
-            type=click.Choice(["standard", "clip4clip"]),
+            type=click.Choice(MDR_CHOICES),
             default="standard",
             show_default=True,
             help="MdR convention: standard = np.median; clip4clip = torch.median (lower middle) for t2v "

@@ -14,6 +14,7 @@ from vtrbench.cli.options import (
     shared_train_options,
     train_options,
 )
+from vtrbench.config import OVERWRITE_CHOICES, V2T_CHOICES
 from vtrbench.errors import VtrbenchError
 
 
@@ -104,9 +105,7 @@ def _eval_protocol(f: Any) -> Any:
 )
 @click.option("--test-split")
 @click.option("--train-split", help="Query bank source for qbnorm [default: the dataset's train split].")
-@click.option(
-    "--v2t-protocol", type=click.Choice(["clip4clip", "any-caption"]), default="clip4clip", show_default=True
-)
+@click.option("--v2t-protocol", type=click.Choice(V2T_CHOICES), default="clip4clip", show_default=True)
 @click.option("--dsl-tau", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--qb-bank", type=click.IntRange(min=1), default=5000, show_default=True)
 @click.option("--qb-beta", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True)
@@ -114,7 +113,7 @@ def _eval_protocol(f: Any) -> Any:
 @click.option(
     "--results", "results_dir", type=click.Path(path_type=Path), default=RESULTS_ROOT, show_default=True
 )
-@click.option("--overwrite", type=click.Choice(["never", "always"]), default="never", show_default=True)
+@click.option("--overwrite", type=click.Choice(OVERWRITE_CHOICES), default="never", show_default=True)
 @_eval_protocol
 def eval_cmd(cache_path: Path, head: str | None, checkpoint: Path | None, **kw: Any) -> None:
     """Evaluate a saved head checkpoint, or the untrained zeroshot head, on a cache split."""
