@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import vtrbench.cache as cache_mod
-from vtrbench.cache import _read_blocks
+from vtrbench.cache.reader import _read_blocks
 
 
 @pytest.mark.parametrize("block", [1, 3, 7, 1000])
 def test_read_blocks_equals_fancy_indexing(tmp_path: Path, monkeypatch, block: int) -> None:
-    monkeypatch.setattr(cache_mod, "READ_BLOCK_ROWS", block)
+    monkeypatch.setattr(cache_mod.reader, "READ_BLOCK_ROWS", block)
     data = np.random.default_rng(0).standard_normal((50, 3, 2)).astype(np.float16)
     with h5py.File(tmp_path / "x.h5", "w") as f:
         f.create_dataset("x", data=data, chunks=(4, 3, 2))

@@ -333,7 +333,7 @@ def test_full_disk_stops_with_one_line_and_resumes_identically(
     out = tmp_path / "full.h5"
     parts = Path(str(out) + ".parts")
     writes = []
-    real_create = cache_mod._create
+    real_create = cache_mod._io._create
 
     def failing_create(group: Any, name: str, *a: Any, **k: Any) -> Any:
         # the third part file hits ENOSPC halfway through, as a full disk does
@@ -342,14 +342,14 @@ def test_full_disk_stops_with_one_line_and_resumes_identically(
         writes.append(name)
         return real_create(group, name, *a, **k)
 
-    monkeypatch.setattr(cache_mod, "_create", failing_create)
+    monkeypatch.setattr(cache_mod._io, "_create", failing_create)
     line = _one_line_error(run_cli(*_argv(small["csv"], out)))
     assert "disk is full" in line and "videos-00002.h5" in line
     assert sorted(p.name for p in parts.glob("*.h5*")) == ["videos-00000.h5", "videos-00001.h5"]
     assert all(cache_mod.part_is_valid(p, 2) for p in parts.glob("videos-*.h5"))
-    monkeypatch.setattr(cache_mod, "_create", real_create)
+    monkeypatch.setattr(cache_mod._io, "_create", real_create)
     # the free-space check, before a part is written
-    monkeypatch.setattr(cache_mod, "disk_free", lambda folder: 1 << 20)
+    monkeypatch.setattr(cache_mod._io, "disk_free", lambda folder: 1 << 20)
     line = _one_line_error(run_cli(*_argv(small["csv"], out)))
     assert "not enough free space" in line and "videos-00002.h5" in line
     monkeypatch.undo()
@@ -376,13 +376,13 @@ def test_parts_left_after_the_final_rename_are_cleaned(
     small: dict[str, Any], run_cli: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "x.h5"
-    real = cache_mod.shutil.rmtree
+    real = cache_mod.assembly.shutil.rmtree
 
     def killed_before_cleanup(path: Any, *a: Any, **k: Any) -> None:
         if not str(path).endswith(".parts"):
             real(path, *a, **k)
 
-    monkeypatch.setattr(cache_mod.shutil, "rmtree", killed_before_cleanup)
+    monkeypatch.setattr(cache_mod.assembly.shutil, "rmtree", killed_before_cleanup)
     assert run_cli(*_argv(small["csv"], out)).code == 0
     monkeypatch.undo()
     assert Path(str(out) + ".parts").is_dir()

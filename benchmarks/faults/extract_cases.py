@@ -521,7 +521,7 @@ def _failing_writer(tmp: Path, ctx: Context, target: str, dataset: str = "frame_
     """ENOSPC halfway through one HDF5 file (a part or the assembled cache), then a resume."""
     import vtrbench.cache as cache_mod
 
-    real = cache_mod._create
+    real = cache_mod._io._create
 
     def create(group: Any, name: str, *a: Any, **k: Any) -> Any:
         if group.file.filename.endswith(target) and name == dataset:
@@ -529,11 +529,11 @@ def _failing_writer(tmp: Path, ctx: Context, target: str, dataset: str = "frame_
         return real(group, name, *a, **k)
 
     out = tmp / "out.h5"
-    cache_mod._create = create
+    cache_mod._io._create = create
     try:
         r = run_cli(extract_argv(_data(ctx), out))
     finally:
-        cache_mod._create = real
+        cache_mod._io._create = real
     first = expect_error(r, "disk is full")
     if first.kind != "clear_error":
         return first
@@ -555,7 +555,7 @@ def _free_space_case(parts_before: int) -> Case:
     def run(tmp: Path, ctx: Context) -> Outcome:
         import vtrbench.cache as cache_mod
 
-        real = cache_mod.disk_free
+        real = cache_mod._io.disk_free
         written = []
 
         def free(folder: Path) -> int:
@@ -563,11 +563,11 @@ def _free_space_case(parts_before: int) -> Case:
             return real(folder) if len(written) <= parts_before else 1024
 
         out = tmp / "out.h5"
-        cache_mod.disk_free = free
+        cache_mod._io.disk_free = free
         try:
             r = run_cli(extract_argv(_data(ctx), out))
         finally:
-            cache_mod.disk_free = real
+            cache_mod._io.disk_free = real
         first = expect_error(r, "free space")
         if first.kind != "clear_error":
             return first
@@ -596,18 +596,18 @@ def _overwrite_disk_full(tmp: Path, ctx: Context) -> Outcome:
 
     out = _copy_cache(ctx, tmp)
     before = out.read_bytes()
-    real = cache_mod._create
+    real = cache_mod._io._create
 
     def create(group: Any, name: str, *a: Any, **k: Any) -> Any:
         if group.file.filename.endswith("out.h5.tmp") or group.file.filename.endswith("cache.h5.tmp"):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(group, name, *a, **k)
 
-    cache_mod._create = create
+    cache_mod._io._create = create
     try:
         r = run_cli([*extract_argv(_data(ctx), out), "--overwrite", "--max-words", "16"])
     finally:
-        cache_mod._create = real
+        cache_mod._io._create = real
     if out.read_bytes() != before:
         return Outcome("lost", "the old cache changed during a failed --overwrite")
     return expect_error(r, "disk is full")
@@ -760,20 +760,20 @@ import vtrbench.cache as cache
 import vtrbench.extract.pipeline as pipeline
 if point.startswith("part:"):
     k = int(point[5:])
-    real_create = cache._create
+    real_create = cache._io._create
     def _create(group, name, *a, **kw):
         ds = real_create(group, name, *a, **kw)
         if group.file.filename.endswith(f"-{k:05d}.h5.tmp") and name == "frame_mask":
             hold()
         return ds
-    cache._create = _create
+    cache._io._create = _create
 elif point == "after-part":
-    real_fsync = cache.fsync_dir
+    real_fsync = cache._io.fsync_dir
     def fsync_dir(path):
         real_fsync(path)
         if str(path).endswith(".parts"):
             hold()
-    cache.fsync_dir = fsync_dir
+    cache._io.fsync_dir = fsync_dir
 elif point == "captions":
     import vtrbench.extract.encode as enc
     def encode_tokens(*a, **kw):
@@ -782,21 +782,21 @@ elif point == "captions":
 elif point == "assemble":
     def seal(f):
         hold()
-    cache.seal = seal
+    cache._io.seal = seal
 elif point == "assemble-copy":
-    real_copy = cache._copy_parts
+    real_copy = cache.assembly._copy_parts
     def _copy_parts(cache_path, group, kind, *a, **kw):
         if kind == "texts":
             hold()
         return real_copy(cache_path, group, kind, *a, **kw)
-    cache._copy_parts = _copy_parts
+    cache.assembly._copy_parts = _copy_parts
 elif point == "after-rename":
-    real_fsync = cache.fsync_dir
+    real_fsync = cache._io.fsync_dir
     def fsync_dir(path):
         real_fsync(path)
         if not str(path).endswith(".parts"):
             hold()
-    cache.fsync_dir = fsync_dir
+    cache._io.fsync_dir = fsync_dir
 elif point == "manifest":
     real_save = cache.Manifest.save
     def save(self, path):
@@ -810,7 +810,7 @@ elif point == "model":
     pipeline._load_clip = _load_clip
 elif point == "nocheck":
     # no free-space check: the writes themselves meet ENOSPC (HDF5's own error path)
-    cache.disk_free = lambda folder: 1 << 40
+    cache._io.disk_free = lambda folder: 1 << 40
 elif point.startswith("pause:"):
     # random kills: a short pause after each part widens the window the kill can land in
     pause = float(point[6:])
