@@ -299,7 +299,7 @@ def test_unknown_head_name_and_bad_option_values():
         create_head("camo", embed_dim=D)
     with pytest.raises(VtrbenchError, match="'zeroshot' takes no options; got adapter"):
         create_head("zeroshot", embed_dim=D, adapter=True)
-    with pytest.raises(VtrbenchError, match="experts is empty"):
+    with pytest.raises(VtrbenchError, match="option experts must be a non-empty list"):
         create_head("camoe", embed_dim=D, experts=[])
     with pytest.raises(VtrbenchError, match="aux_weight"):
         create_head("camoe", embed_dim=D, aux_weight=-1)

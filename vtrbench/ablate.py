@@ -23,6 +23,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CAMOE_AXES = ("experts", "streams", "gate", "aux_weight")
+#: Key of Grid.head_options whose options apply to every head of the grid.
+ALL_HEADS = "*"
 # Axes of the heads with a temporal transformer (grid file section [temporal]).
 TEMPORAL_AXES = ("init", "layers")
 TEMPORAL_HEADS = ("seqtransf", "camoe")
@@ -44,6 +46,9 @@ class Grid:
     init: tuple[str, ...] = ()
     layers: tuple[int, ...] = ()
     train: dict[str, Any] = field(default_factory=dict)  # shared training options (TRAIN_KEYS)
+    # Any head's options as axes: {head: {option: (value, ...)}}; ALL_HEADS ("*") = every head of
+    # the grid (grid file: [head_options] for all heads, [head_options.HEAD] for one).
+    head_options: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
 
     def points(self) -> list[tuple[str, str, dict[str, Any], int]]:
         """(head, loss, head_options, seed) for every run, seeds innermost."""
@@ -68,6 +73,14 @@ class Grid:
                     {**c, **{k: v for k, v in zip(temporal_axes, values, strict=True) if v is not None}}
                     for c in combos
                     for values in itertools.product(*temporal_axes.values())
+                ]
+            axes = {**self.head_options.get(ALL_HEADS, {}), **self.head_options.get(head, {})}
+            if axes:
+                keys = sorted(axes)
+                combos = [
+                    {**c, **dict(zip(keys, values, strict=True))}
+                    for c in combos
+                    for values in itertools.product(*(axes[k] for k in keys))
                 ]
             for loss in self.losses:
                 for opts in combos:
@@ -99,6 +112,17 @@ class Grid:
                 lines.append(f"init = {_toml_list(self.init)}")
             if self.layers:
                 lines.append(f"layers = {_toml_list(self.layers)}")
+        if self.head_options:
+            common = self.head_options.get(ALL_HEADS, {})
+            lines.append("")
+            lines.append("[head_options]")
+            for key in sorted(common):
+                lines.append(f"{key} = {_toml_list(common[key])}")
+            for head in sorted(h for h in self.head_options if h != ALL_HEADS):
+                lines.append("")
+                lines.append(f"[head_options.{head}]")
+                for key in sorted(self.head_options[head]):
+                    lines.append(f"{key} = {_toml_list(self.head_options[head][key])}")
         if self.train:
             lines.append("")
             lines.append("[train]")
@@ -154,7 +178,7 @@ def load_grid(path: Path) -> Grid:
         raise VtrbenchError(f"{path}: invalid TOML ({e})") from None
     except (RecursionError, MemoryError):
         raise VtrbenchError(f"{path}: invalid TOML (nested too deeply)") from None
-    known_top = {"heads", "losses", "seeds", "camoe", "temporal", "train", "plugins"}
+    known_top = {"heads", "losses", "seeds", "camoe", "temporal", "train", "plugins", "head_options"}
     unknown = set(data) - known_top
     if unknown:
         raise VtrbenchError(f"{path}: unknown key(s) {sorted(unknown)} (known: {sorted(known_top)})")
@@ -190,8 +214,27 @@ def load_grid(path: Path) -> Grid:
         init=tuple(temporal.get("init", ())),
         layers=tuple(temporal.get("layers", ())),
         train=dict(train),
+        head_options=_head_option_tables(_table(data, "head_options", path), where),
     )
     return validate_grid(grid, where=where)
+
+
+def _head_option_tables(table: dict[str, Any], where: str) -> dict[str, dict[str, tuple[Any, ...]]]:
+    """[head_options]: plain keys apply to every head, sub-tables ``[head_options.HEAD]`` to one head;
+    a value is one value or a list of values (an axis of the grid). Checked in validate_grid."""
+    out: dict[str, dict[str, tuple[Any, ...]]] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out[key] = {k: _axis(v) for k, v in value.items()}
+        else:
+            out.setdefault(ALL_HEADS, {})[key] = _axis(value)
+    return out
+
+
+def _axis(value: Any) -> tuple[Any, ...]:
+    # A list is an axis, each element one value; a names option (camoe experts) takes each element as
+    # one value too: ["fusion", "action,fusion"] or [["fusion"], ["action", "fusion"]] is two settings.
+    return tuple(value) if isinstance(value, list) else (value,)
 
 
 def _table(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
@@ -255,7 +298,51 @@ def validate_grid(grid: Grid, *, where: str | None = None) -> Grid:
             raise VtrbenchError(f"{label} values must be finite numbers >= 0, got {a!r}")
         aux.append(float(a))
     train = validate_options(dict(grid.train), where=where, section="train.")
-    return replace(grid, seeds=seeds, aux_weight=tuple(aux), train=train)
+    head_options = _validate_head_options(grid, where)
+    return replace(grid, seeds=seeds, aux_weight=tuple(aux), train=train, head_options=head_options)
+
+
+def _validate_head_options(grid: Grid, where: str | None) -> dict[str, dict[str, tuple[Any, ...]]]:
+    """Every [head_options] value through the head's own schema (vtrbench.config.check_head_options,
+    as create_head and --head-option); an option the [camoe]/[temporal] axes also set is an error."""
+    from vtrbench.heads.base import validate_head_options
+
+    label = f"{where}: [head_options]" if where else "head options"
+    out: dict[str, dict[str, tuple[Any, ...]]] = {}
+    for target, options in grid.head_options.items():
+        if target != ALL_HEADS and target not in grid.heads:
+            raise VtrbenchError(
+                f"{label}.{target}: {target!r} is not one of the grid's heads ({', '.join(grid.heads)})"
+            )
+        heads = grid.heads if target == ALL_HEADS else (target,)
+        section = "[head_options]" if target == ALL_HEADS else f"[head_options.{target}]"
+        checked: dict[str, tuple[Any, ...]] = {}
+        for key, values in options.items():
+            if not values:
+                raise VtrbenchError(f"{label} {section} {key} is an empty list")
+            fixed = _axis_owner(grid, key)
+            if fixed and any(h in fixed[1] for h in heads):
+                raise VtrbenchError(
+                    f"{where + ': ' if where else ''}{section} {key} is also a [{fixed[0]}] axis: set it once"
+                )
+            per_head = []
+            for head in heads:
+                try:
+                    per_head.append(tuple(validate_head_options(head, {key: v})[key] for v in values))
+                except VtrbenchError as e:
+                    raise VtrbenchError(f"{where + ': ' if where else ''}{section} {e}") from None
+            checked[key] = per_head[0]
+        out[target] = checked
+    return out
+
+
+def _axis_owner(grid: Grid, key: str) -> tuple[str, tuple[str, ...]] | None:
+    """(section, heads) when ``key`` is already an axis of the grid's [camoe] or [temporal] table."""
+    if key in CAMOE_AXES and getattr(grid, key):
+        return "camoe", ("camoe",)
+    if key in TEMPORAL_AXES and getattr(grid, key):
+        return "temporal", TEMPORAL_HEADS
+    return None
 
 
 def _check_temporal_axes(path: Path, temporal: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ canonical JSON is equal.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -126,7 +127,9 @@ MAX_SEED = 2**63 - 1  # torch and numpy generators take 64-bit seeds; JSON keeps
 
 @dataclasses.dataclass(frozen=True)
 class OptionRule:
-    """What one run option accepts: ``kind`` is int, float, choice, str or bool."""
+    """What one run option accepts: ``kind`` is int, float, choice, str, bool or names (a list of
+    distinct ``choices``, also given as one comma-separated string; head options such as camoe's
+    experts)."""
 
     kind: str
     low: float | None = None
@@ -139,8 +142,14 @@ class OptionRule:
     def describe(self) -> str:
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
+        if self.kind == "names":
+            return "a non-empty list of names from " + ", ".join(self.choices)
         if self.kind in ("str", "bool"):
             return "a string" if self.kind == "str" else "true or false"
+        small = self.kind == "int" and self.low is not None and self.high is not None
+        if small and not (self.low_open or self.high_open) and 0 < self.high - self.low <= 4:
+            values = [str(v) for v in range(int(self.low), int(self.high) + 1)]  # e.g. wti mlp_layers
+            return ", ".join(values[:-1]) + " or " + values[-1]
         noun = "an integer" if self.kind == "int" else "a finite number"
         parts = []
         if self.low is not None:
@@ -187,9 +196,37 @@ def check_option(name: str, value: Any, *, where: str | None = None, section: st
     label = option_label(name, where, section)
     if rule is None:
         raise VtrbenchError(f"{label}: unknown option (known: {', '.join(RUN_OPTIONS)})")
+    return check_value(rule, value, label)
+
+
+def check_value(rule: OptionRule, value: Any, label: str, *, suffix: str = "") -> Any:
+    """``value`` normalised if ``rule`` accepts it, else a one-line VtrbenchError
+    ``"{label} must be ..., got ...{suffix}"``. Run options and head options both come here."""
+    from vtrbench.errors import VtrbenchError
+
     if value is None and rule.optional:
         return None
-    bad = VtrbenchError(f"{label} must be {rule.describe()}, got {_short(value)}")
+    hint = ""
+    if rule.choices and isinstance(value, str) and "," not in value:
+        close = difflib.get_close_matches(value.strip(), rule.choices, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+    bad = VtrbenchError(f"{label} must be {rule.describe()}, got {_short(value)}{hint}{suffix}")
+    if rule.kind == "names":
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, (list, tuple)):
+            raise bad
+        names = [n.strip() if isinstance(n, str) else n for n in names]
+        names = [n for n in names if n != ""]
+        for n in names:
+            if not isinstance(n, str) or n not in rule.choices:
+                close = difflib.get_close_matches(str(n), rule.choices, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise VtrbenchError(
+                    f"{label} must be {rule.describe()}, got {_short(value)} ({n!r} is not one{hint}){suffix}"
+                )
+        if not names:
+            raise bad
+        return list(dict.fromkeys(names))  # a name given twice is one expert, in first-seen order
     if rule.kind == "bool":
         if not isinstance(value, bool):
             raise bad
@@ -226,6 +263,101 @@ def validate_options(
     ``where`` names the file the values come from (then ``section`` prefixes the key, e.g. ``train.``).
     """
     return {k: check_option(k, v, where=where, section=section) for k, v in values.items()}
+
+
+# ---------------------------------------------------------------- head options
+#
+# A head class declares ``option_schema`` (option name -> OptionRule; every built-in head does).
+# ``create_head``, ``RunSpec``, ``--head-option KEY=VALUE`` and a grid file's ``[head_options]``
+# all check a head's options with :func:`check_head_options`, so the same value is refused the
+# same way whichever way it came in. Rules a schema cannot express (heads must divide the width,
+# init=clip needs a temporal expert) stay in the head's constructor, which runs before training.
+# A head without a schema (a plugin head) gets its options passed through to its constructor.
+
+#: How ``KEY=VALUE`` text spells None for an optional head option (e.g. ``heads=auto``).
+NONE_WORDS = ("auto", "none")
+_TRUE_WORDS = ("true", "yes", "on", "1")
+_FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def _unknown_head_option(head: str, key: str, schema: dict[str, OptionRule], prefix: str) -> Any:
+    from vtrbench.errors import VtrbenchError
+    from vtrbench.registry import unknown_name_message
+
+    if not schema:
+        return VtrbenchError(f"{prefix}head {head!r} takes no options; got {key}")
+    return VtrbenchError(prefix + unknown_name_message(f"{head} option", str(key), sorted(schema)))
+
+
+def check_head_options(
+    head: str, options: dict[str, Any], schema: dict[str, OptionRule], *, where: str | None = None
+) -> dict[str, Any]:
+    """``options`` checked against ``head``'s declared schema and normalised (ints stay ints, a
+    names list becomes a list), else a one-line VtrbenchError naming the head and the option: an
+    unknown key lists the head's valid options, a bad value says what the option accepts.
+    ``where`` (a grid file, ``--head-option``) prefixes the message."""
+    prefix = f"{where}: " if where else ""
+    out = {}
+    for key, value in options.items():
+        rule = schema.get(key)
+        if rule is None:
+            raise _unknown_head_option(head, key, schema, prefix)
+        out[key] = check_value(rule, value, f"{prefix}head {head!r} option {key}")
+    return out
+
+
+def parse_option_text(rule: OptionRule | None, text: str) -> Any:
+    """A ``KEY=VALUE`` value string → the rule's type (``check_value`` then judges it; text that
+    does not parse stays a string, so the error shows what was typed). Without a rule (a plugin
+    head without a schema): an integer, a number, true/false, else the string itself."""
+    raw = text.strip()
+    low = raw.lower()
+    if rule is not None and rule.optional and low in NONE_WORDS:
+        return None
+    kind = rule.kind if rule is not None else None
+    if kind in ("int", None):
+        try:
+            return int(raw)
+        except ValueError:
+            if kind == "int":
+                return raw
+    if kind in ("float", None):
+        try:
+            return float(raw)
+        except ValueError:
+            if kind == "float":
+                return raw
+    if kind in ("bool", None):
+        if low in _TRUE_WORDS:
+            return True
+        if low in _FALSE_WORDS:
+            return False
+    return raw
+
+
+def parse_head_option_pairs(
+    head: str, pairs: list[str] | tuple[str, ...], schema: dict[str, OptionRule] | None, *, where: str
+) -> dict[str, Any]:
+    """``["layers=2", "init=clip"]`` → ``{"layers": 2, "init": "clip"}`` typed by ``schema`` and
+    checked by it (None: a plugin head without a schema, values best-guess typed). A pair without
+    ``=``, an empty key and a key given twice are errors."""
+    from vtrbench.errors import VtrbenchError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = str(pair).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise VtrbenchError(f"{where} {pair!r}: expected KEY=VALUE, e.g. {where} layers=2")
+        if key in out:
+            raise VtrbenchError(f"{where}: {key} is given twice (head {head!r})")
+        rule = None
+        if schema is not None:
+            rule = schema.get(key)
+            if rule is None:
+                raise _unknown_head_option(head, key, schema, f"{where}: ")
+        out[key] = parse_option_text(rule, raw)
+    return check_head_options(head, out, schema, where=where) if schema is not None else out
 
 
 def check_seed(seed: Any, *, where: str | None = None, option: str = "--seed") -> int:

@@ -21,7 +21,7 @@ import torch
 from vtrbench.cache import FeatureCache
 from vtrbench.config import RUN_OPTIONS, TrainConfig, check_seed, config_hash, validate_options
 from vtrbench.errors import VtrbenchError
-from vtrbench.heads.base import HEADS, create_head, list_heads
+from vtrbench.heads.base import HEADS, create_head, list_heads, validate_head_options
 from vtrbench.losses.base import list_losses
 from vtrbench.plugins import provenance_for
 from vtrbench.registry import unknown_name_message
@@ -73,6 +73,8 @@ def validate_spec(spec: RunSpec, *, where: str | None = None) -> None:
         raise VtrbenchError(f"head options must be a mapping, got {type(spec.head_options).__name__}")
     if not isinstance(spec.loss_options, dict):
         raise VtrbenchError(f"loss options must be a mapping, got {type(spec.loss_options).__name__}")
+    # the head's declared option schema (unknown key, type, range), before any cache is opened
+    validate_head_options(spec.head, spec.head_options, where=where)
     for key, value in spec.head_options.items():
         # NaN would train and then fail to serialise; a negative loss weight inverts an objective
         if isinstance(value, float) and (not math.isfinite(value) or (key == "aux_weight" and value < 0)):

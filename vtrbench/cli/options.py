@@ -57,6 +57,38 @@ def head_options_from_cli(
     return opts
 
 
+def parse_head_option_flags(head: str, pairs: Any) -> dict[str, Any]:
+    """``--head-option KEY=VALUE`` (repeatable) for ``head``: values typed and checked by the head's
+    declared option schema (vtrbench.config.check_head_options, the rules create_head and grid files
+    use); a plugin head without a schema gets best-guess typed values passed through."""
+    from vtrbench.config import parse_head_option_pairs
+    from vtrbench.heads.base import head_option_schema
+
+    pairs = list(pairs or ())
+    if not pairs:
+        return {}
+    return parse_head_option_pairs(head, pairs, head_option_schema(head), where="--head-option")
+
+
+def merge_head_options(head: str, flags: dict[str, Any], generic: dict[str, Any]) -> dict[str, Any]:
+    """The dedicated flags' options plus ``--head-option``'s; one option set both ways is an error."""
+    both = sorted(set(flags) & set(generic))
+    if both:
+        raise VtrbenchError(
+            f"--head-option {both[0]}=... repeats an option another flag already sets for head {head!r} "
+            f"(e.g. --{both[0].replace('_', '-')} or --no-adapter): give it once"
+        )
+    return {**flags, **generic}
+
+
+def head_options_for_grid(heads: Any, pairs: Any) -> dict[str, dict[str, tuple[Any, ...]]]:
+    """``ablate --head-option KEY=VALUE``: the options for every head of the grid, parsed and checked
+    per head (a key one of the heads does not take is an error naming that head)."""
+    if not pairs:
+        return {}
+    return {h: {k: (v,) for k, v in parse_head_option_flags(h, pairs).items()} for h in heads}
+
+
 def _loss_options(loss: str, temperature: float | None) -> dict[str, Any]:
     if temperature is None:
         return {}
@@ -79,6 +111,8 @@ def run_spec_from_options(kw: dict[str, Any]) -> Any:
         kw.get("init"),
         kw.get("layers"),
     )
+    generic = parse_head_option_flags(kw["head"], kw.get("head_option"))
+    head_opts = merge_head_options(kw["head"], head_opts, generic)
     return RunSpec(
         cache_path=kw["cache_path"],
         head=kw["head"],
@@ -123,6 +157,15 @@ def _shared_train_options() -> list[Any]:
         ),
         click.option(
             "--no-adapter", is_flag=True, help="Switch off the residual linear text/video adapters."
+        ),
+        click.option(
+            "--head-option",
+            "head_option",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Any option of the head (repeatable), e.g. --head-option logit_scale=fixed "
+            "--head-option agg=seqtransf (docs/heads.md lists every head's options). With ablate: "
+            "applied to every head of the grid (per-head values: [head_options.HEAD] in a --grid file).",
         ),
         click.option("--train-split", help="[default: the dataset's standard train split]"),
         click.option("--test-split", help="[default: the dataset's standard test split]"),

@@ -10,6 +10,7 @@ import click
 from vtrbench.cli._app import RESULTS_ROOT, _console, _out, _parse_seeds, _resolve_device, _split_list, cli
 from vtrbench.cli.options import (
     eval_protocol_options,
+    head_options_for_grid,
     run_spec_from_options,
     shared_train_options,
     train_options,
@@ -175,8 +176,13 @@ def ablate(
 
     from vtrbench.ablate import TRAIN_KEYS, Grid, load_grid, run_grid, validate_grid
 
+    head_option_pairs = tuple(kw.pop("head_option", ()) or ())
     if grid_file is not None:
         grid = load_grid(grid_file)
+        if head_option_pairs:
+            raise VtrbenchError(
+                "--head-option and --grid: put the head options in the grid file's [head_options] table"
+            )
     else:
         try:
             aux = tuple(float(a) for a in _split_list(aux_list))
@@ -194,6 +200,7 @@ def ablate(
                 gate=_split_list(gate_list),
                 aux_weight=aux,
                 train={k: kw[k] for k in TRAIN_KEYS if kw.get(k) is not None},
+                head_options=head_options_for_grid(_split_list(heads), head_option_pairs),
             )
         )
     from vtrbench.shard import resolve

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtrbench.config import OptionRule
 from vtrbench.errors import VtrbenchError
 from vtrbench.registry import unknown_name_message
 
@@ -291,6 +292,28 @@ class TemporalEncoder(nn.Module):
         return self.transformer(self.position(x), mask) + x
 
 
+# ---------------------------------------------------------------- option schemas
+#
+# Rules shared by the heads' ``option_schema`` (see Head.option_schema and vtrbench.config).
+
+BOOL_OPTION = OptionRule("bool")
+LAYERS_OPTION = OptionRule("int", low=1)
+#: attention heads: None (``auto`` on the command line) = 8 or the largest divisor of the width below 8
+ATTENTION_HEADS_OPTION = OptionRule("int", low=1, optional=True)
+MAX_FRAMES_OPTION = OptionRule("int", low=1)
+
+
+def temporal_schema() -> dict[str, OptionRule]:
+    """Options of a temporal transformer that can start from CLIP (seqtransf, camoe, wti agg)."""
+    return {
+        "layers": LAYERS_OPTION,
+        "init": OptionRule("choice", choices=INITS),
+        "heads": ATTENTION_HEADS_OPTION,
+        "max_frames": MAX_FRAMES_OPTION,
+        "activation": OptionRule("choice", choices=ACTIVATIONS),
+    }
+
+
 # ---------------------------------------------------------------- initialisation from CLIP
 
 #: ``init`` values of the heads with a temporal transformer. ``clip``: CLIP4Clip's start, the
@@ -374,18 +397,37 @@ def resolve_init(
 def load_clip_text_layers(encoder: TemporalEncoder, weights: Mapping[str, torch.Tensor]) -> None:
     """Copy CLIP's text positional embedding (first max_frames rows) and text layers 0..L-1 into
     ``encoder``, as CLIP4Clip initialises ``frame_position_embeddings`` and ``transformerClip``."""
-    own = dict(encoder.named_parameters())
-    copies = [("position.weight", "positional_embedding")]
-    for i in range(len(encoder.transformer.blocks)):
-        copies += [(f"transformer.blocks.{i}.{a}", f"resblocks.{i}.{b}") for a, b in _BLOCK_PARAMS]
+    load_clip_into(encoder.transformer, encoder.position.weight, weights)
+
+
+def load_clip_into(
+    transformer: Transformer, position: nn.Parameter, weights: Mapping[str, torch.Tensor]
+) -> None:
+    """Copy CLIP's text layers 0..L-1 into ``transformer`` and CLIP's text positional embedding into
+    the first ``min(rows, context_length)`` rows of the position table ``position`` (rows past CLIP's
+    context keep their initialisation: tightTransf's frame rows after a 77-token caption slot)."""
+    own = dict(transformer.named_parameters())
+    copies: list[tuple[str, str]] = []
+    for i in range(len(transformer.blocks)):
+        copies += [(f"blocks.{i}.{a}", f"resblocks.{i}.{b}") for a, b in _BLOCK_PARAMS]
     with torch.no_grad():
+        if "positional_embedding" not in weights:
+            raise VtrbenchError(
+                "the cache's backbone weights lack 'positional_embedding' (re-extract the cache)"
+            )
+        src = weights["positional_embedding"]
+        rows = min(position.shape[0], src.shape[0])
+        if src.dim() != 2 or src.shape[1] != position.shape[1]:
+            raise VtrbenchError(
+                f"the cache's backbone weight 'positional_embedding' has shape {tuple(src.shape)}, "
+                f"the head needs (n, {position.shape[1]})"
+            )
+        position[:rows].copy_(src[:rows].to(position.dtype))
         for name, key in copies:
             if key not in weights:
                 raise VtrbenchError(f"the cache's backbone weights lack {key!r} (re-extract the cache)")
             src = weights[key]
             dst = own[name]
-            if name == "position.weight":
-                src = src[: dst.shape[0]]
             if tuple(src.shape) != tuple(dst.shape):
                 raise VtrbenchError(
                     f"the cache's backbone weight {key!r} has shape {tuple(src.shape)}, "

@@ -32,18 +32,26 @@ video batch: frames (B, T, D) float, frame_mask (B, T) bool,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from vtrbench.config import OptionRule, check_head_options
 from vtrbench.errors import VtrbenchError
 from vtrbench.registry import Registry
 
 Batch = dict[str, torch.Tensor]
 
 LOGIT_SCALE_MAX = 100.0
+
+#: ``logit_scale`` head option: ``learned`` (vtrbench's default: trained at the head's lr, clamped
+#: to <= 100) or ``fixed`` at its initial value 100 (CLIP's trained scale, which CLIP4Clip, X-Pool
+#: and DRL keep in effect: they train it at CLIP's tiny learning rate).
+LOGIT_SCALE_MODES = ("learned", "fixed")
+#: The schema entry every trainable head with a logit scale adds to its ``option_schema``.
+LOGIT_SCALE_OPTION: dict[str, OptionRule] = {"logit_scale": OptionRule("choice", choices=LOGIT_SCALE_MODES)}
 
 
 class Head(nn.Module):
@@ -59,12 +67,33 @@ class Head(nn.Module):
     #: False for heads whose text side reads only the EOT feature: the trainer then keeps one
     #: (N, D) row per caption instead of (N, L, D) tokens, 1/L of the bytes gathered per step.
     text_needs_tokens: bool = True
+    #: The head's options, name -> :class:`vtrbench.config.OptionRule` (type, range, choices);
+    #: ``create_head``, ``RunSpec``, ``--head-option`` and grid files check options against it.
+    #: None (plugin heads that declare nothing): options pass through to the constructor unchecked.
+    option_schema: ClassVar[Mapping[str, OptionRule] | None] = None
 
-    def __init__(self, embed_dim: int, logit_scale_init: float = 100.0) -> None:
+    def __init__(self, embed_dim: int, logit_scale_init: float = 100.0, logit_scale: str = "learned") -> None:
         super().__init__()
         self.embed_dim = embed_dim
+        if logit_scale not in LOGIT_SCALE_MODES:
+            raise VtrbenchError(
+                f"option logit_scale must be one of {', '.join(LOGIT_SCALE_MODES)}, got {logit_scale!r}"
+            )
+        self.logit_scale_mode = logit_scale
         # Stored as a log like CLIP; clamped to <= LOGIT_SCALE_MAX after every step.
-        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale_init)))
+        self.log_logit_scale = nn.Parameter(
+            torch.tensor(math.log(logit_scale_init)), requires_grad=logit_scale == "learned"
+        )
+
+    def scale_options(self) -> dict[str, Any]:
+        """``{"logit_scale": "fixed"}`` or ``{}``: for ``describe()``. The default (learned) is left out
+        so that the config hash, and so the run id, of every run made before the option existed
+        stays the same."""
+        return {"logit_scale": "fixed"} if self.logit_scale_mode == "fixed" else {}
+
+    def scale_label(self) -> list[str]:
+        """Label extras for the logit scale option (empty for the default)."""
+        return ["logit_scale=fixed"] if self.logit_scale_mode == "fixed" else []
 
     def logit_scale(self) -> torch.Tensor:
         return self.log_logit_scale.exp()
@@ -160,10 +189,31 @@ def is_pairwise(name: str) -> bool:
     return bool(getattr(HEADS.get(name), "pairwise", False))
 
 
-def create_head(name: str, embed_dim: int, **options: Any) -> Head:
-    """Build a registered head. ``options`` are the head's own keyword arguments."""
+def head_option_schema(name: str) -> dict[str, OptionRule] | None:
+    """The declared option schema of the registered head ``name`` (None: a plugin head without one)."""
     _import_builtin()
-    head = HEADS.get(name)(embed_dim=embed_dim, **options)
+    schema = getattr(HEADS.get(name), "option_schema", None)
+    return dict(schema) if schema is not None else None
+
+
+def validate_head_options(
+    name: str, options: Mapping[str, Any], *, where: str | None = None
+) -> dict[str, Any]:
+    """``options`` checked against head ``name``'s schema and normalised (see
+    :func:`vtrbench.config.check_head_options`); passed through for a head without a schema."""
+    schema = head_option_schema(name)
+    if schema is None:
+        return dict(options)
+    return check_head_options(name, dict(options), schema, where=where)
+
+
+def create_head(name: str, embed_dim: int, **options: Any) -> Head:
+    """Build a registered head. ``options`` are the head's own keyword arguments, checked against
+    its ``option_schema`` first (one-line errors naming the head and the option)."""
+    _import_builtin()
+    factory = HEADS.get(name)
+    options = validate_head_options(name, options)
+    head = factory(embed_dim=embed_dim, **options)
     from vtrbench.plugins import check_head
 
     check_head(head, name, embed_dim)  # plugin heads only: one dry forward, before any work

@@ -47,9 +47,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtrbench.config import OptionRule
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads._layers import (
     ACTIVATIONS,
+    BOOL_OPTION,
     DEFAULT_MAX_FRAMES,
     INITS,
     QuickGELU,
@@ -68,12 +70,13 @@ from vtrbench.heads._layers import (
     reject_unknown_options,
     resolve_heads,
     resolve_init,
+    temporal_schema,
     text_inputs,
     unit_adapter,
     video_inputs,
     zero_padding,
 )
-from vtrbench.heads.base import Batch, Head, register_head
+from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, Head, register_head
 
 EXPERTS = ("action", "entity", "fusion", "scene")
 STREAMS = ("pos", "learned", "eot")
@@ -194,7 +197,18 @@ class CAMoEHead(Head):
     below 8; with init="clip" the backbone's), ``max_frames`` (64), ``patches`` (use cached patch
     tokens in the entity expert), ``adapter`` (per-stream text adapters; the scene expert's
     linear map is part of the expert and always present), ``activation`` ("quick_gelu" or
-    "gelu"; with init="clip" the backbone's)."""
+    "gelu"; with init="clip" the backbone's), ``logit_scale`` ("learned" | "fixed" at 100)."""
+
+    option_schema = {
+        "experts": OptionRule("names", choices=EXPERTS),
+        "streams": OptionRule("choice", choices=STREAMS),
+        "gate": OptionRule("choice", choices=GATES),
+        "aux_weight": OptionRule("float", low=0),
+        **temporal_schema(),
+        "patches": BOOL_OPTION,
+        "adapter": BOOL_OPTION,
+        **LOGIT_SCALE_OPTION,
+    }
 
     def __init__(
         self,
@@ -211,10 +225,11 @@ class CAMoEHead(Head):
         patches: bool = False,
         adapter: bool = True,
         activation: str = "quick_gelu",
+        logit_scale: str = "learned",
         **unknown: Any,
     ) -> None:
         reject_unknown_options("camoe", unknown, option_names(type(self)))
-        super().__init__(embed_dim)
+        super().__init__(embed_dim, logit_scale=logit_scale)
         self.experts = _parse_experts(experts)
         self.streams = choose_one("camoe", "streams", streams, STREAMS)
         self.gate = choose_one("camoe", "gate", gate, GATES)
@@ -378,6 +393,7 @@ class CAMoEHead(Head):
             "patches": self.patches,
             "adapter": self.adapter,
             "activation": self.activation,
+            **self.scale_options(),
         }
 
     def label(self) -> str:
@@ -395,4 +411,5 @@ class CAMoEHead(Head):
             parts.append("patches")
         if not self.adapter:
             parts.append("no-adapter")
+        parts += self.scale_label()
         return f"camoe[{';'.join(parts)}]"

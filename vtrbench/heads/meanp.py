@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from vtrbench.heads._layers import (
+    BOOL_OPTION,
     adapt_unit,
     eot_feature,
     mean_of_unit_frames,
@@ -24,18 +25,23 @@ from vtrbench.heads._layers import (
     unit_adapter,
     video_inputs,
 )
-from vtrbench.heads.base import Batch, Head, register_head
+from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, Head, register_head
 
 
 @register_head("meanp")
 class MeanPHead(Head):
-    """Options: ``adapter`` (default True) switches both residual linear adapters."""
+    """Options: ``adapter`` (default True) switches both residual linear adapters; ``logit_scale``
+    ("learned" | "fixed" at 100)."""
 
     text_needs_tokens = False  # text = adapted EOT feature only
 
-    def __init__(self, embed_dim: int, *, adapter: bool = True, **unknown: Any) -> None:
+    option_schema = {"adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}
+
+    def __init__(
+        self, embed_dim: int, *, adapter: bool = True, logit_scale: str = "learned", **unknown: Any
+    ) -> None:
         reject_unknown_options("meanp", unknown, option_names(type(self)))
-        super().__init__(embed_dim)
+        super().__init__(embed_dim, logit_scale=logit_scale)
         self.adapter = bool(adapter)
         self.text_adapter = unit_adapter(embed_dim, self.adapter)
         self.video_adapter = unit_adapter(embed_dim, self.adapter)
@@ -51,7 +57,8 @@ class MeanPHead(Head):
         return adapt_unit(self.video_adapter, mean_of_unit_frames(frames, mask))
 
     def describe(self) -> dict[str, Any]:
-        return {"adapter": self.adapter}
+        return {"adapter": self.adapter, **self.scale_options()}
 
     def label(self) -> str:
-        return "meanp" if self.adapter else "meanp[no-adapter]"
+        extras = ([] if self.adapter else ["no-adapter"]) + self.scale_label()
+        return f"meanp[{','.join(extras)}]" if extras else "meanp"

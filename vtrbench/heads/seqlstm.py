@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from vtrbench.heads._layers import (
+    BOOL_OPTION,
     adapt_unit,
     eot_feature,
     mean_of_unit_frames,
@@ -30,7 +31,7 @@ from vtrbench.heads._layers import (
     unit_adapter,
     video_inputs,
 )
-from vtrbench.heads.base import Batch, Head, register_head
+from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, Head, register_head
 
 
 def valid_first(frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,13 +43,18 @@ def valid_first(frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
 
 @register_head("seqlstm")
 class SeqLSTMHead(Head):
-    """Options: ``adapter`` (True: residual linear adapter on the text side)."""
+    """Options: ``adapter`` (True: residual linear adapter on the text side); ``logit_scale``
+    ("learned" | "fixed" at 100)."""
 
     text_needs_tokens = False  # text = adapted EOT feature only
 
-    def __init__(self, embed_dim: int, *, adapter: bool = True, **unknown: Any) -> None:
+    option_schema = {"adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}
+
+    def __init__(
+        self, embed_dim: int, *, adapter: bool = True, logit_scale: str = "learned", **unknown: Any
+    ) -> None:
         reject_unknown_options("seqlstm", unknown, option_names(type(self)))
-        super().__init__(embed_dim)
+        super().__init__(embed_dim, logit_scale=logit_scale)
         self.adapter = bool(adapter)
         # PyTorch's default LSTM initialisation, as in CLIP4Clip (its init_weights skips LSTMs).
         self.lstm = nn.LSTM(embed_dim, embed_dim, num_layers=1, batch_first=True)
@@ -67,7 +73,8 @@ class SeqLSTMHead(Head):
         return mean_of_unit_frames(out + frames, mask)
 
     def describe(self) -> dict[str, Any]:
-        return {"adapter": self.adapter}
+        return {"adapter": self.adapter, **self.scale_options()}
 
     def label(self) -> str:
-        return "seqlstm" if self.adapter else "seqlstm[no-adapter]"
+        extras = ([] if self.adapter else ["no-adapter"]) + self.scale_label()
+        return f"seqlstm[{','.join(extras)}]" if extras else "seqlstm"

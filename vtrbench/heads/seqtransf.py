@@ -22,6 +22,7 @@ import torch
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads._layers import (
     ACTIVATIONS,
+    BOOL_OPTION,
     DEFAULT_MAX_FRAMES,
     INITS,
     TemporalEncoder,
@@ -36,11 +37,12 @@ from vtrbench.heads._layers import (
     reject_unknown_options,
     resolve_heads,
     resolve_init,
+    temporal_schema,
     text_inputs,
     unit_adapter,
     video_inputs,
 )
-from vtrbench.heads.base import Batch, Head, register_head
+from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, Head, register_head
 
 #: CLIP4Clip's seqTransf depth (``--cross_num_hidden_layers`` 4, text layers 0-3).
 DEFAULT_LAYERS = 4
@@ -51,9 +53,11 @@ class SeqTransfHead(Head):
     """Options: ``layers`` (4, as CLIP4Clip), ``init`` ("random" here; "clip" copies CLIP's text
     layers, see :meth:`init_from`), ``heads`` (8, or the largest divisor of D below 8; with
     init="clip" the backbone's), ``max_frames`` (64), ``adapter`` (True, text side only),
-    ``activation`` ("quick_gelu" or "gelu"; with init="clip" the backbone's)."""
+    ``activation`` ("quick_gelu" or "gelu"; with init="clip" the backbone's), ``logit_scale``
+    ("learned" | "fixed" at 100)."""
 
     text_needs_tokens = False  # text = adapted EOT feature only
+    option_schema = {**temporal_schema(), "adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}
 
     def __init__(
         self,
@@ -65,10 +69,11 @@ class SeqTransfHead(Head):
         max_frames: int = DEFAULT_MAX_FRAMES,
         adapter: bool = True,
         activation: str = "quick_gelu",
+        logit_scale: str = "learned",
         **unknown: Any,
     ) -> None:
         reject_unknown_options("seqtransf", unknown, option_names(type(self)))
-        super().__init__(embed_dim)
+        super().__init__(embed_dim, logit_scale=logit_scale)
         self.layers = positive_int("seqtransf", "layers", layers)
         self.init = choose_one("seqtransf", "init", init, INITS)
         self.heads = resolve_heads("seqtransf", embed_dim, heads)
@@ -120,6 +125,7 @@ class SeqTransfHead(Head):
             "max_frames": self.max_frames,
             "adapter": self.adapter,
             "activation": self.activation,
+            **self.scale_options(),
         }
 
     def label(self) -> str:
@@ -129,4 +135,5 @@ class SeqTransfHead(Head):
             extras.append(self.activation)
         if not self.adapter:
             extras.append("no-adapter")
+        extras += self.scale_label()
         return f"seqtransf[{','.join(extras)}]"

@@ -12,33 +12,49 @@ key padding mask) of width D, and is scored by CLIP4Clip's pooler and score head
     s(t, v) = Linear_{D→1}(QuickGELU(Linear_{D→D}(h)))
 
 The score is used as a logit directly (CLIP4Clip multiplies nothing), so the head's
-logit scale is fixed at 1 and not trained.
+logit scale is fixed at 1 and not trained (the head has no ``logit_scale`` option).
 
-vtrbench differences: CLIP4Clip initialises the cross transformer and its position
-table from CLIP's text transformer, which a feature cache does not hold, so vtrbench
-uses CLIP's random initialisation scheme (as for ``seqtransf``); CLIP4Clip's
-embedding module declares token-type embeddings but leaves them commented out, vtrbench
-adds them as the issue and the paper describe, zero-initialised so that the untrained
-head computes exactly CLIP4Clip's function; no dropout.
+``init="clip"`` starts where CLIP4Clip starts (modeling.py ``from_pretrained``, sim_header
+"tightTransf"): the position table's first rows are CLIP's text positional embedding (all
+77 with ViT-B CLIP: the caption slot and, with ``text="eot"``, every frame row) and transformer
+layer i is CLIP's text layer i, from the backbone weights the cache stores; the pooler and the
+score head stay random (CLIP has none). ``init="random"`` uses CLIP's random scheme. As for
+``seqtransf``, ``vtrbench train`` picks ``clip`` when the cache holds fitting weights. The
+pooler's LayerNorm uses eps 1e-12 as CLIP4Clip's ``CrossPooler`` (its TF-style LayerNorm).
+
+vtrbench differences: CLIP4Clip's embedding module declares token-type embeddings but leaves
+them commented out, vtrbench adds them as the issue and the paper describe, zero-initialised
+so that the untrained head computes exactly CLIP4Clip's function; with ``text="tokens"`` the
+frame rows (77 + j) lie past CLIP's context and keep their random start; no dropout.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from vtrbench.config import OptionRule
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads._layers import (
+    ACTIVATIONS,
+    BOOL_OPTION,
+    INITS,
+    LAYER_NORM_EPS,
     QuickGELU,
     Transformer,
+    backbone_misfit,
     choose_one,
     eot_feature,
+    load_clip_into,
     option_names,
     positive_int,
     reject_unknown_options,
     resolve_heads,
+    resolve_init,
+    temporal_schema,
     text_inputs,
     video_inputs,
 )
@@ -53,9 +69,19 @@ MAX_FRAMES = 64  # the longest frame sequence vtrbench samples
 @register_head("tighttransf")
 class TightTransfHead(PairwiseHead):
     """Options: ``text`` ("eot" as CLIP4Clip | "tokens"), ``layers`` (4), ``heads`` (8 or the largest
-    divisor of D below 8), ``types`` (True: token-type embeddings)."""
+    divisor of D below 8; with init="clip" the backbone's), ``types`` (True: token-type embeddings),
+    ``init`` ("random" here; "clip" copies CLIP's positions and text layers, see :meth:`init_from`),
+    ``activation`` ("quick_gelu" as CLIP4Clip, or "gelu"; with init="clip" the backbone's)."""
 
     eval_block = (32, 32)
+    option_schema = {
+        "text": OptionRule("choice", choices=TEXT_MODES),
+        "layers": temporal_schema()["layers"],
+        "heads": temporal_schema()["heads"],
+        "types": BOOL_OPTION,
+        "init": OptionRule("choice", choices=INITS),
+        "activation": OptionRule("choice", choices=ACTIVATIONS),
+    }
 
     def __init__(
         self,
@@ -65,6 +91,8 @@ class TightTransfHead(PairwiseHead):
         layers: int = DEFAULT_LAYERS,
         heads: int | None = None,
         types: bool = True,
+        init: str = "random",
+        activation: str = "quick_gelu",
         **unknown: Any,
     ) -> None:
         reject_unknown_options("tighttransf", unknown, option_names(type(self)))
@@ -75,11 +103,14 @@ class TightTransfHead(PairwiseHead):
         self.layers = positive_int("tighttransf", "layers", layers)
         self.heads = resolve_heads("tighttransf", embed_dim, heads)
         self.types = bool(types)
+        self.init = choose_one("tighttransf", "init", init, INITS)
+        self.activation = choose_one("tighttransf", "activation", activation, ACTIVATIONS)
+        self.backbone_loaded = False
         d = embed_dim
         self.position = nn.Parameter(torch.randn(MAX_WORDS + MAX_FRAMES, d) * 0.01)
         self.type_embedding = nn.Parameter(torch.zeros(2, d)) if self.types else None
-        self.transformer = Transformer(d, self.layers, self.heads)
-        self.pool_norm = nn.LayerNorm(d)
+        self.transformer = Transformer(d, self.layers, self.heads, self.activation)
+        self.pool_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)  # CLIP4Clip CrossPooler's ln_pool
         self.pool_dense = nn.Linear(d, d)
         self.pool_act = QuickGELU()
         self.score_head = nn.Linear(d, 1)
@@ -89,6 +120,32 @@ class TightTransfHead(PairwiseHead):
 
     def clamp_logit_scale(self) -> None:
         pass  # fixed at 1
+
+    @classmethod
+    def resolve_options(
+        cls, options: Mapping[str, Any], backbone: Mapping[str, Any], embed_dim: int
+    ) -> tuple[dict[str, Any], str | None]:
+        """Options with ``init`` decided from the cache's backbone info (see _layers.resolve_init)."""
+        # max_frames=1: CLIP fills the position rows inside its context and the frame rows past it
+        # stay random, so no frame count makes CLIP's start impossible (tighttransf has no max_frames)
+        opts, note = resolve_init(
+            "tighttransf", {**options, "max_frames": 1}, backbone, embed_dim, default_layers=DEFAULT_LAYERS
+        )
+        opts.pop("max_frames")
+        return opts, note
+
+    def init_from(self, weights: Mapping[str, torch.Tensor], backbone: Mapping[str, Any]) -> None:
+        """Start the cross transformer and its position table from CLIP's text tower (init="clip"),
+        as CLIP4Clip's ``from_pretrained`` does for tightTransf."""
+        misfit = backbone_misfit(
+            backbone, width=self.embed_dim, layers=self.layers, heads=self.heads, max_frames=1
+        )
+        if misfit is None and backbone.get("activation") != self.activation:
+            misfit = f"CLIP's text layers use {backbone.get('activation')}, the head {self.activation}"
+        if misfit is not None:
+            raise VtrbenchError(f"tighttransf init=clip: {misfit}")
+        load_clip_into(self.transformer, self.position, weights)
+        self.backbone_loaded = True
 
     def text_state(self, batch: Batch) -> Batch:
         """caption tokens (B, Lt, D) with their mask (B, Lt); Lt = 1 for ``text="eot"``."""
@@ -103,6 +160,10 @@ class TightTransfHead(PairwiseHead):
 
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
         """(Bq, Bv) scores: the cross transformer runs once per pair, in one (Bq·Bv) batch."""
+        if self.training and self.init == "clip" and not self.backbone_loaded:
+            raise VtrbenchError(
+                "tighttransf init=clip: training started before init_from() loaded CLIP's layers"
+            )
         tokens, frames = text["tokens"], video["frames"]
         bq, lt, d = tokens.shape
         bv, t, _ = frames.shape
@@ -123,12 +184,26 @@ class TightTransfHead(PairwiseHead):
         return self.score_head(pooled).reshape(bq, bv)
 
     def describe(self) -> dict[str, Any]:
-        return {"text": self.text, "layers": self.layers, "heads": self.heads, "types": self.types}
+        return {
+            "text": self.text,
+            "layers": self.layers,
+            "heads": self.heads,
+            "types": self.types,
+            "init": self.init,
+            "activation": self.activation,
+        }
 
     def label(self) -> str:
+        """e.g. ``tighttransf``, ``tighttransf[init=clip]``, ``tighttransf[tokens,layers=2]``: a CLIP
+        start is stated; a bare name is the random start, as every tighttransf result before
+        init=clip existed."""
         extras = [] if self.text == "eot" else [self.text]
         if self.layers != DEFAULT_LAYERS:
             extras.append(f"layers={self.layers}")
+        if self.init != "random":
+            extras.append(f"init={self.init}")
+        if self.activation != "quick_gelu":
+            extras.append(self.activation)
         if not self.types:
             extras.append("no-types")
         return f"tighttransf[{','.join(extras)}]" if extras else "tighttransf"

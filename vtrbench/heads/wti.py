@@ -18,27 +18,57 @@ a valid similarity >= 0).
 
 A block is one einsum (a (Bq·L, D) x (D, Bv·T) matrix product) and two masked maxima:
 no loop over pairs.
+
+``agg`` is DRL's ``--agg_module``: ``none`` (DRL's ``None``, the default) reads the frame
+features as they are; ``seqtransf`` first runs them through a temporal transformer (frame
+position embeddings, pre-LN transformer with a key padding mask, plus the input frames: the
+body of CLIP4Clip's seqTransf, DRL's ``agg_video_feat``), which is the configuration DRL
+reports for WTI (scripts/msrvtt.sh: ``--agg_module seqTransf --interaction wti --wti_arch 2``,
+4 layers). Both the weight MLP and the cosine side then read the aggregated frames, as in DRL.
+With ``agg=seqtransf`` the options ``layers`` (4), ``init`` (clip | random: as seqtransf, DRL
+copies CLIP's text positions and layers 0-3), ``heads``, ``max_frames`` and ``activation`` apply.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtrbench.config import OptionRule
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads._layers import (
+    ACTIVATIONS,
+    BOOL_OPTION,
+    DEFAULT_MAX_FRAMES,
+    INITS,
+    TemporalEncoder,
+    backbone_misfit,
+    choose_one,
+    load_clip_text_layers,
     option_names,
+    positive_int,
     reject_unknown_options,
+    resolve_heads,
+    resolve_init,
+    temporal_schema,
     text_inputs,
     unit_adapter,
     video_inputs,
+    zero_padding,
 )
-from vtrbench.heads.base import Batch, PairwiseHead, register_head
+from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, PairwiseHead, register_head
 
 DEFAULT_MLP_LAYERS = 2
+#: DRL's --agg_module values vtrbench offers (DRL's seqLSTM and meanP aggregators are not offered).
+AGGREGATORS = ("none", "seqtransf")
+#: Depth of the ``agg=seqtransf`` temporal transformer: DRL's cross_config.num_hidden_layers.
+DEFAULT_AGG_LAYERS = 4
+#: Options that only exist with ``agg=seqtransf``.
+AGG_OPTIONS = ("layers", "init", "heads", "max_frames", "activation")
 
 
 def weight_mlp(dim: int, layers: int) -> nn.Sequential:
@@ -81,23 +111,85 @@ def _crop(state: Batch) -> Batch:
 @register_head("wti")
 class WTIHead(PairwiseHead):
     """Options: ``mlp_layers`` (2; 1-3 as DRL's wti_arch), ``adapter`` (True: residual linear
-    adapters on the unit tokens and frames)."""
+    adapters on the unit tokens and frames), ``agg`` ("none" | "seqtransf": DRL's agg_module) and,
+    with agg="seqtransf", ``layers`` (4), ``init`` ("random" here; "clip" as seqtransf), ``heads``,
+    ``max_frames`` (64), ``activation``; ``logit_scale`` ("learned" | "fixed" at 100)."""
 
     eval_block = (128, 128)
+    option_schema = {
+        "mlp_layers": OptionRule("int", low=1, high=3),
+        "adapter": BOOL_OPTION,
+        "agg": OptionRule("choice", choices=AGGREGATORS),
+        **temporal_schema(),
+        **LOGIT_SCALE_OPTION,
+    }
 
     def __init__(
-        self, embed_dim: int, *, mlp_layers: int = DEFAULT_MLP_LAYERS, adapter: bool = True, **unknown: Any
+        self,
+        embed_dim: int,
+        *,
+        mlp_layers: int = DEFAULT_MLP_LAYERS,
+        adapter: bool = True,
+        agg: str = "none",
+        layers: int | None = None,
+        init: str | None = None,
+        heads: int | None = None,
+        max_frames: int | None = None,
+        activation: str | None = None,
+        logit_scale: str = "learned",
+        **unknown: Any,
     ) -> None:
         reject_unknown_options("wti", unknown, option_names(type(self)))
-        super().__init__(embed_dim)
+        super().__init__(embed_dim, logit_scale=logit_scale)
         if mlp_layers not in (1, 2, 3) or isinstance(mlp_layers, bool):
             raise VtrbenchError(f"wti option mlp_layers must be 1, 2 or 3 (DRL wti_arch), got {mlp_layers!r}")
         self.mlp_layers = int(mlp_layers)
         self.adapter = bool(adapter)
+        self.agg = choose_one("wti", "agg", agg, AGGREGATORS)
+        given = {"layers": layers, "init": init, "heads": heads, "max_frames": max_frames}
+        given["activation"] = activation
+        if self.agg == "none" and any(v is not None for v in given.values()):
+            named = ", ".join(k for k, v in given.items() if v is not None)
+            raise VtrbenchError(f"wti option(s) {named} only apply with agg=seqtransf (got agg=none)")
+        self.temporal: TemporalEncoder | None = None
+        self.backbone_loaded = False
+        if self.agg == "seqtransf":
+            self.layers = positive_int("wti", "layers", DEFAULT_AGG_LAYERS if layers is None else layers)
+            self.init = choose_one("wti", "init", init or "random", INITS)
+            self.heads = resolve_heads("wti", embed_dim, heads)
+            self.max_frames = positive_int("wti", "max_frames", max_frames or DEFAULT_MAX_FRAMES)
+            self.activation = choose_one("wti", "activation", activation or "quick_gelu", ACTIVATIONS)
+            self.temporal = TemporalEncoder(
+                embed_dim, self.layers, self.heads, self.max_frames, self.activation
+            )
         self.text_weight = weight_mlp(embed_dim, self.mlp_layers)
         self.video_weight = weight_mlp(embed_dim, self.mlp_layers)
         self.text_adapter = unit_adapter(embed_dim, self.adapter)
         self.video_adapter = unit_adapter(embed_dim, self.adapter)
+
+    @classmethod
+    def resolve_options(
+        cls, options: Mapping[str, Any], backbone: Mapping[str, Any], embed_dim: int
+    ) -> tuple[dict[str, Any], str | None]:
+        """With ``agg=seqtransf``: options with ``init`` decided from the cache's backbone info (see
+        _layers.resolve_init); without it there is no transformer to start and nothing to decide."""
+        if options.get("agg", "none") != "seqtransf":
+            return dict(options), None
+        return resolve_init("wti", options, backbone, embed_dim, default_layers=DEFAULT_AGG_LAYERS)
+
+    def init_from(self, weights: Mapping[str, torch.Tensor], backbone: Mapping[str, Any]) -> None:
+        """Start the agg=seqtransf transformer from CLIP's text tower (init="clip"), as DRL does."""
+        if self.temporal is None:
+            raise VtrbenchError("wti init=clip applies to agg=seqtransf only")
+        misfit = backbone_misfit(
+            backbone, width=self.embed_dim, layers=self.layers, heads=self.heads, max_frames=self.max_frames
+        )
+        if misfit is None and backbone.get("activation") != self.activation:
+            misfit = f"CLIP's text layers use {backbone.get('activation')}, the head {self.activation}"
+        if misfit is not None:
+            raise VtrbenchError(f"wti init=clip: {misfit}")
+        load_clip_text_layers(self.temporal, weights)
+        self.backbone_loaded = True
 
     def text_state(self, batch: Batch) -> Batch:
         """unit tokens (B, L, D), token weights (B, L) (0 on padding), mask (B, L)."""
@@ -106,8 +198,13 @@ class WTIHead(PairwiseHead):
         return {"unit": unit_adapted(self.text_adapter, tokens), "weight": weights, "mask": mask}
 
     def video_state(self, batch: Batch) -> Batch:
-        """unit frames (B, T, D), frame weights (B, T) (0 on padding), mask (B, T)."""
+        """unit frames (B, T, D), frame weights (B, T) (0 on padding), mask (B, T); with
+        agg=seqtransf the frames are the temporal transformer's outputs (padding zeroed again)."""
         frames, mask = video_inputs(batch, self.log_logit_scale.dtype)
+        if self.temporal is not None:
+            if self.training and self.init == "clip" and not self.backbone_loaded:
+                raise VtrbenchError("wti init=clip: training started before init_from() loaded CLIP's layers")
+            frames = zero_padding(self.temporal(frames, mask), mask)
         weights = masked_softmax(self.video_weight(frames).squeeze(-1), mask)
         return {"unit": unit_adapted(self.video_adapter, frames), "weight": weights, "mask": mask}
 
@@ -128,10 +225,26 @@ class WTIHead(PairwiseHead):
         return 0.5 * (t2v + v2t)
 
     def describe(self) -> dict[str, Any]:
-        return {"mlp_layers": self.mlp_layers, "adapter": self.adapter}
+        out: dict[str, Any] = {"mlp_layers": self.mlp_layers, "adapter": self.adapter}
+        if self.temporal is not None:  # agg=none is left out: run ids of earlier wti runs stay the same
+            out.update(
+                agg=self.agg,
+                layers=self.layers,
+                init=self.init,
+                heads=self.heads,
+                max_frames=self.max_frames,
+                activation=self.activation,
+            )
+        return {**out, **self.scale_options()}
 
     def label(self) -> str:
+        """e.g. ``wti``, ``wti[agg=seqtransf,layers=4,init=clip]`` (DRL's reported configuration)."""
         extras = [] if self.mlp_layers == DEFAULT_MLP_LAYERS else [f"mlp={self.mlp_layers}"]
+        if self.temporal is not None:
+            extras += [f"agg={self.agg}", f"layers={self.layers}", f"init={self.init}"]
+            if self.activation != "quick_gelu":
+                extras.append(self.activation)
         if not self.adapter:
             extras.append("no-adapter")
+        extras += self.scale_label()
         return f"wti[{','.join(extras)}]" if extras else "wti"

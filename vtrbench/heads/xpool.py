@@ -29,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtrbench.config import OptionRule
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads._layers import (
+    BOOL_OPTION,
     adapt_unit,
     eot_feature,
     option_names,
@@ -40,21 +42,31 @@ from vtrbench.heads._layers import (
     unit_adapter,
     video_inputs,
 )
-from vtrbench.heads.base import Batch, PairwiseHead, register_head
+from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, PairwiseHead, register_head
 
 DEFAULT_HEADS = 1  # X-Pool's --num_mha_heads default
 
 
 @register_head("xpool")
 class XPoolHead(PairwiseHead):
-    """Options: ``heads`` (1, must divide D), ``adapter`` (True: residual linear text adapter)."""
+    """Options: ``heads`` (1, must divide D), ``adapter`` (True: residual linear text adapter),
+    ``logit_scale`` ("learned" | "fixed" at 100)."""
 
     text_needs_tokens = False  # the caption is its EOT feature
     eval_block = (256, 256)
+    option_schema = {"heads": OptionRule("int", low=1), "adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}
 
-    def __init__(self, embed_dim: int, *, heads: int = DEFAULT_HEADS, adapter: bool = True, **unknown: Any):
+    def __init__(
+        self,
+        embed_dim: int,
+        *,
+        heads: int = DEFAULT_HEADS,
+        adapter: bool = True,
+        logit_scale: str = "learned",
+        **unknown: Any,
+    ) -> None:
         reject_unknown_options("xpool", unknown, option_names(type(self)))
-        super().__init__(embed_dim)
+        super().__init__(embed_dim, logit_scale=logit_scale)
         self.heads = positive_int("xpool", "heads", heads)
         if embed_dim % self.heads:
             raise VtrbenchError(f"xpool option heads={heads} does not divide the embedding width {embed_dim}")
@@ -98,10 +110,11 @@ class XPoolHead(PairwiseHead):
         return torch.einsum("qd,qvd->qv", text["unit"], F.normalize(out, dim=-1))
 
     def describe(self) -> dict[str, Any]:
-        return {"heads": self.heads, "adapter": self.adapter}
+        return {"heads": self.heads, "adapter": self.adapter, **self.scale_options()}
 
     def label(self) -> str:
         extras = [] if self.heads == DEFAULT_HEADS else [f"heads={self.heads}"]
         if not self.adapter:
             extras.append("no-adapter")
+        extras += self.scale_label()
         return f"xpool[{','.join(extras)}]" if extras else "xpool"

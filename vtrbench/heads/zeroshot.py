@@ -28,6 +28,7 @@ class ZeroShotHead(Head):
     text_needs_tokens = False  # text = adapted EOT feature only
 
     trainable = False
+    option_schema = {}  # no options (and no logit_scale: nothing is trained)
 
     def __init__(self, embed_dim: int, **unknown: Any) -> None:
         reject_unknown_options("zeroshot", unknown, option_names(type(self)))
