@@ -278,6 +278,11 @@ def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
         head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **options)
     except TypeError as e:  # a head option of the wrong type (e.g. a number where a list goes)
         raise VtrbenchError(f"head {spec.head!r}: bad option ({e})") from None
+    if head.trainable and not any(p.requires_grad for p in head.parameters()):
+        raise VtrbenchError(
+            f"head {spec.head!r} with options {spec.head_options} has nothing to train (every parameter "
+            "is fixed, e.g. no adapter and logit_scale=fixed): drop one of those options"
+        )
     head_options = dict(head.describe())
     loss_options = dict(spec.loss_options)
     if spec.loss == "dsl":
