@@ -29,6 +29,7 @@ from pathlib import Path
 import h5py
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vtrbench.errors import VtrbenchError
@@ -148,6 +149,19 @@ class RefSeqTransf(nn.Module):
                     state[key.replace("transformer.resblocks.", "transformerClip.")] = value
         missing, unexpected = self.load_state_dict(state, strict=False)
         assert not missing and not unexpected, (missing, unexpected)
+
+    def aggregate(self, visual_output: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """The per-frame output before pooling: DRL's ``agg_video_feat`` with agg_module seqTransf."""
+        original = visual_output
+        t = visual_output.shape[1]
+        position_ids = torch.arange(t).unsqueeze(0).expand(visual_output.shape[0], -1)
+        x = visual_output + self.frame_position_embeddings(position_ids)
+        extended = (1.0 - video_mask.float().unsqueeze(1)) * -1000000.0
+        extended = extended.expand(-1, t, -1)
+        x = x.permute(1, 0, 2)
+        for block in self.transformerClip:
+            x = block(x, extended)
+        return x.permute(1, 0, 2) + original
 
     def forward(self, visual_output: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
         original = visual_output
@@ -525,3 +539,211 @@ def test_resumed_extraction_rewrites_a_lost_backbone_part(
     assert a is not None and b is not None and a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- issue 18.4: the references' own starts
+#
+# CLIP4Clip's tightTransf (modules/modeling.py ``from_pretrained``, sim_header "tightTransf": the
+# cross model's position table = CLIP's positional_embedding, cross.transformer.resblocks.i = CLIP's
+# transformer.resblocks.i for i < cross_num_hidden_layers; module_cross.CrossModel + CrossPooler with
+# the TF-style LayerNorm, eps 1e-12; ``_cross_similarity``) and DRL's WTI with --agg_module seqTransf
+# (tvr/models/modeling.py ``agg_video_feat`` then ``wti_interaction``), re-implemented from reading.
+
+
+class RefTightTransf(nn.Module):
+    """CLIP4Clip's cross model and similarity head for one caption (EOT feature) per pair."""
+
+    def __init__(self, width: int, layers: int, heads: int, mask_layout: str) -> None:
+        super().__init__()
+        self.position_embeddings = nn.Embedding(77, width)
+        self.resblocks = nn.ModuleList(RefBlock(width, heads, mask_layout) for _ in range(layers))
+        self.ln_pool = RefLayerNorm(width)
+        self.dense = nn.Linear(width, width)
+        self.similarity_dense = nn.Linear(width, 1)
+
+    def load_from_clip(self, clip_state: dict[str, torch.Tensor]) -> None:
+        state = {"position_embeddings.weight": clip_state["positional_embedding"]}
+        for key, value in clip_state.items():
+            if key.startswith("transformer.resblocks.") and int(key.split(".")[2]) < len(self.resblocks):
+                state[key[len("transformer.") :]] = value
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        assert not unexpected and all(k.startswith(("ln_pool", "dense", "similarity")) for k in missing)
+
+    def forward(self, eot: torch.Tensor, frames: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        bt, bv, t = eot.shape[0], frames.shape[0], frames.shape[1]
+        seq = eot[:, None, None].expand(bt, bv, 1, -1).reshape(bt * bv, 1, -1)
+        vis = frames[None].expand(bt, bv, t, -1).reshape(bt * bv, t, -1)
+        frame_mask = video_mask[None].expand(bt, bv, t).reshape(bt * bv, t).float()
+        mask = torch.cat([torch.ones(bt * bv, 1), frame_mask], 1)
+        x = torch.cat([seq, vis], 1)
+        x = x + self.position_embeddings(torch.arange(1 + t))[None]
+        ext = ((1.0 - mask.unsqueeze(1)) * -1000000.0).expand(-1, 1 + t, -1)
+        x = x.permute(1, 0, 2)
+        for block in self.resblocks:
+            x = block(x, ext)
+        h = self.ln_pool(x.permute(1, 0, 2))[:, 0]
+        pooled = RefQuickGELU()(self.dense(h))
+        return self.similarity_dense(pooled).reshape(bt, bv)
+
+
+def _tight_pair(clip_model, mask_layout: str):
+    weights, info = _export(clip_model)
+    torch.manual_seed(5)
+    ref = RefTightTransf(D, layers=4, heads=2, mask_layout=mask_layout).eval()
+    ref.load_from_clip(clip_model.state_dict())
+    with torch.no_grad():  # the pooler is not CLIP's: random, off its defaults, copied to both
+        ref.ln_pool.weight.normal_(1.0, 0.2)
+        ref.ln_pool.bias.normal_(0.0, 0.1)
+    head = create_head("tighttransf", embed_dim=D, init="clip", heads=info["heads"]).eval()
+    head.init_from(weights, info)
+    head.pool_norm.load_state_dict(ref.ln_pool.state_dict())
+    head.pool_dense.load_state_dict(ref.dense.state_dict())
+    head.score_head.load_state_dict(ref.similarity_dense.state_dict())
+    return head, ref
+
+
+def _captions(seed: int, n: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(n, 5, D, generator=g) * 0.5
+    return {"tokens": tokens, "token_mask": torch.ones(n, 5, dtype=torch.bool), "eot": torch.full((n,), 4)}
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+def test_tighttransf_clip_init_equals_clip4clip_tighttransf(clip_model, ragged):
+    """init=clip: CLIP4Clip's start, forward pass equal to its cross model on the same weights. On
+    ragged masks the reference applies each pair's own mask (repeat_interleave, as vtrbench; see
+    the next test for CLIP4Clip's tiling), on full masks it is CLIP4Clip's code as written."""
+    head, ref = _tight_pair(clip_model, "repeat_interleave" if ragged else "repeat")
+    video = _inputs(3)
+    if not ragged:
+        video["frame_mask"][:] = True
+    text = _captions(4, 5)
+    with torch.no_grad():
+        ours = head.score(text, video)
+        theirs = ref(text["tokens"][:, 4], video["frames"], video["frame_mask"])
+    assert (ours - theirs).abs().max().item() <= MAX_ABS_DIFF
+    assert theirs.std().item() > 100 * MAX_ABS_DIFF  # the scores are not all alike
+
+
+def test_tighttransf_comparison_can_fail(clip_model):
+    """Sensitivity of the check above: a random start and CLIP4Clip's head-major mask tiling on a
+    ragged batch both land far outside the tolerance."""
+    head, ref = _tight_pair(clip_model, "repeat_interleave")
+    video, text = _inputs(3), _captions(4, 5)
+    with torch.no_grad():
+        theirs = ref(text["tokens"][:, 4], video["frames"], video["frame_mask"])
+        torch.manual_seed(0)
+        random_head = create_head("tighttransf", embed_dim=D, init="random", heads=2).eval()
+        random_head.pool_norm.load_state_dict(head.pool_norm.state_dict())
+        random_head.pool_dense.load_state_dict(head.pool_dense.state_dict())
+        random_head.score_head.load_state_dict(head.score_head.state_dict())
+        assert (random_head.score(text, video) - theirs).abs().max() > 100 * MAX_ABS_DIFF
+        tiled = RefTightTransf(D, layers=4, heads=2, mask_layout="repeat").eval()
+        tiled.load_state_dict(ref.state_dict())
+        assert (tiled(text["tokens"][:, 4], video["frames"], video["frame_mask"]) - theirs).abs().max() > 1e-3
+
+
+def test_tighttransf_init_clip_copies_the_clip_tensors_and_keeps_frame_rows_past_the_context(clip_model):
+    weights, info = _export(clip_model)
+    sd = clip_model.state_dict()
+    for text in ("eot", "tokens"):
+        torch.manual_seed(0)
+        head = create_head("tighttransf", embed_dim=D, init="clip", heads=2, text=text)
+        before = head.position.detach().clone()
+        head.init_from(weights, info)
+        torch.testing.assert_close(head.position[:77], sd["positional_embedding"], rtol=0, atol=0)
+        torch.testing.assert_close(head.position[77:], before[77:], rtol=0, atol=0)  # text=tokens' frame rows
+        for i, block in enumerate(head.transformer.blocks):
+            p = f"transformer.resblocks.{i}."
+            torch.testing.assert_close(block.attn.qkv.bias, sd[p + "attn.in_proj_bias"], rtol=0, atol=0)
+            torch.testing.assert_close(block.mlp[0].weight, sd[p + "mlp.c_fc.weight"], rtol=0, atol=0)
+    with pytest.raises(VtrbenchError, match="tighttransf init=clip: layers=5 but the cache holds"):
+        create_head("tighttransf", embed_dim=D, init="clip", layers=5, heads=2).init_from(weights, info)
+    head = create_head("tighttransf", embed_dim=D, init="clip", heads=2)
+    with pytest.raises(VtrbenchError, match="before init_from"):
+        head.train().score(_captions(0, 2), _inputs(0, batch=2))
+
+
+def test_tighttransf_pooler_layernorm_eps_is_clip4clips():
+    """CrossPooler's LayerNorm is CLIP4Clip's TF-style one with eps 1e-12; torch's default 1e-5
+    visibly shrinks a hidden state of small spread (per-dimension std 1e-3 here)."""
+    head = create_head("tighttransf", embed_dim=D)
+    assert head.pool_norm.eps == 1e-12
+    x = torch.randn(4, D) * 1e-3
+    ref = RefLayerNorm(D)
+    with torch.no_grad():
+        torch.testing.assert_close(head.pool_norm(x), ref(x), rtol=1e-4, atol=1e-4)
+        assert (nn.LayerNorm(D)(x) - ref(x)).abs().max() > 0.1
+
+
+def test_tighttransf_train_defaults_to_clip_init_where_the_cache_has_the_layers(
+    clipinit_cache, run_cli, tmp_path
+):
+    r = run_cli(
+        "train", "--cache", clipinit_cache, "--head", "tighttransf", "--loss", "infonce",
+        "--epochs", "1", "--batch-size", "4", "--results", tmp_path, "--quiet",
+    )  # fmt: skip
+    assert r.code == 0, r.text
+    (path,) = tmp_path.rglob("*.json")
+    result = json.loads(path.read_text())
+    assert result["config"]["head_options"]["init"] == "clip" and result["label"] == "tighttransf[init=clip]"
+
+
+def _drl_wti(text_unit, text_w, video_unit, video_w):
+    """DRL wti_interaction for one caption and one video (all positions valid), as a plain loop."""
+    n_t, n_v = len(text_unit), len(video_unit)
+    sim = [[float(text_unit[i] @ video_unit[j]) for j in range(n_v)] for i in range(n_t)]
+    t2v = sum(float(text_w[i]) * max(row) for i, row in enumerate(sim))
+    v2t = sum(float(video_w[j]) * max(sim[i][j] for i in range(len(sim))) for j in range(len(video_unit)))
+    return 0.5 * (t2v + v2t)
+
+
+def test_wti_agg_seqtransf_is_drls_reported_configuration(clip_model):
+    """wti agg=seqtransf init=clip: DRL's --agg_module seqTransf (CLIP's positions and text layers
+    0-3, outer residual) before the weighted token-wise interaction; the frames the weight MLP and
+    the cosines read are the aggregated ones."""
+    weights, info = _export(clip_model)
+    head = create_head("wti", embed_dim=D, agg="seqtransf", init="clip", heads=2, adapter=False).eval()
+    head.init_from(weights, info)
+    ref = RefSeqTransf(D, layers=4, heads=2).eval()  # DRL's agg: repeat_interleave mask layout
+    ref.load_from_clip(clip_model.state_dict())
+    video = _inputs(6)
+    with torch.no_grad():
+        agg = ref.aggregate(video["frames"], video["frame_mask"])
+        state = head.video_state(video)
+        m = video["frame_mask"]
+        torch.testing.assert_close(state["unit"][m], F.normalize(agg, dim=-1)[m], rtol=1e-4, atol=1e-4)
+        logits = head.video_weight(agg).squeeze(-1).masked_fill(~m, float("-inf")).softmax(-1)
+        torch.testing.assert_close(state["weight"][m], logits[m], rtol=1e-4, atol=1e-4)
+        # full masks: the score is DRL's formula on the aggregated frames
+        video["frame_mask"][:] = True
+        text = _captions(7, 3)
+        agg = ref.aggregate(video["frames"], video["frame_mask"])
+        got = head.score(text, video)
+        t_unit = F.normalize(text["tokens"], dim=-1)
+        t_w = head.text_weight(text["tokens"]).squeeze(-1).softmax(-1)
+        v_unit = F.normalize(agg, dim=-1)
+        v_w = head.video_weight(agg).squeeze(-1).softmax(-1)
+        want = torch.tensor(
+            [[_drl_wti(t_unit[i], t_w[i], v_unit[j], v_w[j]) for j in range(agg.shape[0])] for i in range(3)]
+        )
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        plain = create_head("wti", embed_dim=D, adapter=False).eval()  # DRL's agg_module None
+        plain.load_state_dict(head.state_dict(), strict=False)
+        assert (plain.score(text, video) - got).abs().max() > 100 * MAX_ABS_DIFF
+
+
+def test_wti_agg_options_resolve_like_seqtransf(clipinit_cache, run_cli, tmp_path):
+    from vtrbench.heads.wti import WTIHead
+
+    info = {"stored": False, "reason": "no layers here"}
+    assert WTIHead.resolve_options({}, info, D) == ({}, None)  # agg=none: nothing to start
+    opts, note = WTIHead.resolve_options({"agg": "seqtransf"}, info, D)
+    assert opts["init"] == "random" and "no layers here" in note
+    r = run_cli(
+        "train", "--cache", clipinit_cache, "--head", "wti", "--head-option", "agg=seqtransf",
+        "--loss", "infonce", "--epochs", "1", "--batch-size", "8", "--results", tmp_path, "--quiet",
+    )  # fmt: skip
+    assert r.code == 0, r.text
+    (path,) = tmp_path.rglob("*.json")
+    assert json.loads(path.read_text())["label"] == "wti[agg=seqtransf,layers=4,init=clip]"
