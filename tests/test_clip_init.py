@@ -747,3 +747,18 @@ def test_wti_agg_options_resolve_like_seqtransf(clipinit_cache, run_cli, tmp_pat
     assert r.code == 0, r.text
     (path,) = tmp_path.rglob("*.json")
     assert json.loads(path.read_text())["label"] == "wti[agg=seqtransf,layers=4,init=clip]"
+
+
+def test_mask_tiling_measurement_compares_the_right_things(clip_model):
+    """benchmarks/clip4clip_mask_tiling.py (the figure in docs/heads.md): its reference with each
+    video's own mask is vtrbench's seqtransf; CLIP4Clip's head-major tiling moves ragged videos only."""
+    from test_benchmarks import load
+
+    bench = load("clip4clip_mask_tiling")
+    weights, info = _export(clip_model)
+    frames, mask = bench.ragged_batch(8, 6, 2, D, seed=1)
+    ragged = bench.measure(weights, info, frames, mask)
+    assert ragged["vtrbench_vs_fixed_max_abs"] <= MAX_ABS_DIFF
+    assert ragged["videos_changed_1e-6"] > 0 and ragged["cosine_distance_max"] > 1e-4
+    full = bench.measure(weights, info, frames, torch.ones_like(mask))
+    assert full["max_abs_diff"] <= MAX_ABS_DIFF and full["videos_changed_1e-6"] == 0
