@@ -445,3 +445,19 @@ def test_check_head_options_normalises() -> None:
         "experts": ["fusion", "scene"],
         "aux_weight": 1.0,
     }
+
+
+def test_docs_list_every_option_of_every_head() -> None:
+    """docs/heads.md's "Head options" table names each declared option in its head's row."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "heads.md").read_text()
+    rows = {}
+    section = doc.split("## Head options", 1)[1].split("\n## ", 1)[0]
+    for line in section.split("\n"):
+        if line.startswith("| `"):
+            names, options = line.split("|")[1:3]
+            for name in names.replace("`", "").split(","):
+                rows[name.strip()] = options
+    assert set(rows) == set(BUILTIN)
+    for name in BUILTIN:
+        for option in head_option_schema(name) or {}:
+            assert f"`{option}`" in rows[name], (name, option)

@@ -111,11 +111,26 @@ class RefQuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+class RefLayerNorm(nn.Module):
+    """CLIP4Clip's until_module.LayerNorm (TF style: epsilon inside the square root, 1e-12), which
+    module_cross uses in the residual blocks and in CrossPooler."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width))
+
+    def forward(self, x):
+        u = x.mean(-1, keepdim=True)
+        s = (x - u).pow(2).mean(-1, keepdim=True)
+        return self.weight * ((x - u) / torch.sqrt(s + 1e-12)) + self.bias
+
+
 class RefResidualAttentionBlock(nn.Module):
     def __init__(self, d_model: int, n_head: int) -> None:
         super().__init__()
         self.attn = nn.MultiheadAttention(d_model, n_head)
-        self.ln_1 = nn.LayerNorm(d_model)
+        self.ln_1 = RefLayerNorm(d_model)
         self.mlp = nn.Sequential(
             OrderedDict(
                 [
@@ -125,7 +140,7 @@ class RefResidualAttentionBlock(nn.Module):
                 ]
             )
         )
-        self.ln_2 = nn.LayerNorm(d_model)
+        self.ln_2 = RefLayerNorm(d_model)
         self.n_head = n_head
 
     def forward(self, x, attn_mask):
@@ -143,7 +158,7 @@ class RefCrossModel(nn.Module):
         super().__init__()
         self.position_embeddings = nn.Embedding(max_positions, width)
         self.resblocks = nn.ModuleList(RefResidualAttentionBlock(width, heads) for _ in range(layers))
-        self.ln_pool = nn.LayerNorm(width)
+        self.ln_pool = RefLayerNorm(width)
         self.dense = nn.Linear(width, width)
         self.activation = RefQuickGELU()
         self.similarity_dense = nn.Linear(width, 1)
