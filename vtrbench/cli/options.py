@@ -111,6 +111,10 @@ def run_spec_from_options(kw: dict[str, Any]) -> Any:
         kw.get("init"),
         kw.get("layers"),
     )
+    from vtrbench.heads.base import validate_head_options
+
+    for key, value in head_opts.items():  # a bad value from a dedicated flag names that flag
+        validate_head_options(kw["head"], {key: value}, where=f"--{key.replace('_', '-')}")
     generic = parse_head_option_flags(kw["head"], kw.get("head_option"))
     head_opts = merge_head_options(kw["head"], head_opts, generic)
     return RunSpec(
