@@ -461,3 +461,24 @@ def test_docs_list_every_option_of_every_head() -> None:
     for name in BUILTIN:
         for option in head_option_schema(name) or {}:
             assert f"`{option}`" in rows[name], (name, option)
+
+
+def test_new_options_survive_a_checkpoint_round_trip(
+    synth_cache: Path, run_cli: Callable[..., Any], tmp_path: Path
+) -> None:
+    """wti agg=seqtransf with a fixed scale: trained, saved, re-evaluated from the checkpoint."""
+    ckpt = tmp_path / "wti.pt"
+    r = run_cli(
+        "train", "--cache", synth_cache, "--head", "wti", "--head-option", "agg=seqtransf",
+        "--head-option", "layers=1", "--head-option", "logit_scale=fixed", "--loss", "infonce",
+        "--results", tmp_path / "tr", "--save-checkpoint", ckpt, *FAST,
+    )  # fmt: skip
+    assert r.code == 0, r.text
+    assert "note:" in r.err and "init=random" in r.err  # the synthetic cache holds no CLIP layers
+    trained = json.loads(next((tmp_path / "tr").rglob("*.json")).read_text())
+    assert trained["label"] == "wti[agg=seqtransf,layers=1,init=random,logit_scale=fixed]"
+    ev = tmp_path / "ev"
+    r = run_cli("eval", "--cache", synth_cache, "--checkpoint", ckpt, "--results", ev, "--device", "cpu")
+    assert r.code == 0, r.text
+    evaluated = json.loads(next((tmp_path / "ev").rglob("*.json")).read_text())
+    assert evaluated["metrics"] == trained["metrics"] and evaluated["label"] == trained["label"]
