@@ -373,7 +373,7 @@ def test_grid_head_options_are_axes_per_head_and_for_all(tmp_path: Path) -> None
     [
         (
             'heads = ["meanp"]\n[head_options.xpool]\nheads = [2]\n',
-            r"\[head_options\].xpool: 'xpool' is not one of",
+            r"\[head_options.xpool\]: 'xpool' is not one of",
         ),
         (
             'heads = ["meanp", "tighttransf"]\n[head_options]\nlogit_scale = "fixed"\n',

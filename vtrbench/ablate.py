@@ -307,30 +307,28 @@ def _validate_head_options(grid: Grid, where: str | None) -> dict[str, dict[str,
     as create_head and --head-option); an option the [camoe]/[temporal] axes also set is an error."""
     from vtrbench.heads.base import validate_head_options
 
-    label = f"{where}: [head_options]" if where else "head options"
+    prefix = f"{where}: " if where else ""
     out: dict[str, dict[str, tuple[Any, ...]]] = {}
     for target, options in grid.head_options.items():
+        section = "[head_options]" if target == ALL_HEADS else f"[head_options.{target}]"
         if target != ALL_HEADS and target not in grid.heads:
             raise VtrbenchError(
-                f"{label}.{target}: {target!r} is not one of the grid's heads ({', '.join(grid.heads)})"
+                f"{prefix}{section}: {target!r} is not one of the grid's heads ({', '.join(grid.heads)})"
             )
         heads = grid.heads if target == ALL_HEADS else (target,)
-        section = "[head_options]" if target == ALL_HEADS else f"[head_options.{target}]"
         checked: dict[str, tuple[Any, ...]] = {}
         for key, values in options.items():
             if not values:
-                raise VtrbenchError(f"{label} {section} {key} is an empty list")
+                raise VtrbenchError(f"{prefix}{section} {key} is an empty list")
             fixed = _axis_owner(grid, key)
             if fixed and any(h in fixed[1] for h in heads):
-                raise VtrbenchError(
-                    f"{where + ': ' if where else ''}{section} {key} is also a [{fixed[0]}] axis: set it once"
-                )
+                raise VtrbenchError(f"{prefix}{section} {key} is also a [{fixed[0]}] axis: set it once")
             per_head = []
             for head in heads:
                 try:
                     per_head.append(tuple(validate_head_options(head, {key: v})[key] for v in values))
                 except VtrbenchError as e:
-                    raise VtrbenchError(f"{where + ': ' if where else ''}{section} {e}") from None
+                    raise VtrbenchError(f"{prefix}{section} {e}") from None
             checked[key] = per_head[0]
         out[target] = checked
     return out

@@ -127,9 +127,9 @@ MAX_SEED = 2**63 - 1  # torch and numpy generators take 64-bit seeds; JSON keeps
 
 @dataclasses.dataclass(frozen=True)
 class OptionRule:
-    """What one run option accepts: ``kind`` is int, float, choice, str, bool or names (a list of
-    distinct ``choices``, also given as one comma-separated string; head options such as camoe's
-    experts)."""
+    """What one run option (or head option) accepts: ``kind`` is int, float, choice, str, bool or
+    names (a non-empty list of ``choices``, or one comma-separated string of them, e.g. camoe's
+    experts; a name given twice counts once)."""
 
     kind: str
     low: float | None = None
@@ -199,9 +199,9 @@ def check_option(name: str, value: Any, *, where: str | None = None, section: st
     return check_value(rule, value, label)
 
 
-def check_value(rule: OptionRule, value: Any, label: str, *, suffix: str = "") -> Any:
+def check_value(rule: OptionRule, value: Any, label: str) -> Any:
     """``value`` normalised if ``rule`` accepts it, else a one-line VtrbenchError
-    ``"{label} must be ..., got ...{suffix}"``. Run options and head options both come here."""
+    ``"{label} must be ..., got ..."``. Run options and head options both come here."""
     from vtrbench.errors import VtrbenchError
 
     if value is None and rule.optional:
@@ -210,7 +210,7 @@ def check_value(rule: OptionRule, value: Any, label: str, *, suffix: str = "") -
     if rule.choices and isinstance(value, str) and "," not in value:
         close = difflib.get_close_matches(value.strip(), rule.choices, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-    bad = VtrbenchError(f"{label} must be {rule.describe()}, got {_short(value)}{hint}{suffix}")
+    bad = VtrbenchError(f"{label} must be {rule.describe()}, got {_short(value)}{hint}")
     if rule.kind == "names":
         names = value.split(",") if isinstance(value, str) else value
         if not isinstance(names, (list, tuple)):
@@ -222,7 +222,7 @@ def check_value(rule: OptionRule, value: Any, label: str, *, suffix: str = "") -
                 close = difflib.get_close_matches(str(n), rule.choices, n=1, cutoff=0.5)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise VtrbenchError(
-                    f"{label} must be {rule.describe()}, got {_short(value)} ({n!r} is not one{hint}){suffix}"
+                    f"{label} must be {rule.describe()}, got {_short(value)} ({n!r} is not one{hint})"
                 )
         if not names:
             raise bad
