@@ -146,8 +146,7 @@ class WTIHead(PairwiseHead):
         self.mlp_layers = int(mlp_layers)
         self.adapter = bool(adapter)
         self.agg = choose_one("wti", "agg", agg, AGGREGATORS)
-        given = {"layers": layers, "init": init, "heads": heads, "max_frames": max_frames}
-        given["activation"] = activation
+        given = dict(zip(AGG_OPTIONS, (layers, init, heads, max_frames, activation), strict=True))
         if self.agg == "none" and any(v is not None for v in given.values()):
             named = ", ".join(k for k, v in given.items() if v is not None)
             raise VtrbenchError(f"wti option(s) {named} only apply with agg=seqtransf (got agg=none)")
@@ -155,10 +154,12 @@ class WTIHead(PairwiseHead):
         self.backbone_loaded = False
         if self.agg == "seqtransf":
             self.layers = positive_int("wti", "layers", DEFAULT_AGG_LAYERS if layers is None else layers)
-            self.init = choose_one("wti", "init", init or "random", INITS)
+            self.init = choose_one("wti", "init", "random" if init is None else init, INITS)
             self.heads = resolve_heads("wti", embed_dim, heads)
-            self.max_frames = positive_int("wti", "max_frames", max_frames or DEFAULT_MAX_FRAMES)
-            self.activation = choose_one("wti", "activation", activation or "quick_gelu", ACTIVATIONS)
+            frames = DEFAULT_MAX_FRAMES if max_frames is None else max_frames
+            self.max_frames = positive_int("wti", "max_frames", frames)
+            act = "quick_gelu" if activation is None else activation
+            self.activation = choose_one("wti", "activation", act, ACTIVATIONS)
             self.temporal = TemporalEncoder(
                 embed_dim, self.layers, self.heads, self.max_frames, self.activation
             )
