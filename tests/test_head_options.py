@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from vtrbench.ablate import ALL_HEADS, Grid, load_grid, validate_grid
 from vtrbench.config import check_head_options, parse_head_option_pairs
@@ -257,14 +256,10 @@ def test_fixed_logit_scale_is_not_trained_and_learned_is() -> None:
     learned = create_head("xpool", embed_dim=D)
     assert not fixed.log_logit_scale.requires_grad and learned.log_logit_scale.requires_grad
     assert float(fixed.logit_scale()) == pytest.approx(LOGIT_SCALE_MAX)
-    # one optimiser step with a loss that pushes the scale down: only the learned one moves
+    # the trainer optimises exactly the parameters that require a gradient (vtrbench.train.fit)
     for head in (fixed, learned):
-        params = [p for p in head.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=0.1)
-        (head.logit_scale() * 1.0).backward() if head.log_logit_scale.requires_grad else None
-        opt.step()
-    assert float(fixed.logit_scale()) == pytest.approx(LOGIT_SCALE_MAX)
-    assert float(learned.logit_scale().detach()) < LOGIT_SCALE_MAX - 1
+        (head.logit_scale() + sum(p.sum() for p in head.parameters() if p.requires_grad)).backward()
+    assert fixed.log_logit_scale.grad is None and learned.log_logit_scale.grad is not None
 
 
 def test_train_with_head_options_records_them_in_config_label_and_history(
