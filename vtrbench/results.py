@@ -38,7 +38,28 @@ def run_id(dataset: str, head: str, loss: str, config_hash: str, seed: int) -> s
 
 
 def result_path(results_dir: Path, dataset: str, rid: str) -> Path:
-    return Path(results_dir) / dataset / f"{rid}.json"
+    """``results_dir/dataset/rid.json``, which must stay inside ``results_dir``.
+
+    Registered names are plain identifiers (vtrbench.registry.NAME_PATTERN), but the dataset name
+    comes from the cache and a run id from names: a ``/``, ``..`` or an absolute part would put a
+    result elsewhere, so the resolved path is checked here, where every result path is made.
+    """
+    for what, part in (("dataset name", dataset), ("run id", rid)):
+        if (
+            not isinstance(part, str)
+            or not part
+            or part in (".", "..")
+            or any(c in part for c in ("/", "\\", "\x00"))
+            or part.startswith(".")
+        ):
+            raise VtrbenchError(f"{what} {part!r} cannot name a result file (no '/', '..' or leading '.')")
+    root = Path(results_dir)
+    path = root / dataset / f"{rid}.json"
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:  # a link inside --results pointing elsewhere
+        raise VtrbenchError(f"result {path} would be written outside --results {root}") from None
+    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -23,7 +23,7 @@ from vtrbench.config import RUN_OPTIONS, TrainConfig, check_seed, config_hash, v
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads.base import HEADS, create_head, list_heads
 from vtrbench.losses.base import list_losses
-from vtrbench.plugins import provenance_for
+from vtrbench.plugins import identities, provenance_for
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import read_result, result_path, run_id, write_result
 
@@ -297,7 +297,8 @@ def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
         dsl_tau=spec.dsl_tau,
         qb_bank=spec.qb_bank,
         qb_beta=spec.qb_beta,
-        plugins=provenance_for(head=spec.head, loss=spec.loss),
+        # name, version and content hash only: the plugin's path is provenance, not identity
+        plugins=identities(provenance_for(head=spec.head, loss=spec.loss)),
         qb_k=spec.qb_k,
         mdr=spec.mdr,
         precision=resolved_precision(spec),
@@ -482,11 +483,14 @@ def run_training(
             timing=timing,
             device=spec.device,
             protocol_extra={"allow_overlap": spec.allow_overlap, "train_test_shared_videos": n_shared},
+            plugins=provenance_for(head=spec.head, loss=spec.loss),
         )
         # The checkpoint first, the result last: a result on disk means its checkpoint is too.
         try:
             if checkpoint is not None:
-                save_checkpoint(checkpoint, head, config, seed, embed_dim)
+                save_checkpoint(
+                    checkpoint, head, config, seed, embed_dim, plugins=provenance_for(spec.head, spec.loss)
+                )
             write_result(path, result)
         except OSError as e:
             raise VtrbenchError(f"cannot write {e.filename or path}: {e.strerror or e}") from None
@@ -534,6 +538,37 @@ def holdout(train: Any, fraction: float) -> tuple[Any, Any]:
         )
 
     return part(~is_val), part(is_val)
+
+
+def _eval_plugins(
+    head: str, ckpt: dict[str, Any] | None, checkpoint: Path | None, console: Any
+) -> dict[str, Any]:
+    """The plugin origins an evaluation depends on: the head's code as loaded now (it computes the
+    scores; an edited plugin is another run, not a finished one) and the loss that trained the
+    checkpoint (as the checkpoint recorded it). Warns when the loaded head plugin is not the one
+    that trained the checkpoint."""
+    from vtrbench.plugins import identity
+
+    origins: dict[str, Any] = dict(provenance_for(head=head))
+    if ckpt is None:
+        return origins
+    saved_config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    saved = ckpt.get("plugins") if isinstance(ckpt.get("plugins"), dict) else None
+    saved = saved if saved is not None else (saved_config.get("plugins") or {})
+    if isinstance(saved.get("loss"), dict):
+        origins["loss"] = dict(saved["loss"])
+    trained = saved.get("head")
+    now = origins.get("head")
+    if isinstance(trained, dict) and now is not None and identity(trained) != identity(now):
+        _warn(
+            console,
+            f"{checkpoint} was trained with plugin {trained.get('name')} "
+            f"{trained.get('version') or ''} (sha256 {str(trained.get('sha256'))[:12]}); the loaded one is "
+            f"{now.get('version') or ''} (sha256 {str(now.get('sha256'))[:12]}): evaluated with the "
+            "loaded code, recorded as another run",
+        )
+        origins["trained_head"] = dict(trained)  # (trained with A, scored with B) is its own run
+    return origins
 
 
 def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, **kw: Any) -> Outcome:
@@ -594,6 +629,8 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             precision="fp32",  # evaluation embeds in fp32; a checkpoint's own value replaces it below
             cache_content=_content_hash(cache),
         )
+        plugin_origins = _eval_plugins(name, ckpt if checkpoint is not None else None, checkpoint, console)
+        config = replace(config, plugins=identities(plugin_origins))
         if checkpoint is not None:
             copied = (
                 "batch_size",
@@ -648,6 +685,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             timing=timing,
             device=kw["device"],
             protocol_extra={"allow_overlap": opts["allow_overlap"], "train_test_shared_videos": n_shared},
+            plugins=plugin_origins,
         )
         try:
             write_result(path, result)

@@ -156,13 +156,50 @@ def load_dataset(name: str, annotations: Path | None, video_root: Path | None) -
 
     loader = DATASETS.get(name)
     forget_listings()
-    index = loader(annotations, video_root)
-    index.validate()
+    origin = DATASETS.origin(name)
+    if origin.get("kind") == "builtin":
+        index = loader(annotations, video_root)
+        index.validate()
+    else:
+        index = _plugin_index(name, origin, loader, annotations, video_root)
     for (a, b), shared in index.split_overlaps().items():
         index.warnings.append(
             f"{index.name}: {len(shared)} video(s) are in both split {a!r} and split {b!r}"
             f" (e.g. {shared[0]!r}); a model trained on one and tested on the other has seen the test videos"
         )
+    return index
+
+
+def _plugin_index(
+    name: str, origin: dict, loader: Loader, annotations: Path | None, video_root: Path | None
+) -> DatasetIndex:
+    """Run a dataset plugin's loader as head and loss plugins are run: whatever goes wrong inside it
+    (an exception, a return value that is not a :class:`DatasetIndex`, fields of the wrong type) is
+    one line naming the plugin, never a traceback from the user's code."""
+    from vtrbench.errors import VtrbenchError
+    from vtrbench.registry import name_problem
+
+    who = f"plugin dataset {name!r} ({origin.get('source')})"
+    try:
+        index = loader(annotations, video_root)
+    except VtrbenchError as e:
+        raise VtrbenchError(f"{who}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - user code
+        raise VtrbenchError(f"{who} failed to load: {type(e).__name__}: {e}".rstrip()[:500]) from None
+    if not isinstance(index, DatasetIndex):
+        raise VtrbenchError(f"{who} returned {type(index).__name__}, not a vtrbench DatasetIndex")
+    # the index's name becomes the cache's dataset name, a folder under --results and part of run ids
+    problem = name_problem(index.name)
+    if problem is not None:
+        raise VtrbenchError(f"{who} returned a DatasetIndex whose name {index.name!r} {problem}"[:500])
+    try:
+        index.validate()
+    except VtrbenchError as e:
+        raise VtrbenchError(f"{who}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - fields of the wrong type (videos=None, a caption as int)
+        raise VtrbenchError(
+            f"{who} returned a malformed DatasetIndex ({type(e).__name__}: {e})".rstrip()[:500]
+        ) from None
     return index
 
 
