@@ -174,6 +174,15 @@ RUN_OPTIONS: dict[str, OptionRule] = {
 }
 
 
+# Fields of the training recipe that the Python API (``api.train_head``) also takes, beyond the run
+# options above; the command line and grid files keep them at METHODS.md's values.
+RECIPE_OPTIONS: dict[str, OptionRule] = {
+    "warmup": OptionRule("float", low=0, high=1),
+    "grad_clip": OptionRule("float", low=0),
+    "eps": OptionRule("float", low=0, low_open=True),
+}
+
+
 def option_label(name: str, where: str | None = None, section: str = "") -> str:
     """``--batch-size`` on the command line; ``FILE: train.batch_size`` for a grid file."""
     return f"--{name.replace('_', '-')}" if where is None else f"{where}: {section}{name}"
@@ -183,10 +192,18 @@ def check_option(name: str, value: Any, *, where: str | None = None, section: st
     """``value`` if option ``name`` accepts it (ints stay ints, floats become float), else VtrbenchError."""
     from vtrbench.errors import VtrbenchError
 
-    rule = RUN_OPTIONS.get(name)
+    rule = RUN_OPTIONS.get(name) or RECIPE_OPTIONS.get(name)
     label = option_label(name, where, section)
     if rule is None:
         raise VtrbenchError(f"{label}: unknown option (known: {', '.join(RUN_OPTIONS)})")
+    return check_value(rule, value, label)
+
+
+def check_value(rule: OptionRule, value: Any, label: str) -> Any:
+    """``value`` if ``rule`` accepts it (ints stay ints, floats become float), else a VtrbenchError
+    ``"{label} must be ..., got ..."``; the rule check behind every run option."""
+    from vtrbench.errors import VtrbenchError
+
     if value is None and rule.optional:
         return None
     bad = VtrbenchError(f"{label} must be {rule.describe()}, got {_short(value)}")

@@ -84,10 +84,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
-    """Write a result dict as JSON atomically (a crash never leaves a half-written file)."""
-    if result.get("schema") != SCHEMA:
-        raise ValueError("result dict must carry schema = results.SCHEMA")
-    atomic_write_text(path, json.dumps(result, indent=1, sort_keys=False, allow_nan=False) + "\n")
+    """Write a result dict as JSON atomically (a crash never leaves a half-written file).
+
+    Only what :func:`read_result` accepts is written: the same schema check runs first, and a value
+    JSON cannot hold (a tensor, NaN) is refused too, with nothing written.
+    """
+    problem = _schema_problem(result)
+    if problem is not None:
+        raise VtrbenchError(f"not writing {path}: {problem} (read_result would refuse it)")
+    try:
+        text = json.dumps(result, indent=1, sort_keys=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as e:  # a tensor, NaN/inf, a circular reference
+        raise VtrbenchError(f"not writing {path}: the result is not plain JSON data ({e})") from None
+    atomic_write_text(path, text + "\n")
 
 
 def _refuse_constant(name: str) -> Any:

@@ -19,7 +19,15 @@ from typing import Any
 import torch
 
 from vtrbench.cache import FeatureCache
-from vtrbench.config import RUN_OPTIONS, TrainConfig, check_seed, config_hash, validate_options
+from vtrbench.config import (
+    RUN_OPTIONS,
+    OptionRule,
+    TrainConfig,
+    check_seed,
+    check_value,
+    config_hash,
+    validate_options,
+)
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads.base import HEADS, create_head, list_heads
 from vtrbench.losses.base import list_losses
@@ -30,6 +38,8 @@ from vtrbench.results import read_result, result_path, run_id, write_result
 # RunSpec fields that are plain run options: exactly those vtrbench.config.RUN_OPTIONS validates
 _CHECKED_FIELDS = tuple(RUN_OPTIONS)
 LOSS_OPTIONS = {"dsl": ("temperature",)}
+# The ranges of those options (one rule each, as config.RUN_OPTIONS for run options).
+LOSS_OPTION_RULES = {("dsl", "temperature"): OptionRule("float", low=0, low_open=True)}
 
 
 @dataclass(frozen=True)
@@ -69,30 +79,60 @@ def validate_spec(spec: RunSpec, *, where: str | None = None) -> None:
     """The one validation of a run's options (ranges, types, names, head/loss options' shape)."""
     validate_options({k: getattr(spec, k) for k in _CHECKED_FIELDS}, where=where)
     _check_names(spec.head, spec.loss)
-    if not isinstance(spec.head_options, dict):
-        raise VtrbenchError(f"head options must be a mapping, got {type(spec.head_options).__name__}")
-    if not isinstance(spec.loss_options, dict):
-        raise VtrbenchError(f"loss options must be a mapping, got {type(spec.loss_options).__name__}")
-    for key, value in spec.head_options.items():
-        # NaN would train and then fail to serialise; a negative loss weight inverts an objective
+    for name in ("cache_path", "results_dir"):
+        if not isinstance(getattr(spec, name), (str, os.PathLike)):
+            got = type(getattr(spec, name)).__name__
+            raise VtrbenchError(f"RunSpec.{name} must be a path (str or Path), got {got}")
+    if not isinstance(spec.progress, bool):
+        raise VtrbenchError(f"RunSpec.progress must be true or false, got {spec.progress!r}")
+    check_head_options(spec.head_options)
+    check_loss_options(spec.loss, spec.loss_options)
+    check_device(spec.device, spec.precision)
+
+
+def check_head_options(options: Any, label: str = "head options") -> None:
+    """A mapping of option names to values; NaN would train and then fail to serialise, and a
+    negative loss weight inverts an objective."""
+    if not isinstance(options, dict):
+        raise VtrbenchError(f"{label} must be a mapping, got {type(options).__name__}")
+    for key, value in options.items():
+        if not isinstance(key, str) or not key:
+            raise VtrbenchError(f"{label}: option names must be non-empty strings, got {key!r}")
         if isinstance(value, float) and (not math.isfinite(value) or (key == "aux_weight" and value < 0)):
             raise VtrbenchError(f"--{key.replace('_', '-')} must be a finite number >= 0, got {value!r}")
-    allowed = LOSS_OPTIONS.get(spec.loss, ())
-    for key, value in spec.loss_options.items():
-        if key not in allowed:
+
+
+def check_loss_options(loss: str, options: Any, label: str = "loss options") -> None:
+    """The options a built-in loss takes (:data:`LOSS_OPTIONS`), each in range; a plugin loss's own
+    options only need to be plain, finite values (its factory checks the rest)."""
+    from vtrbench.losses.base import LOSSES
+
+    if not isinstance(options, dict):
+        raise VtrbenchError(f"{label} must be a mapping, got {type(options).__name__}")
+    builtin = LOSSES.origin(loss).get("kind") == "builtin"
+    allowed = LOSS_OPTIONS.get(loss, ())
+    for key, value in options.items():
+        if not isinstance(key, str) or not key:
+            raise VtrbenchError(f"{label}: option names must be non-empty strings, got {key!r}")
+        if builtin and key not in allowed:
             raise VtrbenchError(
-                f"--{key} does not apply to --loss {spec.loss}"
+                f"--{key} does not apply to --loss {loss}"
                 + (f" (its options: {', '.join(allowed)})" if allowed else "")
             )
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if key == "temperature" and not (number and math.isfinite(value) and value > 0):
-            raise VtrbenchError(f"--temperature must be a finite number > 0, got {value!r}")
-    if not isinstance(spec.device, str) or not (spec.device == "cpu" or spec.device.startswith("cuda")):
-        raise VtrbenchError(f"--device {spec.device!r}: use cpu, cuda or cuda:N")
-    if spec.precision == "bf16" and not spec.device.startswith("cuda"):
-        raise VtrbenchError(
-            f"--precision bf16 is bf16 autocast on CUDA; this run is on {spec.device} (use fp32)"
-        )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise VtrbenchError(f"--{key.replace('_', '-')} of --loss {loss} must be finite, got {value!r}")
+        rule = LOSS_OPTION_RULES.get((loss, key)) if builtin else None
+        if rule is not None:
+            check_value(rule, value, f"--{key.replace('_', '-')}")
+
+
+def check_device(device: Any, precision: Any = None, label: str = "--device") -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``; bf16 autocast only on CUDA."""
+    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+        raise VtrbenchError(f"{label} {device!r}: use cpu, cuda or cuda:N")
+    if precision == "bf16" and not device.startswith("cuda"):
+        raise VtrbenchError(f"--precision bf16 is bf16 autocast on CUDA; this run is on {device} (use fp32)")
+    return device
 
 
 def resolved_precision(spec: RunSpec) -> str:
