@@ -432,6 +432,22 @@ def replay_specs(origins: list[dict[str, Any]]) -> list[str]:
     return specs
 
 
+def construct(reg: Any, name: str, **kwargs: Any) -> Any:
+    """``reg.get(name)(**kwargs)``; a plugin's factory failing (any exception) is one line naming the
+    plugin. Built-ins' own errors pass through unchanged (a bug in vtrbench must not be hidden)."""
+    factory = reg.get(name)
+    origin = reg.origin(name)
+    if origin.get("kind") == "builtin":
+        return factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except VtrbenchError as e:
+        raise VtrbenchError(f"plugin {reg.kind} {name!r} ({origin.get('source')}): {e}") from None
+    except Exception as e:  # noqa: BLE001 - user code
+        who = f"plugin {reg.kind} {name!r} ({origin.get('source')})"
+        raise VtrbenchError(f"{who} failed to build: {type(e).__name__}: {e}"[:500]) from None
+
+
 def head_who(name: str) -> str:
     """How errors name a head: ``head 'meanp'`` or ``plugin head 'x' (/path/x.py)``."""
     from vtrbench.heads.base import HEADS

@@ -35,10 +35,8 @@ def name_problem(name: object) -> str | None:
     """Why ``name`` cannot be a registered name (None when it can)."""
     if not isinstance(name, str):
         return f"must be a string, got {type(name).__name__}"
-    if not NAME_PATTERN.fullmatch(name):
-        return f"must match {NAME_RULE}"
-    if len(name) > NAME_MAX:
-        return f"is {len(name)} characters long; names are at most {NAME_MAX}"
+    if not NAME_PATTERN.fullmatch(name) or len(name) > NAME_MAX:
+        return f"must match {NAME_RULE} (this one has {len(name)})"
     return None
 
 

@@ -163,8 +163,9 @@ def is_pairwise(name: str) -> bool:
 def create_head(name: str, embed_dim: int, **options: Any) -> Head:
     """Build a registered head. ``options`` are the head's own keyword arguments."""
     _import_builtin()
-    head = HEADS.get(name)(embed_dim=embed_dim, **options)
-    from vtrbench.plugins import check_head
+    from vtrbench.plugins import check_head, construct
+
+    head = construct(HEADS, name, embed_dim=embed_dim, **options)  # a plugin's failure: one line
 
     check_head(head, name, embed_dim)  # plugin heads only: one dry forward, before any work
     return head
