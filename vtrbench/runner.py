@@ -37,9 +37,13 @@ from vtrbench.results import read_result, result_path, run_id, write_result
 
 # RunSpec fields that are plain run options: exactly those vtrbench.config.RUN_OPTIONS validates
 _CHECKED_FIELDS = tuple(RUN_OPTIONS)
-LOSS_OPTIONS = {"dsl": ("temperature",)}
+LOSS_OPTIONS = {"dsl": ("temperature",), "triplet": ("margin", "reduction")}
 # The ranges of those options (one rule each, as config.RUN_OPTIONS for run options).
-LOSS_OPTION_RULES = {("dsl", "temperature"): OptionRule("float", low=0, low_open=True)}
+LOSS_OPTION_RULES = {
+    ("dsl", "temperature"): OptionRule("float", low=0, low_open=True),
+    ("triplet", "margin"): OptionRule("float", low=0, low_open=True),
+    ("triplet", "reduction"): OptionRule("choice", choices=("sum", "hardest")),
+}
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def create_loss(name: str, **options: Any) -> LossFn:
 
 
 def _import_builtin() -> None:
-    from vtrbench.losses import dsl, infonce  # noqa: F401
+    from vtrbench.losses import dsl, infonce, triplet  # noqa: F401
 
 
 LOSSES.builtins(_import_builtin)
