@@ -55,9 +55,11 @@ def result_path(results_dir: Path, dataset: str, rid: str) -> Path:
             raise VtrbenchError(f"{what} {part!r} cannot name a result file (no '/', '..' or leading '.')")
     root = Path(results_dir)
     path = root / dataset / f"{rid}.json"
+    # the folder is resolved, not the file: a link in the file's place is replaced (os.replace), its
+    # target is never written
     try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:  # a link inside --results pointing elsewhere
+        path.parent.resolve().relative_to(root.resolve())
+    except ValueError:  # the dataset folder is a link pointing elsewhere
         raise VtrbenchError(f"result {path} would be written outside --results {root}") from None
     return path
 
