@@ -529,7 +529,7 @@ FAILING_DATASETS = {
     "bad-fields": (
         "from vtrbench.api import DatasetIndex\n@register_dataset('mydata')\ndef load(annotations, root):\n"
         "    return DatasetIndex('mydata', None, [], {}, None, 'test')\n",
-        "malformed DatasetIndex",
+        "videos must be a list of VideoEntry",
     ),
     "bad-name": (
         "from vtrbench.api import DatasetIndex\n@register_dataset('mydata')\ndef load(annotations, root):\n"

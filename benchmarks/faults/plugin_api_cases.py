@@ -545,12 +545,33 @@ FAILING_DATASETS = {
     "raises-keyerror": ("    return {}['videos']\n", "KeyError"),
     "raises-systemexit-free": ("    raise ValueError('bad annotations')\n", "ValueError"),
     "returns-dict": ("    return {'videos': []}\n", "not a vtrbench DatasetIndex"),
-    "videos-none": ("    return DatasetIndex('mydata', None, [], {}, None, 'test')\n", "malformed"),
+    "videos-none": (
+        "    return DatasetIndex('mydata', None, [], {}, None, 'test')\n",
+        "videos must be a list of VideoEntry",
+    ),
     "caption-int": (
         "    from vtrbench.datasets.base import VideoEntry, TextEntry, Split\n"
         "    return DatasetIndex('mydata', [VideoEntry('v', 'v.mp4')], [TextEntry('v', 5)],\n"
         "                        {'test': Split(('v',), (0,))}, None, 'test')\n",
         "mydata",
+    ),
+    "path-none": (
+        "    from vtrbench.datasets.base import VideoEntry, TextEntry, Split\n"
+        "    return DatasetIndex('mydata', [VideoEntry('v', None)], [TextEntry('v', 'a cat')],\n"
+        "                        {'test': Split(('v',), (0,))}, None, 'test')\n",
+        "path a str or Path",
+    ),
+    "max-words-str": (
+        "    from vtrbench.datasets.base import VideoEntry, TextEntry, Split\n"
+        "    return DatasetIndex('mydata', [VideoEntry('v', 'v.mp4')], [TextEntry('v', 'a cat')],\n"
+        "                        {'test': Split(('v',), (0,))}, None, 'test', max_words='32')\n",
+        "max_words",
+    ),
+    "default-test-unknown": (
+        "    from vtrbench.datasets.base import VideoEntry, TextEntry, Split\n"
+        "    return DatasetIndex('mydata', [VideoEntry('v', 'v.mp4')], [TextEntry('v', 'a cat')],\n"
+        "                        {'test': Split(('v',), (0,))}, None, 'val')\n",
+        "default_test 'val'",
     ),
 }
 
