@@ -550,3 +550,23 @@ def test_dataset_plugin_failures_are_one_line(run_cli, tmp_path: Path, case: str
     (line,) = [ln for ln in r.err.splitlines() if ln.strip()]
     assert line.startswith("error:") and plugin.name in line and message in line, line
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_pairwise_plugin_wrong_block_shape_in_evaluation_is_one_line(synth_cache: Path) -> None:
+    """Right on the dry batches and on training batches of 8, wrong on an evaluation block of 10+ captions."""
+    from vtrbench import api
+    from vtrbench.heads.xpool import XPoolHead
+
+    class Late(XPoolHead):
+        def score_states(self, text, video):
+            out = super().score_states(text, video)
+            return out[:, :-1] if out.shape[0] >= 10 else out
+
+    api.register_head("latewrong")(Late)
+    plugins._registries()["head"]._origins["latewrong"] = {"kind": "file", "source": "late.py"}
+    with api.open_cache(synth_cache) as cache:
+        test = api.load_split(cache, str(cache.attrs["default_test"]))
+        head = api.create_head("latewrong", embed_dim=int(cache.attrs["embed_dim"]))
+    assert test.n_texts >= 10
+    with pytest.raises(api.VtrbenchError, match=r"plugin head 'latewrong' \(late.py\) returned logits of"):
+        api.evaluate_head(head, test, postprocessing=("raw",))
