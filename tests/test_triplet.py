@@ -1,5 +1,5 @@
 """``triplet``: VSE++'s max-margin ranking loss against a plain-loop transcription of the paper's
-equations (Faghri et al., BMVC 2018, Eq. 2 sum of hinges and Eq. 4 max of hinges), and its options
+equations (Faghri et al., BMVC 2018, Section 3: sum of hinges ℓ_SH, max of hinges ℓ_MH), and its options
 through every way in (create_loss, the API, the command line)."""
 
 from __future__ import annotations

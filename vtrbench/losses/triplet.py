@@ -2,7 +2,7 @@
 Visual-Semantic Embeddings with Hard Negatives", BMVC 2018), the loss of Collaborative Experts and MMT.
 
 With s(t, v) the similarity of caption t and video v and α the margin, the paper's per-pair losses
-for a positive pair (t, v) are (its Eq. 2, "sum of hinges", SH, and Eq. 4, "max of hinges", MH):
+for a positive pair (t, v) are (Section 3, the "sum of hinges" ℓ_SH and the "max of hinges" ℓ_MH):
 
     ℓ_SH(t, v) = Σ_{v' ≠ v} [α − s(t, v) + s(t, v')]₊ + Σ_{t' ≠ t} [α − s(t, v) + s(t', v)]₊
     ℓ_MH(t, v) = max_{v' ≠ v} [α − s(t, v) + s(t, v')]₊ + max_{t' ≠ t} [α − s(t, v) + s(t', v)]₊
