@@ -88,8 +88,19 @@ class Grid:
                         out.append((head, loss, opts, seed))
         return out
 
-    def to_toml(self) -> str:
+    def to_toml(self, plugins: list[dict[str, Any]] | None = None) -> str:
+        """The grid as a grid file; ``plugins`` (origins of the plugin heads/losses it uses) become
+        ``plugins = [...]`` (files by absolute path), so that replaying the saved file loads them."""
+        from vtrbench.plugins import replay_specs
+
         lines = ["# vtrbench ablation grid (re-run with: vtrbench ablate --cache CACHE --grid THIS_FILE)"]
+        for origin in plugins or []:
+            sha = str(origin.get("sha256") or "?")[:16]
+            name = origin.get("name") or origin.get("source")
+            lines.append(f"# plugin {name} {origin.get('version') or ''} sha256 {sha} ({origin.get('kind')})")
+        specs = replay_specs(plugins or [])
+        if specs:
+            lines.append(f"plugins = {_toml_list(specs)}")
         lines.append(f"heads = {_toml_list(self.heads)}")
         lines.append(f"losses = {_toml_list(self.losses)}")
         lines.append(f"seeds = {_toml_list(self.seeds)}")
@@ -416,7 +427,7 @@ def run_grid(
         grid_dir.mkdir(parents=True, exist_ok=True)
         from vtrbench.results import atomic_write_text
 
-        atomic_write_text(outcome.grid_file, f"# cache: {cache.path}\n" + grid.to_toml())
+        atomic_write_text(outcome.grid_file, f"# cache: {cache.path}\n" + grid.to_toml(_grid_plugins(grid)))
         bar = Progress(
             TextColumn("[bold]grid" + (f" shard {shard}" if shard is not None else "")),
             BarColumn(),
@@ -445,6 +456,19 @@ def run_grid(
                         console.print(traceback.format_exc(limit=3), markup=False, highlight=False)
                 bar.advance(task)
     return outcome
+
+
+def _grid_plugins(grid: Grid) -> list[dict[str, Any]]:
+    """Origins of the plugin heads and losses the grid uses (built-ins have none), in grid order."""
+    from vtrbench.plugins import provenance_for
+
+    found: list[dict[str, Any]] = []
+    for kind, names in (("head", grid.heads), ("loss", grid.losses)):
+        for name in names:
+            origin = provenance_for(**{kind: name}).get(kind)
+            if origin is not None and origin not in found:
+                found.append(origin)
+    return found
 
 
 def _point_spec(base: Any, head: str, loss: str, opts: dict[str, Any]) -> Any:

@@ -183,6 +183,15 @@ RUN_OPTIONS: dict[str, OptionRule] = {
 }
 
 
+# Fields of the training recipe that the Python API (``api.train_head``) also takes, beyond the run
+# options above; the command line and grid files keep them at METHODS.md's values.
+RECIPE_OPTIONS: dict[str, OptionRule] = {
+    "warmup": OptionRule("float", low=0, high=1),
+    "grad_clip": OptionRule("float", low=0),
+    "eps": OptionRule("float", low=0, low_open=True),
+}
+
+
 def option_label(name: str, where: str | None = None, section: str = "") -> str:
     """``--batch-size`` on the command line; ``FILE: train.batch_size`` for a grid file."""
     return f"--{name.replace('_', '-')}" if where is None else f"{where}: {section}{name}"
@@ -192,7 +201,7 @@ def check_option(name: str, value: Any, *, where: str | None = None, section: st
     """``value`` if option ``name`` accepts it (ints stay ints, floats become float), else VtrbenchError."""
     from vtrbench.errors import VtrbenchError
 
-    rule = RUN_OPTIONS.get(name)
+    rule = RUN_OPTIONS.get(name) or RECIPE_OPTIONS.get(name)
     label = option_label(name, where, section)
     if rule is None:
         raise VtrbenchError(f"{label}: unknown option (known: {', '.join(RUN_OPTIONS)})")

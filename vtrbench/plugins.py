@@ -274,8 +274,20 @@ def dry_batches(embed_dim: int, n_text: int = 3, n_video: int = 2, words: int = 
     return text, video
 
 
+# Dry batch sizes (captions x videos): not square and not equal to each other, so that a head that
+# confuses the two axes, or returns a shape that only fits one batch size, is caught before training.
+DRY_SIZES = ((3, 2), (5, 5))
+
+
 def check_head(head: Any, name: str, embed_dim: int) -> None:
-    """One dry forward of a head that is not built in: the (texts x videos) logits must be finite."""
+    """Dry runs of a head that is not built in, before any work: on (3 x 2) and (5 x 5) batches the
+    logits must have that shape and be finite, a backward pass must reach trainable parameters
+    (frozen parameters or detached logits would fail at the first step), and ``describe()`` must be
+    plain JSON data with finite numbers (it goes into the config hash and the result file).
+
+    The global RNG is left as it was (a head with dropout draws from it), so a run's numbers do not
+    depend on whether the check ran.
+    """
     import torch
 
     from vtrbench.heads.base import HEADS
@@ -284,24 +296,88 @@ def check_head(head: Any, name: str, embed_dim: int) -> None:
     if origin.get("kind") == "builtin":
         return
     who = f"plugin head {name!r} ({origin.get('source')})"
-    text, video = dry_batches(embed_dim)
-    nt, nv = text["tokens"].shape[0], video["frames"].shape[0]
+    check_describe(head, who)
     was_training = head.training
+    trainable = bool(getattr(head, "trainable", True))
+    params = [p for p in head.parameters() if p.requires_grad] if trainable else []
+    if trainable and not params:
+        raise VtrbenchError(f"{who} has no trainable parameters (all frozen): nothing would train")
+    buffers = {k: b.detach().clone() for k, b in head.named_buffers()}  # e.g. BatchNorm statistics
     try:
-        with torch.no_grad():
-            logits, aux = head.training_logits(text, video)
-    except Exception as e:  # noqa: BLE001 - user code
-        raise VtrbenchError(f"{who} failed on a dry batch: {type(e).__name__}: {e}") from None
+        with torch.random.fork_rng(devices=[]):
+            for n_text, n_video in DRY_SIZES:
+                text, video = dry_batches(embed_dim, n_text=n_text, n_video=n_video)
+                _dry_step(head, who, text, video, params)
     finally:
         head.train(was_training)
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (nt, nv):
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise VtrbenchError(f"{who} returned logits of shape {shape} for {nt} captions x {nv} videos")
+        with torch.no_grad():
+            for k, b in head.named_buffers():
+                if k in buffers and b.shape == buffers[k].shape:
+                    b.copy_(buffers[k])
+
+
+def _dry_step(head: Any, who: str, text: Any, video: Any, params: list[Any]) -> None:
+    import torch
+
+    nt, nv = text["tokens"].shape[0], video["frames"].shape[0]
+    try:
+        with torch.enable_grad():
+            logits, aux = head.training_logits(text, video)
+    except Exception as e:  # noqa: BLE001 - user code
+        raise VtrbenchError(
+            f"{who} failed on a dry batch: {type(e).__name__}: {e} ({nt} captions x {nv} videos)"
+        ) from None
+    check_logit_shape(logits, nt, nv, who)
     if not torch.isfinite(logits).all():
         raise VtrbenchError(f"{who} returned non-finite scores (NaN or inf) on a dry batch")
     for a in aux or []:
-        if tuple(a.shape) != (nt, nv) or not torch.isfinite(a).all():
-            raise VtrbenchError(f"{who} returned a bad auxiliary logit matrix (shape {tuple(a.shape)})")
+        if not isinstance(a, torch.Tensor) or tuple(a.shape) != (nt, nv) or not torch.isfinite(a).all():
+            shape = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
+            raise VtrbenchError(f"{who} returned a bad auxiliary logit matrix (shape {shape})")
+    if not params:
+        return
+    if not logits.requires_grad:
+        raise VtrbenchError(
+            f"{who} returned logits without a gradient (detached, or computed only from frozen "
+            "parameters): training could not update it"
+        )
+    try:
+        grads = torch.autograd.grad(logits.float().sum(), params, allow_unused=True)
+    except Exception as e:  # noqa: BLE001 - user code (e.g. an in-place op on a leaf)
+        raise VtrbenchError(f"{who} failed in a dry backward pass: {type(e).__name__}: {e}") from None
+    if all(g is None for g in grads):
+        raise VtrbenchError(f"{who}: no trainable parameter receives a gradient from its logits")
+
+
+def check_logit_shape(logits: Any, n_text: int, n_video: int, who: str) -> None:
+    """``logits`` must be a (n_text, n_video) tensor (used on dry batches and on every training step)."""
+    import torch
+
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (n_text, n_video):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise VtrbenchError(
+            f"{who} returned logits of shape {shape} for {n_text} captions x {n_video} videos"
+        )
+
+
+def check_describe(head: Any, who: str) -> None:
+    """``head.describe()`` must be a JSON object of plain data with finite numbers."""
+    import json
+
+    try:
+        described = head.describe()
+    except Exception as e:  # noqa: BLE001 - user code
+        raise VtrbenchError(f"{who}: describe() failed: {type(e).__name__}: {e}") from None
+    if not isinstance(described, dict):
+        kind = type(described).__name__
+        raise VtrbenchError(f"{who}: describe() must return a dict of options, got {kind}")
+    try:
+        json.dumps(described, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise VtrbenchError(
+            f"{who}: describe() must return plain JSON data (str, int, finite float, bool, None, lists, "
+            f"dicts): {e}"
+        ) from None
 
 
 def check_loss(loss_fn: Any, name: str) -> None:
@@ -325,6 +401,64 @@ def check_loss(loss_fn: Any, name: str) -> None:
         raise VtrbenchError(f"{who} returned {value.item()} on a dry (4 x 4) logit matrix")
     if not value.requires_grad:
         raise VtrbenchError(f"{who} returned a value without a gradient (detached from the logits)")
+
+
+def identity(origin: dict[str, Any]) -> dict[str, Any]:
+    """What makes two plugins the same code: name, version and the sha256 of the source.
+
+    This, not the origin, goes into a run's config (and so its run id): the same file copied to
+    another folder is the same run, an edited file is another. The path stays in the result's
+    ``provenance.plugins`` only. Without a hash (a module with no file) the module name stands in.
+    """
+    out = {k: origin.get(k) for k in ("name", "version", "sha256")}
+    if out["sha256"] is None and origin.get("kind") != "file":
+        out["source"] = origin.get("source")
+    return out
+
+
+def identities(origins: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """:func:`identity` of each entry of a :func:`provenance_for` mapping."""
+    return {kind: identity(origin) for kind, origin in origins.items()}
+
+
+def replay_specs(origins: list[dict[str, Any]]) -> list[str]:
+    """``--plugin`` arguments that load these origins again (files by absolute path, modules by name);
+    entry points load themselves and code registered from the user's own script cannot be replayed."""
+    specs: list[str] = []
+    for origin in origins:
+        if origin.get("kind") in ("file", "module") and origin.get("source"):
+            if str(origin["source"]) not in specs:
+                specs.append(str(origin["source"]))
+    return specs
+
+
+def construct(reg: Any, name: str, **kwargs: Any) -> Any:
+    """``reg.get(name)(**kwargs)``; a plugin's factory failing (any exception) is one line naming the
+    plugin. Built-ins' own errors pass through unchanged (a bug in vtrbench must not be hidden)."""
+    factory = reg.get(name)
+    origin = reg.origin(name)
+    if origin.get("kind") == "builtin":
+        return factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except VtrbenchError as e:
+        raise VtrbenchError(f"plugin {reg.kind} {name!r} ({origin.get('source')}): {e}") from None
+    except Exception as e:  # noqa: BLE001 - user code
+        who = f"plugin {reg.kind} {name!r} ({origin.get('source')})"
+        raise VtrbenchError(f"{who} failed to build: {type(e).__name__}: {e}"[:500]) from None
+
+
+def head_who(name: str) -> str:
+    """How errors name a head: ``head 'meanp'`` or ``plugin head 'x' (/path/x.py)``."""
+    from vtrbench.heads.base import HEADS
+
+    try:
+        origin = HEADS.origin(name)
+    except VtrbenchError:
+        return f"head {name!r}"
+    if origin.get("kind") == "builtin":
+        return f"head {name!r}"
+    return f"plugin head {name!r} ({origin.get('source')})"
 
 
 def provenance_for(head: str | None = None, loss: str | None = None, dataset: str | None = None) -> dict:

@@ -13,6 +13,7 @@ asked for: installed plugins cost nothing until they are used.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +22,23 @@ from vtrbench.errors import VtrbenchError
 T = TypeVar("T")
 
 BUILTIN: dict[str, Any] = {"kind": "builtin"}
+
+# Registered names become parts of file names (``results/DATASET/DATASET.HEAD.LOSS.HASH.sN.json``) and
+# of run ids split on ".", so they are plain identifiers: a lowercase letter or digit first, then
+# lowercase letters, digits, "_" or "-"; at most NAME_MAX characters. No "/", "..", "." or blanks.
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
+NAME_MAX = 40
+NAME_RULE = f"[a-z0-9][a-z0-9_-]* (lowercase letters, digits, '_' and '-'), at most {NAME_MAX} characters"
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a registered name (None when it can)."""
+    if not isinstance(name, str):
+        return f"must be a string, got {type(name).__name__}"
+    if not NAME_PATTERN.fullmatch(name) or len(name) > NAME_MAX:
+        return f"must match {NAME_RULE} (this one has {len(name)})"
+    return None
+
 
 # Set by vtrbench.plugins while a plugin is being imported: every registration made meanwhile
 # is attributed to it (and a clash with an existing name becomes that plugin's error).
@@ -47,11 +65,22 @@ class Registry(Generic[T]):
             loader()
 
     def register(self, name: str) -> Callable[[T], T]:
-        if name != name.lower():
-            raise ValueError(f"{self.kind} names are lowercase: {name!r}")
+        """Decorator registering ``obj`` as ``name``; the name is checked here, for built-ins and plugins
+        alike (see :data:`NAME_PATTERN`), so that no entry can name a file outside ``--results``."""
         origin = dict(_current_plugin) if _current_plugin is not None else None
+        problem = name_problem(name)
+        if problem is not None:
+            shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+            who = f"plugin {origin['source']} registers" if origin is not None else "cannot register"
+            raise VtrbenchError(f"{who} {self.kind} name {shown}: a {self.kind} name {problem}")
 
         def decorator(obj: T) -> T:
+            if not callable(obj):
+                who = f"plugin {origin['source']}: " if origin is not None else ""
+                raise VtrbenchError(
+                    f"{who}{self.kind} {name!r} must be registered on a class or factory, got "
+                    f"{type(obj).__name__}"
+                )
             if name in self._entries and self._entries[name] is not obj:
                 if origin is not None:
                     was = self._origins.get(name, BUILTIN)
@@ -75,6 +104,9 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         self.load_builtins()
+        if not isinstance(name, str):
+            got = f"{type(name).__name__} {name!r}"[:80]
+            raise VtrbenchError(f"a {self.kind} name must be a string, got {got}")
         if name not in self._entries and self.entry_point_group is not None:
             from vtrbench.plugins import load_entry_point
 

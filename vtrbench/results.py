@@ -38,7 +38,30 @@ def run_id(dataset: str, head: str, loss: str, config_hash: str, seed: int) -> s
 
 
 def result_path(results_dir: Path, dataset: str, rid: str) -> Path:
-    return Path(results_dir) / dataset / f"{rid}.json"
+    """``results_dir/dataset/rid.json``, which must stay inside ``results_dir``.
+
+    Registered names are plain identifiers (vtrbench.registry.NAME_PATTERN), but the dataset name
+    comes from the cache and a run id from names: a ``/``, ``..`` or an absolute part would put a
+    result elsewhere, so the resolved path is checked here, where every result path is made.
+    """
+    for what, part in (("dataset name", dataset), ("run id", rid)):
+        if (
+            not isinstance(part, str)
+            or not part
+            or part in (".", "..")
+            or any(c in part for c in ("/", "\\", "\x00"))
+            or part.startswith(".")
+        ):
+            raise VtrbenchError(f"{what} {part!r} cannot name a result file (no '/', '..' or leading '.')")
+    root = Path(results_dir)
+    path = root / dataset / f"{rid}.json"
+    # the folder is resolved, not the file: a link in the file's place is replaced (os.replace), its
+    # target is never written
+    try:
+        path.parent.resolve().relative_to(root.resolve())
+    except ValueError:  # the dataset folder is a link pointing elsewhere
+        raise VtrbenchError(f"result {path} would be written outside --results {root}") from None
+    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -63,10 +86,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
-    """Write a result dict as JSON atomically (a crash never leaves a half-written file)."""
-    if result.get("schema") != SCHEMA:
-        raise ValueError("result dict must carry schema = results.SCHEMA")
-    atomic_write_text(path, json.dumps(result, indent=1, sort_keys=False, allow_nan=False) + "\n")
+    """Write a result dict as JSON atomically (a crash never leaves a half-written file).
+
+    Only what :func:`read_result` accepts is written: the same schema check runs first, and a value
+    JSON cannot hold (a tensor, NaN) is refused too, with nothing written.
+    """
+    problem = _schema_problem(result)
+    if problem is not None:
+        raise VtrbenchError(f"not writing {path}: {problem} (read_result would refuse it)")
+    try:
+        text = json.dumps(result, indent=1, sort_keys=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as e:  # a tensor, NaN/inf, a circular reference
+        raise VtrbenchError(f"not writing {path}: the result is not plain JSON data ({e})") from None
+    atomic_write_text(path, text + "\n")
 
 
 def _refuse_constant(name: str) -> Any:

@@ -19,17 +19,31 @@ from typing import Any
 import torch
 
 from vtrbench.cache import FeatureCache
-from vtrbench.config import RUN_OPTIONS, TrainConfig, check_seed, config_hash, validate_options
+from vtrbench.config import (
+    RUN_OPTIONS,
+    OptionRule,
+    TrainConfig,
+    check_seed,
+    check_value,
+    config_hash,
+    validate_options,
+)
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads.base import HEADS, create_head, list_heads, validate_head_options
 from vtrbench.losses.base import list_losses
-from vtrbench.plugins import provenance_for
+from vtrbench.plugins import identities, provenance_for
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import read_result, result_path, run_id, write_result
 
 # RunSpec fields that are plain run options: exactly those vtrbench.config.RUN_OPTIONS validates
 _CHECKED_FIELDS = tuple(RUN_OPTIONS)
-LOSS_OPTIONS = {"dsl": ("temperature",)}
+LOSS_OPTIONS = {"dsl": ("temperature",), "triplet": ("margin", "reduction")}
+# The ranges of those options (one rule each, as config.RUN_OPTIONS for run options).
+LOSS_OPTION_RULES = {
+    ("dsl", "temperature"): OptionRule("float", low=0, low_open=True),
+    ("triplet", "margin"): OptionRule("float", low=0, low_open=True),
+    ("triplet", "reduction"): OptionRule("choice", choices=("sum", "hardest")),
+}
 
 
 @dataclass(frozen=True)
@@ -69,32 +83,62 @@ def validate_spec(spec: RunSpec, *, where: str | None = None) -> None:
     """The one validation of a run's options (ranges, types, names, head/loss options' shape)."""
     validate_options({k: getattr(spec, k) for k in _CHECKED_FIELDS}, where=where)
     _check_names(spec.head, spec.loss)
-    if not isinstance(spec.head_options, dict):
-        raise VtrbenchError(f"head options must be a mapping, got {type(spec.head_options).__name__}")
-    if not isinstance(spec.loss_options, dict):
-        raise VtrbenchError(f"loss options must be a mapping, got {type(spec.loss_options).__name__}")
+    for name in ("cache_path", "results_dir"):
+        if not isinstance(getattr(spec, name), (str, os.PathLike)):
+            got = type(getattr(spec, name)).__name__
+            raise VtrbenchError(f"RunSpec.{name} must be a path (str or Path), got {got}")
+    if not isinstance(spec.progress, bool):
+        raise VtrbenchError(f"RunSpec.progress must be true or false, got {spec.progress!r}")
+    check_head_options(spec.head_options)
     # the head's declared option schema (unknown key, type, range), before any cache is opened
     validate_head_options(spec.head, spec.head_options, where=where)
-    for key, value in spec.head_options.items():
-        # NaN would train and then fail to serialise; a negative loss weight inverts an objective
+    check_loss_options(spec.loss, spec.loss_options)
+    check_device(spec.device, spec.precision)
+
+
+def check_head_options(options: Any, label: str = "head options") -> None:
+    """A mapping of option names to values; NaN would train and then fail to serialise, and a
+    negative loss weight inverts an objective."""
+    if not isinstance(options, dict):
+        raise VtrbenchError(f"{label} must be a mapping, got {type(options).__name__}")
+    for key, value in options.items():
+        if not isinstance(key, str) or not key:
+            raise VtrbenchError(f"{label}: option names must be non-empty strings, got {key!r}")
         if isinstance(value, float) and (not math.isfinite(value) or (key == "aux_weight" and value < 0)):
             raise VtrbenchError(f"--{key.replace('_', '-')} must be a finite number >= 0, got {value!r}")
-    allowed = LOSS_OPTIONS.get(spec.loss, ())
-    for key, value in spec.loss_options.items():
-        if key not in allowed:
+
+
+def check_loss_options(loss: str, options: Any, label: str = "loss options") -> None:
+    """The options a built-in loss takes (:data:`LOSS_OPTIONS`), each in range; a plugin loss's own
+    options only need to be plain, finite values (its factory checks the rest)."""
+    from vtrbench.losses.base import LOSSES
+
+    if not isinstance(options, dict):
+        raise VtrbenchError(f"{label} must be a mapping, got {type(options).__name__}")
+    builtin = LOSSES.origin(loss).get("kind") == "builtin"
+    allowed = LOSS_OPTIONS.get(loss, ())
+    for key, value in options.items():
+        if not isinstance(key, str) or not key:
+            raise VtrbenchError(f"{label}: option names must be non-empty strings, got {key!r}")
+        if builtin and key not in allowed:
             raise VtrbenchError(
-                f"--{key} does not apply to --loss {spec.loss}"
+                f"--{key} does not apply to --loss {loss}"
                 + (f" (its options: {', '.join(allowed)})" if allowed else "")
             )
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if key == "temperature" and not (number and math.isfinite(value) and value > 0):
-            raise VtrbenchError(f"--temperature must be a finite number > 0, got {value!r}")
-    if not isinstance(spec.device, str) or not (spec.device == "cpu" or spec.device.startswith("cuda")):
-        raise VtrbenchError(f"--device {spec.device!r}: use cpu, cuda or cuda:N")
-    if spec.precision == "bf16" and not spec.device.startswith("cuda"):
-        raise VtrbenchError(
-            f"--precision bf16 is bf16 autocast on CUDA; this run is on {spec.device} (use fp32)"
-        )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise VtrbenchError(f"--{key.replace('_', '-')} of --loss {loss} must be finite, got {value!r}")
+        rule = LOSS_OPTION_RULES.get((loss, key)) if builtin else None
+        if rule is not None:
+            check_value(rule, value, f"--{key.replace('_', '-')}")
+
+
+def check_device(device: Any, precision: Any = None, label: str = "--device") -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``; bf16 autocast only on CUDA."""
+    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+        raise VtrbenchError(f"{label} {device!r}: use cpu, cuda or cuda:N")
+    if precision == "bf16" and not device.startswith("cuda"):
+        raise VtrbenchError(f"--precision bf16 is bf16 autocast on CUDA; this run is on {device} (use fp32)")
+    return device
 
 
 def resolved_precision(spec: RunSpec) -> str:
@@ -304,7 +348,8 @@ def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
         dsl_tau=spec.dsl_tau,
         qb_bank=spec.qb_bank,
         qb_beta=spec.qb_beta,
-        plugins=provenance_for(head=spec.head, loss=spec.loss),
+        # name, version and content hash only: the plugin's path is provenance, not identity
+        plugins=identities(provenance_for(head=spec.head, loss=spec.loss)),
         qb_k=spec.qb_k,
         mdr=spec.mdr,
         precision=resolved_precision(spec),
@@ -489,11 +534,14 @@ def run_training(
             timing=timing,
             device=spec.device,
             protocol_extra={"allow_overlap": spec.allow_overlap, "train_test_shared_videos": n_shared},
+            plugins=provenance_for(head=spec.head, loss=spec.loss),
         )
         # The checkpoint first, the result last: a result on disk means its checkpoint is too.
         try:
             if checkpoint is not None:
-                save_checkpoint(checkpoint, head, config, seed, embed_dim)
+                save_checkpoint(
+                    checkpoint, head, config, seed, embed_dim, plugins=provenance_for(spec.head, spec.loss)
+                )
             write_result(path, result)
         except OSError as e:
             raise VtrbenchError(f"cannot write {e.filename or path}: {e.strerror or e}") from None
@@ -541,6 +589,37 @@ def holdout(train: Any, fraction: float) -> tuple[Any, Any]:
         )
 
     return part(~is_val), part(is_val)
+
+
+def _eval_plugins(
+    head: str, ckpt: dict[str, Any] | None, checkpoint: Path | None, console: Any
+) -> dict[str, Any]:
+    """The plugin origins an evaluation depends on: the head's code as loaded now (it computes the
+    scores; an edited plugin is another run, not a finished one) and the loss that trained the
+    checkpoint (as the checkpoint recorded it). Warns when the loaded head plugin is not the one
+    that trained the checkpoint."""
+    from vtrbench.plugins import identity
+
+    origins: dict[str, Any] = dict(provenance_for(head=head))
+    if ckpt is None:
+        return origins
+    saved_config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    saved = ckpt.get("plugins") if isinstance(ckpt.get("plugins"), dict) else None
+    saved = saved if saved is not None else (saved_config.get("plugins") or {})
+    if isinstance(saved.get("loss"), dict):
+        origins["loss"] = dict(saved["loss"])
+    trained = saved.get("head")
+    now = origins.get("head")
+    if isinstance(trained, dict) and now is not None and identity(trained) != identity(now):
+        _warn(
+            console,
+            f"{checkpoint} was trained with plugin {trained.get('name')} "
+            f"{trained.get('version') or ''} (sha256 {str(trained.get('sha256'))[:12]}); the loaded one is "
+            f"{now.get('version') or ''} (sha256 {str(now.get('sha256'))[:12]}): evaluated with the "
+            "loaded code, recorded as another run",
+        )
+        origins["trained_head"] = dict(trained)  # (trained with A, scored with B) is its own run
+    return origins
 
 
 def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, **kw: Any) -> Outcome:
@@ -601,6 +680,8 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             precision="fp32",  # evaluation embeds in fp32; a checkpoint's own value replaces it below
             cache_content=_content_hash(cache),
         )
+        plugin_origins = _eval_plugins(name, ckpt if checkpoint is not None else None, checkpoint, console)
+        config = replace(config, plugins=identities(plugin_origins))
         if checkpoint is not None:
             copied = (
                 "batch_size",
@@ -655,6 +736,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             timing=timing,
             device=kw["device"],
             protocol_extra={"allow_overlap": opts["allow_overlap"], "train_test_shared_videos": n_shared},
+            plugins=plugin_origins,
         )
         try:
             write_result(path, result)

@@ -211,6 +211,9 @@ def fit(
     )
     history: list[dict[str, Any]] = []
     task = progress.add_task("train", total=total, info="") if progress is not None else None
+    from vtrbench.plugins import check_logit_shape, head_who
+
+    who = head_who(config.head) if config.head else f"head {type(head).__name__}"
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen)
@@ -221,6 +224,9 @@ def fit(
             video = take(train.video, train.text_video.index_select(0, idx), dev)
             with autocast:
                 logits, aux = head.training_logits(text, video)
+                # a shape check per step costs nothing and names the head (the loss would only
+                # say "expected a square (B, B) logit matrix")
+                check_logit_shape(logits, bs, bs, who)
                 loss = loss_fn(logits.float())
                 if aux and aux_weight > 0:
                     loss = loss + aux_weight * torch.stack([loss_fn(a.float()) for a in aux]).mean()
@@ -357,7 +363,7 @@ def evaluate_head(
             bank_states = states(head, _bank_sample(bank, bank_size), device=device)
         pair_block = tuple(block or head.eval_block)
         out = evaluate_pairwise(
-            head.score_states,
+            _checked_scorer(head),
             text_state,
             video_state,
             test.text_video.to(torch.device(device)),
@@ -381,6 +387,26 @@ def evaluate_head(
     if gates is not None:
         out["gate"] = gates
     return out
+
+
+def _checked_scorer(head: PairwiseHead) -> Callable[[Batch, Batch], torch.Tensor]:
+    """``head.score_states`` with its block shape checked (cheap; a plugin's wrong shape is one line)."""
+    from vtrbench.heads.base import HEADS
+    from vtrbench.plugins import check_logit_shape
+
+    names = [n for n, f in HEADS._entries.items() if f is type(head)]
+    from vtrbench.plugins import head_who
+
+    who = head_who(names[0]) if names else f"head {type(head).__name__}"
+
+    def score(text: Batch, video: Batch) -> torch.Tensor:
+        out = head.score_states(text, video)
+        n_text = next(iter(text.values())).shape[0]
+        n_video = next(iter(video.values())).shape[0]
+        check_logit_shape(out, n_text, n_video, who)
+        return out
+
+    return score
 
 
 def _eval_task(progress: Any, data: SplitData) -> Callable[[int], None] | None:
@@ -492,7 +518,10 @@ def build_result(
     timing: dict[str, float],
     device: str,
     protocol_extra: dict[str, Any] | None = None,
+    plugins: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The result dict of one run. ``plugins``: the full origins (with paths) of the plugin entries
+    used, for ``provenance.plugins``; the config holds only their identities (name, version, sha256)."""
     from vtrbench.metrics import TIE_POLICY, mdr_policy
 
     chash = config_hash(config)
@@ -541,7 +570,7 @@ def build_result(
         "history": history,
         "gate": evaluation.get("gate"),
         "timing": timing,
-        "provenance": {**provenance(device), "plugins": dict(config.plugins)},
+        "provenance": {**provenance(device), "plugins": dict(config.plugins if plugins is None else plugins)},
     }
 
 
@@ -557,8 +586,18 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def save_checkpoint(path: Path, head: Head, config: TrainConfig, seed: int, embed_dim: int) -> None:
-    """A plain dict of tensors and primitives, loadable with torch.load(weights_only=True)."""
+def save_checkpoint(
+    path: Path,
+    head: Head,
+    config: TrainConfig,
+    seed: int,
+    embed_dim: int,
+    plugins: dict[str, Any] | None = None,
+) -> None:
+    """A plain dict of tensors and primitives, loadable with torch.load(weights_only=True).
+
+    ``plugins``: the origins of the plugin head/loss (name, version, sha256, source), so that
+    ``eval`` can say which plugin to load when it is missing."""
     from vtrbench.results import atomic_write_bytes
 
     buf = io.BytesIO()
@@ -570,11 +609,39 @@ def save_checkpoint(path: Path, head: Head, config: TrainConfig, seed: int, embe
             "embed_dim": embed_dim,
             "config": to_plain(config),
             "seed": seed,
+            "plugins": to_plain(plugins if plugins is not None else config.plugins),
             "state_dict": {k: v.cpu() for k, v in head.state_dict().items()},
         },
         buf,
     )
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _check_checkpoint_head_known(path: Path, ckpt: dict[str, Any]) -> None:
+    """A checkpoint of a plugin head needs that plugin loaded: say which one, not "damaged"."""
+    from vtrbench.heads.base import list_heads
+
+    name = ckpt.get("head")
+    if not isinstance(name, str) or name in list_heads():
+        return
+    config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    origins = ckpt.get("plugins") if isinstance(ckpt.get("plugins"), dict) else None
+    origin = (origins or config.get("plugins") or {}).get("head")
+    if not isinstance(origin, dict):
+        raise VtrbenchError(
+            f"{path} holds head {name!r}, which is neither built in nor loaded: load the plugin that "
+            "defines it with --plugin FILE_OR_MODULE"
+        )
+    version = f" {origin['version']}" if origin.get("version") else ""
+    sha = f", sha256 {str(origin['sha256'])[:12]}" if origin.get("sha256") else ""
+    source = origin.get("source")
+    how = f"--plugin {source}" if source and origin.get("kind") in ("file", "module") else "--plugin FILE"
+    if origin.get("kind") == "entry point":
+        how = f"install {origin.get('name')}{version}"
+    raise VtrbenchError(
+        f"{path} holds head {name!r} of plugin {origin.get('name')}{version}{sha}, which is not loaded "
+        f"(no head {name!r} is registered): {how}"[:600]
+    )
 
 
 def load_checkpoint(path: Path) -> tuple[Head, dict[str, Any]]:
@@ -593,6 +660,7 @@ def load_checkpoint(path: Path) -> tuple[Head, dict[str, Any]]:
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "vtrbench-head-1":
         raise VtrbenchError(f"{path} is not a vtrbench head checkpoint (no format tag)")
+    _check_checkpoint_head_known(path, ckpt)
     try:
         embed_dim = int(ckpt["embed_dim"])
         head = create_head(str(ckpt["head"]), embed_dim=embed_dim, **dict(ckpt["head_options"]))

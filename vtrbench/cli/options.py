@@ -89,12 +89,20 @@ def head_options_for_grid(heads: Any, pairs: Any) -> dict[str, dict[str, tuple[A
     return {h: {k: (v,) for k, v in parse_head_option_flags(h, pairs).items()} for h in heads}
 
 
-def _loss_options(loss: str, temperature: float | None) -> dict[str, Any]:
-    if temperature is None:
-        return {}
-    if loss != "dsl":
-        raise VtrbenchError("--temperature only applies to --loss dsl")
-    return {"temperature": temperature}
+def _loss_options(
+    loss: str, temperature: float | None, margin: float | None = None, reduction: str | None = None
+) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if temperature is not None:
+        if loss != "dsl":
+            raise VtrbenchError("--temperature only applies to --loss dsl")
+        opts["temperature"] = temperature
+    for flag, key, value in (("--margin", "margin", margin), ("--reduction", "reduction", reduction)):
+        if value is not None:
+            if loss != "triplet":
+                raise VtrbenchError(f"{flag} only applies to --loss triplet")
+            opts[key] = value
+    return opts
 
 
 def run_spec_from_options(kw: dict[str, Any]) -> Any:
@@ -122,7 +130,7 @@ def run_spec_from_options(kw: dict[str, Any]) -> Any:
         head=kw["head"],
         loss=kw["loss"],
         head_options=head_opts,
-        loss_options=_loss_options(kw["loss"], kw.get("temperature")),
+        loss_options=_loss_options(kw["loss"], kw.get("temperature"), kw.get("margin"), kw.get("reduction")),
         train_split=kw.get("train_split"),
         test_split=kw.get("test_split"),
         epochs=kw["epochs"],
@@ -158,6 +166,16 @@ def _shared_train_options() -> list[Any]:
             "--temperature",
             type=click.FloatRange(min=0, min_open=True),
             help="DSL training temperature [default: 1000, official].",
+        ),
+        click.option(
+            "--margin",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Triplet (VSE++) margin on cosine similarities [default: 0.2].",
+        ),
+        click.option(
+            "--reduction",
+            type=click.Choice(["sum", "hardest"]),
+            help="Triplet negatives: sum of hinges or the hardest in the batch [default: sum].",
         ),
         click.option(
             "--no-adapter", is_flag=True, help="Switch off the residual linear text/video adapters."

@@ -156,14 +156,80 @@ def load_dataset(name: str, annotations: Path | None, video_root: Path | None) -
 
     loader = DATASETS.get(name)
     forget_listings()
-    index = loader(annotations, video_root)
-    index.validate()
+    origin = DATASETS.origin(name)
+    if origin.get("kind") == "builtin":
+        index = loader(annotations, video_root)
+        index.validate()
+    else:
+        index = _plugin_index(name, origin, loader, annotations, video_root)
     for (a, b), shared in index.split_overlaps().items():
         index.warnings.append(
             f"{index.name}: {len(shared)} video(s) are in both split {a!r} and split {b!r}"
             f" (e.g. {shared[0]!r}); a model trained on one and tested on the other has seen the test videos"
         )
     return index
+
+
+def _plugin_index(
+    name: str, origin: dict, loader: Loader, annotations: Path | None, video_root: Path | None
+) -> DatasetIndex:
+    """Run a dataset plugin's loader as head and loss plugins are run: whatever goes wrong inside it
+    (an exception, a return value that is not a :class:`DatasetIndex`, fields of the wrong type) is
+    one line naming the plugin, never a traceback from the user's code."""
+    from vtrbench.errors import VtrbenchError
+    from vtrbench.registry import name_problem
+
+    who = f"plugin dataset {name!r} ({origin.get('source')})"
+    try:
+        index = loader(annotations, video_root)
+    except VtrbenchError as e:
+        raise VtrbenchError(f"{who}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - user code
+        raise VtrbenchError(f"{who} failed to load: {type(e).__name__}: {e}".rstrip()[:500]) from None
+    if not isinstance(index, DatasetIndex):
+        raise VtrbenchError(f"{who} returned {type(index).__name__}, not a vtrbench DatasetIndex")
+    # the index's name becomes the cache's dataset name, a folder under --results and part of run ids
+    problem = name_problem(index.name)
+    if problem is not None:
+        raise VtrbenchError(f"{who} returned a DatasetIndex whose name {index.name!r} {problem}"[:500])
+    try:
+        problem = _field_problem(index)
+        if problem is not None:
+            raise VtrbenchError(problem)
+        index.validate()
+        index.split_overlaps()  # reads every video path: a path of the wrong type fails here
+    except VtrbenchError as e:
+        raise VtrbenchError(f"{who}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - fields of the wrong type (videos=None, a caption as int)
+        raise VtrbenchError(
+            f"{who} returned a malformed DatasetIndex ({type(e).__name__}: {e})".rstrip()[:500]
+        ) from None
+    return index
+
+
+def _field_problem(index: DatasetIndex) -> str | None:
+    """Types and ranges a plugin's index must have that :meth:`DatasetIndex.validate` takes for granted."""
+    if not isinstance(index.videos, list) or not all(isinstance(v, VideoEntry) for v in index.videos):
+        return "DatasetIndex.videos must be a list of VideoEntry"
+    if not isinstance(index.texts, list) or not all(isinstance(t, TextEntry) for t in index.texts):
+        return "DatasetIndex.texts must be a list of TextEntry"
+    if not isinstance(index.splits, dict) or not all(isinstance(x, Split) for x in index.splits.values()):
+        return "DatasetIndex.splits must be a dict of name -> Split"
+    for v in index.videos:
+        if not isinstance(v.id, str) or not isinstance(v.path, (str, os.PathLike)):
+            return f"video {v.id!r}: id must be a string and path a str or Path, got {type(v.path).__name__}"
+    for t in index.texts:
+        if not isinstance(t.caption, str) or not isinstance(t.video, str):
+            return f"a caption of video {t.video!r} is not a string ({type(t.caption).__name__})"
+    for key in ("max_words", "max_frames"):
+        value = getattr(index, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"DatasetIndex.{key} must be an integer >= 1, got {value!r}"
+    if index.default_test not in index.splits:
+        return f"default_test {index.default_test!r} is not one of its splits {sorted(index.splits)}"
+    if index.default_train is not None and index.default_train not in index.splits:
+        return f"default_train {index.default_train!r} is not one of its splits {sorted(index.splits)}"
+    return None
 
 
 def _import_builtin() -> None:

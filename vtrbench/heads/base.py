@@ -211,10 +211,10 @@ def create_head(name: str, embed_dim: int, **options: Any) -> Head:
     """Build a registered head. ``options`` are the head's own keyword arguments, checked against
     its ``option_schema`` first (one-line errors naming the head and the option)."""
     _import_builtin()
-    factory = HEADS.get(name)
     options = validate_head_options(name, options)
-    head = factory(embed_dim=embed_dim, **options)
-    from vtrbench.plugins import check_head
+    from vtrbench.plugins import check_head, construct
+
+    head = construct(HEADS, name, embed_dim=embed_dim, **options)  # a plugin's failure: one line
 
     check_head(head, name, embed_dim)  # plugin heads only: one dry forward, before any work
     return head

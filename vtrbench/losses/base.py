@@ -32,15 +32,16 @@ def list_losses() -> list[str]:
 def create_loss(name: str, **options: Any) -> LossFn:
     """Build a registered loss: a callable on the (B, B) logit matrix returning a scalar."""
     _import_builtin()
-    loss = LOSSES.get(name)(**options)
-    from vtrbench.plugins import check_loss
+    from vtrbench.plugins import check_loss, construct
+
+    loss = construct(LOSSES, name, **options)  # a plugin's failure: one line
 
     check_loss(loss, name)  # plugin losses only: one dry call, before any work
     return loss
 
 
 def _import_builtin() -> None:
-    from vtrbench.losses import dsl, infonce  # noqa: F401
+    from vtrbench.losses import dsl, infonce, triplet  # noqa: F401
 
 
 LOSSES.builtins(_import_builtin)

@@ -13,6 +13,7 @@ training. The prior is not detached, as in the official code.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -40,8 +41,13 @@ class DualSoftmaxLoss:
         if unknown:
             name = sorted(unknown)[0]
             raise VtrbenchError(unknown_name_message("dsl option", name, ["temperature"]))
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise VtrbenchError(f"dsl option temperature must be a number > 0, got {temperature!r}")
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, (int, float))
+            or not math.isfinite(temperature)  # NaN passes "<= 0" and would train on NaN
+            or temperature <= 0
+        ):
+            raise VtrbenchError(f"dsl option temperature must be a number > 0, finite, got {temperature!r}")
         self.temperature = float(temperature)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:

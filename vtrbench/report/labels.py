@@ -22,7 +22,7 @@ from vtrbench.errors import VtrbenchError
 
 LABEL_STYLES = ("short", "full")
 HEAD_NAMES = {"zeroshot": "Zero-shot", "meanp": "meanP", "seqtransf": "seqTransf", "camoe": "CAMoE"}
-LOSS_NAMES = {"infonce": "InfoNCE", "dsl": "DSL", "none": "—"}
+LOSS_NAMES = {"infonce": "InfoNCE", "dsl": "DSL", "triplet": "Triplet", "none": "—"}
 # Longer option text moves to a footnote so that the name column stays narrow in LaTeX.
 MAX_INLINE = 24
 MARKS = "abcdefghijklmnopqrstuvwxyz"
