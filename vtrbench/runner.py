@@ -89,9 +89,11 @@ def validate_spec(spec: RunSpec, *, where: str | None = None) -> None:
             raise VtrbenchError(f"RunSpec.{name} must be a path (str or Path), got {got}")
     if not isinstance(spec.progress, bool):
         raise VtrbenchError(f"RunSpec.progress must be true or false, got {spec.progress!r}")
-    check_head_options(spec.head_options)
+    if not isinstance(spec.head_options, dict):
+        raise VtrbenchError(f"head options must be a mapping, got {type(spec.head_options).__name__}")
     # the head's declared option schema (unknown key, type, range), before any cache is opened
     validate_head_options(spec.head, spec.head_options, where=where)
+    check_head_options(spec.head_options)
     check_loss_options(spec.loss, spec.loss_options)
     check_device(spec.device, spec.precision)
 
