@@ -75,6 +75,14 @@ def _columns(value: str | None) -> tuple[str, ...] | None:
     show_default=True,
     help="What the baseline intervals resample: seeds and queries (hierarchical), or queries only.",
 )
+@click.option(
+    "--correction",
+    type=click.Choice(["auto", "holm", "bonferroni", "none"]),
+    default="auto",
+    show_default=True,
+    help="Multiple comparisons for the † marks: Holm over every tested cell (auto: when more than 3 "
+    "cells are tested), Bonferroni, or none (each cell at 5 %).",
+)
 @click.option("--allow-mixed", is_flag=True, help="Allow different caches/splits/protocols in one table.")
 @click.option("--n-boot", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option(
@@ -112,6 +120,7 @@ def report(
     posts: tuple[str, ...],
     baseline: str | None,
     bootstrap: str,
+    correction: str,
     allow_mixed: bool,
     n_boot: int,
     labels: str,
@@ -148,6 +157,7 @@ def report(
         n_boot=n_boot,
         columns=_columns(columns),
         bootstrap=bootstrap,
+        correction=correction,
         labels=labels,
         rename=renames,
         caption=caption,

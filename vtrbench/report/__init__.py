@@ -40,13 +40,19 @@ Bold marks the best value of each column within a block, compared at the printed
 two cells that read the same are both bold): highest for R@K and RSum, lowest for MdR and MnR
 (``results.HIGHER_IS_BETTER``). A column with a single value has no bold.
 
-Baseline differences (Δ) use ``per_query_ranks``. Per query, R@K is the indicator ``rank <= K`` of the
-stored rank, in percent, and MnR is the rank itself; with the expected-rank tie policy the stored
-ranks may be fractional (a query tied over positions 1-2 stores 1.5, so it counts for R@2 but not
-R@1), which is why Δ can differ slightly from the difference of two table cells when scores tie. The
-interval is a hierarchical paired bootstrap over seeds and queries (``bootstrap="queries"``: over
-queries of the seed-averaged values), see :mod:`vtrbench.report.stats`; a † marks each per-query
-cell whose interval excludes 0.
+Baseline differences (Δ) use the per-query tie counts of schema-2 result files (``per_query``): per
+query, R@K is the expected recall@K under random tie-breaking and MnR the expected rank, the same
+quantity the columns average, so Δ's point estimate is exactly the difference of the two cells, for
+every K and both directions (:mod:`vtrbench.report.perquery`). Schema-1 files (no counts) still make
+tables, but their Δ and † are "n/a" with a warning to re-run the evaluation. The interval is a
+hierarchical paired bootstrap over seeds and queries (``bootstrap="queries"``: over queries of the
+seed-averaged values), see :mod:`vtrbench.report.stats`; a † marks each per-query cell whose
+bootstrap p-value (from the same replicates), after the table's multiple-comparison correction
+(``correction``: Holm by default when more than 3 cells are tested), is below 5 %.
+
+Every result is checked first by :func:`vtrbench.report.validate.validate_result`: ranges (recall in
+[0, 100], ranks within the gallery, counts >= 1, seeds >= 0, transductivity) and the stored metrics
+against the stored per-query data.
 """
 
 from vtrbench.report.figures import plot_all, plot_report, plot_sweeps, require_matplotlib
@@ -59,7 +65,13 @@ from vtrbench.report.loading import (
     results_frame,
 )
 from vtrbench.report.markdown import render_markdown
-from vtrbench.report.stats import hierarchical_bootstrap, paired_bootstrap, per_query_values
+from vtrbench.report.stats import (
+    adjust_p,
+    bootstrap_p,
+    hierarchical_bootstrap,
+    paired_bootstrap,
+    per_query_values,
+)
 from vtrbench.report.tables import (
     DECIMALS,
     DEFAULT_COLUMNS,
@@ -71,6 +83,7 @@ from vtrbench.report.tables import (
     build_report,
 )
 from vtrbench.report.text import latex_escape, markdown_escape
+from vtrbench.report.validate import validate_result
 
 __all__ = [
     "COMPARABILITY_FIELDS",
@@ -84,6 +97,8 @@ __all__ = [
     "Report",
     "build_report",
     "check_comparable",
+    "adjust_p",
+    "bootstrap_p",
     "latex_escape",
     "load_results",
     "markdown_escape",
@@ -97,4 +112,5 @@ __all__ = [
     "render_latex",
     "render_markdown",
     "results_frame",
+    "validate_result",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vtrbench.report.tables import Report, _sort_key
+from vtrbench.report.tables import SAME_BOOTSTRAP, Report, _sort_key
 from vtrbench.report.text import (
     _diff_header,
     _field_header,
@@ -185,7 +185,7 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
         if not (paper and n.startswith("Δ:"))
     ]
     if paper:
-        notes = [n.replace("(same bootstrap)", f"({report.interval})") for n in notes]
+        notes = [n.replace(SAME_BOOTSTRAP, report.interval) for n in notes]
     if seeds is not None:
         notes.insert(0, f"seeds per row: {seeds}")
     lines += [rf"\textbf{{Warning: {latex_escape(w)}.}}\par" for w in report.warnings]

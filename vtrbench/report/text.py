@@ -98,9 +98,12 @@ def _cell(mean: float, std: float, dec: int, bold: bool, style: str, sig: bool =
     return m if s is None else f"{m} ± {s}"
 
 
-def _diff_text(d: float, lo: float, hi: float, dec: int, style: str) -> str:
+NOT_AVAILABLE = "n/a"
+
+
+def _diff_text(d: float, lo: float, hi: float, dec: int, style: str, na: bool = False) -> str:
     if np.isnan(d):
-        return _EMPTY[style]
+        return NOT_AVAILABLE if na else _EMPTY[style]
     if style == "tex":
         return rf"${_signed(d, dec)}\ [{_signed(lo, dec)}, {_signed(hi, dec)}]$"
     return f"{_signed(d, dec)} [{_signed(lo, dec)}, {_signed(hi, dec)}]"
@@ -113,6 +116,13 @@ def _diff_arrays(block: Block, columns: Sequence[str]) -> tuple[np.ndarray, np.n
         f.reindex(columns=list(columns)).to_numpy(dtype=float)
         for f in (block.diff, block.diff_lo, block.diff_hi)
     )
+
+
+def _na_array(block: Block, columns: Sequence[str]) -> np.ndarray:
+    """True where a difference was asked but a result lacks the per-query tie counts (n/a)."""
+    if block.diff_na is None:
+        return np.zeros((len(block.mean.index), len(columns)), dtype=bool)
+    return block.diff_na.reindex(columns=list(columns), fill_value=False).to_numpy(dtype=bool)
 
 
 def _n_text(counts: Sequence[int], style: str) -> str:
@@ -182,6 +192,7 @@ def _text_rows(
     paper = block.layout == "paper"
     if with_diff and block.diff is not None:
         diff = _diff_arrays(block, block.diff.columns[:1])
+        diff_na = _na_array(block, block.diff.columns[:1])
         diff_dec = _decimals(block, block.diff.columns[:1])[0]
     out = []
     for i, loc in enumerate(block.mean.index):
@@ -195,7 +206,11 @@ def _text_rows(
         row = head + [n_text] + cells if paper else head + cells + [n_text]
         if with_diff and block.diff is not None:
             d, lo, hi = (a[i, 0] for a in diff)
-            row.append("(baseline)" if key == block.baseline_row else _diff_text(d, lo, hi, diff_dec, style))
+            row.append(
+                "(baseline)"
+                if key == block.baseline_row
+                else _diff_text(d, lo, hi, diff_dec, style, bool(diff_na[i, 0]))
+            )
         out.append(row)
     return out
 
@@ -205,12 +220,13 @@ def _pivot_diff_rows(block: Block, style: str, columns: Sequence[str] | None = N
     assert block.diff is not None
     cols = list(block.diff.columns) if columns is None else list(columns)
     d, lo, hi = _diff_arrays(block, cols)
+    na = _na_array(block, cols)
     decs = _decimals(block, cols)
     return [
         [_name(block.names.get(block.mean.index.name or "", loc), block.names, style)]
-        + [_diff_text(d[i, j], lo[i, j], hi[i, j], decs[j], style) for j in range(len(cols))]
+        + [_diff_text(d[i, j], lo[i, j], hi[i, j], decs[j], style, bool(na[i, j])) for j in range(len(cols))]
         for i, loc in enumerate(block.diff.index)
-        if not np.isnan(d[i]).all()
+        if not np.isnan(d[i]).all() or na[i].any()
     ]
 
 
