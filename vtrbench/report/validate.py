@@ -116,7 +116,6 @@ def validate_result(data: dict[str, Any], src: str) -> None:
             values = per_post.get(d)
             if isinstance(values, dict):
                 _check_ranges(values, f"metrics.{post}.{d}", gallery[d], refuse)
-        _check_rsum(per_post, f"metrics.{post}", refuse)
 
     ranks_all = data.get("per_query_ranks")
     ranks_all = ranks_all if isinstance(ranks_all, dict) else {}
@@ -149,6 +148,9 @@ def validate_result(data: dict[str, Any], src: str) -> None:
                     exact_grid=not (d == "v2t" and any_caption),
                     refuse=refuse,
                 )
+    for post, per_post in metrics.items():
+        if isinstance(per_post, dict):
+            _check_rsum(per_post, f"metrics.{post}", refuse)
 
 
 def _check_ranges(values: dict[str, Any], key: str, size: int | None, refuse: _Refuse) -> None:
@@ -304,6 +306,15 @@ def _check_from_counts(
 def _check_from_ranks(
     stored: dict[str, Any], ranks: np.ndarray, where: str, lower: bool, *, exact_grid: bool, refuse: _Refuse
 ) -> None:
+    if exact_grid:
+        spread = 2.0 * (ranks - 1.0)  # = 2g + t, an integer for one correct item
+        off = np.flatnonzero(np.abs(spread - np.round(spread)) > 1e-6)
+        if off.size:
+            i = off[0]
+            raise refuse(
+                f"per_query_ranks.{where}[{i}]",
+                f"is {ranks[i]!r}, not an expected rank 1 + g + t/2 of one correct item",
+            )
     for name, value in stored.items():
         if value is None or not _num(value):
             continue
@@ -320,14 +331,7 @@ def _check_from_ranks(
                 )
     if not exact_grid:
         return  # several correct items (v2t any-caption): expected ranks do not bound the recall tightly
-    spread = 2.0 * (ranks - 1.0)  # = 2g + t, an integer for one correct item
-    off = np.flatnonzero(np.abs(spread - np.round(spread)) > 1e-6)
-    if off.size:
-        i = off[0]
-        raise refuse(
-            f"per_query_ranks.{where}[{i}]",
-            f"is {ranks[i]!r}, not an expected rank 1 + g + t/2 of one correct item",
-        )
+    spread = 2.0 * (ranks - 1.0)
     s = np.round(spread) / 2.0  # g + t/2
     g_max = np.floor(s)
     for name, value in stored.items():
