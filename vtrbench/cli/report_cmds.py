@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -21,23 +23,50 @@ def escape(text: str) -> str:
 
 
 def check_output_path(path: Path, option: str) -> None:
-    """Refuse an output that cannot be written, before any work: a folder, a parent that is a file,
-    or a place without write permission (the first existing ancestor is what a write would need)."""
+    """Refuse an output that cannot be written, before any work, by writing there.
+
+    ``os.access`` is not enough: it is always true for root, also on /proc and /sys and read-only
+    mounts. So the check creates what the write will create and removes it again: the file itself
+    (opened for update without truncating when it exists, else created and deleted), a temporary
+    file beside it (the atomic write's), and any missing parent folders (deleted afterwards).
+    """
     path = Path(path)
     if path.is_dir():
         raise VtrbenchError(f"{option} {path}: is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        # The write replaces the path with a new file: never a device, pipe or socket (/dev/null).
+        raise VtrbenchError(f"{option} {path}: not a regular file; give a file name")
     parent = path.parent if str(path.parent) else Path(".")
+    missing: list[Path] = []
     probe = parent
-    while not probe.exists():
+    while not probe.exists() and not probe.is_symlink():
         if probe.parent == probe:
             break
+        missing.append(probe)
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise VtrbenchError(f"{option} {path}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise VtrbenchError(f"{option} {path}: cannot write in {probe} (permission denied)")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise VtrbenchError(f"{option} {path}: the file is not writable")
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+        try:
+            if path.exists():
+                with open(path, "r+b"):
+                    pass
+            else:
+                with open(path, "xb"):
+                    pass
+                path.unlink()
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+            os.close(fd)
+            os.unlink(tmp)
+        finally:
+            for folder in missing:  # deepest first; only the folders this check made
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise VtrbenchError(f"{option} {path}: cannot write there ({reason})") from None
 
 
 def _columns(value: str | None) -> tuple[str, ...] | None:
