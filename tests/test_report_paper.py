@@ -313,6 +313,65 @@ def test_nasty_labels_compile(tmp_path):
     assert [w for w in _overfull(log) if w > 1.0] == []
 
 
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_non_ascii_names_and_captions_compile(tmp_path):
+    rs = [
+        _result("α-pool ✓ naïve", [1, 3] * 10),
+        _result("Ωmega Straße Øre", [2, 1] * 10),
+        _result("base", [2, 2] * 10),
+    ]
+    report = build_report(
+        rs, baseline="base", caption="Résumé: τ, β, μ, σ and Σ; ✓ = better; “quoted”", tex_label="tab:x"
+    )
+    tex = render_latex(report, standalone=True)
+    assert tex.isascii()  # every non-ASCII character became a LaTeX command
+    assert '\\ensuremath{\\alpha}-pool \\ensuremath{\\surd} na\\"{\\i}ve' in tex
+    assert "R\\'{e}sum\\'{e}" in tex and "Stra\\ss{}e" in tex and "\\O{}re" in tex
+    log = _pdflatex(tex, tmp_path)
+    assert "Unicode character" not in log and "Undefined control sequence" not in log
+
+
+@pytest.mark.parametrize(("where", "text"), [("caption", "表 1"), ("name", "モデル")])
+def test_characters_latex_cannot_set_are_refused_by_name(where, text):
+    rs = [_result(text if where == "name" else "a", [1, 2] * 5), _result("b", [2, 1] * 5)]
+    report = build_report(rs, caption=text if where == "caption" else None)
+    render_markdown(report)  # Markdown holds any text
+    with pytest.raises(VtrbenchError, match=rf"{where} .*LaTeX cannot set the character '{text[0]}' \(U\+"):
+        render_latex(report)
+
+
+def test_the_command_line_refuses_a_latex_caption_before_the_work(capsys, tmp_path):
+    from vtrbench.cli import main
+
+    code = main(["report", str(FIXTURES / "msrvtt"), "--format", "latex", "--caption", "漢字"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert "--caption '漢字': LaTeX cannot set the character '漢'" in " ".join(captured.err.split())
+    code = main(["report", str(FIXTURES / "msrvtt"), "--format", "latex", "--rename", "meanp=✗ mean"])
+    assert code == 2 and "--rename meanp=" in " ".join(capsys.readouterr().err.split())
+
+
+def test_renames_that_merge_rows_or_blank_them_are_refused(tmp_path):
+    rs = [_result("meanp", [1, 2] * 5), _result("xpool", [2, 1] * 5)]
+    with pytest.raises(VtrbenchError, match="two rows would both be shown as 'xpool \\+ InfoNCE'"):
+        build_report(rs, rename={"meanp": "xpool"})
+    with pytest.raises(VtrbenchError, match="two rows would both be shown as 'same \\+ InfoNCE'"):
+        build_report(rs, rename={"meanp": "same", "xpool": "same"})
+    for blank in ("", "   ", "\n"):
+        with pytest.raises(VtrbenchError, match="a name must be non-blank text"):
+            build_report(rs, rename={"meanp": blank})
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"meanp": ""}))
+    with pytest.raises(VtrbenchError, match="a name must be non-blank text"):
+        build_report(rs, rename=read_renames([], [names]))
+    # Different rows in the pivot layout's columns too.
+    pivot = [_result("a", [1, 2] * 5, loss="infonce"), _result("a", [1, 1] * 5, loss="dsl")]
+    with pytest.raises(VtrbenchError, match="two columns would both be shown as 'X'"):
+        build_report(pivot, layout="pivot", rows="label", cols="loss", rename={"InfoNCE": "X", "DSL": "X"})
+    # A rename to a fresh name is fine.
+    assert "| Mean pooling " in render_markdown(build_report(rs, rename={"meanp": "Mean pooling"}))
+
+
 def test_unknown_columns_and_bootstrap_are_refused(demo_like):
     with pytest.raises(VtrbenchError, match="unknown column 't2v/R@2'"):
         build_report(demo_like, columns=("t2v/R@2",))

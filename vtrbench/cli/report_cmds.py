@@ -173,6 +173,13 @@ def report(
         check_output_path(plot, "--plot")
         rep.require_matplotlib()
     renames = read_renames(rename, rename_file)
+    if fmt == "latex":
+        # What the user typed is checked before any work; names from result files when rendering.
+        from vtrbench.report.text import latex_escape
+
+        latex_escape(caption or "", "--caption")
+        for old, new in renames.items():
+            latex_escape(new, f"--rename {old}=")
     results = rep.load_results(paths)
     built = rep.build_report(
         results,

@@ -166,7 +166,7 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
         r"\else\usebox{\vtrbenchbox}\fi",
     ]
     if report.caption is not None or report.tex_label is not None:
-        lines.append(rf"\caption{{{latex_escape(report.caption or '')}}}")
+        lines.append(rf"\caption{{{latex_escape(report.caption or '', 'caption')}}}")
     if report.tex_label is not None:
         lines.append(rf"\label{{{report.tex_label}}}")
     lines += [r"\par\smallskip", r"{\scriptsize\raggedright"]

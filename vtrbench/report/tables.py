@@ -419,6 +419,7 @@ def build_report(
         )
     frame = _loss_variants(results_frame(results))
     names = make_names(frame, style=labels, rename=rename)
+    _check_distinct_names(frame, names, PAPER_ROW_FIELDS if layout == "paper" else (rows,), cols, layout)
     if layout == "pivot":
         allowed = [c for c in frame.columns if c not in METRIC_COLUMNS and c not in ("result", "path")]
         for name, value in (("rows", rows), ("cols", cols)):
@@ -559,6 +560,27 @@ def _few_seeds(blocks: list[Block]) -> str | None:
         "seed level of the bootstrap resamples very few distinct seed sets and shrinks the seed variance "
         "by (S-1)/S, so the intervals are too narrow (with one seed, seed noise is not covered at all)"
     )
+
+
+def _check_distinct_names(
+    frame: pd.DataFrame, names: Names, row_fields: tuple[str, ...], col_field: str, layout: str
+) -> None:
+    """Two different rows (or pivot columns) must never be shown under one name (e.g. after a rename)."""
+    groups = [row_fields] + ([(col_field,)] if layout == "pivot" and col_field in frame.columns else [])
+    for fields in groups:
+        if not all(f in frame.columns for f in fields):
+            continue
+        shown: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for values in frame[list(fields)].drop_duplicates().itertuples(index=False):
+            key = tuple(_key_text(v) for v in values)
+            name = tuple(names.get(f, k) for f, k in zip(fields, key, strict=True))
+            other = shown.setdefault(name, key)
+            if other != key:
+                raise VtrbenchError(
+                    f"two {'rows' if fields == row_fields else 'columns'} would both be shown as "
+                    f"{' + '.join(name)!r}: {' + '.join(other)!r} and {' + '.join(key)!r}; "
+                    "rename one of them to a name of its own"
+                )
 
 
 def _option_value(value: Any) -> str:
