@@ -80,7 +80,14 @@ def _columns(value: str | None) -> tuple[str, ...] | None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["md", "latex"]), default="md", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "latex", "csv", "json"]),
+    default="md",
+    show_default=True,
+    help="md or latex tables, or the same numbers at full precision for scripts (csv, json).",
+)
 @click.option("--output", type=click.Path(path_type=Path), help="Write to this file instead of the terminal.")
 @click.option("--layout", type=click.Choice(["paper", "pivot"]), default="paper", show_default=True)
 @click.option(
@@ -199,11 +206,14 @@ def report(
         caption=caption,
         tex_label=tex_label,
     )
-    text = (
-        rep.render_markdown(built)
-        if fmt == "md"
-        else rep.render_latex(built, standalone=standalone, wide=wide)
-    )
+    if fmt == "md":
+        text = rep.render_markdown(built)
+    elif fmt == "latex":
+        text = rep.render_latex(built, standalone=standalone, wide=wide)
+    else:
+        from vtrbench.report.data import render_csv, render_json
+
+        text = render_csv(built) if fmt == "csv" else render_json(built)
     if output is not None:
         from vtrbench.results import atomic_write_text
 

@@ -18,7 +18,9 @@ that fit the window), ``figures``. The public API, re-exported here:
   Report``: the numbers of every table block as DataFrames (means, stds, seed counts, best flags,
   baseline differences), plus provenance and notes.
 - :func:`render_markdown` ``(report) -> str`` and :func:`render_latex` ``(report, standalone=False,
-  wide=False) -> str``: the same Report written twice.
+  wide=False) -> str``: the same Report written twice; :func:`render_json` / :func:`render_csv` (and
+  :func:`report_data` / :func:`report_records`): its numbers at full precision for scripts (module
+  ``data``).
 - :func:`paired_bootstrap` / :func:`hierarchical_bootstrap`: the intervals behind Δ and † (stats).
 - :func:`plot_report` ``(results, out)``: recall@K curves and CAMoE gate weights; :func:`plot_sweeps`:
   a metric against a swept option; :func:`plot_all`: both (matplotlib).
@@ -55,6 +57,7 @@ Every result is checked first by :func:`vtrbench.report.validate.validate_result
 against the stored per-query data.
 """
 
+from vtrbench.report.data import render_csv, render_json, report_data, report_records
 from vtrbench.report.figures import plot_all, plot_report, plot_sweeps, require_matplotlib
 from vtrbench.report.latex import render_latex
 from vtrbench.report.loading import (
@@ -109,8 +112,12 @@ __all__ = [
     "plot_report",
     "plot_sweeps",
     "require_matplotlib",
+    "render_csv",
+    "render_json",
     "render_latex",
     "render_markdown",
+    "report_data",
+    "report_records",
     "results_frame",
     "validate_result",
 ]

@@ -61,7 +61,8 @@ _LETTERS = {
     "œ": r"\oe{}", "Œ": r"\OE{}", "ł": r"\l{}", "Ł": r"\L{}", "ı": r"\i{}",
     "✓": r"\ensuremath{\surd}", "✔": r"\ensuremath{\surd}", "°": r"\ensuremath{^\circ}",
     "†": r"\dag{}", "‡": r"\ddag{}", "§": r"\S{}", "¶": r"\P{}", "•": r"\textbullet{}",
-    "©": r"\copyright{}", "£": r"\pounds{}", "“": "``", "”": "''", "‘": "`", "’": "'", "\u00a0": "~", "−": "-",
+    "©": r"\copyright{}", "£": r"\pounds{}", "“": "``", "”": "''", "‘": "`", "’": "'",
+    "\u00a0": "~", "−": "-",
 }  # fmt: skip
 # Combining accents (after Unicode decomposition of é, ü, ñ, č, ...) and LaTeX's accent commands.
 _ACCENTS = {
