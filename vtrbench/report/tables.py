@@ -481,9 +481,13 @@ def build_report(
         shown = " + ".join(names.get(f, k) for f, k in zip(row_fields, found_row, strict=False))
     applied, n_tested = _mark_significance(blocks, correction)
     if missing:
+        # Name every file without counts (the blocks record only the first one per cell).
+        lacking = {_source(r, i) for i, r in enumerate(results) if not isinstance(r.get("per_query"), dict)}
+        without = sorted(lacking | missing)
         warnings.append(
-            f"Δ and † are n/a where a result has no per-query tie counts (result schema 1: "
-            f"{_files(sorted(missing))}); re-run `vtrbench eval` on those checkpoints to compare them"
+            f"Δ and † are n/a where a result has no per-query tie counts ({len(without)} schema-1 result "
+            f"file{'s' * (len(without) != 1)}: {_files(without)}); re-run vtrbench eval on those "
+            "checkpoints to compare them"
         )
     if baseline is not None:
         few = _few_seeds(blocks)
