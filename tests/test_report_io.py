@@ -45,7 +45,7 @@ MALFORMED = {
     "array": "[1, 2]",
     "no-run-id": _with("run_id", KeyError),
     "no-metrics": _with("metrics", KeyError),
-    "wrong-schema": _with("schema", 2),
+    "wrong-schema": _with("schema", 99),  # 1 and 2 are readable (schema 2 adds per_query)
     "seed-string": _with("seed", "0"),
     "seed-missing": _with("seed", KeyError),
     "seed-bool": _with("seed", False),

@@ -623,8 +623,13 @@ def interval_method(n_boot: int, seed: int, bootstrap: str, frame: pd.DataFrame)
         f"a hierarchical paired bootstrap ({n_boot} replicates, seed {seed}) that resamples each "
         "system's seeds, then the queries shared by both systems"
     )
-    if frame.groupby("config_hash")["seed"].nunique().max() < 2:
+    seeds = frame.groupby("config_hash")["seed"].nunique()
+    if seeds.max() < 2:
         how += "; every configuration has one seed, so seed noise is not covered"
+    elif seeds[seeds >= 2].min() <= MIN_SEEDS:
+        # Resampling S seeds from S gives the plug-in variance: (S-1)/S of the sample variance.
+        s = int(seeds[seeds >= 2].min())
+        how += f"; with {s} seeds the seed level shrinks the seed variance by (S-1)/S = {s - 1}/{s}"
     return how
 
 
