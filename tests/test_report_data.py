@@ -91,6 +91,10 @@ def test_json_holds_the_markdown_cells_marks_and_notes(paper_report):
     assert data["baseline"] == "meanP + InfoNCE"
     assert _check_against_markdown(paper_report, data["cells"]) == len(data["cells"]) > 40
     assert any(c["significant"] for c in data["cells"])  # the † marks are there, as in the Markdown
+    column = {(d["block"], d["row_name"]): d for d in data["delta_column"]}
+    for c in data["cells"]:
+        if c["column"] == paper_report.metric:
+            assert column[(c["block"], c["row_name"])]["delta"] == c["delta"]
     for c in data["cells"]:
         if c["p_adjusted"] is not None:
             assert c["significant"] == (c["p_adjusted"] < 0.05) and c["p_adjusted"] == c["p"]
@@ -113,6 +117,22 @@ def test_csv_holds_the_same_numbers_as_the_json(paper_report):
     _check_against_markdown(paper_report, records)
     assert [r["text"] for r in rows if r["kind"] == "note"] == paper_report.notes
     assert [r["text"] for r in rows if r["kind"] == "provenance"] == paper_report.provenance
+
+
+def test_the_delta_column_is_there_when_its_metric_is_not_shown(paper_report):
+    report = build_report(
+        with_tie_counts(load_results([FIXTURES / "sweep"])),
+        baseline="meanp + infonce",
+        metric="v2t/MnR",
+        columns=("t2v/R@1",),
+        n_boot=20,
+    )
+    data = json.loads(render_json(report))
+    md = render_markdown(report)
+    rows = [d for d in data["delta_column"] if not d["baseline"]]
+    assert rows and all(d["metric"] == "v2t/MnR" and d["delta"] is not None for d in rows)
+    for d in rows:
+        assert f"{_signed(d['delta'])} [{_signed(d['delta_lo'])}, {_signed(d['delta_hi'])}]" in md
 
 
 def test_pivot_and_na_cells():

@@ -8,7 +8,9 @@ plot or dashboard reading these shows what the paper's table shows (rounded to o
 
 JSON: ``{"format": "vtrbench-report", "version": 1, "layout", "metric", "baseline", "bootstrap",
 "interval", "correction", "tested_cells", "alpha", "row_fields", "col_field", "labels", "provenance",
-"warnings", "notes", "cells": [record, ...]}``; NaN is ``null``.
+"warnings", "notes", "cells": [record, ...], "delta_column": [...]}``; NaN is ``null``.
+``delta_column`` repeats the Markdown's Δ column (the ``metric`` of every row against the baseline),
+which is present even when that metric is not a shown column (its cells then carry no †).
 
 CSV: one header line, then one line per record with ``kind`` = ``cell``, followed by lines of kind
 ``warning``, ``note`` and ``provenance`` whose ``text`` column holds the sentence (numbers empty).
@@ -123,6 +125,34 @@ def report_records(report: Report) -> list[dict[str, Any]]:
     return [r for block in report.blocks for r in _records(report, block)]
 
 
+def delta_records(report: Report) -> list[dict[str, Any]]:
+    """The Markdown's Δ column (paper layout: ``report.metric`` of each row vs the baseline), also when
+    that metric is not one of the shown columns; empty without a baseline or in the pivot layout."""
+    out = []
+    for block in report.blocks:
+        if block.layout != "paper" or block.diff is None or report.metric not in block.diff.columns:
+            continue
+        fields = list(block.mean.index.names)
+        for loc in block.mean.index:
+            key = loc if isinstance(loc, tuple) else (loc,)
+            out.append(
+                {
+                    "block": block.title,
+                    "post": block.post,
+                    **dict(zip(_field_keys(fields), key, strict=True)),
+                    "row_name": " + ".join(block.names.get(f, k) for f, k in zip(fields, key, strict=True)),
+                    "metric": report.metric,
+                    "baseline": key == block.baseline_row,
+                    "delta": _number(block.diff.at[loc, report.metric]),
+                    "delta_lo": _number(block.diff_lo.at[loc, report.metric]),
+                    "delta_hi": _number(block.diff_hi.at[loc, report.metric]),
+                    "p": _number(_at(block.diff_p, loc, report.metric)),
+                    "delta_na": bool(_at(block.diff_na, loc, report.metric) or False),
+                }
+            )
+    return out
+
+
 def report_data(report: Report) -> dict[str, Any]:
     """Everything the table says, as plain JSON-ready data (see the module note)."""
     return {
@@ -143,6 +173,7 @@ def report_data(report: Report) -> dict[str, Any]:
         "warnings": list(report.warnings),
         "notes": list(report.notes),
         "cells": report_records(report),
+        "delta_column": delta_records(report),
     }
 
 
