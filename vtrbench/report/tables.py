@@ -554,6 +554,8 @@ def _few_seeds(blocks: list[Block]) -> str | None:
         compared = b.diff.notna().any(axis=1).to_numpy()
         for i, loc in enumerate(b.mean.index):
             key = loc if isinstance(loc, tuple) else (loc,)
+            if b.layout == "paper" and key[1] == "none":
+                continue  # no loss: an untrained system (zero-shot), the same on every seed
             if compared[i] or key == b.baseline_row:
                 counts.append(int(b.n.loc[loc].max()))
     low = sorted({c for c in counts if 0 < c < MIN_SEEDS})
