@@ -196,6 +196,12 @@ class CAMoEHead(Head):
     linear map is part of the expert and always present), ``activation`` ("quick_gelu" or
     "gelu"; with init="clip" the backbone's)."""
 
+    search_space = {
+        **Head.search_space,
+        "layers": {"low": 1, "high": 4},
+        "aux_weight": {"low": 0.0, "high": 1.0},
+    }
+
     def __init__(
         self,
         embed_dim: int,

@@ -31,6 +31,8 @@ from vtrbench.heads.base import Batch, Head, register_head
 class MeanPHead(Head):
     """Options: ``adapter`` (default True) switches both residual linear adapters."""
 
+    search_space = Head.search_space  # the training recipe only: meanp has nothing else to tune
+
     text_needs_tokens = False  # text = adapted EOT feature only
 
     def __init__(self, embed_dim: int, *, adapter: bool = True, **unknown: Any) -> None:

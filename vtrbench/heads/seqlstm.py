@@ -44,6 +44,8 @@ def valid_first(frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
 class SeqLSTMHead(Head):
     """Options: ``adapter`` (True: residual linear adapter on the text side)."""
 
+    search_space = Head.search_space  # the training recipe only
+
     text_needs_tokens = False  # text = adapted EOT feature only
 
     def __init__(self, embed_dim: int, *, adapter: bool = True, **unknown: Any) -> None:

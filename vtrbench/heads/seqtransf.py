@@ -53,6 +53,8 @@ class SeqTransfHead(Head):
     init="clip" the backbone's), ``max_frames`` (64), ``adapter`` (True, text side only),
     ``activation`` ("quick_gelu" or "gelu"; with init="clip" the backbone's)."""
 
+    search_space = {**Head.search_space, "layers": {"low": 1, "high": 4}}
+
     text_needs_tokens = False  # text = adapted EOT feature only
 
     def __init__(

@@ -55,6 +55,8 @@ class TightTransfHead(PairwiseHead):
     """Options: ``text`` ("eot" as CLIP4Clip | "tokens"), ``layers`` (4), ``heads`` (8 or the largest
     divisor of D below 8), ``types`` (True: token-type embeddings)."""
 
+    search_space = {**PairwiseHead.search_space, "layers": {"low": 1, "high": 4}}
+
     eval_block = (32, 32)
 
     def __init__(

@@ -83,6 +83,8 @@ class WTIHead(PairwiseHead):
     """Options: ``mlp_layers`` (2; 1-3 as DRL's wti_arch), ``adapter`` (True: residual linear
     adapters on the unit tokens and frames)."""
 
+    search_space = {**PairwiseHead.search_space, "mlp_layers": {"low": 1, "high": 3}}
+
     eval_block = (128, 128)
 
     def __init__(

@@ -49,6 +49,8 @@ DEFAULT_HEADS = 1  # X-Pool's --num_mha_heads default
 class XPoolHead(PairwiseHead):
     """Options: ``heads`` (1, must divide D), ``adapter`` (True: residual linear text adapter)."""
 
+    search_space = {**PairwiseHead.search_space, "heads": {"choices": [1, 2, 4, 8]}}
+
     text_needs_tokens = False  # the caption is its EOT feature
     eval_block = (256, 256)
 

@@ -28,6 +28,7 @@ class ZeroShotHead(Head):
     text_needs_tokens = False  # text = adapted EOT feature only
 
     trainable = False
+    search_space: dict[str, dict[str, Any]] = {}  # nothing to train, nothing to tune
 
     def __init__(self, embed_dim: int, **unknown: Any) -> None:
         reject_unknown_options("zeroshot", unknown, option_names(type(self)))
