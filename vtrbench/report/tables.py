@@ -431,7 +431,9 @@ def build_report(
         found_row = next(b.baseline_row for b in blocks if b.baseline_row is not None)
         shown = " + ".join(names.get(f, k) for f, k in zip(row_fields, found_row, strict=False))
     notes[:0] = _standard_notes(blocks, metric, shown, n_boot, boot_seed, bootstrap, frame)
-    notes += names.footnotes + dedup_notes
+    from vtrbench.tune.notes import tuned_notes
+
+    notes += names.footnotes + dedup_notes + tuned_notes(results)
     return Report(
         layout=layout,
         metric=metric,
@@ -466,7 +468,10 @@ def _loss_variants(frame: pd.DataFrame) -> pd.DataFrame:
     if not option_cols:
         return frame
     frame = frame.copy()
-    for loss, rows in frame.groupby("loss", sort=False):
+    from vtrbench.tune.notes import TUNED_LABEL  # a tuned row's loss options are in its tuned note
+
+    default_recipe = frame[~frame["label"].astype(str).str.contains(TUNED_LABEL)]
+    for loss, rows in default_recipe.groupby("loss", sort=False):
         values = rows[option_cols].astype(str).drop_duplicates()
         if len(values) < 2:
             continue
