@@ -103,11 +103,20 @@ def open_storage(url: str, *, heartbeat: int = 10) -> Any:
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
         import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeats are "experimental" in Optuna since 2.9
-            storage = optuna.storages.RDBStorage(
-                url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **kwargs
-            )
+        for attempt in range(5):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # heartbeats are "experimental" in Optuna since 2.9
+                    storage = optuna.storages.RDBStorage(
+                        url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **kwargs
+                    )
+                break
+            except Exception as e:  # noqa: BLE001
+                # two workers creating a new database's tables at once: one loses the race, retries
+                racing = any(w in str(e) for w in ("UNIQUE constraint", "already exists", "locked"))
+                if not racing or attempt == 4:
+                    raise
+                time.sleep(0.5 + attempt)
         optuna.study.get_all_study_names(storage)  # a real round trip: the URL answers
         return storage
     except VtrbenchError:
@@ -393,8 +402,13 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _fail_dead_workers(study: Any) -> None:
-    """RUNNING trials whose worker (same host) is gone are failed now; heartbeats cover other hosts."""
+def _fail_dead_workers(study: Any, grace: float) -> None:
+    """RUNNING trials whose worker (same host) is gone are failed now; heartbeats cover other hosts.
+
+    A trial killed between its creation and its first heartbeat has neither a heartbeat nor a
+    worker record (set first thing in the trial): it is failed once it is ``grace`` seconds old."""
+    from datetime import datetime
+
     optuna = import_optuna()
     import warnings
 
@@ -405,7 +419,12 @@ def _fail_dead_workers(study: Any) -> None:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = str(t.user_attrs.get("worker", ""))
         whost, _, pid = worker.rpartition(":")
-        if whost != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+        if not worker:
+            age = (datetime.now() - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+            if age <= grace:
+                continue
+            worker = "unknown (killed before its first heartbeat)"
+        elif whost != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
         try:
             study._storage.set_trial_user_attr(t._trial_id, "failed_because", f"worker {worker} died")
@@ -509,7 +528,7 @@ def run_tune(spec: TuneSpec, *, console: Any = None) -> TuneOutcome:
             progressed = False
             for cell in list(pending):
                 study = studies[cell.name]
-                _fail_dead_workers(study)
+                _fail_dead_workers(study, 3 * spec.heartbeat)
                 c = counts(study)
                 bar.update(tasks[cell.name], completed=min(c.finished, spec.trials), info=_info(study, c))
                 if c.finished >= spec.trials:
