@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -47,6 +48,14 @@ def _states(study: Path) -> dict[str, int]:
     with sqlite3.connect(study) as db:
         rows = db.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall()
     return {str(state): int(n) for state, n in rows}
+
+
+def _has_trials(study: Path) -> bool:
+    try:
+        with sqlite3.connect(study) as db:
+            return bool(db.execute("SELECT 1 FROM trials").fetchall())
+    except sqlite3.Error:
+        return False
 
 
 def _finished(study: Path) -> int:
@@ -270,12 +279,17 @@ def test_two_workers_on_one_study_finish_exactly_n(run_cli: Any, synth_cache: Pa
     pytest.importorskip("optuna")
     study, space = tmp_path / "s.db", _space(tmp_path)
     # worker 1 in a child process, worker 2 in this one, at the same time on one SQLite file
-    child = _worker(synth_cache, study, space, 4)
-    r = run_cli(*_tune_args(synth_cache, study, space, "--heartbeat", "1", trials=4))
+    child = _worker(synth_cache, study, space, 6)
+    deadline = time.time() + 120
+    while child.poll() is None and time.time() < deadline and not (study.exists() and _has_trials(study)):
+        time.sleep(0.05)  # the child has started trials: from here on the two overlap
+    r = run_cli(*_tune_args(synth_cache, study, space, "--heartbeat", "1", trials=6))
     _, err = child.communicate(timeout=300)
     assert child.returncode == 0, err.decode()
     assert r.code == 0, r.text
-    assert _finished(study) == 4
+    assert _finished(study) == 6
+    ran = [int(re.search(r"(\d+) trial\(s\) run", text).group(1)) for text in (err.decode(), r.err)]
+    assert sum(ran) >= 6 and min(ran) >= 1, ran  # both workers trained; extra = budget races
     states = _states(study)
     assert set(states) <= {"COMPLETE", "PRUNED", "FAIL"}  # a budget race is recorded as a failed trial
 
