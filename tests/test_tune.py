@@ -364,3 +364,15 @@ def test_ablate_tuned_runs_best_configs_on_test_and_report_labels_them(
     # a rerun skips what exists
     r = run_cli("ablate", *common, "--tuned", study, "--seeds", "0")
     assert r.code == 0 and "1 skipped" in r.err
+
+
+def test_untuned_configs_keep_their_hash() -> None:
+    """``tuned`` is left out of the canonical config while empty, and the default warm-up is the one
+    TrainConfig always had: run ids of default-recipe runs do not move."""
+    from vtrbench.config import TrainConfig, canonical_json
+
+    plain = json.loads(canonical_json(TrainConfig(cache_hash="c", head="meanp", loss="dsl")))
+    assert "tuned" not in plain and plain["warmup"] == 0.1
+    from vtrbench.runner import RunSpec
+
+    assert RunSpec(cache_path=Path("x.h5"), head="meanp", loss="dsl").warmup == 0.1
