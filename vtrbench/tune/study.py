@@ -365,10 +365,10 @@ def open_studies(plan_: Plan, storage: Any) -> dict[str, Any]:
         old = study.user_attrs.get(ATTR)
         if not isinstance(old, dict):
             continue  # created but not yet stamped by its worker
-        new = wanted[name].identity if name in wanted else {**next(iter(wanted.values())).identity}
+        # a cell of another grid differs in "grid" from every cell of this one
+        new = wanted[name].identity if name in wanted else plan_.cells[0].identity
         key = _differing(old, new) if name in wanted else "grid"
-        if name not in wanted or key is not None:
-            key = key or "grid"
+        if key is not None:
             raise VtrbenchError(
                 f"the study {shown_storage(spec.storage)} ({name[len(STUDY_PREFIX) :]}) was made with "
                 f"another {key} ({_short(old.get(key))} vs now {_short(new.get(key))}); use --overwrite "
