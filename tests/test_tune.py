@@ -79,11 +79,14 @@ def test_every_registered_head_and_loss_has_a_sampleable_space() -> None:
     from vtrbench.losses.base import list_losses
     from vtrbench.tune.space import cell_space
 
-    for head in [h for h in list_heads() if h != "zeroshot"]:
-        for loss in list_losses():
-            space = cell_space(head, loss, max_epochs=7, embed_dim=64)
-            assert {"lr", "weight_decay", "epochs", "warmup", "batch_size"} <= set(space)
-            assert space["epochs"].high == 7 and space["lr"].log
+    # heads x one loss and one head x losses: every bound is checked by building the head or loss
+    cells = [(h, "infonce") for h in list_heads() if h != "zeroshot"] + [
+        ("meanp", loss) for loss in list_losses()
+    ]
+    for head, loss in cells:
+        space = cell_space(head, loss, max_epochs=7, embed_dim=64)
+        assert {"lr", "weight_decay", "epochs", "warmup", "batch_size"} <= set(space)
+        assert space["epochs"].high == 7 and space["lr"].log
     assert "loss.temperature" in cell_space("meanp", "dsl", max_epochs=3, embed_dim=64)
     assert "head.heads" in cell_space("xpool", "infonce", max_epochs=3, embed_dim=64)
 
