@@ -121,7 +121,22 @@ def _kill_mid_trial(folder: Path, ctx: Context) -> Outcome:
     out = expect_ok(
         rerun, lambda: None if _finished(study) == 3 else f"{_finished(study)} finished trials, not 3"
     )
-    return Outcome(out.kind, out.detail, kill=killed)
+    if out.kind != "handled":
+        return Outcome(out.kind, out.detail, kill=killed)
+    # the same command uninterrupted, in another study: one worker, same seed -> the same best trial
+    clean = folder / "clean.db"
+    argv[argv.index("--study") + 1] = str(clean)
+    if run_cli(argv).code != 0:
+        return Outcome("silently_wrong", "the uninterrupted comparison run failed", kill=killed)
+    return Outcome("handled", out.detail, kill=killed, identical_resume=_best(study) == _best(clean))
+
+
+def _best(study: Path) -> tuple[Any, ...]:
+    from vtrbench.tune.study import read_cells
+
+    (cell,) = read_cells(f"sqlite:///{study}")
+    best = cell.best or {}
+    return best.get("value"), sorted((best.get("params") or {}).items())
 
 
 def cases() -> list[Case]:
