@@ -260,6 +260,13 @@ def test_rerun_continues_to_exactly_n_and_refuses_another_space(
     assert r.code == 0 and _finished(study) == 3 and "0 trial(s) run" in r.err
     r = run_cli("tune", "--status", study)
     assert r.code == 0 and "meanp+infonce" in r.out and "3/3" in r.out
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        r = run_cli("tune", "--status", study, "--plot", tmp_path / "plots")
+        assert r.code == 0 and (tmp_path / "plots" / "meanp+infonce.history.png").stat().st_size > 0, r.text
 
     other = _space(tmp_path, SMALL_SPACE + "warmup = {low = 0.0, high = 0.5}\n")
     r = run_cli(*_tune_args(synth_cache, study, other, trials=3))

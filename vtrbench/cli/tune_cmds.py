@@ -55,6 +55,12 @@ from vtrbench.errors import VtrbenchError
 @click.option(
     "--status", "status_of", metavar="STUDY", help="Show trials done/pruned/failed per cell, then exit."
 )
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(path_type=Path),
+    help="Write each cell's optimisation history and parameter importances (PNG) into this folder.",
+)
 @click.option("--heartbeat", type=click.IntRange(min=1), default=10, hidden=True)
 @click.option("--quiet", is_flag=True)
 def tune_cmd(
@@ -76,6 +82,7 @@ def tune_cmd(
     shard_option: str | None,
     overwrite: bool,
     status_of: str | None,
+    plot_dir: Path | None,
     heartbeat: int,
     quiet: bool,
 ) -> None:
@@ -89,8 +96,13 @@ def tune_cmd(
     from vtrbench.tune.study import import_optuna
 
     import_optuna()  # one line naming the extra when Optuna is missing
+    if plot_dir is not None:
+        from vtrbench.report.figures import require_matplotlib
+
+        require_matplotlib()  # before any tuning
     if status_of is not None:
         show_status(status_of, heartbeat)
+        _plots(_study_url(status_of), plot_dir, heartbeat)
         return
     if cache_path is None:
         raise VtrbenchError("--cache is required (or --status STUDY)")
@@ -122,6 +134,16 @@ def tune_cmd(
     outcome = run_tune(spec, console=err)
     err.print(f"[green]tuning done:[/] {outcome.trials_run} trial(s) run by this worker")
     show_status(spec.storage, heartbeat, url=True)
+    _plots(spec.storage, plot_dir, heartbeat)
+
+
+def _plots(storage: str, plot_dir: Path | None, heartbeat: int) -> None:
+    if plot_dir is None:
+        return
+    from vtrbench.tune.plots import plot_studies
+
+    files = plot_studies(storage, plot_dir, heartbeat=heartbeat)
+    _console().print(f"{len(files)} figure(s) written to {plot_dir}")
 
 
 def _study_url(value: str) -> str:
