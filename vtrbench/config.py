@@ -110,6 +110,9 @@ class TrainConfig:
     # Plugin heads/losses: {"head": {name, version, source, sha256}, ...}; two versions of a
     # plugin are two configs (different run ids), never extra seeds of one.
     plugins: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"omit_if_empty": True})
+    # `vtrbench ablate --tuned`: the study, budget, space and best trial this configuration came
+    # from (vtrbench.tune); a tuned row is its own configuration even where its values equal the default.
+    tuned: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"omit_if_empty": True})
 
 
 # ---------------------------------------------------------------- one validation for every way in
@@ -168,6 +171,7 @@ RUN_OPTIONS: dict[str, OptionRule] = {
     "batch_size": OptionRule("int", low=2),  # InfoNCE/DSL need a negative in the batch
     "lr": OptionRule("float", low=0, low_open=True),
     "weight_decay": OptionRule("float", low=0),
+    "warmup": OptionRule("float", low=0, high=1),  # fraction of steps with linear warm-up
     "val_fraction": OptionRule("float", low=0, high=1, high_open=True),
     "v2t_protocol": OptionRule("choice", choices=V2T_CHOICES),
     "dsl_tau": OptionRule("float", low=0, low_open=True),

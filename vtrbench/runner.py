@@ -61,6 +61,7 @@ class RunSpec:
     batch_size: int = 128
     lr: float = 1e-4
     weight_decay: float = 0.2
+    warmup: float = 0.1
     val_fraction: float = 0.0
     v2t_protocol: str = "clip4clip"
     dsl_tau: float = 1.0
@@ -74,6 +75,7 @@ class RunSpec:
     results_dir: Path = Path("results")
     overwrite: str = "never"
     progress: bool = True
+    tuned: dict[str, Any] = field(default_factory=dict)  # vtrbench.tune's record of a tuned configuration
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -96,6 +98,8 @@ def validate_spec(spec: RunSpec, *, where: str | None = None) -> None:
     check_head_options(spec.head_options)
     check_loss_options(spec.loss, spec.loss_options)
     check_device(spec.device, spec.precision)
+    if not isinstance(spec.tuned, dict):
+        raise VtrbenchError(f"tuned must be a mapping, got {type(spec.tuned).__name__}")
 
 
 def check_head_options(options: Any, label: str = "head options") -> None:
@@ -345,11 +349,13 @@ def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
         batch_size=spec.batch_size,
         lr=spec.lr,
         weight_decay=spec.weight_decay,
+        warmup=spec.warmup,
         val_fraction=spec.val_fraction,
         v2t_protocol=spec.v2t_protocol,
         dsl_tau=spec.dsl_tau,
         qb_bank=spec.qb_bank,
         qb_beta=spec.qb_beta,
+        tuned=dict(spec.tuned),
         # name, version and content hash only: the plugin's path is provenance, not identity
         plugins=identities(provenance_for(head=spec.head, loss=spec.loss)),
         qb_k=spec.qb_k,

@@ -180,8 +180,13 @@ def fit(
     device: str = "cpu",
     progress: Any = None,
     val: SplitData | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``head`` in place; returns the per-epoch history. Raises VtrbenchError on a non-finite loss."""
+    """Train ``head`` in place; returns the per-epoch history. Raises VtrbenchError on a non-finite loss.
+
+    ``on_epoch(entry)`` sees each epoch's history entry (with ``val`` when ``val`` is given); it may
+    raise to stop training early (``vtrbench tune`` prunes a hopeless trial this way).
+    """
     dev = torch.device(device)
     gen = seed_everything(seed)
     head.to(dev).train()
@@ -264,6 +269,8 @@ def fit(
             entry["val"] = {"t2v/R@1": m["t2v"]["R@1"], "v2t/R@1": m["v2t"]["R@1"], "RSum": m["RSum"]}
             head.train()
         history.append(entry)
+        if on_epoch is not None:
+            on_epoch(entry)
     head.eval()
     return history
 
@@ -537,7 +544,7 @@ def build_result(
         "head_options": head.describe(),
         "loss": loss,
         "loss_options": dict(config.loss_options),
-        "label": head_label(head, config.head, config.plugins.get("head")),
+        "label": head_label(head, config.head, config.plugins.get("head")) + tuned_suffix(config.tuned),
         "config": to_plain(config),
         "config_hash": chash,
         "seed": seed,
@@ -571,7 +578,13 @@ def build_result(
         "gate": evaluation.get("gate"),
         "timing": timing,
         "provenance": {**provenance(device), "plugins": dict(config.plugins if plugins is None else plugins)},
+        **({"tuned": dict(config.tuned)} if config.tuned else {}),
     }
+
+
+def tuned_suffix(tuned: dict[str, Any]) -> str:
+    """`` (tuned, 40 trials)`` for a configuration from ``vtrbench ablate --tuned``, else empty."""
+    return f" (tuned, {tuned['trials']} trials)" if tuned else ""
 
 
 def _json_safe(obj: Any) -> Any:

@@ -23,6 +23,7 @@ from vtrbench.cli import (  # noqa: F401  (importing registers the commands)
     plugin_cmds,
     report_cmds,
     train_cmds,
+    tune_cmds,
 )
 from vtrbench.cli._app import FEATURES_ROOT, RESULTS_ROOT, _console, cli
 from vtrbench.cli.extract_cmds import default_cache_path
@@ -30,6 +31,7 @@ from vtrbench.cli.options import head_options_from_cli, run_spec_from_options
 from vtrbench.errors import VtrbenchError
 
 plugin_cmds.add_plugin_option(cli)
+tune_cmds.install(cli)  # tune, and `heads/losses describe NAME` (search spaces)
 
 __all__ = [
     "FEATURES_ROOT",

@@ -157,6 +157,13 @@ def eval_cmd(cache_path: Path, head: str | None, checkpoint: Path | None, **kw: 
     metavar="I/N",
     help="Run only grid cells k with k mod N == I (Slurm arrays, machines); under torchrun the rank.",
 )
+@click.option(
+    "--tuned",
+    "tuned_study",
+    metavar="STUDY",
+    help="Run each cell's best configuration from `vtrbench tune` (SQLite file or storage URL) "
+    "instead of a grid, once per --seeds.",
+)
 @click.option("--loss", default="dsl", hidden=True)
 @click.option("--head", default="meanp", hidden=True)
 def ablate(
@@ -169,10 +176,15 @@ def ablate(
     aux_list: str | None,
     grid_file: Path | None,
     shard_option: str | None,
+    tuned_study: str | None,
     **kw: Any,
 ) -> None:
     """Run a grid of heads x losses x CAMoE alignment settings x seeds on one cache (one result per run)."""
     from dataclasses import replace
+
+    if tuned_study is not None:
+        _ablate_tuned(tuned_study, seeds, shard_option, grid_file, kw)
+        return
 
     from vtrbench.ablate import TRAIN_KEYS, Grid, load_grid, run_grid, validate_grid
 
@@ -220,6 +232,36 @@ def ablate(
     err.print(
         f"[green]grid done:[/] {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
         f"{len(outcome.failed)} failed; grid saved as {outcome.grid_file}"
+    )
+    for desc, reason in outcome.failed:
+        err.print(f"  [red]failed[/] {desc}: {reason}")
+    if outcome.failed:
+        raise SystemExit(1)
+
+
+def _ablate_tuned(study: str, seeds: str, shard_option: str | None, grid_file: Path | None, kw: Any) -> None:
+    from vtrbench.ablate import run_tuned
+    from vtrbench.cli.tune_cmds import _study_url
+    from vtrbench.shard import resolve
+    from vtrbench.tune.study import import_optuna
+
+    if grid_file is not None:
+        raise VtrbenchError("--tuned takes its cells from the study; it cannot be combined with --grid")
+    import_optuna()
+    shard, device = resolve(shard_option, _resolve_device(kw["device"]))
+    base = run_spec_from_options({**kw, "device": device})
+    err = _console()
+    outcome = run_tuned(
+        _study_url(study),
+        base,
+        tuple(_parse_seeds(seeds)),
+        console=err,
+        progress=not kw.get("quiet"),
+        shard=shard,
+    )
+    err.print(
+        f"[green]tuned runs done:[/] {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
+        f"{len(outcome.failed)} failed"
     )
     for desc, reason in outcome.failed:
         err.print(f"  [red]failed[/] {desc}: {reason}")

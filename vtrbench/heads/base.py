@@ -64,6 +64,17 @@ class Head(nn.Module):
     trainable: bool = True
     #: Cache fields this head needs beyond frames/tokens (e.g. {"noun_mask", "verb_mask"}).
     requires: frozenset[str] = frozenset()
+    #: ``vtrbench tune``'s search space (see vtrbench/tune/space.py): parameter -> ``{"low", "high",
+    #: "log"}`` or ``{"choices": [...]}``. The training recipe's keys (lr, weight_decay, epochs,
+    #: warmup, batch_size) are declared here for every head; a head adds its own options
+    #: (``search_space = {**Head.search_space, "layers": {...}}``); ``"max_epochs"`` is --max-epochs.
+    search_space: dict[str, dict[str, Any]] = {
+        "lr": {"low": 1e-5, "high": 3e-2, "log": True},
+        "weight_decay": {"low": 0.0, "high": 0.5},
+        "epochs": {"low": 1, "high": "max_epochs"},
+        "warmup": {"low": 0.0, "high": 0.3},
+        "batch_size": {"choices": [16, 32, 64, 128, 256]},
+    }
     #: False for heads whose text side reads only the EOT feature: the trainer then keeps one
     #: (N, D) row per caption instead of (N, L, D) tokens, 1/L of the bytes gathered per step.
     text_needs_tokens: bool = True

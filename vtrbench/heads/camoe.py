@@ -210,6 +210,12 @@ class CAMoEHead(Head):
         **LOGIT_SCALE_OPTION,
     }
 
+    search_space = {
+        **Head.search_space,
+        "layers": {"low": 1, "high": 4},
+        "aux_weight": {"low": 0.0, "high": 1.0},
+    }
+
     def __init__(
         self,
         embed_dim: int,

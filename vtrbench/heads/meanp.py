@@ -33,6 +33,8 @@ class MeanPHead(Head):
     """Options: ``adapter`` (default True) switches both residual linear adapters; ``logit_scale``
     ("learned" | "fixed" at 100)."""
 
+    search_space = Head.search_space  # the training recipe only: meanp has nothing else to tune
+
     text_needs_tokens = False  # text = adapted EOT feature only
 
     option_schema = {"adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}

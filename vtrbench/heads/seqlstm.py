@@ -46,6 +46,8 @@ class SeqLSTMHead(Head):
     """Options: ``adapter`` (True: residual linear adapter on the text side); ``logit_scale``
     ("learned" | "fixed" at 100)."""
 
+    search_space = Head.search_space  # the training recipe only
+
     text_needs_tokens = False  # text = adapted EOT feature only
 
     option_schema = {"adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}

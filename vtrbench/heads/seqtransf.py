@@ -56,6 +56,8 @@ class SeqTransfHead(Head):
     ``activation`` ("quick_gelu" or "gelu"; with init="clip" the backbone's), ``logit_scale``
     ("learned" | "fixed" at 100)."""
 
+    search_space = {**Head.search_space, "layers": {"low": 1, "high": 4}}
+
     text_needs_tokens = False  # text = adapted EOT feature only
     option_schema = {**temporal_schema(), "adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}
 

@@ -73,6 +73,8 @@ class TightTransfHead(PairwiseHead):
     ``init`` ("random" here; "clip" copies CLIP's positions and text layers, see :meth:`init_from`),
     ``activation`` ("quick_gelu" as CLIP4Clip, or "gelu"; with init="clip" the backbone's)."""
 
+    search_space = {**PairwiseHead.search_space, "layers": {"low": 1, "high": 4}}
+
     eval_block = (32, 32)
     option_schema = {
         "text": OptionRule("choice", choices=TEXT_MODES),

@@ -115,6 +115,8 @@ class WTIHead(PairwiseHead):
     with agg="seqtransf", ``layers`` (4), ``init`` ("random" here; "clip" as seqtransf), ``heads``,
     ``max_frames`` (64), ``activation``; ``logit_scale`` ("learned" | "fixed" at 100)."""
 
+    search_space = {**PairwiseHead.search_space, "mlp_layers": {"low": 1, "high": 3}}
+
     eval_block = (128, 128)
     option_schema = {
         "mlp_layers": OptionRule("int", low=1, high=3),

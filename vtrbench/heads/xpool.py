@@ -52,6 +52,8 @@ class XPoolHead(PairwiseHead):
     """Options: ``heads`` (1, must divide D), ``adapter`` (True: residual linear text adapter),
     ``logit_scale`` ("learned" | "fixed" at 100)."""
 
+    search_space = {**PairwiseHead.search_space, "heads": {"choices": [1, 2, 4, 8]}}
+
     text_needs_tokens = False  # the caption is its EOT feature
     eval_block = (256, 256)
     option_schema = {"heads": OptionRule("int", low=1), "adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}

@@ -29,6 +29,7 @@ class ZeroShotHead(Head):
 
     trainable = False
     option_schema = {}  # no options (and no logit_scale: nothing is trained)
+    search_space: dict[str, dict[str, Any]] = {}  # nothing to train, nothing to tune
 
     def __init__(self, embed_dim: int, **unknown: Any) -> None:
         reject_unknown_options("zeroshot", unknown, option_names(type(self)))

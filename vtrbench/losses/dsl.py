@@ -37,6 +37,9 @@ def _one_direction(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 class DualSoftmaxLoss:
     """Options: ``temperature`` τ of the prior softmax (default 1000, the official value)."""
 
+    #: ``vtrbench tune``: the prior's temperature τ, log-uniform around the official 1000.
+    search_space: dict[str, dict[str, Any]] = {"temperature": {"low": 1.0, "high": 10000.0, "log": True}}
+
     def __init__(self, *, temperature: float = DEFAULT_TEMPERATURE, **unknown: Any) -> None:
         if unknown:
             name = sorted(unknown)[0]

@@ -25,6 +25,8 @@ def check_logits(logits: torch.Tensor) -> None:
 class InfoNCELoss:
     """Symmetric InfoNCE; takes no options."""
 
+    search_space: dict[str, dict[str, Any]] = {}  # no options
+
     def __init__(self, **unknown: Any) -> None:
         if unknown:
             raise VtrbenchError(f"loss 'infonce' takes no options; got {', '.join(sorted(unknown))}")

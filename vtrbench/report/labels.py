@@ -183,7 +183,14 @@ def make_names(
     losses = sorted({str(v) for v in frame["loss"]})
     heads = sorted({str(v) for v in frame["head"]})
     if style == "short":
-        label_names, notes, names.marks = _short_names(frame, "label", "head", "head_options.", HEAD_NAMES)
+        # tuned rows (vtrbench tune) are named apart from the default recipe's: "CAMoE (tuned, 40 trials)"
+        from vtrbench.tune.notes import TUNED_LABEL
+
+        tuned = frame["label"].astype(str).str.extract(f"({TUNED_LABEL.pattern})")[0].fillna("")
+        grouped = frame.assign(head=frame["head"].astype(str) + tuned)
+        heads_tuned = zip(frame["head"].astype(str), tuned, strict=True)
+        bases = {h + t: HEAD_NAMES.get(h, h) + t for h, t in heads_tuned}
+        label_names, notes, names.marks = _short_names(grouped, "label", "head", "head_options.", bases)
         names.fields["label"] = label_names
         names.fields["loss"] = {v: _loss_name(v) for v in losses}
         names.fields["head"] = {v: HEAD_NAMES.get(v, v) for v in heads}

@@ -494,7 +494,9 @@ def build_report(
         if few:
             warnings.append(few)
     notes[:0] = _standard_notes(blocks, metric, shown, n_boot, boot_seed, bootstrap, frame, applied, n_tested)
-    notes += names.footnotes + dedup_notes
+    from vtrbench.tune.notes import tuned_notes
+
+    notes += names.footnotes + dedup_notes + tuned_notes(results)
     return Report(
         layout=layout,
         metric=metric,
@@ -603,7 +605,10 @@ def _loss_variants(frame: pd.DataFrame) -> pd.DataFrame:
     if not option_cols:
         return frame
     frame = frame.copy()
-    for loss, rows in frame.groupby("loss", sort=False):
+    from vtrbench.tune.notes import TUNED_LABEL  # a tuned row's loss options are in its tuned note
+
+    default_recipe = frame[~frame["label"].astype(str).str.contains(TUNED_LABEL)]
+    for loss, rows in default_recipe.groupby("loss", sort=False):
         values = rows[option_cols].astype(str).drop_duplicates()
         if len(values) < 2:
             continue

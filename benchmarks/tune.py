@@ -1,0 +1,152 @@
+"""Default recipe vs equal-budget tuned, and what pruning buys, on the synthetic demo cache.
+
+In one run, on one cache (the demo's: 256 synthetic videos, vtrbench-tiny with random weights;
+made if missing, as ``vtrbench demo`` makes it):
+
+1. **default recipe**: ``vtrbench ablate`` of every (head, loss) with the project's default recipe
+   (CLIP4Clip's: lr 1e-4, 5 epochs, batch 128), which is far from right for heads trained from
+   scratch on frozen features, over ``--seeds``;
+2. **tuned**: ``vtrbench tune`` with the same budget for every cell (``--trials``, ``--max-epochs``,
+   validation = 10 % of the train videos, median pruner), then ``vtrbench ablate --tuned`` of each
+   cell's best configuration over the same seeds, on the test split;
+3. the report table of both (t2v R@1 and RSum, raw similarity, mean ± std over seeds);
+4. **pruning**: the same tuning with ``--pruner none`` in a second study: trials per hour, epochs
+   trained and the best validation objective with and without pruning (same cells, same seed).
+
+Run: ``python benchmarks/tune.py --out /tmp/vtrbench-tune`` (see benchmarks/README.md); ``--json``
+saves the raw numbers. Wall times are from a shared, loaded machine: compare ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+
+def _cli(*argv: Any) -> None:
+    from vtrbench.cli import main
+
+    code = main([str(a) for a in argv])
+    if code != 0:
+        raise SystemExit(f"vtrbench {argv[0]} failed (exit {code})")
+
+
+def _study_stats(study: Path) -> dict[str, Any]:
+    """Per cell: finished trials, pruned, epochs trained, best objective (from the SQLite study)."""
+    from vtrbench.tune.study import import_optuna, open_storage, vtrbench_studies
+
+    optuna = import_optuna()
+    storage = open_storage(f"sqlite:///{study}")
+    out = {}
+    for name in vtrbench_studies(storage):
+        s = optuna.load_study(study_name=name, storage=storage)
+        trials = [t for t in s.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
+        done = [t for t in trials if t.state.name == "COMPLETE"]
+        out[name.split(":", 1)[1]] = {
+            "finished": len(trials),
+            "pruned": sum(t.state.name == "PRUNED" for t in trials),
+            "epochs": sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials),
+            "best": max((t.value for t in done), default=None),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="working folder (cache, studies, results)")
+    p.add_argument("--cache", type=Path, help="an existing cache [default: make the demo's in --out]")
+    p.add_argument("--videos", type=int, default=256)
+    p.add_argument("--heads", default="meanp,seqtransf,camoe")
+    p.add_argument("--losses", default="infonce,dsl")
+    p.add_argument("--trials", type=int, default=12)
+    p.add_argument("--max-epochs", type=int, default=20)
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    info = _common.machine_info("cpu")
+    _common.print_machine(info)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    cache = args.cache
+    if cache is None:
+        from vtrbench.demo import make_synthetic_cache
+
+        cache, _ = make_synthetic_cache(out, videos=args.videos, workers=0)
+    results = out / "results"
+    common = ("--cache", cache, "--device", "cpu", "--quiet", "--results", results)
+    _cli("ablate", *common, "--heads", args.heads, "--losses", args.losses, "--seeds", args.seeds)
+
+    timings: dict[str, float] = {}
+    stats: dict[str, Any] = {}
+    for pruner in ("median", "none"):
+        study = out / f"tune-{pruner}.db"
+        t0 = time.perf_counter()
+        _cli(
+            "tune", "--cache", cache, "--heads", args.heads, "--losses", args.losses,
+            "--trials", args.trials, "--max-epochs", args.max_epochs, "--val-fraction", 0.1,
+            "--study", study, "--pruner", pruner, "--seed", 0, "--device", "cpu", "--quiet",
+        )  # fmt: skip
+        timings[pruner] = time.perf_counter() - t0
+        stats[pruner] = _study_stats(study)
+    _cli("ablate", *common, "--tuned", out / "tune-median.db", "--seeds", args.seeds)
+
+    from vtrbench.report import build_report, load_results, render_markdown
+
+    report = build_report(load_results([results / "synthetic"]), posts=("raw",), columns=("t2v/R@1", "RSum"))
+    table = render_markdown(report)
+    print(table)
+
+    rows = []
+    cells = sorted(stats["median"])
+    for pruner in ("median", "none"):
+        s = stats[pruner]
+        n = sum(c["finished"] for c in s.values())
+        epochs = sum(c["epochs"] for c in s.values())
+        rows.append(
+            [
+                pruner,
+                n,
+                sum(c["pruned"] for c in s.values()),
+                epochs,
+                timings[pruner],
+                3600 * n / timings[pruner],
+                " / ".join(_common.fmt(s[c]["best"], 4) for c in cells),
+            ]
+        )
+    _common.print_table(
+        f"pruning ({args.trials} trials x {len(cells)} cells, epochs <= {args.max_epochs})",
+        [
+            "pruner",
+            "trials",
+            "pruned",
+            "epochs trained",
+            "seconds",
+            "trials/hour",
+            "best val (" + " / ".join(cells) + ")",
+        ],
+        rows,
+    )
+    saved = 1 - rows[0][3] / rows[1][3] if rows[1][3] else None
+    speed = _common.ratio(rows[0][5], rows[1][5])
+    _common.print_notes(
+        [
+            f"epochs saved by the median pruner: {_common.fmt(saved)} of those trained without pruning",
+            f"trials/hour with pruning / without: {_common.fmt(speed)}",
+            "best val: the best validation objective (t2v R@1 + v2t R@1) per cell; equal values mean pruning "
+            "lost nothing at this budget",
+        ]
+    )
+    payload = {"machine": info, "timings_s": timings, "studies": stats, "report": table, "args": vars(args)}
+    _common.write_json(args.json, json.loads(json.dumps(payload, default=str)))
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""``vtrbench tune`` (equal-budget search on validation data) and ``heads/losses describe NAME``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vtrbench.cli._app import _console, _out, _resolve_device, _split_list, cli
+from vtrbench.errors import VtrbenchError
+
+
+@cli.command("tune")
+@click.option("--cache", "cache_path", type=click.Path(path_type=Path), help="Feature cache.")
+@click.option("--heads", default="meanp,seqtransf,camoe", show_default=True, help="Comma list of heads.")
+@click.option("--losses", default="infonce,dsl", show_default=True, help="Comma list of losses.")
+@click.option(
+    "--trials", type=click.IntRange(min=1), default=20, show_default=True, help="Finished trials per cell."
+)
+@click.option(
+    "--max-epochs",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Epoch cap of every trial.",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    help="Validation = this fraction of the train split's videos (by video, seeded) [default: 0.1].",
+)
+@click.option("--val-split", help="Validate on this named split instead (never the test split).")
+@click.option("--study", type=click.Path(path_type=Path), help="SQLite file holding one study per cell.")
+@click.option(
+    "--storage", help="Any Optuna storage URL (postgresql://, mysql://, sqlite:///) or journal:FILE."
+)
+@click.option(
+    "--space", "space_file", type=click.Path(path_type=Path), help="TOML file overriding the spaces."
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seeds the sampler and every trial's training."
+)
+@click.option("--train-split", help="[default: the dataset's standard train split]")
+@click.option("--test-split", help="The split tuning must never read [default: the dataset's test split].")
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "hyperband", "none"]),
+    default="median",
+    show_default=True,
+    help="Stops hopeless trials from their per-epoch validation score.",
+)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--shard", "shard_option", metavar="I/N", help="Worker I of N (all workers share all cells).")
+@click.option("--overwrite", is_flag=True, help="Delete the storage's vtrbench studies and start again.")
+@click.option(
+    "--status", "status_of", metavar="STUDY", help="Show trials done/pruned/failed per cell, then exit."
+)
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(path_type=Path),
+    help="Write each cell's optimisation history and parameter importances (PNG) into this folder.",
+)
+@click.option("--heartbeat", type=click.IntRange(min=1), default=10, hidden=True)
+@click.option("--quiet", is_flag=True)
+def tune_cmd(
+    cache_path: Path | None,
+    heads: str,
+    losses: str,
+    trials: int,
+    max_epochs: int,
+    val_fraction: float | None,
+    val_split: str | None,
+    study: Path | None,
+    storage: str | None,
+    space_file: Path | None,
+    seed: int,
+    train_split: str | None,
+    test_split: str | None,
+    pruner: str,
+    device: str,
+    shard_option: str | None,
+    overwrite: bool,
+    status_of: str | None,
+    plot_dir: Path | None,
+    heartbeat: int,
+    quiet: bool,
+) -> None:
+    """Equal-budget hyperparameter search of every head x loss on validation videos (Optuna).
+
+    \b
+    vtrbench tune   --cache C.h5 --heads meanp,camoe --losses infonce,dsl --trials 40 \\
+                    --max-epochs 30 --val-fraction 0.1 --study results/tune.db
+    vtrbench ablate --cache C.h5 --tuned results/tune.db --seeds 0,1,2
+    """
+    from vtrbench.tune.study import import_optuna
+
+    import_optuna()  # one line naming the extra when Optuna is missing
+    if plot_dir is not None:
+        from vtrbench.report.figures import require_matplotlib
+
+        require_matplotlib()  # before any tuning
+    if status_of is not None:
+        show_status(status_of, heartbeat)
+        _plots(_study_url(status_of), plot_dir, heartbeat)
+        return
+    if cache_path is None:
+        raise VtrbenchError("--cache is required (or --status STUDY)")
+    from vtrbench.shard import resolve
+    from vtrbench.tune.study import TuneSpec, run_tune, storage_url
+
+    shard, dev = resolve(shard_option, _resolve_device(device))
+    spec = TuneSpec(
+        cache_path=cache_path,
+        heads=_split_list(heads),
+        losses=_split_list(losses),
+        trials=trials,
+        max_epochs=max_epochs,
+        storage=storage_url(study, storage),
+        val_fraction=None if val_split is not None and val_fraction is None else (val_fraction or 0.1),
+        val_split=val_split,
+        space_file=space_file,
+        seed=seed,
+        train_split=train_split,
+        test_split=test_split,
+        device=dev,
+        pruner=pruner,
+        overwrite=overwrite,
+        progress=not quiet,
+        heartbeat=heartbeat,
+        shard=shard,
+    )
+    err = _console()
+    outcome = run_tune(spec, console=err)
+    err.print(f"[green]tuning done:[/] {outcome.trials_run} trial(s) run by this worker")
+    show_status(spec.storage, heartbeat, url=True)
+    _plots(spec.storage, plot_dir, heartbeat)
+
+
+def _plots(storage: str, plot_dir: Path | None, heartbeat: int) -> None:
+    if plot_dir is None:
+        return
+    from vtrbench.tune.plots import plot_studies
+
+    files = plot_studies(storage, plot_dir, heartbeat=heartbeat)
+    _console().print(f"{len(files)} figure(s) written to {plot_dir}")
+
+
+def _study_url(value: str) -> str:
+    if value.startswith("journal:") or "://" in value:
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise VtrbenchError(f"study file not found: {path}")
+    return f"sqlite:///{path.resolve()}"
+
+
+def show_status(study: str, heartbeat: int = 10, *, url: bool = False) -> None:
+    from rich.table import Table
+
+    from vtrbench.tune.study import read_cells, shown_storage
+
+    storage = study if url else _study_url(study)
+    cells = read_cells(storage, heartbeat=heartbeat)
+    if not cells:
+        raise VtrbenchError(f"{shown_storage(storage)} holds no vtrbench study")
+    table = Table(title=f"study {shown_storage(storage)}")
+    for col in ("cell", "finished", "pruned", "failed", "running", "best (trial)"):
+        table.add_column(col, justify="left" if col in ("cell", "finished") else "right", no_wrap=True)
+    edges = []
+    for c in cells:
+        n = max(c.trials_asked, 1)
+        filled = min(8, round(8 * c.counts.finished / n))
+        best = f"{c.best['value']:.2f} (#{c.best['number']})" if c.best else "-"
+        edge = c.record(storage)["edge"] if c.best else {}
+        if edge:
+            best += " *"
+            where = ", ".join(f"{k} on its {v} bound" for k, v in edge.items())
+            edges.append(f"{c.identity['cell']}: {where}")
+        table.add_row(
+            c.identity["cell"],
+            "█" * filled + "░" * (8 - filled) + f" {c.counts.finished}/{c.trials_asked}",
+            str(c.counts.pruned),
+            str(c.counts.failed),
+            str(c.counts.running),
+            best,
+        )
+    out = _out()
+    out.print(table)
+    for line in edges:
+        out.print(f"* best trial on the edge of its space (widen it with --space?): {line}", soft_wrap=True)
+
+
+# ---------------------------------------------------------------- heads/losses describe NAME
+
+
+def _describe_group(kind: str, command: str, listing: click.Command) -> click.Group:
+    @click.group(command, invoke_without_command=True, help=listing.help)
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        if ctx.invoked_subcommand is None:
+            from vtrbench.cli.plugin_cmds import print_registry
+
+            print_registry(kind)
+
+    @group.command("describe")
+    @click.argument("name")
+    @click.option("--max-epochs", type=click.IntRange(min=1), default=30, show_default=True)
+    def describe(name: str, max_epochs: int) -> None:
+        """The search space `vtrbench tune` uses for NAME."""
+        from vtrbench.tune.space import describe_space
+
+        for line in describe_space(kind, name, max_epochs=max_epochs):
+            click.echo(line)
+
+    return group
+
+
+def install(group: click.Group) -> None:
+    """Turn ``heads``/``losses`` into groups that still list when called bare and add ``describe``;
+    add ``--plugin`` to ``tune`` and to the describe commands."""
+    from vtrbench.cli.plugin_cmds import plugin_option
+
+    for kind, command in (("head", "heads"), ("loss", "losses")):
+        listing = group.commands.get(command)
+        if listing is None or isinstance(listing, click.Group):
+            continue
+        new = _describe_group(kind, command, listing)
+        new.params[:0] = [p for p in listing.params if p.name == "plugin"] or [plugin_option()]
+        new.commands["describe"].params.insert(0, plugin_option())
+        group.commands[command] = new
+    tune = group.commands["tune"]
+    if not any(p.name == "plugin" for p in tune.params):
+        tune.params.insert(0, plugin_option())
