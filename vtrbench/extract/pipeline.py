@@ -551,6 +551,12 @@ def _load_clip(config: ExtractConfig, device: str) -> Any:
     return clip
 
 
+def _thumb_note() -> str:
+    from vtrbench.extract.thumbnails import THUMB_NOTE
+
+    return THUMB_NOTE
+
+
 def _write_backbone(clip: Any, output: Path) -> None:
     """The text-tower weights ``--init clip`` starts the temporal heads from (one part file)."""
     from vtrbench.extract.backbone import text_tower_init
@@ -596,6 +602,7 @@ def _make_manifest(
         "tagger": config.tagger,
         "patch_tokens": config.patch_tokens,
         "precision": config.precision,
+        **({} if config.no_thumbnails else {"thumbnails": _thumb_note()}),
         "default_train": index.default_train or "",
         "default_test": index.default_test,
         "paragraph": index.paragraph,
@@ -645,8 +652,8 @@ class _DecodeJobs(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, np.ndarray | None, str, str]:
-        """(position, pixels, frame numbers, error, sha256 of the file bytes)."""
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, np.ndarray | None, str, str, str]:
+        """(position, pixels, frame numbers, error, sha256 of the file bytes, thumbnail strip)."""
         from vtrbench.extract.decode import DecodeError, decode_video
         from vtrbench.extract.preprocess import preprocess_frames
 
@@ -672,12 +679,17 @@ class _DecodeJobs(torch.utils.data.Dataset):
                 resize_mode=c.resize_mode,
                 out_dtype=self.out_dtype,
             )
-            return i, pixels, np.asarray(video.frame_index, dtype=np.int32), "", sha
+            thumb = ""
+            if not c.no_thumbnails:
+                from vtrbench.extract.thumbnails import thumbnail_strip
+
+                thumb = thumbnail_strip(video.frames[: c.max_frames])
+            return i, pixels, np.asarray(video.frame_index, dtype=np.int32), "", sha, thumb
         except DecodeError as e:
             # the path is already in /videos/path; the stored error is the reason alone
-            return i, None, None, e.reason, sha
+            return i, None, None, e.reason, sha, ""
         except Exception as e:  # a broken file must not stop the run; the reason is kept
-            return i, None, None, f"unexpected error: {type(e).__name__}: {e}", sha
+            return i, None, None, f"unexpected error: {type(e).__name__}: {e}", sha, ""
 
 
 def _worker_init(_: int) -> None:
@@ -756,8 +768,9 @@ def _run_videos(
             n = end - start
             chunk = _ChunkArrays(n, T, D)
             for j in range(n):
-                _, pix, fidx, err, sha = next(items)
+                _, pix, fidx, err, sha, thumb = next(items)
                 chunk.sha256[j] = sha
+                chunk.thumbnail[j] = thumb
                 if err or pix is None or pix.shape[0] == 0:
                     chunk.status[j] = STATUS_FAILED
                     chunk.errors[j] = err or "no frames decoded"
@@ -779,7 +792,7 @@ def _run_videos(
             chunk.flush(clip, device, config.patch_tokens, encode_frames)
             write_part(
                 part_path(output, "videos", k),
-                chunk.arrays(config.patch_tokens),
+                chunk.arrays(config.patch_tokens, thumbnails=not config.no_thumbnails),
                 {"config_hash": manifest.config_hash},
             )
         summary.frames = frames_done
@@ -796,6 +809,7 @@ class _ChunkArrays:
         self.status = np.full(n, STATUS_OK, dtype=np.int8)
         self.errors = np.array([""] * n, dtype=object)
         self.sha256 = np.array([""] * n, dtype=object)
+        self.thumbnail = np.array([""] * n, dtype=object)  # base64 JPEG strip, "" if none
         self.patches: np.ndarray | None = None
         self.pending: list[tuple[int, torch.Tensor]] = []
         self.pending_frames = 0
@@ -828,7 +842,7 @@ class _ChunkArrays:
             at += t
         self.pending, self.pending_frames = [], 0
 
-    def arrays(self, patch_tokens: bool) -> dict[str, np.ndarray]:
+    def arrays(self, patch_tokens: bool, thumbnails: bool = False) -> dict[str, np.ndarray]:
         out = {
             "frames": self.frames,
             "frame_mask": self.mask,
@@ -837,6 +851,8 @@ class _ChunkArrays:
             "error": self.errors,
             "file_sha256": self.sha256,
         }
+        if thumbnails:
+            out["thumbnail"] = self.thumbnail
         if patch_tokens:
             # every video of the chunk failed: keep the layout with zero patches
             out["patches"] = (
