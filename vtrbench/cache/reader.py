@@ -318,7 +318,7 @@ class FeatureCache:
         ds = self.file["videos"]["thumbnail"]
         stored = ds.attrs.get("sha256")
         if stored is not None and dataset_digest(ds) != str(_plain(stored)):
-            raise CacheError(f"{self.path}: /videos/thumbnail does not match its sha256 (the file is damaged)")
+            raise CacheError(f"{self.path}: /videos/thumbnail does not match its sha256 (damaged file)")
         return self.read_strings("videos", "thumbnail", rows)
 
     def failed_videos(self) -> dict[str, str]:
