@@ -90,3 +90,50 @@ def search(
                 f"first {outcome.max_words} (SOT and EOT included) were read",
                 highlight=False,
             )
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--cache", "cache_path", required=True, type=click.Path(path_type=Path), help="The results' cache."
+)
+@click.option(
+    "--output", required=True, type=click.Path(path_type=Path), help="Folder for index.html (made if needed)."
+)
+@click.option(
+    "--a", "sys_a", metavar="SYSTEM", help="First system of the drill-down [default: best t2v R@1]."
+)
+@click.option("--b", "sys_b", metavar="SYSTEM", help="Second system [default: the baseline].")
+@click.option("--baseline", metavar="SYSTEM", help="Baseline of the table's Δ [default: meanp + infonce].")
+@click.option(
+    "--post",
+    type=click.Choice(["raw", "dsl", "qbnorm"]),
+    default="raw",
+    show_default=True,
+    help="Post-processing of the drill-down's ranks.",
+)
+def browse(
+    results: tuple[Path, ...],
+    cache_path: Path,
+    output: Path,
+    sys_a: str | None,
+    sys_b: str | None,
+    baseline: str | None,
+    post: str,
+) -> None:
+    """Write one self-contained HTML page (OUTPUT/index.html) to explore RESULTS: the ablation table,
+    the queries where one system beats another, top-5 lists with thumbnails, CAMoE gates."""
+    from vtrbench.browse import build_site
+
+    summary = build_site(list(results), cache_path, output, a=sys_a, b=sys_b, baseline=baseline, post=post)
+    missing = []
+    if not summary.has_topk:
+        missing.append("no top-k lists (result files of schema 1)")
+    if not summary.has_thumbnails:
+        missing.append("no thumbnails (cache extracted without them)")
+    _console().print(
+        f"wrote {summary.page} ({summary.bytes / 2**20:.1f} MB; {summary.systems} systems, {summary.queries} "
+        f"queries; drill-down {summary.a} vs {summary.b})" + (f"; {', '.join(missing)}" if missing else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
