@@ -101,7 +101,7 @@ def search(
     "--output", required=True, type=click.Path(path_type=Path), help="Folder for index.html (made if needed)."
 )
 @click.option(
-    "--a", "sys_a", metavar="SYSTEM", help="First system of the drill-down [default: best t2v R@1]."
+    "--a", "sys_a", metavar="SYSTEM", help="First system of the drill-down [default: best RSum]."
 )
 @click.option("--b", "sys_b", metavar="SYSTEM", help="Second system [default: the baseline].")
 @click.option("--baseline", metavar="SYSTEM", help="Baseline of the table's Δ [default: meanp + infonce].")
