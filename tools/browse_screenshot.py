@@ -18,8 +18,15 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--width", type=int, default=1300)
     parser.add_argument("--height", type=int, default=1500)
+    parser.add_argument("--colors", type=int, default=128, help="palette size (0: keep full colour)")
     args = parser.parse_args()
-    print(screenshot(args.page, args.out, args.width, args.height))
+    out = screenshot(args.page, args.out, args.width, args.height)
+    if args.colors:  # a 128-colour palette keeps the committed PNG near 100 KB instead of 250 KB
+        from PIL import Image
+
+        image = Image.open(out).convert("P", palette=Image.Palette.ADAPTIVE, colors=args.colors)
+        image.save(out, optimize=True)
+    print(out)
 
 
 if __name__ == "__main__":
