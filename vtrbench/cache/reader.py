@@ -76,7 +76,8 @@ class FeatureCache:
         except CacheError:
             self.file.close()
             raise
-        except (OSError, KeyError, ValueError, TypeError, RecursionError) as e:
+        # RuntimeError: h5py's visititems on a damaged object header ("Object visitation failed")
+        except (OSError, KeyError, ValueError, TypeError, RecursionError, RuntimeError) as e:
             self.file.close()
             raise CacheError(
                 f"{self.path} is a damaged feature cache "
