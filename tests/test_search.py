@@ -61,8 +61,13 @@ def _check_against_result(outcome, result: dict, video_rows: np.ndarray, head, c
     caption how many other videos score within SCORE_TOL of its own (0: rank compared exactly)."""
     with api.open_cache(cache) as c:
         test = api.load_split(c, "test")
-    t, v = api.embed(head, test)
-    cached = (t @ v.t()).numpy()
+    if head.pairwise:  # scored block by block from per-item states, as evaluation does
+        from vtrbench.search import _score
+
+        cached = _score(head, test, "cpu").numpy()
+    else:
+        t, v = api.embed(head, test)
+        cached = (t @ v.t()).numpy()
     ranks = result["per_query_ranks"]["raw"]["t2v"]
     # the measured discrepancy (bounded by SCORE_TOL; 0 on this data: float16 rounding absorbs the
     # batch-shape differences) is the window within which another video counts as a near-tie
@@ -120,6 +125,26 @@ def test_camoe_checkpoint_scores_and_gates_equal_eval(synth_cache: Path, synth_d
     # tags "moves" as a noun), but each query's streams are reported
     tagged = search(synth_cache, captions[:2], split="test", checkpoint=trained["ckpt"])
     assert all(r.verb_source in ("tagged", "rule", "sentence") for r in tagged.results)
+
+
+def test_pairwise_head_checkpoint_ranks_where_eval_says(
+    synth_cache: Path, synth_dir: Path, trained, tmp_path: Path
+) -> None:
+    """X-Pool scores (caption, video) pairs jointly: search takes the pairwise path."""
+    from vtrbench.search import search
+    from vtrbench.train import load_checkpoint
+
+    ckpt = tmp_path / "xpool.pt"
+    assert main(["train", "--cache", str(synth_cache), "--head", "xpool", "--loss", "infonce",
+                 "--epochs", "1", "--batch-size", "8", "--results", str(tmp_path / "r"), "--device", "cpu",
+                 "--quiet", "--save-checkpoint", str(ckpt)]) == 0  # fmt: skip
+    (path,) = (tmp_path / "r").rglob("*.json")
+    captions, roles, video_rows = _test_captions(synth_cache, synth_dir)
+    out = search(synth_cache, captions, split="test", k=100, checkpoint=ckpt, roles=roles)
+    head, _ = load_checkpoint(ckpt)
+    assert head.pairwise
+    near_ties = _check_against_result(out, read_result(path), video_rows, head, synth_cache)
+    assert near_ties.count(0) >= len(captions) // 2, near_ties
 
 
 def test_cli_table_json_and_queries_file(synth_cache: Path, trained, run_cli, tmp_path: Path) -> None:
