@@ -107,7 +107,7 @@ def test_page_data_follows_the_report_and_the_contract(
     assert page == tmp_path / "site" / "index.html" and list(page.parent.iterdir()) == [page]
     text = page.read_text()
     # nothing that could be fetched: the only URLs are data: URIs, and the CSP forbids the rest
-    assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text
+    assert "http://" not in text.replace("http://www.w3.org/", "") and "https://" not in text
     assert "default-src 'none'" in text
     data = page_data(page)
     names = {s["name"] for s in data["systems"]}
@@ -183,6 +183,12 @@ def test_old_results_and_caches_without_thumbnails_still_browse(
     assert data["gate_summary"] == []
 
 
+def _has_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def _cache_for(results: Path) -> Path:
     r = json.loads(next(results.rglob("*.json")).read_text())
     return Path(r["cache"]["path"])
@@ -202,6 +208,7 @@ def test_page_in_headless_chromium(results: Path, synth_cache: Path, tmp_path: P
     assert got["cards_a"] + got["cards_b"] > 0
     assert got["images"] > 0 and got["images_decoded"] == got["images"] and got["images_not_data"] == 0
     assert got["filter_ok"] and got["filter_cards"] > 0
+    assert got["figure"] == _has_matplotlib()  # report's figure, inline SVG
     shot = screenshot(page, tmp_path / "browse.png")
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

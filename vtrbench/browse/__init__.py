@@ -111,6 +111,7 @@ def build_site(
         **query_data,
         "tables": _tables(report),
         "gate_summary": _gate_summary(systems, query_data),
+        "figure_svg": _figure(loaded, post),
         "notes": list(report.notes) + list(report.warnings),
         "provenance": list(report.provenance),
     }
@@ -227,6 +228,28 @@ def _queries(fc: Any, split: str, n_queries: int) -> dict[str, Any]:
         "videos": ids,
         "thumbs": thumbs,
     }
+
+
+def _figure(results: list[dict[str, Any]], post: str) -> str:
+    """report's figure (recall@K curves, CAMoE gates) as inline SVG; "" without matplotlib."""
+    import tempfile
+
+    from vtrbench.report import plot_report
+
+    try:
+        from vtrbench.report import require_matplotlib
+
+        require_matplotlib()
+    except VtrbenchError:
+        return ""
+    with tempfile.TemporaryDirectory(prefix="vtrbench-browse-") as tmp:
+        svg = plot_report(results, Path(tmp) / "figure.svg", post=post).read_text(encoding="utf-8")
+    # the XML prolog and DOCTYPE are for a standalone file; inline SVG starts at the <svg> element.
+    # matplotlib's RDF <metadata> names URLs (namespaces, never fetched): dropped to keep the page plain
+    svg = svg[svg.index("<svg") :]
+    if "<metadata>" in svg and "</metadata>" in svg:
+        svg = svg[: svg.index("<metadata>")] + svg[svg.index("</metadata>") + len("</metadata>") :]
+    return svg
 
 
 def _tables(report: Any) -> list[dict[str, Any]]:

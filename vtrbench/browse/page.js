@@ -86,7 +86,7 @@ async function selftest(){const out={};const t0=performance.now();
   out.filter_text=$('filter').value;out.filter_cards=document.querySelectorAll('#winA .card,#winB .card').length;
   out.filter_ok=[...document.querySelectorAll('#winA .cap,#winB .cap')].every(c=>c.textContent.toLowerCase().includes(out.filter_text.toLowerCase()));
   $('filter').value='';drill();
-  out.errors=ERR;out.csp_violations=CSPV;out.ms=Math.round(performance.now()-t0);
+  out.figure=!!document.querySelector('#figures svg');out.errors=ERR;out.csp_violations=CSPV;out.ms=Math.round(performance.now()-t0);
   out.load_ms=Math.round(performance.now());
   $('selftest').textContent=JSON.stringify(out)}
 try{init();

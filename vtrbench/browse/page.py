@@ -26,6 +26,7 @@ BODY = """
 Click a column header to sort.</p>
 <div id="tables"></div>
 <ul class="note" id="notes"></ul>
+<div id="figures">{figure}</div>
 <h2>Per-query drill-down (t2v)</h2>
 <div class="controls">
  <label>A <select id="sysA"></select></label><label>B <select id="sysB"></select></label>
@@ -56,6 +57,11 @@ def render_page(data: dict[str, Any]) -> str:
     style = (assets / "page.css").read_text(encoding="utf-8")
     script = (assets / "page.js").read_text(encoding="utf-8")
 
+    data = dict(data)
+    figure = (
+        data.pop("figure_svg", "")
+        or '<p class="note">(figures need matplotlib: pip install vtrbench[plot])</p>'
+    )
     # "</" inside a script element would end it early: JSON allows the escaped form
     payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
     return (
@@ -64,7 +70,7 @@ def render_page(data: dict[str, Any]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(str(data.get('title', 'vtrbench browse')))}</title>\n"
         f"<style>{style}</style></head><body>\n"
-        + BODY.replace("{shown}", str(DEFAULT_SHOWN))
+        + BODY.replace("{shown}", str(DEFAULT_SHOWN)).replace("{figure}", figure)
         + f'<script id="data" type="application/json">{payload}</script>\n'
         + f"<script>{script}</script>\n</body></html>\n"
     )
