@@ -26,7 +26,6 @@ BODY = """
 Click a column header to sort.</p>
 <div id="tables"></div>
 <ul class="note" id="notes"></ul>
-<div id="figures">{figure}</div>
 <h2>Per-query drill-down (t2v)</h2>
 <div class="controls">
  <label>A <select id="sysA"></select></label><label>B <select id="sysB"></select></label>
@@ -43,6 +42,8 @@ the ground-truth video.</p>
 <h2>Gate summary (CAMoE)</h2>
 <p class="note">Per kind of query: how often each expert gets the largest gate weight / its mean weight.</p>
 <div id="gates"></div>
+<h2>Figures</h2>
+<div id="figures">{figure}</div>
 <pre id="selftest"></pre>
 """
 
