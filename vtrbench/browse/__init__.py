@@ -82,10 +82,13 @@ def build_site(
     first = loaded[0]
     split = str(first["protocol"]["test_split"])
     with FeatureCache(Path(cache)) as fc:
-        want = str(first["cache"].get("config_hash"))
-        if fc.config_hash != want:
+        # the fingerprint also tells apart two caches of one config with other bytes (older results
+        # have only the config hash)
+        want = str(first["cache"].get("fingerprint") or first["cache"].get("config_hash"))
+        have = fc.fingerprint() if first["cache"].get("fingerprint") else fc.config_hash
+        if have != want:
             raise VtrbenchError(
-                f"the results were computed on cache {want[:8]}, but --cache {cache} is {fc.config_hash[:8]}"
+                f"the results were computed on cache {want[:8]}, but --cache {cache} is {have[:8]}"
             )
         query_data = _queries(fc, split, int(first["protocol"]["n_queries"]))
     pick_a = _pick(a, systems, "--a") if a else max(systems, key=lambda k: systems[k]["rsum"])
