@@ -551,12 +551,6 @@ def _load_clip(config: ExtractConfig, device: str) -> Any:
     return clip
 
 
-def _thumb_note() -> str:
-    from vtrbench.extract.thumbnails import THUMB_NOTE
-
-    return THUMB_NOTE
-
-
 def _write_backbone(clip: Any, output: Path) -> None:
     """The text-tower weights ``--init clip`` starts the temporal heads from (one part file)."""
     from vtrbench.extract.backbone import text_tower_init
@@ -577,6 +571,7 @@ def _make_manifest(
     import open_clip
 
     from vtrbench.extract.backbone import text_tower_init
+    from vtrbench.extract.thumbnails import THUMB_NOTE
 
     backbone = text_tower_init(clip.model, clip.embed_dim)
     from vtrbench.extract.preprocess_cfg import preprocessing_attrs
@@ -602,7 +597,7 @@ def _make_manifest(
         "tagger": config.tagger,
         "patch_tokens": config.patch_tokens,
         "precision": config.precision,
-        **({} if config.no_thumbnails else {"thumbnails": _thumb_note()}),
+        **({} if config.no_thumbnails else {"thumbnails": THUMB_NOTE}),
         "default_train": index.default_train or "",
         "default_test": index.default_test,
         "paragraph": index.paragraph,
@@ -767,6 +762,7 @@ def _run_videos(
             start, end = ranges[k]
             n = end - start
             chunk = _ChunkArrays(n, T, D)
+            chunk.keep_thumbnails = not config.no_thumbnails
             for j in range(n):
                 _, pix, fidx, err, sha, thumb = next(items)
                 chunk.sha256[j] = sha
@@ -792,7 +788,7 @@ def _run_videos(
             chunk.flush(clip, device, config.patch_tokens, encode_frames)
             write_part(
                 part_path(output, "videos", k),
-                chunk.arrays(config.patch_tokens, thumbnails=not config.no_thumbnails),
+                chunk.arrays(config.patch_tokens),
                 {"config_hash": manifest.config_hash},
             )
         summary.frames = frames_done
@@ -810,6 +806,7 @@ class _ChunkArrays:
         self.errors = np.array([""] * n, dtype=object)
         self.sha256 = np.array([""] * n, dtype=object)
         self.thumbnail = np.array([""] * n, dtype=object)  # base64 JPEG strip, "" if none
+        self.keep_thumbnails = False  # set from the config: a part holds /thumbnail unless --no-thumbnails
         self.patches: np.ndarray | None = None
         self.pending: list[tuple[int, torch.Tensor]] = []
         self.pending_frames = 0
@@ -842,7 +839,7 @@ class _ChunkArrays:
             at += t
         self.pending, self.pending_frames = [], 0
 
-    def arrays(self, patch_tokens: bool, thumbnails: bool = False) -> dict[str, np.ndarray]:
+    def arrays(self, patch_tokens: bool) -> dict[str, np.ndarray]:
         out = {
             "frames": self.frames,
             "frame_mask": self.mask,
@@ -851,7 +848,7 @@ class _ChunkArrays:
             "error": self.errors,
             "file_sha256": self.sha256,
         }
-        if thumbnails:
+        if self.keep_thumbnails:
             out["thumbnail"] = self.thumbnail
         if patch_tokens:
             # every video of the chunk failed: keep the layout with zero patches
