@@ -175,8 +175,10 @@ def test_old_results_and_caches_without_thumbnails_still_browse(
     shutil.copytree(results, old)
     for p in old.rglob("*.json"):
         r = json.loads(p.read_text())
-        r.pop("topk", None)
-        r.pop("per_query_gate", None)
+        # a schema-1 file: no topk, tie counts or per-query gates (schema 2 requires the first two)
+        for key in ("topk", "per_query", "per_query_gate"):
+            r.pop(key, None)
+        r["schema"] = 1
         p.write_text(json.dumps(r))
     data = page_data(build_site([old], _cache_for(results), tmp_path / "site").page)
     assert all(s["topk"] is None and s["gate"] is None for s in data["systems"])

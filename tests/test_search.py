@@ -6,8 +6,8 @@ float32 features differ by matmul rounding only (~1e-7 relative), so after float
 value is identical or one float16 step (2**-11 relative) apart. A relative change of at most 2**-11
 in a vector moves the cosine of two unit vectors by at most ~2 * 2**-11 ~ 1e-3: :data:`SCORE_TOL`.
 The measured discrepancy (0 here) must stay within SCORE_TOL; ranks are then compared exactly where
-no other video scores within it of the caption's own video, and otherwise must lie in the range
-those near-ties allow.
+no other video scores within it (at least 1e-6: float32 summation order) of the caption's own
+video, and otherwise must lie in the range those near-ties allow.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from vtrbench.cli import main
 from vtrbench.results import read_result
 
 SCORE_TOL = 1e-3
+FLOAT32_WINDOW = 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,9 @@ def _check_against_result(outcome, result: dict, video_rows: np.ndarray, head, c
     # batch-shape differences) is the window within which another video counts as a near-tie
     window = max(float(np.abs(r.scores - cached[i]).max()) for i, r in enumerate(outcome.results))
     assert window <= SCORE_TOL
+    # evaluation may sum the same dot products in another order (blocks, one scoring pass): scores
+    # that agree to float32 resolution (~1e-7 relative) can tie there and not here, or the reverse
+    window = max(window, FLOAT32_WINDOW)
     near_ties = []
     for i, r in enumerate(outcome.results):
         assert len(r.scores) == test.n_videos
