@@ -148,7 +148,9 @@ def test_pairwise_head_checkpoint_ranks_where_eval_says(
     head, _ = load_checkpoint(ckpt)
     assert head.pairwise
     near_ties = _check_against_result(out, read_result(path), video_rows, head, synth_cache)
-    assert near_ties.count(0) >= len(captions) // 2, near_ties
+    # X-Pool's text-conditioned pooling is order-blind: a video's time-reversed twin scores the same
+    # (to float32 noise) and is the one near-tie; every other video is ranked exactly
+    assert max(near_ties) <= 1, near_ties
 
 
 def test_cli_table_json_and_queries_file(synth_cache: Path, trained, run_cli, tmp_path: Path) -> None:
