@@ -188,6 +188,7 @@ def test_demo_end_to_end_reduced(run_cli: Callable[..., Any], tmp_path: Path) ->
     assert "RANDOMLY INITIALISED tiny CLIP" in report and "vtrbench extract --dataset msrvtt" in report
     assert "| CAMoE" in report and "| meanP" in report and "| Zero-shot" in report
     assert len(list((out / "results" / "synthetic").glob("*.json"))) == 1 + 2 * 2
+    assert (out / "site" / "index.html").is_file() and "site/index.html" in r.text
     # a second run reuses the videos, the cache and every finished result
     made = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix in (".mp4", ".h5")}
     made.update({p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")})

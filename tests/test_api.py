@@ -20,7 +20,7 @@ EXPORTED = {
     "TrainConfig", "VtrbenchError", "create_head", "create_loss", "embed", "evaluate_embeddings",
     "evaluate_head", "evaluate_similarity", "list_heads", "list_losses", "load_plugin", "load_split",
     "loaded_plugins", "open_cache", "read_result", "register_dataset", "register_head", "register_loss",
-    "run_eval", "run_training", "train_head", "write_result",
+    "run_eval", "run_training", "search", "train_head", "write_result",
 }  # fmt: skip
 
 

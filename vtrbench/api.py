@@ -74,6 +74,7 @@ __all__ = [
     "register_loss",
     "run_eval",
     "run_training",
+    "search",
     "train_head",
     "write_result",
 ]
@@ -581,3 +582,37 @@ def run_eval(
     return _run_eval(
         cache_path, checkpoint=checkpoint, console=console, results_dir=results_dir, device=device, **options
     )
+
+
+def search(
+    cache: str | Path,
+    queries: str | list[str],
+    *,
+    checkpoint: str | Path | None = None,
+    k: int = 10,
+    split: str | None = None,
+    device: str = "cpu",
+    clip_weights: str | None = None,
+) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+    """Free-text retrieval over a cache, as ``vtrbench search``: the hits of one query (a str),
+    or one list of hits per query (a list).
+
+    Each hit is ``{rank, video, score, path, query, truncated}`` (plus ``gate``, CAMoE's expert
+    weights for the query). The query is encoded with the CLIP the cache was extracted with and
+    scored by the head of ``checkpoint`` (``zeroshot`` when None); ``split`` restricts the gallery.
+    Imports open_clip (the only API function that does).
+    """
+    from vtrbench.search import search as _search
+
+    many = not isinstance(queries, str)
+    outcome = _search(
+        cache,
+        list(queries) if many else [queries],
+        checkpoint=checkpoint,
+        k=k,
+        split=split,
+        device=device,
+        clip_weights=clip_weights,
+    )
+    hits = [r.to_rows() for r in outcome.results]
+    return hits if many else hits[0]

@@ -72,6 +72,9 @@ class ExtractConfig:
     interpolation: str = "bicubic"
     resize_mode: str = "shortest"
     schema: int = 1
+    # Thumbnails are on by default and this field is left out of the hash while False, so caches
+    # made before thumbnails existed keep their config hash (and every result its run id).
+    no_thumbnails: bool = dataclasses.field(default=False, metadata={"omit_if_empty": True})
 
 
 @dataclasses.dataclass(frozen=True)

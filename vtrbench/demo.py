@@ -175,4 +175,10 @@ def run_demo(
     else:
         print(text + footer)
     say(f"report written to {report_path}")
+    # The drill-down shows the synthetic data's point: the queries where the temporal heads beat meanP
+    # are the direction-dependent captions, with the time-reversed twin as meanP's top-1.
+    from vtrbench.browse import build_site
+
+    site = build_site([results], cache, output / "site")
+    say(f"browse the results: open {site.page} in a browser ({site.a} vs {site.b} per query)")
     return report_path

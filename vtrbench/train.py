@@ -392,6 +392,8 @@ def evaluate_head(
         )
     gates = gate_statistics(head, test, device=device)
     if gates is not None:
+        # per query (test split order), for `vtrbench browse`: which expert each caption leans on
+        out["per_query_gate"] = gates.pop("per_query")
         out["gate"] = gates
     return out
 
@@ -437,6 +439,7 @@ def gate_statistics(
             parts.setdefault(k, []).append(v.float().cpu())
     weights = {k: torch.cat(v) for k, v in parts.items()}
     return {
+        "per_query": {k: [round(float(x), 4) for x in v.tolist()] for k, v in weights.items()},
         "mean_weight": {k: round(float(v.mean()), 6) for k, v in weights.items()},
         "std_weight": {k: round(float(v.std()), 6) if v.numel() > 1 else 0.0 for k, v in weights.items()},
     }
@@ -576,6 +579,7 @@ def build_result(
         "per_query_ranks": evaluation["per_query_ranks"],
         "history": history,
         "gate": evaluation.get("gate"),
+        "per_query_gate": evaluation.get("per_query_gate"),  # {expert: [weight per test caption]}
         "timing": timing,
         "provenance": {**provenance(device), "plugins": dict(config.plugins if plugins is None else plugins)},
         **({"tuned": dict(config.tuned)} if config.tuned else {}),

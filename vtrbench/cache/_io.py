@@ -24,7 +24,9 @@ STATUS_OK = 0
 STATUS_FAILED = 1
 STR = h5py.string_dtype(encoding="utf-8")
 
-VIDEO_FIELDS = ("frames", "frame_mask", "frame_index", "status", "error", "patches", "file_sha256")
+VIDEO_FIELDS = (
+    "frames", "frame_mask", "frame_index", "status", "error", "patches", "file_sha256", "thumbnail",
+)  # fmt: skip
 TEXT_FIELDS = (
     "tokens", "token_ids", "token_mask", "eot", "noun_mask", "verb_mask", "verb_source", "noun_source",
 )  # fmt: skip

@@ -76,7 +76,8 @@ class FeatureCache:
         except CacheError:
             self.file.close()
             raise
-        except (OSError, KeyError, ValueError, TypeError, RecursionError) as e:
+        # RuntimeError: h5py's visititems on a damaged object header ("Object visitation failed")
+        except (OSError, KeyError, ValueError, TypeError, RecursionError, RuntimeError) as e:
             self.file.close()
             raise CacheError(
                 f"{self.path} is a damaged feature cache "
@@ -120,6 +121,7 @@ class FeatureCache:
             "videos/path": (nv,),
             "videos/status": (nv,),
             "videos/error": (nv,),
+            "videos/thumbnail": (nv,),
             "texts/tokens": (nt, words, dim),
             "texts/token_ids": (nt, words),
             "texts/token_mask": (nt, words),
@@ -151,6 +153,8 @@ class FeatureCache:
             self._check_rows(f"splits/{split}/text_rows", g["text_rows"][:], nt)
         # Strings take no checksum filter: compare their digests (cheap next to the features).
         for name, ds in _datasets(f):
+            if name == "videos/thumbnail":
+                continue  # ~10 KB a video: checked when read (thumbnails()), not on every open
             if "sha256" in ds.attrs and h5py.check_string_dtype(ds.dtype) is not None:
                 if dataset_digest(ds) != str(_plain(ds.attrs["sha256"])):
                     raise self._damaged(f"/{name} does not match its sha256 (flipped bytes)")
@@ -307,6 +311,16 @@ class FeatureCache:
     def read_strings(self, group: str, field: str, rows: Iterable[int] | None = None) -> list[str]:
         values = self._guard(f"{group}/{field}", lambda: self.file[group][field].asstr()[:])
         return [str(v) for v in values] if rows is None else [str(values[i]) for i in rows]
+
+    def thumbnails(self, rows: Iterable[int] | None = None) -> list[str] | None:
+        """Base64 JPEG strip per video (``""`` where none), or None for a cache without thumbnails."""
+        if "thumbnail" not in self.file["videos"]:
+            return None
+        ds = self.file["videos"]["thumbnail"]
+        stored = ds.attrs.get("sha256")
+        if stored is not None and dataset_digest(ds) != str(_plain(stored)):
+            raise CacheError(f"{self.path}: /videos/thumbnail does not match its sha256 (damaged file)")
+        return self.read_strings("videos", "thumbnail", rows)
 
     def failed_videos(self) -> dict[str, str]:
         """Video id -> reason for every video marked failed."""

@@ -3,7 +3,8 @@
 One module per concern: ``_app`` (the group, consoles, shared parsing), ``plugin_cmds``
 (--plugin on every command that builds heads, losses or datasets; heads, losses), ``extract_cmds``
 (extract, synth), ``info_cmds`` (datasets, models, inspect), ``options`` (train/ablate options ->
-RunSpec), ``train_cmds`` (train, eval, ablate) and ``report_cmds`` (report, demo).
+RunSpec), ``train_cmds`` (train, eval, ablate), ``report_cmds`` (report, demo) and ``search_cmds``
+(search, browse).
 
 Heavy imports (torch, open_clip, PyAV) happen inside the commands, so that
 ``vtrbench --help`` answers at once. ``main(argv)`` takes an argument list so tests
@@ -22,6 +23,7 @@ from vtrbench.cli import (  # noqa: F401  (importing registers the commands)
     info_cmds,
     plugin_cmds,
     report_cmds,
+    search_cmds,
     train_cmds,
     tune_cmds,
 )

@@ -51,6 +51,11 @@ def default_cache_path(
 )
 @click.option("--patch-tokens", is_flag=True, help="Also store projected patch tokens (large).")
 @click.option(
+    "--no-thumbnails",
+    is_flag=True,
+    help="Do not store a small JPEG strip of each video's frames (used by `vtrbench browse`).",
+)
+@click.option(
     "--tagger",
     type=click.Choice(["pattern", "spacy", "none"]),
     default="pattern",
@@ -127,6 +132,7 @@ def extract(
     sampling: str,
     max_words: int | None,
     patch_tokens: bool,
+    no_thumbnails: bool,
     tagger: str,
     preprocess_like: str | None,
     image_mean: str | None,
@@ -195,6 +201,7 @@ def extract(
         image_size=image_size,
         max_words=max_words or index.max_words,
         patch_tokens=patch_tokens,
+        no_thumbnails=no_thumbnails,
         tagger=tagger,
         precision="fp16" if device.startswith("cuda") else "fp32",
         image_mean=pre.mean,

@@ -571,6 +571,7 @@ def _make_manifest(
     import open_clip
 
     from vtrbench.extract.backbone import text_tower_init
+    from vtrbench.extract.thumbnails import THUMB_NOTE
 
     backbone = text_tower_init(clip.model, clip.embed_dim)
     from vtrbench.extract.preprocess_cfg import preprocessing_attrs
@@ -596,6 +597,7 @@ def _make_manifest(
         "tagger": config.tagger,
         "patch_tokens": config.patch_tokens,
         "precision": config.precision,
+        **({} if config.no_thumbnails else {"thumbnails": THUMB_NOTE}),
         "default_train": index.default_train or "",
         "default_test": index.default_test,
         "paragraph": index.paragraph,
@@ -645,8 +647,8 @@ class _DecodeJobs(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, np.ndarray | None, str, str]:
-        """(position, pixels, frame numbers, error, sha256 of the file bytes)."""
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, np.ndarray | None, str, str, str]:
+        """(position, pixels, frame numbers, error, sha256 of the file bytes, thumbnail strip)."""
         from vtrbench.extract.decode import DecodeError, decode_video
         from vtrbench.extract.preprocess import preprocess_frames
 
@@ -672,12 +674,17 @@ class _DecodeJobs(torch.utils.data.Dataset):
                 resize_mode=c.resize_mode,
                 out_dtype=self.out_dtype,
             )
-            return i, pixels, np.asarray(video.frame_index, dtype=np.int32), "", sha
+            thumb = ""
+            if not c.no_thumbnails:
+                from vtrbench.extract.thumbnails import thumbnail_strip
+
+                thumb = thumbnail_strip(video.frames[: c.max_frames])
+            return i, pixels, np.asarray(video.frame_index, dtype=np.int32), "", sha, thumb
         except DecodeError as e:
             # the path is already in /videos/path; the stored error is the reason alone
-            return i, None, None, e.reason, sha
+            return i, None, None, e.reason, sha, ""
         except Exception as e:  # a broken file must not stop the run; the reason is kept
-            return i, None, None, f"unexpected error: {type(e).__name__}: {e}", sha
+            return i, None, None, f"unexpected error: {type(e).__name__}: {e}", sha, ""
 
 
 def _worker_init(_: int) -> None:
@@ -755,9 +762,11 @@ def _run_videos(
             start, end = ranges[k]
             n = end - start
             chunk = _ChunkArrays(n, T, D)
+            chunk.keep_thumbnails = not config.no_thumbnails
             for j in range(n):
-                _, pix, fidx, err, sha = next(items)
+                _, pix, fidx, err, sha, thumb = next(items)
                 chunk.sha256[j] = sha
+                chunk.thumbnail[j] = thumb
                 if err or pix is None or pix.shape[0] == 0:
                     chunk.status[j] = STATUS_FAILED
                     chunk.errors[j] = err or "no frames decoded"
@@ -796,6 +805,8 @@ class _ChunkArrays:
         self.status = np.full(n, STATUS_OK, dtype=np.int8)
         self.errors = np.array([""] * n, dtype=object)
         self.sha256 = np.array([""] * n, dtype=object)
+        self.thumbnail = np.array([""] * n, dtype=object)  # base64 JPEG strip, "" if none
+        self.keep_thumbnails = False  # set from the config: a part holds /thumbnail unless --no-thumbnails
         self.patches: np.ndarray | None = None
         self.pending: list[tuple[int, torch.Tensor]] = []
         self.pending_frames = 0
@@ -837,6 +848,8 @@ class _ChunkArrays:
             "error": self.errors,
             "file_sha256": self.sha256,
         }
+        if self.keep_thumbnails:
+            out["thumbnail"] = self.thumbnail
         if patch_tokens:
             # every video of the chunk failed: keep the layout with zero patches
             out["patches"] = (

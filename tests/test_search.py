@@ -1,0 +1,225 @@
+"""``vtrbench search`` / ``api.search``: free text encoded with the cache's own CLIP ranks like ``eval``.
+
+The tolerance. A cached caption's token features were encoded in a batch of captions and stored as
+float16; the same caption typed as a query is encoded alone and rounded to float16 the same way. The
+float32 features differ by matmul rounding only (~1e-7 relative), so after float16 rounding each
+value is identical or one float16 step (2**-11 relative) apart. A relative change of at most 2**-11
+in a vector moves the cosine of two unit vectors by at most ~2 * 2**-11 ~ 1e-3: :data:`SCORE_TOL`.
+The measured discrepancy (0 here) must stay within SCORE_TOL; ranks are then compared exactly where
+no other video scores within it (at least 1e-6: float32 summation order) of the caption's own
+video, and otherwise must lie in the range those near-ties allow.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from vtrbench import api
+from vtrbench.cli import main
+from vtrbench.results import read_result
+
+SCORE_TOL = 1e-3
+FLOAT32_WINDOW = 1e-6
+
+
+@pytest.fixture(scope="module")
+def trained(synth_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A zeroshot eval result, and a CAMoE trained 2 epochs with its checkpoint and result."""
+    root = tmp_path_factory.mktemp("search")
+    assert main(["eval", "--cache", str(synth_cache), "--head", "zeroshot", "--results", str(root / "zs"),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    ckpt = root / "camoe.pt"
+    assert main(["train", "--cache", str(synth_cache), "--head", "camoe", "--loss", "infonce",
+                 "--epochs", "2", "--batch-size", "8", "--lr", "1e-3", "--results", str(root / "camoe"),
+                 "--device", "cpu", "--quiet", "--save-checkpoint", str(ckpt)]) == 0  # fmt: skip
+    (zs,) = sorted((root / "zs").rglob("*.json"))
+    (cm,) = sorted((root / "camoe").rglob("*.json"))
+    return {"zeroshot": zs, "camoe": cm, "ckpt": ckpt, "root": root}
+
+
+def _test_captions(cache: Path, synth_dir: Path) -> tuple[list[str], list[tuple[str, ...]], np.ndarray]:
+    """Test-split captions in the result file's query order, their dataset roles, their video rows."""
+    from vtrbench.datasets import load_dataset
+
+    with api.open_cache(cache) as c:
+        split = api.load_split(c, "test")
+        captions = c.read_strings("texts", "caption", split.text_rows)
+        video_rows = c.read_rows("texts", "video", split.text_rows)
+    index = load_dataset("synthetic", synth_dir, None)
+    roles = [index.texts[int(r)].roles for r in split.text_rows]
+    return captions, roles, video_rows
+
+
+def _check_against_result(outcome, result: dict, video_rows: np.ndarray, head, cache: Path) -> list[int]:
+    """Scores equal the head's scores of the cached captions; ranks equal the result's. Returns per
+    caption how many other videos score within SCORE_TOL of its own (0: rank compared exactly)."""
+    with api.open_cache(cache) as c:
+        test = api.load_split(c, "test")
+    if head.pairwise:  # scored block by block from per-item states, as evaluation does
+        from vtrbench.search import _score
+
+        cached = _score(head, test, "cpu").numpy()
+    else:
+        t, v = api.embed(head, test)
+        cached = (t @ v.t()).numpy()
+    ranks = result["per_query_ranks"]["raw"]["t2v"]
+    # the measured discrepancy (bounded by SCORE_TOL; 0 on this data: float16 rounding absorbs the
+    # batch-shape differences) is the window within which another video counts as a near-tie
+    window = max(float(np.abs(r.scores - cached[i]).max()) for i, r in enumerate(outcome.results))
+    assert window <= SCORE_TOL
+    # evaluation may sum the same dot products in another order (blocks, one scoring pass): scores
+    # that agree to float32 resolution (~1e-7 relative) can tie there and not here, or the reverse
+    window = max(window, FLOAT32_WINDOW)
+    near_ties = []
+    for i, r in enumerate(outcome.results):
+        assert len(r.scores) == test.n_videos
+        own = int(np.flatnonzero(test.video_rows == video_rows[i])[0])
+        s, others = r.scores[own], np.delete(r.scores, own)
+        above, near = int((others > s + window).sum()), int((others >= s - window).sum())
+        assert above + 1 <= ranks[i] <= near + 1, (i, r.query, ranks[i], above, near)
+        near_ties.append(near - above)
+        if above == near:
+            assert ranks[i] == above + 1
+            # the video's position in the printed ranking is that rank
+            assert [h.row for h in r.hits].index(int(video_rows[i])) + 1 == ranks[i]
+    return near_ties
+
+
+def test_test_captions_as_free_text_rank_where_eval_says(synth_cache: Path, synth_dir: Path, trained) -> None:
+    from vtrbench.search import search
+
+    captions, _, video_rows = _test_captions(synth_cache, synth_dir)
+    out = search(synth_cache, captions, split="test", k=100)
+    result = read_result(trained["zeroshot"])
+    head = api.create_head("zeroshot", embed_dim=64)
+    near_ties = _check_against_result(out, result, video_rows, head, synth_cache)
+    # exact ties only: zeroshot mean-pools frames, so a video and its time-reversed twin may score
+    # exactly alike (the synthetic data's point); the result file counts them as ties too
+    assert near_ties.count(0) + near_ties.count(1) == len(captions), near_ties
+    assert out.head == "zeroshot" and out.n_gallery == result["protocol"]["n_gallery"]
+
+
+def test_camoe_checkpoint_scores_and_gates_equal_eval(synth_cache: Path, synth_dir: Path, trained) -> None:
+    """CAMoE reads the noun/verb streams: with the roles the dataset gave extraction, the query's
+    streams, scores, ranks and gate weights are the cached caption's."""
+    from vtrbench.search import search
+    from vtrbench.train import load_checkpoint
+
+    captions, roles, video_rows = _test_captions(synth_cache, synth_dir)
+    out = search(synth_cache, captions, split="test", k=100, checkpoint=trained["ckpt"], roles=roles)
+    result = read_result(trained["camoe"])
+    head, _ = load_checkpoint(trained["ckpt"])
+    near_ties = _check_against_result(out, result, video_rows, head, synth_cache)
+    # the temporal experts separate the twins: most ranks are compared exactly (not vacuous)
+    assert near_ties.count(0) >= len(captions) // 2, near_ties
+    gates = result["per_query_gate"]
+    assert set(gates) == set(out.results[0].gate)
+    for i, r in enumerate(out.results):
+        assert sum(r.gate.values()) == pytest.approx(1.0, abs=1e-5)
+        for e, w in r.gate.items():
+            assert w == pytest.approx(gates[e][i], abs=SCORE_TOL)
+    # free text goes through the cache's tagger instead: it may find other streams (here pattern
+    # tags "moves" as a noun), but each query's streams are reported
+    tagged = search(synth_cache, captions[:2], split="test", checkpoint=trained["ckpt"])
+    assert all(r.verb_source in ("tagged", "rule", "sentence") for r in tagged.results)
+
+
+def test_pairwise_head_checkpoint_ranks_where_eval_says(
+    synth_cache: Path, synth_dir: Path, trained, tmp_path: Path
+) -> None:
+    """X-Pool scores (caption, video) pairs jointly: search takes the pairwise path."""
+    from vtrbench.search import search
+    from vtrbench.train import load_checkpoint
+
+    ckpt = tmp_path / "xpool.pt"
+    assert main(["train", "--cache", str(synth_cache), "--head", "xpool", "--loss", "infonce",
+                 "--epochs", "1", "--batch-size", "8", "--results", str(tmp_path / "r"), "--device", "cpu",
+                 "--quiet", "--save-checkpoint", str(ckpt)]) == 0  # fmt: skip
+    (path,) = (tmp_path / "r").rglob("*.json")
+    captions, roles, video_rows = _test_captions(synth_cache, synth_dir)
+    out = search(synth_cache, captions, split="test", k=100, checkpoint=ckpt, roles=roles)
+    head, _ = load_checkpoint(ckpt)
+    assert head.pairwise
+    near_ties = _check_against_result(out, read_result(path), video_rows, head, synth_cache)
+    # X-Pool's text-conditioned pooling is order-blind: a video's time-reversed twin scores the same
+    # (to float32 noise) and is the one near-tie; every other video is ranked exactly
+    assert max(near_ties) <= 1, near_ties
+
+
+def test_cli_table_json_and_queries_file(synth_cache: Path, trained, run_cli, tmp_path: Path) -> None:
+    res = run_cli("search", "--cache", synth_cache, "--checkpoint", trained["ckpt"], "a red circle moves up",
+                  "-k", "3")  # fmt: skip
+    assert res.code == 0, res.text
+    assert "rank" in res.out and "syn000" in res.out and "gate: action" in res.out
+    qfile = tmp_path / "q.txt"
+    qfile.write_text("# two queries\na red circle moves up\n\na blue square moves left\n")
+    res = run_cli("search", "--cache", synth_cache, "--queries", qfile, "-k", "2", "--json")
+    assert res.code == 0, res.text
+    rows = json.loads(res.out)
+    assert [(r["query"], r["rank"]) for r in rows] == [
+        ("a red circle moves up", 1), ("a red circle moves up", 2),
+        ("a blue square moves left", 1), ("a blue square moves left", 2),
+    ]  # fmt: skip
+    assert rows[0]["score"] >= rows[1]["score"] and rows[0]["path"].endswith(".mp4")
+    hits = api.search(synth_cache, "a red circle moves up", k=2)
+    assert [(h["video"], h["score"]) for h in hits] == [(r["video"], r["score"]) for r in rows[:2]]
+    long = run_cli("search", "--cache", synth_cache, " ".join(["red"] * 40), "-k", "1", "--json")
+    assert long.code == 0 and json.loads(long.out)[0]["truncated"] is True
+
+
+def test_bad_input_is_one_line(synth_cache: Path, trained, run_cli, tmp_path: Path) -> None:
+    def refused(*argv, match: str) -> None:
+        res = run_cli("search", "--cache", synth_cache, *argv)
+        assert res.code == 2, res.text
+        lines = [x for x in res.text.strip().splitlines() if x.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and match in lines[0], res.text
+
+    refused("   ", match="the query is empty")
+    refused(match="no query given")
+    refused("x " * 5000, match="at most 1000 are accepted")
+    refused("a query", "--split", "tset", match="unknown split 'tset'")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n# nothing\n")
+    refused("--queries", empty, match="holds no query")
+    # a checkpoint trained on another cache
+    other = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
+    other["config"]["cache_hash"] = "0123456789abcdef"
+    torch.save(other, tmp_path / "other.pt")
+    refused(
+        "a query",
+        "--checkpoint",
+        tmp_path / "other.pt",
+        match="trained on another cache (config hash 01234567)",
+    )
+
+
+def test_text_tower_must_be_found_and_must_match(synth_cache: Path, run_cli, tmp_path: Path) -> None:
+    """A cache whose recorded checkpoint file moved is refused naming it; other weights are refused."""
+    import open_clip
+
+    moved = tmp_path / "moved.h5"
+    shutil.copy(synth_cache, moved)
+    with h5py.File(moved, "r+") as f:  # attributes are not part of the content digest
+        f.attrs["pretrained"] = "/gone/tiny-clip.pt"
+        f.attrs["random_weights"] = False
+    res = run_cli("search", "--cache", moved, "a query")
+    assert res.code == 2 and "/gone/tiny-clip.pt is not there" in res.text and "--clip-weights" in res.text
+    # the same random weights, given explicitly: accepted
+    assert run_cli("search", "--cache", moved, "--clip-weights", "none", "a query").code == 0
+    # weights of the same architecture but another initialisation: refused before ranking
+    from vtrbench.extract.encode import _register_configs
+
+    _register_configs()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        model = open_clip.create_model("vtrbench-tiny", pretrained=None)
+    torch.save(model.state_dict(), tmp_path / "other.pt")
+    res = run_cli("search", "--cache", moved, "--clip-weights", tmp_path / "other.pt", "a query")
+    assert res.code == 2 and "do not reproduce the caption features" in res.text, res.text

@@ -1,0 +1,316 @@
+"""``vtrbench browse``: result files + their cache -> one self-contained HTML page.
+
+The page (``index.html``, no other file) holds its CSS, JavaScript, data and thumbnails (``data:``
+URIs) inline and a Content-Security-Policy that lets it load nothing else: it opens offline from
+disk and still works when the folder is mailed. It shows
+
+- the ablation table of ``vtrbench report`` (the same Report object: numbers, bold, Δ and †),
+  sortable by any column;
+- a per-query drill-down for two systems (default: the best by RSum and the baseline): the
+  queries where A beats B most and the reverse, with the caption, the ground-truth video's
+  thumbnail strip, both ranks, each system's top-5 (when the result files carry ``topk``, schema 2)
+  and CAMoE's gate weights for the query (``per_query_gate``); filters by text, caption length
+  and how the verb stream was found;
+- a gate summary: for each CAMoE system, which expert gets the largest weight, by kind of query.
+
+Layering: this package reads result files (through vtrbench.report) and the cache (captions, ids,
+thumbnails); it never imports torch or open_clip.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vtrbench.errors import VtrbenchError
+
+TOPK_SHOWN = 5
+DEFAULT_SHOWN = 20  # queries listed per direction before "show more"
+
+
+@dataclass
+class BrowseSummary:
+    page: Path
+    systems: int
+    queries: int
+    bytes: int
+    has_topk: bool
+    has_thumbnails: bool
+    a: str
+    b: str
+
+
+def build_site(
+    results: list[str | Path],
+    cache: str | Path,
+    output: str | Path,
+    *,
+    a: str | None = None,
+    b: str | None = None,
+    baseline: str | None = None,
+    post: str = "raw",
+) -> BrowseSummary:
+    """Write ``output/index.html`` for the result files under ``results`` and their ``cache``.
+
+    ``a``/``b``: the two systems compared first (their table names, e.g. ``"CAMoE + DSL"`` or
+    ``"camoe + dsl"``); default the best by RSum and the baseline. ``baseline``: as ``report``'s
+    (default ``meanp + infonce`` when present). Every other pair can be chosen in the page.
+    """
+    from vtrbench.cache import FeatureCache
+    from vtrbench.report import build_report, check_comparable, load_results
+    from vtrbench.results import atomic_write_text
+
+    loaded = load_results([Path(p) for p in results])
+    if not loaded:
+        raise VtrbenchError(f"no result files under {', '.join(map(str, results))}")
+    check_comparable(loaded)  # one cache, test split and protocol, or one line naming the mix
+    out_dir = Path(output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise VtrbenchError(f"--output {out_dir} is a file, not a folder")
+    systems = _systems(loaded, post)
+    base = baseline or _default_baseline(systems)
+    report = build_report(loaded, layout="paper", baseline=base if base in systems else None)
+    for s in systems.values():
+        s["shown"] = " + ".join(
+            report.names.get(f, k) for f, k in zip(("label", "loss"), s["key"], strict=True)
+        )
+    first = loaded[0]
+    split = str(first["protocol"]["test_split"])
+    with FeatureCache(Path(cache)) as fc:
+        # the fingerprint also tells apart two caches of one config with other bytes (older results
+        # have only the config hash)
+        want = str(first["cache"].get("fingerprint") or first["cache"].get("config_hash"))
+        have = fc.fingerprint() if first["cache"].get("fingerprint") else fc.config_hash
+        if have != want:
+            raise VtrbenchError(
+                f"the results were computed on cache {want[:8]}, but --cache {cache} is {have[:8]}"
+            )
+        query_data = _queries(fc, split, int(first["protocol"]["n_queries"]))
+    pick_a = _pick(a, systems, "--a") if a else max(systems, key=lambda k: systems[k]["rsum"])
+    pick_b = _pick(b, systems, "--b") if b else (base if base in systems and base != pick_a else None)
+    if pick_b is None:
+        pick_b = min(systems, key=lambda k: systems[k]["rsum"]) if len(systems) > 1 else pick_a
+    data = {
+        "title": f"vtrbench browse: {first.get('dataset')} · test split {split}",
+        "post": post,
+        "systems": [
+            {
+                "id": k,
+                "name": s["shown"],
+                "seeds": s["seeds"],
+                "ranks": s["ranks"],
+                "topk": s["topk"],
+                "gate": s["gate"],
+            }
+            for k, s in systems.items()
+        ],
+        "a": pick_a,
+        "b": pick_b,
+        **query_data,
+        "tables": _tables(report),
+        "gate_summary": _gate_summary(systems, query_data),
+        "figure_svg": _figure(loaded, post),
+        "notes": list(report.notes) + list(report.warnings),
+        "provenance": list(report.provenance),
+    }
+    from vtrbench.browse.page import render_page
+
+    html = render_page(data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    page = out_dir / "index.html"
+    atomic_write_text(page, html)
+    return BrowseSummary(
+        page=page,
+        systems=len(systems),
+        queries=len(query_data["captions"]),
+        bytes=len(html.encode()),
+        has_topk=any(s["topk"] for s in systems.values()),
+        has_thumbnails=any(query_data["thumbs"]),
+        a=systems[pick_a]["shown"],
+        b=systems[pick_b]["shown"],
+    )
+
+
+def _systems(results: list[dict[str, Any]], post: str) -> dict[str, dict[str, Any]]:
+    """Per (label, loss): seed-averaged per-query t2v ranks, top-k of the lowest seed, mean gates."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        groups[(str(r.get("label")), str(r.get("loss")))].append(r)
+    out: dict[str, dict[str, Any]] = {}
+    for key, rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: int(r.get("seed", 0)))
+        with_post = [r for r in rs if post in (r.get("per_query_ranks") or {})]
+        if not with_post:
+            continue
+        ranks = np.mean(
+            [np.asarray(r["per_query_ranks"][post]["t2v"], dtype=float) for r in with_post], axis=0
+        )
+        topk = ((with_post[0].get("topk") or {}).get(post) or {}).get("t2v")
+        gates = [r["per_query_gate"] for r in with_post if r.get("per_query_gate")]
+        gate = (
+            {e: np.round(np.mean([g[e] for g in gates], axis=0), 4).tolist() for e in gates[0]}
+            if gates
+            else None
+        )
+        # "best" by RSum (the sum of six recalls): steadier on small test splits than R@1 alone
+        rsum = float(np.mean([_rsum(r["metrics"][post]) for r in with_post]))
+        out[f"{key[0]} + {key[1]}"] = {
+            "key": key,
+            "seeds": [int(r.get("seed", 0)) for r in with_post],
+            "ranks": np.round(ranks, 2).tolist(),
+            "topk": [row[:TOPK_SHOWN] for row in topk] if topk else None,
+            "gate": gate,
+            "rsum": rsum,
+        }
+    if not out:
+        raise VtrbenchError(f"no result holds per-query ranks for post-processing {post!r}")
+    n = {len(s["ranks"]) for s in out.values()}
+    if len(n) > 1:
+        raise VtrbenchError(
+            f"the results rank different numbers of queries ({sorted(n)}); use one test split"
+        )
+    return out
+
+
+def _rsum(metrics: dict[str, Any]) -> float:
+    if "RSum" in metrics:
+        return float(metrics["RSum"])
+    return float(sum(metrics[d][f"R@{k}"] for d in ("t2v", "v2t") for k in (1, 5, 10)))
+
+
+def _default_baseline(systems: dict[str, Any]) -> str | None:
+    for want in ("meanp + infonce", "meanp + dsl", "zeroshot + infonce"):
+        if want in systems:
+            return want
+    return next((k for k in systems if k.startswith("meanp")), None)
+
+
+def _pick(name: str, systems: dict[str, dict[str, Any]], option: str) -> str:
+    for k, s in systems.items():
+        if name in (k, s["shown"]) or name.lower() in (k.lower(), s["shown"].lower()):
+            return k
+    raise VtrbenchError(
+        f"{option} {name!r} is not a system of these results "
+        f"(available: {', '.join(s['shown'] for s in systems.values())})"
+    )
+
+
+def _queries(fc: Any, split: str, n_queries: int) -> dict[str, Any]:
+    """Captions, ground-truth gallery index, verb source, video ids and thumbnails of a split, in the
+    order evaluation ranks them (vtrbench.train.load_split: failed videos dropped with their captions)."""
+    from vtrbench.cache import STATUS_OK
+
+    video_rows, text_rows = fc.split_rows(split)
+    ok = fc.read_rows("videos", "status", video_rows) == STATUS_OK
+    video_rows = np.asarray(video_rows)[ok]
+    local = {int(r): i for i, r in enumerate(video_rows)}
+    text_video = fc.read_rows("texts", "video", text_rows)
+    keep = np.array([int(v) in local for v in text_video], dtype=bool)
+    text_rows = np.asarray(text_rows)[keep]
+    if len(text_rows) != n_queries:
+        raise VtrbenchError(
+            f"split {split!r} of {fc.path} has {len(text_rows)} usable captions, the results rank {n_queries}"
+        )
+    captions = fc.read_strings("texts", "caption", text_rows)
+    verb = (
+        fc.read_strings("texts", "verb_source", text_rows)
+        if "verb_source" in fc.file["texts"]
+        else ["unknown"] * len(text_rows)
+    )
+    ids = fc.read_strings("videos", "id", video_rows)
+    thumbs = fc.thumbnails(video_rows) or [""] * len(video_rows)
+    return {
+        "captions": captions,
+        "gt": [local[int(v)] for v in text_video[keep]],
+        "verb": verb,
+        "videos": ids,
+        "thumbs": thumbs,
+    }
+
+
+def _figure(results: list[dict[str, Any]], post: str) -> str:
+    """report's figure (recall@K curves, CAMoE gates) as inline SVG; "" without matplotlib."""
+    import tempfile
+
+    from vtrbench.report import plot_report
+
+    try:
+        from vtrbench.report import require_matplotlib
+
+        require_matplotlib()
+    except VtrbenchError:
+        return ""
+    with tempfile.TemporaryDirectory(prefix="vtrbench-browse-") as tmp:
+        svg = plot_report(results, Path(tmp) / "figure.svg", post=post).read_text(encoding="utf-8")
+    # the XML prolog and DOCTYPE are for a standalone file; inline SVG starts at the <svg> element.
+    # matplotlib's RDF <metadata> names URLs (namespaces, never fetched): dropped to keep the page plain
+    svg = svg[svg.index("<svg") :]
+    if "<metadata>" in svg and "</metadata>" in svg:
+        svg = svg[: svg.index("<metadata>")] + svg[svg.index("</metadata>") + len("</metadata>") :]
+    return svg
+
+
+def _tables(report: Any) -> list[dict[str, Any]]:
+    """Each post-processing block as header + rows of cell text, exactly as ``report`` prints them."""
+    from vtrbench.report.text import _diff_header, _text_columns, _text_rows
+
+    tables = []
+    for block in report.blocks:
+        columns = _text_columns(block, "plain")
+        with_diff = block.diff is not None
+        if with_diff:
+            columns.append(_diff_header(report, "plain"))
+        rows = _text_rows(block, "plain", with_diff=with_diff)
+        left = len(block.mean.index.names)
+        # bold as in report's Markdown: the best of each column (paper layout: fields, n, metrics)
+        best = block.best.reindex(columns=block.mean.columns, fill_value=False).to_numpy(dtype=bool)
+        bold = [[left + 1 + j for j in range(best.shape[1]) if best[i, j]] for i in range(best.shape[0])]
+        tables.append({"title": block.title, "columns": columns, "rows": rows, "left": left, "bold": bold})
+    return tables
+
+
+def _gate_summary(systems: dict[str, dict[str, Any]], q: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each gated system: per kind of query (verb stream source, caption length), how often each
+    expert gets the largest weight, and the mean weights."""
+    out = []
+    lengths = np.array([len(c.split()) for c in q["captions"]])
+    cuts = np.quantile(lengths, [1 / 3, 2 / 3]) if len(lengths) else np.array([0, 0])
+    for s in systems.values():
+        if not s["gate"]:
+            continue
+        experts = list(s["gate"])
+        w = np.array([s["gate"][e] for e in experts]).T  # (queries, experts)
+        kinds: dict[str, np.ndarray] = {}
+        for src in sorted(set(q["verb"])):
+            kinds[f"verb stream: {src}"] = np.array([v == src for v in q["verb"]])
+        kinds[f"short (≤ {cuts[0]:.0f} words)"] = lengths <= cuts[0]
+        kinds[f"long (> {cuts[1]:.0f} words)"] = lengths > cuts[1]
+        rows = []
+        for kind, mask in kinds.items():
+            if not mask.any():
+                continue
+            top = Counter(int(i) for i in w[mask].argmax(axis=1))
+            rows.append(
+                {
+                    "kind": kind,
+                    "n": int(mask.sum()),
+                    "top": {experts[i]: top.get(i, 0) for i in range(len(experts))},
+                    "mean": {e: round(float(w[mask, i].mean()), 3) for i, e in enumerate(experts)},
+                }
+            )
+        out.append({"system": s["shown"], "experts": experts, "rows": rows})
+    return out
+
+
+def page_data(page: Path) -> dict[str, Any]:
+    """The JSON data embedded in a page written by :func:`build_site` (for tests and tools)."""
+    text = Path(page).read_text(encoding="utf-8")
+    start = text.index('<script id="data" type="application/json">') + len(
+        '<script id="data" type="application/json">'
+    )
+    return json.loads(text[start : text.index("</script>", start)].replace("<\\/", "</"))

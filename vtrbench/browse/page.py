@@ -1,0 +1,77 @@
+"""The HTML page of ``vtrbench browse``: one file, CSS and JavaScript inline, data as embedded JSON.
+
+The style and script live in page.css and page.js next to this module and are inlined here.
+
+The Content-Security-Policy meta tag allows inline script and style and ``data:`` images only, so
+the page cannot fetch anything (a stray URL is blocked and reported, not loaded). Opening the page
+with ``#selftest`` in its URL runs in-page checks (sorting, drill-down, thumbnails decoded, no
+errors or blocked requests) and writes them as JSON into ``<pre id="selftest">``; the browser test
+reads it with ``chromium --headless --dump-dom`` (tests/test_browse.py).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+
+BODY = """
+<h1 id="title"></h1>
+<p class="note" id="prov"></p>
+<h2>Ablation table</h2>
+<p class="note">The numbers of <code>vtrbench report</code> (mean ± std over seeds; Δ and † vs the baseline).
+Click a column header to sort.</p>
+<div id="tables"></div>
+<ul class="note" id="notes"></ul>
+<h2>Per-query drill-down (t2v)</h2>
+<div class="controls">
+ <label>A <select id="sysA"></select></label><label>B <select id="sysB"></select></label>
+ <label>caption contains <input id="filter" size="18"></label>
+ <label>words from <input id="minlen" type="number" min="0" style="width:4em"> to
+  <input id="maxlen" type="number" min="0" style="width:4em"></label>
+ <label>verb stream <select id="verb"><option value="">any</option></select></label>
+ <label>show <input id="nshow" type="number" min="1" value="{shown}" style="width:4em"> per side</label>
+</div>
+<p id="summary" class="note"></p>
+<p class="note">Ranks are averaged over seeds; top-k lists come from the lowest seed. The green frame marks
+the ground-truth video.</p>
+<div class="cols"><div id="winA"></div><div id="winB"></div></div>
+<h2>Gate summary (CAMoE)</h2>
+<p class="note">Per kind of query: how often each expert gets the largest gate weight / its mean weight.</p>
+<div id="gates"></div>
+<h2>Figures</h2>
+<div id="figures">{figure}</div>
+<pre id="selftest"></pre>
+"""
+
+
+def render_page(data: dict[str, Any]) -> str:
+    """The whole page as one string."""
+    from importlib import resources
+
+    from vtrbench.browse import DEFAULT_SHOWN
+
+    assets = resources.files("vtrbench.browse")
+    style = (assets / "page.css").read_text(encoding="utf-8")
+    script = (assets / "page.js").read_text(encoding="utf-8")
+
+    data = dict(data)
+    figure = (
+        data.pop("figure_svg", "")
+        or '<p class="note">(figures need matplotlib: pip install vtrbench[plot])</p>'
+    )
+    # "</" inside a script element would end it early: JSON allows the escaped form
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(str(data.get('title', 'vtrbench browse')))}</title>\n"
+        f"<style>{style}</style></head><body>\n"
+        + BODY.replace("{shown}", str(DEFAULT_SHOWN)).replace("{figure}", figure)
+        + f'<script id="data" type="application/json">{payload}</script>\n'
+        + f"<script>{script}</script>\n</body></html>\n"
+    )

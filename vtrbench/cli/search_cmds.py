@@ -1,0 +1,139 @@
+"""``vtrbench search`` (free text -> ranked videos) and ``vtrbench browse`` (results -> one HTML page)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vtrbench.cli._app import _console, _out, _resolve_device, cli
+from vtrbench.errors import VtrbenchError
+
+
+@cli.command()
+@click.argument("query", nargs=-1)
+@click.option("--cache", "cache_path", required=True, type=click.Path(path_type=Path), help="Feature cache.")
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    help="Head saved by `train --save-checkpoint` on this cache [default: zeroshot].",
+)
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Videos per query.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {rank, video, score, ...}.")
+@click.option(
+    "--queries", "queries_file", type=click.Path(path_type=Path), help="File with one query per line."
+)
+@click.option("--split", help="Gallery = this split's videos [default: every video of the cache].")
+@click.option(
+    "--clip-weights",
+    metavar="PATH|TAG",
+    help="CLIP weights to encode queries with, when the cache's recorded checkpoint file moved.",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, or auto.")
+def search(
+    query: tuple[str, ...],
+    cache_path: Path,
+    checkpoint: Path | None,
+    k: int,
+    as_json: bool,
+    queries_file: Path | None,
+    split: str | None,
+    clip_weights: str | None,
+    device: str,
+) -> None:
+    """Rank the cache's videos for free-text QUERY (encoded with the cache's own CLIP).
+
+    \b
+    vtrbench search --cache C.h5 "a man is slicing tomatoes in a kitchen"
+    vtrbench search --cache C.h5 --checkpoint ckpt/camoe.pt "a dog catches a frisbee" -k 5 --json
+    """
+    import json
+
+    from vtrbench.search import read_queries
+    from vtrbench.search import search as run_search
+
+    queries = [" ".join(query)] if query else []
+    if queries_file is not None:
+        if query:
+            raise VtrbenchError("give either a QUERY or --queries FILE, not both")
+        queries = read_queries(queries_file)
+    outcome = run_search(
+        cache_path,
+        queries,
+        checkpoint=checkpoint,
+        k=k,
+        split=split,
+        device=_resolve_device(device),
+        clip_weights=clip_weights,
+    )
+    if as_json:
+        click.echo(json.dumps([row for r in outcome.results for row in r.to_rows()], indent=1))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = _out()
+    for r in outcome.results:
+        where = f"{outcome.head}, gallery {outcome.gallery}: {outcome.n_gallery} videos"
+        title = f"{escape(r.query)}  [dim]({escape(where)})[/]"
+        table = Table(title=title, title_justify="left")
+        for col in ("rank", "video", "score", "path"):
+            table.add_column(col, justify="right" if col in ("rank", "score") else "left")
+        for h in r.hits:
+            table.add_row(str(h.rank), escape(h.video), f"{h.score:.4f}", escape(h.path))
+        out.print(table)
+        if r.gate is not None:
+            out.print("gate: " + ", ".join(f"{e} {w:.3f}" for e, w in r.gate.items()), highlight=False)
+        if r.truncated:
+            _console().print(
+                f"[yellow]note:[/] the query has {r.n_tokens} tokens; like the cache's captions only the "
+                f"first {outcome.max_words} (SOT and EOT included) were read",
+                highlight=False,
+            )
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--cache", "cache_path", required=True, type=click.Path(path_type=Path), help="The results' cache."
+)
+@click.option(
+    "--output", required=True, type=click.Path(path_type=Path), help="Folder for index.html (made if needed)."
+)
+@click.option(
+    "--a", "sys_a", metavar="SYSTEM", help="First system of the drill-down [default: best RSum]."
+)
+@click.option("--b", "sys_b", metavar="SYSTEM", help="Second system [default: the baseline].")
+@click.option("--baseline", metavar="SYSTEM", help="Baseline of the table's Δ [default: meanp + infonce].")
+@click.option(
+    "--post",
+    type=click.Choice(["raw", "dsl", "qbnorm"]),
+    default="raw",
+    show_default=True,
+    help="Post-processing of the drill-down's ranks.",
+)
+def browse(
+    results: tuple[Path, ...],
+    cache_path: Path,
+    output: Path,
+    sys_a: str | None,
+    sys_b: str | None,
+    baseline: str | None,
+    post: str,
+) -> None:
+    """Write one self-contained HTML page (OUTPUT/index.html) to explore RESULTS: the ablation table,
+    the queries where one system beats another, top-5 lists with thumbnails, CAMoE gates."""
+    from vtrbench.browse import build_site
+
+    summary = build_site(list(results), cache_path, output, a=sys_a, b=sys_b, baseline=baseline, post=post)
+    missing = []
+    if not summary.has_topk:
+        missing.append("no top-k lists (result files of schema 1)")
+    if not summary.has_thumbnails:
+        missing.append("no thumbnails (cache extracted without them)")
+    _console().print(
+        f"wrote {summary.page} ({summary.bytes / 2**20:.1f} MB; {summary.systems} systems, {summary.queries} "
+        f"queries; drill-down {summary.a} vs {summary.b})" + (f"; {', '.join(missing)}" if missing else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
