@@ -38,6 +38,7 @@ from vtrbench.cache import (
     backbone_part_path,
     missing_parts,
     part_failures,
+    part_identity,
     part_is_valid,
     part_path,
     parts_dir,
@@ -349,9 +350,13 @@ def extract_features(
             _run_videos(clip, manifest, config, output, todo["videos"], opts, summary, console)
             _run_texts(clip, manifest, index, config, output, todo["texts"], opts, console)
         owns_backbone = shard is None or shard.index == 0  # one process writes the backbone part
-        if owns_backbone and manifest.attrs.get("backbone_stored") and not backbone_part_is_valid(output):
+        if (
+            owns_backbone
+            and manifest.attrs.get("backbone_stored")
+            and not backbone_part_is_valid(output, manifest.config_hash)
+        ):
             clip = clip or _load_clip(config, opts.device)
-            _write_backbone(clip, output)
+            _write_backbone(clip, output, manifest.config_hash)
         if shard is None:
             manifest.attrs.update(_pos_coverage(output, manifest, reuse))
             assemble(output, manifest, reuse=reuse)
@@ -381,11 +386,10 @@ def _owner_hint(pdir: Path, kind: str, k: int) -> str:
 
 
 def check_parts(output: Path, manifest: Manifest) -> None:
-    """Refuse assembly naming each missing or foreign part and the shard that would make it."""
-    import h5py
-
+    """Refuse assembly naming each missing part and the shard that would make it, or the first part
+    that holds other rows than its name says (see vtrbench.cache.parts.part_identity)."""
     pdir = parts_dir(output)
-    missing = missing_parts(output, manifest)
+    missing = missing_parts(output, manifest)  # raises PartMismatch naming a misplaced part
     problems = [
         f"{part_path(output, kind, k).name}{_owner_hint(pdir, kind, k)}"
         for kind in missing
@@ -397,17 +401,6 @@ def check_parts(output: Path, manifest: Manifest) -> None:
             f"cannot assemble {output}: {len(problems)} part(s) missing: {shown}; run the same "
             "`vtrbench extract` with the --shard i/n named (or without --shard) to make them, then --assemble"
         )
-    for kind in ("videos", "texts"):
-        for k in range(len(manifest.chunks(kind))):
-            path = part_path(output, kind, k)
-            with h5py.File(path, "r") as f:
-                part_hash = f.attrs.get("config_hash")
-            if part_hash is not None and str(part_hash) != manifest.config_hash:
-                raise CacheError(
-                    f"cannot assemble {output}: {path.name} belongs to another extraction (config "
-                    f"{str(part_hash)[:8]}, this one {manifest.config_hash[:8]}); delete it and rerun its "
-                    "shard"
-                )
 
 
 def _assemble_now(output: Path, manifest: Manifest, summary: ExtractSummary) -> None:
@@ -505,7 +498,8 @@ def _chunks_to_retry(output: Path, manifest: Manifest, failed: dict[str, str]) -
     todo = []
     for k in chunks:
         part = part_path(output, "videos", k)
-        if not part_is_valid(part, ranges[k][1] - ranges[k][0]) or part_failures(part).size:
+        valid = part_is_valid(part, ranges[k][1] - ranges[k][0], part_identity(manifest, "videos", k))
+        if not valid or part_failures(part).size:
             todo.append(k)
     return todo
 
@@ -551,12 +545,13 @@ def _load_clip(config: ExtractConfig, device: str) -> Any:
     return clip
 
 
-def _write_backbone(clip: Any, output: Path) -> None:
+def _write_backbone(clip: Any, output: Path, chash: str) -> None:
     """The text-tower weights ``--init clip`` starts the temporal heads from (one part file)."""
     from vtrbench.extract.backbone import text_tower_init
 
     export = text_tower_init(clip.model, clip.embed_dim)
-    write_part(backbone_part_path(output), export.arrays, export.attrs)
+    # the config hash identifies the part (not copied into the cache: see assembly)
+    write_part(backbone_part_path(output), export.arrays, {**export.attrs, "config_hash": chash})
 
 
 def _make_manifest(
@@ -780,7 +775,7 @@ def _run_videos(
             write_part(
                 part_path(output, "videos", k),
                 chunk.arrays(config.patch_tokens),
-                {"config_hash": manifest.config_hash},
+                part_identity(manifest, "videos", k),
             )
         summary.frames = frames_done
 
@@ -904,7 +899,7 @@ def _run_texts(
                 arrays["verb_mask"] = tok.verb_mask
                 arrays["verb_source"] = _stream_sources(roles, entries, tok.verb_mask, "verb")
                 arrays["noun_source"] = _stream_sources(roles, entries, tok.noun_mask, "noun")
-            write_part(part_path(output, "texts", k), arrays, {"config_hash": manifest.config_hash})
+            write_part(part_path(output, "texts", k), arrays, part_identity(manifest, "texts", k))
 
 
 def _stream_sources(roles: list[Any], entries: list[Any], mask: np.ndarray, kind: str) -> np.ndarray:
