@@ -167,9 +167,7 @@ def extract(
     if shard_of is not None and (overwrite or assemble_only or retry_failed):
         flag = "--overwrite" if overwrite else "--assemble" if assemble_only else "--retry-failed"
         raise VtrbenchError(f"{flag} cannot be combined with --shard/torchrun (run it once, unsharded)")
-    index = load_dataset(dataset, annotations, video_root)
-    for w in index.warnings:
-        err.print(f"[yellow]warning:[/] {w}")
+    # the options are checked before the dataset is read (a large one takes a while to index)
     from vtrbench.extract.preprocess_cfg import parse_triple, resolve_preprocessing
 
     pre = resolve_preprocessing(
@@ -181,6 +179,9 @@ def extract(
         interpolation=interpolation,
         resize_mode=resize_mode,
     )
+    index = load_dataset(dataset, annotations, video_root)
+    for w in index.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
     if pre.warning:
         err.print(f"[bold yellow]warning:[/] {pre.warning}", highlight=False)
     image_size = pre.size

@@ -772,6 +772,7 @@ def _run_videos(
                     f"{frames_done / elapsed:.0f} frames/s",
                 )
             chunk.flush(clip, device, config.patch_tokens, encode_frames)
+            _refuse_nonfinite(chunk.nonfinite_rows(), start, manifest.video_ids, "video", config)
             write_part(
                 part_path(output, "videos", k),
                 chunk.arrays(config.patch_tokens),
@@ -822,6 +823,13 @@ class _ChunkArrays:
                 self.patches[j, :t] = tok_np[at : at + t]
             at += t
         self.pending, self.pending_frames = [], 0
+
+    def nonfinite_rows(self) -> np.ndarray:
+        """Rows whose stored (float16) features hold NaN or inf: an overflow in the encoder."""
+        bad = ~np.isfinite(self.frames).all(axis=(1, 2))
+        if self.patches is not None:
+            bad |= ~np.isfinite(self.patches).reshape(self.n, -1).all(axis=1)
+        return np.flatnonzero(bad)
 
     def arrays(self, patch_tokens: bool) -> dict[str, np.ndarray]:
         out = {
@@ -888,6 +896,8 @@ def _run_texts(
                 progress.update(
                     task, advance=e - s, rate=f"{progress.tasks[task].completed / elapsed:.0f} captions/s"
                 )
+            bad = np.flatnonzero(~np.isfinite(feats).reshape(len(feats), -1).all(axis=1))
+            _refuse_nonfinite(bad, start, None, "caption row", config)
             arrays = {
                 "tokens": feats,
                 "token_ids": tok.token_ids,
@@ -900,6 +910,23 @@ def _run_texts(
                 arrays["verb_source"] = _stream_sources(roles, entries, tok.verb_mask, "verb")
                 arrays["noun_source"] = _stream_sources(roles, entries, tok.noun_mask, "noun")
             write_part(part_path(output, "texts", k), arrays, part_identity(manifest, "texts", k))
+
+
+def _refuse_nonfinite(
+    rows: np.ndarray, start: int, names: list[str] | None, what: str, config: ExtractConfig
+) -> None:
+    """Stop before a part with NaN/inf features is written (values checked at option time cannot
+    rule out an overflow inside the encoder), naming the first video or caption."""
+    if len(rows) == 0:
+        return
+    row = start + int(rows[0])
+    first = names[row] if names is not None else str(row)
+    more = f" and {len(rows) - 1} more of its chunk" if len(rows) > 1 else ""
+    raise VtrbenchError(
+        f"the encoder gave NaN/inf features for {what} {first}{more} (image mean "
+        f"{tuple(config.image_mean)}, std {tuple(config.image_std)}, precision {config.precision}); "
+        "nothing of that chunk was written, finished parts are kept"
+    )
 
 
 def _stream_sources(roles: list[Any], entries: list[Any], mask: np.ndarray, kind: str) -> np.ndarray:
