@@ -11,6 +11,7 @@ fill exactly the gaps: finished parts and finished result files are skipped as a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,19 +40,31 @@ class Shard:
         return [x for k, x in enumerate(items) if self.owns(k)]
 
 
+_SHARD = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
+
+
 def parse_shard(value: str | None, option: str = "--shard") -> Shard | None:
-    """``"i/n"`` (0 <= i < n) -> Shard; None -> None. A bad value is one line naming the option."""
-    if value is None or value == "":
+    """``"i/n"`` (0 <= i < n, ASCII digits, spaces around them ignored) -> Shard; None -> None.
+
+    A bad value is one line naming the option. An empty value is refused, not read as "no
+    shard": ``--shard $SLURM_ARRAY_TASK_ID/4`` with the variable unset must not quietly make every
+    array task run the whole job.
+    """
+    if value is None:
         return None
-    try:
-        i_text, n_text = str(value).split("/")
-        i, n = int(i_text), int(n_text)
-    except ValueError:
+    text = str(value)
+    if not text.strip():
         raise VtrbenchError(
-            f"{option} takes i/n (e.g. 0/4, or $SLURM_ARRAY_TASK_ID/4), got {value!r}"
-        ) from None
+            f"{option} is empty ({text!r}); give i/n (e.g. 0/4) or leave the option out to run unsharded"
+        )
+    m = _SHARD.fullmatch(text)
+    if m is None:
+        raise VtrbenchError(
+            f"{option} takes i/n with whole numbers (e.g. 0/4, or $SLURM_ARRAY_TASK_ID/4), got {text!r}"
+        )
+    i, n = int(m.group(1)), int(m.group(2))
     if n < 1 or not 0 <= i < n:
-        raise VtrbenchError(f"{option} {value}: need 0 <= i < n (shards are numbered from 0)")
+        raise VtrbenchError(f"{option} {text.strip()}: need 0 <= i < n (shards are numbered from 0)")
     return Shard(i, n)
 
 

@@ -189,13 +189,14 @@ class Manifest:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> Manifest:
+    def load(cls, path: Path, remedy: str = "use --overwrite to discard it") -> Manifest:
+        """The manifest at ``path``; unreadable: one CacheError line ending with ``remedy``."""
         try:
             return cls(**json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, RecursionError) as e:
             raise CacheError(
                 f"the manifest of an interrupted extraction, {path}, is unreadable "
-                f"({type(e).__name__}); use --overwrite to discard it"
+                f"({type(e).__name__}); {remedy}"
             ) from None
 
 

@@ -247,6 +247,9 @@ def extract(
             f"assembles (or run the same command with --assemble instead of --shard)"
             if summary.missing_parts
             else "rank 0 assembles the cache"
+            if shard_of is not None and shard_of.torchrun
+            else "another process holds the cache's lock and assembles it (if no cache appears, run the same "
+            "command with --assemble instead of --shard)"
         )
         err.print(
             f"[green]shard {summary.shard} done[/] in {summary.seconds:.1f}s: {summary.done_now} videos "
