@@ -10,8 +10,11 @@ fill exactly the gaps: finished parts and finished result files are skipped as a
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -78,12 +81,70 @@ def from_torchrun() -> Shard | None:
     )
 
 
+def refuse(shard: Shard | None, message: str) -> None:
+    """Raise ``message`` as a VtrbenchError; under torchrun only once, from rank 0.
+
+    For an error every rank finds alike (the options are the same for all): each rank printing it
+    and failing made torchrun list every rank in its ``ChildFailedError`` summary. Rank 0 also puts
+    the line into torchrun's error file, so that the summary's root cause names it; the other ranks
+    leave at once, quietly and without a failure of their own (torchrun still exits non-zero).
+    """
+    if shard is None or not shard.torchrun:
+        raise VtrbenchError(message)
+    if shard.index != 0:
+        raise SystemExit(0)
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:
+        try:
+            with open(error_file, "w", encoding="utf-8") as fh:
+                # the layout torch's own @record writes (a plain string makes the agent warn twice)
+                line = f"error: {message}"
+                extra = {"py_callstack": line, "timestamp": str(int(time.time()))}
+                json.dump({"message": {"message": line, "extraInfo": extra}}, fh)
+        except OSError:
+            pass  # the error line on stderr is what matters
+    raise VtrbenchError(message)
+
+
+def die_with_agent() -> None:
+    """Ask Linux to kill this process when its parent, torchrun's agent, dies (even by ``kill -9``).
+
+    Without it the ranks of a killed agent waited at the gloo barrier (2-day timeout), ~1 GB each,
+    10 minutes later. Killing is safe: finished parts are on disk (written atomically) and a rerun
+    resumes them. The agent starts ranks from its main thread, whose exit is what the kernel
+    watches. A peer rank that dies is the living agent's business: it stops the other ranks.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1 and not _init_is_torchrun():
+        os._exit(1)  # the agent died before the request took effect: we were re-parented to init
+
+
+def _init_is_torchrun() -> bool:
+    """In a container torchrun itself may be PID 1: then a parent of 1 is the living agent."""
+    try:
+        cmdline = open("/proc/1/cmdline", "rb").read()  # noqa: SIM115 - read at once
+    except OSError:
+        return True  # cannot tell: do not risk killing a healthy rank
+    return b"torch" in cmdline
+
+
 def resolve(shard_option: str | None, device: str) -> tuple[Shard | None, str]:
     """The shard (from --shard or torchrun, not both) and this process's device."""
-    explicit = parse_shard(shard_option)
     launched = from_torchrun()
-    if explicit is not None and launched is not None:
-        raise VtrbenchError("--shard cannot be combined with torchrun (the rank is the shard)")
+    if launched is not None:
+        die_with_agent()
+    if shard_option is not None and launched is not None:
+        refuse(launched, "--shard cannot be combined with torchrun (the rank is the shard): drop --shard")
+    explicit = parse_shard(shard_option)
     shard = explicit or launched
     if shard is not None and shard.torchrun and device.startswith("cuda") and ":" not in device:
         device = f"cuda:{shard.local_rank}"  # one GPU per process

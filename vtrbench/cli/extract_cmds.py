@@ -160,13 +160,13 @@ def extract(
         raise VtrbenchError(
             "--overwrite and --retry-failed exclude each other (overwrite redoes every video)"
         )
-    from vtrbench.shard import resolve
+    from vtrbench.shard import refuse, resolve
 
     device = _resolve_device(device)
     shard_of, device = resolve(shard, device)
     if shard_of is not None and (overwrite or assemble_only or retry_failed):
         flag = "--overwrite" if overwrite else "--assemble" if assemble_only else "--retry-failed"
-        raise VtrbenchError(f"{flag} cannot be combined with --shard/torchrun (run it once, unsharded)")
+        refuse(shard_of, f"{flag} cannot be combined with --shard/torchrun (run it once, unsharded)")
     # the options are checked before the dataset is read (a large one takes a while to index)
     from vtrbench.extract.preprocess_cfg import parse_triple, resolve_preprocessing
 
