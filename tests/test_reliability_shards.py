@@ -142,3 +142,92 @@ def test_lock_files_are_private_to_their_process() -> None:
     with pipeline._lock(out, Shard(1, 3)):
         assert len(pipeline._LOCK_FDS) == 2
     assert not pipeline._LOCK_FDS and not Path(f"{out}.lock").exists()
+
+
+# ------------------------------------------------------------------ torchrun
+
+
+def test_a_usage_error_under_torchrun_is_said_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vtrbench.shard import refuse, resolve
+
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+    monkeypatch.setattr("vtrbench.shard.die_with_agent", lambda: None)  # this process has no agent
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit) as quiet:  # rank 1 leaves without a word and without a failure
+        resolve("0/2", "cpu")
+    assert quiet.value.code == 0 and not error_file.exists()
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(VtrbenchError, match="--shard cannot be combined with torchrun"):
+        resolve("0/2", "cpu")
+    # torchrun's summary shows the line as the root cause (the layout of torch's own error files)
+    record = json.loads(error_file.read_text())["message"]
+    assert record["message"] == record["extraInfo"]["py_callstack"]
+    assert record["message"].startswith("error: --shard cannot be combined with torchrun")
+    with pytest.raises(VtrbenchError):  # outside torchrun: a plain error, no file
+        refuse(None, "plain")
+
+
+_ORPHAN = r"""
+import os, subprocess, sys, time
+if sys.argv[1] == "parent":
+    child = subprocess.Popen([sys.executable, "-c", sys.argv[2], "child", sys.argv[2], sys.argv[3]])
+    print(child.pid, flush=True)
+    time.sleep(600)
+else:
+    from vtrbench.shard import die_with_agent
+    die_with_agent()
+    open(sys.argv[3], "w").close()
+    time.sleep(600)
+"""
+
+
+def test_a_rank_dies_with_its_agent(tmp_path: Path) -> None:
+    """kill -9 of the parent (torchrun's agent) takes the child (a rank) with it, within seconds."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN, "parent", _ORPHAN, str(tmp_path / "ready")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ready").exists():  # the child has asked for the signal
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        stat = Path(f"/proc/{child}/stat")
+        assert stat.exists()
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child outlived its killed parent"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("point", "victim"), [("part", "agent"), ("barrier", "rank1")])
+def test_torchrun_kill_leaves_no_process_and_resumes(tmp_path: Path, point: str, victim: str) -> None:
+    """kill -9 of torchrun's agent (or a rank): every process of the run gone within a minute (the
+    report: both ranks still at the gloo barrier 10 minutes later), and a torchrun rerun gives the
+    single-process cache. The fault suite's case, run here on its own fixtures (~1-2 min)."""
+    from benchmarks.faults.core import Context
+    from benchmarks.faults.shard_cases import _torchrun_kill_case
+
+    case = _torchrun_kill_case("test", point, victim)
+    folder = tmp_path / "case"
+    folder.mkdir()
+    outcome = case.run(folder, Context(tmp_path / "ctx"))
+    assert outcome.kind == "handled" and outcome.identical_resume, outcome.detail
