@@ -154,6 +154,7 @@ def test_a_usage_error_under_torchrun_is_said_once(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
     monkeypatch.setattr("vtrbench.shard.die_with_agent", lambda: None)  # this process has no agent
+    monkeypatch.setattr("vtrbench.shard.SIBLING_WAIT_S", 0.0)  # nor sibling ranks to wait for
     monkeypatch.setenv("RANK", "1")
     with pytest.raises(SystemExit) as quiet:  # rank 1 leaves without a word and without a failure
         resolve("0/2", "cpu")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from vtrbench.errors import VtrbenchError
 
@@ -81,7 +81,7 @@ def from_torchrun() -> Shard | None:
     )
 
 
-def refuse(shard: Shard | None, message: str) -> None:
+def refuse(shard: Shard | None, message: str) -> NoReturn:
     """Raise ``message`` as a VtrbenchError; under torchrun only once, from rank 0.
 
     For an error every rank finds alike (the options are the same for all): each rank printing it
@@ -93,6 +93,9 @@ def refuse(shard: Shard | None, message: str) -> None:
         raise VtrbenchError(message)
     if shard.index != 0:
         raise SystemExit(0)
+    # A rank still starting when rank 0 fails is stopped by the agent (SIGTERM) and listed as a
+    # failure of its own: let this machine's other ranks reach the same check and leave first.
+    _wait_for_siblings(SIBLING_WAIT_S)
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file:
         try:
@@ -104,6 +107,38 @@ def refuse(shard: Shard | None, message: str) -> None:
         except OSError:
             pass  # the error line on stderr is what matters
     raise VtrbenchError(message)
+
+
+SIBLING_WAIT_S = 30.0
+
+
+def _siblings() -> list[int]:
+    """Living processes with the same parent as this one (under torchrun: this machine's other ranks)."""
+    me, parent = os.getpid(), os.getppid()
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in entries:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="utf-8", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[0] != "Z" and int(fields[1]) == parent:
+            found.append(int(name))
+    return found
+
+
+def _wait_for_siblings(seconds: float) -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    deadline = time.monotonic() + seconds
+    while _siblings() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def die_with_agent() -> None:

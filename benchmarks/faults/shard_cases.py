@@ -723,5 +723,6 @@ def cases() -> list[Case]:
         _torchrun_kill_case("rank1-at-barrier", "barrier", "rank1", 0.1),
         _torchrun_usage_case("with-shard", ["--shard", "0/2"], "--shard"),
         _torchrun_usage_case("with-overwrite", ["--overwrite"], "--overwrite"),
+        _torchrun_usage_case("bad-image-std", ["--image-std", "1e-30"], "--image-std"),
     ]
     return out

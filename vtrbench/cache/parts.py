@@ -122,19 +122,16 @@ def part_is_valid(path: Path, expected_rows: int, identity: dict[str, Any] | Non
         with h5py.File(path, "r") as f:
             if not f.attrs.get("complete", False):
                 return False
-            if not all(f[k].shape[0] == expected_rows for k in f.keys()):
-                return False
+            rows_ok = all(f[k].shape[0] == expected_rows for k in f.keys())
             found = {k: f.attrs[k] for k in IDENTITY_KEYS if k in f.attrs}
     except (OSError, KeyError, ValueError):
         return False
-    if identity is None:
-        return True
-    if "rows_sha256" not in found:
-        return False
+    if identity is None or "rows_sha256" not in found:
+        return rows_ok and identity is None
     found = {k: v.item() if isinstance(v, np.generic) else v for k, v in found.items()}
     found = {k: v.decode() if isinstance(v, bytes) else v for k, v in found.items()}
     if found == identity:
-        return True
+        return rows_ok  # the right part, damaged: made again
     if found.get("config_hash") != identity["config_hash"]:
         other, this = str(found.get("config_hash"))[:8], identity["config_hash"][:8]
         why = f"belongs to another extraction (config {other}, this one {this})"

@@ -170,16 +170,19 @@ def extract(
     # the options are checked before the dataset is read (a large one takes a while to index)
     from vtrbench.extract.preprocess_cfg import parse_triple, resolve_preprocessing
 
-    pre = resolve_preprocessing(
-        model,
-        pretrained,
-        like=preprocess_like,
-        mean=parse_triple(image_mean, "--image-mean"),
-        std=parse_triple(image_std, "--image-std"),
-        interpolation=interpolation,
-        resize_mode=resize_mode,
-    )
-    index = load_dataset(dataset, annotations, video_root)
+    try:
+        pre = resolve_preprocessing(
+            model,
+            pretrained,
+            like=preprocess_like,
+            mean=parse_triple(image_mean, "--image-mean"),
+            std=parse_triple(image_std, "--image-std"),
+            interpolation=interpolation,
+            resize_mode=resize_mode,
+        )
+        index = load_dataset(dataset, annotations, video_root)
+    except VtrbenchError as e:
+        refuse(shard_of, str(e))  # every torchrun rank finds the same: rank 0 says it once
     for w in index.warnings:
         err.print(f"[yellow]warning:[/] {w}")
     if pre.warning:
