@@ -166,7 +166,8 @@ def die_with_agent() -> None:
 def _init_is_torchrun() -> bool:
     """In a container torchrun itself may be PID 1: then a parent of 1 is the living agent."""
     try:
-        cmdline = open("/proc/1/cmdline", "rb").read()  # noqa: SIM115 - read at once
+        with open("/proc/1/cmdline", "rb") as fh:
+            cmdline = fh.read()
     except OSError:
         return True  # cannot tell: do not risk killing a healthy rank
     return b"torch" in cmdline
