@@ -110,6 +110,7 @@ def test_nonfinite_features_stop_the_extraction_naming_the_video(
     assert run_cli(*synth_extract_argv(out)).code == 0 and out.is_file()
 
 
+@pytest.mark.slow  # a whole extraction (captions come after every video); the video check above is fast
 def test_nonfinite_caption_features_are_refused(
     run_cli: Callable[..., Any],
     synth_extract_argv: Callable[..., list[str]],

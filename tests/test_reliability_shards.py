@@ -122,6 +122,7 @@ def test_an_unsharded_run_beside_a_running_shard_is_refused_in_one_line(
     assert not list(tmp_path.glob("*.lock"))
 
 
+@pytest.mark.slow  # two shard runs for one message; the lock semantics are covered by the test above
 def test_the_last_shard_of_two_finishing_together_leaves_assembly_to_the_other(
     run_cli: Callable[..., Any], synth_extract_argv: Callable[..., list[str]], tmp_path: Path
 ) -> None:
