@@ -208,7 +208,7 @@ def test_checkpoint_file_warns_and_like_or_values_choose(tmp_path: Path) -> None
     assert (given.mean, given.std, given.resize_mode, given.warning) == ((0.5,) * 3, (0.5,) * 3, "squash", "")
     with pytest.raises(VtrbenchError, match="--preprocess-like 'webli'.*ViT-B-32"):
         resolve_preprocessing("ViT-B-32", str(ckpt), like="webli")
-    with pytest.raises(VtrbenchError, match="std must be positive"):
+    with pytest.raises(VtrbenchError, match=r"std must lie in \[0.001, 10\]"):
         resolve_preprocessing("ViT-B-32", "openai", std=0)
 
 

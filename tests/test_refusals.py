@@ -28,6 +28,7 @@ from vtrbench.cache import (
     FeatureCache,
     Manifest,
     assemble,
+    part_identity,
     part_path,
     parts_dir,
     write_part,
@@ -151,7 +152,7 @@ def _write_parts(cache: Path, manifest: Manifest, skip: set[tuple[str, int]] = f
     for kind, arrays in (("videos", _video_arrays), ("texts", _text_arrays)):
         for k, (s, e) in enumerate(manifest.chunks(kind)):
             if (kind, k) not in skip:
-                write_part(part_path(cache, kind, k), arrays(s, e))
+                write_part(part_path(cache, kind, k), arrays(s, e), part_identity(manifest, kind, k))
 
 
 def test_manifest_chunks_cover_every_row_once() -> None:

@@ -53,11 +53,14 @@ from vtrbench.cache._io import (
 )
 from vtrbench.cache.assembly import assemble
 from vtrbench.cache.parts import (
+    IDENTITY_KEYS,
     Manifest,
+    PartMismatch,
     backbone_part_is_valid,
     backbone_part_path,
     missing_parts,
     part_failures,
+    part_identity,
     part_is_valid,
     part_path,
     parts_dir,
@@ -72,9 +75,10 @@ from vtrbench.cache.reader import (
 )
 
 __all__ = [
-    "HASH_BLOCK_BYTES", "IN_MEMORY_BYTES", "LIBVER", "READ_BLOCK_ROWS", "REQUIRED_ATTRS", "REQUIRED_TEXTS",
-    "REQUIRED_VIDEOS", "SCHEMA", "SPACE_MARGIN", "STATUS_FAILED", "STATUS_OK", "STR", "TEXT_FIELDS",
-    "VIDEO_FIELDS", "FeatureCache", "Manifest", "assemble", "backbone_part_is_valid", "backbone_part_path",
-    "check_free_space", "combine_digests", "dataset_digest", "disk_free", "fsync_dir", "missing_parts",
-    "part_failures", "part_is_valid", "part_path", "parts_dir", "seal", "write_failed", "write_part",
+    "HASH_BLOCK_BYTES", "IDENTITY_KEYS", "IN_MEMORY_BYTES", "LIBVER", "READ_BLOCK_ROWS", "REQUIRED_ATTRS",
+    "REQUIRED_TEXTS", "REQUIRED_VIDEOS", "SCHEMA", "SPACE_MARGIN", "STATUS_FAILED", "STATUS_OK", "STR",
+    "TEXT_FIELDS", "VIDEO_FIELDS", "FeatureCache", "Manifest", "PartMismatch", "assemble",
+    "backbone_part_is_valid", "backbone_part_path", "check_free_space", "combine_digests", "dataset_digest",
+    "disk_free", "fsync_dir", "missing_parts", "part_failures", "part_identity", "part_is_valid",
+    "part_path", "parts_dir", "seal", "write_failed", "write_part",
 ]  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,10 +26,12 @@ from vtrbench.cache._io import (
     check_free_space,
 )
 from vtrbench.cache.parts import (
+    IDENTITY_KEYS,
     Manifest,
     backbone_part_is_valid,
     backbone_part_path,
     missing_parts,
+    part_identity,
     part_is_valid,
     part_path,
     parts_dir,
@@ -64,8 +65,11 @@ def _assemble(cache_path: Path, manifest: Manifest, reuse: h5py.File | None) -> 
             f"texts {missing['texts'][:5]}"
         )
     want_backbone = bool(manifest.attrs.get("backbone_stored", False))
-    if want_backbone and not backbone_part_is_valid(cache_path):
-        raise CacheError(f"cannot assemble {cache_path}: the backbone weights part is missing")
+    if want_backbone and not backbone_part_is_valid(cache_path, manifest.config_hash):
+        raise CacheError(
+            f"cannot assemble {cache_path}: the backbone weights part {backbone_part_path(cache_path).name} "
+            "is missing or belongs to another extraction; run the same `vtrbench extract` (shard 0 makes it)"
+        )
     tmp = Path(str(cache_path) + ".tmp")
     need = sum(f.stat().st_size for f in parts_dir(cache_path).glob("*.h5"))
     if reuse is not None:
@@ -109,11 +113,11 @@ def _write_cache(out: h5py.File, cache_path: Path, manifest: Manifest, reuse: h5
             dtype=np.float64,
         ).reshape(len(manifest.video_ids), 2)
         _io._create(vg, "window_s", data=win)
-    _copy_parts(cache_path, vg, "videos", manifest.chunks("videos"), reuse)
+    _copy_parts(cache_path, vg, "videos", manifest, reuse)
     tg = out.create_group("texts")
     _io._create(tg, "video", data=np.asarray(manifest.text_video, dtype=np.int32))
     _io._create(tg, "caption", data=np.asarray(manifest.captions, dtype=object), dtype=STR)
-    _copy_parts(cache_path, tg, "texts", manifest.chunks("texts"), reuse)
+    _copy_parts(cache_path, tg, "texts", manifest, reuse)
     sg = out.create_group("splits")
     for name, split in manifest.splits.items():
         g = sg.create_group(name)
@@ -126,7 +130,7 @@ def _write_cache(out: h5py.File, cache_path: Path, manifest: Manifest, reuse: h5
             for name in part.keys():
                 _io._create(bg, name, data=part[name][:])
             for key, value in part.attrs.items():
-                if key != "complete":
+                if key != "complete" and key not in IDENTITY_KEYS:
                     bg.attrs[key] = value
     status = vg["status"][:]
     out.attrs["n_videos"] = len(manifest.video_ids)
@@ -138,13 +142,13 @@ def _write_cache(out: h5py.File, cache_path: Path, manifest: Manifest, reuse: h5
 
 
 def _chunk_sources(
-    cache_path: Path, kind: str, chunks: Sequence[tuple[int, int]], reuse: h5py.File | None
+    cache_path: Path, kind: str, manifest: Manifest, reuse: h5py.File | None
 ) -> list[tuple[Path | None, int, int]]:
     """Where each chunk comes from: its part file, or (None) the rows of the reused cache."""
     out: list[tuple[Path | None, int, int]] = []
-    for k, (start, end) in enumerate(chunks):
+    for k, (start, end) in enumerate(manifest.chunks(kind)):
         part = part_path(cache_path, kind, k)
-        use_part = reuse is None or part_is_valid(part, end - start)
+        use_part = reuse is None or part_is_valid(part, end - start, part_identity(manifest, kind, k))
         out.append((part if use_part else None, start, end))
     return out
 
@@ -153,12 +157,13 @@ def _copy_parts(
     cache_path: Path,
     group: h5py.Group,
     kind: str,
-    chunks: Sequence[tuple[int, int]],
+    manifest: Manifest,
     reuse: h5py.File | None = None,
 ) -> None:
+    chunks = manifest.chunks(kind)
     total = chunks[-1][1] if chunks else 0
     fields = VIDEO_FIELDS if kind == "videos" else TEXT_FIELDS
-    sources = _chunk_sources(cache_path, kind, chunks, reuse)
+    sources = _chunk_sources(cache_path, kind, manifest, reuse)
     # Shapes first: a part whose videos all failed has patch tokens of width 0; the widest wins.
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     for part, _, _ in sources:

@@ -166,27 +166,31 @@ def extract(
         raise VtrbenchError(
             "--overwrite and --retry-failed exclude each other (overwrite redoes every video)"
         )
-    from vtrbench.shard import resolve
+    from vtrbench.shard import refuse, resolve
 
     device = _resolve_device(device)
     shard_of, device = resolve(shard, device)
     if shard_of is not None and (overwrite or assemble_only or retry_failed):
         flag = "--overwrite" if overwrite else "--assemble" if assemble_only else "--retry-failed"
-        raise VtrbenchError(f"{flag} cannot be combined with --shard/torchrun (run it once, unsharded)")
-    index = load_dataset(dataset, annotations, video_root)
-    for w in index.warnings:
-        err.print(f"[yellow]warning:[/] {w}")
+        refuse(shard_of, f"{flag} cannot be combined with --shard/torchrun (run it once, unsharded)")
+    # the options are checked before the dataset is read (a large one takes a while to index)
     from vtrbench.extract.preprocess_cfg import parse_triple, resolve_preprocessing
 
-    pre = resolve_preprocessing(
-        model,
-        pretrained,
-        like=preprocess_like,
-        mean=parse_triple(image_mean, "--image-mean"),
-        std=parse_triple(image_std, "--image-std"),
-        interpolation=interpolation,
-        resize_mode=resize_mode,
-    )
+    try:
+        pre = resolve_preprocessing(
+            model,
+            pretrained,
+            like=preprocess_like,
+            mean=parse_triple(image_mean, "--image-mean"),
+            std=parse_triple(image_std, "--image-std"),
+            interpolation=interpolation,
+            resize_mode=resize_mode,
+        )
+        index = load_dataset(dataset, annotations, video_root)
+    except VtrbenchError as e:
+        refuse(shard_of, str(e))  # every torchrun rank finds the same: rank 0 says it once
+    for w in index.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
     if pre.warning:
         err.print(f"[bold yellow]warning:[/] {pre.warning}", highlight=False)
     image_size = pre.size
@@ -253,6 +257,9 @@ def extract(
             f"assembles (or run the same command with --assemble instead of --shard)"
             if summary.missing_parts
             else "rank 0 assembles the cache"
+            if shard_of is not None and shard_of.torchrun
+            else "another process holds the cache's lock and assembles it (if no cache appears, run the same "
+            "command with --assemble instead of --shard)"
         )
         err.print(
             f"[green]shard {summary.shard} done[/] in {summary.seconds:.1f}s: {summary.done_now} videos "

@@ -38,6 +38,7 @@ from vtrbench.cache import (
     backbone_part_path,
     missing_parts,
     part_failures,
+    part_identity,
     part_is_valid,
     part_path,
     parts_dir,
@@ -147,43 +148,100 @@ _LOCK_FDS: set[int] = set()
 _PARENT_PID = 0
 
 
-@contextmanager
-def _lock(output: Path, shard: Shard | None = None) -> Iterator[None]:
-    # Shards write disjoint parts, so each holds its own lock; assembly holds the cache's.
-    suffix = f".shard{shard.index}of{shard.count}.lock" if shard is not None else ".lock"
-    lock_path = Path(str(output) + suffix)
-    who = f"shard {shard} of " if shard is not None else ""
-    for _ in range(3):
+# A lock held by another process is retried this long: a shard that releases its lock takes it
+# exclusively for a moment to see whether it may remove the file (see _release).
+LOCK_WAIT_S = 1.0
+
+
+def _take(lock_path: Path, exclusive: bool, busy: str) -> int:
+    """An fd holding an flock on ``lock_path`` (exclusive or shared); VtrbenchError ``busy`` if held."""
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
         try:
             # O_CLOEXEC: a program exec'd from here does not inherit the lock either
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
             raise VtrbenchError(f"cannot create the lock file {lock_path} ({e.strerror})") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise VtrbenchError(
-                f"another `vtrbench extract` is writing {who}{output} (lock {lock_path})"
-            ) from None
+            if time.monotonic() > deadline:
+                raise VtrbenchError(busy) from None
+            time.sleep(0.05)
+            continue
         try:
             same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
         if same:
-            break
+            _LOCK_FDS.add(fd)
+            return fd
         # the previous holder removed the file between our open and flock: lock the new one
         os.close(fd)
-    else:
-        raise VtrbenchError(f"another `vtrbench extract` is writing {output} (lock {lock_path})")
-    _LOCK_FDS.add(fd)
+        if time.monotonic() > deadline:
+            raise VtrbenchError(busy)
+
+
+def _release(fd: int, lock_path: Path, exclusive: bool) -> None:
+    """Drop a lock; the file is removed only by a process that holds it alone: a shared holder that
+    removed it while another shard still ran would let an unsharded run lock a fresh file beside it."""
     try:
-        yield
+        if not exclusive:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                exclusive = True
+            except BlockingIOError:
+                pass  # another shard still holds it: the last one out removes the file
+        if exclusive:
+            lock_path.unlink(missing_ok=True)
     finally:
-        # only the holder removes the lock file, whether the run succeeded or failed
-        lock_path.unlink(missing_ok=True)
         _LOCK_FDS.discard(fd)
         os.close(fd)
+
+
+@contextmanager
+def _lock(output: Path, shard: Shard | None = None) -> Iterator[None]:
+    """Who may write ``output`` and its parts: shards (each its own chunks) side by side, or else one
+    process alone (an unsharded run, an assembly).
+
+    Every shard holds ``<cache>.lock`` shared plus its own ``<cache>.shardIofN.lock`` exclusively;
+    an unsharded run or an assembly holds ``<cache>.lock`` exclusively. So an unsharded run started
+    beside a running shard (it would delete or overwrite the shard's parts) is refused in one line,
+    and so is a shard started beside it.
+    """
+    base = Path(str(output) + ".lock")
+    if shard is None:
+        busy = (
+            f"another `vtrbench extract` (a shard, an assembly or an unsharded run) is writing {output} "
+            f"(lock {base}); wait for it to finish"
+        )
+        fd = _take(base, True, busy)
+        try:
+            yield
+        finally:
+            _release(fd, base, True)
+        return
+    shard_lock = Path(f"{output}.shard{shard.index}of{shard.count}.lock")
+    fd = _take(
+        base,
+        False,
+        f"another `vtrbench extract` is writing {output} unsharded or assembling it (lock {base}); "
+        "wait for it to finish",
+    )
+    try:
+        own = _take(
+            shard_lock,
+            True,
+            f"another `vtrbench extract` is writing shard {shard} of {output} (lock {shard_lock})",
+        )
+        try:
+            yield
+        finally:
+            _release(own, shard_lock, True)
+    finally:
+        _release(fd, base, False)
 
 
 def check_output(output: Path) -> None:
@@ -224,7 +282,16 @@ def _clean_leftovers(output: Path, chash: str) -> None:
         shutil.rmtree(pdir, ignore_errors=True)
 
 
-def _existing_cache(output: Path, chash: str, overwrite: bool) -> tuple[bool, dict[str, str], int]:
+def _remedy(shard: Shard | None, plain: str, sharded: str) -> str:
+    """What to do instead: ``plain`` advice suggests --overwrite, which --shard/torchrun refuses."""
+    if shard is None:
+        return plain
+    return sharded + (" (--overwrite works only unsharded)" if "--overwrite" in plain else "")
+
+
+def _existing_cache(
+    output: Path, chash: str, overwrite: bool, shard: Shard | None = None
+) -> tuple[bool, dict[str, str], int]:
     """(same config, failed videos, its video chunk size) of a complete cache at ``output``."""
     try:
         with FeatureCache(output) as existing:
@@ -235,7 +302,8 @@ def _existing_cache(output: Path, chash: str, overwrite: bool) -> tuple[bool, di
         if overwrite:
             return False, {}, 0
         raise CacheError(
-            f"{output} exists but is not a usable vtrbench cache ({e}); use --overwrite"
+            f"{output} exists but is not a usable vtrbench cache ({e}); "
+            + _remedy(shard, "use --overwrite", "move it away or choose another --output")
         ) from None
     return same, failed, chunk
 
@@ -275,13 +343,17 @@ def extract_features(
         chunk_size = opts.video_chunk
         old_failed: dict[str, str] = {}
         if output.exists():
-            same, old_failed, old_chunk = _existing_cache(output, chash, opts.overwrite)
+            same, old_failed, old_chunk = _existing_cache(output, chash, opts.overwrite, shard)
             if not same and not opts.overwrite:
                 with FeatureCache(output) as existing:
                     old_config = existing.config
                 raise CacheError(
                     f"{output} was made with a different config ({_diff(old_config, to_plain(config))}); "
-                    "use --overwrite to replace it or choose another --output"
+                    + _remedy(
+                        shard,
+                        "use --overwrite to replace it or choose another --output",
+                        "choose another --output, or move the old cache away and run every shard again",
+                    )
                 )
             if same and not opts.overwrite:
                 if not (opts.retry_failed and old_failed):
@@ -296,7 +368,12 @@ def extract_features(
         manifest: Manifest | None = None
         if manifest_path.exists():
             try:
-                manifest = Manifest.load(manifest_path)
+                manifest = Manifest.load(
+                    manifest_path,
+                    _remedy(
+                        shard, "use --overwrite to discard it", f"delete {pdir} and run every shard again"
+                    ),
+                )
             except CacheError:
                 if not opts.overwrite:
                     raise
@@ -304,7 +381,13 @@ def extract_features(
                 if not opts.overwrite:
                     raise CacheError(
                         f"an interrupted extraction in {pdir} used a different config "
-                        f"({_diff(manifest.config, to_plain(config))}); use --overwrite to discard it"
+                        f"({_diff(manifest.config, to_plain(config))}); "
+                        + _remedy(
+                            shard,
+                            "use --overwrite to discard it",
+                            "run this shard with the options the other shards used, or delete "
+                            f"{pdir} and run every shard again with the new ones",
+                        )
                     )
                 manifest = None
             if manifest is not None and reuse is not None and manifest.video_chunk != chunk_size:
@@ -349,9 +432,13 @@ def extract_features(
             _run_videos(clip, manifest, config, output, todo["videos"], opts, summary, console)
             _run_texts(clip, manifest, index, config, output, todo["texts"], opts, console)
         owns_backbone = shard is None or shard.index == 0  # one process writes the backbone part
-        if owns_backbone and manifest.attrs.get("backbone_stored") and not backbone_part_is_valid(output):
+        if (
+            owns_backbone
+            and manifest.attrs.get("backbone_stored")
+            and not backbone_part_is_valid(output, manifest.config_hash)
+        ):
             clip = clip or _load_clip(config, opts.device)
-            _write_backbone(clip, output)
+            _write_backbone(clip, output, manifest.config_hash)
         if shard is None:
             manifest.attrs.update(_pos_coverage(output, manifest, reuse))
             assemble(output, manifest, reuse=reuse)
@@ -381,11 +468,10 @@ def _owner_hint(pdir: Path, kind: str, k: int) -> str:
 
 
 def check_parts(output: Path, manifest: Manifest) -> None:
-    """Refuse assembly naming each missing or foreign part and the shard that would make it."""
-    import h5py
-
+    """Refuse assembly naming each missing part and the shard that would make it, or the first part
+    that holds other rows than its name says (see vtrbench.cache.parts.part_identity)."""
     pdir = parts_dir(output)
-    missing = missing_parts(output, manifest)
+    missing = missing_parts(output, manifest)  # raises PartMismatch naming a misplaced part
     problems = [
         f"{part_path(output, kind, k).name}{_owner_hint(pdir, kind, k)}"
         for kind in missing
@@ -397,17 +483,6 @@ def check_parts(output: Path, manifest: Manifest) -> None:
             f"cannot assemble {output}: {len(problems)} part(s) missing: {shown}; run the same "
             "`vtrbench extract` with the --shard i/n named (or without --shard) to make them, then --assemble"
         )
-    for kind in ("videos", "texts"):
-        for k in range(len(manifest.chunks(kind))):
-            path = part_path(output, kind, k)
-            with h5py.File(path, "r") as f:
-                part_hash = f.attrs.get("config_hash")
-            if part_hash is not None and str(part_hash) != manifest.config_hash:
-                raise CacheError(
-                    f"cannot assemble {output}: {path.name} belongs to another extraction (config "
-                    f"{str(part_hash)[:8]}, this one {manifest.config_hash[:8]}); delete it and rerun its "
-                    "shard"
-                )
 
 
 def _assemble_now(output: Path, manifest: Manifest, summary: ExtractSummary) -> None:
@@ -450,7 +525,7 @@ def assemble_shards(
                 f"no extraction parts for {output}: run `vtrbench extract ... --shard i/n` for every "
                 "shard first"
             )
-        manifest = Manifest.load(manifest_path)
+        manifest = Manifest.load(manifest_path, f"delete {parts_dir(output)} and run every shard again")
         if manifest.config_hash != chash:
             raise CacheError(
                 f"the parts in {parts_dir(output)} were made with a different config "
@@ -505,7 +580,8 @@ def _chunks_to_retry(output: Path, manifest: Manifest, failed: dict[str, str]) -
     todo = []
     for k in chunks:
         part = part_path(output, "videos", k)
-        if not part_is_valid(part, ranges[k][1] - ranges[k][0]) or part_failures(part).size:
+        valid = part_is_valid(part, ranges[k][1] - ranges[k][0], part_identity(manifest, "videos", k))
+        if not valid or part_failures(part).size:
             todo.append(k)
     return todo
 
@@ -551,12 +627,13 @@ def _load_clip(config: ExtractConfig, device: str) -> Any:
     return clip
 
 
-def _write_backbone(clip: Any, output: Path) -> None:
+def _write_backbone(clip: Any, output: Path, chash: str) -> None:
     """The text-tower weights ``--init clip`` starts the temporal heads from (one part file)."""
     from vtrbench.extract.backbone import text_tower_init
 
     export = text_tower_init(clip.model, clip.embed_dim)
-    write_part(backbone_part_path(output), export.arrays, export.attrs)
+    # the config hash identifies the part (not copied into the cache: see assembly)
+    write_part(backbone_part_path(output), export.arrays, {**export.attrs, "config_hash": chash})
 
 
 def _make_manifest(
@@ -786,10 +863,11 @@ def _run_videos(
                     f"{frames_done / elapsed:.0f} frames/s",
                 )
             chunk.flush(clip, device, config.patch_tokens, encode_frames)
+            _refuse_nonfinite(chunk.nonfinite_rows(), start, manifest.video_ids, "video", config)
             write_part(
                 part_path(output, "videos", k),
                 chunk.arrays(config.patch_tokens),
-                {"config_hash": manifest.config_hash},
+                part_identity(manifest, "videos", k),
             )
         summary.frames = frames_done
 
@@ -838,6 +916,13 @@ class _ChunkArrays:
                 self.patches[j, :t] = tok_np[at : at + t]
             at += t
         self.pending, self.pending_frames = [], 0
+
+    def nonfinite_rows(self) -> np.ndarray:
+        """Rows whose stored (float16) features hold NaN or inf: an overflow in the encoder."""
+        bad = ~np.isfinite(self.frames).all(axis=(1, 2))
+        if self.patches is not None:
+            bad |= ~np.isfinite(self.patches).reshape(self.n, -1).all(axis=1)
+        return np.flatnonzero(bad)
 
     def arrays(self, patch_tokens: bool) -> dict[str, np.ndarray]:
         out = {
@@ -906,6 +991,8 @@ def _run_texts(
                 progress.update(
                     task, advance=e - s, rate=f"{progress.tasks[task].completed / elapsed:.0f} captions/s"
                 )
+            bad = np.flatnonzero(~np.isfinite(feats).reshape(len(feats), -1).all(axis=1))
+            _refuse_nonfinite(bad, start, None, "caption row", config)
             arrays = {
                 "tokens": feats,
                 "token_ids": tok.token_ids,
@@ -917,7 +1004,24 @@ def _run_texts(
                 arrays["verb_mask"] = tok.verb_mask
                 arrays["verb_source"] = _stream_sources(roles, entries, tok.verb_mask, "verb")
                 arrays["noun_source"] = _stream_sources(roles, entries, tok.noun_mask, "noun")
-            write_part(part_path(output, "texts", k), arrays, {"config_hash": manifest.config_hash})
+            write_part(part_path(output, "texts", k), arrays, part_identity(manifest, "texts", k))
+
+
+def _refuse_nonfinite(
+    rows: np.ndarray, start: int, names: list[str] | None, what: str, config: ExtractConfig
+) -> None:
+    """Stop before a part with NaN/inf features is written (values checked at option time cannot
+    rule out an overflow inside the encoder), naming the first video or caption."""
+    if len(rows) == 0:
+        return
+    row = start + int(rows[0])
+    first = names[row] if names is not None else str(row)
+    more = f" and {len(rows) - 1} more of its chunk" if len(rows) > 1 else ""
+    raise VtrbenchError(
+        f"the encoder gave NaN/inf features for {what} {first}{more} (image mean "
+        f"{tuple(config.image_mean)}, std {tuple(config.image_std)}, precision {config.precision}); "
+        "nothing of that chunk was written, finished parts are kept"
+    )
 
 
 def _stream_sources(roles: list[Any], entries: list[Any], mask: np.ndarray, kind: str) -> np.ndarray:

@@ -28,6 +28,16 @@ from vtrbench.extract.preprocess import CLIP_MEAN, CLIP_STD, INTERPOLATIONS, RES
 
 Triple = tuple[float, float, float]
 
+# Sane bounds of the normalisation values. Pixels are on open_clip's 0-1 scale and every
+# CLIP-family tag uses a mean in [0, 1] and a std in [0.2, 0.5] (OpenAI 0.27, SigLIP 0.5).
+# Normalised pixels are (x - mean) / std with x in [0, 1]: with std >= STD_MIN and
+# |mean| <= MEAN_MAX they stay within (1 + 10) / 1e-3 = 11000, inside float16's range (65504,
+# the encoder's input dtype on CUDA); std 1e-30 or mean 1e30 gave a cache of NaN/inf frames.
+# A std above STD_MAX or a mean beyond MEAN_MAX squeezes every image to almost one value and is
+# almost surely given on the 0-255 scale (ImageNet's 123.675 / 58.395).
+STD_MIN, STD_MAX = 1e-3, 10.0
+MEAN_MAX = 10.0
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -77,6 +87,32 @@ def _triple(value: Any, name: str) -> Triple:
     if len(out) != 3 or not all(math.isfinite(v) for v in out):
         raise VtrbenchError(f"{name} must be 1 or 3 finite numbers, got {value!r}")
     return out  # type: ignore[return-value]
+
+
+def check_mean_std(
+    mean: Any, std: Any, mean_name: str = "image mean", std_name: str = "image std"
+) -> tuple[Triple, Triple]:
+    """Both values as triples, or one VtrbenchError line naming the value and the sane range.
+
+    The single check every way of choosing preprocessing goes through (CLI options, tags, an
+    ExtractConfig built in Python)."""
+    mean_t, std_t = _triple(mean, mean_name), _triple(std, std_name)
+    scale = "; values are on the 0-1 pixel scale (divide 0-255 values by 255)"
+    if any(not STD_MIN <= v <= STD_MAX for v in std_t):
+        hint = scale if max(std_t) > STD_MAX else ""
+        raise VtrbenchError(
+            f"{std_name} must lie in [{STD_MIN:g}, {STD_MAX:g}] (a tiny std overflows the encoder), "
+            f"got {_fmt(std_t)}{hint}"
+        )
+    if any(abs(v) > MEAN_MAX for v in mean_t):
+        raise VtrbenchError(
+            f"{mean_name} must lie in [-{MEAN_MAX:g}, {MEAN_MAX:g}], got {_fmt(mean_t)}{scale}"
+        )
+    return mean_t, std_t
+
+
+def _fmt(t: Triple) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in t) + ")"
 
 
 def parse_triple(text: str | None, option: str) -> Triple | None:
@@ -178,12 +214,15 @@ def resolve_preprocessing(
         raise VtrbenchError(
             f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {values['resize_mode']!r}"
         )
-    std_t = _triple(values["std"], "image std")
-    if any(v <= 0 for v in std_t):
-        raise VtrbenchError(f"image std must be positive, got {std_t}")
+    mean_t, std_t = check_mean_std(
+        values["mean"],
+        values["std"],
+        "--image-mean" if mean is not None else "image mean",
+        "--image-std" if std is not None else "image std",
+    )
     return Preprocessing(
         size=size,
-        mean=_triple(values["mean"], "image mean"),
+        mean=mean_t,
         std=std_t,
         interpolation=interp,
         resize_mode=values["resize_mode"],
@@ -212,9 +251,7 @@ def check_preprocessing(config: Any) -> None:
         raise VtrbenchError(
             f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {config.resize_mode!r}"
         )
-    _triple(config.image_mean, "image mean")
-    if any(v <= 0 for v in _triple(config.image_std, "image std")):
-        raise VtrbenchError(f"image std must be positive, got {tuple(config.image_std)}")
+    check_mean_std(config.image_mean, config.image_std, "image_mean", "image_std")
 
 
 def from_config(config: Any, source: str | None = None) -> Preprocessing:
