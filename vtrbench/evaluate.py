@@ -46,6 +46,9 @@ rank where two scores agree to ~1e-7.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,29 +60,23 @@ import torch
 from vtrbench.errors import VtrbenchError
 from vtrbench.metrics import (
     TIE_POLICY,
+    TOPK,
     TieCounts,
     as_tensor,
     check_mdr,
     check_v2t_protocol,
+    counts_to_json,
     expected_ranks,
     gt_counts,
     retrieval_metrics,
     rsum,
+    topk_indices,
     v2t_counts,
 )
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import POSTPROCESSING
 
 Counter = Callable[[torch.Tensor, slice], TieCounts]
-
-
-@dataclass(frozen=True)
-class GalleryNormalisers:
-    """Per-gallery-item quantities of one direction, each ``(M,)`` for an M-item gallery."""
-
-    dsl_lse: torch.Tensor | None = None  # logsumexp over all test queries of S / tau
-    bank_lse: torch.Tensor | None = None  # logsumexp over the bank of beta * s
-    hubs: torch.Tensor | None = None  # bool: top-1 for some bank query
 
 
 def _chunks(n: int, size: int) -> list[slice]:
@@ -102,6 +99,7 @@ class Scorer:
     n_queries: int
     n_gallery: int
     device: torch.device
+    dtype: torch.dtype = torch.float32  # of the scores ``rows`` returns
 
     def rows(self, rows: slice) -> torch.Tensor:
         """``(n, M)`` raw scores of query rows ``rows`` with all ``M`` gallery items."""
@@ -115,6 +113,7 @@ class EmbeddingScorer(Scorer):
         self.queries, self.gallery = queries, gallery
         self.n_queries, self.n_gallery = queries.shape[0], gallery.shape[0]
         self.device = queries.device
+        self.dtype = torch.promote_types(queries.dtype, gallery.dtype)
 
     def rows(self, rows: slice) -> torch.Tensor:
         return self.queries[rows] @ self.gallery.T
@@ -171,23 +170,145 @@ def _slice(state: dict[str, torch.Tensor], rows: slice) -> dict[str, torch.Tenso
     return {k: v[rows] for k, v in state.items()}
 
 
-def dsl_normalisers(
-    scorer: Scorer, *, logit_scale: float, tau: float, chunk_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over caption chunks giving both DSL softmax denominators (log space).
+# Default limit for holding the caption x video score matrix in memory (bytes); beyond it the
+# matrix is streamed to a temporary file. 10k x 10k float32 is 400 MB.
+MATRIX_BYTES = 1 << 30
+# Row band / column tile of the on-disk matrix: at least this many rows, so that small chunk sizes
+# (pairwise heads use one block side) do not turn into millions of tiny reads.
+_MIN_TILE = 128
 
-    Args:
-        scorer: caption (query) x video (gallery) raw scores, ``Nq x Nv``.
+
+class ScoreMatrix:
+    """The caption x video raw scores of one evaluation, each pair scored exactly once.
+
+    Built by one pass of the caption scorer over ``chunk_size``-row chunks. Held as one tensor on
+    the scorer's device when it takes at most ``max_bytes``; otherwise written to a temporary file
+    in ``tmp_dir`` (default: the system's temp folder) as row bands cut into square tiles, so that
+    a band of rows (t2v) and a band of columns (v2t) are each a few contiguous reads, and memory
+    stays O(tile x gallery). The file is removed by :meth:`close` (also on error: use ``with``).
+    Reads go through ``readinto`` rather than ``np.memmap`` so that the pages stay in the page
+    cache and are not charged to the process's resident memory.
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        *,
+        chunk_size: int,
+        max_bytes: int = MATRIX_BYTES,
+        tmp_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.n_rows, self.n_cols, self.device = scorer.n_queries, scorer.n_gallery, scorer.device
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._file: Any = None
+        self.data: torch.Tensor | None = None
+        self.dtype = scorer.dtype
+        # lossless on disk: float64 stays float64, every narrower float fits float32 exactly
+        self._np_dtype = np.dtype(np.float64 if self.dtype == torch.float64 else np.float32)
+        if self.n_rows * self.n_cols * self.dtype.itemsize <= max_bytes:
+            self.chunk = chunk_size
+            self.data = torch.empty(self.n_rows, self.n_cols, dtype=self.dtype, device=self.device)
+            for rows in _chunks(self.n_rows, chunk_size):
+                self.data[rows] = scorer.rows(rows)
+            return
+        self.chunk = max(chunk_size, _MIN_TILE)
+        self._open(tmp_dir, self.n_rows * self.n_cols * self._np_dtype.itemsize)
+        try:
+            for band in _chunks(self.n_rows, self.chunk):
+                self._write_band(band, scorer.rows(band))
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, tmp_dir: str | os.PathLike[str] | None, need: int) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="vtrbench-scores-", dir=tmp_dir)
+        free = shutil.disk_usage(self._dir.name).free
+        if free < need + (64 << 20):
+            self.close()
+            raise VtrbenchError(
+                f"evaluation needs {need / 2**30:.2f} GiB for its {self.n_rows} x {self.n_cols} score matrix "
+                f"on disk and {tmp_dir or tempfile.gettempdir()} has {free / 2**30:.2f} GiB free: "
+                "point TMPDIR at a larger disk or raise the in-memory limit (matrix_bytes)"
+            )
+        self._file = open(os.path.join(self._dir.name, "scores.bin"), "w+b")  # noqa: SIM115 - closed in close()
+
+    def _tile_offset(self, band: slice, cols: slice) -> int:
+        h = band.stop - band.start
+        return (band.start * self.n_cols + h * cols.start) * self._np_dtype.itemsize
+
+    def _write_band(self, band: slice, raw: torch.Tensor) -> None:
+        a = raw.detach().to("cpu", torch.float64 if self._np_dtype == np.float64 else torch.float32).numpy()
+        self._file.seek(self._tile_offset(band, slice(0, 0)))
+        for cols in _chunks(self.n_cols, self.chunk):
+            self._file.write(np.ascontiguousarray(a[:, cols]).tobytes())
+
+    def _read_tile(self, band: slice, cols: slice) -> np.ndarray:
+        tile = np.empty((band.stop - band.start, cols.stop - cols.start), dtype=self._np_dtype)
+        self._file.seek(self._tile_offset(band, cols))
+        self._file.readinto(memoryview(tile).cast("B"))
+        return tile
+
+    def _to_device(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(self.device, self.dtype)
+
+    def row_chunks(self) -> list[slice]:
+        return _chunks(self.n_rows, self.chunk)
+
+    def col_chunks(self) -> list[slice]:
+        return _chunks(self.n_cols, self.chunk)
+
+    def rows(self, rows: slice) -> torch.Tensor:
+        """``(n, Nv)`` raw scores of captions ``rows`` (a slice of :meth:`row_chunks` on disk)."""
+        if self.data is not None:
+            return self.data[rows]
+        out = np.empty((rows.stop - rows.start, self.n_cols), dtype=self._np_dtype)
+        for cols in self.col_chunks():
+            out[:, cols] = self._read_tile(rows, cols)
+        return self._to_device(out)
+
+    def cols(self, cols: slice) -> torch.Tensor:
+        """``(n, Nq)`` raw scores of videos ``cols`` with every caption (v2t orientation)."""
+        if self.data is not None:
+            return self.data[:, cols].T
+        out = np.empty((cols.stop - cols.start, self.n_rows), dtype=self._np_dtype)
+        for band in self.row_chunks():
+            out[:, band] = self._read_tile(band, cols).T
+        return self._to_device(out)
+
+    @property
+    def on_disk(self) -> bool:
+        return self.data is None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+        self.data = None
+
+    def __enter__(self) -> ScoreMatrix:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def dsl_normalisers(
+    matrix: ScoreMatrix, *, logit_scale: float, tau: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both DSL softmax denominators (log space) from the caption x video matrix.
 
     Returns:
         ``(per_video, per_caption)``: ``(Nv,)`` logsumexp over all captions of
         ``logit_scale * s / tau`` (t2v) and ``(Nq,)`` logsumexp over all videos (v2t),
         float64 holding float32-rounded values.
     """
-    per_video = torch.full((scorer.n_gallery,), -torch.inf, dtype=torch.float64, device=scorer.device)
-    per_caption = torch.empty(scorer.n_queries, dtype=torch.float64, device=scorer.device)
-    for rows in _chunks(scorer.n_queries, chunk_size):
-        z = scorer.rows(rows).to(torch.float64) * (logit_scale / tau)
+    per_video = torch.full((matrix.n_cols,), -torch.inf, dtype=torch.float64, device=matrix.device)
+    per_caption = torch.empty(matrix.n_rows, dtype=torch.float64, device=matrix.device)
+    for rows in matrix.row_chunks():
+        z = matrix.rows(rows).to(torch.float64) * (logit_scale / tau)
         torch.logaddexp(per_video, torch.logsumexp(z, dim=0), out=per_video)
         per_caption[rows] = torch.logsumexp(z, dim=1)
     return _rounded(per_video), _rounded(per_caption)
@@ -196,7 +317,7 @@ def dsl_normalisers(
 def querybank_normalisers(
     scorer: Scorer, *, beta: float, chunk_size: int, k: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """QB-Norm statistics of a gallery from a bank of training queries.
+    """QB-Norm statistics of a gallery from a bank of training queries (one pass over the bank).
 
     Args:
         scorer: bank query (rows) x test gallery raw scores, ``B x M``.
@@ -217,64 +338,126 @@ def querybank_normalisers(
     return _rounded(lse), hubs
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    logit_scale: float
+    tau: float
+    beta: float
+    chunk_size: int
+    qb_k: int
+
+
+# ---------------------------------------------------------------- the table of post-processings
+#
+# A post-processing is two functions: ``prepare(matrix, banks, opts) -> (t2v_state, v2t_state)``
+# computes what it needs from the whole caption x video matrix (and the banks' scores, each scored
+# once), and ``apply(raw, state, opts) -> scores`` turns one chunk of raw query rows into the scores
+# that are ranked. Adding one = one entry in POSTPROCESSORS (plus its name in results.POSTPROCESSING
+# and results.TRANSDUCTIVE).
+
+
+def _prepare_none(matrix: ScoreMatrix, banks: Any, opts: EvalOptions) -> tuple[None, None]:
+    return None, None
+
+
+def _apply_raw(raw: torch.Tensor, state: Any, opts: EvalOptions) -> torch.Tensor:
+    return raw
+
+
+def _prepare_dsl(matrix: ScoreMatrix, banks: Any, opts: EvalOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    return dsl_normalisers(matrix, logit_scale=opts.logit_scale, tau=opts.tau)
+
+
+def _apply_dsl(raw: torch.Tensor, lse: torch.Tensor, opts: EvalOptions) -> torch.Tensor:
+    z = raw.to(torch.float64).mul_(opts.logit_scale)
+    # in place: two float64 blocks per chunk instead of four
+    return (z / opts.tau).sub_(lse).exp_().mul_(z)
+
+
+def _prepare_qbnorm(
+    matrix: ScoreMatrix, banks: tuple[Scorer, Scorer] | None, opts: EvalOptions
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    assert banks is not None
+    kw = dict(beta=opts.beta, chunk_size=opts.chunk_size, k=opts.qb_k)
+    return querybank_normalisers(banks[0], **kw), querybank_normalisers(banks[1], **kw)
+
+
+def _apply_qbnorm(
+    raw: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], opts: EvalOptions
+) -> torch.Tensor:
+    bank_lse, hubs = state
+    top = raw == raw.amax(1, keepdim=True)
+    normalise = (top & hubs).any(1).nonzero().squeeze(1)
+    if normalise.numel() == 0:
+        return raw
+    s = raw.to(torch.float64)
+    s[normalise] = s[normalise].mul_(opts.beta).sub_(bank_lse)
+    return s
+
+
+@dataclass(frozen=True)
+class PostProcessor:
+    prepare: Callable[[ScoreMatrix, Any, EvalOptions], tuple[Any, Any]]
+    apply: Callable[[torch.Tensor, Any, EvalOptions], torch.Tensor]
+
+
+POSTPROCESSORS: dict[str, PostProcessor] = {
+    "raw": PostProcessor(_prepare_none, _apply_raw),
+    "dsl": PostProcessor(_prepare_dsl, _apply_dsl),
+    "qbnorm": PostProcessor(_prepare_qbnorm, _apply_qbnorm),
+}
+
+
 def postprocess(
-    raw: torch.Tensor, post: str, norm: GalleryNormalisers, *, logit_scale: float, tau: float, beta: float
+    raw: torch.Tensor, post: str, state: Any, *, logit_scale: float, tau: float, beta: float
 ) -> torch.Tensor:
     """Scores of one chunk after post-processing ``post`` (rows = queries, columns = the whole gallery).
 
     Args:
         raw: ``(n, M)`` raw similarity of ``n`` queries with all ``M`` gallery items.
-        norm: the gallery's normalisers from the first pass.
+        state: what ``POSTPROCESSORS[post].prepare`` computed for this direction.
 
     Returns:
         ``(n, M)``: ``raw`` itself for ``"raw"``, float64 otherwise; only the order
         within a row is meaningful.
     """
-    if post == "raw":
-        return raw
-    if post == "dsl":
-        z = raw.to(torch.float64).mul_(logit_scale)
-        # in place: two float64 blocks per chunk instead of four
-        return (z / tau).sub_(norm.dsl_lse).exp_().mul_(z)
-    if post == "qbnorm":
-        top = raw == raw.amax(1, keepdim=True)
-        normalise = (top & norm.hubs).any(1).nonzero().squeeze(1)
-        if normalise.numel() == 0:
-            return raw
-        s = raw.to(torch.float64)
-        s[normalise] = s[normalise].mul_(beta).sub_(norm.bank_lse)
-        return s
-    raise AssertionError(post)
+    opts = EvalOptions(logit_scale=logit_scale, tau=tau, beta=beta, chunk_size=1, qb_k=1)
+    return POSTPROCESSORS[post].apply(raw, state, opts)
 
 
 def rank_queries(
-    scorer: Scorer,
+    chunks: Sequence[slice],
+    read: Callable[[slice], torch.Tensor],
+    n_queries: int,
     counter: Counter,
     posts: Sequence[str],
-    norm: GalleryNormalisers,
+    states: dict[str, Any],
+    opts: EvalOptions,
     *,
-    logit_scale: float,
-    tau: float,
-    beta: float,
-    chunk_size: int,
+    topk: int,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, TieCounts]:
-    """Score the queries of ``scorer`` against its gallery chunk by chunk; counts per post-processing.
+) -> tuple[dict[str, TieCounts], dict[str, np.ndarray]]:
+    """Rank query chunks ``read(rows) -> (n, M)`` raw scores; counts and top-k per post-processing.
 
     ``counter(scores, rows)`` turns the ``(n, M)`` scores of query rows ``rows`` into counts;
     ``progress(n)`` (optional) is told after each chunk how many query rows it ranked.
     """
     # Filled in place: keeping small per-chunk arrays alive between the large chunk blocks
     # fragments the heap, and glibc then grows the process by about one block per chunk.
-    out = {p: np.empty((len(TieCounts._fields), scorer.n_queries), dtype=np.int64) for p in posts}
-    for rows in _chunks(scorer.n_queries, chunk_size):
-        raw = scorer.rows(rows)
+    out = {p: np.empty((len(TieCounts._fields), n_queries), dtype=np.int64) for p in posts}
+    top: dict[str, np.ndarray] = {}
+    for rows in chunks:
+        raw = read(rows)
         for p in posts:
-            scores = postprocess(raw, p, norm, logit_scale=logit_scale, tau=tau, beta=beta)
+            scores = POSTPROCESSORS[p].apply(raw, states[p], opts)
             out[p][:, rows] = counter(scores, rows)
+            best = topk_indices(scores, topk)
+            if p not in top:
+                top[p] = np.empty((n_queries, best.shape[1]), dtype=np.int64)
+            top[p][rows] = best
         if progress is not None:
             progress(rows.stop - rows.start)
-    return {p: TieCounts(*counts) for p, counts in out.items()}
+    return {p: TieCounts(*counts) for p, counts in out.items()}, top
 
 
 def _check_embeddings(name: str, x: Any, dim: int | None, device: torch.device | None) -> torch.Tensor:
@@ -341,6 +524,8 @@ def evaluate_embeddings(
     progress: Callable[[int], None] | None = None,
     qb_k: int = 1,
     mdr: str = "standard",
+    matrix_bytes: int = MATRIX_BYTES,
+    tmp_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Text-to-video and video-to-text metrics of a test split, for each post-processing.
 
@@ -389,7 +574,6 @@ def evaluate_embeddings(
         banks = (EmbeddingScorer(t2v_bank, video), EmbeddingScorer(v2t_bank, text))
     return evaluate_scorers(
         EmbeddingScorer(text, video),
-        EmbeddingScorer(video, text),
         query_video,
         logit_scale=logit_scale,
         banks=banks,
@@ -403,6 +587,8 @@ def evaluate_embeddings(
         start=start,
         qb_k=qb_k,
         mdr=mdr,
+        matrix_bytes=matrix_bytes,
+        tmp_dir=tmp_dir,
     )
 
 
@@ -424,6 +610,8 @@ def evaluate_pairwise(
     progress: Callable[[int], None] | None = None,
     qb_k: int = 1,
     mdr: str = "standard",
+    matrix_bytes: int = MATRIX_BYTES,
+    tmp_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate_embeddings` for a pairwise head: same metrics, ties, protocols and post-processings.
 
@@ -462,7 +650,6 @@ def evaluate_pairwise(
         )
     return evaluate_scorers(
         PairScorer(score, text_state, video_state, block=block),
-        PairScorer(score, text_state, video_state, block=block, queries="videos"),
         query_video,
         logit_scale=logit_scale,
         banks=banks,
@@ -476,6 +663,8 @@ def evaluate_pairwise(
         start=start,
         qb_k=qb_k,
         mdr=mdr,
+        matrix_bytes=matrix_bytes,
+        tmp_dir=tmp_dir,
     )
 
 
@@ -494,9 +683,17 @@ def _check_state(name: str, state: Any) -> None:
             raise VtrbenchError(f"{name}[{key!r}] contains NaN or infinite values")
 
 
+def qb_k_message(k: int, n_videos: int, split: str | None = None) -> str:
+    """The one refusal of a QB-Norm ``k`` larger than the test gallery (it would be clamped silently)."""
+    where = f"test split {split!r}" if split else "the test gallery"
+    return (
+        f"qb_k {k} is larger than {where} ({n_videos} usable videos): QB-Norm's hubs are each bank "
+        f"query's top-k test videos, so k must be <= {n_videos}"
+    )
+
+
 def evaluate_scorers(
-    t2v: Scorer,
-    v2t: Scorer,
+    scores: Scorer,
     query_video: torch.Tensor | np.ndarray,
     *,
     logit_scale: float,
@@ -511,63 +708,66 @@ def evaluate_scorers(
     start: float,
     qb_k: int = 1,
     mdr: str = "standard",
+    matrix_bytes: int = MATRIX_BYTES,
+    tmp_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """The shared evaluation of both paths; ``t2v`` scores captions x videos, ``v2t`` videos x captions.
+    """The shared evaluation of both paths; ``scores`` scores captions (rows) x videos (gallery).
 
-    ``banks``: ``(bank captions x test videos, bank videos x test captions)`` scorers for qbnorm.
+    Every (caption, video) pair is scored once, into a :class:`ScoreMatrix`; t2v reads its rows,
+    v2t its columns, and every post-processing is computed from it. ``banks``: ``(bank captions x
+    test videos, bank videos x test captions)`` scorers for qbnorm, each scored once.
     """
-    n_q, n_v = t2v.n_queries, t2v.n_gallery
-    qv = _check_query_video(query_video, n_q, n_v, t2v.device)
+    n_q, n_v = scores.n_queries, scores.n_gallery
+    qv = _check_query_video(query_video, n_q, n_v, scores.device)
     protocol = check_v2t_protocol(v2t_protocol)
     posts = _check_postprocessing(postprocessing, have_banks)
     check_mdr(mdr)
     if isinstance(qb_k, bool) or not isinstance(qb_k, int | np.integer) or qb_k < 1:
         raise VtrbenchError(f"qb_k must be an integer >= 1, got {qb_k!r}")
     k = int(qb_k)
+    if "qbnorm" in posts and k > n_v:
+        raise VtrbenchError(qb_k_message(k, n_v))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise VtrbenchError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     chunk_size = int(chunk_size)
+    if isinstance(matrix_bytes, bool) or not isinstance(matrix_bytes, int | np.integer) or matrix_bytes < 0:
+        raise VtrbenchError(f"matrix_bytes must be an integer >= 0, got {matrix_bytes!r}")
     if not (np.isfinite(logit_scale) and np.isfinite(dsl_tau) and dsl_tau > 0 and np.isfinite(qb_beta)):
         raise VtrbenchError(
             f"need finite logit_scale and qb_beta and dsl_tau > 0 (got {logit_scale}, {qb_beta}, {dsl_tau})"
         )
-    opts = dict(
-        logit_scale=float(logit_scale), tau=float(dsl_tau), beta=float(qb_beta), chunk_size=chunk_size
+    opts = EvalOptions(
+        logit_scale=float(logit_scale), tau=float(dsl_tau), beta=float(qb_beta), chunk_size=chunk_size, qb_k=k
     )
 
-    t2v_norm, v2t_norm = GalleryNormalisers(), GalleryNormalisers()
-    with torch.no_grad():
-        if "dsl" in posts:
-            per_video, per_caption = dsl_normalisers(
-                t2v, logit_scale=opts["logit_scale"], tau=opts["tau"], chunk_size=chunk_size
-            )
-            t2v_norm, v2t_norm = (
-                GalleryNormalisers(dsl_lse=per_video),
-                GalleryNormalisers(dsl_lse=per_caption),
-            )
-        if "qbnorm" in posts:
-            assert banks is not None
-            t2v_norm = GalleryNormalisers(
-                t2v_norm.dsl_lse,
-                *querybank_normalisers(banks[0], beta=opts["beta"], chunk_size=chunk_size, k=k),
-            )
-            v2t_norm = GalleryNormalisers(
-                v2t_norm.dsl_lse,
-                *querybank_normalisers(banks[1], beta=opts["beta"], chunk_size=chunk_size, k=k),
-            )
+    with torch.no_grad(), ScoreMatrix(
+        scores, chunk_size=chunk_size, max_bytes=int(matrix_bytes), tmp_dir=tmp_dir
+    ) as matrix:
+        t2v_states: dict[str, Any] = {}
+        v2t_states: dict[str, Any] = {}
+        for p in posts:
+            t2v_states[p], v2t_states[p] = POSTPROCESSORS[p].prepare(matrix, banks, opts)
 
-        def t2v_counter(scores: torch.Tensor, rows: slice) -> TieCounts:
-            return gt_counts(scores, qv[rows])
+        def t2v_counter(s: torch.Tensor, rows: slice) -> TieCounts:
+            return gt_counts(s, qv[rows])
 
-        def v2t_counter(scores: torch.Tensor, rows: slice) -> TieCounts:
-            videos = torch.arange(rows.start, rows.stop, device=scores.device)
-            return v2t_counts(scores, videos, qv, protocol)
+        def v2t_counter(s: torch.Tensor, rows: slice) -> TieCounts:
+            videos = torch.arange(rows.start, rows.stop, device=s.device)
+            return v2t_counts(s, videos, qv, protocol)
 
-        t2v_counts = rank_queries(t2v, t2v_counter, posts, t2v_norm, progress=progress, **opts)
-        v2t_all = rank_queries(v2t, v2t_counter, posts, v2t_norm, progress=progress, **opts)
+        rank = dict(posts=posts, opts=opts, topk=TOPK, progress=progress)
+        t2v_counts, t2v_top = rank_queries(
+            matrix.row_chunks(), matrix.rows, n_q, t2v_counter, states=t2v_states, **rank
+        )
+        v2t_all, v2t_top = rank_queries(
+            matrix.col_chunks(), matrix.cols, n_v, v2t_counter, states=v2t_states, **rank
+        )
+        on_disk = matrix.on_disk
 
     metrics: dict[str, Any] = {}
     ranks: dict[str, Any] = {}
+    per_query: dict[str, Any] = {}
+    topk: dict[str, Any] = {}
     # CLIP4Clip's multi-sentence path (several captions per video) takes torch.median for t2v only
     lower_t2v = mdr == "clip4clip" and n_q > n_v
     for p in posts:
@@ -575,6 +775,8 @@ def evaluate_scorers(
         m_v2t = retrieval_metrics(v2t_all[p])
         metrics[p] = {"t2v": m_t2v, "v2t": m_v2t, "RSum": rsum(m_t2v, m_v2t)}
         ranks[p] = {"t2v": expected_ranks(t2v_counts[p]).tolist(), "v2t": expected_ranks(v2t_all[p]).tolist()}
+        per_query[p] = {"t2v": counts_to_json(t2v_counts[p]), "v2t": counts_to_json(v2t_all[p])}
+        topk[p] = {"t2v": t2v_top[p].tolist(), "v2t": v2t_top[p].tolist()}
     protocol_info = {
         "n_queries": n_q,
         "n_gallery": n_v,
@@ -593,6 +795,9 @@ def evaluate_scorers(
     return {
         "metrics": metrics,
         "per_query_ranks": ranks,
+        "per_query": per_query,
+        "topk": topk,
         "protocol": protocol_info,
+        "score_matrix": "disk" if on_disk else "memory",
         "eval_s": time.perf_counter() - start,
     }

@@ -523,7 +523,10 @@ def build_result(
             "ties": TIE_POLICY,
             "dsl_inference_tau": config.dsl_tau,
             "qbnorm": {
-                "bank_size": config.qb_bank,
+                # the bank actually used: min(asked, the train split's captions/videos), or None
+                # when qbnorm was not evaluated (no train split); the asked size is in config.qb_bank
+                "bank_size": ((evaluation.get("protocol") or {}).get("qbnorm") or {}).get("bank_size"),
+                "bank_size_asked": config.qb_bank,
                 "beta": config.qb_beta,
                 "k": config.qb_k,
                 "bank_split": config.train_split or None,
@@ -538,6 +541,8 @@ def build_result(
         "metrics": evaluation["metrics"],
         "transductive": {p: TRANSDUCTIVE[p] for p in evaluation["metrics"]},
         "per_query_ranks": evaluation["per_query_ranks"],
+        "per_query": evaluation["per_query"],
+        "topk": evaluation["topk"],
         "history": history,
         "gate": evaluation.get("gate"),
         "timing": timing,
