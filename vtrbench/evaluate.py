@@ -1,16 +1,22 @@
-"""Chunked retrieval evaluation from embeddings, with inference post-processing.
+"""Retrieval evaluation from embeddings or a pairwise head, with inference post-processing.
 
-The full caption x video similarity is never materialised: queries are scored
-``chunk_size`` rows at a time against the whole gallery, each chunk is reduced to
-per-query tie counts (:mod:`vtrbench.metrics`) and dropped, so memory is
-O(chunk_size x gallery). The ranks are those of the dense computation: the only
-full-matrix quantities the post-processings need are per-gallery-item normalisers,
-which a first pass accumulates over all chunks.
+Every (caption, video) pair is scored exactly once per evaluation: one pass of the scorer fills
+the caption x video matrix (:class:`ScoreMatrix`), and t2v (its rows), v2t (its columns), DSL's
+normalisers and every post-processing read it; each QB-Norm bank is scored against the gallery once.
+The matrix is held in memory up to ``matrix_bytes`` (default :data:`MATRIX_BYTES` = 1 GiB: 10k x 10k
+float32 is 400 MB); beyond that it is written to a temporary file (``tmp_dir`` or the system temp
+folder; its free space is checked before scoring, and the file is removed at the end, also on error
+or interrupt), in row bands cut into square tiles, so memory stays O(tile x gallery) with
+tile = max(chunk_size, 128). Results are identical either way (a test checks it). Queries are
+ranked ``chunk_size`` rows at a time; each chunk is reduced to per-query tie counts and top-k
+(:mod:`vtrbench.metrics`) and dropped.
 
 Where the raw scores come from is a :class:`Scorer`: embeddings of a factorised head
 (:func:`evaluate_embeddings`, one matmul per chunk) or the block scorer of a pairwise head
 (:func:`evaluate_pairwise`: each chunk is scored in caption x video blocks, so the head's
 memory is that of one block). Everything below sees only ``(chunk, gallery)`` raw scores.
+The post-processings are a table (:data:`POSTPROCESSORS`): each is a ``prepare`` from the whole
+matrix and the bank scores, and an ``apply`` to a chunk of query rows.
 
 Post-processings, reported side by side (``results.TRANSDUCTIVE`` says which one
 sees all test queries at once):
@@ -51,7 +57,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -60,6 +66,8 @@ import torch
 from vtrbench.errors import VtrbenchError
 from vtrbench.metrics import (
     TIE_POLICY,
+    TIE_RTOL,
+    TIE_TOLERANCE_POLICY,
     TOPK,
     TieCounts,
     as_tensor,
@@ -76,7 +84,7 @@ from vtrbench.metrics import (
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import POSTPROCESSING
 
-Counter = Callable[[torch.Tensor, slice], TieCounts]
+Counter = Callable[[torch.Tensor, torch.Tensor, slice], TieCounts]
 
 
 def _chunks(n: int, size: int) -> list[slice]:
@@ -205,20 +213,26 @@ class ScoreMatrix:
         self.dtype = scorer.dtype
         # lossless on disk: float64 stays float64, every narrower float fits float32 exactly
         self._np_dtype = np.dtype(np.float64 if self.dtype == torch.float64 else np.float32)
+        self.scale = 0.0  # the largest |score|: the tie tolerance's scale (metrics.TIE_RTOL)
         if self.n_rows * self.n_cols * self.dtype.itemsize <= max_bytes:
             self.chunk = chunk_size
             self.data = torch.empty(self.n_rows, self.n_cols, dtype=self.dtype, device=self.device)
             for rows in _chunks(self.n_rows, chunk_size):
-                self.data[rows] = scorer.rows(rows)
+                self.data[rows] = self._seen(scorer.rows(rows))
             return
         self.chunk = max(chunk_size, _MIN_TILE)
         self._open(tmp_dir, self.n_rows * self.n_cols * self._np_dtype.itemsize)
         try:
             for band in _chunks(self.n_rows, self.chunk):
-                self._write_band(band, scorer.rows(band))
+                self._write_band(band, self._seen(scorer.rows(band)))
         except BaseException:
             self.close()
             raise
+
+    def _seen(self, raw: torch.Tensor) -> torch.Tensor:
+        # a max is exact and order-free, so the scale does not depend on the chunks
+        self.scale = max(self.scale, float(raw.abs().max()))
+        return raw
 
     def _open(self, tmp_dir: str | os.PathLike[str] | None, need: int) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="vtrbench-scores-", dir=tmp_dir)
@@ -315,7 +329,7 @@ def dsl_normalisers(
 
 
 def querybank_normalisers(
-    scorer: Scorer, *, beta: float, chunk_size: int, k: int = 1
+    scorer: Scorer, *, beta: float, chunk_size: int, k: int = 1, delta: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """QB-Norm statistics of a gallery from a bank of training queries (one pass over the bank).
 
@@ -325,15 +339,16 @@ def querybank_normalisers(
     Returns:
         ``(lse, hubs)``: ``(M,)`` logsumexp over the bank of ``beta * s`` (float64
         holding float32-rounded values) and ``(M,)`` bool, True for items that are
-        among the top ``k`` (ties at the k-th score included) of at least one bank query
-        (the official ``get_retrieved_videos(train_test, k)``, default 1).
+        among the top ``k`` (ties at the k-th score included: within ``2 * delta`` of it, the
+        rounding band of two scores) of at least one bank query (the official
+        ``get_retrieved_videos(train_test, k)``, default 1).
     """
     lse = torch.full((scorer.n_gallery,), -torch.inf, dtype=torch.float64, device=scorer.device)
     hubs = torch.zeros(scorer.n_gallery, dtype=torch.bool, device=scorer.device)
     for rows in _chunks(scorer.n_queries, chunk_size):
         s = scorer.rows(rows)
         kth = s.amax(1, keepdim=True) if k == 1 else s.topk(min(k, s.shape[1]), dim=1).values[:, -1:]
-        hubs |= (s >= kth).any(0)
+        hubs |= (s >= kth - 2 * delta).any(0)
         torch.logaddexp(lse, torch.logsumexp(s.to(torch.float64).mul_(beta), dim=0), out=lse)
     return _rounded(lse), hubs
 
@@ -345,6 +360,7 @@ class EvalOptions:
     beta: float
     chunk_size: int
     qb_k: int
+    delta: float = 0.0  # each raw score's rounding bound: TIE_RTOL * the matrix's largest |score|
 
 
 # ---------------------------------------------------------------- the table of post-processings
@@ -360,45 +376,53 @@ def _prepare_none(matrix: ScoreMatrix, banks: Any, opts: EvalOptions) -> tuple[N
     return None, None
 
 
-def _apply_raw(raw: torch.Tensor, state: Any, opts: EvalOptions) -> torch.Tensor:
-    return raw
+Scored = tuple[torch.Tensor, torch.Tensor]  # (scores, each score's rounding bound, broadcastable)
+
+
+def _apply_raw(raw: torch.Tensor, state: Any, opts: EvalOptions) -> Scored:
+    return raw, torch.full((raw.shape[0], 1), opts.delta, dtype=raw.dtype, device=raw.device)
 
 
 def _prepare_dsl(matrix: ScoreMatrix, banks: Any, opts: EvalOptions) -> tuple[torch.Tensor, torch.Tensor]:
     return dsl_normalisers(matrix, logit_scale=opts.logit_scale, tau=opts.tau)
 
 
-def _apply_dsl(raw: torch.Tensor, lse: torch.Tensor, opts: EvalOptions) -> torch.Tensor:
+def _apply_dsl(raw: torch.Tensor, lse: torch.Tensor, opts: EvalOptions) -> Scored:
     z = raw.to(torch.float64).mul_(opts.logit_scale)
-    # in place: two float64 blocks per chunk instead of four
-    return (z / opts.tau).sub_(lse).exp_().mul_(z)
+    w = (z / opts.tau).sub_(lse).exp_()  # the softmax weight over the queries
+    # first-order bound of z * w when z carries L*delta and lse up to L*delta/tau:
+    # w*L*delta + |z*w|*(L*delta/tau + L*delta/tau)
+    slack = z.abs().mul_(2 / opts.tau).add_(1).mul_(w).mul_(opts.logit_scale * opts.delta)
+    return z.mul_(w), slack
 
 
 def _prepare_qbnorm(
     matrix: ScoreMatrix, banks: tuple[Scorer, Scorer] | None, opts: EvalOptions
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     assert banks is not None
-    kw = dict(beta=opts.beta, chunk_size=opts.chunk_size, k=opts.qb_k)
+    kw = dict(beta=opts.beta, chunk_size=opts.chunk_size, k=opts.qb_k, delta=opts.delta)
     return querybank_normalisers(banks[0], **kw), querybank_normalisers(banks[1], **kw)
 
 
-def _apply_qbnorm(
-    raw: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], opts: EvalOptions
-) -> torch.Tensor:
+def _apply_qbnorm(raw: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], opts: EvalOptions) -> Scored:
     bank_lse, hubs = state
-    top = raw == raw.amax(1, keepdim=True)
+    # the query's top-1 items: everything within the rounding band of two scores of the maximum
+    top = raw >= raw.amax(1, keepdim=True) - 2 * opts.delta
     normalise = (top & hubs).any(1).nonzero().squeeze(1)
+    slack = torch.full((raw.shape[0], 1), opts.delta, dtype=torch.float64, device=raw.device)
     if normalise.numel() == 0:
-        return raw
+        return raw, slack.to(raw.dtype)
     s = raw.to(torch.float64)
     s[normalise] = s[normalise].mul_(opts.beta).sub_(bank_lse)
-    return s
+    # beta*s carries beta*delta, the bank's logsumexp up to beta*delta
+    slack[normalise] = 2 * opts.beta * opts.delta
+    return s, slack
 
 
 @dataclass(frozen=True)
 class PostProcessor:
     prepare: Callable[[ScoreMatrix, Any, EvalOptions], tuple[Any, Any]]
-    apply: Callable[[torch.Tensor, Any, EvalOptions], torch.Tensor]
+    apply: Callable[[torch.Tensor, Any, EvalOptions], Scored]
 
 
 POSTPROCESSORS: dict[str, PostProcessor] = {
@@ -422,7 +446,7 @@ def postprocess(
         within a row is meaningful.
     """
     opts = EvalOptions(logit_scale=logit_scale, tau=tau, beta=beta, chunk_size=1, qb_k=1)
-    return POSTPROCESSORS[post].apply(raw, state, opts)
+    return POSTPROCESSORS[post].apply(raw, state, opts)[0]
 
 
 def rank_queries(
@@ -439,7 +463,8 @@ def rank_queries(
 ) -> tuple[dict[str, TieCounts], dict[str, np.ndarray]]:
     """Rank query chunks ``read(rows) -> (n, M)`` raw scores; counts and top-k per post-processing.
 
-    ``counter(scores, rows)`` turns the ``(n, M)`` scores of query rows ``rows`` into counts;
+    ``counter(scores, slack, rows)`` turns the ``(n, M)`` scores of query rows ``rows`` and their
+    rounding bounds into counts;
     ``progress(n)`` (optional) is told after each chunk how many query rows it ranked.
     """
     # Filled in place: keeping small per-chunk arrays alive between the large chunk blocks
@@ -449,8 +474,8 @@ def rank_queries(
     for rows in chunks:
         raw = read(rows)
         for p in posts:
-            scores = POSTPROCESSORS[p].apply(raw, states[p], opts)
-            out[p][:, rows] = counter(scores, rows)
+            scores, slack = POSTPROCESSORS[p].apply(raw, states[p], opts)
+            out[p][:, rows] = counter(scores, slack, rows)
             best = topk_indices(scores, topk)
             if p not in top:
                 top[p] = np.empty((n_queries, best.shape[1]), dtype=np.int64)
@@ -551,13 +576,18 @@ def evaluate_embeddings(
         qb_k: QB-Norm hubs are the top-``qb_k`` gallery items of each bank query (official default 1).
         mdr: ``"standard"`` (np.median) or ``"clip4clip"`` (t2v MdR is the lower middle rank when the
             split has more captions than videos, as CLIP4Clip's multi-sentence path).
+        matrix_bytes: the largest caption x video score matrix held in memory; a larger one goes
+            to a temporary file in ``tmp_dir`` (default: the system's temp folder).
 
     Returns:
         ``{"metrics": {post: {"t2v": {...}, "v2t": {...}, "RSum": float}},
         "per_query_ranks": {post: {"t2v": [Nq floats], "v2t": [Nv floats]}},
-        "protocol": {...}, "eval_s": float}``; metric dicts as
-        :func:`vtrbench.metrics.retrieval_metrics`, ranks are expected ranks in
-        query order (captions, then videos).
+        "per_query": {post: {"t2v": counts, "v2t": counts}}, "topk": {post: {"t2v": [[int]],
+        "v2t": [[int]]}}, "protocol": {...}, "score_matrix": "memory" | "disk", "eval_s": float}``;
+        metric dicts as :func:`vtrbench.metrics.retrieval_metrics`, ranks are expected ranks in
+        query order (captions, then videos), ``counts`` the tie counts they come from
+        (:func:`vtrbench.metrics.counts_to_json`), ``topk`` each query's best 10 gallery indices
+        (results/README.md).
     """
     start = time.perf_counter()
     text = _check_embeddings("text_emb", text_emb, None, None)
@@ -624,9 +654,9 @@ def evaluate_pairwise(
         bank_text_state, bank_video_state: states of the QB-Norm banks (training captions,
             scored against the test videos; training videos, against the test captions).
 
-    Each post-processing reads the scores in query chunks of ``chunk_size`` rows, each
-    computed block by block; the scores are recomputed for each pass (DSL normalisers,
-    t2v, v2t) rather than stored, so nothing of size ``Nq x Nv`` is ever held.
+    The caption x video matrix is scored once, ``chunk_size`` caption rows at a time, each
+    computed block by block, and held in memory or in a temporary file (``matrix_bytes``); every
+    direction and post-processing reads it (module docstring).
     """
     start = time.perf_counter()
     for name, state in (("text_state", text_state), ("video_state", video_state)):
@@ -743,17 +773,18 @@ def evaluate_scorers(
     with torch.no_grad(), ScoreMatrix(
         scores, chunk_size=chunk_size, max_bytes=int(matrix_bytes), tmp_dir=tmp_dir
     ) as matrix:
+        opts = replace(opts, delta=TIE_RTOL * matrix.scale)
         t2v_states: dict[str, Any] = {}
         v2t_states: dict[str, Any] = {}
         for p in posts:
             t2v_states[p], v2t_states[p] = POSTPROCESSORS[p].prepare(matrix, banks, opts)
 
-        def t2v_counter(s: torch.Tensor, rows: slice) -> TieCounts:
-            return gt_counts(s, qv[rows])
+        def t2v_counter(s: torch.Tensor, slack: torch.Tensor, rows: slice) -> TieCounts:
+            return gt_counts(s, qv[rows], slack)
 
-        def v2t_counter(s: torch.Tensor, rows: slice) -> TieCounts:
+        def v2t_counter(s: torch.Tensor, slack: torch.Tensor, rows: slice) -> TieCounts:
             videos = torch.arange(rows.start, rows.stop, device=s.device)
-            return v2t_counts(s, videos, qv, protocol)
+            return v2t_counts(s, videos, qv, protocol, slack)
 
         rank = dict(posts=posts, opts=opts, topk=TOPK, progress=progress)
         t2v_counts, t2v_top = rank_queries(
@@ -762,7 +793,7 @@ def evaluate_scorers(
         v2t_all, v2t_top = rank_queries(
             matrix.col_chunks(), matrix.cols, n_v, v2t_counter, states=v2t_states, **rank
         )
-        on_disk = matrix.on_disk
+        on_disk, scale = matrix.on_disk, matrix.scale
 
     metrics: dict[str, Any] = {}
     ranks: dict[str, Any] = {}
@@ -782,7 +813,8 @@ def evaluate_scorers(
         "n_gallery": n_v,
         "v2t_multi_caption": protocol,
         "mdr": mdr,
-        "ties": TIE_POLICY,
+        "ties": f"{TIE_POLICY}; {TIE_TOLERANCE_POLICY}",
+        "tie_tolerance": {"relative": TIE_RTOL, "scale": scale, "raw_band": 2 * TIE_RTOL * scale},
         "dsl_inference_tau": float(dsl_tau),
         "qbnorm": None
         if "qbnorm" not in posts or banks is None

@@ -49,6 +49,20 @@ TIE_POLICY = (
     "tied at that score (c = 1 except v2t any-caption), so P(rank <= K) = clip((K-g)/(t+1), 0, 1) for c = 1; "
     "MdR = np.median, MnR = mean of the expected ranks; without ties identical to CLIP4Clip compute_metrics"
 )
+# Relative tie tolerance of evaluation (vtrbench.evaluate): every raw score carries a rounding bound
+# delta = TIE_RTOL * (the largest |score| of the test matrix); two scores whose difference is within
+# the sum of their bounds are tied. 2^-20 = 8 float32 ulps of the largest score. Measured (D = 512,
+# 12 frames, 32 tokens, and the tests' D = 16): a pairwise head's block shape moves its scores by
+# <= 3 such ulps (xpool 9e-8 of 0.25, wti 6e-8 of 0.49) and reversed twins of order-free heads differ
+# by <= 2.6, so a twin pair (16 ulps of band) is tied whatever the blocks, with a 3x margin or more.
+TIE_RTOL = 2.0**-20
+TIE_TOLERANCE_POLICY = (
+    "tolerance: each raw score s carries the rounding bound delta = 2^-20 * max|s| over the test matrix "
+    "(protocol.tie_tolerance); two scores are tied when they differ by at most the sum of their bounds; "
+    "dsl scores carry delta pushed through DSL (w*L*delta*(1 + 2|L s|/tau), w = the softmax weight), "
+    "qbnorm-normalised rows 2*beta*delta; QB-Norm's top-1/top-k hub tests use the same bands; so ranks "
+    "do not depend on eval_block or chunk_size"
+)
 RECALL_KS = (1, 5, 10, 50)
 V2T_PROTOCOLS = ("clip4clip", "any-caption")
 # MdR conventions. "standard": np.median (mean of the two middle ranks for an even count).
@@ -141,12 +155,33 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.int64).numpy()
 
 
-def gt_counts(scores: ArrayLike, gt: ArrayLike) -> TieCounts:
+def _slack_at(slack: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The bound of each row's item ``idx`` (``(N, 1)``), for a full ``(N, M)`` or broadcast slack."""
+    if slack.ndim == 2 and slack.shape[1] > 1:
+        return slack.gather(1, idx)
+    return slack.reshape(-1, 1) if slack.ndim == 2 else slack.reshape(1, 1).expand(idx.shape[0], 1)
+
+
+def _as_slack(slack: ArrayLike | float | None, s: torch.Tensor) -> torch.Tensor | None:
+    if slack is None:
+        return None
+    t = torch.as_tensor(slack, device=s.device).to(s.dtype if s.is_floating_point() else torch.float64)
+    if t.ndim == 0:
+        t = t.reshape(1, 1).expand(s.shape[0], 1)
+    if t.ndim != 2 or t.shape[0] != s.shape[0] or t.shape[1] not in (1, s.shape[1]):
+        raise VtrbenchError(f"slack of shape {tuple(t.shape)} does not fit scores {tuple(s.shape)}")
+    return t
+
+
+def gt_counts(scores: ArrayLike, gt: ArrayLike, slack: ArrayLike | float | None = None) -> TieCounts:
     """Counts for queries with exactly one correct item.
 
     Args:
         scores: ``(N, M)`` scores, row = query, column = gallery item (higher = better).
         gt: ``(N,)`` int, the column of each row's correct item.
+        slack: None (exact equality is a tie), or each score's rounding bound, ``(N, M)``, ``(N, 1)``
+            or a scalar: item ``j`` is tied with the correct item ``c`` when
+            ``|s_j - s_c| <= slack_j + slack_c`` and above it when ``s_j - s_c`` exceeds that.
 
     Returns:
         :class:`TieCounts` with ``tied_correct`` all 1.
@@ -154,17 +189,27 @@ def gt_counts(scores: ArrayLike, gt: ArrayLike) -> TieCounts:
     s = _as_scores(scores)
     g = _as_index(gt, s.shape[0], s.shape[1], "gt", s.device)
     target = s.gather(1, g[:, None])
-    higher = _count(s > target)
-    tied = _count(s == target) - 1
+    u = _as_slack(slack, s)
+    if u is None:
+        higher = _count(s > target)
+        tied = _count(s == target) - 1
+    else:
+        band = u + _slack_at(u, g[:, None])
+        diff = s - target
+        higher = _count(diff > band)
+        tied = _count(diff.abs_() <= band) - 1
     return TieCounts(_to_numpy(higher), _to_numpy(tied), np.ones(s.shape[0], dtype=np.int64))
 
 
-def best_correct_counts(scores: ArrayLike, correct: ArrayLike) -> TieCounts:
+def best_correct_counts(
+    scores: ArrayLike, correct: ArrayLike, slack: ArrayLike | float | None = None
+) -> TieCounts:
     """Counts for queries with one or more correct items; the best-scoring one is ranked.
 
     Args:
         scores: ``(N, M)`` scores, row = query.
         correct: ``(N, M)`` bool, True where the item is correct; every row needs one.
+        slack: rounding bounds as in :func:`gt_counts` (None: exact ties).
 
     Returns:
         :class:`TieCounts`; correct items below the best one are not competitors.
@@ -175,8 +220,18 @@ def best_correct_counts(scores: ArrayLike, correct: ArrayLike) -> TieCounts:
         raise VtrbenchError(f"correct mask shape {tuple(m.shape)} does not match scores {tuple(s.shape)}")
     if s.shape[0] and not bool(m.any(1).all()):
         raise VtrbenchError("every query needs at least one correct item")
-    best = s.masked_fill(~m, -torch.inf).amax(1, keepdim=True)
-    above, equal, wrong = s > best, s == best, ~m
+    masked = s.masked_fill(~m, -torch.inf)
+    u = _as_slack(slack, s)
+    if u is None:
+        best = masked.amax(1, keepdim=True)
+        above, equal = s > best, s == best
+    else:
+        arg = masked.argmax(1, keepdim=True)
+        best = s.gather(1, arg)
+        band = u + _slack_at(u, arg)
+        diff = s - best
+        above, equal = diff > band, diff.abs_() <= band
+    wrong = ~m
     return TieCounts(
         _to_numpy(_count(above & wrong)), _to_numpy(_count(equal & wrong)), _to_numpy(_count(equal & m))
     )
@@ -346,7 +401,11 @@ def group_max(scores: torch.Tensor, item_group: torch.Tensor, n_groups: int) -> 
 
 
 def v2t_counts(
-    video_scores: ArrayLike, videos: ArrayLike, caption_video: ArrayLike, protocol: str = "clip4clip"
+    video_scores: ArrayLike,
+    videos: ArrayLike,
+    caption_video: ArrayLike,
+    protocol: str = "clip4clip",
+    slack: ArrayLike | float | None = None,
 ) -> TieCounts:
     """Video-to-text counts for a block of query videos.
 
@@ -356,6 +415,8 @@ def v2t_counts(
         caption_video: ``(Nq,)`` int, the video of each caption; every video in
             ``0 .. max`` must own a caption for ``clip4clip``.
         protocol: ``"clip4clip"`` or ``"any-caption"`` (module note).
+        slack: rounding bounds as in :func:`gt_counts` (None: exact ties); under ``clip4clip`` a
+            caption group's bound is that of its best caption.
 
     Returns:
         :class:`TieCounts` of the ``n`` query videos.
@@ -365,9 +426,15 @@ def v2t_counts(
     cap = as_tensor(caption_video, device=s.device).to(torch.int64)
     n_videos = int(cap.max()) + 1 if cap.numel() else 0
     v = _as_index(videos, s.shape[0], n_videos, "videos", s.device)
+    u = _as_slack(slack, s)
     if protocol == "clip4clip":
-        return gt_counts(group_max(s, cap, n_videos), v)
-    return best_correct_counts(s, cap[None, :] == v[:, None])
+        grouped = group_max(s, cap, n_videos)
+        if u is not None and u.shape[1] > 1:
+            # a group's bound is that of its best caption (the largest one if several tie for best)
+            at_best = s == grouped.index_select(1, cap)
+            u = group_max(torch.where(at_best, u.expand_as(s), -torch.inf), cap, n_videos)
+        return gt_counts(grouped, v, u)
+    return best_correct_counts(s, cap[None, :] == v[:, None], u)
 
 
 def _check_query_video(sim: torch.Tensor, query_video: ArrayLike) -> torch.Tensor:

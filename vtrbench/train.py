@@ -327,6 +327,7 @@ def evaluate_head(
     qb_k: int = 1,
     mdr: str = "standard",
     block: tuple[int, int] | None = None,
+    matrix_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``head`` on ``test``: the one entry point for factorised and pairwise heads.
 
@@ -334,12 +335,17 @@ def evaluate_head(
     head's states and block scorer go to vtrbench.evaluate.evaluate_pairwise, scored in
     ``block`` (default: the head's ``eval_block``) caption x video blocks.
     ``progress``: an optional rich Progress; the ranking pass shows as one task on it.
+    ``matrix_bytes``: the largest caption x video score matrix held in memory (default
+    ``vtrbench.evaluate.MATRIX_BYTES``); a larger one is streamed to a temporary file.
     """
     from vtrbench.evaluate import evaluate_embeddings, evaluate_pairwise
 
     use_bank = bank is not None and "qbnorm" in postprocessing
     posts = tuple(p for p in postprocessing if p != "qbnorm" or use_bank)
+    from vtrbench.evaluate import MATRIX_BYTES
+
     common: dict[str, Any] = dict(
+        matrix_bytes=MATRIX_BYTES if matrix_bytes is None else matrix_bytes,
         logit_scale=float(head.logit_scale().item()),
         dsl_tau=dsl_tau,
         qb_beta=qb_beta,
@@ -520,7 +526,8 @@ def build_result(
             "n_gallery": test.n_videos,
             "excluded_failed_videos": test.excluded_videos,
             "v2t_multi_caption": config.v2t_protocol,
-            "ties": TIE_POLICY,
+            "ties": evaluation["protocol"].get("ties", TIE_POLICY),
+            "tie_tolerance": evaluation["protocol"].get("tie_tolerance"),
             "dsl_inference_tau": config.dsl_tau,
             "qbnorm": {
                 # the bank actually used: min(asked, the train split's captions/videos), or None
