@@ -8,8 +8,6 @@ gallery cannot give it; the real bank size recorded).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -126,14 +124,15 @@ def test_topk_of_post_processed_scores_and_small_galleries() -> None:
 
 def _count_factorised(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     pairs: list[int] = []
-    original = ev.EmbeddingScorer.rows
+    for method in ("rows", "columns"):
+        original = getattr(ev.EmbeddingScorer, method)
 
-    def counting(self: ev.EmbeddingScorer, rows: slice) -> torch.Tensor:
-        out = original(self, rows)
-        pairs.append(out.numel())
-        return out
+        def counting(self: ev.EmbeddingScorer, part: slice, original=original) -> torch.Tensor:
+            out = original(self, part)
+            pairs.append(out.numel())
+            return out
 
-    monkeypatch.setattr(ev.EmbeddingScorer, "rows", counting)
+        monkeypatch.setattr(ev.EmbeddingScorer, method, counting)
     return pairs
 
 
@@ -211,20 +210,27 @@ def test_matrix_file_is_removed_when_scoring_fails(monkeypatch: pytest.MonkeyPat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_matrix_too_big_for_the_disk_is_refused_before_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
-    text, video, qv, _, _ = make_split(4, n_videos=20)
+def test_without_room_on_disk_the_scores_are_recomputed_per_pass(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    text, video, qv, bank_text, bank_video = make_split(4, n_videos=20, n_bank=30)
+    kw = dict(logit_scale=SCALE, bank_text=bank_text, bank_video=bank_video, chunk_size=8)
+    memory = evaluate_embeddings(text, video, qv, **kw)
     pairs = _count_factorised(monkeypatch)
-    monkeypatch.setattr(
-        ev.shutil, "disk_usage", lambda path: type("U", (), {"free": 1000, "total": 1000, "used": 0})()
-    )
-    with pytest.raises(VtrbenchError, match="GiB free") as err:
-        evaluate_embeddings(text, video, qv, logit_scale=SCALE, matrix_bytes=0)
-    assert "\n" not in str(err.value) and sum(pairs) == 0
-    assert not [
-        p for p in Path(tempfile.gettempdir()).glob("vtrbench-scores-*") if p.stat().st_uid == os.getuid()
-    ]
+    monkeypatch.setattr(ev.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1000})())
+    again = evaluate_embeddings(text, video, qv, matrix_bytes=0, tmp_dir=tmp_path, **kw)
+    assert again["score_matrix"] == "recomputed"
+    for key in ("metrics", "per_query", "topk"):
+        assert again[key] == memory[key], key
+    n, m = len(qv), len(video)
+    # scale pass, DSL normalisers, t2v rows, v2t columns; each bank once
+    assert sum(pairs) == 4 * n * m + len(bank_text) * m + len(bank_video) * n
+    assert list(tmp_path.iterdir()) == []
     with pytest.raises(VtrbenchError, match="matrix_bytes"):
         evaluate_embeddings(text, video, qv, logit_scale=SCALE, matrix_bytes=-1)
+    with pytest.raises(VtrbenchError, match="temporary folder") as err:
+        evaluate_embeddings(text, video, qv, logit_scale=SCALE, matrix_bytes=0, tmp_dir="/nonexistent/dir")
+    assert "\n" not in str(err.value)
 
 
 # ------------------------------------------------------------------ qb_k

@@ -7,7 +7,9 @@ The matrix is held in memory up to ``matrix_bytes`` (default :data:`MATRIX_BYTES
 float32 is 400 MB); beyond that it is written to a temporary file (``tmp_dir`` or the system temp
 folder; its free space is checked before scoring, and the file is removed at the end, also on error
 or interrupt), in row bands cut into square tiles, so memory stays O(tile x gallery) with
-tile = max(chunk_size, 128). Results are identical either way (a test checks it). Queries are
+tile = max(chunk_size, 128); where the disk has no room either, the scores are recomputed for each
+pass (up to 4 passes). The result's ``score_matrix`` says which; the counts are identical in all
+three (tests/test_evaluate_once.py). Queries are
 ranked ``chunk_size`` rows at a time; each chunk is reduced to per-query tie counts and top-k
 (:mod:`vtrbench.metrics`) and dropped.
 
@@ -113,6 +115,13 @@ class Scorer:
         """``(n, M)`` raw scores of query rows ``rows`` with all ``M`` gallery items."""
         raise NotImplementedError
 
+    def columns(self, cols: slice) -> torch.Tensor:
+        """``(n, Nq)`` raw scores of gallery items ``cols`` with every query (the transposed side).
+
+        Only used when the score matrix can be neither held nor stored (:class:`ScoreMatrix`).
+        """
+        raise NotImplementedError
+
 
 class EmbeddingScorer(Scorer):
     """``queries @ gallery.T``: the fast path of factorised heads."""
@@ -125,6 +134,9 @@ class EmbeddingScorer(Scorer):
 
     def rows(self, rows: slice) -> torch.Tensor:
         return self.queries[rows] @ self.gallery.T
+
+    def columns(self, cols: slice) -> torch.Tensor:
+        return self.gallery[cols] @ self.queries.T
 
 
 class PairScorer(Scorer):
@@ -155,15 +167,22 @@ class PairScorer(Scorer):
         self.device = next(iter(text_state.values())).device
 
     def rows(self, rows: slice) -> torch.Tensor:
+        return self._blocks(rows, self.transposed)
+
+    def columns(self, cols: slice) -> torch.Tensor:
+        return self._blocks(cols, not self.transposed)
+
+    def _blocks(self, rows: slice, videos_first: bool) -> torch.Tensor:
         n = rows.stop - rows.start
-        out = torch.empty(n, self.n_gallery, dtype=torch.float32, device=self.device)
-        q_step, g_step = (self.block[1], self.block[0]) if self.transposed else self.block
+        n_other = _state_len(self.text if videos_first else self.video)
+        out = torch.empty(n, n_other, dtype=torch.float32, device=self.device)
+        q_step, g_step = (self.block[1], self.block[0]) if videos_first else self.block
         for q in _chunks(n, q_step):
             q_rows = slice(rows.start + q.start, rows.start + q.stop)
-            q_state = _slice(self.video if self.transposed else self.text, q_rows)
-            for g in _chunks(self.n_gallery, g_step):
-                g_state = _slice(self.text if self.transposed else self.video, g)
-                if self.transposed:
+            q_state = _slice(self.video if videos_first else self.text, q_rows)
+            for g in _chunks(n_other, g_step):
+                g_state = _slice(self.text if videos_first else self.video, g)
+                if videos_first:
                     out[q, g] = self.score(g_state, q_state).T
                 else:
                     out[q, g] = self.score(q_state, g_state)
@@ -195,7 +214,10 @@ class ScoreMatrix:
     a band of rows (t2v) and a band of columns (v2t) are each a few contiguous reads, and memory
     stays O(tile x gallery). The file is removed by :meth:`close` (also on error: use ``with``).
     Reads go through ``readinto`` rather than ``np.memmap`` so that the pages stay in the page
-    cache and are not charged to the process's resident memory.
+    cache and are not charged to the process's resident memory. When the temporary folder has no
+    room for the file either, nothing is refused: the scores are computed again for each pass
+    (a first pass for the tie scale, DSL's normalisers, t2v by rows, v2t by columns), as
+    before score-once; ``kind`` says which of the three happened.
     """
 
     def __init__(
@@ -209,6 +231,7 @@ class ScoreMatrix:
         self.n_rows, self.n_cols, self.device = scorer.n_queries, scorer.n_gallery, scorer.device
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._file: Any = None
+        self._scorer: Scorer | None = None
         self.data: torch.Tensor | None = None
         self.dtype = scorer.dtype
         # lossless on disk: float64 stays float64, every narrower float fits float32 exactly
@@ -221,7 +244,13 @@ class ScoreMatrix:
                 self.data[rows] = self._seen(scorer.rows(rows))
             return
         self.chunk = max(chunk_size, _MIN_TILE)
-        self._open(tmp_dir, self.n_rows * self.n_cols * self._np_dtype.itemsize)
+        if not self._open(tmp_dir, self.n_rows * self.n_cols * self._np_dtype.itemsize):
+            # no room on disk either: score again for each pass (rows for DSL and t2v, columns for
+            # v2t), the scale from a first pass; ties make the last bits of rows vs columns moot
+            self.chunk, self._scorer = chunk_size, scorer
+            for rows in _chunks(self.n_rows, chunk_size):
+                self._seen(scorer.rows(rows))
+            return
         try:
             for band in _chunks(self.n_rows, self.chunk):
                 self._write_band(band, self._seen(scorer.rows(band)))
@@ -234,17 +263,20 @@ class ScoreMatrix:
         self.scale = max(self.scale, float(raw.abs().max()))
         return raw
 
-    def _open(self, tmp_dir: str | os.PathLike[str] | None, need: int) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="vtrbench-scores-", dir=tmp_dir)
-        free = shutil.disk_usage(self._dir.name).free
-        if free < need + (64 << 20):
-            self.close()
+    def _open(self, tmp_dir: str | os.PathLike[str] | None, need: int) -> bool:
+        """Create the temporary file; False (nothing left behind) when the disk has no room for it."""
+        try:
+            self._dir = tempfile.TemporaryDirectory(prefix="vtrbench-scores-", dir=tmp_dir)
+        except OSError as e:
             raise VtrbenchError(
-                f"evaluation needs {need / 2**30:.2f} GiB for its {self.n_rows} x {self.n_cols} score matrix "
-                f"on disk and {tmp_dir or tempfile.gettempdir()} has {free / 2**30:.2f} GiB free: "
-                "point TMPDIR at a larger disk or raise the in-memory limit (matrix_bytes)"
-            )
+                f"cannot create a temporary folder for the score matrix in {tmp_dir or tempfile.gettempdir()}"
+                f" ({e.strerror or e}); set TMPDIR or tmp_dir to a writable folder"
+            ) from None
+        if shutil.disk_usage(self._dir.name).free < need + (256 << 20):
+            self.close()
+            return False
         self._file = open(os.path.join(self._dir.name, "scores.bin"), "w+b")  # noqa: SIM115 - closed in close()
+        return True
 
     def _tile_offset(self, band: slice, cols: slice) -> int:
         h = band.stop - band.start
@@ -275,6 +307,8 @@ class ScoreMatrix:
         """``(n, Nv)`` raw scores of captions ``rows`` (a slice of :meth:`row_chunks` on disk)."""
         if self.data is not None:
             return self.data[rows]
+        if self._scorer is not None:
+            return self._scorer.rows(rows)
         out = np.empty((rows.stop - rows.start, self.n_cols), dtype=self._np_dtype)
         for cols in self.col_chunks():
             out[:, cols] = self._read_tile(rows, cols)
@@ -284,14 +318,19 @@ class ScoreMatrix:
         """``(n, Nq)`` raw scores of videos ``cols`` with every caption (v2t orientation)."""
         if self.data is not None:
             return self.data[:, cols].T
+        if self._scorer is not None:
+            return self._scorer.columns(cols)
         out = np.empty((cols.stop - cols.start, self.n_rows), dtype=self._np_dtype)
         for band in self.row_chunks():
             out[:, band] = self._read_tile(band, cols).T
         return self._to_device(out)
 
     @property
-    def on_disk(self) -> bool:
-        return self.data is None
+    def kind(self) -> str:
+        """Where the scores live: ``memory``, ``disk`` (a temporary file) or ``recomputed`` per pass."""
+        if self.data is not None:
+            return "memory"
+        return "recomputed" if self._scorer is not None else "disk"
 
     def close(self) -> None:
         if self._file is not None:
@@ -793,7 +832,7 @@ def evaluate_scorers(
         v2t_all, v2t_top = rank_queries(
             matrix.col_chunks(), matrix.cols, n_v, v2t_counter, states=v2t_states, **rank
         )
-        on_disk, scale = matrix.on_disk, matrix.scale
+        kind, scale = matrix.kind, matrix.scale
 
     metrics: dict[str, Any] = {}
     ranks: dict[str, Any] = {}
@@ -830,6 +869,6 @@ def evaluate_scorers(
         "per_query": per_query,
         "topk": topk,
         "protocol": protocol_info,
-        "score_matrix": "disk" if on_disk else "memory",
+        "score_matrix": kind,
         "eval_s": time.perf_counter() - start,
     }

@@ -22,6 +22,17 @@ every query weighs the same, where CLIP4Clip's code counts a query with ``t`` ti
 ``t + 1`` times. MdR and MnR are the median (``np.median``) and the mean of the
 expected ranks.
 
+NOTE: What is a tie. The counting functions take an optional ``slack``, each score's rounding
+bound: ``j`` is tied with the correct item ``c`` when ``|s_j - s_c| <= slack_j + slack_c``, above it
+beyond that. Without ``slack`` (the default, and ``t2v_metrics``/``v2t_metrics`` on a matrix you
+pass) ties are exact equality. :mod:`vtrbench.evaluate` always passes one: ``delta = TIE_RTOL *
+max|s|`` over the test matrix for raw scores (``TIE_RTOL = 2^-20``, 8 float32 ulps of the largest
+score), pushed through each post-processing, because the last bits of a score depend on how the
+work was cut (a pairwise head's block shape, the chunk size) and exact equality would make
+near-ties (reversed twins under an order-free head) tied or not depending on the cut. Result files
+record it in ``protocol.tie_tolerance``. Top-k lists (:func:`topk_indices`) order exactly equal
+scores by gallery index; scores within the tolerance but not equal keep their computed order.
+
 NOTE: Multiple captions per video. Text-to-video: every caption is a query over
 the videos. Video-to-text, two named protocols:
 
