@@ -260,7 +260,8 @@ class ScoreMatrix:
 
     def _seen(self, raw: torch.Tensor) -> torch.Tensor:
         # a max is exact and order-free, so the scale does not depend on the chunks
-        self.scale = max(self.scale, float(raw.abs().max()))
+        low, high = torch.aminmax(raw)
+        self.scale = max(self.scale, float(high), -float(low))
         return raw
 
     def _open(self, tmp_dir: str | os.PathLike[str] | None, need: int) -> bool:
@@ -317,7 +318,8 @@ class ScoreMatrix:
     def cols(self, cols: slice) -> torch.Tensor:
         """``(n, Nq)`` raw scores of videos ``cols`` with every caption (v2t orientation)."""
         if self.data is not None:
-            return self.data[:, cols].T
+            # a contiguous copy (n x Nq float32): every post-processing then runs on dense rows
+            return self.data[:, cols].T.contiguous()
         if self._scorer is not None:
             return self._scorer.columns(cols)
         out = np.empty((cols.stop - cols.start, self.n_rows), dtype=self._np_dtype)

@@ -204,11 +204,15 @@ def gt_counts(scores: ArrayLike, gt: ArrayLike, slack: ArrayLike | float | None 
     if u is None:
         higher = _count(s > target)
         tied = _count(s == target) - 1
+    elif u.shape[1] == 1:  # one bound per row: two comparisons against the band's edges
+        band = 2 * u
+        higher = _count(s > target + band)
+        tied = _count(s >= target - band) - higher - 1
     else:
         band = u + _slack_at(u, g[:, None])
         diff = s - target
         higher = _count(diff > band)
-        tied = _count(diff.abs_() <= band) - 1
+        tied = _count(diff >= band.neg_()) - higher - 1  # -band <= diff <= band
     return TieCounts(_to_numpy(higher), _to_numpy(tied), np.ones(s.shape[0], dtype=np.int64))
 
 
@@ -262,13 +266,21 @@ def topk_indices(scores: ArrayLike, k: int) -> np.ndarray:
     k = min(int(k), m)
     if k <= 0 or n == 0:
         return np.zeros((n, max(k, 0)), dtype=np.int64)
-    kth = s.topk(k, dim=1).values[:, -1:]
-    above = s > kth
-    equal = s == kth
-    # everything above the k-th value is in; the k-th value's ties fill the rest in index order
-    need = k - _count(above)
-    take = above | (equal & (equal.cumsum(1, dtype=torch.int32) <= need[:, None]))
-    idx = take.nonzero()[:, 1].view(n, k)  # row-major nonzero: index order within each row
+    top = s.topk(k, dim=1)
+    kth = top.values[:, -1:]
+    idx = top.indices
+    # rows where the k-th value is tied beyond the k picked: topk chose among the ties arbitrarily
+    ambiguous = (_count(s >= kth) > k).nonzero().squeeze(1)
+    if ambiguous.numel():
+        sa, kth_a = s.index_select(0, ambiguous), kth.index_select(0, ambiguous)
+        above, equal = sa > kth_a, sa == kth_a
+        need = k - _count(above)
+        # everything above the k-th value is in; the k-th value's ties fill the rest in index order
+        take = above | (equal & (equal.cumsum(1, dtype=torch.int32) <= need[:, None]))
+        idx = idx.clone()
+        idx[ambiguous] = take.nonzero()[:, 1].view(-1, k)  # row-major: index order within each row
+    # best first, equal scores by gallery index: sort the picks by index, then stably by score
+    idx = idx.sort(dim=1).values
     order = s.gather(1, idx).sort(dim=1, descending=True, stable=True).indices
     return _to_numpy(idx.gather(1, order))
 
@@ -395,6 +407,12 @@ def check_v2t_protocol(protocol: str) -> str:
     return protocol
 
 
+def _is_identity(item_group: torch.Tensor, n_groups: int) -> bool:
+    return item_group.numel() == n_groups and bool(
+        (item_group == torch.arange(n_groups, device=item_group.device)).all()
+    )
+
+
 def group_max(scores: torch.Tensor, item_group: torch.Tensor, n_groups: int) -> torch.Tensor:
     """Max over the columns of each group: ``(N, M)`` scores, ``(M,)`` int group -> ``(N, n_groups)``.
 
@@ -402,6 +420,8 @@ def group_max(scores: torch.Tensor, item_group: torch.Tensor, n_groups: int) -> 
     a column permutation, done as a gather because it is cheaper than a scatter.
     """
     n, m = scores.shape
+    if m == n_groups and _is_identity(item_group, n_groups):
+        return scores  # one column per group, in group order (a test split of one caption per video)
     if m == n_groups:
         first = torch.full((n_groups,), -1, dtype=torch.int64, device=scores.device)
         first[item_group] = torch.arange(m, device=scores.device)
@@ -438,6 +458,8 @@ def v2t_counts(
     n_videos = int(cap.max()) + 1 if cap.numel() else 0
     v = _as_index(videos, s.shape[0], n_videos, "videos", s.device)
     u = _as_slack(slack, s)
+    if protocol == "clip4clip" and _is_identity(cap, s.shape[1]):
+        return gt_counts(s, v, u)  # one caption per video, in video order: nothing to group
     if protocol == "clip4clip":
         grouped = group_max(s, cap, n_videos)
         if u is not None and u.shape[1] > 1:
