@@ -362,3 +362,40 @@ def test_eval_records_the_real_bank_and_refuses_an_impossible_qb_k(
         for d, counts in dirs.items():
             assert 100 * recall_from_counts(counts, 1).mean() == data["metrics"][post][d]["R@1"]
             assert expected_ranks(counts_from_json(counts)).tolist() == data["per_query_ranks"][post][d]
+
+
+# ------------------------------------------------------------------ the before/after benchmark
+
+
+def test_score_once_benchmark_counts_pairs_against_the_old_evaluation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    rev = "a87963e"  # the last commit before score-once
+    known = subprocess.run(["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=root, capture_output=True)
+    if known.returncode != 0:
+        pytest.skip(f"git history without {rev} (shallow clone?)")
+    path = root / "benchmarks" / "eval.py"
+    spec = importlib.util.spec_from_file_location("vtrbench_benchmark_eval_once", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    out = tmp_path / "once.json"
+    argv = ["--score-once-vs", rev, "--once-size", "60", "--once-pairwise", "wti", "--once-pair-size", "12",
+            "--repeats", "1", "--bank", "30", "--device", "cpu", "--json", str(out)]  # fmt: skip
+    bench.main(argv)
+    assert "pairs/N^2 before" in capsys.readouterr().out
+    rows = {(r["scorer"], r["posts"]): r for r in json.loads(out.read_text())["results"]}
+    assert {k: (r["pairs_before"], r["pairs_after"]) for k, r in rows.items()} == {
+        ("factorised", "raw"): (2.0, 1.0),
+        ("factorised", "raw+dsl"): (3.0, 1.0),
+        ("factorised", "raw+dsl+qbnorm"): (3.0 + 1.0, 1.0 + 1.0),  # two banks of 30 against 60
+        ("wti", "raw+dsl"): (3.0, 1.0),
+        ("wti", "raw+dsl+qbnorm"): (13.0, 11.0),  # banks 5x the test, as in the issue
+    }
+    assert all(r["ranks_equal_exact_ties"] for r in rows.values())
