@@ -243,15 +243,15 @@ def evaluate_module_at(rev: str) -> Any:
 
 def _count_pairs(mod: Any, pairs: list[int]) -> None:
     """Wrap ``mod.EmbeddingScorer`` so that every score it computes is counted in ``pairs``."""
-    for method in ("rows", "columns"):
+    for method in ("rows", "rows_into", "columns"):
         original = getattr(mod.EmbeddingScorer, method, None)
         if original is None or getattr(original, "_counting", False):
             continue
 
-        def counting(self: Any, part: slice, original: Any = original) -> torch.Tensor:
-            out = original(self, part)
-            pairs.append(out.numel())
-            return out
+        def counting(self: Any, part: slice, *out: torch.Tensor, original: Any = original) -> torch.Tensor:
+            scores = original(self, part, *out)
+            pairs.append(scores.numel())
+            return scores
 
         counting._counting = True  # type: ignore[attr-defined]
         setattr(mod.EmbeddingScorer, method, counting)

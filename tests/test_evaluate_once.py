@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -124,13 +125,13 @@ def test_topk_of_post_processed_scores_and_small_galleries() -> None:
 
 def _count_factorised(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     pairs: list[int] = []
-    for method in ("rows", "columns"):
+    for method in ("rows", "rows_into", "columns"):
         original = getattr(ev.EmbeddingScorer, method)
 
-        def counting(self: ev.EmbeddingScorer, part: slice, original=original) -> torch.Tensor:
-            out = original(self, part)
-            pairs.append(out.numel())
-            return out
+        def counting(self: ev.EmbeddingScorer, part: slice, *out: torch.Tensor, original=original) -> Any:
+            scores = original(self, part, *out)
+            pairs.append(scores.numel())
+            return scores
 
         monkeypatch.setattr(ev.EmbeddingScorer, method, counting)
     return pairs

@@ -266,11 +266,15 @@ def topk_indices(scores: ArrayLike, k: int) -> np.ndarray:
     k = min(int(k), m)
     if k <= 0 or n == 0:
         return np.zeros((n, max(k, 0)), dtype=np.int64)
-    top = s.topk(k, dim=1)
-    kth = top.values[:, -1:]
-    idx = top.indices
-    # rows where the k-th value is tied beyond the k picked: topk chose among the ties arbitrarily
-    ambiguous = (_count(s >= kth) > k).nonzero().squeeze(1)
+    top = s.topk(min(k + 1, m), dim=1)
+    kth = top.values[:, k - 1 : k]
+    idx = top.indices[:, :k]
+    # rows where the k-th value is tied beyond the k picked (the (k+1)-th equals it): topk chose
+    # among those ties arbitrarily
+    if k < m:
+        ambiguous = (top.values[:, k] == top.values[:, k - 1]).nonzero().squeeze(1)
+    else:
+        ambiguous = torch.zeros(0, dtype=torch.int64, device=s.device)
     if ambiguous.numel():
         sa, kth_a = s.index_select(0, ambiguous), kth.index_select(0, ambiguous)
         above, equal = sa > kth_a, sa == kth_a
