@@ -465,6 +465,8 @@ def _apply_dsl(raw: torch.Tensor, lse: torch.Tensor, opts: EvalOptions) -> Score
     w = (z / opts.tau).sub_(lse).exp_()  # the softmax weight over the queries
     # first-order bound of z * w when z carries L*delta and lse up to L*delta/tau:
     # w*L*delta + |z*w|*(L*delta/tau + L*delta/tau)
+    if opts.delta == 0:  # exact ties (an all-zero matrix, or tolerance switched off)
+        return z.mul_(w), torch.zeros((raw.shape[0], 1), dtype=torch.float64, device=raw.device)
     slack = z.abs().mul_(2 / opts.tau).add_(1).mul_(w).mul_(opts.logit_scale * opts.delta)
     return z.mul_(w), slack
 

@@ -204,6 +204,9 @@ def gt_counts(scores: ArrayLike, gt: ArrayLike, slack: ArrayLike | float | None 
     if u is None:
         higher = _count(s > target)
         tied = _count(s == target) - 1
+    elif u.shape[1] == 1 and not bool(u.any()):  # no slack: exact ties, the fast path
+        higher = _count(s > target)
+        tied = _count(s == target) - 1
     elif u.shape[1] == 1:  # one bound per row: two comparisons against the band's edges
         band = 2 * u
         higher = _count(s > target + band)
