@@ -461,7 +461,8 @@ def _prepare_dsl(matrix: ScoreMatrix, banks: Any, opts: EvalOptions) -> tuple[to
 
 
 def _apply_dsl(raw: torch.Tensor, lse: torch.Tensor, opts: EvalOptions) -> Scored:
-    z = raw.to(torch.float64).mul_(opts.logit_scale)
+    # copy=True: float64 scores are otherwise the matrix itself, and in-place ops would change it
+    z = raw.to(torch.float64, copy=True).mul_(opts.logit_scale)
     w = (z / opts.tau).sub_(lse).exp_()  # the softmax weight over the queries
     # first-order bound of z * w when z carries L*delta and lse up to L*delta/tau:
     # w*L*delta + |z*w|*(L*delta/tau + L*delta/tau)
@@ -487,7 +488,7 @@ def _apply_qbnorm(raw: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], o
     slack = torch.full((raw.shape[0], 1), opts.delta, dtype=torch.float64, device=raw.device)
     if normalise.numel() == 0:
         return raw, slack.to(raw.dtype)
-    s = raw.to(torch.float64)
+    s = raw.to(torch.float64, copy=True)  # never write into the score matrix
     s[normalise] = s[normalise].mul_(opts.beta).sub_(bank_lse)
     # beta*s carries beta*delta, the bank's logsumexp up to beta*delta
     slack[normalise] = 2 * opts.beta * opts.delta
