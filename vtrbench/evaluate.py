@@ -468,8 +468,10 @@ def _apply_dsl(raw: torch.Tensor, lse: torch.Tensor, opts: EvalOptions) -> Score
     # w*L*delta + |z*w|*(L*delta/tau + L*delta/tau)
     if opts.delta == 0:  # exact ties (an all-zero matrix, or tolerance switched off)
         return z.mul_(w), torch.zeros((raw.shape[0], 1), dtype=torch.float64, device=raw.device)
-    slack = z.abs().mul_(2 / opts.tau).add_(1).mul_(w).mul_(opts.logit_scale * opts.delta)
-    return z.mul_(w), slack
+    v = z.mul_(w)
+    # w*L*delta*(1 + 2|z|/tau) = L*delta*(w + 2|v|/tau), written into w: three passes, one buffer
+    slack = w.add_(v.abs(), alpha=2 / opts.tau).mul_(opts.logit_scale * opts.delta)
+    return v, slack
 
 
 def _prepare_qbnorm(
