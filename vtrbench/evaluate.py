@@ -240,6 +240,8 @@ def default_matrix_bytes() -> int:
             f"{MATRIX_BYTES_ENV}={text!r}: give a number of bytes, optionally with K, M or G (e.g. 2G)"
         )
     return int(number) * scale
+
+
 # Row band / column tile of the on-disk matrix: at least this many rows, so that small chunk sizes
 # (pairwise heads use one block side) do not turn into millions of tiny reads.
 _MIN_TILE = 128
@@ -280,8 +282,12 @@ class ScoreMatrix:
         self._np_dtype = np.dtype(np.float64 if self.dtype == torch.float64 else np.float32)
         self.scale = 0.0  # the largest |score|: the tie tolerance's scale (metrics.TIE_RTOL)
         if self.n_rows * self.n_cols * self.dtype.itemsize <= max_bytes:
+            try:
+                self.data = torch.empty(self.n_rows, self.n_cols, dtype=self.dtype, device=self.device)
+            except (MemoryError, RuntimeError):  # under the limit but not available (e.g. GPU memory)
+                self.data = None
+        if self.data is not None:
             self.chunk = chunk_size
-            self.data = torch.empty(self.n_rows, self.n_cols, dtype=self.dtype, device=self.device)
             for rows in _chunks(self.n_rows, chunk_size):
                 self._seen(scorer.rows_into(rows, self.data[rows]))
             return
