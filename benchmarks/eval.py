@@ -27,6 +27,7 @@ Run: ``python benchmarks/eval.py`` (see benchmarks/README.md).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,168 @@ def run_pairwise(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+# ------------------------------------------------------------------ score once: before vs after
+
+
+def evaluate_module_at(rev: str) -> Any:
+    """``vtrbench/evaluate.py`` as it was at git revision ``rev``, loaded beside today's (same metrics)."""
+    import subprocess
+    import types
+
+    src = subprocess.run(
+        ["git", "show", f"{rev}:vtrbench/evaluate.py"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    name = f"_vtrbench_evaluate_{rev[:12]}"
+    mod = types.ModuleType(name)
+    mod.__file__ = f"{rev}:vtrbench/evaluate.py"
+    sys.modules[name] = mod  # dataclasses look their module up
+    exec(compile(src, mod.__file__, "exec"), mod.__dict__)
+    return mod
+
+
+def _count_pairs(mod: Any, pairs: list[int]) -> None:
+    """Wrap ``mod.EmbeddingScorer`` so that every score it computes is counted in ``pairs``."""
+    for method in ("rows", "rows_into", "columns"):
+        original = getattr(mod.EmbeddingScorer, method, None)
+        if original is None or getattr(original, "_counting", False):
+            continue
+
+        def counting(self: Any, part: slice, *out: torch.Tensor, original: Any = original) -> torch.Tensor:
+            scores = original(self, part, *out)
+            pairs.append(scores.numel())
+            return scores
+
+        counting._counting = True  # type: ignore[attr-defined]
+        setattr(mod.EmbeddingScorer, method, counting)
+
+
+def _once_call(kind: str, size: int, posts: tuple[str, ...], bank: int, args: argparse.Namespace,
+               counted: list[int]) -> Any:  # fmt: skip
+    """``call(module) -> evaluation`` of one score-once row, on inputs drawn once."""
+    g = torch.Generator().manual_seed(size)
+    if kind == "factorised":
+        text = unit_embeddings(size, args.dim, g, args.device)
+        video = unit_embeddings(size, args.dim, g, args.device)
+        banks = {}
+        if "qbnorm" in posts:
+            banks = {"bank_text": unit_embeddings(bank, args.dim, g, args.device),
+                     "bank_video": unit_embeddings(bank, args.dim, g, args.device)}  # fmt: skip
+
+        def call(mod: Any) -> Any:
+            return mod.evaluate_embeddings(
+                text, video, torch.arange(size), logit_scale=100.0, postprocessing=posts,
+                chunk_size=args.chunk, **banks,
+            )  # fmt: skip
+
+        return call
+
+    from vtrbench.heads.base import create_head
+
+    torch.manual_seed(0)
+    head = create_head(kind, embed_dim=args.dim).eval()
+    block = tuple(args.block) if args.block else head.eval_block
+
+    def states(count: int) -> tuple[dict, dict]:
+        with torch.no_grad():
+            t = head.text_state(random_features(count, args.words, args.dim, g, "text"))
+            v = head.video_state(random_features(count, args.frames, args.dim, g, "video"))
+        return t, v
+
+    ts, vs = states(size)
+    banks = {}
+    if "qbnorm" in posts:
+        bts, bvs = states(bank)
+        banks = {"bank_text_state": bts, "bank_video_state": bvs}
+
+    def score(t: dict, v: dict) -> torch.Tensor:
+        counted.append(next(iter(t.values())).shape[0] * next(iter(v.values())).shape[0])
+        return head.score_states(t, v)
+
+    def call(mod: Any) -> Any:
+        with torch.no_grad():
+            return mod.evaluate_pairwise(
+                score, ts, vs, torch.arange(size), logit_scale=float(head.logit_scale()), block=block,
+                chunk_size=max(block), postprocessing=posts, **banks,
+            )  # fmt: skip
+
+    return call
+
+
+def _moved(a: dict, b: dict) -> int:
+    """Queries whose expected rank differs between two evaluations (all post-processings, both ways)."""
+    return sum(
+        x != y for p in a for d in ("t2v", "v2t") for x, y in zip(a[p][d], b[p][d], strict=True)
+    )
+
+
+def run_score_once(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Issue 20 item 1: every pair scored once. The evaluation at ``--score-once-vs REV`` (before) and
+    today's (after), alternated ``--repeats`` times in this one process on the same inputs; pairs
+    scored / (queries x gallery) counted by wrapping the scorers; ranks compared with today's tie
+    tolerance switched off (so that only the change of how scores are computed is compared)."""
+    import statistics
+
+    import vtrbench.evaluate as after
+
+    before = evaluate_module_at(args.score_once_vs)
+    counted: list[int] = []
+    for mod in (before, after):
+        _count_pairs(mod, counted)
+    configs: list[tuple[str, int, tuple[str, ...], int]] = []
+    for posts in (("raw",), ("raw", "dsl"), ("raw", "dsl", "qbnorm")):
+        configs.append(("factorised", args.once_size, posts, args.bank))
+    for name in [h.strip() for h in args.once_pairwise.split(",") if h.strip()]:
+        for posts in (("raw", "dsl"), ("raw", "dsl", "qbnorm")):
+            configs.append((name, args.once_pair_size, posts, 5 * args.once_pair_size))
+    rows = []
+    for kind, size, posts, bank in configs:
+        call = _once_call(kind, size, posts, bank, args, counted)
+        times: dict[str, list[float]] = {"before": [], "after": [], "exact": []}
+        pairs: dict[str, int] = {}
+        outs: dict[str, Any] = {}
+        for _ in range(args.repeats):
+            # "exact": today's code with the tie tolerance off (exact equality, as before): the
+            # effect of scoring once alone; "after" adds the tolerance's cost
+            for label, mod in (("before", before), ("after", after), ("exact", after)):
+                counted.clear()
+                rtol = after.TIE_RTOL
+                after.TIE_RTOL = 0.0 if label == "exact" else rtol
+                try:
+                    seconds, outs[label] = timed(functools.partial(call, mod), args.device)
+                finally:
+                    after.TIE_RTOL = rtol
+                times[label].append(seconds)
+                pairs[label] = sum(counted)
+        exact = outs["exact"]
+        t_before, t_after = statistics.median(times["before"]), statistics.median(times["after"])
+        t_exact = statistics.median(times["exact"])
+        row = {
+            "scorer": kind, "n": size, "posts": "+".join(posts), "bank": bank if "qbnorm" in posts else 0,
+            "pairs_before": pairs["before"] / size**2, "pairs_after": pairs["after"] / size**2,
+            "seconds_before": t_before, "seconds_exact": t_exact, "seconds_after": t_after,
+            "speedup_exact": t_before / t_exact, "speedup": t_before / t_after,
+            "times_before": times["before"], "times_exact": times["exact"], "times_after": times["after"],
+            "ranks_equal_exact_ties": exact["per_query_ranks"] == outs["before"]["per_query_ranks"],
+            "ranks_moved_by_tolerance": _moved(outs["after"]["per_query_ranks"], exact["per_query_ranks"]),
+            "score_matrix": outs["after"].get("score_matrix"),
+        }  # fmt: skip
+        rows.append(row)
+        print(f"  {kind:<10} N={size:>6} {row['posts']:<15} before {t_before:8.2f} s  "
+              f"once {t_exact:8.2f} s  after {t_after:8.2f} s", flush=True)  # fmt: skip
+    keys = ("scorer", "n", "posts", "bank", "pairs_before", "pairs_after", "seconds_before",
+            "seconds_exact", "seconds_after", "speedup_exact", "speedup", "ranks_equal_exact_ties",
+            "ranks_moved_by_tolerance")  # fmt: skip
+    print_table(
+        f"Score each pair once: evaluate.py at {args.score_once_vs} (before) vs this tree with exact ties "
+        f"(once) and with the tie tolerance (after), alternated x{args.repeats}, median s, {args.device}",
+        ["scorer", "N", "post-processings", "bank", "pairs/N^2 before", "pairs/N^2 after",
+         "s before", "s once", "s after", "before/once", "before/after", "ranks equal (exact ties)",
+         "ranks moved by tolerance"],
+        [[r[k] for k in keys] for r in rows],
+    )  # fmt: skip
+    return rows
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -244,6 +407,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--frames", type=int, default=12, help="frames per video (--pairwise)")
     ap.add_argument("--words", type=int, default=32, help="tokens per caption (--pairwise)")
     ap.add_argument("--block", type=int, nargs=2, default=None, help="(captions, videos) per block")
+    ap.add_argument(
+        "--score-once-vs", default="", metavar="REV",
+        help="compare this tree's evaluation with evaluate.py at git revision REV (issue 20 item 1)",
+    )  # fmt: skip
+    ap.add_argument("--once-size", type=int, default=10000, help="N for the factorised score-once rows")
+    ap.add_argument("--once-pairwise", default="xpool,wti", help="pairwise heads for the score-once rows")
+    ap.add_argument("--once-pair-size", type=int, default=300, help="N for the pairwise score-once rows")
+    ap.add_argument("--repeats", type=int, default=2, help="alternated repeats (score-once)")
     return ap.parse_args(argv)
 
 
@@ -253,6 +424,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     info = machine_info(args.device)
     print_machine(info)
+    if args.score_once_vs:
+        payload = {
+            "benchmark": "eval-score-once",
+            "machine": info,
+            "setup": vars(args),
+            "results": run_score_once(args),
+        }
+        write_json(args.json, payload)
+        return payload
     if args.pairwise:
         payload = {
             "benchmark": "eval-pairwise",

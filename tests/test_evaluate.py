@@ -207,7 +207,10 @@ MEMORY_SCRIPT = textwrap.dedent(
     qv = torch.arange(n)
     evaluate_embeddings(text[:64], video[:64], qv[:64], logit_scale=100.0, postprocessing=["raw"])  # warm-up
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    res = evaluate_embeddings(text, video, qv, logit_scale=100.0, chunk_size=128, postprocessing=["raw"])
+    # matrix_bytes=0: the score matrix goes to a temporary file instead of memory (the streamed path)
+    res = evaluate_embeddings(
+        text, video, qv, logit_scale=100.0, chunk_size=128, postprocessing=["raw"], matrix_bytes=0
+    )
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print((after - before) * 1024, res["metrics"]["raw"]["t2v"]["R@1"], res["eval_s"])
     """

@@ -1,16 +1,25 @@
-"""Chunked retrieval evaluation from embeddings, with inference post-processing.
+"""Retrieval evaluation from embeddings or a pairwise head, with inference post-processing.
 
-The full caption x video similarity is never materialised: queries are scored
-``chunk_size`` rows at a time against the whole gallery, each chunk is reduced to
-per-query tie counts (:mod:`vtrbench.metrics`) and dropped, so memory is
-O(chunk_size x gallery). The ranks are those of the dense computation: the only
-full-matrix quantities the post-processings need are per-gallery-item normalisers,
-which a first pass accumulates over all chunks.
+Every (caption, video) pair is scored exactly once per evaluation: one pass of the scorer fills
+the caption x video matrix (:class:`ScoreMatrix`), and t2v (its rows), v2t (its columns), DSL's
+normalisers and every post-processing read it; each QB-Norm bank is scored against the gallery once.
+The matrix is held in memory up to ``matrix_bytes`` (default :data:`MATRIX_BYTES` = 1 GiB, or
+``$VTRBENCH_EVAL_MATRIX_BYTES`` for a whole process such as a CLI run: 10k x 10k
+float32 is 400 MB); beyond that it is written to a temporary file (``tmp_dir`` or the system temp
+folder; its free space is checked before scoring, and the file is removed at the end, also on error
+or interrupt), in row bands cut into square tiles, so memory stays O(tile x gallery) with
+tile = max(chunk_size, 128); where the disk has no room either, the scores are recomputed for each
+pass (up to 4 passes). The result's ``score_matrix`` says which; the counts are identical in all
+three (tests/test_evaluate_once.py). Queries are
+ranked ``chunk_size`` rows at a time; each chunk is reduced to per-query tie counts and top-k
+(:mod:`vtrbench.metrics`) and dropped.
 
 Where the raw scores come from is a :class:`Scorer`: embeddings of a factorised head
 (:func:`evaluate_embeddings`, one matmul per chunk) or the block scorer of a pairwise head
 (:func:`evaluate_pairwise`: each chunk is scored in caption x video blocks, so the head's
 memory is that of one block). Everything below sees only ``(chunk, gallery)`` raw scores.
+The post-processings are a table (:data:`POSTPROCESSORS`): each is a ``prepare`` from the whole
+matrix and the bank scores, and an ``apply`` to a chunk of query rows.
 
 Post-processings, reported side by side (``results.TRANSDUCTIVE`` says which one
 sees all test queries at once):
@@ -39,16 +48,31 @@ video's captions) is applied to the post-processed video x caption scores, and
 Post-processed scores are computed in float64; the normalisers are accumulated in
 float64 and rounded to float32, which makes them independent of the summation
 order (hence of ``chunk_size``) and equal for gallery items with equal values, so
-exact ties survive post-processing. Left to rounding: a matmul of one chunk may
-differ from the same rows of a bigger one in the last bit, which can only move a
-rank where two scores agree to ~1e-7.
+exact ties survive post-processing.
+
+Ties with a tolerance: the last bits of a raw score depend on how the work was cut (a pairwise
+head's block shape, the rows of a matmul chunk: up to ~3 float32 ulps of the largest score), so
+exact equality would make near-ties (reversed twins under an order-free head) tied or not
+depending on ``eval_block``/``chunk_size``. Every raw score therefore carries the rounding bound
+``delta = metrics.TIE_RTOL * max|s|`` (2^-20 of the largest |score| of the test matrix; the max is
+exact and order-free), and each post-processing returns, next to its scores, the bound they carry
+(``apply -> (scores, slack)``): ``delta`` for raw scores; ``w * L * delta * (1 + 2 |L s| / tau)`` for
+DSL (``w`` the softmax weight, first order in the errors of ``L s`` and of the normaliser); ``2 beta
+delta`` for QB-Norm-normalised rows. Two scores are tied when they differ by at most the sum of their
+bounds (:func:`vtrbench.metrics.gt_counts`), and QB-Norm's hub test (a bank query's top-k) and a
+query's top-1 test use the band of two raw scores, ``2 delta``. Counts are then identical for every
+block and chunk size (tests/test_evaluate_ties.py); the result records the rule in
+``protocol.ties`` and the numbers in ``protocol.tie_tolerance``.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,29 +81,25 @@ import torch
 from vtrbench.errors import VtrbenchError
 from vtrbench.metrics import (
     TIE_POLICY,
+    TIE_RTOL,
+    TIE_TOLERANCE_POLICY,
+    TOPK,
     TieCounts,
     as_tensor,
     check_mdr,
     check_v2t_protocol,
+    counts_to_json,
     expected_ranks,
     gt_counts,
     retrieval_metrics,
     rsum,
+    topk_indices,
     v2t_counts,
 )
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import POSTPROCESSING
 
-Counter = Callable[[torch.Tensor, slice], TieCounts]
-
-
-@dataclass(frozen=True)
-class GalleryNormalisers:
-    """Per-gallery-item quantities of one direction, each ``(M,)`` for an M-item gallery."""
-
-    dsl_lse: torch.Tensor | None = None  # logsumexp over all test queries of S / tau
-    bank_lse: torch.Tensor | None = None  # logsumexp over the bank of beta * s
-    hubs: torch.Tensor | None = None  # bool: top-1 for some bank query
+Counter = Callable[[torch.Tensor, torch.Tensor, slice], TieCounts]
 
 
 def _chunks(n: int, size: int) -> list[slice]:
@@ -102,9 +122,22 @@ class Scorer:
     n_queries: int
     n_gallery: int
     device: torch.device
+    dtype: torch.dtype = torch.float32  # of the scores ``rows`` returns
 
     def rows(self, rows: slice) -> torch.Tensor:
         """``(n, M)`` raw scores of query rows ``rows`` with all ``M`` gallery items."""
+        raise NotImplementedError
+
+    def rows_into(self, rows: slice, out: torch.Tensor) -> torch.Tensor:
+        """:meth:`rows` written into ``out`` (a contiguous ``(n, M)`` view of the score matrix)."""
+        out.copy_(self.rows(rows))
+        return out
+
+    def columns(self, cols: slice) -> torch.Tensor:
+        """``(n, Nq)`` raw scores of gallery items ``cols`` with every query (the transposed side).
+
+        Only used when the score matrix can be neither held nor stored (:class:`ScoreMatrix`).
+        """
         raise NotImplementedError
 
 
@@ -115,9 +148,19 @@ class EmbeddingScorer(Scorer):
         self.queries, self.gallery = queries, gallery
         self.n_queries, self.n_gallery = queries.shape[0], gallery.shape[0]
         self.device = queries.device
+        self.dtype = torch.promote_types(queries.dtype, gallery.dtype)
 
     def rows(self, rows: slice) -> torch.Tensor:
         return self.queries[rows] @ self.gallery.T
+
+    def rows_into(self, rows: slice, out: torch.Tensor) -> torch.Tensor:
+        if out.dtype != self.dtype or not out.is_contiguous():
+            return out.copy_(self.queries[rows] @ self.gallery.T)
+        # straight into the matrix: no chunk-sized temporary and copy
+        return torch.matmul(self.queries[rows], self.gallery.T, out=out)
+
+    def columns(self, cols: slice) -> torch.Tensor:
+        return self.gallery[cols] @ self.queries.T
 
 
 class PairScorer(Scorer):
@@ -148,15 +191,22 @@ class PairScorer(Scorer):
         self.device = next(iter(text_state.values())).device
 
     def rows(self, rows: slice) -> torch.Tensor:
+        return self._blocks(rows, self.transposed)
+
+    def columns(self, cols: slice) -> torch.Tensor:
+        return self._blocks(cols, not self.transposed)
+
+    def _blocks(self, rows: slice, videos_first: bool) -> torch.Tensor:
         n = rows.stop - rows.start
-        out = torch.empty(n, self.n_gallery, dtype=torch.float32, device=self.device)
-        q_step, g_step = (self.block[1], self.block[0]) if self.transposed else self.block
+        n_other = _state_len(self.text if videos_first else self.video)
+        out = torch.empty(n, n_other, dtype=torch.float32, device=self.device)
+        q_step, g_step = (self.block[1], self.block[0]) if videos_first else self.block
         for q in _chunks(n, q_step):
             q_rows = slice(rows.start + q.start, rows.start + q.stop)
-            q_state = _slice(self.video if self.transposed else self.text, q_rows)
-            for g in _chunks(self.n_gallery, g_step):
-                g_state = _slice(self.text if self.transposed else self.video, g)
-                if self.transposed:
+            q_state = _slice(self.video if videos_first else self.text, q_rows)
+            for g in _chunks(n_other, g_step):
+                g_state = _slice(self.text if videos_first else self.video, g)
+                if videos_first:
                     out[q, g] = self.score(g_state, q_state).T
                 else:
                     out[q, g] = self.score(q_state, g_state)
@@ -171,32 +221,213 @@ def _slice(state: dict[str, torch.Tensor], rows: slice) -> dict[str, torch.Tenso
     return {k: v[rows] for k, v in state.items()}
 
 
-def dsl_normalisers(
-    scorer: Scorer, *, logit_scale: float, tau: float, chunk_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over caption chunks giving both DSL softmax denominators (log space).
+# Default limit for holding the caption x video score matrix in memory (bytes); beyond it the
+# matrix is streamed to a temporary file. 10k x 10k float32 is 400 MB.
+MATRIX_BYTES = 1 << 30
+# Overrides the default for a whole process (e.g. a CLI run): bytes, or with a K/M/G suffix.
+MATRIX_BYTES_ENV = "VTRBENCH_EVAL_MATRIX_BYTES"
 
-    Args:
-        scorer: caption (query) x video (gallery) raw scores, ``Nq x Nv``.
+
+def default_matrix_bytes() -> int:
+    """The in-memory limit when none is passed: ``$VTRBENCH_EVAL_MATRIX_BYTES`` or :data:`MATRIX_BYTES`."""
+    text = os.environ.get(MATRIX_BYTES_ENV, "").strip()
+    if not text:
+        return MATRIX_BYTES
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1].upper(), 1)
+    number = text[:-1] if scale > 1 else text
+    if not number.isdigit():
+        raise VtrbenchError(
+            f"{MATRIX_BYTES_ENV}={text!r}: give a number of bytes, optionally with K, M or G (e.g. 2G)"
+        )
+    return int(number) * scale
+
+
+# Row band / column tile of the on-disk matrix: at least this many rows, so that small chunk sizes
+# (pairwise heads use one block side) do not turn into millions of tiny reads.
+_MIN_TILE = 128
+
+
+class ScoreMatrix:
+    """The caption x video raw scores of one evaluation, each pair scored exactly once.
+
+    Built by one pass of the caption scorer over ``chunk_size``-row chunks. Held as one tensor on
+    the scorer's device when it takes at most ``max_bytes``; otherwise written to a temporary file
+    in ``tmp_dir`` (default: the system's temp folder) as row bands cut into square tiles, so that
+    a band of rows (t2v) and a band of columns (v2t) are each a few contiguous reads, and memory
+    stays O(tile x gallery). The file is removed by :meth:`close` (also on error: use ``with``).
+    Reads go through ``readinto`` rather than ``np.memmap`` so that the pages stay in the page
+    cache and are not charged to the process's resident memory. When the temporary folder has no
+    room for the file either, nothing is refused: the scores are computed again for each pass
+    (a first pass for the tie scale, DSL's normalisers, t2v by rows, v2t by columns), as
+    before score-once; ``kind`` says which of the three happened.
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        *,
+        chunk_size: int,
+        max_bytes: int = MATRIX_BYTES,
+        tmp_dir: str | os.PathLike[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.n_rows, self.n_cols, self.device = scorer.n_queries, scorer.n_gallery, scorer.device
+        self._progress = progress
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._file: Any = None
+        self._scorer: Scorer | None = None
+        self.data: torch.Tensor | None = None
+        self.dtype = scorer.dtype
+        # lossless on disk: float64 stays float64, every narrower float fits float32 exactly
+        self._np_dtype = np.dtype(np.float64 if self.dtype == torch.float64 else np.float32)
+        self.scale = 0.0  # the largest |score|: the tie tolerance's scale (metrics.TIE_RTOL)
+        if self.n_rows * self.n_cols * self.dtype.itemsize <= max_bytes:
+            try:
+                self.data = torch.empty(self.n_rows, self.n_cols, dtype=self.dtype, device=self.device)
+            except (MemoryError, RuntimeError):  # under the limit but not available (e.g. GPU memory)
+                self.data = None
+        if self.data is not None:
+            self.chunk = chunk_size
+            for rows in _chunks(self.n_rows, chunk_size):
+                self._seen(scorer.rows_into(rows, self.data[rows]))
+            return
+        self.chunk = max(chunk_size, _MIN_TILE)
+        if not self._open(tmp_dir, self.n_rows * self.n_cols * self._np_dtype.itemsize):
+            # no room on disk either: score again for each pass (rows for DSL and t2v, columns for
+            # v2t), the scale from a first pass; ties make the last bits of rows vs columns moot
+            self.chunk, self._scorer = chunk_size, scorer
+            for rows in _chunks(self.n_rows, chunk_size):
+                self._seen(scorer.rows(rows))
+            return
+        try:
+            for band in _chunks(self.n_rows, self.chunk):
+                self._write_band(band, self._seen(scorer.rows(band)))
+        except BaseException:
+            self.close()
+            raise
+
+    def _seen(self, raw: torch.Tensor) -> torch.Tensor:
+        if self._progress is not None:
+            self._progress(raw.shape[0])
+        # a max is exact and order-free, so the scale does not depend on the chunks
+        low, high = torch.aminmax(raw)
+        self.scale = max(self.scale, float(high), -float(low))
+        return raw
+
+    def _open(self, tmp_dir: str | os.PathLike[str] | None, need: int) -> bool:
+        """Create the temporary file; False (nothing left behind) when the disk has no room for it."""
+        try:
+            self._dir = tempfile.TemporaryDirectory(prefix="vtrbench-scores-", dir=tmp_dir)
+        except OSError as e:
+            raise VtrbenchError(
+                f"cannot create a temporary folder for the score matrix in {tmp_dir or tempfile.gettempdir()}"
+                f" ({e.strerror or e}); set TMPDIR or tmp_dir to a writable folder"
+            ) from None
+        if shutil.disk_usage(self._dir.name).free < need + (256 << 20):
+            self.close()
+            return False
+        self._file = open(os.path.join(self._dir.name, "scores.bin"), "w+b")  # noqa: SIM115 - closed in close()
+        return True
+
+    def _tile_offset(self, band: slice, cols: slice) -> int:
+        h = band.stop - band.start
+        return (band.start * self.n_cols + h * cols.start) * self._np_dtype.itemsize
+
+    def _write_band(self, band: slice, raw: torch.Tensor) -> None:
+        a = raw.detach().to("cpu", torch.float64 if self._np_dtype == np.float64 else torch.float32).numpy()
+        self._file.seek(self._tile_offset(band, slice(0, 0)))
+        for cols in _chunks(self.n_cols, self.chunk):
+            self._file.write(np.ascontiguousarray(a[:, cols]).tobytes())
+
+    def _read_tile(self, band: slice, cols: slice) -> np.ndarray:
+        tile = np.empty((band.stop - band.start, cols.stop - cols.start), dtype=self._np_dtype)
+        self._file.seek(self._tile_offset(band, cols))
+        self._file.readinto(memoryview(tile).cast("B"))
+        return tile
+
+    def _to_device(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(self.device, self.dtype)
+
+    def row_chunks(self) -> list[slice]:
+        return _chunks(self.n_rows, self.chunk)
+
+    def col_chunks(self) -> list[slice]:
+        return _chunks(self.n_cols, self.chunk)
+
+    def rows(self, rows: slice) -> torch.Tensor:
+        """``(n, Nv)`` raw scores of captions ``rows`` (a slice of :meth:`row_chunks` on disk)."""
+        if self.data is not None:
+            return self.data[rows]
+        if self._scorer is not None:
+            return self._scorer.rows(rows)
+        out = np.empty((rows.stop - rows.start, self.n_cols), dtype=self._np_dtype)
+        for cols in self.col_chunks():
+            out[:, cols] = self._read_tile(rows, cols)
+        return self._to_device(out)
+
+    def cols(self, cols: slice) -> torch.Tensor:
+        """``(n, Nq)`` raw scores of videos ``cols`` with every caption (v2t orientation)."""
+        if self.data is not None:
+            # a contiguous copy (n x Nq) so that every post-processing runs on dense rows, transposed
+            # 512 caption rows at a time: ~3x faster than one strided copy of the whole column block
+            block = self.data[:, cols]
+            out = torch.empty(block.shape[1], block.shape[0], dtype=block.dtype, device=block.device)
+            for part in _chunks(block.shape[0], 512):
+                out[:, part] = block[part].T
+            return out
+        if self._scorer is not None:
+            return self._scorer.columns(cols)
+        out = np.empty((cols.stop - cols.start, self.n_rows), dtype=self._np_dtype)
+        for band in self.row_chunks():
+            out[:, band] = self._read_tile(band, cols).T
+        return self._to_device(out)
+
+    @property
+    def kind(self) -> str:
+        """Where the scores live: ``memory``, ``disk`` (a temporary file) or ``recomputed`` per pass."""
+        if self.data is not None:
+            return "memory"
+        return "recomputed" if self._scorer is not None else "disk"
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+        self.data = None
+
+    def __enter__(self) -> ScoreMatrix:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def dsl_normalisers(
+    matrix: ScoreMatrix, *, logit_scale: float, tau: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both DSL softmax denominators (log space) from the caption x video matrix.
 
     Returns:
         ``(per_video, per_caption)``: ``(Nv,)`` logsumexp over all captions of
         ``logit_scale * s / tau`` (t2v) and ``(Nq,)`` logsumexp over all videos (v2t),
         float64 holding float32-rounded values.
     """
-    per_video = torch.full((scorer.n_gallery,), -torch.inf, dtype=torch.float64, device=scorer.device)
-    per_caption = torch.empty(scorer.n_queries, dtype=torch.float64, device=scorer.device)
-    for rows in _chunks(scorer.n_queries, chunk_size):
-        z = scorer.rows(rows).to(torch.float64) * (logit_scale / tau)
+    per_video = torch.full((matrix.n_cols,), -torch.inf, dtype=torch.float64, device=matrix.device)
+    per_caption = torch.empty(matrix.n_rows, dtype=torch.float64, device=matrix.device)
+    for rows in matrix.row_chunks():
+        z = matrix.rows(rows).to(torch.float64) * (logit_scale / tau)
         torch.logaddexp(per_video, torch.logsumexp(z, dim=0), out=per_video)
         per_caption[rows] = torch.logsumexp(z, dim=1)
     return _rounded(per_video), _rounded(per_caption)
 
 
 def querybank_normalisers(
-    scorer: Scorer, *, beta: float, chunk_size: int, k: int = 1
+    scorer: Scorer, *, beta: float, chunk_size: int, k: int = 1, delta: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """QB-Norm statistics of a gallery from a bank of training queries.
+    """QB-Norm statistics of a gallery from a bank of training queries (one pass over the bank).
 
     Args:
         scorer: bank query (rows) x test gallery raw scores, ``B x M``.
@@ -204,77 +435,155 @@ def querybank_normalisers(
     Returns:
         ``(lse, hubs)``: ``(M,)`` logsumexp over the bank of ``beta * s`` (float64
         holding float32-rounded values) and ``(M,)`` bool, True for items that are
-        among the top ``k`` (ties at the k-th score included) of at least one bank query
-        (the official ``get_retrieved_videos(train_test, k)``, default 1).
+        among the top ``k`` (ties at the k-th score included: within ``2 * delta`` of it, the
+        rounding band of two scores) of at least one bank query (the official
+        ``get_retrieved_videos(train_test, k)``, default 1).
     """
     lse = torch.full((scorer.n_gallery,), -torch.inf, dtype=torch.float64, device=scorer.device)
     hubs = torch.zeros(scorer.n_gallery, dtype=torch.bool, device=scorer.device)
     for rows in _chunks(scorer.n_queries, chunk_size):
         s = scorer.rows(rows)
         kth = s.amax(1, keepdim=True) if k == 1 else s.topk(min(k, s.shape[1]), dim=1).values[:, -1:]
-        hubs |= (s >= kth).any(0)
+        hubs |= (s >= kth - 2 * delta).any(0)
         torch.logaddexp(lse, torch.logsumexp(s.to(torch.float64).mul_(beta), dim=0), out=lse)
     return _rounded(lse), hubs
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    logit_scale: float
+    tau: float
+    beta: float
+    chunk_size: int
+    qb_k: int
+    delta: float = 0.0  # each raw score's rounding bound: TIE_RTOL * the matrix's largest |score|
+
+
+# ---------------------------------------------------------------- the table of post-processings
+#
+# A post-processing is two functions: ``prepare(matrix, banks, opts) -> (t2v_state, v2t_state)``
+# computes what it needs from the whole caption x video matrix (and the banks' scores, each scored
+# once), and ``apply(raw, state, opts) -> scores`` turns one chunk of raw query rows into the scores
+# that are ranked. Adding one = one entry in POSTPROCESSORS (plus its name in results.POSTPROCESSING
+# and results.TRANSDUCTIVE).
+
+
+def _prepare_none(matrix: ScoreMatrix, banks: Any, opts: EvalOptions) -> tuple[None, None]:
+    return None, None
+
+
+Scored = tuple[torch.Tensor, torch.Tensor]  # (scores, each score's rounding bound, broadcastable)
+
+
+def _apply_raw(raw: torch.Tensor, state: Any, opts: EvalOptions) -> Scored:
+    return raw, torch.full((raw.shape[0], 1), opts.delta, dtype=raw.dtype, device=raw.device)
+
+
+def _prepare_dsl(matrix: ScoreMatrix, banks: Any, opts: EvalOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    return dsl_normalisers(matrix, logit_scale=opts.logit_scale, tau=opts.tau)
+
+
+def _apply_dsl(raw: torch.Tensor, lse: torch.Tensor, opts: EvalOptions) -> Scored:
+    # copy=True: float64 scores are otherwise the matrix itself, and in-place ops would change it
+    z = raw.to(torch.float64, copy=True).mul_(opts.logit_scale)
+    w = (z / opts.tau).sub_(lse).exp_()  # the softmax weight over the queries
+    # first-order bound of z * w when z carries L*delta and lse up to L*delta/tau:
+    # w*L*delta + |z*w|*(L*delta/tau + L*delta/tau)
+    if opts.delta == 0:  # exact ties (an all-zero matrix, or tolerance switched off)
+        return z.mul_(w), torch.zeros((raw.shape[0], 1), dtype=torch.float64, device=raw.device)
+    v = z.mul_(w)
+    # w*L*delta*(1 + 2|z|/tau) = L*delta*(w + 2|v|/tau), written into w: three passes, one buffer
+    slack = w.add_(v.abs(), alpha=2 / opts.tau).mul_(opts.logit_scale * opts.delta)
+    return v, slack
+
+
+def _prepare_qbnorm(
+    matrix: ScoreMatrix, banks: tuple[Scorer, Scorer] | None, opts: EvalOptions
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    assert banks is not None
+    kw = dict(beta=opts.beta, chunk_size=opts.chunk_size, k=opts.qb_k, delta=opts.delta)
+    return querybank_normalisers(banks[0], **kw), querybank_normalisers(banks[1], **kw)
+
+
+def _apply_qbnorm(raw: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], opts: EvalOptions) -> Scored:
+    bank_lse, hubs = state
+    # the query's top-1 items: everything within the rounding band of two scores of the maximum
+    top = raw >= raw.amax(1, keepdim=True) - 2 * opts.delta
+    normalise = (top & hubs).any(1).nonzero().squeeze(1)
+    slack = torch.full((raw.shape[0], 1), opts.delta, dtype=torch.float64, device=raw.device)
+    if normalise.numel() == 0:
+        return raw, slack.to(raw.dtype)
+    s = raw.to(torch.float64, copy=True)  # never write into the score matrix
+    s[normalise] = s[normalise].mul_(opts.beta).sub_(bank_lse)
+    # beta*s carries beta*delta, the bank's logsumexp up to beta*delta
+    slack[normalise] = 2 * opts.beta * opts.delta
+    return s, slack
+
+
+@dataclass(frozen=True)
+class PostProcessor:
+    prepare: Callable[[ScoreMatrix, Any, EvalOptions], tuple[Any, Any]]
+    apply: Callable[[torch.Tensor, Any, EvalOptions], Scored]
+
+
+POSTPROCESSORS: dict[str, PostProcessor] = {
+    "raw": PostProcessor(_prepare_none, _apply_raw),
+    "dsl": PostProcessor(_prepare_dsl, _apply_dsl),
+    "qbnorm": PostProcessor(_prepare_qbnorm, _apply_qbnorm),
+}
+
+
 def postprocess(
-    raw: torch.Tensor, post: str, norm: GalleryNormalisers, *, logit_scale: float, tau: float, beta: float
+    raw: torch.Tensor, post: str, state: Any, *, logit_scale: float, tau: float, beta: float
 ) -> torch.Tensor:
     """Scores of one chunk after post-processing ``post`` (rows = queries, columns = the whole gallery).
 
     Args:
         raw: ``(n, M)`` raw similarity of ``n`` queries with all ``M`` gallery items.
-        norm: the gallery's normalisers from the first pass.
+        state: what ``POSTPROCESSORS[post].prepare`` computed for this direction.
 
     Returns:
         ``(n, M)``: ``raw`` itself for ``"raw"``, float64 otherwise; only the order
         within a row is meaningful.
     """
-    if post == "raw":
-        return raw
-    if post == "dsl":
-        z = raw.to(torch.float64).mul_(logit_scale)
-        # in place: two float64 blocks per chunk instead of four
-        return (z / tau).sub_(norm.dsl_lse).exp_().mul_(z)
-    if post == "qbnorm":
-        top = raw == raw.amax(1, keepdim=True)
-        normalise = (top & norm.hubs).any(1).nonzero().squeeze(1)
-        if normalise.numel() == 0:
-            return raw
-        s = raw.to(torch.float64)
-        s[normalise] = s[normalise].mul_(beta).sub_(norm.bank_lse)
-        return s
-    raise AssertionError(post)
+    opts = EvalOptions(logit_scale=logit_scale, tau=tau, beta=beta, chunk_size=1, qb_k=1)
+    return POSTPROCESSORS[post].apply(raw, state, opts)[0]
 
 
 def rank_queries(
-    scorer: Scorer,
+    chunks: Sequence[slice],
+    read: Callable[[slice], torch.Tensor],
+    n_queries: int,
     counter: Counter,
     posts: Sequence[str],
-    norm: GalleryNormalisers,
+    states: dict[str, Any],
+    opts: EvalOptions,
     *,
-    logit_scale: float,
-    tau: float,
-    beta: float,
-    chunk_size: int,
+    topk: int,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, TieCounts]:
-    """Score the queries of ``scorer`` against its gallery chunk by chunk; counts per post-processing.
+) -> tuple[dict[str, TieCounts], dict[str, np.ndarray]]:
+    """Rank query chunks ``read(rows) -> (n, M)`` raw scores; counts and top-k per post-processing.
 
-    ``counter(scores, rows)`` turns the ``(n, M)`` scores of query rows ``rows`` into counts;
+    ``counter(scores, slack, rows)`` turns the ``(n, M)`` scores of query rows ``rows`` and their
+    rounding bounds into counts;
     ``progress(n)`` (optional) is told after each chunk how many query rows it ranked.
     """
     # Filled in place: keeping small per-chunk arrays alive between the large chunk blocks
     # fragments the heap, and glibc then grows the process by about one block per chunk.
-    out = {p: np.empty((len(TieCounts._fields), scorer.n_queries), dtype=np.int64) for p in posts}
-    for rows in _chunks(scorer.n_queries, chunk_size):
-        raw = scorer.rows(rows)
+    out = {p: np.empty((len(TieCounts._fields), n_queries), dtype=np.int64) for p in posts}
+    top: dict[str, np.ndarray] = {}
+    for rows in chunks:
+        raw = read(rows)
         for p in posts:
-            scores = postprocess(raw, p, norm, logit_scale=logit_scale, tau=tau, beta=beta)
-            out[p][:, rows] = counter(scores, rows)
+            scores, slack = POSTPROCESSORS[p].apply(raw, states[p], opts)
+            out[p][:, rows] = counter(scores, slack, rows)
+            best = topk_indices(scores, topk)
+            if p not in top:
+                top[p] = np.empty((n_queries, best.shape[1]), dtype=np.int64)
+            top[p][rows] = best
         if progress is not None:
             progress(rows.stop - rows.start)
-    return {p: TieCounts(*counts) for p, counts in out.items()}
+    return {p: TieCounts(*counts) for p, counts in out.items()}, top
 
 
 def _check_embeddings(name: str, x: Any, dim: int | None, device: torch.device | None) -> torch.Tensor:
@@ -341,6 +650,8 @@ def evaluate_embeddings(
     progress: Callable[[int], None] | None = None,
     qb_k: int = 1,
     mdr: str = "standard",
+    matrix_bytes: int | None = None,
+    tmp_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Text-to-video and video-to-text metrics of a test split, for each post-processing.
 
@@ -366,13 +677,19 @@ def evaluate_embeddings(
         qb_k: QB-Norm hubs are the top-``qb_k`` gallery items of each bank query (official default 1).
         mdr: ``"standard"`` (np.median) or ``"clip4clip"`` (t2v MdR is the lower middle rank when the
             split has more captions than videos, as CLIP4Clip's multi-sentence path).
+        matrix_bytes: the largest caption x video score matrix held in memory (None: 1 GiB, or
+            ``$VTRBENCH_EVAL_MATRIX_BYTES``); a larger one goes to a temporary file in ``tmp_dir``
+            (default: the system's temp folder).
 
     Returns:
         ``{"metrics": {post: {"t2v": {...}, "v2t": {...}, "RSum": float}},
         "per_query_ranks": {post: {"t2v": [Nq floats], "v2t": [Nv floats]}},
-        "protocol": {...}, "eval_s": float}``; metric dicts as
-        :func:`vtrbench.metrics.retrieval_metrics`, ranks are expected ranks in
-        query order (captions, then videos).
+        "per_query": {post: {"t2v": counts, "v2t": counts}}, "topk": {post: {"t2v": [[int]],
+        "v2t": [[int]]}}, "protocol": {...}, "score_matrix": "memory" | "disk", "eval_s": float}``;
+        metric dicts as :func:`vtrbench.metrics.retrieval_metrics`, ranks are expected ranks in
+        query order (captions, then videos), ``counts`` the tie counts they come from
+        (:func:`vtrbench.metrics.counts_to_json`), ``topk`` each query's best 10 gallery indices
+        (results/README.md).
     """
     start = time.perf_counter()
     text = _check_embeddings("text_emb", text_emb, None, None)
@@ -389,7 +706,6 @@ def evaluate_embeddings(
         banks = (EmbeddingScorer(t2v_bank, video), EmbeddingScorer(v2t_bank, text))
     return evaluate_scorers(
         EmbeddingScorer(text, video),
-        EmbeddingScorer(video, text),
         query_video,
         logit_scale=logit_scale,
         banks=banks,
@@ -403,6 +719,8 @@ def evaluate_embeddings(
         start=start,
         qb_k=qb_k,
         mdr=mdr,
+        matrix_bytes=matrix_bytes,
+        tmp_dir=tmp_dir,
     )
 
 
@@ -424,6 +742,8 @@ def evaluate_pairwise(
     progress: Callable[[int], None] | None = None,
     qb_k: int = 1,
     mdr: str = "standard",
+    matrix_bytes: int | None = None,
+    tmp_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate_embeddings` for a pairwise head: same metrics, ties, protocols and post-processings.
 
@@ -436,9 +756,9 @@ def evaluate_pairwise(
         bank_text_state, bank_video_state: states of the QB-Norm banks (training captions,
             scored against the test videos; training videos, against the test captions).
 
-    Each post-processing reads the scores in query chunks of ``chunk_size`` rows, each
-    computed block by block; the scores are recomputed for each pass (DSL normalisers,
-    t2v, v2t) rather than stored, so nothing of size ``Nq x Nv`` is ever held.
+    The caption x video matrix is scored once, ``chunk_size`` caption rows at a time, each
+    computed block by block, and held in memory or in a temporary file (``matrix_bytes``); every
+    direction and post-processing reads it (module docstring).
     """
     start = time.perf_counter()
     for name, state in (("text_state", text_state), ("video_state", video_state)):
@@ -462,7 +782,6 @@ def evaluate_pairwise(
         )
     return evaluate_scorers(
         PairScorer(score, text_state, video_state, block=block),
-        PairScorer(score, text_state, video_state, block=block, queries="videos"),
         query_video,
         logit_scale=logit_scale,
         banks=banks,
@@ -476,6 +795,8 @@ def evaluate_pairwise(
         start=start,
         qb_k=qb_k,
         mdr=mdr,
+        matrix_bytes=matrix_bytes,
+        tmp_dir=tmp_dir,
     )
 
 
@@ -494,9 +815,17 @@ def _check_state(name: str, state: Any) -> None:
             raise VtrbenchError(f"{name}[{key!r}] contains NaN or infinite values")
 
 
+def qb_k_message(k: int, n_videos: int, split: str | None = None) -> str:
+    """The one refusal of a QB-Norm ``k`` larger than the test gallery (it would be clamped silently)."""
+    where = f"test split {split!r}" if split else "the test gallery"
+    return (
+        f"qb_k {k} is larger than {where} ({n_videos} usable videos): QB-Norm's hubs are each bank "
+        f"query's top-k test videos, so k must be <= {n_videos}"
+    )
+
+
 def evaluate_scorers(
-    t2v: Scorer,
-    v2t: Scorer,
+    scores: Scorer,
     query_video: torch.Tensor | np.ndarray,
     *,
     logit_scale: float,
@@ -511,63 +840,71 @@ def evaluate_scorers(
     start: float,
     qb_k: int = 1,
     mdr: str = "standard",
+    matrix_bytes: int | None = None,
+    tmp_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """The shared evaluation of both paths; ``t2v`` scores captions x videos, ``v2t`` videos x captions.
+    """The shared evaluation of both paths; ``scores`` scores captions (rows) x videos (gallery).
 
-    ``banks``: ``(bank captions x test videos, bank videos x test captions)`` scorers for qbnorm.
+    Every (caption, video) pair is scored once, into a :class:`ScoreMatrix`; t2v reads its rows,
+    v2t its columns, and every post-processing is computed from it. ``banks``: ``(bank captions x
+    test videos, bank videos x test captions)`` scorers for qbnorm, each scored once.
     """
-    n_q, n_v = t2v.n_queries, t2v.n_gallery
-    qv = _check_query_video(query_video, n_q, n_v, t2v.device)
+    n_q, n_v = scores.n_queries, scores.n_gallery
+    qv = _check_query_video(query_video, n_q, n_v, scores.device)
     protocol = check_v2t_protocol(v2t_protocol)
     posts = _check_postprocessing(postprocessing, have_banks)
     check_mdr(mdr)
     if isinstance(qb_k, bool) or not isinstance(qb_k, int | np.integer) or qb_k < 1:
         raise VtrbenchError(f"qb_k must be an integer >= 1, got {qb_k!r}")
     k = int(qb_k)
+    if "qbnorm" in posts and k > n_v:
+        raise VtrbenchError(qb_k_message(k, n_v))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise VtrbenchError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     chunk_size = int(chunk_size)
+    if matrix_bytes is None:
+        matrix_bytes = default_matrix_bytes()
+    if isinstance(matrix_bytes, bool) or not isinstance(matrix_bytes, int | np.integer) or matrix_bytes < 0:
+        raise VtrbenchError(f"matrix_bytes must be an integer >= 0, got {matrix_bytes!r}")
     if not (np.isfinite(logit_scale) and np.isfinite(dsl_tau) and dsl_tau > 0 and np.isfinite(qb_beta)):
         raise VtrbenchError(
             f"need finite logit_scale and qb_beta and dsl_tau > 0 (got {logit_scale}, {qb_beta}, {dsl_tau})"
         )
-    opts = dict(
-        logit_scale=float(logit_scale), tau=float(dsl_tau), beta=float(qb_beta), chunk_size=chunk_size
+    opts = EvalOptions(
+        logit_scale=float(logit_scale), tau=float(dsl_tau), beta=float(qb_beta), chunk_size=chunk_size, qb_k=k
     )
 
-    t2v_norm, v2t_norm = GalleryNormalisers(), GalleryNormalisers()
-    with torch.no_grad():
-        if "dsl" in posts:
-            per_video, per_caption = dsl_normalisers(
-                t2v, logit_scale=opts["logit_scale"], tau=opts["tau"], chunk_size=chunk_size
-            )
-            t2v_norm, v2t_norm = (
-                GalleryNormalisers(dsl_lse=per_video),
-                GalleryNormalisers(dsl_lse=per_caption),
-            )
-        if "qbnorm" in posts:
-            assert banks is not None
-            t2v_norm = GalleryNormalisers(
-                t2v_norm.dsl_lse,
-                *querybank_normalisers(banks[0], beta=opts["beta"], chunk_size=chunk_size, k=k),
-            )
-            v2t_norm = GalleryNormalisers(
-                v2t_norm.dsl_lse,
-                *querybank_normalisers(banks[1], beta=opts["beta"], chunk_size=chunk_size, k=k),
-            )
+    # progress: the scoring pass counts the captions (it is where the time goes for pairwise heads),
+    # v2t's ranking the videos, so the total stays Nq + Nv
+    with torch.no_grad(), ScoreMatrix(
+        scores, chunk_size=chunk_size, max_bytes=int(matrix_bytes), tmp_dir=tmp_dir, progress=progress
+    ) as matrix:
+        opts = replace(opts, delta=TIE_RTOL * matrix.scale)
+        t2v_states: dict[str, Any] = {}
+        v2t_states: dict[str, Any] = {}
+        for p in posts:
+            t2v_states[p], v2t_states[p] = POSTPROCESSORS[p].prepare(matrix, banks, opts)
 
-        def t2v_counter(scores: torch.Tensor, rows: slice) -> TieCounts:
-            return gt_counts(scores, qv[rows])
+        def t2v_counter(s: torch.Tensor, slack: torch.Tensor, rows: slice) -> TieCounts:
+            return gt_counts(s, qv[rows], slack)
 
-        def v2t_counter(scores: torch.Tensor, rows: slice) -> TieCounts:
-            videos = torch.arange(rows.start, rows.stop, device=scores.device)
-            return v2t_counts(scores, videos, qv, protocol)
+        def v2t_counter(s: torch.Tensor, slack: torch.Tensor, rows: slice) -> TieCounts:
+            videos = torch.arange(rows.start, rows.stop, device=s.device)
+            return v2t_counts(s, videos, qv, protocol, slack)
 
-        t2v_counts = rank_queries(t2v, t2v_counter, posts, t2v_norm, progress=progress, **opts)
-        v2t_all = rank_queries(v2t, v2t_counter, posts, v2t_norm, progress=progress, **opts)
+        rank = dict(posts=posts, opts=opts, topk=TOPK)
+        t2v_counts, t2v_top = rank_queries(
+            matrix.row_chunks(), matrix.rows, n_q, t2v_counter, states=t2v_states, **rank
+        )
+        v2t_all, v2t_top = rank_queries(
+            matrix.col_chunks(), matrix.cols, n_v, v2t_counter, states=v2t_states, progress=progress, **rank
+        )
+        kind, scale = matrix.kind, matrix.scale
 
     metrics: dict[str, Any] = {}
     ranks: dict[str, Any] = {}
+    per_query: dict[str, Any] = {}
+    topk: dict[str, Any] = {}
     # CLIP4Clip's multi-sentence path (several captions per video) takes torch.median for t2v only
     lower_t2v = mdr == "clip4clip" and n_q > n_v
     for p in posts:
@@ -575,12 +912,15 @@ def evaluate_scorers(
         m_v2t = retrieval_metrics(v2t_all[p])
         metrics[p] = {"t2v": m_t2v, "v2t": m_v2t, "RSum": rsum(m_t2v, m_v2t)}
         ranks[p] = {"t2v": expected_ranks(t2v_counts[p]).tolist(), "v2t": expected_ranks(v2t_all[p]).tolist()}
+        per_query[p] = {"t2v": counts_to_json(t2v_counts[p]), "v2t": counts_to_json(v2t_all[p])}
+        topk[p] = {"t2v": t2v_top[p].tolist(), "v2t": v2t_top[p].tolist()}
     protocol_info = {
         "n_queries": n_q,
         "n_gallery": n_v,
         "v2t_multi_caption": protocol,
         "mdr": mdr,
-        "ties": TIE_POLICY,
+        "ties": f"{TIE_POLICY}; {TIE_TOLERANCE_POLICY}",
+        "tie_tolerance": {"relative": TIE_RTOL, "scale": scale, "raw_band": 2 * TIE_RTOL * scale},
         "dsl_inference_tau": float(dsl_tau),
         "qbnorm": None
         if "qbnorm" not in posts or banks is None
@@ -593,6 +933,9 @@ def evaluate_scorers(
     return {
         "metrics": metrics,
         "per_query_ranks": ranks,
+        "per_query": per_query,
+        "topk": topk,
         "protocol": protocol_info,
+        "score_matrix": kind,
         "eval_s": time.perf_counter() - start,
     }

@@ -22,6 +22,17 @@ every query weighs the same, where CLIP4Clip's code counts a query with ``t`` ti
 ``t + 1`` times. MdR and MnR are the median (``np.median``) and the mean of the
 expected ranks.
 
+NOTE: What is a tie. The counting functions take an optional ``slack``, each score's rounding
+bound: ``j`` is tied with the correct item ``c`` when ``|s_j - s_c| <= slack_j + slack_c``, above it
+beyond that. Without ``slack`` (the default, and ``t2v_metrics``/``v2t_metrics`` on a matrix you
+pass) ties are exact equality. :mod:`vtrbench.evaluate` always passes one: ``delta = TIE_RTOL *
+max|s|`` over the test matrix for raw scores (``TIE_RTOL = 2^-20``, 8 float32 ulps of the largest
+score), pushed through each post-processing, because the last bits of a score depend on how the
+work was cut (a pairwise head's block shape, the chunk size) and exact equality would make
+near-ties (reversed twins under an order-free head) tied or not depending on the cut. Result files
+record it in ``protocol.tie_tolerance``. Top-k lists (:func:`topk_indices`) order exactly equal
+scores by gallery index; scores within the tolerance but not equal keep their computed order.
+
 NOTE: Multiple captions per video. Text-to-video: every caption is a query over
 the videos. Video-to-text, two named protocols:
 
@@ -48,6 +59,20 @@ TIE_POLICY = (
     "g = wrong items scoring above the best correct item, t = wrong items tied with it, c = correct items "
     "tied at that score (c = 1 except v2t any-caption), so P(rank <= K) = clip((K-g)/(t+1), 0, 1) for c = 1; "
     "MdR = np.median, MnR = mean of the expected ranks; without ties identical to CLIP4Clip compute_metrics"
+)
+# Relative tie tolerance of evaluation (vtrbench.evaluate): every raw score carries a rounding bound
+# delta = TIE_RTOL * (the largest |score| of the test matrix); two scores whose difference is within
+# the sum of their bounds are tied. 2^-20 = 8 float32 ulps of the largest score. Measured (D = 512,
+# 12 frames, 32 tokens, and the tests' D = 16): a pairwise head's block shape moves its scores by
+# <= 3 such ulps (xpool 9e-8 of 0.25, wti 6e-8 of 0.49) and reversed twins of order-free heads differ
+# by <= 2.6, so a twin pair (16 ulps of band) is tied whatever the blocks, with a 3x margin or more.
+TIE_RTOL = 2.0**-20
+TIE_TOLERANCE_POLICY = (
+    "tolerance: each raw score s carries the rounding bound delta = 2^-20 * max|s| over the test matrix "
+    "(protocol.tie_tolerance); two scores are tied when they differ by at most the sum of their bounds; "
+    "dsl scores carry delta pushed through DSL (w*L*delta*(1 + 2|L s|/tau), w = the softmax weight), "
+    "qbnorm-normalised rows 2*beta*delta; QB-Norm's top-1/top-k hub tests use the same bands; so ranks "
+    "do not depend on eval_block or chunk_size"
 )
 RECALL_KS = (1, 5, 10, 50)
 V2T_PROTOCOLS = ("clip4clip", "any-caption")
@@ -141,12 +166,33 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.int64).numpy()
 
 
-def gt_counts(scores: ArrayLike, gt: ArrayLike) -> TieCounts:
+def _slack_at(slack: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The bound of each row's item ``idx`` (``(N, 1)``), for a full ``(N, M)`` or broadcast slack."""
+    if slack.ndim == 2 and slack.shape[1] > 1:
+        return slack.gather(1, idx)
+    return slack.reshape(-1, 1) if slack.ndim == 2 else slack.reshape(1, 1).expand(idx.shape[0], 1)
+
+
+def _as_slack(slack: ArrayLike | float | None, s: torch.Tensor) -> torch.Tensor | None:
+    if slack is None:
+        return None
+    t = torch.as_tensor(slack, device=s.device).to(s.dtype if s.is_floating_point() else torch.float64)
+    if t.ndim == 0:
+        t = t.reshape(1, 1).expand(s.shape[0], 1)
+    if t.ndim != 2 or t.shape[0] != s.shape[0] or t.shape[1] not in (1, s.shape[1]):
+        raise VtrbenchError(f"slack of shape {tuple(t.shape)} does not fit scores {tuple(s.shape)}")
+    return t
+
+
+def gt_counts(scores: ArrayLike, gt: ArrayLike, slack: ArrayLike | float | None = None) -> TieCounts:
     """Counts for queries with exactly one correct item.
 
     Args:
         scores: ``(N, M)`` scores, row = query, column = gallery item (higher = better).
         gt: ``(N,)`` int, the column of each row's correct item.
+        slack: None (exact equality is a tie), or each score's rounding bound, ``(N, M)``, ``(N, 1)``
+            or a scalar: item ``j`` is tied with the correct item ``c`` when
+            ``|s_j - s_c| <= slack_j + slack_c`` and above it when ``s_j - s_c`` exceeds that.
 
     Returns:
         :class:`TieCounts` with ``tied_correct`` all 1.
@@ -154,17 +200,34 @@ def gt_counts(scores: ArrayLike, gt: ArrayLike) -> TieCounts:
     s = _as_scores(scores)
     g = _as_index(gt, s.shape[0], s.shape[1], "gt", s.device)
     target = s.gather(1, g[:, None])
-    higher = _count(s > target)
-    tied = _count(s == target) - 1
+    u = _as_slack(slack, s)
+    if u is None:
+        higher = _count(s > target)
+        tied = _count(s == target) - 1
+    elif u.shape[1] == 1 and not bool(u.any()):  # no slack: exact ties, the fast path
+        higher = _count(s > target)
+        tied = _count(s == target) - 1
+    elif u.shape[1] == 1:  # one bound per row: two comparisons against the band's edges
+        band = 2 * u
+        higher = _count(s > target + band)
+        tied = _count(s >= target - band) - higher - 1
+    else:
+        u_t = _slack_at(u, g[:, None])
+        # s - u > t + u_t: above beyond the band; s + u >= t - u_t: not below it
+        higher = _count((s - u) > (target + u_t))
+        tied = _count((s + u) >= (target - u_t)) - higher - 1
     return TieCounts(_to_numpy(higher), _to_numpy(tied), np.ones(s.shape[0], dtype=np.int64))
 
 
-def best_correct_counts(scores: ArrayLike, correct: ArrayLike) -> TieCounts:
+def best_correct_counts(
+    scores: ArrayLike, correct: ArrayLike, slack: ArrayLike | float | None = None
+) -> TieCounts:
     """Counts for queries with one or more correct items; the best-scoring one is ranked.
 
     Args:
         scores: ``(N, M)`` scores, row = query.
         correct: ``(N, M)`` bool, True where the item is correct; every row needs one.
+        slack: rounding bounds as in :func:`gt_counts` (None: exact ties).
 
     Returns:
         :class:`TieCounts`; correct items below the best one are not competitors.
@@ -175,11 +238,58 @@ def best_correct_counts(scores: ArrayLike, correct: ArrayLike) -> TieCounts:
         raise VtrbenchError(f"correct mask shape {tuple(m.shape)} does not match scores {tuple(s.shape)}")
     if s.shape[0] and not bool(m.any(1).all()):
         raise VtrbenchError("every query needs at least one correct item")
-    best = s.masked_fill(~m, -torch.inf).amax(1, keepdim=True)
-    above, equal, wrong = s > best, s == best, ~m
+    masked = s.masked_fill(~m, -torch.inf)
+    u = _as_slack(slack, s)
+    if u is None:
+        best = masked.amax(1, keepdim=True)
+        above, equal = s > best, s == best
+    else:
+        arg = masked.argmax(1, keepdim=True)
+        best = s.gather(1, arg)
+        band = u + _slack_at(u, arg)
+        diff = s - best
+        above, equal = diff > band, diff.abs_() <= band
+    wrong = ~m
     return TieCounts(
         _to_numpy(_count(above & wrong)), _to_numpy(_count(equal & wrong)), _to_numpy(_count(equal & m))
     )
+
+
+TOPK = 10  # gallery items stored per query in result files (issue 21's browser)
+
+
+def topk_indices(scores: ArrayLike, k: int) -> np.ndarray:
+    """``(N, min(k, M))`` int64 gallery indices of each row's ``k`` best items, best first.
+
+    Equal scores are ordered by gallery index (lower first), so the list is deterministic and does
+    not depend on how the rows were cut into chunks. NaN is refused like everywhere else.
+    """
+    s = _as_scores(scores)
+    n, m = s.shape
+    k = min(int(k), m)
+    if k <= 0 or n == 0:
+        return np.zeros((n, max(k, 0)), dtype=np.int64)
+    top = s.topk(min(k + 1, m), dim=1)
+    kth = top.values[:, k - 1 : k]
+    idx = top.indices[:, :k]
+    # rows where the k-th value is tied beyond the k picked (the (k+1)-th equals it): topk chose
+    # among those ties arbitrarily
+    if k < m:
+        ambiguous = (top.values[:, k] == top.values[:, k - 1]).nonzero().squeeze(1)
+    else:
+        ambiguous = torch.zeros(0, dtype=torch.int64, device=s.device)
+    if ambiguous.numel():
+        sa, kth_a = s.index_select(0, ambiguous), kth.index_select(0, ambiguous)
+        above, equal = sa > kth_a, sa == kth_a
+        need = k - _count(above)
+        # everything above the k-th value is in; the k-th value's ties fill the rest in index order
+        take = above | (equal & (equal.cumsum(1, dtype=torch.int32) <= need[:, None]))
+        idx = idx.clone()
+        idx[ambiguous] = take.nonzero()[:, 1].view(-1, k)  # row-major: index order within each row
+    # best first, equal scores by gallery index: sort the picks by index, then stably by score
+    idx = idx.sort(dim=1).values
+    order = s.gather(1, idx).sort(dim=1, descending=True, stable=True).indices
+    return _to_numpy(idx.gather(1, order))
 
 
 def expected_ranks(counts: TieCounts) -> np.ndarray:
@@ -207,6 +317,70 @@ def expected_recall(counts: TieCounts, k: int) -> np.ndarray:
             none_in_first_w = np.where(j < cm, none_in_first_w * factor, none_in_first_w)
         out[multi] = 1.0 - none_in_first_w
     return out
+
+
+def counts_to_json(counts: TieCounts) -> dict[str, list[int]]:
+    """``TieCounts`` as result files store them: ``{"higher": [..], "tied": [..], "tied_correct": [..]}``."""
+    fields = zip(TieCounts._fields, counts, strict=True)
+    return {name: np.asarray(a, dtype=np.int64).tolist() for name, a in fields}
+
+
+def counts_from_json(data: object, *, gallery: int | None = None, what: str = "per_query") -> TieCounts:
+    """The inverse of :func:`counts_to_json`, checked: one-line VtrbenchError naming ``what`` when malformed.
+
+    Args:
+        data: ``{"higher": [int], "tied": [int], "tied_correct": [int]}`` of equal lengths >= 1, or a
+            :class:`TieCounts` (returned as int64 arrays after the same checks).
+        gallery: the number of items each query was ranked among, if known: then every query needs
+            ``higher + tied + tied_correct <= gallery``.
+        what: the key to name in messages (e.g. ``"per_query.raw.t2v"``).
+
+    Returns:
+        :class:`TieCounts` of int64 numpy arrays; ``higher, tied >= 0``, ``tied_correct >= 1``.
+    """
+    if isinstance(data, TieCounts):
+        data = dict(zip(TieCounts._fields, data, strict=True))
+    if not isinstance(data, dict) or set(data) != set(TieCounts._fields):
+        raise VtrbenchError(f"{what} must be an object with exactly the keys {', '.join(TieCounts._fields)}")
+    arrays = []
+    for name in TieCounts._fields:
+        values = data[name]
+        if isinstance(values, np.ndarray | torch.Tensor):
+            values = values.tolist()
+        if not isinstance(values, list | tuple) or not all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values
+        ):
+            raise VtrbenchError(f"{what}.{name} must be a list of integers")
+        arrays.append(np.asarray(values, dtype=np.int64).reshape(-1))
+    n = {len(a) for a in arrays}
+    if len(n) != 1 or n == {0}:
+        raise VtrbenchError(f"{what}: higher, tied and tied_correct must be non-empty lists of one length")
+    higher, tied, correct = arrays
+    if (higher < 0).any() or (tied < 0).any():
+        raise VtrbenchError(f"{what}: higher and tied must be >= 0")
+    if (correct < 1).any():
+        raise VtrbenchError(f"{what}.tied_correct must be >= 1 (the correct item itself)")
+    if gallery is not None and (higher + tied + correct > gallery).any():
+        bad = int(np.argmax(higher + tied + correct > gallery))
+        raise VtrbenchError(
+            f"{what}: query {bad} counts {int(higher[bad] + tied[bad] + correct[bad])} items "
+            f"in a gallery of {gallery}"
+        )
+    return TieCounts(higher, tied, correct)
+
+
+def recall_from_counts(counts: TieCounts | dict, k: int) -> np.ndarray:
+    """Per-query expected recall@``k`` (0..1) from stored counts: what ``R@k`` averages (times 100).
+
+    ``100 * recall_from_counts(result["per_query"][post][dir], k).mean()`` equals the stored
+    ``result["metrics"][post][dir][f"R@{k}"]`` exactly (the same function computes both).
+    """
+    return expected_recall(counts_from_json(counts), k)
+
+
+def ranks_from_counts(counts: TieCounts | dict) -> np.ndarray:
+    """Per-query expected ranks from stored counts (what ``per_query_ranks``, MdR and MnR use)."""
+    return expected_ranks(counts_from_json(counts))
 
 
 def retrieval_metrics(
@@ -240,6 +414,12 @@ def check_v2t_protocol(protocol: str) -> str:
     return protocol
 
 
+def _is_identity(item_group: torch.Tensor, n_groups: int) -> bool:
+    return item_group.numel() == n_groups and bool(
+        (item_group == torch.arange(n_groups, device=item_group.device)).all()
+    )
+
+
 def group_max(scores: torch.Tensor, item_group: torch.Tensor, n_groups: int) -> torch.Tensor:
     """Max over the columns of each group: ``(N, M)`` scores, ``(M,)`` int group -> ``(N, n_groups)``.
 
@@ -247,6 +427,8 @@ def group_max(scores: torch.Tensor, item_group: torch.Tensor, n_groups: int) -> 
     a column permutation, done as a gather because it is cheaper than a scatter.
     """
     n, m = scores.shape
+    if m == n_groups and _is_identity(item_group, n_groups):
+        return scores  # one column per group, in group order (a test split of one caption per video)
     if m == n_groups:
         first = torch.full((n_groups,), -1, dtype=torch.int64, device=scores.device)
         first[item_group] = torch.arange(m, device=scores.device)
@@ -257,7 +439,11 @@ def group_max(scores: torch.Tensor, item_group: torch.Tensor, n_groups: int) -> 
 
 
 def v2t_counts(
-    video_scores: ArrayLike, videos: ArrayLike, caption_video: ArrayLike, protocol: str = "clip4clip"
+    video_scores: ArrayLike,
+    videos: ArrayLike,
+    caption_video: ArrayLike,
+    protocol: str = "clip4clip",
+    slack: ArrayLike | float | None = None,
 ) -> TieCounts:
     """Video-to-text counts for a block of query videos.
 
@@ -267,6 +453,8 @@ def v2t_counts(
         caption_video: ``(Nq,)`` int, the video of each caption; every video in
             ``0 .. max`` must own a caption for ``clip4clip``.
         protocol: ``"clip4clip"`` or ``"any-caption"`` (module note).
+        slack: rounding bounds as in :func:`gt_counts` (None: exact ties); under ``clip4clip`` a
+            caption group's bound is that of its best caption.
 
     Returns:
         :class:`TieCounts` of the ``n`` query videos.
@@ -276,9 +464,17 @@ def v2t_counts(
     cap = as_tensor(caption_video, device=s.device).to(torch.int64)
     n_videos = int(cap.max()) + 1 if cap.numel() else 0
     v = _as_index(videos, s.shape[0], n_videos, "videos", s.device)
+    u = _as_slack(slack, s)
+    if protocol == "clip4clip" and _is_identity(cap, s.shape[1]):
+        return gt_counts(s, v, u)  # one caption per video, in video order: nothing to group
     if protocol == "clip4clip":
-        return gt_counts(group_max(s, cap, n_videos), v)
-    return best_correct_counts(s, cap[None, :] == v[:, None])
+        grouped = group_max(s, cap, n_videos)
+        if u is not None and u.shape[1] > 1:
+            # a group's bound is that of its best caption (the largest one if several tie for best)
+            at_best = s == grouped.index_select(1, cap)
+            u = group_max(torch.where(at_best, u.expand_as(s), -torch.inf), cap, n_videos)
+        return gt_counts(grouped, v, u)
+    return best_correct_counts(s, cap[None, :] == v[:, None], u)
 
 
 def _check_query_video(sim: torch.Tensor, query_video: ArrayLike) -> torch.Tensor:

@@ -17,7 +17,10 @@ from typing import Any
 
 from vtrbench.errors import VtrbenchError
 
-SCHEMA = 1
+# Schema 2 (this vtrbench writes it) adds per_query (the tie counts every metric is computed from)
+# and topk; schema 1 files (no per_query/topk) stay readable.
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 POSTPROCESSING = ("raw", "dsl", "qbnorm")
 TRANSDUCTIVE = {"raw": False, "dsl": True, "qbnorm": False}
 DIRECTIONS = ("t2v", "v2t")
@@ -111,13 +114,15 @@ def _finite(value: Any) -> bool:
 
 
 def _schema_problem(data: Any) -> str | None:
-    """What makes ``data`` not a readable schema-1 result, in a few words; None when it is one."""
+    """What makes ``data`` not a readable result (schema 1 or 2), in a few words; None when it is one."""
     if not isinstance(data, dict):
         return f"not a vtrbench result file (a JSON {type(data).__name__}, not an object)"
     if "run_id" not in data or "metrics" not in data:
         return "not a vtrbench result file (no run_id/metrics)"
-    if data.get("schema") != SCHEMA:
-        return f"result schema {data.get('schema')!r}, this vtrbench reads {SCHEMA}"
+    schema = data.get("schema")
+    if not _int(schema) or schema not in READABLE_SCHEMAS:
+        readable = " and ".join(map(str, READABLE_SCHEMAS))
+        return f"result schema {schema!r}, this vtrbench reads {readable}"
     for key in ("run_id", "config_hash"):
         if not isinstance(data.get(key), str) or not data.get(key):
             return f"{key} must be a non-empty string, got {data.get(key)!r}"
@@ -159,6 +164,94 @@ def _schema_problem(data: Any) -> str | None:
             for direction, values in per_post.items():
                 if not isinstance(values, list) or not all(_finite(v) and v >= 1 for v in values):
                     return f"per_query_ranks.{post}.{direction} must be a list of finite ranks >= 1"
+    if schema >= 2:
+        return _per_query_problem(data)
+    return None
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def gallery_sizes(data: dict[str, Any]) -> tuple[int, int, dict[str, int]]:
+    """``(n_queries, n_gallery, {direction: items each query is ranked among})`` of a result.
+
+    t2v ranks every caption among the ``n_gallery`` test videos; v2t ranks every video among the
+    ``n_gallery`` caption groups (``clip4clip``) or among the ``n_queries`` captions (``any-caption``).
+    """
+    protocol = data.get("protocol") or {}
+    n_q, n_v = protocol.get("n_queries"), protocol.get("n_gallery")
+    if not (_int(n_q) and _int(n_v) and n_q >= 1 and n_v >= 1):
+        raise ValueError(f"protocol.n_queries/n_gallery must be integers >= 1, got {n_q!r}/{n_v!r}")
+    v2t = n_q if protocol.get("v2t_multi_caption") == "any-caption" else n_v
+    return n_q, n_v, {"t2v": n_v, "v2t": v2t}
+
+
+def _metrics_disagree(stored: dict[str, Any], counts: Any, what: str) -> str | None:
+    """The stored metrics must be the ones their per-query counts give (up to float rounding)."""
+    import numpy as np
+
+    from vtrbench.metrics import expected_ranks, expected_recall, median_rank
+
+    ranks = expected_ranks(counts)
+    want: dict[str, list[float]] = {"MnR": [float(ranks.mean())]}
+    # MdR: np.median, or the lower middle value under the clip4clip convention
+    want["MdR"] = [median_rank(ranks), median_rank(ranks, lower=True)]
+    for name in stored:
+        if name.startswith("R@") and name[2:].isdigit():
+            want[name] = [float(100.0 * expected_recall(counts, int(name[2:])).mean())]
+    for name, options in want.items():
+        value = stored.get(name)
+        if value is not None and not any(np.isclose(value, w, rtol=1e-9, atol=1e-9) for w in options):
+            return f"{what}.{name} is {value!r}, but its per_query counts give {options[0]!r}"
+    return None
+
+
+def _per_query_problem(data: dict[str, Any]) -> str | None:
+    """Shape and type checks of schema 2's ``per_query`` and ``topk`` (see results/README.md)."""
+    from vtrbench.metrics import TOPK, counts_from_json
+
+    try:
+        n_q, n_v, ranked_among = gallery_sizes(data)
+    except ValueError as e:
+        return str(e)
+    n_queries = {"t2v": n_q, "v2t": n_v}
+    topk_gallery = {"t2v": n_v, "v2t": n_q}  # top-k lists hold test videos (t2v) / test captions (v2t)
+    for key in ("per_query", "topk"):
+        block = data.get(key)
+        if not isinstance(block, dict) or set(block) != set(data["metrics"]):
+            return f"{key} must be an object with one entry per post-processing in metrics"
+        for post, per_post in block.items():
+            if not isinstance(per_post, dict) or set(per_post) != set(DIRECTIONS):
+                return f"{key}.{post} must be an object with keys t2v and v2t"
+    for post, per_post in data["per_query"].items():
+        for direction in DIRECTIONS:
+            what = f"per_query.{post}.{direction}"
+            try:
+                counts = counts_from_json(per_post[direction], gallery=ranked_among[direction], what=what)
+            except VtrbenchError as e:
+                return str(e)
+            if len(counts.higher) != n_queries[direction]:
+                return f"{what} holds {len(counts.higher)} queries, protocol says {n_queries[direction]}"
+            stored = data["metrics"][post][direction]
+            problem = _metrics_disagree(stored, counts, f"metrics.{post}.{direction}")
+            if problem is not None:
+                return problem
+    for post, per_post in data["topk"].items():
+        for direction in DIRECTIONS:
+            what = f"topk.{post}.{direction}"
+            rows, size = per_post[direction], topk_gallery[direction]
+            if not isinstance(rows, list) or len(rows) != n_queries[direction]:
+                return f"{what} must be a list of {n_queries[direction]} lists (one per query)"
+            k = min(TOPK, size)
+            for i, row in enumerate(rows):
+                if (
+                    not isinstance(row, list)
+                    or len(row) != k
+                    or not all(_int(v) and 0 <= v < size for v in row)
+                    or len(set(row)) != k
+                ):
+                    return f"{what}[{i}] must be {k} distinct gallery indices in [0, {size})"
     return None
 
 

@@ -391,6 +391,17 @@ def checkpoint_paths(save_checkpoint: Path | None, seeds: list[int]) -> dict[int
     return out
 
 
+def check_qb_k(cache: FeatureCache, test_split: str, qb_k: int) -> None:
+    """Refuse a QB-Norm k the test gallery cannot give, before any work (evaluate refuses it too)."""
+    from vtrbench.cache import STATUS_OK
+    from vtrbench.evaluate import qb_k_message
+
+    rows = cache.split_rows(test_split)[0]
+    n_ok = int((cache.read_rows("videos", "status", rows) == STATUS_OK).sum())
+    if qb_k > n_ok:
+        raise VtrbenchError(qb_k_message(qb_k, n_ok, test_split))
+
+
 def preflight(
     spec: RunSpec,
     cache: FeatureCache,
@@ -415,6 +426,7 @@ def preflight(
         plans[seed] = (config, path)
     if config is not None:
         check_overlap(cache, config.train_split, config.test_split, spec.allow_overlap)
+        check_qb_k(cache, config.test_split, config.qb_k)
         head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **spec.head_options)
         check_requirements(head, cache, spec.head)  # e.g. noun/verb masks the cache does not hold
         if config.val_fraction > 0:
@@ -716,6 +728,8 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             and _load_ok(path, rid, console)
         ):
             return Outcome(path, None, skipped=True)
+        if train and train != test:  # a bank, hence qbnorm, will be used
+            check_qb_k(cache, test, config.qb_k)
         test_data = load_split(cache, test)
         bank = load_split(cache, train) if train and train != test else None
         t1 = time.perf_counter()

@@ -340,6 +340,7 @@ def evaluate_head(
     qb_k: int = 1,
     mdr: str = "standard",
     block: tuple[int, int] | None = None,
+    matrix_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``head`` on ``test``: the one entry point for factorised and pairwise heads.
 
@@ -347,12 +348,15 @@ def evaluate_head(
     head's states and block scorer go to vtrbench.evaluate.evaluate_pairwise, scored in
     ``block`` (default: the head's ``eval_block``) caption x video blocks.
     ``progress``: an optional rich Progress; the ranking pass shows as one task on it.
+    ``matrix_bytes``: the largest caption x video score matrix held in memory (default 1 GiB or
+    ``$VTRBENCH_EVAL_MATRIX_BYTES``); a larger one is streamed to a temporary file.
     """
     from vtrbench.evaluate import evaluate_embeddings, evaluate_pairwise
 
     use_bank = bank is not None and "qbnorm" in postprocessing
     posts = tuple(p for p in postprocessing if p != "qbnorm" or use_bank)
     common: dict[str, Any] = dict(
+        matrix_bytes=matrix_bytes,
         logit_scale=float(head.logit_scale().item()),
         dsl_tau=dsl_tau,
         qb_beta=qb_beta,
@@ -559,10 +563,14 @@ def build_result(
             "n_gallery": test.n_videos,
             "excluded_failed_videos": test.excluded_videos,
             "v2t_multi_caption": config.v2t_protocol,
-            "ties": TIE_POLICY,
+            "ties": evaluation["protocol"].get("ties", TIE_POLICY),
+            "tie_tolerance": evaluation["protocol"].get("tie_tolerance"),
             "dsl_inference_tau": config.dsl_tau,
             "qbnorm": {
-                "bank_size": config.qb_bank,
+                # the bank actually used: min(asked, the train split's captions/videos), or None
+                # when qbnorm was not evaluated (no train split); the asked size is in config.qb_bank
+                "bank_size": ((evaluation.get("protocol") or {}).get("qbnorm") or {}).get("bank_size"),
+                "bank_size_asked": config.qb_bank,
                 "beta": config.qb_beta,
                 "k": config.qb_k,
                 "bank_split": config.train_split or None,
@@ -577,6 +585,8 @@ def build_result(
         "metrics": evaluation["metrics"],
         "transductive": {p: TRANSDUCTIVE[p] for p in evaluation["metrics"]},
         "per_query_ranks": evaluation["per_query_ranks"],
+        "per_query": evaluation["per_query"],
+        "topk": evaluation["topk"],
         "history": history,
         "gate": evaluation.get("gate"),
         "per_query_gate": evaluation.get("per_query_gate"),  # {expert: [weight per test caption]}

@@ -85,8 +85,8 @@ def inspect(path: Path, verify: bool) -> None:
         from vtrbench.results import read_result
 
         r = read_result(path)
-        r.pop("per_query_ranks", None)
-        r.pop("_path", None)
+        for key in ("per_query_ranks", "per_query", "topk", "_path"):  # per-query lists: long, unread
+            r.pop(key, None)
         _out().print_json(json.dumps(r))
         return
     from vtrbench.cache import FeatureCache
