@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.report_helpers import counts_from_ranks, with_tie_counts
 from vtrbench.errors import VtrbenchError
 from vtrbench.report import (
     RANDOM_WEIGHTS_NOTE,
@@ -70,12 +71,23 @@ def check_goldens(texts: dict[str, str]) -> None:
 
 
 def _result(label: str, ranks_t2v: list[float], *, loss: str = "infonce", seed: int = 0, **over) -> dict:
-    """A minimal schema-1 result whose metrics follow from its ranks (raw post-processing only)."""
+    """A minimal schema-2 result whose metrics follow from its whole-number ranks (raw only; v2t has
+    the same ranks). The gallery holds as many videos as there are captions when the ranks fit in it,
+    else its size is not recorded (a toy with ranks beyond its query count)."""
     r = np.asarray(ranks_t2v, dtype=float)
     per_dir = {f"R@{k}": 100.0 * float(np.mean(r <= k)) for k in (1, 5, 10, 50)}
     per_dir.update(MdR=float(np.median(r)), MnR=float(r.mean()))
+    protocol = {
+        "test_split": "1k-A",
+        "n_queries": len(r),
+        "v2t_multi_caption": "clip4clip",
+        "ties": "expected rank",
+    }
+    if r.max() <= len(r):
+        protocol["n_gallery"] = len(r)
+    whole = all(float(x).is_integer() for x in ranks_t2v)
     result = {
-        "schema": 1,
+        "schema": 2,
         "run_id": f"toy.{label}.{loss}.s{seed}",
         "dataset": "toy",
         "head": "meanp",
@@ -84,17 +96,22 @@ def _result(label: str, ranks_t2v: list[float], *, loss: str = "infonce", seed: 
         "config_hash": f"hash-{label}-{loss}",
         "seed": seed,
         "cache": {"fingerprint": "fp0", "model": "ViT-B-32", "pretrained": "openai", "random_weights": False},
-        "protocol": {
-            "test_split": "1k-A",
-            "n_queries": len(r),
-            "n_gallery": 50,
-            "v2t_multi_caption": "clip4clip",
-            "ties": "expected rank",
+        "protocol": protocol,
+        "metrics": {
+            "raw": {
+                "t2v": dict(per_dir),
+                "v2t": dict(per_dir),
+                "RSum": 2 * sum(per_dir[f"R@{k}"] for k in (1, 5, 10)),
+            }
         },
-        "metrics": {"raw": {"t2v": dict(per_dir), "v2t": dict(per_dir), "RSum": 0.0}},
         "transductive": {"raw": False},
         "per_query_ranks": {"raw": {"t2v": list(ranks_t2v), "v2t": list(ranks_t2v)}},
     }
+    if whole:  # tie counts follow from untied ranks only; else a schema-1 result (Δ/† n/a)
+        counts = counts_from_ranks(list(ranks_t2v))
+        result["per_query"] = {"raw": {"t2v": counts, "v2t": dict(counts)}}
+    else:
+        result["schema"] = 1
     result.update(over)
     return result
 
@@ -133,13 +150,13 @@ def test_load_results_refuses_an_empty_folder(tmp_path):
 
 
 def test_golden_paper_layout(results):
-    report = build_report(results, layout="paper", baseline="meanp + infonce")
+    report = build_report(with_tie_counts(results), layout="paper", baseline="meanp + infonce")
     check_goldens({"report_paper.md": render_markdown(report), "report_paper.tex": render_latex(report)})
 
 
 def test_golden_pivot_layout(results):
     report = build_report(
-        results,
+        with_tie_counts(results),
         layout="pivot",
         rows="label",
         cols="loss",
@@ -186,7 +203,7 @@ def test_bold_follows_each_metric_direction():
     # b has the worst R@1 but the best (smallest) MnR; c ties a on R@1 and b on MnR at one decimal.
     a = _result("a", [1, 1, 1, 10, 10, 10])  # R@1 50.0, MnR 5.5
     b = _result("b", [1, 2, 2, 2, 2, 2])  # R@1 16.7, MnR 1.833 -> 1.8
-    c = _result("c", [1, 1, 1, 2, 2, 3.8])  # R@1 50.0, MnR 1.8
+    c = _result("c", [1, 1, 1, 2, 2, 4])  # R@1 50.0, MnR 1.833 -> 1.8
     cols = ("t2v/R@1", "t2v/MdR", "t2v/MnR")
     block = build_report([a, b, c], columns=cols).blocks[0]
     best = block.best
@@ -241,7 +258,12 @@ def _bootstrap_by_hand(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> 
 
 def test_baseline_difference_matches_an_independent_bootstrap(results):
     report = build_report(
-        results, posts=("raw",), baseline="meanp + infonce", n_boot=500, boot_seed=7, bootstrap="queries"
+        with_tie_counts(results),
+        posts=("raw",),
+        baseline="meanp + infonce",
+        n_boot=500,
+        boot_seed=7,
+        bootstrap="queries",
     )
     block = report.blocks[0]
 
@@ -363,7 +385,9 @@ def test_a_copied_result_counts_once_and_a_changed_copy_is_refused(results):
     assert report.blocks[0].mean.equals(plain.blocks[0].mean)
     assert any("1 duplicate result file" in n and "copy-" in n for n in report.notes)
     changed = copy.deepcopy(dup)
-    changed["metrics"]["raw"]["t2v"]["R@1"] += 5.0
+    # Other metrics that still agree with the file's own ranks (else the file alone is refused).
+    changed["metrics"]["raw"] = changed["metrics"]["dsl"]
+    changed["per_query_ranks"]["raw"] = changed["per_query_ranks"]["dsl"]
     with pytest.raises(VtrbenchError, match="same run .* with different metrics"):
         build_report(results + [changed])
     # Two files of one configuration that claim the same seed but are different runs (another cache

@@ -45,7 +45,7 @@ MALFORMED = {
     "array": "[1, 2]",
     "no-run-id": _with("run_id", KeyError),
     "no-metrics": _with("metrics", KeyError),
-    "wrong-schema": _with("schema", 2),
+    "wrong-schema": _with("schema", 99),  # 1 and 2 are readable (schema 2 adds per_query)
     "seed-string": _with("seed", "0"),
     "seed-missing": _with("seed", KeyError),
     "seed-bool": _with("seed", False),
@@ -160,3 +160,37 @@ def test_report_imports_neither_torch_nor_the_cache():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "option, target",
+    [
+        ("--plot", "/proc/fig.png"),
+        ("--plot", "/sys/fig.png"),
+        ("--output", "/proc/x.md"),
+        ("--output", "/sys/x/y/table.md"),
+        ("--output", "/dev/null"),
+    ],
+)
+def test_outputs_that_cannot_be_written_are_refused_before_the_table(tmp_path, capsys, option, target):
+    # As root os.access says yes to all of these; the check must try the write itself.
+    top = Path("/" + target.split("/")[1])
+    if not top.exists():
+        pytest.skip(f"no {top} here")
+    code, out, err = _report(tmp_path, capsys, option, target)
+    assert code == 2 and out == "", out[:200]
+    assert err.startswith(f"error: {option} {target}:") and "Traceback" not in err
+
+
+def test_the_output_check_leaves_nothing_behind(tmp_path, capsys):
+    target = tmp_path / "new" / "deeper" / "t.md"
+    from vtrbench.cli.report_cmds import check_output_path
+
+    check_output_path(target, "--output")
+    assert list(tmp_path.iterdir()) == []  # the folders and files it made to try are gone
+    existing = tmp_path / "old.md"
+    existing.write_text("keep me")
+    check_output_path(existing, "--output")
+    assert existing.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["old.md"]
+    code, _, _ = _report(tmp_path, capsys, "--output", target, "--post", "raw")
+    assert code == 0 and target.read_text().startswith("Provenance:")

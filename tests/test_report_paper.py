@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.report_helpers import with_tie_counts
 from tests.test_report import _result, check_goldens
 from vtrbench.errors import VtrbenchError
 from vtrbench.report import build_report, load_results, render_latex, render_markdown
@@ -115,7 +116,9 @@ def test_hierarchical_interval_covers_seed_noise():
 
 
 def test_report_uses_the_hierarchical_bootstrap_and_says_so(sweep):
-    report = build_report(sweep, posts=("raw",), baseline="meanp + infonce", n_boot=200, boot_seed=3)
+    report = build_report(
+        with_tie_counts(sweep), posts=("raw",), baseline="meanp + infonce", n_boot=200, boot_seed=3
+    )
     block = report.blocks[0]
 
     def per_seed(pattern: str, temperature: int | None = None) -> np.ndarray:
@@ -132,7 +135,9 @@ def test_report_uses_the_hierarchical_bootstrap_and_says_so(sweep):
     got = tuple(f.loc[key, "t2v/R@1"] for f in (block.diff, block.diff_lo, block.diff_hi))
     assert got == pytest.approx(expected)
     assert any("resamples each system's seeds, then the queries" in n for n in report.notes)
-    queries = build_report(sweep, posts=("raw",), baseline="meanp + infonce", bootstrap="queries")
+    queries = build_report(
+        with_tie_counts(sweep), posts=("raw",), baseline="meanp + infonce", bootstrap="queries"
+    )
     assert any("seed noise is not covered" in n for n in queries.notes)
 
 
@@ -146,9 +151,11 @@ def test_one_seed_says_seed_noise_is_not_covered():
 # --------------------------------------------------------------------------- labels and renames
 
 
-def _camoe(gate: str, seed: int = 0, experts: tuple[str, ...] = ("action", "entity", "fusion")) -> dict:
+def _camoe(
+    gate: str, seed: int = 0, experts: tuple[str, ...] = ("action", "entity", "fusion"), repeat: int = 1
+) -> dict:
     label = f"camoe[{','.join(experts)};pos;{gate}]"
-    r = _result(label, [1, 2, 1, 3, 1, 1, 2, 5], seed=seed, head="camoe")
+    r = _result(label, [1, 2, 1, 3, 1, 1, 2, 5] * repeat, seed=seed, head="camoe")
     r["head_options"] = {"experts": list(experts), "streams": "pos", "gate": gate, "aux_weight": 0.5}
     return r
 
@@ -226,17 +233,17 @@ def test_significance_marks_where_the_interval_excludes_zero():
     md = render_markdown(report)
     good_row = next(line for line in md.splitlines() if line.startswith("| good "))
     assert "**75.0**† ± 0.0" in good_row and "100.0**†" not in good_row
-    assert "- †: the difference to base + InfoNCE in this column has a 95 % interval" in md
+    # 2 rows x 6 per-query columns (t2v/v2t R@1, R@5, R@10) tested: Holm by default, said so.
+    assert report.correction == "holm" and report.n_tested == 12
+    assert "- †: the difference to the baseline is significant at 5 % family-wise (Holm" in md
     tex = render_latex(report)
     assert "\\textbf{75.0}$^{\\dagger}_{0.0}$" in tex
-    assert "$^{\\dagger}$: the difference to base + InfoNCE" in tex
+    assert "$^{\\dagger}$: the difference to the baseline is significant at 5 \\% family-wise (Holm" in tex
+    assert "hierarchical paired bootstrap (200 replicates" in tex
 
 
 def test_golden_short_labels_renames_marks_and_escaping():
-    rs = _clear_winner()[:6] + [_camoe("single"), _camoe("uniform")]
-    for r in rs[6:]:
-        r["per_query_ranks"]["raw"]["t2v"] = r["per_query_ranks"]["raw"]["t2v"] * 5
-        r["per_query_ranks"]["raw"]["v2t"] = r["per_query_ranks"]["raw"]["t2v"]
+    rs = _clear_winner()[:6] + [_camoe("single", repeat=5), _camoe("uniform", repeat=5)]
     nasty = _result("x_%&#{}~^\\$|<>\nend", [1, 3] * 20, seed=0)
     report = build_report(
         rs + [nasty],
@@ -304,6 +311,65 @@ def test_nasty_labels_compile(tmp_path):
     rs = [_result("x_%&#{}~^\\$|<>\nend", [1, 3] * 10), _result("[b]", [2, 1] * 10)]
     log = _pdflatex(render_latex(build_report(rs, baseline="[b]"), standalone=True), tmp_path)
     assert [w for w in _overfull(log) if w > 1.0] == []
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_non_ascii_names_and_captions_compile(tmp_path):
+    rs = [
+        _result("α-pool ✓ naïve", [1, 3] * 10),
+        _result("Ωmega Straße Øre", [2, 1] * 10),
+        _result("base", [2, 2] * 10),
+    ]
+    report = build_report(
+        rs, baseline="base", caption="Résumé: τ, β, μ, σ and Σ; ✓ = better; “quoted”", tex_label="tab:x"
+    )
+    tex = render_latex(report, standalone=True)
+    assert tex.isascii()  # every non-ASCII character became a LaTeX command
+    assert '\\ensuremath{\\alpha}-pool \\ensuremath{\\surd} na\\"{\\i}ve' in tex
+    assert "R\\'{e}sum\\'{e}" in tex and "Stra\\ss{}e" in tex and "\\O{}re" in tex
+    log = _pdflatex(tex, tmp_path)
+    assert "Unicode character" not in log and "Undefined control sequence" not in log
+
+
+@pytest.mark.parametrize(("where", "text"), [("caption", "表 1"), ("name", "モデル")])
+def test_characters_latex_cannot_set_are_refused_by_name(where, text):
+    rs = [_result(text if where == "name" else "a", [1, 2] * 5), _result("b", [2, 1] * 5)]
+    report = build_report(rs, caption=text if where == "caption" else None)
+    render_markdown(report)  # Markdown holds any text
+    with pytest.raises(VtrbenchError, match=rf"{where} .*LaTeX cannot set the character '{text[0]}' \(U\+"):
+        render_latex(report)
+
+
+def test_the_command_line_refuses_a_latex_caption_before_the_work(capsys, tmp_path):
+    from vtrbench.cli import main
+
+    code = main(["report", str(FIXTURES / "msrvtt"), "--format", "latex", "--caption", "漢字"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert "--caption '漢字': LaTeX cannot set the character '漢'" in " ".join(captured.err.split())
+    code = main(["report", str(FIXTURES / "msrvtt"), "--format", "latex", "--rename", "meanp=✗ mean"])
+    assert code == 2 and "--rename meanp=" in " ".join(capsys.readouterr().err.split())
+
+
+def test_renames_that_merge_rows_or_blank_them_are_refused(tmp_path):
+    rs = [_result("meanp", [1, 2] * 5), _result("xpool", [2, 1] * 5)]
+    with pytest.raises(VtrbenchError, match="two rows would both be shown as 'xpool \\+ InfoNCE'"):
+        build_report(rs, rename={"meanp": "xpool"})
+    with pytest.raises(VtrbenchError, match="two rows would both be shown as 'same \\+ InfoNCE'"):
+        build_report(rs, rename={"meanp": "same", "xpool": "same"})
+    for blank in ("", "   ", "\n"):
+        with pytest.raises(VtrbenchError, match="a name must be non-blank text"):
+            build_report(rs, rename={"meanp": blank})
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"meanp": ""}))
+    with pytest.raises(VtrbenchError, match="a name must be non-blank text"):
+        build_report(rs, rename=read_renames([], [names]))
+    # Different rows in the pivot layout's columns too.
+    pivot = [_result("a", [1, 2] * 5, loss="infonce"), _result("a", [1, 1] * 5, loss="dsl")]
+    with pytest.raises(VtrbenchError, match="two columns would both be shown as 'X'"):
+        build_report(pivot, layout="pivot", rows="label", cols="loss", rename={"InfoNCE": "X", "DSL": "X"})
+    # A rename to a fresh name is fine.
+    assert "| Mean pooling " in render_markdown(build_report(rs, rename={"meanp": "Mean pooling"}))
 
 
 def test_unknown_columns_and_bootstrap_are_refused(demo_like):

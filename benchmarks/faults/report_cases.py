@@ -181,7 +181,10 @@ def _duplicate_with_string_seed(tmp: Path, ctx: Context) -> Outcome:
 def _duplicate_with_other_metrics(tmp: Path, ctx: Context) -> Outcome:
     folder = _results(tmp)
     data = json.loads((folder / VICTIM).read_text())
-    data["metrics"]["raw"]["t2v"]["R@1"] = 99.0
+    # Other metrics that agree with the copy's own per-query ranks (a copy whose metrics contradict its
+    # ranks is refused on its own, see report_input_cases): only the comparison can catch this one.
+    data["metrics"]["raw"] = data["metrics"]["dsl"]
+    data["per_query_ranks"]["raw"] = data["per_query_ranks"]["dsl"]
     (folder / "changed-copy.json").write_text(json.dumps(data))
     return expect_error(run_cli(["report", folder]), "changed-copy.json", VICTIM)
 

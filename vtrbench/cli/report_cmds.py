@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -21,23 +23,50 @@ def escape(text: str) -> str:
 
 
 def check_output_path(path: Path, option: str) -> None:
-    """Refuse an output that cannot be written, before any work: a folder, a parent that is a file,
-    or a place without write permission (the first existing ancestor is what a write would need)."""
+    """Refuse an output that cannot be written, before any work, by writing there.
+
+    ``os.access`` is not enough: it is always true for root, also on /proc and /sys and read-only
+    mounts. So the check creates what the write will create and removes it again: the file itself
+    (opened for update without truncating when it exists, else created and deleted), a temporary
+    file beside it (the atomic write's), and any missing parent folders (deleted afterwards).
+    """
     path = Path(path)
     if path.is_dir():
         raise VtrbenchError(f"{option} {path}: is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        # The write replaces the path with a new file: never a device, pipe or socket (/dev/null).
+        raise VtrbenchError(f"{option} {path}: not a regular file; give a file name")
     parent = path.parent if str(path.parent) else Path(".")
+    missing: list[Path] = []
     probe = parent
-    while not probe.exists():
+    while not probe.exists() and not probe.is_symlink():
         if probe.parent == probe:
             break
+        missing.append(probe)
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise VtrbenchError(f"{option} {path}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise VtrbenchError(f"{option} {path}: cannot write in {probe} (permission denied)")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise VtrbenchError(f"{option} {path}: the file is not writable")
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+        try:
+            if path.exists():
+                with open(path, "r+b"):
+                    pass
+            else:
+                with open(path, "xb"):
+                    pass
+                path.unlink()
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+            os.close(fd)
+            os.unlink(tmp)
+        finally:
+            for folder in missing:  # deepest first; only the folders this check made
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise VtrbenchError(f"{option} {path}: cannot write there ({reason})") from None
 
 
 def _columns(value: str | None) -> tuple[str, ...] | None:
@@ -51,7 +80,14 @@ def _columns(value: str | None) -> tuple[str, ...] | None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["md", "latex"]), default="md", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "latex", "csv", "json"]),
+    default="md",
+    show_default=True,
+    help="md or latex tables, or the same numbers at full precision for scripts (csv, json).",
+)
 @click.option("--output", type=click.Path(path_type=Path), help="Write to this file instead of the terminal.")
 @click.option("--layout", type=click.Choice(["paper", "pivot"]), default="paper", show_default=True)
 @click.option(
@@ -74,6 +110,14 @@ def _columns(value: str | None) -> tuple[str, ...] | None:
     default="seeds+queries",
     show_default=True,
     help="What the baseline intervals resample: seeds and queries (hierarchical), or queries only.",
+)
+@click.option(
+    "--correction",
+    type=click.Choice(["auto", "holm", "bonferroni", "none"]),
+    default="auto",
+    show_default=True,
+    help="Multiple comparisons for the † marks: Holm over every tested cell (auto: when more than 3 "
+    "cells are tested), Bonferroni, or none (each cell at 5 %).",
 )
 @click.option("--allow-mixed", is_flag=True, help="Allow different caches/splits/protocols in one table.")
 @click.option("--n-boot", type=click.IntRange(min=1), default=1000, show_default=True)
@@ -112,6 +156,7 @@ def report(
     posts: tuple[str, ...],
     baseline: str | None,
     bootstrap: str,
+    correction: str,
     allow_mixed: bool,
     n_boot: int,
     labels: str,
@@ -135,6 +180,13 @@ def report(
         check_output_path(plot, "--plot")
         rep.require_matplotlib()
     renames = read_renames(rename, rename_file)
+    if fmt == "latex":
+        # What the user typed is checked before any work; names from result files when rendering.
+        from vtrbench.report.text import latex_escape
+
+        latex_escape(caption or "", "--caption")
+        for old, new in renames.items():
+            latex_escape(new, f"--rename {old}=")
     results = rep.load_results(paths)
     built = rep.build_report(
         results,
@@ -148,16 +200,20 @@ def report(
         n_boot=n_boot,
         columns=_columns(columns),
         bootstrap=bootstrap,
+        correction=correction,
         labels=labels,
         rename=renames,
         caption=caption,
         tex_label=tex_label,
     )
-    text = (
-        rep.render_markdown(built)
-        if fmt == "md"
-        else rep.render_latex(built, standalone=standalone, wide=wide)
-    )
+    if fmt == "md":
+        text = rep.render_markdown(built)
+    elif fmt == "latex":
+        text = rep.render_latex(built, standalone=standalone, wide=wide)
+    else:
+        from vtrbench.report.data import render_csv, render_json
+
+        text = render_csv(built) if fmt == "csv" else render_json(built)
     if output is not None:
         from vtrbench.results import atomic_write_text
 

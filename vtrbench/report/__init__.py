@@ -18,7 +18,9 @@ that fit the window), ``figures``. The public API, re-exported here:
   Report``: the numbers of every table block as DataFrames (means, stds, seed counts, best flags,
   baseline differences), plus provenance and notes.
 - :func:`render_markdown` ``(report) -> str`` and :func:`render_latex` ``(report, standalone=False,
-  wide=False) -> str``: the same Report written twice.
+  wide=False) -> str``: the same Report written twice; :func:`render_json` / :func:`render_csv` (and
+  :func:`report_data` / :func:`report_records`): its numbers at full precision for scripts (module
+  ``data``).
 - :func:`paired_bootstrap` / :func:`hierarchical_bootstrap`: the intervals behind Δ and † (stats).
 - :func:`plot_report` ``(results, out)``: recall@K curves and CAMoE gate weights; :func:`plot_sweeps`:
   a metric against a swept option; :func:`plot_all`: both (matplotlib).
@@ -40,15 +42,22 @@ Bold marks the best value of each column within a block, compared at the printed
 two cells that read the same are both bold): highest for R@K and RSum, lowest for MdR and MnR
 (``results.HIGHER_IS_BETTER``). A column with a single value has no bold.
 
-Baseline differences (Δ) use ``per_query_ranks``. Per query, R@K is the indicator ``rank <= K`` of the
-stored rank, in percent, and MnR is the rank itself; with the expected-rank tie policy the stored
-ranks may be fractional (a query tied over positions 1-2 stores 1.5, so it counts for R@2 but not
-R@1), which is why Δ can differ slightly from the difference of two table cells when scores tie. The
-interval is a hierarchical paired bootstrap over seeds and queries (``bootstrap="queries"``: over
-queries of the seed-averaged values), see :mod:`vtrbench.report.stats`; a † marks each per-query
-cell whose interval excludes 0.
+Baseline differences (Δ) use the per-query tie counts of schema-2 result files (``per_query``): per
+query, R@K is the expected recall@K under random tie-breaking and MnR the expected rank, the same
+quantity the columns average, so Δ's point estimate is exactly the difference of the two cells, for
+every K and both directions (:mod:`vtrbench.report.perquery`). Schema-1 files (no counts) still make
+tables, but their Δ and † are "n/a" with a warning to re-run the evaluation. The interval is a
+hierarchical paired bootstrap over seeds and queries (``bootstrap="queries"``: over queries of the
+seed-averaged values), see :mod:`vtrbench.report.stats`; a † marks each per-query cell whose
+bootstrap p-value (from the same replicates), after the table's multiple-comparison correction
+(``correction``: Holm by default when more than 3 cells are tested), is below 5 %.
+
+Every result is checked first by :func:`vtrbench.report.validate.validate_result`: ranges (recall in
+[0, 100], ranks within the gallery, counts >= 1, seeds >= 0, transductivity) and the stored metrics
+against the stored per-query data.
 """
 
+from vtrbench.report.data import render_csv, render_json, report_data, report_records
 from vtrbench.report.figures import plot_all, plot_report, plot_sweeps, require_matplotlib
 from vtrbench.report.latex import render_latex
 from vtrbench.report.loading import (
@@ -59,7 +68,13 @@ from vtrbench.report.loading import (
     results_frame,
 )
 from vtrbench.report.markdown import render_markdown
-from vtrbench.report.stats import hierarchical_bootstrap, paired_bootstrap, per_query_values
+from vtrbench.report.stats import (
+    adjust_p,
+    bootstrap_p,
+    hierarchical_bootstrap,
+    paired_bootstrap,
+    per_query_values,
+)
 from vtrbench.report.tables import (
     DECIMALS,
     DEFAULT_COLUMNS,
@@ -71,6 +86,7 @@ from vtrbench.report.tables import (
     build_report,
 )
 from vtrbench.report.text import latex_escape, markdown_escape
+from vtrbench.report.validate import validate_result
 
 __all__ = [
     "COMPARABILITY_FIELDS",
@@ -84,6 +100,8 @@ __all__ = [
     "Report",
     "build_report",
     "check_comparable",
+    "adjust_p",
+    "bootstrap_p",
     "latex_escape",
     "load_results",
     "markdown_escape",
@@ -94,7 +112,12 @@ __all__ = [
     "plot_report",
     "plot_sweeps",
     "require_matplotlib",
+    "render_csv",
+    "render_json",
     "render_latex",
     "render_markdown",
+    "report_data",
+    "report_records",
     "results_frame",
+    "validate_result",
 ]

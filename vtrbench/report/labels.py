@@ -190,13 +190,16 @@ def make_names(
         names.footnotes = [f"{mark}: {text}" for mark, text in notes.items()]
     else:
         names.fields = {"label": {v: v for v in labels}, "loss": {v: v for v in losses}, "head": {}}
+    for old, new in (rename or {}).items():
+        if not isinstance(new, str) or not new.strip() or not str(old).strip():
+            raise VtrbenchError(f"rename {old!r} -> {new!r}: a name must be non-blank text")
     if rename:
         unused = dict(rename)
         for mapping in names.fields.values():
             for value, shown in list(mapping.items()):
                 for key in (value, shown):
                     if key in rename:
-                        mapping[value] = rename[key]
+                        mapping[value] = " ".join(rename[key].split())
                         unused.pop(key, None)
                         break
         if unused:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vtrbench.report.tables import Report, _sort_key
+from vtrbench.report.tables import SAME_BOOTSTRAP, Report, _sort_key
 from vtrbench.report.text import (
     _diff_header,
     _field_header,
@@ -166,7 +166,7 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
         r"\else\usebox{\vtrbenchbox}\fi",
     ]
     if report.caption is not None or report.tex_label is not None:
-        lines.append(rf"\caption{{{latex_escape(report.caption or '')}}}")
+        lines.append(rf"\caption{{{latex_escape(report.caption or '', 'caption')}}}")
     if report.tex_label is not None:
         lines.append(rf"\label{{{report.tex_label}}}")
     lines += [r"\par\smallskip", r"{\scriptsize\raggedright"]
@@ -185,7 +185,7 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
         if not (paper and n.startswith("Δ:"))
     ]
     if paper:
-        notes = [n.replace("(same bootstrap)", f"({report.interval})") for n in notes]
+        notes = [n.replace(SAME_BOOTSTRAP, report.interval) for n in notes]
     if seeds is not None:
         notes.insert(0, f"seeds per row: {seeds}")
     lines += [rf"\textbf{{Warning: {latex_escape(w)}.}}\par" for w in report.warnings]

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from vtrbench.errors import VtrbenchError
+from vtrbench.report.validate import validate_result
 from vtrbench.results import DIRECTIONS, METRICS, POSTPROCESSING, TRANSDUCTIVE, discover, read_result
 
 METRIC_COLUMNS = tuple(f"{d}/{m}" for d in DIRECTIONS for m in METRICS) + ("RSum",)
@@ -44,12 +45,16 @@ DESCRIPTOR_COLUMNS = (
 
 
 def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Read every result JSON under the given files/folders (sorted by path; see results.discover)."""
+    """Read every result JSON under the given files/folders (sorted by path; see results.discover), each
+    checked by :func:`vtrbench.report.validate.validate_result` (ranges, internal consistency)."""
     paths = list(paths)
     files = discover(paths)
     if not files:
         raise VtrbenchError(f"no result files (*.json) under {', '.join(map(str, paths)) or '(no paths)'}")
-    return [read_result(p) for p in files]
+    results = [read_result(p) for p in files]
+    for r in results:
+        validate_result(r, str(r.get("_path")))
+    return results
 
 
 def _source(result: dict[str, Any], i: int) -> str:

@@ -1,4 +1,8 @@
-"""Bootstrap intervals for the baseline differences (from per_query_ranks).
+"""Bootstrap intervals, p-values and multiple-comparison corrections for the baseline differences.
+
+Per-query values come from the tie counts of schema-2 result files (:mod:`vtrbench.report.perquery`):
+each query's expected recall@K (or expected rank for MnR), the very quantity the table's columns
+average, so Δ's point estimate is the difference of the two columns.
 
 Two procedures, chosen with ``bootstrap=`` in build_report (``--bootstrap`` on the command line):
 
@@ -8,6 +12,16 @@ Two procedures, chosen with ``bootstrap=`` in build_report (``--bootstrap`` on t
   covers seed noise and query sampling.
 - ``queries`` (:func:`paired_bootstrap`): seeds are averaged first and only queries are resampled;
   the interval ignores seed noise.
+
+p-values (:func:`bootstrap_p`) come from the same replicates as the interval: the two-sided
+percentile-bootstrap p = min(1, 2 · min(P*(Δ* <= 0), P*(Δ* >= 0))), P* the share of replicates. It is 0
+when no replicate reaches 0 (that is, below 1 / n_boot: more replicates resolve smaller p-values).
+:func:`adjust_p` applies Holm's step-down or Bonferroni's correction over a family of cells.
+
+Few seeds. The seed level draws S seeds with replacement from S: with S = 2 there are only 3 distinct
+multisets, with S = 3 ten, and the resampled seed variance is (S - 1)/S of the sample variance (the
+plug-in estimate), so with 2-3 seeds the intervals are somewhat too narrow; the report warns below
+:data:`MIN_SEEDS` seeds.
 """
 
 from __future__ import annotations
@@ -19,8 +33,18 @@ import numpy as np
 
 from vtrbench.errors import VtrbenchError
 from vtrbench.report.loading import _source
+from vtrbench.report.perquery import MissingCounts, metric_values, tie_counts
 
 BOOTSTRAPS = ("seeds+queries", "queries")
+CORRECTIONS = ("auto", "holm", "bonferroni", "none")
+# "auto" applies Holm when the table tests more than this many cells (a "few" comparisons are read
+# one by one; beyond that the chance of a false † somewhere grows quickly: 1 - 0.95**4 = 19 %).
+FEW_CELLS = 3
+MIN_SEEDS = 3
+ALPHA = 0.05
+# Bootstrap replicates are weighted sums: a replicate that is 0 in exact arithmetic may come out as
+# +-1e-15, which must count on both sides of 0 (identical systems have p = 1).
+ZERO_TOL = 1e-9
 # Replicates resampled at once: bounds memory to about _CHUNK x seeds x queries floats.
 _CHUNK = 64
 
@@ -37,6 +61,15 @@ def paired_bootstrap(
     (that is the pairing), and the replicate is ``d[idx].mean()``; the interval is
     ``numpy.percentile(replicates, [2.5, 97.5])`` (linear interpolation). Returns (diff, lo, hi).
     """
+    diff, replicates = paired_replicates(a, b, n_boot=n_boot, seed=seed)
+    lo, hi = np.percentile(replicates, [2.5, 97.5])
+    return diff, float(lo), float(hi)
+
+
+def paired_replicates(
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, np.ndarray]:
+    """The point estimate and the ``n_boot`` replicates of :func:`paired_bootstrap` (same draws)."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
@@ -47,8 +80,7 @@ def paired_bootstrap(
     replicates = np.empty(n_boot)
     for i in range(n_boot):
         replicates[i] = d[rng.integers(0, q, size=q)].mean()
-    lo, hi = np.percentile(replicates, [2.5, 97.5])
-    return float(d.mean()), float(lo), float(hi)
+    return float(d.mean()), replicates
 
 
 def hierarchical_bootstrap(
@@ -64,6 +96,15 @@ def hierarchical_bootstrap(
     replicate ``r`` is ``a[sa[r]][:, q[r]].mean() - b[sb[r]][:, q[r]].mean()``. The interval is
     ``numpy.percentile(replicates, [2.5, 97.5])``. Returns (diff, lo, hi).
     """
+    diff, replicates = hierarchical_replicates(a, b, n_boot=n_boot, seed=seed)
+    lo, hi = np.percentile(replicates, [2.5, 97.5])
+    return diff, float(lo), float(hi)
+
+
+def hierarchical_replicates(
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, np.ndarray]:
+    """The point estimate and the ``n_boot`` replicates of :func:`hierarchical_bootstrap`."""
     a = np.atleast_2d(np.asarray(a, dtype=float))
     b = np.atleast_2d(np.asarray(b, dtype=float))
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.size == 0 or b.size == 0:
@@ -83,8 +124,54 @@ def hierarchical_bootstrap(
         wb = _counts(sb, sb_n) / sb_n
         wq = _counts(q, q_n) / q_n  # (m, Q)
         replicates[start : start + m] = ((wa @ a - wb @ b) * wq).sum(axis=1)
-    lo, hi = np.percentile(replicates, [2.5, 97.5])
-    return float(a.mean() - b.mean()), float(lo), float(hi)
+    return float(a.mean() - b.mean()), replicates
+
+
+def bootstrap_p(replicates: np.ndarray) -> float:
+    """Two-sided percentile-bootstrap p-value of "no difference": min(1, 2 min(P*(Δ*<=0), P*(Δ*>=0)))."""
+    r = np.asarray(replicates, dtype=float)
+    if r.size == 0:
+        raise ValueError("bootstrap_p needs at least one replicate")
+    below = float(np.mean(r <= ZERO_TOL))
+    above = float(np.mean(r >= -ZERO_TOL))
+    return min(1.0, 2.0 * min(below, above))
+
+
+def adjust_p(p: Sequence[float], method: str) -> np.ndarray:
+    """Family-wise adjusted p-values (compare them with the level, e.g. 0.05).
+
+    ``holm``: sort ascending, ``p_adj(i) = max_{j <= i} min(1, (m - j + 1) p(j))`` (1-based), back in the
+    input order; ``bonferroni``: ``min(1, m p)``; ``none``: ``p`` unchanged. NaN entries (cells without a
+    test) are left out of the family and stay NaN.
+    """
+    values = np.asarray(p, dtype=float)
+    out = np.full(values.shape, np.nan)
+    tested = ~np.isnan(values)
+    m = int(tested.sum())
+    if method == "none" or m == 0:
+        out[tested] = values[tested]
+        return out
+    if method == "bonferroni":
+        out[tested] = np.minimum(1.0, m * values[tested])
+        return out
+    if method != "holm":
+        raise VtrbenchError(f"unknown correction {method!r}; use one of {', '.join(CORRECTIONS)}")
+    idx = np.flatnonzero(tested)
+    order = idx[np.argsort(values[idx], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * values[i]))
+        out[i] = running
+    return out
+
+
+def resolve_correction(method: str, n_tested: int) -> str:
+    """The correction that applies: ``auto`` is Holm above :data:`FEW_CELLS` tested cells, else none."""
+    if method not in CORRECTIONS:
+        raise VtrbenchError(f"unknown correction {method!r}; use one of {', '.join(CORRECTIONS)}")
+    if method == "auto":
+        return "holm" if n_tested > FEW_CELLS else "none"
+    return method
 
 
 def _counts(draws: np.ndarray, n: int) -> np.ndarray:
@@ -100,35 +187,27 @@ def per_query_values(results: Sequence[dict[str, Any]], post: str, metric: str) 
 
 
 def per_seed_values(results: Sequence[dict[str, Any]], post: str, metric: str) -> np.ndarray:
-    """Per-seed, per-query values of one system, shape (seeds, Q).
+    """Per-seed, per-query values of one system, shape (seeds, Q), from the stored tie counts.
 
-    R@K: 100 × (stored rank <= K); MnR: the stored rank. ``results`` are the seeds of one configuration.
+    R@K: 100 × each query's expected recall@K; MnR: its expected rank (see
+    :mod:`vtrbench.report.perquery`); ``results`` are the seeds of one configuration. Raises
+    :class:`MissingCounts` naming the first file without ``per_query`` counts (schema 1).
     """
     direction, name = metric.split("/", 1)
     arrays = []
     for i, r in enumerate(results):
         src = _source(r, i)
-        try:
-            ranks = r["per_query_ranks"][post][direction]
-        except (KeyError, TypeError):
-            raise VtrbenchError(
-                f"{src}: no per_query_ranks.{post}.{direction}; "
-                "a baseline difference needs the per-query ranks"
-            ) from None
-        try:
-            arr = np.asarray(ranks, dtype=float)
-        except (TypeError, ValueError):
-            raise VtrbenchError(
-                f"{src}: per_query_ranks.{post}.{direction} must be a list of numbers"
-            ) from None
-        if arr.ndim != 1 or arr.size == 0:
-            raise VtrbenchError(f"{src}: per_query_ranks.{post}.{direction} must be a non-empty list")
-        arrays.append((src, arr))
+        counts = tie_counts(r, post, direction)
+        if counts is None:
+            raise MissingCounts(
+                f"{src}: no per_query.{post}.{direction} tie counts (a schema-1 result); "
+                "re-run its evaluation to compare it"
+            )
+        arrays.append((src, metric_values(counts, name)))
     sizes = {arr.size for _, arr in arrays}
     if len(sizes) > 1:
         raise VtrbenchError(
             f"seeds of one configuration rank different numbers of {direction} queries: "
             + ", ".join(f"{src}: {arr.size}" for src, arr in arrays)
         )
-    stacked = np.stack([arr for _, arr in arrays])
-    return 100.0 * (stacked <= int(name[2:])) if name.startswith("R@") else stacked
+    return np.stack([arr for _, arr in arrays])

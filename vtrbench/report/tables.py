@@ -16,11 +16,26 @@ from vtrbench.report.loading import (
     METRIC_COLUMNS,
     _files,
     _provenance,
+    _source,
     check_comparable,
     deduplicate,
     results_frame,
 )
-from vtrbench.report.stats import BOOTSTRAPS, hierarchical_bootstrap, paired_bootstrap, per_seed_values
+from vtrbench.report.perquery import MissingCounts
+from vtrbench.report.stats import (
+    ALPHA,
+    BOOTSTRAPS,
+    CORRECTIONS,
+    FEW_CELLS,
+    MIN_SEEDS,
+    adjust_p,
+    bootstrap_p,
+    hierarchical_replicates,
+    paired_replicates,
+    per_seed_values,
+    resolve_correction,
+)
+from vtrbench.report.validate import validate_result
 from vtrbench.results import DIRECTIONS, HIGHER_IS_BETTER, POSTPROCESSING, TRANSDUCTIVE
 
 LAYOUTS = ("paper", "pivot")
@@ -29,7 +44,8 @@ PAPER_COLUMNS = tuple(f"{d}/{m}" for d in DIRECTIONS for m in PAPER_METRICS) + (
 # What a paper prints (CLIP4Clip, CAMoE): R@1/5/10 and MdR per direction, and their sum.
 DEFAULT_COLUMNS = tuple(f"{d}/{m}" for d in DIRECTIONS for m in ("R@1", "R@5", "R@10", "MdR")) + ("RSum",)
 SIGNIFICANCE_MARK = "†"
-SIG_TOL = 1e-9
+# How the † note refers to the Δ interval's bootstrap; LaTeX (no Δ column) replaces it by the method.
+SAME_BOOTSTRAP = "the replicates of the Δ interval's bootstrap"
 # Printed decimals per metric (R@K in percent, ranks 1 = best).
 DECIMALS = {"R@1": 1, "R@5": 1, "R@10": 1, "R@50": 1, "MdR": 1, "MnR": 1, "RSum": 1}
 RANDOM_WEIGHTS_NOTE = "random CLIP weights: numbers are not comparable to papers"
@@ -85,8 +101,11 @@ class Block:
     diff_hi: pd.DataFrame | None = None
     baseline_row: tuple[str, ...] | None = None
     col_field: str | None = None
-    sig: pd.DataFrame | None = None  # the cell's difference to the baseline has a 95 % CI excluding 0
+    sig: pd.DataFrame | None = None  # the cell's adjusted p-value is below the level (ALPHA)
     names: Names = field(default_factory=Names)
+    diff_p: pd.DataFrame | None = None  # bootstrap p-value of each difference (NaN: no test)
+    diff_p_adj: pd.DataFrame | None = None  # after the report's correction (NaN outside the family)
+    diff_na: pd.DataFrame | None = None  # True: a difference was asked but a file has no tie counts
 
     def formatted(self) -> pd.DataFrame:
         """The block as plain text (no bold), row fields as leading columns: for terminals and tests."""
@@ -113,6 +132,9 @@ class Report:
     interval: str = ""  # how the baseline intervals were computed, in words
     caption: str | None = None
     tex_label: str | None = None
+    correction: str = "none"  # the correction applied to the † marks (holm, bonferroni, none)
+    n_tested: int = 0  # cells in the correction's family (every cell that can carry a †)
+    alpha: float = ALPHA
 
     @property
     def baseline_shown(self) -> str | None:
@@ -211,7 +233,10 @@ def _block(
     boot_seed: int,
     columns: Sequence[str] = DEFAULT_COLUMNS,
     bootstrap: str = "seeds+queries",
+    missing: set[str] | None = None,
 ) -> Block:
+    """One post-processing's block; ``missing`` collects the files whose tie counts a Δ lacked."""
+    missing = set() if missing is None else missing
     transductive = bool(sub["transductive"].any()) or TRANSDUCTIVE[post]
     title = f"{post} (transductive)" if transductive else post
     if layout == "paper":
@@ -268,36 +293,46 @@ def _block(
     base = matches[0]
     block.baseline_row = base
     diff = pd.DataFrame(np.nan, index=mean.index, columns=diff_columns)
-    lo, hi = diff.copy(), diff.copy()
+    lo, hi, p = diff.copy(), diff.copy(), diff.copy()
+    na = pd.DataFrame(False, index=mean.index, columns=diff_columns)
     for col in diff_columns:
         base_cell = cells.get((base, col))
         if base_cell is None:
             continue
         col_metric = col if layout == "paper" else metric
-        base_values = per_seed_values([results[i] for i in base_cell["result"]], post, col_metric)
+        try:
+            base_values = per_seed_values([results[i] for i in base_cell["result"]], post, col_metric)
+        except MissingCounts as e:
+            base_values, base_missing = None, str(e)
         for key in row_keys:
             cell = cells.get((key, col))
             if key == base or cell is None:
                 continue
-            values = per_seed_values([results[i] for i in cell["result"]], post, col_metric)
+            loc = key if layout == "paper" else key[0]
+            try:
+                if base_values is None:
+                    raise MissingCounts(base_missing)
+                values = per_seed_values([results[i] for i in cell["result"]], post, col_metric)
+            except MissingCounts as e:
+                na.loc[loc, col] = True
+                missing.add(str(e).split(": no per_query", 1)[0])
+                continue
             if values.shape[1] != base_values.shape[1]:
                 raise VtrbenchError(
                     f"{_row_name(key, layout)!r} and the baseline {_row_name(base, layout)!r} rank "
                     f"different numbers of queries in {post} ({values.shape[1]} vs {base_values.shape[1]}): "
                     "not the same test set"
                 )
-            loc = key if layout == "paper" else key[0]
             if bootstrap == "queries":
-                found = paired_bootstrap(values.mean(0), base_values.mean(0), n_boot=n_boot, seed=boot_seed)
+                point, reps = paired_replicates(
+                    values.mean(0), base_values.mean(0), n_boot=n_boot, seed=boot_seed
+                )
             else:
-                found = hierarchical_bootstrap(values, base_values, n_boot=n_boot, seed=boot_seed)
-            diff.loc[loc, col], lo.loc[loc, col], hi.loc[loc, col] = found
-    block.diff, block.diff_lo, block.diff_hi = diff, lo, hi
-    # A tolerance: the bootstrap's weighted sums may leave 1e-15 where an exact 0 belongs.
-    excludes_zero = ((lo > SIG_TOL) | (hi < -SIG_TOL)).reindex(
-        index=mean.index, columns=mean.columns, fill_value=False
-    )
-    block.sig = excludes_zero.fillna(False).astype(bool)
+                point, reps = hierarchical_replicates(values, base_values, n_boot=n_boot, seed=boot_seed)
+            interval = np.percentile(reps, [2.5, 97.5])
+            diff.loc[loc, col], lo.loc[loc, col], hi.loc[loc, col] = point, interval[0], interval[1]
+            p.loc[loc, col] = bootstrap_p(reps)
+    block.diff, block.diff_lo, block.diff_hi, block.diff_p, block.diff_na = diff, lo, hi, p, na
     return block
 
 
@@ -319,6 +354,7 @@ def build_report(
     rename: dict[str, str] | None = None,
     caption: str | None = None,
     tex_label: str | None = None,
+    correction: str = "auto",
 ) -> Report:
     """Aggregate result dicts (from :func:`load_results`) into a :class:`Report`.
 
@@ -327,8 +363,16 @@ def build_report(
     option column of :func:`results_frame`). ``posts``: which post-processing blocks, in order; a
     post that no result has is left out with a note. ``baseline``: a row (paper: its label when that is
     unique, ``"label + loss"`` or a (label, loss) tuple; pivot: a row value) to difference every other
-    row against. ``allow_mixed``: see :func:`check_comparable`.
+    row against. ``allow_mixed``: see :func:`check_comparable`. ``correction``: how the † marks
+    account for testing many cells: ``holm`` (step-down, family-wise 5 %), ``bonferroni``, ``none``
+    (each cell at 5 %), or ``auto`` (default): Holm when more than ``stats.FEW_CELLS`` (3) cells are
+    tested, else none. The family is every cell that can carry a † (each shown column's difference
+    of every row to the baseline, over all blocks).
     """
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            raise VtrbenchError(f"result #{i} is a {type(r).__name__}, not a result dict")
+        validate_result(r, _source(r, i))
     results, dedup_notes = deduplicate(list(results))
     if not results:
         raise VtrbenchError("no results to report")
@@ -352,6 +396,8 @@ def build_report(
         )
     if bootstrap not in BOOTSTRAPS:
         raise VtrbenchError(f"unknown bootstrap {bootstrap!r}; use one of {', '.join(BOOTSTRAPS)}")
+    if correction not in CORRECTIONS:
+        raise VtrbenchError(f"unknown correction {correction!r}; use one of {', '.join(CORRECTIONS)}")
     columns = tuple(DEFAULT_COLUMNS if columns is None else columns)
     if not columns:
         raise VtrbenchError("no columns selected; use some of " + ", ".join(METRIC_COLUMNS))
@@ -373,6 +419,7 @@ def build_report(
         )
     frame = _loss_variants(results_frame(results))
     names = make_names(frame, style=labels, rename=rename)
+    _check_distinct_names(frame, names, PAPER_ROW_FIELDS if layout == "paper" else (rows,), cols, layout)
     if layout == "pivot":
         allowed = [c for c in frame.columns if c not in METRIC_COLUMNS and c not in ("result", "path")]
         for name, value in (("rows", rows), ("cols", cols)):
@@ -384,6 +431,7 @@ def build_report(
             raise VtrbenchError(f"pivot rows and cols are both {rows!r}; choose two different fields")
     blocks: list[Block] = []
     notes: list[str] = []
+    missing: set[str] = set()
     for post in dict.fromkeys(posts):
         sub = frame[frame["post"] == post]
         if sub.empty:
@@ -403,6 +451,7 @@ def build_report(
                 boot_seed=boot_seed,
                 columns=columns,
                 bootstrap=bootstrap,
+                missing=missing,
             )
         )
         blocks[-1].names = names
@@ -430,7 +479,21 @@ def build_report(
     if baseline_name is not None:
         found_row = next(b.baseline_row for b in blocks if b.baseline_row is not None)
         shown = " + ".join(names.get(f, k) for f, k in zip(row_fields, found_row, strict=False))
-    notes[:0] = _standard_notes(blocks, metric, shown, n_boot, boot_seed, bootstrap, frame)
+    applied, n_tested = _mark_significance(blocks, correction)
+    if missing:
+        # Name every file without counts (the blocks record only the first one per cell).
+        lacking = {_source(r, i) for i, r in enumerate(results) if not isinstance(r.get("per_query"), dict)}
+        without = sorted(lacking | missing)
+        warnings.append(
+            f"Δ and † are n/a where a result has no per-query tie counts ({len(without)} schema-1 result "
+            f"file{'s' * (len(without) != 1)}: {_files(without)}); re-run vtrbench eval on those "
+            "checkpoints to compare them"
+        )
+    if baseline is not None:
+        few = _few_seeds(blocks)
+        if few:
+            warnings.append(few)
+    notes[:0] = _standard_notes(blocks, metric, shown, n_boot, boot_seed, bootstrap, frame, applied, n_tested)
     notes += names.footnotes + dedup_notes
     return Report(
         layout=layout,
@@ -449,7 +512,81 @@ def build_report(
         interval=interval_method(n_boot, boot_seed, bootstrap, frame),
         caption=caption,
         tex_label=tex_label,
+        correction=applied,
+        n_tested=n_tested,
     )
+
+
+def _mark_significance(blocks: list[Block], correction: str) -> tuple[str, int]:
+    """Set each block's ``diff_p_adj`` and ``sig`` (†) with one correction over the whole table.
+
+    The family: every tested cell in a shown column (a cell that can carry a †). Returns the
+    correction applied and the family size.
+    """
+    family: list[tuple[Block, Any, str]] = []
+    for b in blocks:
+        if b.diff_p is None:
+            continue
+        for col in b.diff_p.columns:
+            if col not in b.mean.columns:
+                continue  # the paper layout's Δ metric when it is not a shown column: no mark to set
+            for loc, value in b.diff_p[col].items():
+                if not np.isnan(value):
+                    family.append((b, loc, col))
+    applied = resolve_correction(correction, len(family))
+    adjusted = adjust_p([b.diff_p.at[loc, col] for b, loc, col in family], applied)
+    for b in blocks:
+        if b.diff_p is not None:
+            b.diff_p_adj = pd.DataFrame(np.nan, index=b.diff_p.index, columns=b.diff_p.columns)
+            b.sig = pd.DataFrame(False, index=b.mean.index, columns=b.mean.columns)
+    for (b, loc, col), value in zip(family, adjusted, strict=True):
+        b.diff_p_adj.at[loc, col] = value
+        b.sig.at[loc, col] = bool(value < ALPHA)
+    return applied, len(family)
+
+
+def _few_seeds(blocks: list[Block]) -> str | None:
+    """A warning when a compared system has fewer than MIN_SEEDS seeds (None otherwise)."""
+    counts = []
+    for b in blocks:
+        if b.diff is None:
+            continue
+        compared = b.diff.notna().any(axis=1).to_numpy()
+        for i, loc in enumerate(b.mean.index):
+            key = loc if isinstance(loc, tuple) else (loc,)
+            if b.layout == "paper" and key[1] == "none":
+                continue  # no loss: an untrained system (zero-shot), the same on every seed
+            if compared[i] or key == b.baseline_row:
+                counts.append(int(b.n.loc[loc].max()))
+    low = sorted({c for c in counts if 0 < c < MIN_SEEDS})
+    if not low:
+        return None
+    return (
+        f"some compared systems have only {'/'.join(map(str, low))} seed(s), fewer than {MIN_SEEDS}: the "
+        "seed level of the bootstrap resamples very few distinct seed sets and shrinks the seed variance "
+        "by (S-1)/S, so the intervals are too narrow (with one seed, seed noise is not covered at all)"
+    )
+
+
+def _check_distinct_names(
+    frame: pd.DataFrame, names: Names, row_fields: tuple[str, ...], col_field: str, layout: str
+) -> None:
+    """Two different rows (or pivot columns) must never be shown under one name (e.g. after a rename)."""
+    groups = [row_fields] + ([(col_field,)] if layout == "pivot" and col_field in frame.columns else [])
+    for fields in groups:
+        if not all(f in frame.columns for f in fields):
+            continue
+        shown: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for values in frame[list(fields)].drop_duplicates().itertuples(index=False):
+            key = tuple(_key_text(v) for v in values)
+            name = tuple(names.get(f, k) for f, k in zip(fields, key, strict=True))
+            other = shown.setdefault(name, key)
+            if other != key:
+                raise VtrbenchError(
+                    f"two {'rows' if fields == row_fields else 'columns'} would both be shown as "
+                    f"{' + '.join(name)!r}: {' + '.join(other)!r} and {' + '.join(key)!r}; "
+                    "rename one of them to a name of its own"
+                )
 
 
 def _option_value(value: Any) -> str:
@@ -488,8 +625,13 @@ def interval_method(n_boot: int, seed: int, bootstrap: str, frame: pd.DataFrame)
         f"a hierarchical paired bootstrap ({n_boot} replicates, seed {seed}) that resamples each "
         "system's seeds, then the queries shared by both systems"
     )
-    if frame.groupby("config_hash")["seed"].nunique().max() < 2:
+    seeds = frame.groupby("config_hash")["seed"].nunique()
+    if seeds.max() < 2:
         how += "; every configuration has one seed, so seed noise is not covered"
+    elif seeds[seeds >= 2].min() <= MIN_SEEDS:
+        # Resampling S seeds from S gives the plug-in variance: (S-1)/S of the sample variance.
+        s = int(seeds[seeds >= 2].min())
+        how += f"; with {s} seeds the seed level shrinks the seed variance by (S-1)/S = {s - 1}/{s}"
     return how
 
 
@@ -501,6 +643,8 @@ def _standard_notes(
     seed: int,
     bootstrap: str,
     frame: pd.DataFrame,
+    correction: str = "none",
+    n_tested: int = 0,
 ) -> list[str]:
     notes = [
         "cells: mean ± sample std (ddof=1) over the n seeds of one configuration; one seed: the mean alone; "
@@ -521,13 +665,31 @@ def _standard_notes(
     if baseline is not None:
         how = interval_method(n_boot, seed, bootstrap, frame)
         notes.append(
-            f"Δ: {metric} minus that of {baseline}, with a 95 % percentile interval from {how}; "
-            "from the stored per_query_ranks, per query R@K counts rank ≤ K "
-            "(expected ranks of ties as stored)"
+            f"Δ: {metric} minus that of {baseline}, with a 95 % percentile interval from {how}; per query "
+            "the same quantity as the columns (expected recall@K under random tie-breaking, expected rank "
+            "for MnR, from the stored per-query tie counts), so Δ is the difference of the two cells"
         )
-        if any(b.sig is not None and b.sig.to_numpy().any() for b in blocks):
-            notes.append(
-                f"{SIGNIFICANCE_MARK}: the difference to {baseline} in this column has a 95 % interval "
-                "(same bootstrap) that excludes 0"
-            )
+        if n_tested:
+            notes.append(f"{SIGNIFICANCE_MARK}: {significance_rule(correction, n_tested)}")
     return notes
+
+
+def significance_rule(correction: str, n_tested: int) -> str:
+    """What a † means, in words (the notes and the LaTeX footnote)."""
+    p = f"bootstrap p = 2 min(P*(Δ* ≤ 0), P*(Δ* ≥ 0)) from {SAME_BOOTSTRAP}"
+    if correction == "holm":
+        return (
+            f"the difference to the baseline is significant at 5 % family-wise (Holm's correction over "
+            f"the {n_tested} tested cells; {p})"
+        )
+    if correction == "bonferroni":
+        return (
+            f"the difference to the baseline is significant at 5 % family-wise (Bonferroni over the "
+            f"{n_tested} tested cells; {p})"
+        )
+    return (
+        f"the difference to the baseline has {p} below 5 %, per cell without a multiple-comparison "
+        f"correction ({n_tested} cell{'s' * (n_tested != 1)} tested"
+        + (f"; Holm applies by default above {FEW_CELLS}" if n_tested <= FEW_CELLS else "")
+        + ")"
+    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from vtrbench.errors import VtrbenchError
 from vtrbench.report.labels import Names
 from vtrbench.report.tables import DECIMALS, SIGNIFICANCE_MARK, Block, Report, _metric_name
 from vtrbench.results import HIGHER_IS_BETTER
@@ -44,6 +46,29 @@ _LATEX_CHARS = {
     "τ": r"$\tau$",
     "β": r"$\beta$",
 }
+# Greek letters LaTeX sets in math mode without packages; capitals that look Latin are set as Latin.
+_GREEK = {
+    "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "ζ": "zeta", "η": "eta",
+    "θ": "theta", "ι": "iota", "κ": "kappa", "λ": "lambda", "μ": "mu", "ν": "nu", "ξ": "xi", "π": "pi",
+    "ρ": "rho", "σ": "sigma", "ς": "varsigma", "τ": "tau", "υ": "upsilon", "φ": "phi", "χ": "chi",
+    "ψ": "psi", "ω": "omega", "Γ": "Gamma", "Δ": "Delta", "Θ": "Theta", "Λ": "Lambda", "Ξ": "Xi",
+    "Π": "Pi", "Σ": "Sigma", "Υ": "Upsilon", "Φ": "Phi", "Ψ": "Psi", "Ω": "Omega", "µ": "mu",
+}  # fmt: skip
+_GREEK_LATIN = dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΧο", "ABEZHIKMNOPTXo", strict=True))
+# Letters with their own LaTeX command (OT1, no packages).
+_LETTERS = {
+    "ß": r"\ss{}", "æ": r"\ae{}", "Æ": r"\AE{}", "ø": r"\o{}", "Ø": r"\O{}", "å": r"\aa{}", "Å": r"\AA{}",
+    "œ": r"\oe{}", "Œ": r"\OE{}", "ł": r"\l{}", "Ł": r"\L{}", "ı": r"\i{}",
+    "✓": r"\ensuremath{\surd}", "✔": r"\ensuremath{\surd}", "°": r"\ensuremath{^\circ}",
+    "†": r"\dag{}", "‡": r"\ddag{}", "§": r"\S{}", "¶": r"\P{}", "•": r"\textbullet{}",
+    "©": r"\copyright{}", "£": r"\pounds{}", "“": "``", "”": "''", "‘": "`", "’": "'",
+    "\u00a0": "~", "−": "-",
+}  # fmt: skip
+# Combining accents (after Unicode decomposition of é, ü, ñ, č, ...) and LaTeX's accent commands.
+_ACCENTS = {
+    "\u0300": "`", "\u0301": "'", "\u0302": "^", "\u0303": "~", "\u0308": '"', "\u0327": "c",
+    "\u030c": "v", "\u030a": "r", "\u0304": "=", "\u0306": "u", "\u0307": ".", "\u030b": "H",
+}  # fmt: skip
 # Column headers of the row fields (other fields show their own name).
 FIELD_HEADERS = {"label": "Method", "loss": "Loss", "head": "Head"}
 _MARKDOWN_SPECIAL = set("\\`*_|<>")
@@ -54,10 +79,37 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split()) if any(c in str(text) for c in "\n\r\t\v\f") else str(text)
 
 
-def latex_escape(text: str) -> str:
-    """Text safe for LaTeX on one line: the ten special characters and the Unicode symbols the report
-    prints; line breaks become spaces."""
-    return "".join(_LATEX_CHARS.get(c, c) for c in _one_line(text))
+def latex_escape(text: str, what: str = "text") -> str:
+    """Text safe for LaTeX on one line, in plain ASCII: the ten special characters, the Unicode symbols
+    the report prints, Greek letters (``\\ensuremath{\\alpha}``), accented Latin letters (``\\'{e}``),
+    a few letters and marks with their own command (ß, ø, ✓ as ``\\surd``); line breaks become spaces.
+
+    Any other non-ASCII character (e.g. CJK) raises one VtrbenchError naming it and ``what`` holds it:
+    pdflatex cannot set it without packages the document may not load.
+    """
+    return "".join(_latex_char(c, text, what) for c in _one_line(text))
+
+
+def _latex_char(c: str, text: str, what: str) -> str:
+    if c in _LATEX_CHARS:
+        return _LATEX_CHARS[c]
+    if c.isascii():
+        return c
+    if c in _GREEK:
+        return rf"\ensuremath{{\{_GREEK[c]}}}"
+    if c in _GREEK_LATIN:
+        return _GREEK_LATIN[c]
+    if c in _LETTERS:
+        return _LETTERS[c]
+    decomposed = unicodedata.normalize("NFD", c)
+    letter, accent = (decomposed[0], decomposed[1]) if len(decomposed) == 2 else ("", "")
+    if letter.isascii() and letter.isalpha() and accent in _ACCENTS:
+        base = r"\i" if letter == "i" else letter  # dotless i under an accent
+        return rf"\{_ACCENTS[decomposed[1]]}{{{base}}}"
+    raise VtrbenchError(
+        f"{what} {text!r}: LaTeX cannot set the character {c!r} (U+{ord(c):04X}) without extra packages; "
+        "replace it (e.g. with --rename or another --caption), or use --format md"
+    )
 
 
 def markdown_escape(text: str) -> str:
@@ -71,7 +123,7 @@ def _name(text: str, names: Names, style: str) -> str:
     if text in names.marks:
         base, mark = names.marks[text]
         if style == "tex":
-            return rf"{latex_escape(base)}\textsuperscript{{{mark}}}"
+            return rf"{latex_escape(base, 'name')}\textsuperscript{{{mark}}}"
         return f"{_esc(base, style)}^{mark}"
     return _esc(text, style)
 
@@ -98,9 +150,12 @@ def _cell(mean: float, std: float, dec: int, bold: bool, style: str, sig: bool =
     return m if s is None else f"{m} ± {s}"
 
 
-def _diff_text(d: float, lo: float, hi: float, dec: int, style: str) -> str:
+NOT_AVAILABLE = "n/a"
+
+
+def _diff_text(d: float, lo: float, hi: float, dec: int, style: str, na: bool = False) -> str:
     if np.isnan(d):
-        return _EMPTY[style]
+        return NOT_AVAILABLE if na else _EMPTY[style]
     if style == "tex":
         return rf"${_signed(d, dec)}\ [{_signed(lo, dec)}, {_signed(hi, dec)}]$"
     return f"{_signed(d, dec)} [{_signed(lo, dec)}, {_signed(hi, dec)}]"
@@ -115,6 +170,13 @@ def _diff_arrays(block: Block, columns: Sequence[str]) -> tuple[np.ndarray, np.n
     )
 
 
+def _na_array(block: Block, columns: Sequence[str]) -> np.ndarray:
+    """True where a difference was asked but a result lacks the per-query tie counts (n/a)."""
+    if block.diff_na is None:
+        return np.zeros((len(block.mean.index), len(columns)), dtype=bool)
+    return block.diff_na.reindex(columns=list(columns), fill_value=False).to_numpy(dtype=bool)
+
+
 def _n_text(counts: Sequence[int], style: str) -> str:
     present = {c for c in counts if c > 0}
     if len(present) <= 1:
@@ -123,7 +185,9 @@ def _n_text(counts: Sequence[int], style: str) -> str:
 
 
 def _esc(text: str, style: str) -> str:
-    return latex_escape(text) if style == "tex" else markdown_escape(text) if style == "md" else str(text)
+    if style == "tex":
+        return latex_escape(text, "name")
+    return markdown_escape(text) if style == "md" else str(text)
 
 
 def _header(metric: str, style: str, with_direction: bool = True) -> str:
@@ -182,6 +246,7 @@ def _text_rows(
     paper = block.layout == "paper"
     if with_diff and block.diff is not None:
         diff = _diff_arrays(block, block.diff.columns[:1])
+        diff_na = _na_array(block, block.diff.columns[:1])
         diff_dec = _decimals(block, block.diff.columns[:1])[0]
     out = []
     for i, loc in enumerate(block.mean.index):
@@ -195,7 +260,11 @@ def _text_rows(
         row = head + [n_text] + cells if paper else head + cells + [n_text]
         if with_diff and block.diff is not None:
             d, lo, hi = (a[i, 0] for a in diff)
-            row.append("(baseline)" if key == block.baseline_row else _diff_text(d, lo, hi, diff_dec, style))
+            row.append(
+                "(baseline)"
+                if key == block.baseline_row
+                else _diff_text(d, lo, hi, diff_dec, style, bool(diff_na[i, 0]))
+            )
         out.append(row)
     return out
 
@@ -205,12 +274,13 @@ def _pivot_diff_rows(block: Block, style: str, columns: Sequence[str] | None = N
     assert block.diff is not None
     cols = list(block.diff.columns) if columns is None else list(columns)
     d, lo, hi = _diff_arrays(block, cols)
+    na = _na_array(block, cols)
     decs = _decimals(block, cols)
     return [
         [_name(block.names.get(block.mean.index.name or "", loc), block.names, style)]
-        + [_diff_text(d[i, j], lo[i, j], hi[i, j], decs[j], style) for j in range(len(cols))]
+        + [_diff_text(d[i, j], lo[i, j], hi[i, j], decs[j], style, bool(na[i, j])) for j in range(len(cols))]
         for i, loc in enumerate(block.diff.index)
-        if not np.isnan(d[i]).all()
+        if not np.isnan(d[i]).all() or na[i].any()
     ]
 
 
