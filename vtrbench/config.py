@@ -109,6 +109,9 @@ class TrainConfig:
     # Plugin heads/losses: {"head": {name, version, source, sha256}, ...}; two versions of a
     # plugin are two configs (different run ids), never extra seeds of one.
     plugins: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"omit_if_empty": True})
+    # parameters of the hubness post-processings given (--post-option), the rest at their defaults
+    # (postprocess.POST_DEFAULTS); empty keeps the config hash of runs made before they existed
+    post_options: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"omit_if_empty": True})
 
 
 # ---------------------------------------------------------------- one validation for every way in
@@ -141,6 +144,8 @@ class OptionRule:
             return "one of " + ", ".join(self.choices)
         if self.kind in ("str", "bool"):
             return "a string" if self.kind == "str" else "true or false"
+        if self.kind == "post":
+            return "a table of post-processing parameters (" + ", ".join(POST_OPTIONS) + ")"
         noun = "an integer" if self.kind == "int" else "a finite number"
         parts = []
         if self.low is not None:
@@ -171,7 +176,39 @@ RUN_OPTIONS: dict[str, OptionRule] = {
     "test_split": OptionRule("str", optional=True),
     "overwrite": OptionRule("choice", choices=OVERWRITE_CHOICES),
     "allow_overlap": OptionRule("bool"),
+    "post_options": OptionRule("post"),  # {KEY: VALUE} of POST_OPTIONS (--post-option KEY=VALUE)
 }
+
+# The parameters of the post-processings of vtrbench.postprocess (its POST_DEFAULTS are the defaults).
+POST_OPTIONS: dict[str, OptionRule] = {
+    "is_beta": OptionRule("float", low=0, low_open=True),
+    "csls_k": OptionRule("int", low=1),
+    "sinkhorn_iters": OptionRule("int", low=1),
+    "sinkhorn_eps": OptionRule("float", low=0, low_open=True),
+}
+
+
+def check_post_options(
+    values: Any, *, complete: bool = False, where: str | None = None, section: str = ""
+) -> dict[str, Any]:
+    """``{KEY: VALUE}`` of :data:`POST_OPTIONS`, each checked (``--post-option KEY=VALUE``).
+
+    ``complete``: fill in the defaults (``postprocess.POST_DEFAULTS``); otherwise only the keys given
+    (what a TrainConfig records, so that the defaults keep a run's id).
+    """
+    from vtrbench.errors import VtrbenchError
+    from vtrbench.postprocess import POST_DEFAULTS
+
+    label = option_label("post_options", where, section) if where else "--post-option"
+    if not isinstance(values, dict):
+        raise VtrbenchError(f"{label} must be a table of KEY = VALUE, got {_short(values)}")
+    out: dict[str, Any] = dict(POST_DEFAULTS) if complete else {}
+    for key, value in values.items():
+        rule = POST_OPTIONS.get(key)
+        if rule is None:
+            raise VtrbenchError(f"{label}: unknown key {_short(key)} (known: {', '.join(POST_OPTIONS)})")
+        out[key] = check_rule(rule, value, f"{label} {key}")
+    return out
 
 
 def option_label(name: str, where: str | None = None, section: str = "") -> str:
@@ -189,6 +226,15 @@ def check_option(name: str, value: Any, *, where: str | None = None, section: st
         raise VtrbenchError(f"{label}: unknown option (known: {', '.join(RUN_OPTIONS)})")
     if value is None and rule.optional:
         return None
+    if rule.kind == "post":
+        return check_post_options(value, where=where, section=section)
+    return check_rule(rule, value, label)
+
+
+def check_rule(rule: OptionRule, value: Any, label: str) -> Any:
+    """``value`` if ``rule`` accepts it (ints stay ints, floats become float), else VtrbenchError."""
+    from vtrbench.errors import VtrbenchError
+
     bad = VtrbenchError(f"{label} must be {rule.describe()}, got {_short(value)}")
     if rule.kind == "bool":
         if not isinstance(value, bool):

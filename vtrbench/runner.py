@@ -19,7 +19,14 @@ from typing import Any
 import torch
 
 from vtrbench.cache import FeatureCache
-from vtrbench.config import RUN_OPTIONS, TrainConfig, check_seed, config_hash, validate_options
+from vtrbench.config import (
+    RUN_OPTIONS,
+    TrainConfig,
+    check_post_options,
+    check_seed,
+    config_hash,
+    validate_options,
+)
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads.base import HEADS, create_head, list_heads
 from vtrbench.losses.base import list_losses
@@ -54,6 +61,7 @@ class RunSpec:
     qb_beta: float = 20.0
     qb_k: int = 1
     mdr: str = "standard"
+    post_options: dict[str, Any] = field(default_factory=dict)  # --post-option KEY=VALUE
     precision: str | None = None  # None: bf16 autocast on CUDA, fp32 elsewhere
     allow_overlap: bool = False
     device: str = "cpu"
@@ -300,6 +308,7 @@ def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
         plugins=provenance_for(head=spec.head, loss=spec.loss),
         qb_k=spec.qb_k,
         mdr=spec.mdr,
+        post_options=check_post_options(spec.post_options),
         precision=resolved_precision(spec),
         cache_content=_content_hash(cache),
     )
@@ -342,6 +351,28 @@ def check_qb_k(cache: FeatureCache, test_split: str, qb_k: int) -> None:
         raise VtrbenchError(qb_k_message(qb_k, n_ok, test_split))
 
 
+def check_csls_k(cache: FeatureCache, test_split: str, train_split: str | None, config: TrainConfig) -> None:
+    """Refuse a CSLS k beyond the test gallery or the bank, before any work (evaluate refuses it too)."""
+    from vtrbench.cache import STATUS_OK
+    from vtrbench.evaluate import csls_k_message
+
+    if "csls_k" not in config.post_options:  # the default is lowered to a small gallery, not refused
+        return
+    k = int(config.post_options["csls_k"])
+
+    def usable(split: str) -> int:
+        rows = cache.split_rows(split)[0]
+        return int((cache.read_rows("videos", "status", rows) == STATUS_OK).sum())
+
+    n_test = usable(test_split)
+    if k > n_test:
+        raise VtrbenchError(csls_k_message(k, "csls-test", n_test))
+    if train_split and train_split != test_split:  # a bank: its videos, at most qb_bank of them
+        n_bank = min(config.qb_bank, usable(train_split))
+        if k > n_bank:
+            raise VtrbenchError(csls_k_message(k, "csls-bank", n_bank))
+
+
 def preflight(
     spec: RunSpec,
     cache: FeatureCache,
@@ -367,6 +398,7 @@ def preflight(
     if config is not None:
         check_overlap(cache, config.train_split, config.test_split, spec.allow_overlap)
         check_qb_k(cache, config.test_split, config.qb_k)
+        check_csls_k(cache, config.test_split, config.train_split or None, config)
         head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **spec.head_options)
         check_requirements(head, cache, spec.head)  # e.g. noun/verb masks the cache does not hold
         if config.val_fraction > 0:
@@ -474,6 +506,7 @@ def run_training(
                 mdr=config.mdr,
                 v2t_protocol=config.v2t_protocol,
                 progress=progress,
+                post_options=config.post_options,
             )
             eval_s = time.perf_counter() - t1
         pairs = sum(h["pairs_per_s"] * h["seconds"] for h in history)
@@ -548,12 +581,15 @@ def holdout(train: Any, fraction: float) -> tuple[Any, Any]:
     return part(~is_val), part(is_val)
 
 
+_EVAL_KEYS = ("v2t_protocol", "dsl_tau", "qb_bank", "qb_beta", "qb_k", "mdr")
+
+
 def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, **kw: Any) -> Outcome:
     """Evaluate ``zeroshot`` (checkpoint None) or a saved head; writes one result file."""
     from vtrbench.train import build_result, check_requirements, evaluate_head, load_checkpoint, load_split
 
     opts = validate_options(
-        {k: kw[k] for k in ("v2t_protocol", "dsl_tau", "qb_bank", "qb_beta", "qb_k", "mdr") if k in kw}
+        {k: kw[k] for k in (*_EVAL_KEYS, "post_options") if k in kw}
         | {"overwrite": kw.get("overwrite", "never"), "allow_overlap": bool(kw.get("allow_overlap", False))}
         | {k: kw.get(k) for k in ("train_split", "test_split")}
     )
@@ -603,6 +639,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             qb_beta=opts.get("qb_beta", 20.0),
             qb_k=opts.get("qb_k", 1),
             mdr=opts.get("mdr", "standard"),
+            post_options=opts.get("post_options", {}),
             precision="fp32",  # evaluation embeds in fp32; a checkpoint's own value replaces it below
             cache_content=_content_hash(cache),
         )
@@ -634,6 +671,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             return Outcome(path, None, skipped=True)
         if train and train != test:  # a bank, hence qbnorm, will be used
             check_qb_k(cache, test, config.qb_k)
+        check_csls_k(cache, test, train if train != test else None, config)
         test_data = load_split(cache, test)
         bank = load_split(cache, train) if train and train != test else None
         t1 = time.perf_counter()
@@ -648,6 +686,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             qb_k=config.qb_k,
             mdr=config.mdr,
             v2t_protocol=config.v2t_protocol,
+            post_options=config.post_options,
         )
         timing = {"train_s": 0.0, "eval_s": round(time.perf_counter() - t1, 3), "pairs_per_s": 0.0}
         result = build_result(

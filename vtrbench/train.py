@@ -33,7 +33,7 @@ from vtrbench.config import TrainConfig, config_hash, to_plain
 from vtrbench.errors import CacheError, VtrbenchError
 from vtrbench.heads.base import Batch, Head, PairwiseHead, create_head
 from vtrbench.losses.base import create_loss
-from vtrbench.results import SCHEMA, TRANSDUCTIVE, run_id
+from vtrbench.results import POSTPROCESSING, SCHEMA, TRANSDUCTIVE, run_id
 
 VIDEO_KEYS = ("frames", "frame_mask", "patches")
 TEXT_KEYS = ("tokens", "token_mask", "eot", "noun_mask", "verb_mask")
@@ -322,14 +322,19 @@ def evaluate_head(
     dsl_tau: float = 1.0,
     qb_beta: float = 20.0,
     v2t_protocol: str = "clip4clip",
-    postprocessing: tuple[str, ...] = ("raw", "dsl", "qbnorm"),
+    postprocessing: tuple[str, ...] | None = None,
     progress: Any = None,
     qb_k: int = 1,
     mdr: str = "standard",
     block: tuple[int, int] | None = None,
     matrix_bytes: int | None = None,
+    post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``head`` on ``test``: the one entry point for factorised and pairwise heads.
+
+    ``postprocessing``: None (a run's default) computes every one of ``results.POSTPROCESSING``,
+    the bank-based ones (``postprocess.BANK_POSTS``) only with a ``bank``; ``post_options`` their
+    parameters (``--post-option``).
 
     A factorised head's embeddings go to vtrbench.evaluate.evaluate_embeddings; a pairwise
     head's states and block scorer go to vtrbench.evaluate.evaluate_pairwise, scored in
@@ -339,9 +344,12 @@ def evaluate_head(
     ``vtrbench.evaluate.MATRIX_BYTES``); a larger one is streamed to a temporary file.
     """
     from vtrbench.evaluate import evaluate_embeddings, evaluate_pairwise
+    from vtrbench.postprocess import BANK_POSTS
 
-    use_bank = bank is not None and "qbnorm" in postprocessing
-    posts = tuple(p for p in postprocessing if p != "qbnorm" or use_bank)
+    if postprocessing is None:
+        postprocessing = tuple(p for p in POSTPROCESSING if p not in BANK_POSTS or bank is not None)
+    use_bank = bank is not None and bool(set(BANK_POSTS) & set(postprocessing))
+    posts = tuple(postprocessing)
     from vtrbench.evaluate import MATRIX_BYTES
 
     common: dict[str, Any] = dict(
@@ -353,6 +361,7 @@ def evaluate_head(
         mdr=mdr,
         v2t_protocol=v2t_protocol,
         postprocessing=posts,
+        post_options=post_options,
         progress=_eval_task(progress, test),
     )
     if isinstance(head, PairwiseHead):
