@@ -113,6 +113,7 @@ def test_each_post_processing_equals_its_published_equation(protocol: str) -> No
 def test_sinkhorn_iterations_and_eps_matter_and_is_bank_is_qbnorm_on_every_row() -> None:
     text, video, qv, bank_text, bank_video = make_split(2, n_bank=30)
     kw = dict(logit_scale=SCALE, bank_text=bank_text, bank_video=bank_video)
+
     def run(**options: float) -> dict:
         return evaluate_embeddings(text, video, qv, postprocessing=["sinkhorn"], post_options=options, **kw)
 
@@ -138,9 +139,18 @@ def _twins_run(name: str, monkeypatch: pytest.MonkeyPatch | None = None) -> list
     for (block, chunk), matrix_bytes in zip(RUNS, (1 << 30, 0, 1 << 30, 0), strict=True):
         out.append(
             evaluate_pairwise(
-                head.score_states, ts, vs, qv, logit_scale=100.0, block=block, chunk_size=chunk,
-                bank_text_state=bts, bank_video_state=bvs, postprocessing=NEW,
-                post_options={"csls_k": 3}, matrix_bytes=matrix_bytes,
+                head.score_states,
+                ts,
+                vs,
+                qv,
+                logit_scale=100.0,
+                block=block,
+                chunk_size=chunk,
+                bank_text_state=bts,
+                bank_video_state=bvs,
+                postprocessing=NEW,
+                post_options={"csls_k": 3},
+                matrix_bytes=matrix_bytes,
             )  # fmt: skip
         )
     return out

@@ -86,5 +86,10 @@ def print_report(report: Report, console: Any) -> None:
             "(pipe the output or use --output for the full Markdown table)",
             highlight=False,
         )
+    if report.decomposition is not None:
+        from vtrbench.report.decomposition import render_markdown as decomposition_markdown
+
+        # the section's tables are already plain pipe tables; printed as they are
+        console.print(escape("\n".join(decomposition_markdown(report.decomposition))), highlight=False)
     for note in report.notes:
         console.print(f"- {escape(note)}", highlight=False)
