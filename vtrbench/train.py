@@ -550,6 +550,10 @@ def build_result(
                 "v2t": "vtrbench extension (the official method is text-to-video only): "
                 "bank of training videos",
             },
+            # parameters of the hubness post-processings computed (vtrbench.postprocess; absent:
+            # results made before them), and their banks' real sizes (the qbnorm banks)
+            "post_options": (evaluation.get("protocol") or {}).get("post_options"),
+            "post_bank_size": (evaluation.get("protocol") or {}).get("post_bank_size"),
             "mdr": mdr_policy(config.mdr),
             "precision": config.precision,
             **(protocol_extra or {}),
