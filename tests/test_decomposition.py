@@ -117,7 +117,7 @@ def test_inference_carries_the_gain_when_the_losses_give_the_same_embeddings(hub
     dec = report.decomposition
     assert dec is not None and dec.metric == "t2v/R@1"
     (hd,) = dec.heads
-    assert hd.reference == "infonce" and hd.losses == ["dsl", "infonce"] and hd.posts == list(POSTPROCESSING)
+    assert hd.reference == "infonce" and hd.losses == ["infonce", "dsl"] and hd.posts == list(POSTPROCESSING)
     # cells are the stored metrics averaged over seeds; effects are differences of cells
     for loss in hd.losses:
         for post in hd.posts:
@@ -134,7 +134,8 @@ def test_inference_carries_the_gain_when_the_losses_give_the_same_embeddings(hub
     assert lo <= 0 <= hi
     assert "the inference post-processing carries the gain" in hd.sentence
     md = render_markdown(report)
-    assert f"### {TITLE} (t2v/R@1)" in md and "dsl (T)" in md and "loss effect: dsl − infonce" in md
+    assert f"## {TITLE} (t2v/R@1)" in md and "### meanP: inference effect at fixed loss (vs raw)" in md
+    assert "dsl (T)" in md and "loss effect: DSL − InfoNCE" in md
     assert hd.sentence.split(":")[0] in md
     # the default report shows raw/dsl/qbnorm blocks only; the section reads every post-processing
     assert [b.post for b in report.blocks] == ["raw", "dsl", "qbnorm"]

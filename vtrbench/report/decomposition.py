@@ -58,6 +58,10 @@ class HeadDecomposition:
     loss_effect: dict[tuple[str, str], Interval] = field(default_factory=dict)  # (loss, post)
     inference_effect: dict[tuple[str, str], Interval] = field(default_factory=dict)  # (loss, post)
     sentence: str = ""
+    shown: dict[str, str] = field(default_factory=dict)  # head/loss name -> as the report shows it
+
+    def name(self, key: str) -> str:
+        return self.shown.get(key, key)
 
 
 @dataclass
@@ -83,9 +87,16 @@ def decompose(
     bootstrap: str = "seeds+queries",
     n_boot: int = 1000,
     boot_seed: int = 0,
+    names: Any = None,
 ) -> Decomposition | None:
     """The decomposition of ``results`` (``frame``: their :func:`results_frame`, loss variants named),
-    or None when no head has two losses and two post-processings."""
+    or None when no head has two losses and two post-processings. ``names``: the report's
+    :class:`~vtrbench.report.labels.Names`, so that heads and losses read as in the tables (the
+    effects' keys stay the result files' names)."""
+
+    def shown(field_name: str, value: str) -> str:
+        return names.get(field_name, value) if names is not None else value
+
     metric = _metric_for(metric)
     higher = not metric.endswith("MnR")
     heads: list[HeadDecomposition] = []
@@ -94,6 +105,8 @@ def decompose(
         losses = sorted(sub["loss"].unique(), key=str)
         if len(losses) < 2:
             continue
+        reference = REFERENCE_LOSS if REFERENCE_LOSS in losses else losses[0]
+        losses = [reference] + [lo for lo in losses if lo != reference]
         posts = [
             p
             for p in POSTPROCESSING
@@ -111,11 +124,11 @@ def decompose(
         except MissingCounts:
             notes.append(f"{head}: left out of the decomposition (a schema-1 result has no per-query counts)")
             continue
-        reference = REFERENCE_LOSS if REFERENCE_LOSS in losses else losses[0]
         means = pd.DataFrame(
             [[float(values[(lo, p)].mean()) for p in posts] for lo in losses], index=losses, columns=posts
         )
         hd = HeadDecomposition(str(head), losses, posts, reference, means)
+        hd.shown = {lo: shown("loss", lo) for lo in losses} | {str(head): shown("label", str(head))}
 
         def interval(a: np.ndarray, b: np.ndarray) -> Interval:
             if bootstrap == "queries":
@@ -149,13 +162,16 @@ def _fmt(iv: Interval) -> str:
 
 
 def _sentence(hd: HeadDecomposition, metric: str, higher: bool) -> str:
-    loss, post = _target(hd, higher)
-    ref = hd.reference
-    if loss == ref and post == "raw":
-        return f"On this cache, {hd.head}: no cell beats ({ref}, raw) on {metric}; no gain to attribute."
+    loss_key, post = _target(hd, higher)
+    if loss_key == hd.reference and post == "raw":
+        return (
+            f"On this cache, {hd.name(hd.head)}: no cell beats ({hd.name(hd.reference)}, raw) on {metric}; "
+            "no gain to attribute."
+        )
+    loss, ref, head = hd.name(loss_key), hd.name(hd.reference), hd.name(hd.head)
     sign = 1.0 if higher else -1.0  # a gain is up for recall, down for MnR
-    loss_iv = hd.loss_effect.get((loss, "raw")) if loss != ref else None
-    inf_iv = hd.inference_effect.get((ref, post)) if post != "raw" else None
+    loss_iv = hd.loss_effect.get((loss_key, "raw")) if loss_key != hd.reference else None
+    inf_iv = hd.inference_effect.get((hd.reference, post)) if post != "raw" else None
     parts = []
     if loss_iv is not None:
         parts.append(f"training with {loss} instead of {ref} moves raw inference by {_fmt(loss_iv)}")
@@ -173,9 +189,7 @@ def _sentence(hd: HeadDecomposition, metric: str, higher: bool) -> str:
         verdict = f"{next(iter(clear))} carries the gain"
     else:
         verdict = f"both factors help, {max(clear, key=clear.__getitem__)} more"
-    return (
-        f"On this cache ({hd.head}, {metric}, towards ({loss}, {post})), {verdict}: " + "; ".join(parts) + "."
-    )
+    return f"On this cache ({head}, {metric}, towards ({loss}, {post})), {verdict}: " + "; ".join(parts) + "."
 
 
 def _post_header(post: str) -> str:
@@ -190,7 +204,7 @@ def render_markdown(dec: Decomposition, escape: Any = str) -> list[str]:
         else "queries (paired bootstrap of seed-averaged values)"
     )
     lines = [
-        f"### {TITLE} ({dec.metric})",
+        f"## {TITLE} ({dec.metric})",
         "",
         f"Rows: training loss; columns: inference post-processing, (T) = transductive (reads all test "
         f"queries at once). Effects are differences of per-query expected {dec.metric} with 95 % "
@@ -198,18 +212,23 @@ def render_markdown(dec: Decomposition, escape: Any = str) -> list[str]:
         "",
     ]
     for hd in dec.heads:
-        cols = [escape(f"{hd.head}: loss / inference")] + [escape(_post_header(p)) for p in hd.posts]
-        rows = [[escape(lo)] + [f"{hd.means.at[lo, p]:.1f}" for p in hd.posts] for lo in hd.losses]
+        # one ### heading per table: each table has its own columns
+        lines += [f"### {escape(f'{hd.name(hd.head)}: training loss × inference')}", ""]
+        cols = [escape("loss")] + [escape(_post_header(p)) for p in hd.posts]
+        rows = [[escape(hd.name(lo))] + [f"{hd.means.at[lo, p]:.1f}" for p in hd.posts] for lo in hd.losses]
         for lo in hd.losses:
             if lo != hd.reference:
                 rows.append(
-                    [escape(f"loss effect: {lo} − {hd.reference}")]
+                    [escape(f"loss effect: {hd.name(lo)} − {hd.name(hd.reference)}")]
                     + [_fmt(hd.loss_effect[(lo, p)]) for p in hd.posts]
                 )
         lines += [_table(rows, cols), ""]
         posts = [p for p in hd.posts if p != "raw"]
-        cols = [escape("inference effect vs raw, at loss")] + [escape(_post_header(p)) for p in posts]
-        rows = [[escape(lo)] + [_fmt(hd.inference_effect[(lo, p)]) for p in posts] for lo in hd.losses]
+        lines += [f"### {escape(f'{hd.name(hd.head)}: inference effect at fixed loss (vs raw)')}", ""]
+        cols = [escape("loss")] + [escape(_post_header(p)) for p in posts]
+        rows = [
+            [escape(hd.name(lo))] + [_fmt(hd.inference_effect[(lo, p)]) for p in posts] for lo in hd.losses
+        ]
         lines += [_table(rows, cols), "", escape(hd.sentence), ""]
     lines += [f"- {escape(n)}" for n in dec.notes]
     return lines

@@ -506,7 +506,13 @@ def build_report(
         from vtrbench.report.decomposition import decompose
 
         section = decompose(
-            results, frame, metric=metric, bootstrap=bootstrap, n_boot=n_boot, boot_seed=boot_seed
+            results,
+            frame,
+            metric=metric,
+            bootstrap=bootstrap,
+            n_boot=n_boot,
+            boot_seed=boot_seed,
+            names=names,
         )
     return Report(
         decomposition=section,
