@@ -234,6 +234,19 @@ def test_without_room_on_disk_the_scores_are_recomputed_per_pass(
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_post_processings_together_equal_each_alone(dtype: torch.dtype) -> None:
+    # every post-processing reads the one score matrix: none may change it for the next
+    # (float64 scores are the matrix itself, not a copy, unless a post-processing copies them)
+    text, video, qv, bank_text, bank_video = make_split(6, n_videos=25)
+    kw = dict(logit_scale=SCALE, bank_text=bank_text.to(dtype), bank_video=bank_video.to(dtype))
+    together = evaluate_embeddings(text.to(dtype), video.to(dtype), qv, **kw)
+    for post in ("raw", "dsl", "qbnorm"):
+        alone = evaluate_embeddings(text.to(dtype), video.to(dtype), qv, postprocessing=[post], **kw)
+        assert alone["per_query"][post] == together["per_query"][post], post
+        assert alone["topk"][post] == together["topk"][post], post
+
+
 # ------------------------------------------------------------------ qb_k
 
 

@@ -469,14 +469,17 @@ def _prepare_dsl(matrix: ScoreMatrix, banks: Any, opts: EvalOptions) -> tuple[to
 
 
 def _apply_dsl(raw: torch.Tensor, lse: torch.Tensor, opts: EvalOptions) -> Scored:
-    z = raw.to(torch.float64).mul_(opts.logit_scale)
+    # copy=True: float64 scores are otherwise the matrix itself, and in-place ops would change it
+    z = raw.to(torch.float64, copy=True).mul_(opts.logit_scale)
     w = (z / opts.tau).sub_(lse).exp_()  # the softmax weight over the queries
     # first-order bound of z * w when z carries L*delta and lse up to L*delta/tau:
     # w*L*delta + |z*w|*(L*delta/tau + L*delta/tau)
     if opts.delta == 0:  # exact ties (an all-zero matrix, or tolerance switched off)
         return z.mul_(w), torch.zeros((raw.shape[0], 1), dtype=torch.float64, device=raw.device)
-    slack = z.abs().mul_(2 / opts.tau).add_(1).mul_(w).mul_(opts.logit_scale * opts.delta)
-    return z.mul_(w), slack
+    v = z.mul_(w)
+    # w*L*delta*(1 + 2|z|/tau) = L*delta*(w + 2|v|/tau), written into w: three passes, one buffer
+    slack = w.add_(v.abs(), alpha=2 / opts.tau).mul_(opts.logit_scale * opts.delta)
+    return v, slack
 
 
 def _prepare_qbnorm(
@@ -495,7 +498,7 @@ def _apply_qbnorm(raw: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], o
     slack = torch.full((raw.shape[0], 1), opts.delta, dtype=torch.float64, device=raw.device)
     if normalise.numel() == 0:
         return raw, slack.to(raw.dtype)
-    s = raw.to(torch.float64)
+    s = raw.to(torch.float64, copy=True)  # never write into the score matrix
     s[normalise] = s[normalise].mul_(opts.beta).sub_(bank_lse)
     # beta*s carries beta*delta, the bank's logsumexp up to beta*delta
     slack[normalise] = 2 * opts.beta * opts.delta

@@ -212,10 +212,10 @@ def gt_counts(scores: ArrayLike, gt: ArrayLike, slack: ArrayLike | float | None 
         higher = _count(s > target + band)
         tied = _count(s >= target - band) - higher - 1
     else:
-        band = u + _slack_at(u, g[:, None])
-        diff = s - target
-        higher = _count(diff > band)
-        tied = _count(diff >= band.neg_()) - higher - 1  # -band <= diff <= band
+        u_t = _slack_at(u, g[:, None])
+        # s - u > t + u_t: above beyond the band; s + u >= t - u_t: not below it
+        higher = _count((s - u) > (target + u_t))
+        tied = _count((s + u) >= (target - u_t)) - higher - 1
     return TieCounts(_to_numpy(higher), _to_numpy(tied), np.ones(s.shape[0], dtype=np.int64))
 
 
