@@ -69,7 +69,8 @@ def render_table_png(report: object, out: Path) -> Path:
     note = (
         f"seeds per row: {_seed_counts(report)}; subscript ±: sample std over seeds; bold: best per column; "
     )
-    note += f"†: 95 % interval of the difference to {report.baseline_shown} excludes 0"  # type: ignore[attr-defined]
+    rule = {"holm": "Holm-corrected ", "bonferroni": "Bonferroni-corrected "}.get(report.correction, "")  # type: ignore[attr-defined]
+    note += f"†: {rule}bootstrap p < 0.05 for the difference to {report.baseline_shown}"  # type: ignore[attr-defined]
     fig.text(0.01, 0.01, note, fontsize=6)
     fig.savefig(out, dpi=150, bbox_inches="tight")
     return out
