@@ -128,6 +128,16 @@ def test_sinkhorn_iterations_and_eps_matter_and_is_bank_is_qbnorm_on_every_row()
     assert both["per_query_ranks"]["is-bank"] == both["per_query_ranks"]["qbnorm"]
 
 
+def test_together_equals_each_alone_with_float64_scores() -> None:
+    # float64 scores are the matrix itself: a post-processing that wrote into it would change the next
+    text, video, qv, bank_text, bank_video = make_split(4, n_bank=30)
+    kw = dict(logit_scale=SCALE, bank_text=bank_text.double(), bank_video=bank_video.double())
+    together = evaluate_embeddings(text.double(), video.double(), qv, postprocessing=POSTPROCESSING, **kw)
+    for post in POSTPROCESSING:
+        alone = evaluate_embeddings(text.double(), video.double(), qv, postprocessing=[post], **kw)
+        assert alone["per_query"][post] == together["per_query"][post], post
+
+
 def _twins_run(name: str, monkeypatch: pytest.MonkeyPatch | None = None) -> list[dict]:
     text, video, qv = twins(8, 40, seed=3)
     bank_text, bank_video, _ = twins(6, 20, seed=4)

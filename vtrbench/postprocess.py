@@ -187,15 +187,17 @@ def _slack(raw: torch.Tensor, value: float) -> torch.Tensor:
 
 def apply_is(raw: torch.Tensor, lse: torch.Tensor, opts: Any) -> Scored:
     """``is_beta s_ij - logsumexp_m is_beta s_mj`` (the log of Smith et al.'s eq. 5)."""
-    return raw.to(torch.float64).mul_(opts.is_beta).sub_(lse), _slack(raw, 2 * opts.is_beta * opts.delta)
+    # copy=True: float64 scores are otherwise the score matrix itself, which in-place ops would change
+    scores = raw.to(torch.float64, copy=True).mul_(opts.is_beta).sub_(lse)
+    return scores, _slack(raw, 2 * opts.is_beta * opts.delta)
 
 
 def apply_csls(raw: torch.Tensor, r: torch.Tensor, opts: Any) -> Scored:
     """``2 s_ij - r_S(y_j)`` (Conneau et al.'s eq. 6 without the row-constant ``r_T(x_i)``)."""
-    return raw.to(torch.float64).mul_(2).sub_(r), _slack(raw, 3 * opts.delta)
+    return raw.to(torch.float64, copy=True).mul_(2).sub_(r), _slack(raw, 3 * opts.delta)
 
 
 def apply_sinkhorn(raw: torch.Tensor, log_scaling: torch.Tensor, opts: Any) -> Scored:
     """``log P_ij`` up to the row's own constant: ``s_ij / eps + log`` of the gallery item's scaling."""
     bound = (2 * opts.sinkhorn_iters + 1) * opts.delta / opts.sinkhorn_eps
-    return raw.to(torch.float64).div_(opts.sinkhorn_eps).add_(log_scaling), _slack(raw, bound)
+    return raw.to(torch.float64, copy=True).div_(opts.sinkhorn_eps).add_(log_scaling), _slack(raw, bound)
