@@ -229,8 +229,23 @@ def test_csls_k_beyond_gallery_or_bank_and_bank_posts_without_bank_are_refused(m
     kw = dict(logit_scale=SCALE, bank_text=bank_text, bank_video=bank_video)
     with pytest.raises(VtrbenchError, match=r"csls_k 13 is larger than the test gallery \(12\)"):
         evaluate_embeddings(text, video, qv, postprocessing=["csls-test"], post_options={"csls_k": 13}, **kw)
-    with pytest.raises(VtrbenchError, match=r"csls_k 9 is larger than the test gallery and the banks \(8\)"):
+    with pytest.raises(VtrbenchError, match=r"csls_k 9 is larger than the banks of training queries \(8\)"):
         evaluate_embeddings(text, video, qv, postprocessing=["csls-bank"], post_options={"csls_k": 9}, **kw)
     for post in ("is-bank", "csls-bank", "dsl-bank", "qbnorm"):
         with pytest.raises(VtrbenchError, match=f"^{post} needs a bank of training queries.*--train-split"):
             evaluate_embeddings(text, video, qv, logit_scale=SCALE, postprocessing=["raw", post])
+
+
+def test_the_default_csls_k_is_lowered_to_a_small_gallery_and_recorded() -> None:
+    text, video, qv, bank_text, bank_video = make_split(5, n_videos=7, n_bank=5)
+    kw = dict(logit_scale=SCALE, bank_text=bank_text, bank_video=bank_video)
+    res = evaluate_embeddings(text, video, qv, postprocessing=["csls-test", "csls-bank"], **kw)
+    # each is lowered to its own neighbourhood (7 test videos, a bank of 5), and says so
+    assert res["protocol"]["post_options"] == {"csls-test": {"csls_k": 7}, "csls-bank": {"csls_k": 5}}
+    alone = evaluate_embeddings(text, video, qv, postprocessing=["csls-test"], **kw)
+    assert alone["protocol"]["post_options"] == {"csls-test": {"csls_k": 7}}
+    asked = evaluate_embeddings(
+        text, video, qv, postprocessing=["csls-test"], post_options={"csls_k": 3}, **kw
+    )
+    assert asked["protocol"]["post_options"] == {"csls-test": {"csls_k": 3}}
+    assert asked["per_query"] != alone["per_query"]

@@ -144,11 +144,14 @@ def evaluate_similarity(
     v2t_protocol: str = "clip4clip",
     postprocessing: tuple[str, ...] = ("raw", "dsl"),
     dsl_tau: float = 1.0,
+    post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of any ``(Nq, Nv)`` caption x video similarity, with vtrbench's ranking and ties.
 
     ``query_video[i]`` is the gallery column of caption ``i``'s video. ``dsl`` applies test-time
-    DSL to ``logit_scale * similarity`` (transductive). Returns the same dict as
+    DSL to ``logit_scale * similarity`` (transductive); the test-based hubness post-processings
+    (``is-test``, ``csls-test``, ``sinkhorn``) work too, with ``post_options`` as
+    :func:`evaluate_embeddings`. Returns the same dict as
     :func:`evaluate_embeddings`. The matrix is scored as ``similarity @ I``, which is exact; for
     galleries far beyond ~10k videos use :func:`evaluate_embeddings` with embeddings instead.
     """
@@ -157,8 +160,11 @@ def evaluate_similarity(
         raise VtrbenchError(
             f"evaluate_similarity: similarity must be 2-D (captions x videos), got {sim.ndim}-D"
         )
-    if "qbnorm" in postprocessing:
-        raise VtrbenchError("evaluate_similarity: qbnorm needs a query bank; use evaluate_embeddings")
+    from vtrbench.postprocess import BANK_POSTS
+
+    for post in [postprocessing] if isinstance(postprocessing, str) else postprocessing:
+        if post in BANK_POSTS:
+            raise VtrbenchError(f"evaluate_similarity: {post} needs a query bank; use evaluate_embeddings")
     sim = sim.to(torch.float64)
     return evaluate_embeddings(
         sim,
@@ -168,4 +174,5 @@ def evaluate_similarity(
         v2t_protocol=v2t_protocol,
         postprocessing=postprocessing,
         dsl_tau=dsl_tau,
+        post_options=post_options,
     )

@@ -439,7 +439,8 @@ class EvalOptions:
     delta: float = 0.0  # each raw score's rounding bound: TIE_RTOL * the matrix's largest |score|
     # the post-processings of vtrbench.postprocess (defaults: postprocess.POST_DEFAULTS)
     is_beta: float = 20.0
-    csls_k: int = 10
+    csls_k: int = 10  # csls-test's k; csls-bank's is csls_k_bank (they differ only below 10 items)
+    csls_k_bank: int = 10
     sinkhorn_iters: int = 5
     sinkhorn_eps: float = 0.05
 
@@ -829,12 +830,14 @@ _POST_PARAMS = {
 def _post_params(post: str, opts: dict[str, Any], tau: float, logit_scale: float) -> dict[str, Any]:
     if post == "dsl-bank":
         return {"tau": float(tau), "logit_scale": float(logit_scale)}
+    if post == "csls-bank":
+        return {"csls_k": opts["csls_k_bank"]}
     return {key: opts[key] for key in _POST_PARAMS[post]}
 
 
 def csls_k_message(k: int, post: str, limit: int) -> str:
     """The one refusal of a CSLS ``k`` beyond the neighbours it averages (the gallery or the bank)."""
-    what = "the test gallery and the banks" if post == "csls-bank" else "the test gallery"
+    what = "the banks of training queries" if post == "csls-bank" else "the test gallery"
     return (
         f"csls_k {k} is larger than {what} ({limit}): {post} averages each item's k nearest "
         f"neighbours, so k must be <= {limit} (--post-option csls_k=K)"
@@ -913,18 +916,19 @@ def evaluate_scorers(
     post_opts = check_post_options(post_options or {}, complete=True)
     # csls-bank averages bank neighbours, csls-test test ones (each video's captions, each caption's
     # videos: at most n_v). A k asked for is refused beyond them; the default k (10) is lowered to
-    # what a small gallery or bank has (the result records the k used).
-    limits = [n_v] if "csls-test" in posts else []
-    if "csls-bank" in posts and banks is not None:
-        limits.append(min(b.n_queries for b in banks))
-    if limits and post_opts["csls_k"] > min(limits):
-        if "csls_k" not in (post_options or {}):
-            post_opts["csls_k"] = min(limits)
-        else:
-            bank_short = "csls-bank" in posts and banks is not None and min(limits) < n_v
-            name = "csls-bank" if bank_short or "csls-test" not in posts else "csls-test"
-            raise VtrbenchError(csls_k_message(post_opts["csls_k"], name, min(limits)))
+    # what a small gallery or bank has, for each of the two on its own (the result records the k used).
+    k_bank = post_opts["csls_k"]
+    limits = {"csls-test": n_v}
+    if banks is not None:
+        limits["csls-bank"] = min(b.n_queries for b in banks)
+    for name, limit in limits.items():
+        if name in posts and post_opts["csls_k"] > limit and "csls_k" in (post_options or {}):
+            raise VtrbenchError(csls_k_message(post_opts["csls_k"], name, limit))
+    if "csls-bank" in limits:
+        k_bank = min(k_bank, limits["csls-bank"])
+    post_opts["csls_k"] = min(post_opts["csls_k"], n_v)
     opts = EvalOptions(
+        csls_k_bank=k_bank,
         logit_scale=float(logit_scale),
         tau=float(dsl_tau),
         beta=float(qb_beta),
@@ -998,7 +1002,9 @@ def evaluate_scorers(
         # the parameters of the post-processings of vtrbench.postprocess that were computed, and the
         # bank sizes of the bank-based ones (the same banks as qbnorm)
         "post_options": {
-            p: _post_params(p, post_opts, dsl_tau, logit_scale) for p in posts if p in _POST_PARAMS
+            p: _post_params(p, post_opts | {"csls_k_bank": opts.csls_k_bank}, dsl_tau, logit_scale)
+            for p in posts
+            if p in _POST_PARAMS
         },
         "post_bank_size": None
         if banks is None or not set(posts) & set(BANK_POSTS)

@@ -94,7 +94,7 @@ def bank_statistics(scorer: Any, posts: list[str], opts: Any) -> dict[str, Any]:
 
     Returns a dict with the entries the posts need: ``qb_lse``/``qb_hubs`` (QB-Norm, as
     :func:`vtrbench.evaluate.querybank_normalisers`), ``is_lse`` (``logsumexp_b is_beta s_bj``),
-    ``dsl_lse`` (``logsumexp_b logit_scale s_bj / tau``), ``csls_r`` (mean of the ``csls_k``
+    ``dsl_lse`` (``logsumexp_b logit_scale s_bj / tau``), ``csls_r`` (mean of the ``csls_k_bank``
     highest bank scores of each gallery item); each ``(M,)`` float64 holding float32 values.
     """
     n, dev = scorer.n_gallery, scorer.device
@@ -115,7 +115,7 @@ def bank_statistics(scorer: Any, posts: list[str], opts: Any) -> dict[str, Any]:
         for name, lse in acc.items():
             torch.logaddexp(lse, torch.logsumexp(s64 * scale[name], dim=0), out=lse)
         if "csls-bank" in posts:
-            best = _merge_topk(best, s, opts.csls_k)
+            best = _merge_topk(best, s, opts.csls_k_bank)
     out: dict[str, Any] = {name: _rounded(lse) for name, lse in acc.items()}
     if hubs is not None:
         out["qb_hubs"] = hubs
