@@ -179,3 +179,10 @@ def test_queries_bootstrap_and_mnr_metric(hub_results) -> None:
     d, lo, hi = hd.inference_effect[("infonce", "dsl")]
     assert hi < 0  # a lower mean rank is the gain
     assert "the inference post-processing carries the gain" in hd.sentence
+
+
+def test_report_post_shows_the_new_blocks_labelled(hub_results) -> None:
+    report = build_report(hub_results, n_boot=50, posts=["is-bank", "sinkhorn"])
+    assert [b.post for b in report.blocks] == ["is-bank", "sinkhorn"]
+    titles = {b.post: b.title for b in report.blocks}
+    assert "transductive" in titles["sinkhorn"].lower() and "transductive" not in titles["is-bank"].lower()
