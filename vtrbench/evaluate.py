@@ -39,6 +39,10 @@ sees all test queries at once):
   without overflow, and a row is either all normalised or all raw. Ties for a
   top-1 count every tied item: a tie can make several items hubs, and a query is
   normalised if any of its tied top items is a hub.
+- ``is-bank``/``is-test`` (inverted softmax), ``csls-bank``/``csls-test`` (CSLS), ``dsl-bank`` (DSL's
+  prior over the bank) and ``sinkhorn``: the hubness family of :mod:`vtrbench.postprocess` (its
+  docstring gives each equation, its tie bound and where vtrbench extends a method). All bank-based
+  statistics (qbnorm's too) come from one pass over each bank (:func:`postprocess.bank_statistics`).
 
 For v2t with several captions per video, the ``clip4clip`` grouping (max over a
 video's captions) is applied to the post-processed video x caption scores, and
