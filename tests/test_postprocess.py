@@ -249,3 +249,19 @@ def test_the_default_csls_k_is_lowered_to_a_small_gallery_and_recorded() -> None
     )
     assert asked["protocol"]["post_options"] == {"csls-test": {"csls_k": 3}}
     assert asked["per_query"] != alone["per_query"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("csls_k=abc", "--post-option csls_k must be an integer >= 1, got 'abc'"),
+        ("sinkhorn_eps=-1", "--post-option sinkhorn_eps must be a finite number > 0, got -1"),
+        ("is_beta", "expected KEY=VALUE"),
+    ],
+)
+def test_cli_post_option_is_one_line_before_the_cache_is_opened(option: str, message: str, capsys) -> None:
+    from vtrbench.cli import main
+
+    code = main(["eval", "--cache", "/nonexistent.h5", "--head", "zeroshot", "--post-option", option])
+    err = capsys.readouterr().err
+    assert code != 0 and message in err and "Traceback" not in err and "nonexistent" not in err
