@@ -186,3 +186,18 @@ def test_report_post_shows_the_new_blocks_labelled(hub_results) -> None:
     assert [b.post for b in report.blocks] == ["is-bank", "sinkhorn"]
     titles = {b.post: b.title for b in report.blocks}
     assert "transductive" in titles["sinkhorn"].lower() and "transductive" not in titles["is-bank"].lower()
+
+
+def test_terminal_shows_the_section_as_fitted_tables(hub_results) -> None:
+    import io
+
+    from rich.console import Console
+
+    from vtrbench.report.terminal import print_report
+
+    report = build_report(hub_results, n_boot=50)
+    console = Console(width=100, record=True, file=io.StringIO())
+    print_report(report, console)
+    text = console.export_text()
+    assert f"{TITLE} (t2v/R@1)" in text and "meanP: inference effect at fixed loss (vs raw)" in text
+    assert "carries the gain" in text and max(len(line) for line in text.splitlines()) <= 100

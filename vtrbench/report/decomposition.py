@@ -196,40 +196,48 @@ def _post_header(post: str) -> str:
     return f"{post} (T)" if TRANSDUCTIVE.get(post, False) else post
 
 
-def render_markdown(dec: Decomposition, escape: Any = str) -> list[str]:
-    """The section as Markdown lines (``escape``: the report's Markdown escaping of names)."""
+def intro(dec: Decomposition) -> str:
+    """The sentence under the section's title: what the rows, columns and intervals are."""
     how = (
         "seeds and queries (hierarchical bootstrap)"
         if dec.bootstrap != "queries"
         else "queries (paired bootstrap of seed-averaged values)"
     )
-    lines = [
-        f"## {TITLE} ({dec.metric})",
-        "",
+    return (
         f"Rows: training loss; columns: inference post-processing, (T) = transductive (reads all test "
         f"queries at once). Effects are differences of per-query expected {dec.metric} with 95 % "
-        f"intervals over {how}, {dec.n_boot} replicates, not corrected for multiplicity.",
-        "",
+        f"intervals over {how}, {dec.n_boot} replicates, not corrected for multiplicity."
+    )
+
+
+def head_tables(hd: HeadDecomposition) -> list[tuple[str, list[str], list[list[str]]]]:
+    """``(title, columns, rows)`` of a head's two tables, as plain text (Markdown and terminal)."""
+    cols = ["loss"] + [_post_header(p) for p in hd.posts]
+    rows = [[hd.name(lo)] + [f"{hd.means.at[lo, p]:.1f}" for p in hd.posts] for lo in hd.losses]
+    for lo in hd.losses:
+        if lo != hd.reference:
+            rows.append(
+                [f"loss effect: {hd.name(lo)} − {hd.name(hd.reference)}"]
+                + [_fmt(hd.loss_effect[(lo, p)]) for p in hd.posts]
+            )
+    posts = [p for p in hd.posts if p != "raw"]
+    effect_cols = ["loss"] + [_post_header(p) for p in posts]
+    effect_rows = [[hd.name(lo)] + [_fmt(hd.inference_effect[(lo, p)]) for p in posts] for lo in hd.losses]
+    return [
+        (f"{hd.name(hd.head)}: training loss × inference", cols, rows),
+        (f"{hd.name(hd.head)}: inference effect at fixed loss (vs raw)", effect_cols, effect_rows),
     ]
+
+
+def render_markdown(dec: Decomposition, escape: Any = str) -> list[str]:
+    """The section as Markdown lines (``escape``: the report's Markdown escaping of names)."""
+    lines = [f"## {TITLE} ({dec.metric})", "", intro(dec), ""]
     for hd in dec.heads:
         # one ### heading per table: each table has its own columns
-        lines += [f"### {escape(f'{hd.name(hd.head)}: training loss × inference')}", ""]
-        cols = [escape("loss")] + [escape(_post_header(p)) for p in hd.posts]
-        rows = [[escape(hd.name(lo))] + [f"{hd.means.at[lo, p]:.1f}" for p in hd.posts] for lo in hd.losses]
-        for lo in hd.losses:
-            if lo != hd.reference:
-                rows.append(
-                    [escape(f"loss effect: {hd.name(lo)} − {hd.name(hd.reference)}")]
-                    + [_fmt(hd.loss_effect[(lo, p)]) for p in hd.posts]
-                )
-        lines += [_table(rows, cols), ""]
-        posts = [p for p in hd.posts if p != "raw"]
-        lines += [f"### {escape(f'{hd.name(hd.head)}: inference effect at fixed loss (vs raw)')}", ""]
-        cols = [escape("loss")] + [escape(_post_header(p)) for p in posts]
-        rows = [
-            [escape(hd.name(lo))] + [_fmt(hd.inference_effect[(lo, p)]) for p in posts] for lo in hd.losses
-        ]
-        lines += [_table(rows, cols), "", escape(hd.sentence), ""]
+        for title, cols, rows in head_tables(hd):
+            lines += [f"### {escape(title)}", ""]
+            lines += [_table([[escape(c) for c in row] for row in rows], [escape(c) for c in cols]), ""]
+        lines += [escape(hd.sentence), ""]
     lines += [f"- {escape(n)}" for n in dec.notes]
     return lines
 
