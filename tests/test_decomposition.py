@@ -186,6 +186,8 @@ def test_report_post_shows_the_new_blocks_labelled(hub_results) -> None:
     assert [b.post for b in report.blocks] == ["is-bank", "sinkhorn"]
     titles = {b.post: b.title for b in report.blocks}
     assert "transductive" in titles["sinkhorn"].lower() and "transductive" not in titles["is-bank"].lower()
+    md = render_markdown(report)
+    assert "transductive blocks (sinkhorn)" in md and "is-bank: inductive, with the qbnorm banks" in md
 
 
 def test_terminal_shows_the_section_as_fitted_tables(hub_results) -> None:

@@ -673,9 +673,17 @@ def _standard_notes(
         "compared at the printed precision; ties are all bold",
     ]
     if any(b.transductive for b in blocks):
+        shown_t = ", ".join(dict.fromkeys(b.post for b in blocks if b.transductive))
         notes.append(
-            "transductive blocks (dsl) re-normalise the similarity with all test queries at once; "
+            f"transductive blocks ({shown_t}) re-normalise the similarity with all test queries at once; "
             "compare them only with each other"
+        )
+    hub_banks = [p for p in ("is-bank", "csls-bank", "dsl-bank") if any(b.post == p for b in blocks)]
+    if hub_banks:
+        notes.append(
+            f"{', '.join(hub_banks)}: inductive, with the qbnorm banks (training captions for t2v; training "
+            "videos for v2t, vtrbench's extension); dsl-bank is vtrbench's inductive variant of DSL; "
+            "parameters in protocol.post_options"
         )
     if any(b.post == "qbnorm" for b in blocks):
         notes.append(
