@@ -23,6 +23,9 @@ the CAMoE paper's setting, else the cell with the best mean. The factor named is
 effect (loss effect at raw inference vs inference effect at the reference loss) has an interval
 above zero and the larger estimate; when neither interval excludes zero, the sentence says so.
 
+Rendered in Markdown and on the terminal (after the blocks, before the notes) and in ``--format
+json`` (key ``decomposition``); the LaTeX and CSV outputs stay the paper table and its cells.
+
 A head takes part when it has at least two losses and at least two post-processings that every one
 of its (loss) cells holds, with per-query counts (schema 2); others are left out with a note.
 """
