@@ -247,6 +247,16 @@ def test_post_processings_together_equal_each_alone(dtype: torch.dtype) -> None:
         assert alone["topk"][post] == together["topk"][post], post
 
 
+def test_in_memory_limit_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    text, video, qv, _, _ = make_split(7, n_videos=40)  # ~80 x 40 float32: 12 KB
+    for value, kind in (("0", "disk"), ("1K", "disk"), ("2g", "memory"), ("", "memory")):
+        monkeypatch.setenv(ev.MATRIX_BYTES_ENV, value)
+        assert evaluate_embeddings(text, video, qv, logit_scale=SCALE)["score_matrix"] == kind, value
+    monkeypatch.setenv(ev.MATRIX_BYTES_ENV, "lots")
+    with pytest.raises(VtrbenchError, match="VTRBENCH_EVAL_MATRIX_BYTES='lots'"):
+        evaluate_embeddings(text, video, qv, logit_scale=SCALE)
+
+
 # ------------------------------------------------------------------ qb_k
 
 

@@ -3,7 +3,8 @@
 Every (caption, video) pair is scored exactly once per evaluation: one pass of the scorer fills
 the caption x video matrix (:class:`ScoreMatrix`), and t2v (its rows), v2t (its columns), DSL's
 normalisers and every post-processing read it; each QB-Norm bank is scored against the gallery once.
-The matrix is held in memory up to ``matrix_bytes`` (default :data:`MATRIX_BYTES` = 1 GiB: 10k x 10k
+The matrix is held in memory up to ``matrix_bytes`` (default :data:`MATRIX_BYTES` = 1 GiB, or
+``$VTRBENCH_EVAL_MATRIX_BYTES`` for a whole process such as a CLI run: 10k x 10k
 float32 is 400 MB); beyond that it is written to a temporary file (``tmp_dir`` or the system temp
 folder; its free space is checked before scoring, and the file is removed at the end, also on error
 or interrupt), in row bands cut into square tiles, so memory stays O(tile x gallery) with
@@ -230,6 +231,24 @@ def _slice(state: dict[str, torch.Tensor], rows: slice) -> dict[str, torch.Tenso
 # Default limit for holding the caption x video score matrix in memory (bytes); beyond it the
 # matrix is streamed to a temporary file. 10k x 10k float32 is 400 MB.
 MATRIX_BYTES = 1 << 30
+# Overrides the default for a whole process (e.g. a CLI run): bytes, or with a K/M/G suffix.
+MATRIX_BYTES_ENV = "VTRBENCH_EVAL_MATRIX_BYTES"
+
+
+def default_matrix_bytes() -> int:
+    """The in-memory limit when none is passed: ``$VTRBENCH_EVAL_MATRIX_BYTES`` or :data:`MATRIX_BYTES`."""
+    text = os.environ.get(MATRIX_BYTES_ENV, "").strip()
+    if not text:
+        return MATRIX_BYTES
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1].upper(), 1)
+    number = text[:-1] if scale > 1 else text
+    if not number.isdigit():
+        raise VtrbenchError(
+            f"{MATRIX_BYTES_ENV}={text!r}: give a number of bytes, optionally with K, M or G (e.g. 2G)"
+        )
+    return int(number) * scale
+
+
 # Row band / column tile of the on-disk matrix: at least this many rows, so that small chunk sizes
 # (pairwise heads use one block side) do not turn into millions of tiny reads.
 _MIN_TILE = 128
@@ -270,8 +289,12 @@ class ScoreMatrix:
         self._np_dtype = np.dtype(np.float64 if self.dtype == torch.float64 else np.float32)
         self.scale = 0.0  # the largest |score|: the tie tolerance's scale (metrics.TIE_RTOL)
         if self.n_rows * self.n_cols * self.dtype.itemsize <= max_bytes:
+            try:
+                self.data = torch.empty(self.n_rows, self.n_cols, dtype=self.dtype, device=self.device)
+            except (MemoryError, RuntimeError):  # under the limit but not available (e.g. GPU memory)
+                self.data = None
+        if self.data is not None:
             self.chunk = chunk_size
-            self.data = torch.empty(self.n_rows, self.n_cols, dtype=self.dtype, device=self.device)
             for rows in _chunks(self.n_rows, chunk_size):
                 self._seen(scorer.rows_into(rows, self.data[rows]))
             return
@@ -662,7 +685,7 @@ def evaluate_embeddings(
     progress: Callable[[int], None] | None = None,
     qb_k: int = 1,
     mdr: str = "standard",
-    matrix_bytes: int = MATRIX_BYTES,
+    matrix_bytes: int | None = None,
     tmp_dir: str | os.PathLike[str] | None = None,
     post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -696,8 +719,9 @@ def evaluate_embeddings(
         qb_k: QB-Norm hubs are the top-``qb_k`` gallery items of each bank query (official default 1).
         mdr: ``"standard"`` (np.median) or ``"clip4clip"`` (t2v MdR is the lower middle rank when the
             split has more captions than videos, as CLIP4Clip's multi-sentence path).
-        matrix_bytes: the largest caption x video score matrix held in memory; a larger one goes
-            to a temporary file in ``tmp_dir`` (default: the system's temp folder).
+        matrix_bytes: the largest caption x video score matrix held in memory (None: 1 GiB, or
+            ``$VTRBENCH_EVAL_MATRIX_BYTES``); a larger one goes to a temporary file in ``tmp_dir``
+            (default: the system's temp folder).
 
     Returns:
         ``{"metrics": {post: {"t2v": {...}, "v2t": {...}, "RSum": float}},
@@ -761,7 +785,7 @@ def evaluate_pairwise(
     progress: Callable[[int], None] | None = None,
     qb_k: int = 1,
     mdr: str = "standard",
-    matrix_bytes: int = MATRIX_BYTES,
+    matrix_bytes: int | None = None,
     tmp_dir: str | os.PathLike[str] | None = None,
     post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -888,7 +912,7 @@ def evaluate_scorers(
     start: float,
     qb_k: int = 1,
     mdr: str = "standard",
-    matrix_bytes: int = MATRIX_BYTES,
+    matrix_bytes: int | None = None,
     tmp_dir: str | os.PathLike[str] | None = None,
     post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -911,6 +935,8 @@ def evaluate_scorers(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise VtrbenchError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     chunk_size = int(chunk_size)
+    if matrix_bytes is None:
+        matrix_bytes = default_matrix_bytes()
     if isinstance(matrix_bytes, bool) or not isinstance(matrix_bytes, int | np.integer) or matrix_bytes < 0:
         raise VtrbenchError(f"matrix_bytes must be an integer >= 0, got {matrix_bytes!r}")
     if not (np.isfinite(logit_scale) and np.isfinite(dsl_tau) and dsl_tau > 0 and np.isfinite(qb_beta)):

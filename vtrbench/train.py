@@ -340,8 +340,8 @@ def evaluate_head(
     head's states and block scorer go to vtrbench.evaluate.evaluate_pairwise, scored in
     ``block`` (default: the head's ``eval_block``) caption x video blocks.
     ``progress``: an optional rich Progress; the ranking pass shows as one task on it.
-    ``matrix_bytes``: the largest caption x video score matrix held in memory (default
-    ``vtrbench.evaluate.MATRIX_BYTES``); a larger one is streamed to a temporary file.
+    ``matrix_bytes``: the largest caption x video score matrix held in memory (default 1 GiB or
+    ``$VTRBENCH_EVAL_MATRIX_BYTES``); a larger one is streamed to a temporary file.
     """
     from vtrbench.evaluate import evaluate_embeddings, evaluate_pairwise
     from vtrbench.postprocess import BANK_POSTS
@@ -350,10 +350,8 @@ def evaluate_head(
         postprocessing = tuple(p for p in POSTPROCESSING if p not in BANK_POSTS or bank is not None)
     use_bank = bank is not None and bool(set(BANK_POSTS) & set(postprocessing))
     posts = tuple(postprocessing)
-    from vtrbench.evaluate import MATRIX_BYTES
-
     common: dict[str, Any] = dict(
-        matrix_bytes=MATRIX_BYTES if matrix_bytes is None else matrix_bytes,
+        matrix_bytes=matrix_bytes,
         logit_scale=float(head.logit_scale().item()),
         dsl_tau=dsl_tau,
         qb_beta=qb_beta,
