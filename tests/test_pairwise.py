@@ -17,7 +17,7 @@ from vtrbench.evaluate import evaluate_pairwise
 from vtrbench.heads.base import create_head, is_pairwise, list_heads
 from vtrbench.losses.base import create_loss, list_losses
 from vtrbench.metrics import t2v_metrics, v2t_metrics
-from vtrbench.results import read_result
+from vtrbench.results import POSTPROCESSING, read_result
 from vtrbench.train import SplitData, evaluate_head, states
 
 D, T, L = 16, 5, 6
@@ -319,7 +319,7 @@ def test_train_eval_ablate_report_through_the_cli(synth_cache: Path, tmp_path: P
     argv = ["train", "--cache", str(synth_cache), "--results", str(tmp_path / "tr"), "--head", "xpool"]
     assert main([*argv, *fast, "--save-checkpoint", str(ckpt)]) == 0
     trained = read_result(next((tmp_path / "tr").rglob("*.json")))
-    assert trained["label"] == "xpool" and set(trained["metrics"]) == {"raw", "dsl", "qbnorm"}
+    assert trained["label"] == "xpool" and set(trained["metrics"]) == set(POSTPROCESSING)
     argv = ["eval", "--cache", str(synth_cache), "--checkpoint", str(ckpt), "--results", str(tmp_path / "ev")]
     assert main([*argv, "--device", "cpu"]) == 0
     evaluated = read_result(next((tmp_path / "ev").rglob("*.json")))

@@ -487,11 +487,14 @@ def evaluate_similarity(
     v2t_protocol: str = "clip4clip",
     postprocessing: tuple[str, ...] = ("raw", "dsl"),
     dsl_tau: float = 1.0,
+    post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of any ``(Nq, Nv)`` caption x video similarity, with vtrbench's ranking and ties.
 
     ``query_video[i]`` is the gallery column of caption ``i``'s video. ``dsl`` applies test-time
-    DSL to ``logit_scale * similarity`` (transductive). Returns the same dict as
+    DSL to ``logit_scale * similarity`` (transductive); the test-based hubness post-processings
+    (``is-test``, ``csls-test``, ``sinkhorn``) work too, with ``post_options`` as
+    :func:`evaluate_embeddings`. Returns the same dict as
     :func:`evaluate_embeddings`. The matrix is scored as ``similarity @ I``, which is exact; for
     galleries far beyond ~10k videos use :func:`evaluate_embeddings` with embeddings instead.
     """
@@ -499,14 +502,17 @@ def evaluate_similarity(
     sim = _matrix(fn, "similarity", similarity)
     _query_video(fn, query_video, sim.shape[0], sim.shape[1])
     posts = _posts(fn, postprocessing)
-    if "qbnorm" in posts:
-        raise VtrbenchError(f"{fn}: qbnorm needs a query bank; use evaluate_embeddings")
+    from vtrbench.postprocess import BANK_POSTS
+
+    for post in posts:
+        if post in BANK_POSTS:
+            raise VtrbenchError(f"{fn}: {post} needs a query bank; use evaluate_embeddings")
     scale = _check_value(_SCALE, logit_scale, f"{fn}: logit_scale")
     opts = _eval_options(fn, v2t_protocol=v2t_protocol, dsl_tau=dsl_tau)
     sim = sim.to(torch.float64)
     return _evaluate.evaluate_embeddings(
         sim, torch.eye(sim.shape[1], dtype=sim.dtype), query_video, logit_scale=scale, postprocessing=posts,
-        **opts,
+        post_options=post_options, **opts,
     )  # fmt: skip
 
 
@@ -553,7 +559,7 @@ def run_training(
 
 
 _EVAL_KW = ("v2t_protocol", "dsl_tau", "qb_bank", "qb_beta", "qb_k", "mdr", "overwrite", "allow_overlap",
-            "train_split", "test_split")  # fmt: skip
+            "train_split", "test_split", "post_options")  # fmt: skip
 
 
 def run_eval(

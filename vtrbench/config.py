@@ -116,6 +116,9 @@ class TrainConfig:
     # `vtrbench ablate --tuned`: the study, budget, space and best trial this configuration came
     # from (vtrbench.tune); a tuned row is its own configuration even where its values equal the default.
     tuned: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"omit_if_empty": True})
+    # parameters of the hubness post-processings given (--post-option), the rest at their defaults
+    # (postprocess.POST_DEFAULTS); empty keeps the config hash of runs made before they existed
+    post_options: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"omit_if_empty": True})
 
 
 # ---------------------------------------------------------------- one validation for every way in
@@ -156,6 +159,8 @@ class OptionRule:
         if small and not (self.low_open or self.high_open) and 0 < self.high - self.low <= 4:
             values = [str(v) for v in range(int(self.low), int(self.high) + 1)]  # e.g. wti mlp_layers
             return ", ".join(values[:-1]) + " or " + values[-1]
+        if self.kind == "post":
+            return "a table of post-processing parameters (" + ", ".join(POST_OPTIONS) + ")"
         noun = "an integer" if self.kind == "int" else "a finite number"
         parts = []
         if self.low is not None:
@@ -187,7 +192,39 @@ RUN_OPTIONS: dict[str, OptionRule] = {
     "test_split": OptionRule("str", optional=True),
     "overwrite": OptionRule("choice", choices=OVERWRITE_CHOICES),
     "allow_overlap": OptionRule("bool"),
+    "post_options": OptionRule("post"),  # {KEY: VALUE} of POST_OPTIONS (--post-option KEY=VALUE)
 }
+
+# The parameters of the post-processings of vtrbench.postprocess (its POST_DEFAULTS are the defaults).
+POST_OPTIONS: dict[str, OptionRule] = {
+    "is_beta": OptionRule("float", low=0, low_open=True),
+    "csls_k": OptionRule("int", low=1),
+    "sinkhorn_iters": OptionRule("int", low=1),
+    "sinkhorn_eps": OptionRule("float", low=0, low_open=True),
+}
+
+
+def check_post_options(
+    values: Any, *, complete: bool = False, where: str | None = None, section: str = ""
+) -> dict[str, Any]:
+    """``{KEY: VALUE}`` of :data:`POST_OPTIONS`, each checked (``--post-option KEY=VALUE``).
+
+    ``complete``: fill in the defaults (``postprocess.POST_DEFAULTS``); otherwise only the keys given
+    (what a TrainConfig records, so that the defaults keep a run's id).
+    """
+    from vtrbench.errors import VtrbenchError
+    from vtrbench.postprocess import POST_DEFAULTS
+
+    label = option_label("post_options", where, section) if where else "--post-option"
+    if not isinstance(values, dict):
+        raise VtrbenchError(f"{label} must be a table of KEY = VALUE, got {_short(values)}")
+    out: dict[str, Any] = dict(POST_DEFAULTS) if complete else {}
+    for key, value in values.items():
+        rule = POST_OPTIONS.get(key)
+        if rule is None:
+            raise VtrbenchError(f"{label}: unknown key {_short(key)} (known: {', '.join(POST_OPTIONS)})")
+        out[key] = check_value(rule, value, f"{label} {key}")
+    return out
 
 
 # Fields of the training recipe that the Python API (``api.train_head``) also takes, beyond the run
@@ -212,6 +249,8 @@ def check_option(name: str, value: Any, *, where: str | None = None, section: st
     label = option_label(name, where, section)
     if rule is None:
         raise VtrbenchError(f"{label}: unknown option (known: {', '.join(RUN_OPTIONS)})")
+    if rule.kind == "post":
+        return check_post_options(value, where=where, section=section)
     return check_value(rule, value, label)
 
 

@@ -40,6 +40,10 @@ sees all test queries at once):
   without overflow, and a row is either all normalised or all raw. Ties for a
   top-1 count every tied item: a tie can make several items hubs, and a query is
   normalised if any of its tied top items is a hub.
+- ``is-bank``/``is-test`` (inverted softmax), ``csls-bank``/``csls-test`` (CSLS), ``dsl-bank`` (DSL's
+  prior over the bank) and ``sinkhorn``: the hubness family of :mod:`vtrbench.postprocess` (its
+  docstring gives each equation, its tie bound and where vtrbench extends a method). All bank-based
+  statistics (qbnorm's too) come from one pass over each bank (:func:`postprocess.bank_statistics`).
 
 For v2t with several captions per video, the ``clip4clip`` grouping (max over a
 video's captions) is applied to the post-processed video x caption scores, and
@@ -78,6 +82,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vtrbench import postprocess as pp
+from vtrbench.config import check_post_options
 from vtrbench.errors import VtrbenchError
 from vtrbench.metrics import (
     TIE_POLICY,
@@ -96,6 +102,7 @@ from vtrbench.metrics import (
     topk_indices,
     v2t_counts,
 )
+from vtrbench.postprocess import BANK_POSTS
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import POSTPROCESSING
 
@@ -457,6 +464,12 @@ class EvalOptions:
     chunk_size: int
     qb_k: int
     delta: float = 0.0  # each raw score's rounding bound: TIE_RTOL * the matrix's largest |score|
+    # the post-processings of vtrbench.postprocess (defaults: postprocess.POST_DEFAULTS)
+    is_beta: float = 20.0
+    csls_k: int = 10  # csls-test's k; csls-bank's is csls_k_bank (they differ only below 10 items)
+    csls_k_bank: int = 10
+    sinkhorn_iters: int = 5
+    sinkhorn_eps: float = 0.05
 
 
 # ---------------------------------------------------------------- the table of post-processings
@@ -498,11 +511,11 @@ def _apply_dsl(raw: torch.Tensor, lse: torch.Tensor, opts: EvalOptions) -> Score
 
 
 def _prepare_qbnorm(
-    matrix: ScoreMatrix, banks: tuple[Scorer, Scorer] | None, opts: EvalOptions
+    matrix: ScoreMatrix, banks: tuple[dict[str, Any], dict[str, Any]] | None, opts: EvalOptions
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    # banks: each direction's postprocess.bank_statistics (one pass over the bank for every post)
     assert banks is not None
-    kw = dict(beta=opts.beta, chunk_size=opts.chunk_size, k=opts.qb_k, delta=opts.delta)
-    return querybank_normalisers(banks[0], **kw), querybank_normalisers(banks[1], **kw)
+    return (banks[0]["qb_lse"], banks[0]["qb_hubs"]), (banks[1]["qb_lse"], banks[1]["qb_hubs"])
 
 
 def _apply_qbnorm(raw: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], opts: EvalOptions) -> Scored:
@@ -530,6 +543,12 @@ POSTPROCESSORS: dict[str, PostProcessor] = {
     "raw": PostProcessor(_prepare_none, _apply_raw),
     "dsl": PostProcessor(_prepare_dsl, _apply_dsl),
     "qbnorm": PostProcessor(_prepare_qbnorm, _apply_qbnorm),
+    "is-bank": PostProcessor(pp.prepare_bank("is_lse"), pp.apply_is),
+    "is-test": PostProcessor(pp.prepare_is_test, pp.apply_is),
+    "csls-bank": PostProcessor(pp.prepare_bank("csls_r"), pp.apply_csls),
+    "csls-test": PostProcessor(pp.prepare_csls_test, pp.apply_csls),
+    "dsl-bank": PostProcessor(pp.prepare_bank("dsl_lse"), _apply_dsl),
+    "sinkhorn": PostProcessor(pp.prepare_sinkhorn, pp.apply_sinkhorn),
 }
 
 
@@ -618,20 +637,36 @@ def _check_query_video(query_video: Any, n_q: int, n_v: int, device: torch.devic
     return qv
 
 
-def _check_postprocessing(postprocessing: Sequence[str], have_bank: bool) -> list[str]:
+DEFAULT_POSTS = ("raw", "dsl", "qbnorm")  # evaluate_embeddings/evaluate_pairwise without postprocessing
+
+
+def _check_postprocessing(postprocessing: Sequence[str] | None, have_bank: bool) -> list[str]:
+    """The post-processings to compute, each once. ``None``: :data:`DEFAULT_POSTS`, where ``qbnorm``
+    is left out without a bank (as always); a bank-based one asked by name without a bank is refused."""
+    if postprocessing is None:
+        return [p for p in DEFAULT_POSTS if p not in BANK_POSTS or have_bank]
     if isinstance(postprocessing, str):
         postprocessing = (postprocessing,)
     posts: list[str] = []
     for p in postprocessing:
         if p not in POSTPROCESSING:
             raise VtrbenchError(unknown_name_message("post-processing", str(p), list(POSTPROCESSING)))
-        if p not in posts and (p != "qbnorm" or have_bank):
+        if p in BANK_POSTS and not have_bank:
+            raise VtrbenchError(bank_message(str(p)))
+        if p not in posts:
             posts.append(p)
     if not posts:
-        raise VtrbenchError(
-            "nothing to evaluate: qbnorm was the only post-processing asked and no bank was given"
-        )
+        raise VtrbenchError("nothing to evaluate: no post-processing was asked")
     return posts
+
+
+def bank_message(post: str) -> str:
+    """The one refusal of a bank-based post-processing without a bank of training queries."""
+    return (
+        f"{post} needs a bank of training queries and none was given: pass bank_text and bank_video "
+        "(Python API) or a train split (--train-split, or a cache with a standard train split), "
+        f"or leave {post} out"
+    )
 
 
 def evaluate_embeddings(
@@ -646,12 +681,13 @@ def evaluate_embeddings(
     qb_beta: float = 20.0,
     v2t_protocol: str = "clip4clip",
     chunk_size: int = 1024,
-    postprocessing: Sequence[str] = ("raw", "dsl", "qbnorm"),
+    postprocessing: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
     qb_k: int = 1,
     mdr: str = "standard",
     matrix_bytes: int | None = None,
     tmp_dir: str | os.PathLike[str] | None = None,
+    post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Text-to-video and video-to-text metrics of a test split, for each post-processing.
 
@@ -671,7 +707,13 @@ def evaluate_embeddings(
         v2t_protocol: ``"clip4clip"`` or ``"any-caption"`` (see :mod:`vtrbench.metrics`).
         chunk_size: query rows scored at once; peak memory is a few float64
             ``chunk_size x max(Nq, Nv)`` blocks.
-        postprocessing: any of ``"raw"``, ``"dsl"``, ``"qbnorm"``.
+        postprocessing: any of ``results.POSTPROCESSING`` (``raw``, ``dsl``, ``qbnorm``, ``is-bank``,
+            ``is-test``, ``csls-bank``, ``csls-test``, ``dsl-bank``, ``sinkhorn``: module docstring and
+            :mod:`vtrbench.postprocess`); None: ``raw``, ``dsl`` and (with banks) ``qbnorm``. A
+            bank-based one asked without banks is refused.
+        post_options: parameters of the post-processings of :mod:`vtrbench.postprocess`
+            (``is_beta``, ``csls_k``, ``sinkhorn_iters``, ``sinkhorn_eps``; defaults
+            ``postprocess.POST_DEFAULTS``), checked by :func:`vtrbench.config.check_post_options`.
         progress: optional ``progress(n)`` called as query rows are ranked (``Nq + Nv`` in all),
             for a progress bar on large galleries.
         qb_k: QB-Norm hubs are the top-``qb_k`` gallery items of each bank query (official default 1).
@@ -700,7 +742,7 @@ def evaluate_embeddings(
     if (bank_text is None) != (bank_video is None):
         raise VtrbenchError("qbnorm needs both bank_text (t2v) and bank_video (v2t), or neither")
     banks = None
-    if bank_text is not None and "qbnorm" in _check_postprocessing(postprocessing, True):
+    if bank_text is not None and set(BANK_POSTS) & set(_check_postprocessing(postprocessing, True)):
         t2v_bank = _check_embeddings("bank_text", bank_text, text.shape[1], text.device).to(text.dtype)
         v2t_bank = _check_embeddings("bank_video", bank_video, text.shape[1], text.device).to(text.dtype)
         banks = (EmbeddingScorer(t2v_bank, video), EmbeddingScorer(v2t_bank, text))
@@ -721,6 +763,7 @@ def evaluate_embeddings(
         mdr=mdr,
         matrix_bytes=matrix_bytes,
         tmp_dir=tmp_dir,
+        post_options=post_options,
     )
 
 
@@ -738,12 +781,13 @@ def evaluate_pairwise(
     qb_beta: float = 20.0,
     v2t_protocol: str = "clip4clip",
     chunk_size: int = 1024,
-    postprocessing: Sequence[str] = ("raw", "dsl", "qbnorm"),
+    postprocessing: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
     qb_k: int = 1,
     mdr: str = "standard",
     matrix_bytes: int | None = None,
     tmp_dir: str | os.PathLike[str] | None = None,
+    post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate_embeddings` for a pairwise head: same metrics, ties, protocols and post-processings.
 
@@ -773,7 +817,7 @@ def evaluate_pairwise(
         raise VtrbenchError(f"block must be two integers >= 1 (captions, videos), got {block!r}")
     block = (int(block[0]), int(block[1]))
     banks = None
-    if bank_text_state is not None and "qbnorm" in _check_postprocessing(postprocessing, True):
+    if bank_text_state is not None and set(BANK_POSTS) & set(_check_postprocessing(postprocessing, True)):
         _check_state("bank_text_state", bank_text_state)
         _check_state("bank_video_state", bank_video_state)
         banks = (
@@ -797,6 +841,34 @@ def evaluate_pairwise(
         mdr=mdr,
         matrix_bytes=matrix_bytes,
         tmp_dir=tmp_dir,
+        post_options=post_options,
+    )
+
+
+_POST_PARAMS = {
+    "is-bank": ("is_beta",),
+    "is-test": ("is_beta",),
+    "csls-bank": ("csls_k",),
+    "csls-test": ("csls_k",),
+    "dsl-bank": (),
+    "sinkhorn": ("sinkhorn_iters", "sinkhorn_eps"),
+}
+
+
+def _post_params(post: str, opts: dict[str, Any], tau: float, logit_scale: float) -> dict[str, Any]:
+    if post == "dsl-bank":
+        return {"tau": float(tau), "logit_scale": float(logit_scale)}
+    if post == "csls-bank":
+        return {"csls_k": opts["csls_k_bank"]}
+    return {key: opts[key] for key in _POST_PARAMS[post]}
+
+
+def csls_k_message(k: int, post: str, limit: int) -> str:
+    """The one refusal of a CSLS ``k`` beyond the neighbours it averages (the gallery or the bank)."""
+    what = "the banks of training queries" if post == "csls-bank" else "the test gallery"
+    return (
+        f"csls_k {k} is larger than {what} ({limit}): {post} averages each item's k nearest "
+        f"neighbours, so k must be <= {limit} (--post-option csls_k=K)"
     )
 
 
@@ -835,13 +907,14 @@ def evaluate_scorers(
     qb_beta: float,
     v2t_protocol: str,
     chunk_size: int,
-    postprocessing: Sequence[str],
+    postprocessing: Sequence[str] | None,
     progress: Callable[[int], None] | None,
     start: float,
     qb_k: int = 1,
     mdr: str = "standard",
     matrix_bytes: int | None = None,
     tmp_dir: str | os.PathLike[str] | None = None,
+    post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The shared evaluation of both paths; ``scores`` scores captions (rows) x videos (gallery).
 
@@ -870,8 +943,28 @@ def evaluate_scorers(
         raise VtrbenchError(
             f"need finite logit_scale and qb_beta and dsl_tau > 0 (got {logit_scale}, {qb_beta}, {dsl_tau})"
         )
+    post_opts = check_post_options(post_options or {}, complete=True)
+    # csls-bank averages bank neighbours, csls-test test ones (each video's captions, each caption's
+    # videos: at most n_v). A k asked for is refused beyond them; the default k (10) is lowered to
+    # what a small gallery or bank has, for each of the two on its own (the result records the k used).
+    k_bank = post_opts["csls_k"]
+    limits = {"csls-test": n_v}
+    if banks is not None:
+        limits["csls-bank"] = min(b.n_queries for b in banks)
+    for name, limit in limits.items():
+        if name in posts and post_opts["csls_k"] > limit and "csls_k" in (post_options or {}):
+            raise VtrbenchError(csls_k_message(post_opts["csls_k"], name, limit))
+    if "csls-bank" in limits:
+        k_bank = min(k_bank, limits["csls-bank"])
+    post_opts["csls_k"] = min(post_opts["csls_k"], n_v)
     opts = EvalOptions(
-        logit_scale=float(logit_scale), tau=float(dsl_tau), beta=float(qb_beta), chunk_size=chunk_size, qb_k=k
+        csls_k_bank=k_bank,
+        logit_scale=float(logit_scale),
+        tau=float(dsl_tau),
+        beta=float(qb_beta),
+        chunk_size=chunk_size,
+        qb_k=k,
+        **post_opts,
     )
 
     # progress: the scoring pass counts the captions (it is where the time goes for pairwise heads),
@@ -882,8 +975,15 @@ def evaluate_scorers(
         opts = replace(opts, delta=TIE_RTOL * matrix.scale)
         t2v_states: dict[str, Any] = {}
         v2t_states: dict[str, Any] = {}
+        bank_posts = [p for p in posts if p in BANK_POSTS]
+        # every bank-based statistic in one pass over each bank: each bank pair is scored once
+        stats = (
+            (pp.bank_statistics(banks[0], bank_posts, opts), pp.bank_statistics(banks[1], bank_posts, opts))
+            if bank_posts and banks is not None
+            else None
+        )
         for p in posts:
-            t2v_states[p], v2t_states[p] = POSTPROCESSORS[p].prepare(matrix, banks, opts)
+            t2v_states[p], v2t_states[p] = POSTPROCESSORS[p].prepare(matrix, stats, opts)
 
         def t2v_counter(s: torch.Tensor, slack: torch.Tensor, rows: slice) -> TieCounts:
             return gt_counts(s, qv[rows], slack)
@@ -929,6 +1029,16 @@ def evaluate_scorers(
             "beta": float(qb_beta),
             "k": k,
         },
+        # the parameters of the post-processings of vtrbench.postprocess that were computed, and the
+        # bank sizes of the bank-based ones (the same banks as qbnorm)
+        "post_options": {
+            p: _post_params(p, post_opts | {"csls_k_bank": opts.csls_k_bank}, dsl_tau, logit_scale)
+            for p in posts
+            if p in _POST_PARAMS
+        },
+        "post_bank_size": None
+        if banks is None or not set(posts) & set(BANK_POSTS)
+        else {"t2v": int(banks[0].n_queries), "v2t": int(banks[1].n_queries)},
     }
     return {
         "metrics": metrics,

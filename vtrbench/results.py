@@ -21,8 +21,33 @@ from vtrbench.errors import VtrbenchError
 # and topk; schema 1 files (no per_query/topk) stay readable.
 SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)
-POSTPROCESSING = ("raw", "dsl", "qbnorm")
-TRANSDUCTIVE = {"raw": False, "dsl": True, "qbnorm": False}
+# raw/dsl/qbnorm and the hubness family of vtrbench.postprocess: "-test" reads all test queries
+# at once (transductive), "-bank" a bank of training queries (inductive)
+POSTPROCESSING = (
+    "raw",
+    "dsl",
+    "qbnorm",
+    "is-bank",
+    "is-test",
+    "csls-bank",
+    "csls-test",
+    "dsl-bank",
+    "sinkhorn",
+)
+TRANSDUCTIVE = {
+    "raw": False,
+    "dsl": True,
+    "qbnorm": False,
+    "is-bank": False,
+    "is-test": True,
+    "csls-bank": False,
+    "csls-test": True,
+    "dsl-bank": False,
+    "sinkhorn": True,
+}
+# the blocks of a report unless --post says otherwise: the classic three stay readable; the others are
+# one --post away, and the decomposition section compares the inference axis over all of them
+REPORT_POSTS = ("raw", "dsl", "qbnorm")
 DIRECTIONS = ("t2v", "v2t")
 METRICS = ("R@1", "R@5", "R@10", "R@50", "MdR", "MnR")
 HIGHER_IS_BETTER = {

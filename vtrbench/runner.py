@@ -23,6 +23,7 @@ from vtrbench.config import (
     RUN_OPTIONS,
     OptionRule,
     TrainConfig,
+    check_post_options,
     check_seed,
     check_value,
     config_hash,
@@ -69,6 +70,7 @@ class RunSpec:
     qb_beta: float = 20.0
     qb_k: int = 1
     mdr: str = "standard"
+    post_options: dict[str, Any] = field(default_factory=dict)  # --post-option KEY=VALUE
     precision: str | None = None  # None: bf16 autocast on CUDA, fp32 elsewhere
     allow_overlap: bool = False
     device: str = "cpu"
@@ -360,6 +362,7 @@ def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
         plugins=identities(provenance_for(head=spec.head, loss=spec.loss)),
         qb_k=spec.qb_k,
         mdr=spec.mdr,
+        post_options=check_post_options(spec.post_options),
         precision=resolved_precision(spec),
         cache_content=_content_hash(cache),
     )
@@ -402,6 +405,28 @@ def check_qb_k(cache: FeatureCache, test_split: str, qb_k: int) -> None:
         raise VtrbenchError(qb_k_message(qb_k, n_ok, test_split))
 
 
+def check_csls_k(cache: FeatureCache, test_split: str, train_split: str | None, config: TrainConfig) -> None:
+    """Refuse a CSLS k beyond the test gallery or the bank, before any work (evaluate refuses it too)."""
+    from vtrbench.cache import STATUS_OK
+    from vtrbench.evaluate import csls_k_message
+
+    if "csls_k" not in config.post_options:  # the default is lowered to a small gallery, not refused
+        return
+    k = int(config.post_options["csls_k"])
+
+    def usable(split: str) -> int:
+        rows = cache.split_rows(split)[0]
+        return int((cache.read_rows("videos", "status", rows) == STATUS_OK).sum())
+
+    n_test = usable(test_split)
+    if k > n_test:
+        raise VtrbenchError(csls_k_message(k, "csls-test", n_test))
+    if train_split and train_split != test_split:  # a bank: its videos, at most qb_bank of them
+        n_bank = min(config.qb_bank, usable(train_split))
+        if k > n_bank:
+            raise VtrbenchError(csls_k_message(k, "csls-bank", n_bank))
+
+
 def preflight(
     spec: RunSpec,
     cache: FeatureCache,
@@ -427,6 +452,7 @@ def preflight(
     if config is not None:
         check_overlap(cache, config.train_split, config.test_split, spec.allow_overlap)
         check_qb_k(cache, config.test_split, config.qb_k)
+        check_csls_k(cache, config.test_split, config.train_split or None, config)
         head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **spec.head_options)
         check_requirements(head, cache, spec.head)  # e.g. noun/verb masks the cache does not hold
         if config.val_fraction > 0:
@@ -534,6 +560,7 @@ def run_training(
                 mdr=config.mdr,
                 v2t_protocol=config.v2t_protocol,
                 progress=progress,
+                post_options=config.post_options,
             )
             eval_s = time.perf_counter() - t1
         pairs = sum(h["pairs_per_s"] * h["seconds"] for h in history)
@@ -642,12 +669,15 @@ def _eval_plugins(
     return origins
 
 
+_EVAL_KEYS = ("v2t_protocol", "dsl_tau", "qb_bank", "qb_beta", "qb_k", "mdr")
+
+
 def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, **kw: Any) -> Outcome:
     """Evaluate ``zeroshot`` (checkpoint None) or a saved head; writes one result file."""
     from vtrbench.train import build_result, check_requirements, evaluate_head, load_checkpoint, load_split
 
     opts = validate_options(
-        {k: kw[k] for k in ("v2t_protocol", "dsl_tau", "qb_bank", "qb_beta", "qb_k", "mdr") if k in kw}
+        {k: kw[k] for k in (*_EVAL_KEYS, "post_options") if k in kw}
         | {"overwrite": kw.get("overwrite", "never"), "allow_overlap": bool(kw.get("allow_overlap", False))}
         | {k: kw.get(k) for k in ("train_split", "test_split")}
     )
@@ -697,6 +727,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             qb_beta=opts.get("qb_beta", 20.0),
             qb_k=opts.get("qb_k", 1),
             mdr=opts.get("mdr", "standard"),
+            post_options=opts.get("post_options", {}),
             precision="fp32",  # evaluation embeds in fp32; a checkpoint's own value replaces it below
             cache_content=_content_hash(cache),
         )
@@ -730,6 +761,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             return Outcome(path, None, skipped=True)
         if train and train != test:  # a bank, hence qbnorm, will be used
             check_qb_k(cache, test, config.qb_k)
+        check_csls_k(cache, test, train if train != test else None, config)
         test_data = load_split(cache, test)
         bank = load_split(cache, train) if train and train != test else None
         t1 = time.perf_counter()
@@ -744,6 +776,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
             qb_k=config.qb_k,
             mdr=config.mdr,
             v2t_protocol=config.v2t_protocol,
+            post_options=config.post_options,
         )
         timing = {"train_s": 0.0, "eval_s": round(time.perf_counter() - t1, 3), "pairs_per_s": 0.0}
         result = build_result(

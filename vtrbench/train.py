@@ -33,7 +33,7 @@ from vtrbench.config import TrainConfig, config_hash, to_plain
 from vtrbench.errors import CacheError, VtrbenchError
 from vtrbench.heads.base import Batch, Head, PairwiseHead, create_head
 from vtrbench.losses.base import create_loss
-from vtrbench.results import SCHEMA, TRANSDUCTIVE, run_id
+from vtrbench.results import POSTPROCESSING, SCHEMA, TRANSDUCTIVE, run_id
 
 VIDEO_KEYS = ("frames", "frame_mask", "patches")
 TEXT_KEYS = ("tokens", "token_mask", "eot", "noun_mask", "verb_mask")
@@ -335,14 +335,19 @@ def evaluate_head(
     dsl_tau: float = 1.0,
     qb_beta: float = 20.0,
     v2t_protocol: str = "clip4clip",
-    postprocessing: tuple[str, ...] = ("raw", "dsl", "qbnorm"),
+    postprocessing: tuple[str, ...] | None = None,
     progress: Any = None,
     qb_k: int = 1,
     mdr: str = "standard",
     block: tuple[int, int] | None = None,
     matrix_bytes: int | None = None,
+    post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``head`` on ``test``: the one entry point for factorised and pairwise heads.
+
+    ``postprocessing``: None (a run's default) computes every one of ``results.POSTPROCESSING``,
+    the bank-based ones (``postprocess.BANK_POSTS``) only with a ``bank``; ``post_options`` their
+    parameters (``--post-option``).
 
     A factorised head's embeddings go to vtrbench.evaluate.evaluate_embeddings; a pairwise
     head's states and block scorer go to vtrbench.evaluate.evaluate_pairwise, scored in
@@ -352,9 +357,12 @@ def evaluate_head(
     ``$VTRBENCH_EVAL_MATRIX_BYTES``); a larger one is streamed to a temporary file.
     """
     from vtrbench.evaluate import evaluate_embeddings, evaluate_pairwise
+    from vtrbench.postprocess import BANK_POSTS
 
-    use_bank = bank is not None and "qbnorm" in postprocessing
-    posts = tuple(p for p in postprocessing if p != "qbnorm" or use_bank)
+    if postprocessing is None:
+        postprocessing = tuple(p for p in POSTPROCESSING if p not in BANK_POSTS or bank is not None)
+    use_bank = bank is not None and bool(set(BANK_POSTS) & set(postprocessing))
+    posts = tuple(postprocessing)
     common: dict[str, Any] = dict(
         matrix_bytes=matrix_bytes,
         logit_scale=float(head.logit_scale().item()),
@@ -364,6 +372,7 @@ def evaluate_head(
         mdr=mdr,
         v2t_protocol=v2t_protocol,
         postprocessing=posts,
+        post_options=post_options,
         progress=_eval_task(progress, test),
     )
     if isinstance(head, PairwiseHead):
@@ -578,6 +587,10 @@ def build_result(
                 "v2t": "vtrbench extension (the official method is text-to-video only): "
                 "bank of training videos",
             },
+            # parameters of the hubness post-processings computed (vtrbench.postprocess; absent:
+            # results made before them), and their banks' real sizes (the qbnorm banks)
+            "post_options": (evaluation.get("protocol") or {}).get("post_options"),
+            "post_bank_size": (evaluation.get("protocol") or {}).get("post_bank_size"),
             "mdr": mdr_policy(config.mdr),
             "precision": config.precision,
             **(protocol_extra or {}),

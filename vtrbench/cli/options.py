@@ -144,6 +144,7 @@ def run_spec_from_options(kw: dict[str, Any]) -> Any:
         qb_beta=kw["qb_beta"],
         qb_k=kw.get("qb_k", 1),
         mdr=kw.get("mdr", "standard"),
+        post_options=dict(kw.get("post_options") or {}),
         precision=kw.get("precision"),
         allow_overlap=bool(kw.get("allow_overlap", False)),
         device=_resolve_device(kw["device"]),
@@ -252,9 +253,38 @@ def _shared_train_options() -> list[Any]:
     ]
 
 
+def _post_options(ctx: Any, param: Any, values: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs -> a dict of numbers, checked by config.check_post_options (one path)."""
+    from vtrbench.config import check_post_options
+
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        value: Any = text.strip()
+        for kind in (int, float):
+            try:
+                value = kind(value)
+                break
+            except ValueError:
+                continue
+        out[key.strip()] = value
+    return check_post_options(out)
+
+
 def eval_protocol_options() -> list[Any]:
     """Evaluation protocol options shared by train, ablate and eval (all recorded in results)."""
     return [
+        click.option(
+            "--post-option",
+            "post_options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            callback=_post_options,
+            help="A parameter of the hubness post-processings, repeatable: is_beta (inverted softmax, "
+            "default 20), csls_k (CSLS neighbours, 10), sinkhorn_iters (5), sinkhorn_eps (0.05).",
+        ),
         click.option(
             "--qb-k",
             type=click.IntRange(min=1),

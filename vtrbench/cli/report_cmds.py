@@ -11,6 +11,7 @@ import click
 
 from vtrbench.cli._app import _console, _out, _parse_seeds, _split_list, cli
 from vtrbench.errors import VtrbenchError
+from vtrbench.results import REPORT_POSTS
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -101,7 +102,11 @@ def _columns(value: str | None) -> tuple[str, ...] | None:
     "[default: t2v/R@1,t2v/R@5,t2v/R@10,t2v/MdR,v2t/R@1,v2t/R@5,v2t/R@10,v2t/MdR,RSum].",
 )
 @click.option(
-    "--post", "posts", multiple=True, help="Post-processing blocks: raw, dsl, qbnorm [default: all]."
+    "--post",
+    "posts",
+    multiple=True,
+    help="Post-processing blocks, repeatable: raw, dsl, qbnorm, is-bank, is-test, csls-bank, csls-test, "
+    "dsl-bank, sinkhorn [default: raw, dsl, qbnorm; the loss x inference section reads them all].",
 )
 @click.option("--baseline", help="Row to difference against; marks (†) cells whose 95% CI excludes 0.")
 @click.option(
@@ -194,7 +199,7 @@ def report(
         metric=metric,
         rows=rows,
         cols=cols,
-        posts=posts or ("raw", "dsl", "qbnorm"),
+        posts=posts or REPORT_POSTS,
         baseline=baseline,
         allow_mixed=allow_mixed,
         n_boot=n_boot,

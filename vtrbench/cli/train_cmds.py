@@ -105,7 +105,10 @@ def _eval_protocol(f: Any) -> Any:
     "--checkpoint", type=click.Path(path_type=Path), help="A head saved by train --save-checkpoint."
 )
 @click.option("--test-split")
-@click.option("--train-split", help="Query bank source for qbnorm [default: the dataset's train split].")
+@click.option(
+    "--train-split",
+    help="Query bank source for qbnorm, is-bank, csls-bank, dsl-bank [default: the dataset's train split].",
+)
 @click.option("--v2t-protocol", type=click.Choice(V2T_CHOICES), default="clip4clip", show_default=True)
 @click.option("--dsl-tau", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--qb-bank", type=click.IntRange(min=1), default=5000, show_default=True)

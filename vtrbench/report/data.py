@@ -31,6 +31,7 @@ import json
 import math
 from typing import Any
 
+from vtrbench.report.decomposition import to_data as decomposition_data
 from vtrbench.report.tables import Block, Report
 
 FORMAT_VERSION = 1
@@ -174,6 +175,7 @@ def report_data(report: Report) -> dict[str, Any]:
         "notes": list(report.notes),
         "cells": report_records(report),
         "delta_column": delta_records(report),
+        "decomposition": None if report.decomposition is None else decomposition_data(report.decomposition),
     }
 
 

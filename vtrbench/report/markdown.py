@@ -47,6 +47,10 @@ def render_markdown(report: Report) -> str:
                 markdown_escape(str(c)) for c in block.diff.columns
             ]
             lines += [_markdown_table(_pivot_diff_rows(block, "md"), columns, n_left=1), ""]
+    if report.decomposition is not None:
+        from vtrbench.report.decomposition import render_markdown as decomposition_markdown
+
+        lines += decomposition_markdown(report.decomposition, markdown_escape)
     lines += [f"- {markdown_escape(n)}" for n in report.notes]
     return "\n".join(lines) + "\n"
 

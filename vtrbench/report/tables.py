@@ -36,7 +36,7 @@ from vtrbench.report.stats import (
     resolve_correction,
 )
 from vtrbench.report.validate import validate_result
-from vtrbench.results import DIRECTIONS, HIGHER_IS_BETTER, POSTPROCESSING, TRANSDUCTIVE
+from vtrbench.results import DIRECTIONS, HIGHER_IS_BETTER, POSTPROCESSING, REPORT_POSTS, TRANSDUCTIVE
 
 LAYOUTS = ("paper", "pivot")
 PAPER_METRICS = ("R@1", "R@5", "R@10", "MdR", "MnR")
@@ -135,6 +135,9 @@ class Report:
     correction: str = "none"  # the correction applied to the † marks (holm, bonferroni, none)
     n_tested: int = 0  # cells in the correction's family (every cell that can carry a †)
     alpha: float = ALPHA
+    # the loss x inference section (vtrbench.report.decomposition), None when the results lack two
+    # losses and two post-processings
+    decomposition: Any = None
 
     @property
     def baseline_shown(self) -> str | None:
@@ -343,7 +346,7 @@ def build_report(
     metric: str = "t2v/R@1",
     rows: str = "label",
     cols: str = "loss",
-    posts: Sequence[str] = POSTPROCESSING,
+    posts: Sequence[str] = REPORT_POSTS,
     baseline: str | Sequence[str] | None = None,
     allow_mixed: bool = False,
     n_boot: int = 1000,
@@ -355,6 +358,7 @@ def build_report(
     caption: str | None = None,
     tex_label: str | None = None,
     correction: str = "auto",
+    decomposition: bool = True,
 ) -> Report:
     """Aggregate result dicts (from :func:`load_results`) into a :class:`Report`.
 
@@ -367,7 +371,9 @@ def build_report(
     account for testing many cells: ``holm`` (step-down, family-wise 5 %), ``bonferroni``, ``none``
     (each cell at 5 %), or ``auto`` (default): Holm when more than ``stats.FEW_CELLS`` (3) cells are
     tested, else none. The family is every cell that can carry a † (each shown column's difference
-    of every row to the baseline, over all blocks).
+    of every row to the baseline, over all blocks). ``decomposition``: add the loss x inference section
+    (:mod:`vtrbench.report.decomposition`) when the results hold two losses and two post-processings;
+    it reads every post-processing of the results, whatever ``posts`` shows.
     """
     for i, r in enumerate(results):
         if not isinstance(r, dict):
@@ -497,7 +503,21 @@ def build_report(
     from vtrbench.tune.notes import tuned_notes
 
     notes += names.footnotes + dedup_notes + tuned_notes(results)
+    section = None
+    if decomposition:
+        from vtrbench.report.decomposition import decompose
+
+        section = decompose(
+            results,
+            frame,
+            metric=metric,
+            bootstrap=bootstrap,
+            n_boot=n_boot,
+            boot_seed=boot_seed,
+            names=names,
+        )
     return Report(
+        decomposition=section,
         layout=layout,
         metric=metric,
         row_fields=row_fields,
@@ -658,9 +678,17 @@ def _standard_notes(
         "compared at the printed precision; ties are all bold",
     ]
     if any(b.transductive for b in blocks):
+        shown_t = ", ".join(dict.fromkeys(b.post for b in blocks if b.transductive))
         notes.append(
-            "transductive blocks (dsl) re-normalise the similarity with all test queries at once; "
+            f"transductive blocks ({shown_t}) re-normalise the similarity with all test queries at once; "
             "compare them only with each other"
+        )
+    hub_banks = [p for p in ("is-bank", "csls-bank", "dsl-bank") if any(b.post == p for b in blocks)]
+    if hub_banks:
+        notes.append(
+            f"{', '.join(hub_banks)}: inductive, with the qbnorm banks (training captions for t2v; training "
+            "videos for v2t, vtrbench's extension); dsl-bank is vtrbench's inductive variant of DSL; "
+            "parameters in protocol.post_options"
         )
     if any(b.post == "qbnorm" for b in blocks):
         notes.append(

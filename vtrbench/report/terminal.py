@@ -86,5 +86,22 @@ def print_report(report: Report, console: Any) -> None:
             "(pipe the output or use --output for the full Markdown table)",
             highlight=False,
         )
+    if report.decomposition is not None:
+        from vtrbench.report.decomposition import TITLE, head_tables, intro
+
+        dec = report.decomposition
+        console.print(f"[bold]{escape(f'{TITLE} ({dec.metric})')}[/]", highlight=False)
+        console.print(escape(intro(dec)), highlight=False)
+        for hd in dec.heads:
+            for title, cols, rows in head_tables(hd):
+                table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
+                for j, h in enumerate(cols):
+                    table.add_column(escape(h), justify="left" if j == 0 else "right", overflow="fold")
+                for row in rows:
+                    table.add_row(*(escape(c) for c in row))
+                console.print(table)
+            console.print(escape(hd.sentence), highlight=False)
+        for n in dec.notes:
+            console.print(f"- {escape(n)}", highlight=False)
     for note in report.notes:
         console.print(f"- {escape(note)}", highlight=False)
