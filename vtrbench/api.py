@@ -610,7 +610,18 @@ def search(
     """
     from vtrbench.search import search as _search
 
+    fn = "search"
+    cache = _path(fn, "cache", cache)
     many = not isinstance(queries, str)
+    if many and (not isinstance(queries, (list, tuple)) or not all(isinstance(q, str) for q in queries)):
+        raise _bad(fn, "queries", "a str or a list of str", queries)
+    checkpoint = None if checkpoint is None else _path(fn, "checkpoint", checkpoint)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise _bad(fn, "k", "an integer >= 1", k)
+    if split is not None and (not isinstance(split, str) or not split.strip()):
+        raise _bad(fn, "split", "None or a split name", split)
+    check_device(device, None, f"{fn}: device")
+    clip_weights = None if clip_weights is None else str(_path(fn, "clip_weights", clip_weights))
     outcome = _search(
         cache,
         list(queries) if many else [queries],

@@ -239,6 +239,18 @@ for arg, value, words in [
     case("evaluate_similarity", arg, f"{arg}={value!r}"[:40], _sim(**{arg: value}),
          "evaluate_similarity", *(words or (arg,)))  # fmt: skip
 
+# ---------------------------------------------------------------- search (checked before open_clip is loaded)
+for arg, kw in [
+    ("cache", {"cache": None}), ("cache", {"cache": 5}), ("cache", {"cache": ""}),
+    ("queries", {"queries": 5}), ("queries", {"queries": [1, 2]}), ("queries", {"queries": None}),
+    ("checkpoint", {"checkpoint": 5}), ("k", {"k": 0}), ("k", {"k": True}), ("k", {"k": 2.5}),
+    ("split", {"split": ""}), ("split", {"split": 3}), ("device", {"device": "tpu"}),
+    ("clip_weights", {"clip_weights": 7}),
+]:  # fmt: skip
+    case("search", arg, f"{arg}={next(iter(kw.values()))!r}"[:40],
+         lambda e, kw=kw: api.search(**{"cache": e.cache_path, "queries": "a dog", **kw}),
+         "search", arg)  # fmt: skip
+
 # ---------------------------------------------------------------- plugins, registries, result files
 for label, value in [("none", None), ("int", 5), ("empty", ""), ("list", ["x.py"])]:
     case("load_plugin", "spec", label, lambda e, v=value: api.load_plugin(v))
