@@ -11,13 +11,17 @@ MLP = Linear(D, D) → ReLU → Linear(D, 1) (DRL's ``wti_arch`` 2; ``mlp_layers
 its other two), initialised like DRL (weights N(0, 0.02), biases 0). vtrbench
 differences: features are frozen, so optional residual linear adapters (identity at
 initialisation) on the unit tokens and frames give the cosine side something to learn
-(the weight MLPs read the raw features, as in DRL); DRL multiplies the similarity
-matrix by the masks before the max, so a padded frame or token enters a max as a 0,
-while vtrbench takes the max over valid entries only (the two agree whenever a row has
-a valid similarity >= 0).
+(the weight MLPs read the raw features, as in DRL). Padding: DRL multiplies the
+similarity matrix by the masks before the max, so a padded frame or token enters a max as
+a 0; vtrbench takes the max over valid entries only by default (``padding="masked"``; the two
+agree whenever a row has a valid similarity >= 0), and ``padding="drl"`` reproduces DRL
+exactly (a 0 enters the maxima of an item padded to the cache's width).
 
-A block is one einsum (a (Bq·L, D) x (D, Bv·T) matrix product) and two masked maxima:
-no loop over pairs.
+A block is one matrix product ((Bq·L, D + 2) x (D + 2, Bv·T)) and two maxima: no loop over
+pairs and no mask of the block's size. The padding is folded into the product: two extra
+coordinates, [pad_i, 1] on token i and [1, pad_j] on frame j with pad = -PAD_BIAS on padding
+and 0 otherwise, add -PAD_BIAS to every similarity with a padded side and exactly 0 to the
+others, so padding never wins a max over valid entries.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch import nn
 
 from vtrbench.errors import VtrbenchError
 from vtrbench.heads._layers import (
+    choose_one,
     option_names,
     reject_unknown_options,
     text_inputs,
@@ -39,6 +44,9 @@ from vtrbench.heads._layers import (
 from vtrbench.heads.base import Batch, PairwiseHead, register_head
 
 DEFAULT_MLP_LAYERS = 2
+PADDINGS = ("masked", "drl")
+#: added to similarities with a padded side; cosines are in [-1, 1], so padding never wins a max
+PAD_BIAS = 1.0e4
 
 
 def weight_mlp(dim: int, layers: int) -> nn.Sequential:
@@ -81,12 +89,19 @@ def _crop(state: Batch) -> Batch:
 @register_head("wti")
 class WTIHead(PairwiseHead):
     """Options: ``mlp_layers`` (2; 1-3 as DRL's wti_arch), ``adapter`` (True: residual linear
-    adapters on the unit tokens and frames)."""
+    adapters on the unit tokens and frames), ``padding`` ("masked": maxima over valid entries;
+    "drl": DRL's, a padded position enters a max as 0)."""
 
     eval_block = (128, 128)
 
     def __init__(
-        self, embed_dim: int, *, mlp_layers: int = DEFAULT_MLP_LAYERS, adapter: bool = True, **unknown: Any
+        self,
+        embed_dim: int,
+        *,
+        mlp_layers: int = DEFAULT_MLP_LAYERS,
+        adapter: bool = True,
+        padding: str = "masked",
+        **unknown: Any,
     ) -> None:
         reject_unknown_options("wti", unknown, option_names(type(self)))
         super().__init__(embed_dim)
@@ -94,6 +109,7 @@ class WTIHead(PairwiseHead):
             raise VtrbenchError(f"wti option mlp_layers must be 1, 2 or 3 (DRL wti_arch), got {mlp_layers!r}")
         self.mlp_layers = int(mlp_layers)
         self.adapter = bool(adapter)
+        self.padding = choose_one("wti", "padding", padding, PADDINGS)
         self.text_weight = weight_mlp(embed_dim, self.mlp_layers)
         self.video_weight = weight_mlp(embed_dim, self.mlp_layers)
         self.text_adapter = unit_adapter(embed_dim, self.adapter)
@@ -113,12 +129,34 @@ class WTIHead(PairwiseHead):
 
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
         """(Bq, Bv) weighted token-wise interaction."""
+        # Items padded to the cache's width (before cropping): DRL's maxima see a 0 for them.
+        t_padded, v_padded = ~text["mask"].all(-1), ~video["mask"].all(-1)
+        text, video = _crop(text), _crop(video)
+        t_mask, v_mask = text["mask"], video["mask"]
+        t_unit, v_unit = text["unit"], video["unit"]
+        t_pad = (~t_mask).to(t_unit.dtype) * -PAD_BIAS
+        v_pad = (~v_mask).to(v_unit.dtype) * -PAD_BIAS
+        t_ext = torch.cat([t_unit, t_pad[..., None], torch.ones_like(t_pad)[..., None]], -1)
+        v_ext = torch.cat([v_unit, torch.ones_like(v_pad)[..., None], v_pad[..., None]], -1)
+        nq, nl = t_mask.shape
+        nv, nt = v_mask.shape
+        sim = (t_ext.reshape(nq * nl, -1) @ v_ext.reshape(nv * nt, -1).t()).view(nq, nl, nv, nt)
+        best_frame = sim.amax(-1)  # (Bq, L, Bv)
+        best_token = sim.amax(1)  # (Bq, Bv, T)
+        if self.padding == "drl":
+            best_frame = torch.where(v_padded[None, None, :], best_frame.clamp_min(0.0), best_frame)
+            best_token = torch.where(t_padded[:, None, None], best_token.clamp_min(0.0), best_token)
+        # Padded tokens / frames have weight exactly 0 (their maxima are finite, about -PAD_BIAS);
+        # a caption without tokens or a video without frames contributes 0.
+        t2v = torch.einsum("qlv,ql->qv", best_frame, text["weight"]) * v_mask.any(-1)[None, :]
+        v2t = torch.einsum("qvt,vt->qv", best_token, video["weight"]) * t_mask.any(-1)[:, None]
+        return 0.5 * (t2v + v2t)
+
+    def score_states_masked(self, text: Batch, video: Batch) -> torch.Tensor:
+        """The default scores by explicit full-size masks (tests only: checks the folded padding)."""
         text, video = _crop(text), _crop(video)
         sim = torch.einsum("qld,vtd->qvlt", text["unit"], video["unit"])
         t_mask, v_mask = text["mask"], video["mask"]
-        # One in-place fill serves both maxima: a padded frame never wins a token's max and a
-        # padded token never wins a frame's; the rows of padded tokens / frames themselves get
-        # weight 0. A caption without tokens or a video without frames contributes 0.
         valid = t_mask[:, None, :, None] & v_mask[None, :, None, :]
         sim.masked_fill_(~valid, torch.finfo(sim.dtype).min)
         best_frame = sim.amax(-1).masked_fill(~v_mask.any(-1)[None, :, None] | ~t_mask[:, None, :], 0.0)
@@ -128,10 +166,16 @@ class WTIHead(PairwiseHead):
         return 0.5 * (t2v + v2t)
 
     def describe(self) -> dict[str, Any]:
-        return {"mlp_layers": self.mlp_layers, "adapter": self.adapter}
+        out: dict[str, Any] = {"mlp_layers": self.mlp_layers, "adapter": self.adapter}
+        if self.padding != "masked":
+            # only when not the default: runs from before the option keep their config hash
+            out["padding"] = self.padding
+        return out
 
     def label(self) -> str:
         extras = [] if self.mlp_layers == DEFAULT_MLP_LAYERS else [f"mlp={self.mlp_layers}"]
         if not self.adapter:
             extras.append("no-adapter")
+        if self.padding != "masked":
+            extras.append(f"padding={self.padding}")
         return f"wti[{','.join(extras)}]" if extras else "wti"
