@@ -171,6 +171,7 @@ RUN_OPTIONS: dict[str, OptionRule] = {
     "test_split": OptionRule("str", optional=True),
     "overwrite": OptionRule("choice", choices=OVERWRITE_CHOICES),
     "allow_overlap": OptionRule("bool"),
+    "threads": OptionRule("int", low=1, optional=True),  # None: vtrbench.threads picks (not hashed)
 }
 
 
