@@ -21,6 +21,28 @@ directions, blocks of the head's ``eval_block`` (or ``--block``) and query chunk
 block's height. Their memory is shown in units of one block: the peak of scoring a single
 block alone, measured the same way; a flat column across sizes is memory O(block).
 
+**Compute floor** (``--floor --pairwise xpool,wti``): the time of one scoring pass over all
+N x N pairs (``score_states`` on every block, what an evaluation that scores each pair once
+costs before ranking) next to the head's compute floor, measured in the same run::
+
+    floor_s = N² · MACs per pair / fp32 matmul speed (MAC/s)
+
+with the matmul speed measured on the head's own product shape, (block rows x D) x (D x
+block videos · frames) with a row per caption (xpool) or per token (wti), best of several
+before and after the pass, and the multiply-accumulates a pair needs at least:
+
+- ``wti``: L · T · D: every token against every frame (the similarity matrix);
+- ``xpool``: T · D + H · T · D: the caption's query against each frame's key (the attention
+  logits), and the caption against each (head, frame) slot's output term (the pooled video
+  enters the cosine through LayerNorms, so this product cannot be pooled first). The issue's
+  figure counted the first term only (``floor_1mm_s`` in the JSON); with one head the two
+  terms are equal, so that floor is half of this one.
+
+Also shown: the previous block code (``wti``: explicit full-size masks; ``xpool``: attention
+weights applied to the (caption, video, D) values, then LayerNorms), side by side on the same
+blocks, and an N² fit of the pass time (``t = c · N²``, least squares) extrapolated to
+``--extrapolate`` (10,000).
+
 Run: ``python benchmarks/eval.py`` (see benchmarks/README.md).
 """
 
@@ -28,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +196,184 @@ def bench_pairwise(name: str, n: int, args: argparse.Namespace) -> dict[str, Any
     }
 
 
+def floor_macs_per_pair(head: Any, words: int, frames: int, dim: int) -> int | None:
+    """Multiply-accumulates one (caption, video) pair needs at least (see the module docstring)."""
+    name = type(head).__name__
+    if name == "WTIHead":
+        return words * frames * dim
+    if name == "XPoolHead":
+        return frames * dim + head.heads * frames * dim
+    return None
+
+
+def matmul_macs_per_s(rows: int, dim: int, cols: int, repeats: int = 7) -> float:
+    """fp32 multiply-accumulates per second of a (rows x dim) x (dim x cols) product, best of ``repeats``."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(rows, dim, generator=g), torch.randn(dim, cols, generator=g)
+    best = float("inf")
+    for _ in range(repeats):
+        seconds, _ = timed(lambda: a @ b)
+        best = min(best, seconds)
+    return rows * dim * cols / best
+
+
+def _legacy_xpool(head: Any, text: dict[str, torch.Tensor], frames: dict[str, torch.Tensor]) -> Any:
+    """The xpool block code before the Gram-form rewrite (values projected per video, then
+    pooled per pair into a (Bq, Bv, D) tensor and put through both LayerNorms): for the
+    side-by-side ratio only."""
+    import math
+
+    import torch.nn.functional as F
+
+    f = head.layer_norm1(frames["frames"])
+    k = head.k_proj(f).unflatten(-1, (head.heads, -1))
+    v = head.v_proj(f).unflatten(-1, (head.heads, -1))
+    w_o = head.out_proj.weight.unflatten(1, (head.heads, -1))
+    video = {"key": k, "value": torch.einsum("bthe,dhe->bhtd", v, w_o), "mask": frames["frame_mask"]}
+
+    def score(text: dict[str, torch.Tensor], video: dict[str, torch.Tensor]) -> torch.Tensor:
+        q, k = text["query"], video["key"]
+        logits = torch.einsum("qhe,vthe->qvht", q, k) / math.sqrt(q.shape[-1])
+        valid = video["mask"][None, :, None, :]
+        weights = logits.masked_fill(~valid, torch.finfo(logits.dtype).min).softmax(-1)
+        pooled = torch.einsum("qvht,vhtd->qvd", weights, video["value"]) + head.out_proj.bias
+        y = head.layer_norm2(pooled)
+        out = head.layer_norm3(y + head.linear_proj(y))
+        return torch.einsum("qd,qvd->qv", text["unit"], F.normalize(out, dim=-1))
+
+    return score, video
+
+
+def _one_pass(score: Any, text: dict[str, torch.Tensor], video: dict[str, torch.Tensor], block: Any) -> float:
+    """Seconds to score every caption against every video once, block by block."""
+    from vtrbench.heads.base import slice_state
+
+    nq, nv = next(iter(text.values())).shape[0], next(iter(video.values())).shape[0]
+    t0 = time.perf_counter()
+    for i in range(0, nq, block[0]):
+        t = slice_state(text, slice(i, i + block[0]))
+        for j in range(0, nv, block[1]):
+            score(t, slice_state(video, slice(j, j + block[1])))
+    return time.perf_counter() - t0
+
+
+def bench_floor(name: str, n: int, args: argparse.Namespace, legacy: bool) -> dict[str, Any]:
+    from vtrbench.heads.base import create_head
+
+    torch.manual_seed(0)
+    head = create_head(name, embed_dim=args.dim).eval()
+    with torch.no_grad():
+        for p in head.parameters():  # away from the identity start: every term non-trivial
+            p.add_(torch.randn(p.shape) * 0.02)
+    block = tuple(args.block) if args.block else head.eval_block
+    g = torch.Generator().manual_seed(n)
+    with torch.no_grad():
+        chunks = [(s, min(1024, n - s)) for s in range(0, n, 1024)]
+        text_raw = [random_features(c, args.words, args.dim, g, "text") for _, c in chunks]
+        video_raw = [random_features(c, args.frames, args.dim, g, "video") for _, c in chunks]
+        cat = lambda parts: {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # noqa: E731
+        text_state = cat([head.text_state(t) for t in text_raw])
+        video_state = cat([head.video_state(v) for v in video_raw])
+        # the product the head's floor is made of: wti's has a row per token, xpool's per caption
+        mm_rows = block[0] * (args.words if name == "wti" else 1)
+        speed = matmul_macs_per_s(mm_rows, args.dim, block[1] * args.frames)
+        seconds = _one_pass(head.score_states, text_state, video_state, block)
+        legacy_s = None
+        if legacy:
+            if name == "wti":
+                legacy_s = _one_pass(head.score_states_masked, text_state, video_state, block)
+            elif name == "xpool":
+                score, old_video = _legacy_xpool(head, text_state, cat(video_raw))
+                legacy_s = _one_pass(score, text_state, old_video, block)
+            # the new path once more after the old: load drifts, the ratio uses the faster of the two
+            seconds = min(seconds, _one_pass(head.score_states, text_state, video_state, block))
+        # the faster of two matmul measurements (before and after): the floor is never flattered
+        speed = max(speed, matmul_macs_per_s(mm_rows, args.dim, block[1] * args.frames))
+    macs = floor_macs_per_pair(head, args.words, args.frames, args.dim)
+    floor_s = None if macs is None else n * n * macs / speed
+    one_mm = None if macs is None or name != "xpool" else n * n * args.frames * args.dim / speed
+    return {
+        "head": head.label(),
+        "n": n,
+        "block": list(block),
+        "pass_s": seconds,
+        "matmul_gmacs": speed / 1e9,
+        "macs_per_pair": macs,
+        "floor_s": floor_s,
+        "pass_over_floor": None if floor_s is None else seconds / floor_s,
+        "floor_1mm_s": one_mm,
+        "legacy_pass_s": legacy_s,
+        "speedup_vs_legacy": None if legacy_s is None else legacy_s / seconds,
+    }
+
+
+def fit_quadratic(ns: list[int], seconds: list[float]) -> float:
+    """c of t = c · N² by least squares."""
+    num = sum(n * n * t for n, t in zip(ns, seconds, strict=True))
+    return num / sum(float(n) ** 4 for n in ns)
+
+
+def run_floor(args: argparse.Namespace) -> list[dict[str, Any]]:
+    results = []
+    sizes = [int(x) for x in args.pass_sizes.split(",") if x.strip()]
+    for name in [h.strip() for h in args.pairwise.split(",") if h.strip()]:
+        for i, n in enumerate(sizes):
+            r = bench_floor(name, n, args, legacy=i == 0 and not args.no_legacy)
+            results.append(r)
+            print(f"  {r['head']:<12} N={n:>6} pass {r['pass_s']:8.2f} s", flush=True)
+    rows = [
+        [
+            r["head"],
+            r["n"],
+            "x".join(str(b) for b in r["block"]),
+            r["pass_s"],
+            r["floor_s"],
+            r["pass_over_floor"],
+            r["matmul_gmacs"],
+            r["legacy_pass_s"],
+            r["speedup_vs_legacy"],
+        ]
+        for r in results
+    ]
+    print_table(
+        f"One scoring pass over N x N pairs vs the compute floor (random features, D={args.dim}, "
+        f"{args.words} tokens, {args.frames} frames, cpu, {torch.get_num_threads()} thread(s))",
+        [
+            "head",
+            "N",
+            "block",
+            "pass s",
+            "floor s",
+            "pass / floor",
+            "matmul GMAC/s",
+            "previous code s",
+            "previous / now",
+        ],
+        rows,
+    )
+    fits = []
+    for head in dict.fromkeys(r["head"] for r in results):
+        mine = [r for r in results if r["head"] == head]
+        c = fit_quadratic([r["n"] for r in mine], [r["pass_s"] for r in mine])
+        worst = max(abs(r["pass_s"] / (c * r["n"] ** 2) - 1) for r in mine)
+        fits.append(
+            {"head": head, "c": c, "max_rel_residual": worst, "extrapolated_s": c * args.extrapolate**2}
+        )
+    print_notes(
+        [
+            f"{f['head']}: t = {f['c']:.3e} s · N² (fit to N = {args.pass_sizes}, largest residual "
+            f"{100 * f['max_rel_residual']:.0f} %) -> {args.extrapolate:,} x {args.extrapolate:,}: "
+            f"{f['extrapolated_s']:.0f} s per pass"
+            for f in fits
+        ]
+        + [
+            "floor = N² x MACs per pair / matmul speed of this run (see the script's docstring);",
+            "'previous code' = the block code before this change, on the same states (first size only).",
+        ]
+    )
+    return [*results, *({"fit": f} for f in fits)]
+
+
 def run_pairwise(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     for name in [h.strip() for h in args.pairwise.split(",") if h.strip()]:
@@ -244,6 +445,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--frames", type=int, default=12, help="frames per video (--pairwise)")
     ap.add_argument("--words", type=int, default=32, help="tokens per caption (--pairwise)")
     ap.add_argument("--block", type=int, nargs=2, default=None, help="(captions, videos) per block")
+    ap.add_argument("--floor", action="store_true", help="--pairwise: one scoring pass vs the compute floor")
+    ap.add_argument("--pass-sizes", default="1000,2000,5000", help="comma-separated N for --floor")
+    ap.add_argument("--extrapolate", type=int, default=10000, help="--floor: N of the N² extrapolation")
+    ap.add_argument("--no-legacy", action="store_true", help="--floor: skip the previous code's pass")
     return ap.parse_args(argv)
 
 
@@ -253,6 +458,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     info = machine_info(args.device)
     print_machine(info)
+    if args.pairwise and args.floor:
+        results = run_floor(args)
+        payload = {"benchmark": "eval-floor", "machine": info, "setup": vars(args), "results": results}
+        write_json(args.json, payload)
+        return payload
     if args.pairwise:
         payload = {
             "benchmark": "eval-pairwise",
