@@ -125,7 +125,7 @@ def build_cache(path: Path, n_captions: int, args: argparse.Namespace) -> dict[s
         )
     for k, (s, e) in enumerate(manifest.chunks("texts")):
         n = e - s
-        eot = 7 + (np.arange(s, e) % 15)  # 6-20 BPE tokens plus SOT/EOT
+        eot = np.minimum(7 + (np.arange(s, e) % 15), words - 1)  # 6-20 BPE tokens plus SOT/EOT
         mask = np.arange(words)[None] <= eot[:, None]
         inside = mask.copy()
         inside[:, 0] = False
@@ -226,6 +226,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--workdir", type=Path, default=None, help="where caches are written [a temp folder]")
     ap.add_argument("--keep", action="store_true", help="keep the caches")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--in-process", action="store_true", help="measure in this process (smoke tests; memory figures mix)"
+    )
     ap.add_argument("--child", nargs=2, metavar=("CACHE", "HEAD"), help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -263,7 +266,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"  {built['n_captions']:>7} captions: cache {built['cache_bytes'] / GiB:.2f} GiB", flush=True
             )
             for head in heads:
-                r = {**built, **_child(path, head, args), "load_avg": os.getloadavg()[0]}
+                measured = measure(path, head, args) if args.in_process else _child(path, head, args)
+                r = {**built, **measured, "load_avg": os.getloadavg()[0]}
                 results.append(r)
                 print(f"    {head:<8} peak/split {r['peak_ratio']:.2f} eval {r['eval_s']:.2f} s", flush=True)
             if not args.keep:
