@@ -54,6 +54,13 @@ from vtrbench.heads._layers import (
 from vtrbench.heads.base import Batch, PairwiseHead, register_head
 
 DEFAULT_HEADS = 1  # X-Pool's --num_mha_heads default
+
+
+def _fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 at least (bf16/fp16 under autocast up-cast; float64 kept)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 #: added to the logits of padded frames: exp() underflows to exactly 0 next to any valid frame
 _MASK_BIAS = -1.0e30
 
@@ -100,27 +107,30 @@ class XPoolHead(PairwiseHead):
         k = self.k_proj(f).unflatten(-1, (self.heads, -1))
         v = self.v_proj(f).unflatten(-1, (self.heads, -1))
         w_o = self.out_proj.weight.unflatten(1, (self.heads, -1))  # (D, H, d_h)
-        # Ũ (B, H·T, D): each head's values after the output projection; the bias is shared out
-        # over the heads (each head's weights sum to one, so Σ_k a_k b_o / H = b_o)
-        u = torch.einsum("bthe,dhe->bhtd", v, w_o).flatten(1, 2) + self.out_proj.bias / self.heads
-        c = u - u.mean(-1, keepdim=True)
-        ln2, ln3 = self.layer_norm2, self.layer_norm3
-        m = self.linear_proj.weight + torch.eye(self.embed_dim, dtype=c.dtype, device=c.device)
-        e_slot = (c * ln2.weight) @ m.t()
-        e_slot = e_slot - e_slot.mean(-1, keepdim=True)
-        e_const = self._e_const()
-        g3 = ln3.weight
-        gram = torch.cat(
-            [
-                c @ c.transpose(1, 2),
-                e_slot @ e_slot.transpose(1, 2),
-                (e_slot * g3) @ (e_slot * g3).transpose(1, 2),
-                torch.stack(
-                    [e_slot @ e_const, e_slot @ (g3 * g3 * e_const), e_slot @ (g3 * ln3.bias)], dim=-1
-                ),
-            ],
-            dim=-1,
-        )
+        # The Gram forms feed variances by difference of squares: always fp32, never autocast's bf16.
+        with torch.autocast(frames.device.type, enabled=False):
+            v, w_o = _fp32(v), _fp32(w_o)
+            # Ũ (B, H·T, D): each head's values after the output projection; the bias is shared out
+            # over the heads (each head's weights sum to one, so Σ_k a_k b_o / H = b_o)
+            u = torch.einsum("bthe,dhe->bhtd", v, w_o).flatten(1, 2) + self.out_proj.bias / self.heads
+            c = u - u.mean(-1, keepdim=True)
+            ln2, ln3 = self.layer_norm2, self.layer_norm3
+            m = self.linear_proj.weight + torch.eye(self.embed_dim, dtype=c.dtype, device=c.device)
+            e_slot = (c * ln2.weight) @ m.t()
+            e_slot = e_slot - e_slot.mean(-1, keepdim=True)
+            e_const = self._e_const()
+            g3 = ln3.weight
+            gram = torch.cat(
+                [
+                    c @ c.transpose(1, 2),
+                    e_slot @ e_slot.transpose(1, 2),
+                    (e_slot * g3) @ (e_slot * g3).transpose(1, 2),
+                    torch.stack(
+                        [e_slot @ e_const, e_slot @ (g3 * g3 * e_const), e_slot @ (g3 * ln3.bias)], dim=-1
+                    ),
+                ],
+                dim=-1,
+            )
         return {"key": k, "mask": mask, "slot": e_slot, "gram": gram}
 
     def _e_const(self) -> torch.Tensor:
@@ -131,11 +141,20 @@ class XPoolHead(PairwiseHead):
 
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
         """(Bq, Bv) cosine of each caption with its caption-conditioned pooled video."""
-        q, k, mask = text["query"], video["key"], video["mask"]
+        q, k = text["query"], video["key"]
         nq, nv, t = q.shape[0], k.shape[0], k.shape[1]
         h, dh = self.heads, q.shape[-1]
         # attention logits, one matrix product per head: (H, Bq, d_h) x (H, d_h, Bv·T)
         logits = torch.matmul(q.transpose(0, 1), k.permute(2, 3, 0, 1).reshape(h, dh, nv * t))
+        # Everything per pair after the two products is fp32 (or float64), never autocast's bf16:
+        # the softmax as autocast would, and the variances, which come by difference of squares.
+        with torch.autocast(q.device.type, enabled=False):
+            return self._pairs(_fp32(logits), text, video, nq, nv, t)
+
+    def _pairs(
+        self, logits: torch.Tensor, text: Batch, video: Batch, nq: int, nv: int, t: int
+    ) -> torch.Tensor:
+        h, dh, mask = self.heads, self.embed_dim // self.heads, video["mask"]
         logits = logits.view(h, nq, nv, t).permute(1, 2, 0, 3)
         # softmax over frames by hand (torch's is slow for rows of 12): padded frames get a
         # large negative bias, so exp gives 0 there (a video without frames: uniform, as before)
@@ -144,17 +163,17 @@ class XPoolHead(PairwiseHead):
         z = z - z.amax(-1, keepdim=True)
         a = z.exp()
         a = (a / a.sum(-1, keepdim=True)).reshape(nq, nv, h * t)  # (Bq, Bv, K), K = (head, frame)
+        unit = _fp32(text["unit"])
         kk = h * t
         ln2, ln3 = self.layer_norm2, self.layer_norm3
         d = float(self.embed_dim)
-        unit = text["unit"]
         e_const = self._e_const()
         g3 = ln3.weight
         # the caption against every slot of every video: (Bq, D) x (D, Bv·K)
-        slot_dot = (unit * g3) @ video["slot"].reshape(nv * kk, -1).t()
+        slot_dot = (unit * g3) @ _fp32(video["slot"]).reshape(nv * kk, -1).t()
         lin = (a * slot_dot.view(nq, nv, kk)).sum(-1)  # a · E(γ3 ⊙ u)
         # Gram forms: a (Bq, K) per video against (K, 3K + 3), one batched product
-        ga = torch.bmm(a.transpose(0, 1), video["gram"]).transpose(0, 1)  # (Bq, Bv, 3K + 3)
+        ga = torch.bmm(a.transpose(0, 1), _fp32(video["gram"])).transpose(0, 1)  # (Bq, Bv, 3K + 3)
         quad = (ga[..., : 3 * kk].view(nq, nv, 3, kk) * a[:, :, None, :]).sum(-1)
         gc, ge, gg = quad.unbind(-1)
         he, hg, hb = ga[..., 3 * kk :].unbind(-1)
