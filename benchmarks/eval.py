@@ -297,8 +297,9 @@ def bench_floor(name: str, n: int, args: argparse.Namespace, legacy: bool) -> di
         vs = cat([head.video_state(v) for v in video_raw])
         scorers: dict[str, Any] = {
             "now": lambda r, c: head.score_states(slice_state(ts, r), slice_state(vs, c)),
-            "floor": _floor_matmuls(name, head, block, args),
         }
+        if not args.no_floor:
+            scorers["floor"] = _floor_matmuls(name, head, block, args)
         if legacy and name == "wti":
             scorers["previous"] = lambda r, c: head.score_states_masked(
                 slice_state(ts, r), slice_state(vs, c)
@@ -307,9 +308,9 @@ def bench_floor(name: str, n: int, args: argparse.Namespace, legacy: bool) -> di
             old_score, old_vs = _legacy_xpool(head, ts, cat(video_raw))
             scorers["previous"] = lambda r, c: old_score(slice_state(ts, r), slice_state(old_vs, c))
         totals = _interleaved_passes(scorers, n, n, block)
-    seconds, floor_s, legacy_s = totals["now"], totals["floor"], totals.get("previous")
+    seconds, floor_s, legacy_s = totals["now"], totals.get("floor"), totals.get("previous")
     macs = floor_macs_per_pair(head, args.words, args.frames, args.dim)
-    speed = n * n * macs / floor_s if macs else None
+    speed = n * n * macs / floor_s if macs and floor_s else None
     return {
         "head": head.label(),
         "n": n,
@@ -318,10 +319,10 @@ def bench_floor(name: str, n: int, args: argparse.Namespace, legacy: bool) -> di
         "matmul_gmacs": None if speed is None else speed / 1e9,
         "macs_per_pair": macs,
         "floor_s": floor_s,
-        "pass_over_floor": seconds / floor_s,
+        "pass_over_floor": None if floor_s is None else seconds / floor_s,
         # the floor for xpool counted the attention logits only (half of this one)
         "floor_1mm_s": None
-        if name != "xpool"
+        if name != "xpool" or floor_s is None
         else floor_s * args.frames / (args.frames + head.heads * args.frames),
         "legacy_pass_s": legacy_s,
         "speedup_vs_legacy": None if legacy_s is None else legacy_s / seconds,
@@ -470,6 +471,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pass-sizes", default="1000,2000,5000", help="comma-separated N for --floor")
     ap.add_argument("--extrapolate", type=int, default=10000, help="--floor: N of the N² extrapolation")
     ap.add_argument("--no-legacy", action="store_true", help="--floor: skip the previous code's pass")
+    ap.add_argument("--no-floor", action="store_true", help="--floor: time the passes only (large N)")
     return ap.parse_args(argv)
 
 
