@@ -21,6 +21,29 @@ directions, blocks of the head's ``eval_block`` (or ``--block``) and query chunk
 block's height. Their memory is shown in units of one block: the peak of scoring a single
 block alone, measured the same way; a flat column across sizes is memory O(block).
 
+**Compute floor** (``--floor --pairwise xpool,wti``): the time of one scoring pass over all
+N x N pairs (``score_states`` on every block, what an evaluation that scores each pair once
+costs before ranking) next to the head's compute floor, measured in the same run::
+
+    floor_s = N² · MACs per pair / fp32 matmul speed (MAC/s)
+
+measured directly: for every block, the head's scoring and fp32 matrix products doing exactly
+the block's floor multiply-accumulates (of the block's shapes, on random data) run one after
+the other, in alternating order, so that the load of a shared machine hits both alike; the
+shown GMAC/s is the floor's MACs over its measured time, and the multiply-accumulates a pair needs at least:
+
+- ``wti``: L · T · D: every token against every frame (the similarity matrix);
+- ``xpool``: T · D + H · T · D: the caption's query against each frame's key (the attention
+  logits), and the caption against each (head, frame) slot's output term (the pooled video
+  enters the cosine through LayerNorms, so this product cannot be pooled first). The issue's
+  figure counted the first term only (``floor_1mm_s`` in the JSON); with one head the two
+  terms are equal, so that floor is half of this one.
+
+Also shown: the previous block code (``wti``: explicit full-size masks; ``xpool``: attention
+weights applied to the (caption, video, D) values, then LayerNorms), interleaved on the same
+blocks (first size only), and an N² fit of the pass time (``t = c · N²``, least squares) extrapolated to
+``--extrapolate`` (10,000).
+
 Run: ``python benchmarks/eval.py`` (see benchmarks/README.md).
 """
 
@@ -29,6 +52,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +196,205 @@ def bench_pairwise(name: str, n: int, args: argparse.Namespace) -> dict[str, Any
         "dense_fp32_bytes": n * n * 4,
         "t2v_R@1": out["metrics"]["raw"]["t2v"]["R@1"],
     }
+
+
+def floor_macs_per_pair(head: Any, words: int, frames: int, dim: int) -> int | None:
+    """Multiply-accumulates one (caption, video) pair needs at least (see the module docstring)."""
+    name = type(head).__name__
+    if name == "WTIHead":
+        return words * frames * dim
+    if name == "XPoolHead":
+        return frames * dim + head.heads * frames * dim
+    return None
+
+
+def _legacy_xpool(head: Any, text: dict[str, torch.Tensor], frames: dict[str, torch.Tensor]) -> Any:
+    """The xpool block code before the Gram-form rewrite (values projected per video, then
+    pooled per pair into a (Bq, Bv, D) tensor and put through both LayerNorms): for the
+    side-by-side ratio only."""
+    import math
+
+    import torch.nn.functional as F
+
+    f = head.layer_norm1(frames["frames"])
+    k = head.k_proj(f).unflatten(-1, (head.heads, -1))
+    v = head.v_proj(f).unflatten(-1, (head.heads, -1))
+    w_o = head.out_proj.weight.unflatten(1, (head.heads, -1))
+    video = {"key": k, "value": torch.einsum("bthe,dhe->bhtd", v, w_o), "mask": frames["frame_mask"]}
+
+    def score(text: dict[str, torch.Tensor], video: dict[str, torch.Tensor]) -> torch.Tensor:
+        q, k = text["query"], video["key"]
+        logits = torch.einsum("qhe,vthe->qvht", q, k) / math.sqrt(q.shape[-1])
+        valid = video["mask"][None, :, None, :]
+        weights = logits.masked_fill(~valid, torch.finfo(logits.dtype).min).softmax(-1)
+        pooled = torch.einsum("qvht,vhtd->qvd", weights, video["value"]) + head.out_proj.bias
+        y = head.layer_norm2(pooled)
+        out = head.layer_norm3(y + head.linear_proj(y))
+        return torch.einsum("qd,qvd->qv", text["unit"], F.normalize(out, dim=-1))
+
+    return score, video
+
+
+def _interleaved_passes(
+    scorers: dict[str, Any], nq: int, nv: int, block: tuple[int, int]
+) -> dict[str, float]:
+    """Seconds each scorer takes to cover every (caption, video) block once, the scorers run
+    one after the other on each block (order alternating): load changes hit all of them alike."""
+    totals = dict.fromkeys(scorers, 0.0)
+    names = list(scorers)
+    k = 0
+    for i in range(0, nq, block[0]):
+        for j in range(0, nv, block[1]):
+            rows, cols = slice(i, min(i + block[0], nq)), slice(j, min(j + block[1], nv))
+            for name in names if k % 2 == 0 else names[::-1]:
+                t0 = time.perf_counter()
+                scorers[name](rows, cols)
+                totals[name] += time.perf_counter() - t0
+            k += 1
+    return totals
+
+
+def _floor_matmuls(name: str, head: Any, block: tuple[int, int], args: argparse.Namespace) -> Any:
+    """The block's floor: its multiply-accumulates as fp32 matrix products of the block's shapes."""
+    g = torch.Generator().manual_seed(1)
+    d, t = args.dim, args.frames
+    if name == "wti":
+        a = torch.randn(block[0] * args.words, d, generator=g)
+        b = torch.randn(d, block[1] * t, generator=g)
+
+        def run(rows: slice, cols: slice) -> None:
+            nq, nv = rows.stop - rows.start, cols.stop - cols.start
+            a[: nq * args.words] @ b[:, : nv * t]
+
+        return run
+    a = torch.randn(block[0], d, generator=g)
+    b = torch.randn(d, block[1] * t, generator=g)
+    c = torch.randn(d, block[1] * t * head.heads, generator=g)
+
+    def run_xpool(rows: slice, cols: slice) -> None:
+        nq, nv = rows.stop - rows.start, cols.stop - cols.start
+        a[:nq] @ b[:, : nv * t]  # query x keys
+        a[:nq] @ c[:, : nv * t * head.heads]  # caption x slot terms
+
+    return run_xpool
+
+
+def bench_floor(name: str, n: int, args: argparse.Namespace, legacy: bool) -> dict[str, Any]:
+    from vtrbench.heads.base import create_head, slice_state
+
+    torch.manual_seed(0)
+    head = create_head(name, embed_dim=args.dim).eval()
+    with torch.no_grad():
+        for p in head.parameters():  # away from the identity start: every term non-trivial
+            p.add_(torch.randn(p.shape) * 0.02)
+    block = tuple(args.block) if args.block else head.eval_block
+    g = torch.Generator().manual_seed(n)
+    with torch.no_grad():
+        chunks = [(s, min(1024, n - s)) for s in range(0, n, 1024)]
+        text_raw = [random_features(c, args.words, args.dim, g, "text") for _, c in chunks]
+        video_raw = [random_features(c, args.frames, args.dim, g, "video") for _, c in chunks]
+        cat = lambda parts: {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # noqa: E731
+        ts = cat([head.text_state(t) for t in text_raw])
+        vs = cat([head.video_state(v) for v in video_raw])
+        scorers: dict[str, Any] = {
+            "now": lambda r, c: head.score_states(slice_state(ts, r), slice_state(vs, c)),
+        }
+        if not args.no_floor:
+            scorers["floor"] = _floor_matmuls(name, head, block, args)
+        if legacy and name == "wti":
+            scorers["previous"] = lambda r, c: head.score_states_masked(
+                slice_state(ts, r), slice_state(vs, c)
+            )
+        elif legacy and name == "xpool":
+            old_score, old_vs = _legacy_xpool(head, ts, cat(video_raw))
+            scorers["previous"] = lambda r, c: old_score(slice_state(ts, r), slice_state(old_vs, c))
+        totals = _interleaved_passes(scorers, n, n, block)
+    seconds, floor_s, legacy_s = totals["now"], totals.get("floor"), totals.get("previous")
+    macs = floor_macs_per_pair(head, args.words, args.frames, args.dim)
+    speed = n * n * macs / floor_s if macs and floor_s else None
+    return {
+        "head": head.label(),
+        "n": n,
+        "block": list(block),
+        "pass_s": seconds,
+        "matmul_gmacs": None if speed is None else speed / 1e9,
+        "macs_per_pair": macs,
+        "floor_s": floor_s,
+        "pass_over_floor": None if floor_s is None else seconds / floor_s,
+        # the issue's floor for xpool counted the attention logits only (half of this one)
+        "floor_1mm_s": None
+        if name != "xpool" or floor_s is None
+        else floor_s * args.frames / (args.frames + head.heads * args.frames),
+        "legacy_pass_s": legacy_s,
+        "speedup_vs_legacy": None if legacy_s is None else legacy_s / seconds,
+    }
+
+
+def fit_quadratic(ns: list[int], seconds: list[float]) -> float:
+    """c of t = c · N² by least squares."""
+    num = sum(n * n * t for n, t in zip(ns, seconds, strict=True))
+    return num / sum(float(n) ** 4 for n in ns)
+
+
+def run_floor(args: argparse.Namespace) -> list[dict[str, Any]]:
+    results = []
+    sizes = [int(x) for x in args.pass_sizes.split(",") if x.strip()]
+    for name in [h.strip() for h in args.pairwise.split(",") if h.strip()]:
+        for i, n in enumerate(sizes):
+            r = bench_floor(name, n, args, legacy=i == 0 and not args.no_legacy)
+            results.append(r)
+            print(f"  {r['head']:<12} N={n:>6} pass {r['pass_s']:8.2f} s", flush=True)
+    rows = [
+        [
+            r["head"],
+            r["n"],
+            "x".join(str(b) for b in r["block"]),
+            r["pass_s"],
+            r["floor_s"],
+            r["pass_over_floor"],
+            r["matmul_gmacs"],
+            r["legacy_pass_s"],
+            r["speedup_vs_legacy"],
+        ]
+        for r in results
+    ]
+    print_table(
+        f"One scoring pass over N x N pairs vs the compute floor (random features, D={args.dim}, "
+        f"{args.words} tokens, {args.frames} frames, cpu, {torch.get_num_threads()} thread(s))",
+        [
+            "head",
+            "N",
+            "block",
+            "pass s",
+            "floor s",
+            "pass / floor",
+            "matmul GMAC/s",
+            "previous code s",
+            "previous / now",
+        ],
+        rows,
+    )
+    fits = []
+    for head in dict.fromkeys(r["head"] for r in results):
+        mine = [r for r in results if r["head"] == head]
+        c = fit_quadratic([r["n"] for r in mine], [r["pass_s"] for r in mine])
+        worst = max(abs(r["pass_s"] / (c * r["n"] ** 2) - 1) for r in mine)
+        fits.append(
+            {"head": head, "c": c, "max_rel_residual": worst, "extrapolated_s": c * args.extrapolate**2}
+        )
+    print_notes(
+        [
+            f"{f['head']}: t = {f['c']:.3e} s · N² (fit to N = {args.pass_sizes}, largest residual "
+            f"{100 * f['max_rel_residual']:.0f} %) -> {args.extrapolate:,} x {args.extrapolate:,}: "
+            f"{f['extrapolated_s']:.0f} s per pass"
+            for f in fits
+        ]
+        + [
+            "floor = N² x MACs per pair / matmul speed of this run (see the script's docstring);",
+            "'previous code' = the block code before this change, on the same states (first size only).",
+        ]
+    )
+    return [*results, *({"fit": f} for f in fits)]
 
 
 def run_pairwise(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -415,6 +638,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--once-pairwise", default="xpool,wti", help="pairwise heads for the score-once rows")
     ap.add_argument("--once-pair-size", type=int, default=300, help="N for the pairwise score-once rows")
     ap.add_argument("--repeats", type=int, default=2, help="alternated repeats (score-once)")
+    ap.add_argument("--floor", action="store_true", help="--pairwise: one scoring pass vs the compute floor")
+    ap.add_argument("--pass-sizes", default="1000,2000,5000", help="comma-separated N for --floor")
+    ap.add_argument("--extrapolate", type=int, default=10000, help="--floor: N of the N² extrapolation")
+    ap.add_argument("--no-legacy", action="store_true", help="--floor: skip the previous code's pass")
+    ap.add_argument("--no-floor", action="store_true", help="--floor: time the passes only (large N)")
     return ap.parse_args(argv)
 
 
@@ -431,6 +659,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "setup": vars(args),
             "results": run_score_once(args),
         }
+        write_json(args.json, payload)
+        return payload
+    if args.pairwise and args.floor:
+        results = run_floor(args)
+        payload = {"benchmark": "eval-floor", "machine": info, "setup": vars(args), "results": results}
         write_json(args.json, payload)
         return payload
     if args.pairwise:

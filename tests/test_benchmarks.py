@@ -160,3 +160,60 @@ def test_train_benchmark_runs_cheap_heads_longer(capsys: pytest.CaptureFixture[s
     # A minimum time no epoch can fill: the whole epoch (64 // 16 steps) is run and said to be measured.
     assert r["steps"] == r["full_epoch_steps"] == 4 and not r["extrapolated"]
     assert "(measured)" in capsys.readouterr().out
+
+
+def test_scale_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("scale")
+    out = tmp_path / "scale.json"
+    argv = ["--sizes", "200,400", "--dim", "16", "--frames", "4", "--words", "6", "--steps", "1"]
+    argv += ["--batch", "8", "--chunk", "400", "--in-process", "--workdir", str(tmp_path / "w")]
+    bench.main([*argv, "--json", str(out)])
+    printed = capsys.readouterr().out
+    columns = ("cache on disk (GiB)", "train s / 1k captions", "peak RSS / split (load + fit)")
+    for column in (*columns, "eval s (raw)"):
+        assert column in printed
+    saved = json.loads(out.read_text())
+    assert [(r["n_captions"], r["head"]) for r in saved["results"]] == [
+        (n, h) for n in (200, 400) for h in ("meanp", "xpool")
+    ]
+    for r in saved["results"]:
+        assert r["n_videos"] == r["n_captions"] // 20 and r["eval_gallery"] == max(1, r["n_videos"] // 10)
+        assert r["eval_queries"] == 20 * r["eval_gallery"] and r["cache_bytes"] > r["split_bytes"] > 0
+    assert not list((tmp_path / "w").glob("*.h5"))  # caches deleted after measuring
+
+
+def test_eval_floor_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("eval")
+    out = tmp_path / "floor.json"
+    argv = ["--floor", "--pairwise", "xpool,wti", "--pass-sizes", "16,32", "--dim", "16", "--frames", "4"]
+    bench.main([*argv, "--words", "5", "--block", "8", "8", "--extrapolate", "64", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert "pass / floor" in printed and "previous / now" in printed
+    saved = json.loads(out.read_text())["results"]
+    rows = [r for r in saved if "fit" not in r]
+    assert [(r["head"], r["n"]) for r in rows] == [(h, n) for h in ("xpool", "wti") for n in (16, 32)]
+    for r in rows:
+        assert r["macs_per_pair"] == (5 * 4 * 16 if r["head"] == "wti" else 2 * 4 * 16)
+        assert r["floor_s"] == pytest.approx(r["n"] ** 2 * r["macs_per_pair"] / (r["matmul_gmacs"] * 1e9))
+        assert r["pass_over_floor"] == pytest.approx(r["pass_s"] / r["floor_s"])
+        assert (r["legacy_pass_s"] is not None) == (r["n"] == 16)
+    fits = [r["fit"] for r in saved if "fit" in r]
+    for f in fits:
+        mine = [r for r in rows if r["head"] == f["head"]]
+        assert f["extrapolated_s"] == pytest.approx(f["c"] * 64**2)
+        assert min(r["pass_s"] for r in mine) <= f["c"] * 32**2 * 4  # the fit is of these passes
+
+
+def test_threads_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("threads")
+    out = tmp_path / "threads.json"
+    argv = ["--rounds", "1", "--steps", "1", "--batch", "8", "--videos", "4", "--eval-n", "8", "--dim", "16"]
+    bench.main([*argv, "--tasks", "train meanp,eval xpool", "--json", str(out)])
+    assert "÷ 1 thread(s)" in capsys.readouterr().out
+    saved = json.loads(out.read_text())["results"]
+    assert [(r["task"], r["threads"]) for r in saved] == [
+        (t, n) for t in ("train meanp", "eval xpool") for n in (1, 2)
+    ]
+    for r in saved:
+        one = next(x for x in saved if x["task"] == r["task"] and x["threads"] == 1)
+        assert r["vs_one_thread"] == pytest.approx(r["median_s"] / one["median_s"])

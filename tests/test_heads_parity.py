@@ -390,3 +390,81 @@ def test_wti_matches_drl(arch, full):
         torch.testing.assert_close(
             adapted.score(*batches(tokens, eot, token_mask, frames, frame_mask)), want, rtol=1e-5, atol=1e-5
         )
+
+
+# ------------------------------------------------------------------ fast block scoring = the literal formulas
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_xpool_rewritten_scores_equal_the_direct_formula_with_gradients(heads):
+    """score_states (per-video Gram forms, no (Bq, Bv, D) tensor) is the same function as the
+    literal pool -> LN -> residual -> LN -> cosine, in values and in every parameter's gradient,
+    so training may use it; checked in float64 with perturbed (non-identity) parameters."""
+    tokens, eot, token_mask, frames, frame_mask = random_inputs(21)
+    frame_mask[3] = False  # a video without frames: uniform weights over its (zero) padding
+    head = create_head("xpool", embed_dim=D, heads=heads).double()
+    perturb(head, 22, scale=0.2)
+    text, video = batches(tokens.double(), eot, token_mask, frames.double(), frame_mask)
+    params = [p for p in head.parameters() if p.requires_grad]
+    fast = head.score_states(head.text_state(text), head.video_state(video))
+    direct = head.score_states_direct(head.text_state(text), video)
+    torch.testing.assert_close(fast, direct, rtol=1e-10, atol=1e-10)
+    weights = torch.randn(fast.shape, generator=torch.Generator().manual_seed(23), dtype=torch.float64)
+    grads_fast = torch.autograd.grad((fast * weights).sum(), params, allow_unused=True)
+    grads_direct = torch.autograd.grad((direct * weights).sum(), params, allow_unused=True)
+    for (name, _), gf, gd in zip(head.named_parameters(), grads_fast, grads_direct, strict=True):
+        if gd is None:
+            assert gf is None or not gf.any(), name
+            continue
+        torch.testing.assert_close(gf, gd, rtol=1e-8, atol=1e-10, msg=name)
+
+
+def _padded_wider(tokens, token_mask, frames, frame_mask):
+    """The same items padded by one more position each (every item padded: cropping removes it)."""
+    pad = lambda x: torch.cat([x, torch.zeros_like(x[:, :1])], 1)  # noqa: E731
+    return pad(tokens), pad(token_mask), pad(frames), pad(frame_mask)
+
+
+@pytest.mark.parametrize("wider", [False, True])
+def test_wti_folded_padding_equals_explicit_masks(wider):
+    # near-ties: duplicated frames and tokens give equal cosines in several maxima
+    tokens, eot, token_mask, frames, frame_mask = random_inputs(31)
+    frames[:, 1] = frames[:, 0]
+    tokens[:, 2] = tokens[:, 1]
+    frame_mask[4] = False  # a video without frames contributes 0
+    if wider:
+        tokens, token_mask, frames, frame_mask = _padded_wider(tokens, token_mask, frames, frame_mask)
+    head = create_head("wti", embed_dim=D).eval()
+    perturb(head, 32, scale=0.3)
+    with torch.no_grad():
+        t, v = head.text_state({"tokens": tokens, "token_mask": token_mask, "eot": eot}), head.video_state(
+            {"frames": frames, "frame_mask": frame_mask}
+        )
+        torch.testing.assert_close(head.score_states(t, v), head.score_states_masked(t, v), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("wider", [False, True])
+def test_wti_drl_padding_reproduces_drl_wti_interaction(wider):
+    """padding="drl": a padded token or frame enters the maxima as 0, exactly DRL's
+    ``wti_interaction`` (similarities multiplied by the masks before the max). No shared offset:
+    many cosines are negative, so the 0 wins often and the default differs."""
+    tokens, eot, token_mask, frames, frame_mask = random_inputs(41)
+    if wider:  # every item padded to the cache width; the block crops the common padding away
+        tokens, token_mask, frames, frame_mask = _padded_wider(tokens, token_mask, frames, frame_mask)
+    torch.manual_seed(2)
+    ref = RefWTI(D, 2).eval()
+    perturb(ref, 42, scale=0.3)
+    head = create_head("wti", embed_dim=D, adapter=False, padding="drl").eval()
+    head.text_weight.load_state_dict(ref.text_weight_fc.state_dict())
+    head.video_weight.load_state_dict(ref.video_weight_fc.state_dict())
+    masked = create_head("wti", embed_dim=D, adapter=False).eval()
+    masked.load_state_dict(head.state_dict())
+    with torch.no_grad():
+        ref_tokens = torch.where(token_mask[..., None], tokens, torch.ones_like(tokens))
+        ref_frames = torch.where(frame_mask[..., None], frames, torch.ones_like(frames))
+        want = ref(ref_tokens, ref_frames, token_mask, frame_mask)
+        text, video = batches(tokens, eot, token_mask, frames, frame_mask)
+        torch.testing.assert_close(head.score(text, video), want, rtol=1e-5, atol=1e-5)
+        assert (masked.score(text, video) - want).abs().max() > 1e-2  # the option matters here
+    assert head.label() == "wti[no-adapter,padding=drl]" and head.describe()["padding"] == "drl"
+    assert "padding" not in masked.describe()  # default runs keep their config hash

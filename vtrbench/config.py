@@ -193,6 +193,7 @@ RUN_OPTIONS: dict[str, OptionRule] = {
     "overwrite": OptionRule("choice", choices=OVERWRITE_CHOICES),
     "allow_overlap": OptionRule("bool"),
     "post_options": OptionRule("post"),  # {KEY: VALUE} of POST_OPTIONS (--post-option KEY=VALUE)
+    "threads": OptionRule("int", low=1, optional=True),  # None: vtrbench.threads picks (not hashed)
 }
 
 # The parameters of the post-processings of vtrbench.postprocess (its POST_DEFAULTS are the defaults).

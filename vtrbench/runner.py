@@ -35,6 +35,7 @@ from vtrbench.losses.base import list_losses
 from vtrbench.plugins import identities, provenance_for
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import read_result, result_path, run_id, write_result
+from vtrbench.threads import set_threads
 
 # RunSpec fields that are plain run options: exactly those vtrbench.config.RUN_OPTIONS validates
 _CHECKED_FIELDS = tuple(RUN_OPTIONS)
@@ -73,6 +74,7 @@ class RunSpec:
     post_options: dict[str, Any] = field(default_factory=dict)  # --post-option KEY=VALUE
     precision: str | None = None  # None: bf16 autocast on CUDA, fp32 elsewhere
     allow_overlap: bool = False
+    threads: int | None = None  # None: vtrbench.threads.set_threads chooses from the free cores
     device: str = "cpu"
     results_dir: Path = Path("results")
     overwrite: str = "never"
@@ -504,6 +506,7 @@ def run_training(
         config, path = preflight(spec, cache, [seed], {seed: checkpoint})[seed]
         if is_done(spec, config, path, seed, checkpoint, console):
             return Outcome(path, None, skipped=True)
+        set_threads(spec.threads)  # recorded in the result's provenance
         n_shared = check_overlap(cache, config.train_split, config.test_split, spec.allow_overlap)
         embed_dim = int(cache.attrs["embed_dim"])
         head_options, note = resolve_head_options(spec, cache)
@@ -679,7 +682,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
     opts = validate_options(
         {k: kw[k] for k in (*_EVAL_KEYS, "post_options") if k in kw}
         | {"overwrite": kw.get("overwrite", "never"), "allow_overlap": bool(kw.get("allow_overlap", False))}
-        | {k: kw.get(k) for k in ("train_split", "test_split")}
+        | {k: kw.get(k) for k in ("train_split", "test_split", "threads")}
     )
     results_dir = Path(kw["results_dir"])
     if checkpoint is not None:
@@ -762,6 +765,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
         if train and train != test:  # a bank, hence qbnorm, will be used
             check_qb_k(cache, test, config.qb_k)
         check_csls_k(cache, test, train if train != test else None, config)
+        set_threads(opts["threads"])  # recorded in the result's provenance
         test_data = load_split(cache, test)
         bank = load_split(cache, train) if train and train != test else None
         t1 = time.perf_counter()

@@ -34,6 +34,7 @@ from vtrbench.errors import CacheError, VtrbenchError
 from vtrbench.heads.base import Batch, Head, PairwiseHead, create_head
 from vtrbench.losses.base import create_loss
 from vtrbench.results import POSTPROCESSING, SCHEMA, TRANSDUCTIVE, run_id
+from vtrbench.threads import threads_provenance
 
 VIDEO_KEYS = ("frames", "frame_mask", "patches")
 TEXT_KEYS = ("tokens", "token_mask", "eot", "noun_mask", "verb_mask")
@@ -493,7 +494,7 @@ def provenance(device: str) -> dict[str, Any]:
         "device": device,
         "device_name": dev_name,
         "platform": platform.platform(),
-        "threads": torch.get_num_threads(),
+        **threads_provenance(),  # threads in use and the rule that chose them
         "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)),
     }
 

@@ -147,6 +147,7 @@ def run_spec_from_options(kw: dict[str, Any]) -> Any:
         post_options=dict(kw.get("post_options") or {}),
         precision=kw.get("precision"),
         allow_overlap=bool(kw.get("allow_overlap", False)),
+        threads=kw.get("threads"),
         device=_resolve_device(kw["device"]),
         results_dir=kw["results_dir"],
         overwrite=kw["overwrite"],
@@ -305,6 +306,13 @@ def eval_protocol_options() -> list[Any]:
             is_flag=True,
             help="Run even when test videos also appear in the train split (by id or file content); "
             "recorded in the result.",
+        ),
+        click.option(
+            "--threads",
+            type=int,
+            default=None,
+            help="CPU threads for torch [default: the cores free when the run starts, by the "
+            "1-minute load average; recorded in the result].",
         ),
     ]
 

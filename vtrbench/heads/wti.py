@@ -11,13 +11,17 @@ MLP = Linear(D, D) → ReLU → Linear(D, 1) (DRL's ``wti_arch`` 2; ``mlp_layers
 its other two), initialised like DRL (weights N(0, 0.02), biases 0). vtrbench
 differences: features are frozen, so optional residual linear adapters (identity at
 initialisation) on the unit tokens and frames give the cosine side something to learn
-(the weight MLPs read the raw features, as in DRL); DRL multiplies the similarity
-matrix by the masks before the max, so a padded frame or token enters a max as a 0,
-while vtrbench takes the max over valid entries only (the two agree whenever a row has
-a valid similarity >= 0).
+(the weight MLPs read the raw features, as in DRL). Padding: DRL multiplies the
+similarity matrix by the masks before the max, so a padded frame or token enters a max as
+a 0; vtrbench takes the max over valid entries only by default (``padding="masked"``; the two
+agree whenever a row has a valid similarity >= 0), and ``padding="drl"`` reproduces DRL
+exactly (a 0 enters the maxima of an item padded to the cache's width).
 
-A block is one einsum (a (Bq·L, D) x (D, Bv·T) matrix product) and two masked maxima:
-no loop over pairs.
+A block is one matrix product ((Bq·L, D + 2) x (D + 2, Bv·T)) and two maxima: no loop over
+pairs and no mask of the block's size. The padding is folded into the product: two extra
+coordinates, [pad_i, 1] on token i and [1, pad_j] on frame j with pad = -PAD_BIAS on padding
+and 0 otherwise, add -PAD_BIAS to every similarity with a padded side and exactly 0 to the
+others, so padding never wins a max over valid entries.
 
 ``agg`` is DRL's ``--agg_module``: ``none`` (DRL's ``None``, the default) reads the frame
 features as they are; ``seqtransf`` first runs them through a temporal transformer (frame
@@ -69,6 +73,9 @@ AGGREGATORS = ("none", "seqtransf")
 DEFAULT_AGG_LAYERS = 4
 #: Options that only exist with ``agg=seqtransf``.
 AGG_OPTIONS = ("layers", "init", "heads", "max_frames", "activation")
+PADDINGS = ("masked", "drl")
+#: added to similarities with a padded side; cosines are in [-1, 1], so padding never wins a max
+PAD_BIAS = 1.0e4
 
 
 def weight_mlp(dim: int, layers: int) -> nn.Sequential:
@@ -111,9 +118,11 @@ def _crop(state: Batch) -> Batch:
 @register_head("wti")
 class WTIHead(PairwiseHead):
     """Options: ``mlp_layers`` (2; 1-3 as DRL's wti_arch), ``adapter`` (True: residual linear
-    adapters on the unit tokens and frames), ``agg`` ("none" | "seqtransf": DRL's agg_module) and,
-    with agg="seqtransf", ``layers`` (4), ``init`` ("random" here; "clip" as seqtransf), ``heads``,
-    ``max_frames`` (64), ``activation``; ``logit_scale`` ("learned" | "fixed" at 100)."""
+    adapters on the unit tokens and frames), ``padding`` ("masked": maxima over valid entries;
+    "drl": DRL's, a padded position enters a max as 0), ``agg`` ("none" | "seqtransf": DRL's
+    agg_module) and, with agg="seqtransf", ``layers`` (4), ``init`` ("random" here; "clip" as
+    seqtransf), ``heads``, ``max_frames`` (64), ``activation``; ``logit_scale`` ("learned" | "fixed"
+    at 100)."""
 
     search_space = {**PairwiseHead.search_space, "mlp_layers": {"low": 1, "high": 3}}
 
@@ -122,6 +131,7 @@ class WTIHead(PairwiseHead):
         "mlp_layers": OptionRule("int", low=1, high=3),
         "adapter": BOOL_OPTION,
         "agg": OptionRule("choice", choices=AGGREGATORS),
+        "padding": OptionRule("choice", choices=PADDINGS),
         **temporal_schema(),
         **LOGIT_SCALE_OPTION,
     }
@@ -139,6 +149,7 @@ class WTIHead(PairwiseHead):
         max_frames: int | None = None,
         activation: str | None = None,
         logit_scale: str = "learned",
+        padding: str = "masked",
         **unknown: Any,
     ) -> None:
         reject_unknown_options("wti", unknown, option_names(type(self)))
@@ -165,6 +176,7 @@ class WTIHead(PairwiseHead):
             self.temporal = TemporalEncoder(
                 embed_dim, self.layers, self.heads, self.max_frames, self.activation
             )
+        self.padding = choose_one("wti", "padding", padding, PADDINGS)
         self.text_weight = weight_mlp(embed_dim, self.mlp_layers)
         self.video_weight = weight_mlp(embed_dim, self.mlp_layers)
         self.text_adapter = unit_adapter(embed_dim, self.adapter)
@@ -213,12 +225,34 @@ class WTIHead(PairwiseHead):
 
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
         """(Bq, Bv) weighted token-wise interaction."""
+        # Items padded to the cache's width (before cropping): DRL's maxima see a 0 for them.
+        t_padded, v_padded = ~text["mask"].all(-1), ~video["mask"].all(-1)
+        text, video = _crop(text), _crop(video)
+        t_mask, v_mask = text["mask"], video["mask"]
+        t_unit, v_unit = text["unit"], video["unit"]
+        t_pad = (~t_mask).to(t_unit.dtype) * -PAD_BIAS
+        v_pad = (~v_mask).to(v_unit.dtype) * -PAD_BIAS
+        t_ext = torch.cat([t_unit, t_pad[..., None], torch.ones_like(t_pad)[..., None]], -1)
+        v_ext = torch.cat([v_unit, torch.ones_like(v_pad)[..., None], v_pad[..., None]], -1)
+        nq, nl = t_mask.shape
+        nv, nt = v_mask.shape
+        sim = (t_ext.reshape(nq * nl, -1) @ v_ext.reshape(nv * nt, -1).t()).view(nq, nl, nv, nt)
+        best_frame = sim.amax(-1)  # (Bq, L, Bv)
+        best_token = sim.amax(1)  # (Bq, Bv, T)
+        if self.padding == "drl":
+            best_frame = torch.where(v_padded[None, None, :], best_frame.clamp_min(0.0), best_frame)
+            best_token = torch.where(t_padded[:, None, None], best_token.clamp_min(0.0), best_token)
+        # Padded tokens / frames have weight exactly 0 (their maxima are finite, about -PAD_BIAS);
+        # a caption without tokens or a video without frames contributes 0.
+        t2v = torch.einsum("qlv,ql->qv", best_frame, text["weight"]) * v_mask.any(-1)[None, :]
+        v2t = torch.einsum("qvt,vt->qv", best_token, video["weight"]) * t_mask.any(-1)[:, None]
+        return 0.5 * (t2v + v2t)
+
+    def score_states_masked(self, text: Batch, video: Batch) -> torch.Tensor:
+        """The default scores by explicit full-size masks (tests only: checks the folded padding)."""
         text, video = _crop(text), _crop(video)
         sim = torch.einsum("qld,vtd->qvlt", text["unit"], video["unit"])
         t_mask, v_mask = text["mask"], video["mask"]
-        # One in-place fill serves both maxima: a padded frame never wins a token's max and a
-        # padded token never wins a frame's; the rows of padded tokens / frames themselves get
-        # weight 0. A caption without tokens or a video without frames contributes 0.
         valid = t_mask[:, None, :, None] & v_mask[None, :, None, :]
         sim.masked_fill_(~valid, torch.finfo(sim.dtype).min)
         best_frame = sim.amax(-1).masked_fill(~v_mask.any(-1)[None, :, None] | ~t_mask[:, None, :], 0.0)
@@ -238,6 +272,9 @@ class WTIHead(PairwiseHead):
                 max_frames=self.max_frames,
                 activation=self.activation,
             )
+        if self.padding != "masked":
+            # only when not the default: runs from before the option keep their config hash
+            out["padding"] = self.padding
         return {**out, **self.scale_options()}
 
     def label(self) -> str:
@@ -249,5 +286,7 @@ class WTIHead(PairwiseHead):
                 extras.append(self.activation)
         if not self.adapter:
             extras.append("no-adapter")
+        if self.padding != "masked":
+            extras.append(f"padding={self.padding}")
         extras += self.scale_label()
         return f"wti[{','.join(extras)}]" if extras else "wti"
