@@ -61,7 +61,7 @@ TARGET_MEMORY = 1.3
 
 def build_cache(path: Path, n_captions: int, args: argparse.Namespace) -> dict[str, Any]:
     """Write an MSR-VTT-shaped cache of ``n_captions`` captions through write_part + assemble."""
-    from vtrbench.cache import STATUS_OK, Manifest, assemble, part_path, write_part
+    from vtrbench.cache import STATUS_OK, Manifest, assemble, part_identity, part_path, write_part
 
     n_videos = max(2, n_captions // CAPTIONS_PER_VIDEO)
     n_captions = n_videos * CAPTIONS_PER_VIDEO
@@ -122,6 +122,7 @@ def build_cache(path: Path, n_captions: int, args: argparse.Namespace) -> dict[s
                 "status": np.full(n, STATUS_OK, dtype=np.int8),
                 "error": np.array([""] * n, dtype=object),
             },
+            part_identity(manifest, "videos", k),  # what assembly checks each part holds
         )
     for k, (s, e) in enumerate(manifest.chunks("texts")):
         n = e - s
@@ -141,6 +142,7 @@ def build_cache(path: Path, n_captions: int, args: argparse.Namespace) -> dict[s
                 "noun_mask": inside & (roles == 0),
                 "verb_mask": inside & (roles == 1),
             },
+            part_identity(manifest, "texts", k),
         )
     t_parts = time.perf_counter() - t0
     assemble(path, manifest)

@@ -502,7 +502,7 @@ def test_assembly_never_drops_promised_backbone_weights(tmp_path):
         text_chunk=1,
         attrs={"backbone_stored": True},
     )
-    with pytest.raises(VtrbenchError, match="backbone weights part is missing"):
+    with pytest.raises(VtrbenchError, match="backbone weights part backbone.h5 is missing"):
         assemble(tmp_path / "c.h5", manifest)
     assert not (tmp_path / "c.h5").exists()
 
