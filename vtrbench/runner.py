@@ -614,8 +614,6 @@ def held_out_videos(n_videos: int, fraction: float) -> int:
 
 def holdout(train: Any, fraction: float) -> tuple[Any, Any]:
     """Split train videos (seeded, not by the run seed) into train and validation parts."""
-    from vtrbench.train import SplitData
-
     if not 0 < fraction < 1:
         raise VtrbenchError(f"--val-fraction must be in (0, 1), got {fraction}")
     g = torch.Generator().manual_seed(12345)
@@ -623,22 +621,26 @@ def holdout(train: Any, fraction: float) -> tuple[Any, Any]:
     n_val = held_out_videos(train.n_videos, fraction)
     is_val = torch.zeros(train.n_videos, dtype=torch.bool)
     is_val[perm[:n_val]] = True
+    return keep_videos(train, ~is_val), keep_videos(train, is_val)
 
-    def part(keep_videos: torch.Tensor) -> SplitData:
-        vids = torch.nonzero(keep_videos).flatten()
-        remap = torch.full((train.n_videos,), -1, dtype=torch.long)
-        remap[vids] = torch.arange(len(vids))
-        texts = torch.nonzero(keep_videos[train.text_video]).flatten()
-        return SplitData(
-            train.name,
-            {k: v.index_select(0, vids) for k, v in train.video.items()},
-            {k: v.index_select(0, texts) for k, v in train.text.items()},
-            remap[train.text_video[texts]],
-            train.video_rows[vids.numpy()],
-            train.text_rows[texts.numpy()],
-        )
 
-    return part(~is_val), part(is_val)
+def keep_videos(train: Any, keep: torch.Tensor) -> Any:
+    """The part of split data ``train`` holding the videos where ``keep`` (bool, one per video) is
+    true and exactly their captions, rows renumbered (validation hold-outs are carved this way)."""
+    from vtrbench.train import SplitData
+
+    vids = torch.nonzero(keep).flatten()
+    remap = torch.full((train.n_videos,), -1, dtype=torch.long)
+    remap[vids] = torch.arange(len(vids))
+    texts = torch.nonzero(keep[train.text_video]).flatten()
+    return SplitData(
+        train.name,
+        {k: v.index_select(0, vids) for k, v in train.video.items()},
+        {k: v.index_select(0, texts) for k, v in train.text.items()},
+        remap[train.text_video[texts]],
+        train.video_rows[vids.numpy()],
+        train.text_rows[texts.numpy()],
+    )
 
 
 def _eval_plugins(

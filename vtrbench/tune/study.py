@@ -576,8 +576,6 @@ def _without_videos(cache: Any, train: Any, val: Any) -> Any:
     """``train`` minus any video (by id) that is also in ``val``: validation stays disjoint."""
     import torch
 
-    from vtrbench.train import SplitData
-
     ids = cache.read_strings("videos", "id")
     val_ids = {ids[int(r)] for r in val.video_rows}
     keep = torch.tensor([ids[int(r)] not in val_ids for r in train.video_rows], dtype=torch.bool)
@@ -585,18 +583,9 @@ def _without_videos(cache: Any, train: Any, val: Any) -> Any:
         return train
     if not bool(keep.any()):
         raise VtrbenchError("every train video is also in --val-split: nothing left to train on")
-    vids = torch.nonzero(keep).flatten()
-    remap = torch.full((train.n_videos,), -1, dtype=torch.long)
-    remap[vids] = torch.arange(len(vids))
-    texts = torch.nonzero(keep[train.text_video]).flatten()
-    return SplitData(
-        train.name,
-        {k: v.index_select(0, vids) for k, v in train.video.items()},
-        {k: v.index_select(0, texts) for k, v in train.text.items()},
-        remap[train.text_video[texts]],
-        train.video_rows[vids.numpy()],
-        train.text_rows[texts.numpy()],
-    )
+    from vtrbench.runner import keep_videos
+
+    return keep_videos(train, keep)
 
 
 def objective_value(val: dict[str, float]) -> float:
