@@ -27,12 +27,19 @@ from typing import Any
 import numpy as np
 import torch
 
-TIE_TOL = 1e-5
+from vtrbench.metrics import TIE_RTOL
+
+
+def tie_band(scores: torch.Tensor) -> float:
+    """The evaluation's own tie rule (vtrbench.metrics.TIE_RTOL): two raw scores tie when they differ
+    by at most the sum of their rounding bounds, 2 * 2^-20 * max|s| of the split's matrix."""
+    return 2.0 * TIE_RTOL * float(scores.abs().max()) if scores.numel() else 0.0
+
 ALL_HEADS = ("meanp", "seqtransf", "seqlstm", "camoe", "tighttransf", "xpool", "wti")
 
 
 def twin_ties(scores: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray) -> float:
-    """Fraction of captions that score their video and its twin within ``TIE_TOL``.
+    """Fraction of captions that score their video and its twin within the evaluation's tie band.
 
     Separates the two ways to sit at 0.5: an order-free head ties every twin pair (1.0); a head
     whose scores do depend on order but prefer the same twin for the captions of both twins
@@ -41,20 +48,20 @@ def twin_ties(scores: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray) 
     rows = torch.arange(scores.shape[0])
     own = scores[rows, text_video].double()
     other = scores[rows, torch.as_tensor(twin)[text_video]].double()
-    return float(((own - other).abs() <= TIE_TOL).double().mean())
+    return float(((own - other).abs() <= tie_band(scores)).double().mean())
 
 
 def pair_order_accuracy(scores: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray) -> float:
     """Mean over captions of [s(c, own) > s(c, twin)] + 0.5 [s(c, own) == s(c, twin)].
 
-    ``scores``: the (captions, videos) similarity of the split. Scores within ``TIE_TOL``
-    count as equal: pooling the same frames in another order differs only by float rounding
-    (~1e-7), which must not read as a preference.
+    ``scores``: the (captions, videos) similarity of the split. Scores within the evaluation's tie
+    band (:func:`tie_band`) count as equal: pooling the same frames in another order differs only
+    by float rounding (~1e-7), which must not read as a preference, and the ranks tie them too.
     """
     rows = torch.arange(scores.shape[0])
     own = scores[rows, text_video].double()
     other = scores[rows, torch.as_tensor(twin)[text_video]].double()
-    tie = (own - other).abs() <= TIE_TOL
+    tie = (own - other).abs() <= tie_band(scores)
     return float(((own > other) & ~tie).double().add(0.5 * tie.double()).mean())
 
 
