@@ -169,6 +169,26 @@ def load_grid_plugins(path: Path, plugins: Any) -> None:
         load_plugin(local if spec.endswith(".py") and not Path(spec).is_absolute() else spec)
 
 
+
+def read_toml_file(path: Path, *, name: str, at: str) -> dict[str, Any]:
+    """A TOML file as a dict; every way it can fail is one VtrbenchError line (grid files and
+    ``tune --space`` files). ``name``: what the file is ("grid file"); ``at``: how a problem
+    inside it names the file."""
+    try:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise VtrbenchError(f"{name} not found: {path}") from None
+    except IsADirectoryError:
+        raise VtrbenchError(f"{name} {path} is a folder") from None
+    except UnicodeDecodeError as e:
+        raise VtrbenchError(f"{at}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise VtrbenchError(f"cannot read {name} {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise VtrbenchError(f"{at}: invalid TOML ({e})") from None
+    except (RecursionError, MemoryError):
+        raise VtrbenchError(f"{at}: invalid TOML (nested too deeply)") from None
+
 def load_grid(path: Path) -> Grid:
     """Read a grid TOML; unknown keys are errors (a typo must not silently shrink a grid).
 
@@ -176,21 +196,7 @@ def load_grid(path: Path) -> Grid:
     error names the file.
     """
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-        data = tomllib.loads(text)
-    except FileNotFoundError:
-        raise VtrbenchError(f"grid file not found: {path}") from None
-    except IsADirectoryError:
-        raise VtrbenchError(f"grid file {path} is a folder") from None
-    except UnicodeDecodeError as e:
-        raise VtrbenchError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise VtrbenchError(f"cannot read grid file {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise VtrbenchError(f"{path}: invalid TOML ({e})") from None
-    except (RecursionError, MemoryError):
-        raise VtrbenchError(f"{path}: invalid TOML (nested too deeply)") from None
+    data = read_toml_file(path, name="grid file", at=str(path))
     known_top = {"heads", "losses", "seeds", "camoe", "temporal", "train", "plugins", "head_options"}
     unknown = set(data) - known_top
     if unknown:

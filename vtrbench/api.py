@@ -450,11 +450,14 @@ def evaluate_embeddings(
     progress: Callable[[int], None] | None = None,
     qb_k: int = 1,
     mdr: str = "standard",
+    post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``(Nq, E)`` caption and ``(Nv, E)`` video embeddings (similarity = dot product).
 
-    ``query_video[i]`` is caption ``i``'s gallery row; ``bank_text``/``bank_video`` are QB-Norm's
-    query banks (both or neither). See :func:`vtrbench.evaluate.evaluate_embeddings` for the result.
+    ``query_video[i]`` is caption ``i``'s gallery row; ``bank_text``/``bank_video`` are the query
+    banks of QB-Norm and the bank-based hubness post-processings (both or neither);
+    ``post_options`` their parameters (``--post-option``'s keys). See
+    :func:`vtrbench.evaluate.evaluate_embeddings` for the result.
     """
     fn = "evaluate_embeddings"
     text = _matrix(fn, "text_emb", text_emb)
@@ -469,6 +472,8 @@ def evaluate_embeddings(
             raise VtrbenchError(f"{fn}: {name} must have width {text.shape[1]}")
     scale = _check_value(_SCALE, logit_scale, f"{fn}: logit_scale")
     opts = _eval_options(fn, dsl_tau=dsl_tau, qb_beta=qb_beta, v2t_protocol=v2t_protocol, qb_k=qb_k, mdr=mdr)
+    if post_options is not None:
+        opts["post_options"] = check_option("post_options", post_options, where=fn)
     chunk_size = _check_value(_POSITIVE_INT, chunk_size, f"{fn}: chunk_size")
     posts = _posts(fn, postprocessing)
     if progress is not None and not callable(progress):

@@ -227,6 +227,8 @@ for arg, value, words in [
     ("logit_scale", 0.0, ()), ("logit_scale", NAN, ()), ("logit_scale", "100", ()), ("logit_scale", None, ()),
     ("bank_text", torch.randn(5, 3), ("bank_video",)), ("chunk_size", 0, ()), ("dsl_tau", NAN, ()),
     ("qb_k", 0, ()), ("mdr", "x", ()), ("postprocessing", ("raw", "x"), ()), ("progress", 5, ()),
+    ("post_options", {"csls_k": 0}, ("csls_k",)), ("post_options", {"nope": 1}, ("nope",)),
+    ("post_options", [1], ()),
 ]:  # fmt: skip
     case("evaluate_embeddings", arg, f"{arg}={value!r}"[:40], _emb(**{arg: value}),
          "evaluate_embeddings", *(words or (arg,)))  # fmt: skip

@@ -26,17 +26,11 @@ refuses, and ranges that cannot be sampled are one-line errors naming the parame
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vtrbench.errors import VtrbenchError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: Recipe parameters a space may hold, i.e. the RunSpec fields a trial sets.
 RECIPE_KEYS = ("lr", "weight_decay", "epochs", "warmup", "batch_size")
@@ -162,21 +156,10 @@ def _declared(kind: str, name: str) -> dict[str, Any]:
 
 def load_space_file(path: Path) -> dict[str, Any]:
     """Read a ``--space`` TOML file: ``[train]``, ``[head.NAME]``, ``[loss.NAME]`` tables."""
+    from vtrbench.ablate import read_toml_file
+
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise VtrbenchError(f"--space file not found: {path}") from None
-    except IsADirectoryError:
-        raise VtrbenchError(f"--space {path} is a folder") from None
-    except UnicodeDecodeError as e:
-        raise VtrbenchError(f"--space {path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise VtrbenchError(f"cannot read --space file {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise VtrbenchError(f"--space {path}: invalid TOML ({e})") from None
-    except (RecursionError, MemoryError):
-        raise VtrbenchError(f"--space {path}: invalid TOML (nested too deeply)") from None
+    data = read_toml_file(path, name="--space file", at=f"--space {path}")
     unknown = set(data) - {"train", "head", "loss"}
     if unknown:
         raise VtrbenchError(
