@@ -564,7 +564,7 @@ def run_training(
 
 
 _EVAL_KW = ("v2t_protocol", "dsl_tau", "qb_bank", "qb_beta", "qb_k", "mdr", "overwrite", "allow_overlap",
-            "train_split", "test_split", "post_options")  # fmt: skip
+            "train_split", "test_split", "post_options", "threads")  # fmt: skip
 
 
 def run_eval(
@@ -578,7 +578,8 @@ def run_eval(
 ) -> Any:
     """Evaluate ``zeroshot`` (``checkpoint=None``) or a saved head and write one result file
     (as ``vtrbench eval``). ``options``: v2t_protocol, dsl_tau, qb_bank, qb_beta, qb_k, mdr,
-    overwrite, allow_overlap, train_split, test_split (the command line's rules)."""
+    overwrite, allow_overlap, train_split, test_split, post_options, threads (the command line's
+    rules)."""
     fn = "run_eval"
     cache_path = _path(fn, "cache_path", cache_path)
     checkpoint = None if checkpoint is None else _path(fn, "checkpoint", checkpoint)
