@@ -534,9 +534,7 @@ def _once_call(kind: str, size: int, posts: tuple[str, ...], bank: int, args: ar
 
 def _moved(a: dict, b: dict) -> int:
     """Queries whose expected rank differs between two evaluations (all post-processings, both ways)."""
-    return sum(
-        x != y for p in a for d in ("t2v", "v2t") for x, y in zip(a[p][d], b[p][d], strict=True)
-    )
+    return sum(x != y for p in a for d in ("t2v", "v2t") for x, y in zip(a[p][d], b[p][d], strict=True))
 
 
 def run_score_once(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ def tie_band(scores: torch.Tensor) -> float:
     by at most the sum of their rounding bounds, 2 * 2^-20 * max|s| of the split's matrix."""
     return 2.0 * TIE_RTOL * float(scores.abs().max()) if scores.numel() else 0.0
 
+
 ALL_HEADS = ("meanp", "seqtransf", "seqlstm", "camoe", "tighttransf", "xpool", "wti")
 
 

@@ -52,9 +52,10 @@ class MeanPool(torch.nn.Module):
 
     def score_states(self, text: dict, video: dict) -> torch.Tensor:
         # the mean is taken per block, so the reversed twin's sum runs in another order
-        return torch.nn.functional.normalize(text["t"], dim=-1) @ torch.nn.functional.normalize(
-            video["frames"].sum(1), dim=-1
-        ).T
+        return (
+            torch.nn.functional.normalize(text["t"], dim=-1)
+            @ torch.nn.functional.normalize(video["frames"].sum(1), dim=-1).T
+        )
 
 
 def _states(name: str, text: dict, video: dict, qv: torch.Tensor):
@@ -79,8 +80,16 @@ def _run(name: str) -> list[dict]:
     for block, chunk in RUNS:
         out.append(
             evaluate_pairwise(
-                head.score_states, ts, vs, qv, logit_scale=100.0, block=block, chunk_size=chunk,
-                bank_text_state=bts, bank_video_state=bvs, qb_beta=20.0,
+                head.score_states,
+                ts,
+                vs,
+                qv,
+                logit_scale=100.0,
+                block=block,
+                chunk_size=chunk,
+                bank_text_state=bts,
+                bank_video_state=bvs,
+                qb_beta=20.0,
             )  # fmt: skip
         )
     return out

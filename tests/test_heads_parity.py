@@ -437,8 +437,9 @@ def test_wti_folded_padding_equals_explicit_masks(wider):
     head = create_head("wti", embed_dim=D).eval()
     perturb(head, 32, scale=0.3)
     with torch.no_grad():
-        t, v = head.text_state({"tokens": tokens, "token_mask": token_mask, "eot": eot}), head.video_state(
-            {"frames": frames, "frame_mask": frame_mask}
+        t, v = (
+            head.text_state({"tokens": tokens, "token_mask": token_mask, "eot": eot}),
+            head.video_state({"frames": frames, "frame_mask": frame_mask}),
         )
         torch.testing.assert_close(head.score_states(t, v), head.score_states_masked(t, v), rtol=0, atol=1e-6)
 

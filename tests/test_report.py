@@ -26,6 +26,7 @@ from vtrbench.report import (
     RANDOM_WEIGHTS_NOTE,
     build_report,
     latex_escape,
+    latex_prose,
     load_results,
     markdown_escape,
     paired_bootstrap,
@@ -348,7 +349,7 @@ def test_mixed_results_are_refused_with_the_reason(results, section, key, value)
     report = build_report(mixed, allow_mixed=True)
     assert any(f"mixed {section}.{key}" in w for w in report.warnings)
     assert markdown_escape(f"mixed {section}.{key}") in render_markdown(report)
-    assert latex_escape(f"mixed {section}.{key}") in render_latex(report)
+    assert latex_prose(f"mixed {section}.{key}") in render_latex(report)
 
 
 def test_random_weights_are_flagged_loudly(results):

@@ -283,12 +283,42 @@ def _overfull(log: str) -> list[float]:
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_warning_naming_deep_file_paths_fits_the_text_width(tmp_path):
+    # Schema-1 files in a deeply nested folder: the warning names them by path, and a path must break
+    # at its slashes instead of running past the margin (CI's checkout lived deeper than ours once).
+    deep = tmp_path.joinpath(*["a_rather_long_folder_name"] * 6, "msrvtt")
+    shutil.copytree(FIXTURES / "msrvtt", deep)
+    report = build_report(load_results([deep]), baseline="meanp + infonce", n_boot=50)
+    assert any(str(deep) in w for w in report.warnings)
+    tex = render_latex(report, standalone=True)
+    log = _pdflatex(tex, tmp_path)
+    assert [w for w in _overfull(log) if w > 1.0] == [], log[-2000:]
+
+
+def test_latex_prose_breaks_long_tokens_only():
+    from vtrbench.report.text import latex_prose
+
+    assert latex_prose("see t2v/R@1 and x_y") == "see t2v/R@1 and x\\_y"
+    out = latex_prose("file /very/long/folder_name/run.id.s0.json ok")
+    assert out == (
+        "file /\\allowbreak{}very/\\allowbreak{}long/\\allowbreak{}folder\\_\\allowbreak{}name/"
+        "\\allowbreak{}run.\\allowbreak{}id.\\allowbreak{}s0.\\allowbreak{}json ok"
+    )
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
 @pytest.mark.parametrize("wide", [False, True])
 def test_demo_like_latex_fits_the_text_width(demo_like, tmp_path, wide):
-    # 7 systems x 3 post-processings, as the demo makes; the article's text width is 345 pt.
+    # 7 systems x 3 post-processings, as the demo makes (schema 2: with † marks); the article's text
+    # width is 345 pt.
     report = build_report(
-        demo_like, baseline="meanp + infonce", caption="Demo", tex_label="tab:demo", n_boot=200
+        with_tie_counts(demo_like),
+        baseline="meanp + infonce",
+        caption="Demo",
+        tex_label="tab:demo",
+        n_boot=200,
     )
+    assert not any("tie counts" in w for w in report.warnings)
     tex = render_latex(report, standalone=True, wide=wide)
     if wide:
         tex = tex.replace("\\documentclass{article}", "\\documentclass[twocolumn]{article}")

@@ -169,7 +169,6 @@ def load_grid_plugins(path: Path, plugins: Any) -> None:
         load_plugin(local if spec.endswith(".py") and not Path(spec).is_absolute() else spec)
 
 
-
 def read_toml_file(path: Path, *, name: str, at: str) -> dict[str, Any]:
     """A TOML file as a dict; every way it can fail is one VtrbenchError line (grid files and
     ``tune --space`` files). ``name``: what the file is ("grid file"); ``at``: how a problem
@@ -188,6 +187,7 @@ def read_toml_file(path: Path, *, name: str, at: str) -> dict[str, Any]:
         raise VtrbenchError(f"{at}: invalid TOML ({e})") from None
     except (RecursionError, MemoryError):
         raise VtrbenchError(f"{at}: invalid TOML (nested too deeply)") from None
+
 
 def load_grid(path: Path) -> Grid:
     """Read a grid TOML; unknown keys are errors (a typo must not silently shrink a grid).

@@ -969,9 +969,12 @@ def evaluate_scorers(
 
     # progress: the scoring pass counts the captions (it is where the time goes for pairwise heads),
     # v2t's ranking the videos, so the total stays Nq + Nv
-    with torch.no_grad(), ScoreMatrix(
-        scores, chunk_size=chunk_size, max_bytes=int(matrix_bytes), tmp_dir=tmp_dir, progress=progress
-    ) as matrix:
+    with (
+        torch.no_grad(),
+        ScoreMatrix(
+            scores, chunk_size=chunk_size, max_bytes=int(matrix_bytes), tmp_dir=tmp_dir, progress=progress
+        ) as matrix,
+    ):
         opts = replace(opts, delta=TIE_RTOL * matrix.scale)
         t2v_states: dict[str, Any] = {}
         v2t_states: dict[str, Any] = {}

@@ -100,9 +100,7 @@ def search(
 @click.option(
     "--output", required=True, type=click.Path(path_type=Path), help="Folder for index.html (made if needed)."
 )
-@click.option(
-    "--a", "sys_a", metavar="SYSTEM", help="First system of the drill-down [default: best RSum]."
-)
+@click.option("--a", "sys_a", metavar="SYSTEM", help="First system of the drill-down [default: best RSum].")
 @click.option("--b", "sys_b", metavar="SYSTEM", help="Second system [default: the baseline].")
 @click.option("--baseline", metavar="SYSTEM", help="Baseline of the table's Δ [default: meanp + infonce].")
 @click.option(

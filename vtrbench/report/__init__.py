@@ -85,7 +85,7 @@ from vtrbench.report.tables import (
     Report,
     build_report,
 )
-from vtrbench.report.text import latex_escape, markdown_escape
+from vtrbench.report.text import latex_escape, latex_prose, markdown_escape
 from vtrbench.report.validate import validate_result
 
 __all__ = [
@@ -103,6 +103,7 @@ __all__ = [
     "adjust_p",
     "bootstrap_p",
     "latex_escape",
+    "latex_prose",
     "load_results",
     "markdown_escape",
     "hierarchical_bootstrap",

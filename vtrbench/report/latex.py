@@ -12,6 +12,7 @@ from vtrbench.report.text import (
     _pivot_diff_rows,
     _text_rows,
     latex_escape,
+    latex_prose,
 )
 
 
@@ -188,9 +189,9 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
         notes = [n.replace(SAME_BOOTSTRAP, report.interval) for n in notes]
     if seeds is not None:
         notes.insert(0, f"seeds per row: {seeds}")
-    lines += [rf"\textbf{{Warning: {latex_escape(w)}.}}\par" for w in report.warnings]
+    lines += [rf"\textbf{{Warning: {latex_prose(w)}.}}\par" for w in report.warnings]
     lines += [_note(n) + r"\par" for n in notes]
-    lines.append("Provenance: " + "; ".join(latex_escape(p) for p in report.provenance) + r".\par")
+    lines.append("Provenance: " + "; ".join(latex_prose(p) for p in report.provenance) + r".\par")
     lines += ["}", rf"\end{{{env}}}"]
     text = "\n".join(lines) + "\n"
     if standalone:
@@ -204,7 +205,7 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
 def _note(text: str) -> str:
     # Footnote marks of short labels ("a: CAMoE with ...") and the significance mark set as in the table.
     if len(text) > 2 and text[1] == ":" and text[0].isalpha() and text[0].islower():
-        return rf"\textsuperscript{{{text[0]}}}{latex_escape(text[2:])}"
+        return rf"\textsuperscript{{{text[0]}}}{latex_prose(text[2:])}"
     if text.startswith("†"):
-        return r"$^{\dagger}$" + latex_escape(text[1:])
-    return latex_escape(text[0].upper() + text[1:])
+        return r"$^{\dagger}$" + latex_prose(text[1:])
+    return latex_prose(text[0].upper() + text[1:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -88,6 +89,24 @@ def latex_escape(text: str, what: str = "text") -> str:
     pdflatex cannot set it without packages the document may not load.
     """
     return "".join(_latex_char(c, text, what) for c in _one_line(text))
+
+
+# Tokens longer than this get break points after / . _ - (paths, run ids, file names): an
+# unbreakable file path in a warning ran 5 pt past the text width once the checkout lived deeper.
+_LONG_TOKEN = 30
+
+
+def latex_prose(text: str, what: str = "text") -> str:
+    """:func:`latex_escape` for running text (warnings, notes, provenance): long tokens such as file
+    paths may break after ``/``, ``.``, ``_`` or ``-`` (``\\allowbreak``); short ones never do."""
+    out = []
+    for token in re.split(r"(\s+)", _one_line(text)):
+        if len(token) > _LONG_TOKEN:
+            pieces = re.split(r"(?<=[/._-])(?=.)", token)
+            out.append(r"\allowbreak{}".join(latex_escape(p, what) for p in pieces))
+        else:
+            out.append(latex_escape(token, what))
+    return "".join(out)
 
 
 def _latex_char(c: str, text: str, what: str) -> str:
