@@ -56,10 +56,37 @@ def test_describe_of_a_default_head_is_unchanged_so_run_ids_stay_the_same() -> N
     assert fixed.label() == "meanp[logit_scale=fixed]"
 
 
+@pytest.mark.parametrize("name", sorted(set(BUILTIN) - {"tighttransf", "zeroshot"}))
+def test_logit_scale_init_starts_the_scale_and_is_searched(name: str) -> None:
+    """``logit_scale_init`` is where the scale starts (and stays when fixed); tune searches it for every
+    head that has a scale; its default (100) is left out of describe(), another value is in it."""
+    assert "logit_scale_init" in head_option_schema(name)
+    assert "logit_scale_init" in HEADS.get(name).search_space
+    default = create_head(name, embed_dim=D)
+    assert "logit_scale_init" not in default.describe()
+    assert float(default.logit_scale()) == pytest.approx(100.0)
+    soft = create_head(name, embed_dim=D, logit_scale_init=20.0, logit_scale="fixed")
+    assert float(soft.logit_scale()) == pytest.approx(20.0)
+    assert not soft.log_logit_scale.requires_grad
+    assert soft.describe()["logit_scale_init"] == 20.0
+    assert "logit_scale_init=20" in soft.label()
+    learned = create_head(name, embed_dim=D, logit_scale_init=20.0)
+    assert learned.log_logit_scale.requires_grad and float(learned.logit_scale()) == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, 100.5, float("nan"), float("inf"), "big"])
+def test_logit_scale_init_out_of_range_is_one_line(value) -> None:
+    message = "head 'meanp' option logit_scale_init must be a finite number > 0"
+    with pytest.raises(VtrbenchError, match=message):
+        create_head("meanp", embed_dim=D, logit_scale_init=value)
+
+
 @pytest.mark.parametrize("name", [n for n in BUILTIN if n != "zeroshot"])
 def test_describe_round_trips_through_create_head(name: str) -> None:
     """Checkpoints rebuild a head from describe(): every described value passes the schema."""
-    options = {"logit_scale": "fixed"} if "logit_scale" in head_option_schema(name) else {}
+    options: dict = {"logit_scale": "fixed"} if "logit_scale" in head_option_schema(name) else {}
+    if options:
+        options["logit_scale_init"] = 30.0
     if name == "wti":
         options["agg"] = "seqtransf"
     head = create_head(name, embed_dim=D, **options)
@@ -165,7 +192,7 @@ def test_unknown_key_names_the_head_and_lists_its_options(tmp_path: Path) -> Non
         create_head("xpool", embed_dim=D, head=2)
     msg = str(e.value)
     assert "unknown xpool option 'head'; did you mean 'heads'?" in msg
-    assert "(available: adapter, heads, logit_scale)" in msg and "\n" not in msg
+    assert "(available: adapter, heads, logit_scale, logit_scale_init)" in msg and "\n" not in msg
     with pytest.raises(
         VtrbenchError, match=r"--head-option: unknown wti option 'layer'.*available: activation"
     ):

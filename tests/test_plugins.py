@@ -151,6 +151,22 @@ def test_entry_point_plugin_is_found_lazily(run_cli, synth_cache: Path, tmp_path
     assert "\nmeanp\n" in listed  # built-ins are listed bare
 
 
+def test_entry_point_with_a_bad_name_is_listed_as_unusable(run_cli, tmp_path: Path, monkeypatch) -> None:
+    site = tmp_path / "site"
+    dist = site / "vtrbench_badname-0.1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vtrbench-badname\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[vtrbench.heads]\nBad.Name = vtrbench_badname:Head\n")
+    monkeypatch.syspath_prepend(str(site))
+    listed = run_cli("heads")
+    assert listed.code == 0, listed.text
+    line = next(x for x in listed.out.splitlines() if "Bad.Name" in x)
+    assert line.startswith("'Bad.Name'") and "unusable" in line and "vtrbench-badname" in line
+    assert "\nBad.Name  " not in listed.out  # never offered as a usable name
+    r = run_cli("train", "--cache", tmp_path / "c.h5", "--head", "Bad.Name", "--loss", "infonce")
+    assert r.code != 0 and "Traceback" not in r.text and len(r.err.strip().splitlines()) == 1, r.text
+
+
 def test_grid_file_lists_plugins_and_report_shows_them(run_cli, synth_cache: Path, tmp_path: Path) -> None:
     shutil.copy(EXAMPLE, tmp_path / "attnpool.py")
     grid = _write(

@@ -126,7 +126,9 @@ class Registry(Generic[T]):
         from vtrbench.plugins import entry_point_names
 
         extra = entry_point_names(self.entry_point_group) if self.entry_point_group else []
-        return sorted(set(self.names()) | set(extra))
+        # An installed entry point whose name could not be registered is not offered (print_registry
+        # lists it as unusable, with the reason).
+        return sorted(set(self.names()) | {n for n in extra if name_problem(n) is None})
 
     def origin(self, name: str) -> dict[str, Any]:
         """Where ``name`` came from: ``{"kind": "builtin"}`` or the plugin's name/version/source/sha256."""

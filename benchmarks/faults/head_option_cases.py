@@ -48,8 +48,9 @@ def _ablate_flag_for_every_head(tmp: Path, ctx: Context) -> Outcome:
     return expect_error(run_cli([*argv, "--results", tmp / "r"]), "meanp", "heads")
 
 
-def _fixed_scale_is_recorded(tmp: Path, ctx: Context) -> Outcome:
-    """A valid option trains, and the result says so (config, label, a scale that did not move)."""
+def _fixed_scale_is_recorded(tmp: Path, ctx: Context, init: float | None = None) -> Outcome:
+    """A valid option trains, and the result says so (config, label, a scale that did not move from
+    its start: 100, or ``logit_scale_init``)."""
     cache = tiny_cache(ctx)
     results = tmp / "r"
     argv = [
@@ -65,9 +66,12 @@ def _fixed_scale_is_recorded(tmp: Path, ctx: Context) -> Outcome:
         "--batch-size",
         8,
     ]
+    if init is not None:
+        argv += ["--head-option", f"logit_scale_init={init:g}"]
     run = run_cli(
         [*argv, "--device", "cpu", "--results", results, "--quiet", "--head-option", "logit_scale=fixed"]
     )
+    start = 100.0 if init is None else init
 
     def check() -> str | None:
         files = list(results.rglob("*.json"))
@@ -76,8 +80,13 @@ def _fixed_scale_is_recorded(tmp: Path, ctx: Context) -> Outcome:
         r = json.loads(files[0].read_text())
         if r["config"]["head_options"].get("logit_scale") != "fixed" or "logit_scale=fixed" not in r["label"]:
             return f"the option is not recorded: {r['label']} {r['config']['head_options']}"
-        if any(e["logit_scale"] != 100.0 for e in r["history"]):
-            return f"the fixed logit scale moved: {[e['logit_scale'] for e in r['history']]}"
+        if init is not None and (
+            r["config"]["head_options"].get("logit_scale_init") != init
+            or f"logit_scale_init={init:g}" not in r["label"]
+        ):
+            return f"logit_scale_init is not recorded: {r['label']} {r['config']['head_options']}"
+        if any(abs(e["logit_scale"] - start) > 1e-4 * start for e in r["history"]):
+            return f"the fixed logit scale moved from {start}: {[e['logit_scale'] for e in r['history']]}"
         return None
 
     return expect_ok(run, check)
@@ -105,6 +114,26 @@ def cases() -> list[Case]:
             ("tighttransf",),
         ),
         ("empty-experts", ["--head", "camoe", "--head-option", "experts=,"], ("camoe", "experts")),
+        (
+            "scale-init-zero",
+            ["--head", "meanp", "--head-option", "logit_scale_init=0"],
+            ("meanp", "logit_scale_init"),
+        ),
+        (
+            "scale-init-above-clamp",
+            ["--head", "xpool", "--head-option", "logit_scale_init=150"],
+            ("xpool", "100"),
+        ),
+        (
+            "scale-init-nan",
+            ["--head", "wti", "--head-option", "logit_scale_init=nan"],
+            ("wti", "logit_scale_init"),
+        ),
+        (
+            "scale-init-of-tighttransf",
+            ["--head", "tighttransf", "--head-option", "logit_scale_init=50"],
+            ("tighttransf", "logit_scale_init"),
+        ),
     ]
     quick = {"unknown-key", "nan", "out-of-range", "other-head", "duplicate"}
     out = [Case(AREA, f"flag-{name}", _bad_flag(argv, *m), quick=name in quick) for name, argv, m in flags]
@@ -125,10 +154,23 @@ def cases() -> list[Case]:
         ),
         ("not-a-table", 'heads = ["meanp"]\nhead_options = 1\n', ("head_options",)),
         ("string-bool", 'heads = ["meanp"]\n[head_options.meanp]\nadapter = "no"\n', ("meanp", "adapter")),
+        (
+            "negative-scale-init",
+            'heads = ["camoe"]\n[head_options]\nlogit_scale_init = [30.0, -1.0]\n',
+            ("camoe", "logit_scale_init"),
+        ),
     ]
     out += [
         Case(AREA, f"grid-{name}", _bad_grid(body, *m), quick=name == "bad-value") for name, body, m in grids
     ]
     out.append(Case(AREA, "ablate-flag-for-every-head", _ablate_flag_for_every_head, quick=False))
     out.append(Case(AREA, "fixed-logit-scale-is-recorded", _fixed_scale_is_recorded, quick=False))
+    out.append(
+        Case(
+            AREA,
+            "logit-scale-init-is-recorded",
+            lambda tmp, ctx: _fixed_scale_is_recorded(tmp, ctx, init=30.0),
+            quick=False,
+        )
+    )
     return out

@@ -125,6 +125,9 @@ def case(fn: str, arg: str, label: str, call: Call, *words: str) -> None:
 for label, value in [("none", None), ("int", 5), ("bool", True), ("list", ["a"]), ("empty", "")]:
     case("open_cache", "path", label, lambda e, v=value: api.open_cache(v))
 case("open_cache", "path", "missing", lambda e: api.open_cache(e.tmp / "nope.h5"), "no feature cache")
+# The class itself, as a user of the API may construct it directly.
+for label, value in [("none", None), ("int", 5), ("bytes", b"c.h5"), ("empty", ""), ("blank", "  ")]:
+    case("FeatureCache", "path", label, lambda e, v=value: api.FeatureCache(v))
 case("open_cache", "path", "folder", lambda e: api.open_cache(e.tmp), "folder")
 for label, value in [("none", None), ("int", 5), ("dict", {})]:
     case("load_split", "cache", label, lambda e, v=value: api.load_split(v, "train"))

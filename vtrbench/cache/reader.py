@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,15 @@ class FeatureCache:
     """
 
     def __init__(self, path: Path | str) -> None:
+        # The Python API's entry point: a wrong type or an empty string is the caller's mistake, said
+        # in one line like every other cache error (Path(5) would raise a bare TypeError, Path("")
+        # would look for a cache at ".").
+        if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+            raise CacheError(
+                f"FeatureCache needs a file path (str or pathlib.Path), got {type(path).__name__}"
+            )
+        if not str(path).strip():
+            raise CacheError("FeatureCache needs a file path, got an empty string")
         self.path = Path(path)
         if not self.path.is_file():
             hint = ""

@@ -52,7 +52,8 @@ def _origin_text(origin: dict[str, Any]) -> str:
 
 def print_registry(kind: str) -> None:
     """One line per name (pipe-friendly): built-ins bare, others followed by where they come from."""
-    from vtrbench.plugins import describe_entry_point, registry_of
+    from vtrbench.plugins import describe_entry_point, entry_point_names, registry_of
+    from vtrbench.registry import name_problem
 
     reg = registry_of(kind)
     for name in reg.available():
@@ -63,6 +64,13 @@ def print_registry(kind: str) -> None:
             origin = describe_entry_point(reg.entry_point_group, name) or {}
             where = _origin_text(origin) + " (not loaded yet)"
         click.echo(f"{name}  {where}".rstrip())
+    # Installed entry points whose name can never be registered: listed once, said to be unusable,
+    # so that a user sees why `--head NAME` will not find them (instead of a name that later fails).
+    for name in entry_point_names(reg.entry_point_group):
+        problem = name_problem(name)
+        if problem is not None:
+            origin = describe_entry_point(reg.entry_point_group, name) or {}
+            click.echo(f"{name!r}  {_origin_text(origin)} (unusable: a {kind} name {problem})")
 
 
 @cli.command("heads")

@@ -51,7 +51,16 @@ LOGIT_SCALE_MAX = 100.0
 #: and DRL keep in effect: they train it at CLIP's tiny learning rate).
 LOGIT_SCALE_MODES = ("learned", "fixed")
 #: The schema entry every trainable head with a logit scale adds to its ``option_schema``.
-LOGIT_SCALE_OPTION: dict[str, OptionRule] = {"logit_scale": OptionRule("choice", choices=LOGIT_SCALE_MODES)}
+#: ``logit_scale_init``: the scale's starting value (and, with ``logit_scale=fixed``, its value
+#: throughout), i.e. an initial temperature of 1/logit_scale_init; 100 by default. In (0, 100]
+#: because the learned scale is clamped to <= 100 after every step.
+LOGIT_SCALE_INIT = 100.0
+LOGIT_SCALE_OPTION: dict[str, OptionRule] = {
+    "logit_scale": OptionRule("choice", choices=LOGIT_SCALE_MODES),
+    "logit_scale_init": OptionRule("float", low=0.0, low_open=True, high=LOGIT_SCALE_MAX),
+}
+#: ``vtrbench tune``'s range for ``logit_scale_init`` (every head with a logit scale adds it).
+LOGIT_SCALE_SPACE: dict[str, dict[str, Any]] = {"logit_scale_init": {"low": 10.0, "high": 100.0, "log": True}}
 
 
 class Head(nn.Module):
@@ -91,20 +100,27 @@ class Head(nn.Module):
                 f"option logit_scale must be one of {', '.join(LOGIT_SCALE_MODES)}, got {logit_scale!r}"
             )
         self.logit_scale_mode = logit_scale
+        self.logit_scale_init = float(logit_scale_init)
         # Stored as a log like CLIP; clamped to <= LOGIT_SCALE_MAX after every step.
         self.log_logit_scale = nn.Parameter(
             torch.tensor(math.log(logit_scale_init)), requires_grad=logit_scale == "learned"
         )
 
     def scale_options(self) -> dict[str, Any]:
-        """``{"logit_scale": "fixed"}`` or ``{}``: for ``describe()``. The default (learned) is left out
-        so that the config hash, and so the run id, of every run made before the option existed
-        stays the same."""
-        return {"logit_scale": "fixed"} if self.logit_scale_mode == "fixed" else {}
+        """``{"logit_scale": "fixed", "logit_scale_init": ...}``, each only when not the default: for
+        ``describe()``. Defaults (learned, 100) are left out so that the config hash, and so the run
+        id, of every run made before the options existed stays the same."""
+        out: dict[str, Any] = {"logit_scale": "fixed"} if self.logit_scale_mode == "fixed" else {}
+        if self.logit_scale_init != LOGIT_SCALE_INIT:
+            out["logit_scale_init"] = self.logit_scale_init
+        return out
 
     def scale_label(self) -> list[str]:
-        """Label extras for the logit scale option (empty for the default)."""
-        return ["logit_scale=fixed"] if self.logit_scale_mode == "fixed" else []
+        """Label extras for the logit scale options (empty for the defaults)."""
+        out = ["logit_scale=fixed"] if self.logit_scale_mode == "fixed" else []
+        if self.logit_scale_init != LOGIT_SCALE_INIT:
+            out.append(f"logit_scale_init={self.logit_scale_init:g}")
+        return out
 
     def logit_scale(self) -> torch.Tensor:
         return self.log_logit_scale.exp()

@@ -76,7 +76,14 @@ from vtrbench.heads._layers import (
     video_inputs,
     zero_padding,
 )
-from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, Head, register_head
+from vtrbench.heads.base import (
+    LOGIT_SCALE_INIT,
+    LOGIT_SCALE_OPTION,
+    LOGIT_SCALE_SPACE,
+    Batch,
+    Head,
+    register_head,
+)
 
 EXPERTS = ("action", "entity", "fusion", "scene")
 STREAMS = ("pos", "learned", "eot")
@@ -197,7 +204,8 @@ class CAMoEHead(Head):
     below 8; with init="clip" the backbone's), ``max_frames`` (64), ``patches`` (use cached patch
     tokens in the entity expert), ``adapter`` (per-stream text adapters; the scene expert's
     linear map is part of the expert and always present), ``activation`` ("quick_gelu" or
-    "gelu"; with init="clip" the backbone's), ``logit_scale`` ("learned" | "fixed" at 100)."""
+    "gelu"; with init="clip" the backbone's), ``logit_scale`` ("learned" | "fixed" at
+    ``logit_scale_init``, default 100)."""
 
     option_schema = {
         "experts": OptionRule("names", choices=EXPERTS),
@@ -212,6 +220,7 @@ class CAMoEHead(Head):
 
     search_space = {
         **Head.search_space,
+        **LOGIT_SCALE_SPACE,
         "layers": {"low": 1, "high": 4},
         "aux_weight": {"low": 0.0, "high": 1.0},
     }
@@ -232,10 +241,11 @@ class CAMoEHead(Head):
         adapter: bool = True,
         activation: str = "quick_gelu",
         logit_scale: str = "learned",
+        logit_scale_init: float = LOGIT_SCALE_INIT,
         **unknown: Any,
     ) -> None:
         reject_unknown_options("camoe", unknown, option_names(type(self)))
-        super().__init__(embed_dim, logit_scale=logit_scale)
+        super().__init__(embed_dim, logit_scale_init=logit_scale_init, logit_scale=logit_scale)
         self.experts = _parse_experts(experts)
         self.streams = choose_one("camoe", "streams", streams, STREAMS)
         self.gate = choose_one("camoe", "gate", gate, GATES)

@@ -25,25 +25,38 @@ from vtrbench.heads._layers import (
     unit_adapter,
     video_inputs,
 )
-from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, Head, register_head
+from vtrbench.heads.base import (
+    LOGIT_SCALE_INIT,
+    LOGIT_SCALE_OPTION,
+    LOGIT_SCALE_SPACE,
+    Batch,
+    Head,
+    register_head,
+)
 
 
 @register_head("meanp")
 class MeanPHead(Head):
     """Options: ``adapter`` (default True) switches both residual linear adapters; ``logit_scale``
-    ("learned" | "fixed" at 100)."""
+    ("learned" | "fixed" at ``logit_scale_init``, default 100)."""
 
-    search_space = Head.search_space  # the training recipe only: meanp has nothing else to tune
+    search_space = {**Head.search_space, **LOGIT_SCALE_SPACE}  # the recipe and the logit scale
 
     text_needs_tokens = False  # text = adapted EOT feature only
 
     option_schema = {"adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}
 
     def __init__(
-        self, embed_dim: int, *, adapter: bool = True, logit_scale: str = "learned", **unknown: Any
+        self,
+        embed_dim: int,
+        *,
+        adapter: bool = True,
+        logit_scale: str = "learned",
+        logit_scale_init: float = LOGIT_SCALE_INIT,
+        **unknown: Any,
     ) -> None:
         reject_unknown_options("meanp", unknown, option_names(type(self)))
-        super().__init__(embed_dim, logit_scale=logit_scale)
+        super().__init__(embed_dim, logit_scale_init=logit_scale_init, logit_scale=logit_scale)
         self.adapter = bool(adapter)
         self.text_adapter = unit_adapter(embed_dim, self.adapter)
         self.video_adapter = unit_adapter(embed_dim, self.adapter)

@@ -31,7 +31,14 @@ from vtrbench.heads._layers import (
     unit_adapter,
     video_inputs,
 )
-from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, Head, register_head
+from vtrbench.heads.base import (
+    LOGIT_SCALE_INIT,
+    LOGIT_SCALE_OPTION,
+    LOGIT_SCALE_SPACE,
+    Batch,
+    Head,
+    register_head,
+)
 
 
 def valid_first(frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,19 +51,25 @@ def valid_first(frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
 @register_head("seqlstm")
 class SeqLSTMHead(Head):
     """Options: ``adapter`` (True: residual linear adapter on the text side); ``logit_scale``
-    ("learned" | "fixed" at 100)."""
+    ("learned" | "fixed" at ``logit_scale_init``, default 100)."""
 
-    search_space = Head.search_space  # the training recipe only
+    search_space = {**Head.search_space, **LOGIT_SCALE_SPACE}  # the recipe and the logit scale
 
     text_needs_tokens = False  # text = adapted EOT feature only
 
     option_schema = {"adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}
 
     def __init__(
-        self, embed_dim: int, *, adapter: bool = True, logit_scale: str = "learned", **unknown: Any
+        self,
+        embed_dim: int,
+        *,
+        adapter: bool = True,
+        logit_scale: str = "learned",
+        logit_scale_init: float = LOGIT_SCALE_INIT,
+        **unknown: Any,
     ) -> None:
         reject_unknown_options("seqlstm", unknown, option_names(type(self)))
-        super().__init__(embed_dim, logit_scale=logit_scale)
+        super().__init__(embed_dim, logit_scale_init=logit_scale_init, logit_scale=logit_scale)
         self.adapter = bool(adapter)
         # PyTorch's default LSTM initialisation, as in CLIP4Clip (its init_weights skips LSTMs).
         self.lstm = nn.LSTM(embed_dim, embed_dim, num_layers=1, batch_first=True)

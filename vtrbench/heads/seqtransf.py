@@ -42,7 +42,14 @@ from vtrbench.heads._layers import (
     unit_adapter,
     video_inputs,
 )
-from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, Head, register_head
+from vtrbench.heads.base import (
+    LOGIT_SCALE_INIT,
+    LOGIT_SCALE_OPTION,
+    LOGIT_SCALE_SPACE,
+    Batch,
+    Head,
+    register_head,
+)
 
 #: CLIP4Clip's seqTransf depth (``--cross_num_hidden_layers`` 4, text layers 0-3).
 DEFAULT_LAYERS = 4
@@ -54,9 +61,9 @@ class SeqTransfHead(Head):
     layers, see :meth:`init_from`), ``heads`` (8, or the largest divisor of D below 8; with
     init="clip" the backbone's), ``max_frames`` (64), ``adapter`` (True, text side only),
     ``activation`` ("quick_gelu" or "gelu"; with init="clip" the backbone's), ``logit_scale``
-    ("learned" | "fixed" at 100)."""
+    ("learned" | "fixed" at ``logit_scale_init``, default 100)."""
 
-    search_space = {**Head.search_space, "layers": {"low": 1, "high": 4}}
+    search_space = {**Head.search_space, **LOGIT_SCALE_SPACE, "layers": {"low": 1, "high": 4}}
 
     text_needs_tokens = False  # text = adapted EOT feature only
     option_schema = {**temporal_schema(), "adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}
@@ -72,10 +79,11 @@ class SeqTransfHead(Head):
         adapter: bool = True,
         activation: str = "quick_gelu",
         logit_scale: str = "learned",
+        logit_scale_init: float = LOGIT_SCALE_INIT,
         **unknown: Any,
     ) -> None:
         reject_unknown_options("seqtransf", unknown, option_names(type(self)))
-        super().__init__(embed_dim, logit_scale=logit_scale)
+        super().__init__(embed_dim, logit_scale_init=logit_scale_init, logit_scale=logit_scale)
         self.layers = positive_int("seqtransf", "layers", layers)
         self.init = choose_one("seqtransf", "init", init, INITS)
         self.heads = resolve_heads("seqtransf", embed_dim, heads)

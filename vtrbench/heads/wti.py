@@ -64,7 +64,14 @@ from vtrbench.heads._layers import (
     video_inputs,
     zero_padding,
 )
-from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, PairwiseHead, register_head
+from vtrbench.heads.base import (
+    LOGIT_SCALE_INIT,
+    LOGIT_SCALE_OPTION,
+    LOGIT_SCALE_SPACE,
+    Batch,
+    PairwiseHead,
+    register_head,
+)
 
 DEFAULT_MLP_LAYERS = 2
 #: DRL's --agg_module values vtrbench offers (DRL's seqLSTM and meanP aggregators are not offered).
@@ -124,7 +131,7 @@ class WTIHead(PairwiseHead):
     seqtransf), ``heads``, ``max_frames`` (64), ``activation``; ``logit_scale`` ("learned" | "fixed"
     at 100)."""
 
-    search_space = {**PairwiseHead.search_space, "mlp_layers": {"low": 1, "high": 3}}
+    search_space = {**PairwiseHead.search_space, **LOGIT_SCALE_SPACE, "mlp_layers": {"low": 1, "high": 3}}
 
     eval_block = (128, 128)
     option_schema = {
@@ -149,11 +156,12 @@ class WTIHead(PairwiseHead):
         max_frames: int | None = None,
         activation: str | None = None,
         logit_scale: str = "learned",
+        logit_scale_init: float = LOGIT_SCALE_INIT,
         padding: str = "masked",
         **unknown: Any,
     ) -> None:
         reject_unknown_options("wti", unknown, option_names(type(self)))
-        super().__init__(embed_dim, logit_scale=logit_scale)
+        super().__init__(embed_dim, logit_scale_init=logit_scale_init, logit_scale=logit_scale)
         if mlp_layers not in (1, 2, 3) or isinstance(mlp_layers, bool):
             raise VtrbenchError(f"wti option mlp_layers must be 1, 2 or 3 (DRL wti_arch), got {mlp_layers!r}")
         self.mlp_layers = int(mlp_layers)

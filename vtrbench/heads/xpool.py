@@ -53,7 +53,14 @@ from vtrbench.heads._layers import (
     unit_adapter,
     video_inputs,
 )
-from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, PairwiseHead, register_head
+from vtrbench.heads.base import (
+    LOGIT_SCALE_INIT,
+    LOGIT_SCALE_OPTION,
+    LOGIT_SCALE_SPACE,
+    Batch,
+    PairwiseHead,
+    register_head,
+)
 
 DEFAULT_HEADS = 1  # X-Pool's --num_mha_heads default
 
@@ -70,9 +77,9 @@ _MASK_BIAS = -1.0e30
 @register_head("xpool")
 class XPoolHead(PairwiseHead):
     """Options: ``heads`` (1, must divide D), ``adapter`` (True: residual linear text adapter),
-    ``logit_scale`` ("learned" | "fixed" at 100)."""
+    ``logit_scale`` ("learned" | "fixed" at ``logit_scale_init``, default 100)."""
 
-    search_space = {**PairwiseHead.search_space, "heads": {"choices": [1, 2, 4, 8]}}
+    search_space = {**PairwiseHead.search_space, **LOGIT_SCALE_SPACE, "heads": {"choices": [1, 2, 4, 8]}}
 
     text_needs_tokens = False  # the caption is its EOT feature
     eval_block = (256, 256)
@@ -85,10 +92,11 @@ class XPoolHead(PairwiseHead):
         heads: int = DEFAULT_HEADS,
         adapter: bool = True,
         logit_scale: str = "learned",
+        logit_scale_init: float = LOGIT_SCALE_INIT,
         **unknown: Any,
     ) -> None:
         reject_unknown_options("xpool", unknown, option_names(type(self)))
-        super().__init__(embed_dim, logit_scale=logit_scale)
+        super().__init__(embed_dim, logit_scale_init=logit_scale_init, logit_scale=logit_scale)
         self.heads = positive_int("xpool", "heads", heads)
         if embed_dim % self.heads:
             raise VtrbenchError(f"xpool option heads={heads} does not divide the embedding width {embed_dim}")
