@@ -362,7 +362,8 @@ def test_ablate_tuned_runs_best_configs_on_test_and_report_labels_them(
     t = tuned[0]
     best = _best(study)
     # the tuned head option (the initial logit scale) is part of the head's label, like any option
-    assert t["label"] == f"meanp[logit_scale_init={best['params']['head.logit_scale_init']:g}] (tuned, 2 trials)"
+    scale0 = best["params"]["head.logit_scale_init"]
+    assert t["label"] == f"meanp[logit_scale_init={scale0:g}] (tuned, 2 trials)"
     assert t["config"]["head_options"]["logit_scale_init"] == best["params"]["head.logit_scale_init"]
     assert t["config"]["lr"] == best["params"]["lr"] and t["config"]["epochs"] == best["params"]["epochs"]
     assert t["config"]["val_fraction"] == 0.0 and t["protocol"]["test_split"] == "test"

@@ -7,9 +7,10 @@ parallel region waits for its slowest thread, and a thread without a core stalls
 2-core machine). The default therefore takes the cores that are free when the run starts:
 ``cores - round(1-minute load average)``, at least 1 and at most torch's default; an idle
 machine keeps torch's default (idle, 2 threads were 1.4-1.7x faster than 1 here; under load 1
-was 3-15x faster than 2, so a half-busy core already counts as busy). ``--threads N`` (train, eval, ablate; ``threads`` in a grid
-file or RunSpec) overrides it. The thread count does not change what is computed, only
-its speed (and float summation order in some kernels), so it is not part of a run's config hash.
+was 3-15x faster than 2, so a half-busy core already counts as busy). ``--threads N`` (train,
+eval, ablate; ``threads`` in a grid file or RunSpec) overrides it. The thread count does not
+change what is computed, only its speed (and float summation order in some kernels), so it is
+not part of a run's config hash.
 """
 
 from __future__ import annotations
