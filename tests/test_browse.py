@@ -137,6 +137,14 @@ def test_page_data_follows_the_report_and_the_contract(
         if r == 1:
             assert meanp["topk"][q][0] == data["gt"][q]
     assert data["gate_summary"] and data["gate_summary"][0]["system"] == camoe["name"]
+    # each top-k item's score: the result file's own (lowest seed), best first, per query
+    stored = next(r for r in loaded if r["label"] == "meanp" and r["loss"] == "infonce")
+    assert meanp["topk_seed"] == stored["seed"]
+    assert meanp["scores"] == [row[:5] for row in stored["topk_scores"]["raw"]["t2v"]]
+    assert all(
+        len(sc) == len(tk) and sc == sorted(sc, reverse=True)
+        for sc, tk in zip(camoe["scores"], camoe["topk"], strict=True)
+    )
 
 
 def test_browse_refusals_are_one_line(results: Path, synth_cache: Path, run_cli, tmp_path: Path) -> None:
@@ -176,12 +184,12 @@ def test_old_results_and_caches_without_thumbnails_still_browse(
     for p in old.rglob("*.json"):
         r = json.loads(p.read_text())
         # a schema-1 file: no topk, tie counts or per-query gates (schema 2 requires the first two)
-        for key in ("topk", "per_query", "per_query_gate"):
+        for key in ("topk", "topk_scores", "per_query", "per_query_gate"):
             r.pop(key, None)
         r["schema"] = 1
         p.write_text(json.dumps(r))
     data = page_data(build_site([old], _cache_for(results), tmp_path / "site").page)
-    assert all(s["topk"] is None and s["gate"] is None for s in data["systems"])
+    assert all(s["topk"] is None and s["scores"] is None and s["gate"] is None for s in data["systems"])
     assert data["gate_summary"] == []
 
 
@@ -208,6 +216,7 @@ def test_page_in_headless_chromium(results: Path, synth_cache: Path, tmp_path: P
     assert got["tables"] == 3 and got["table_rows"] == 3
     assert got["sorted_desc"] and got["sorted_asc"] and got["sort_column"].startswith("t2v R@1")
     assert got["cards_a"] + got["cards_b"] > 0
+    assert got["scores_shown"] > 0  # every top-k item of a card shows its score
     assert got["images"] > 0 and got["images_decoded"] == got["images"] and got["images_not_data"] == 0
     assert got["filter_ok"] and got["filter_cards"] > 0
     assert got["figure"] == _has_matplotlib()  # report's figure, inline SVG

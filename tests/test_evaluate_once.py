@@ -118,6 +118,19 @@ def test_topk_of_post_processed_scores_and_small_galleries() -> None:
     assert res["topk"]["dsl"]["v2t"] == _dense_topk(dense_dsl(s.T), 10)
     assert res["topk"]["qbnorm"]["t2v"] == _dense_topk(dense_qbnorm(s, bank_text @ video.T)[0], 8)
     assert res["topk"]["raw"]["t2v"] != res["topk"]["dsl"]["t2v"]
+    # the stored scores are what each post-processing ranks by, best first, 6 digits; QB-Norm ranks
+    # a normalised query in log space (beta s - logsumexp over the bank), any other one by s itself
+    qb, hub = dense_qbnorm(s, bank_text @ video.T)
+    qb = torch.where(torch.from_numpy(hub)[:, None], qb.log(), qb)
+    assert hub.any()  # with 8 videos every query is a hub query here
+    for post, dense in (("raw", s), ("dsl", dense_dsl(s)), ("qbnorm", qb)):
+        got, top = res["topk_scores"][post]["t2v"], res["topk"][post]["t2v"]
+        want = [[float(dense[q, j]) for j in row] for q, row in enumerate(top)]
+        assert np.allclose(got, want, rtol=1e-5, atol=1e-12), post
+        assert all(row == sorted(row, reverse=True) for row in got)
+    got = res["topk_scores"]["dsl"]["v2t"]
+    want = [[float(dense_dsl(s.T)[v, j]) for j in row] for v, row in enumerate(res["topk"]["dsl"]["v2t"])]
+    assert np.allclose(got, want, rtol=1e-5, atol=1e-12)
 
 
 # ------------------------------------------------------------------ every pair scored once
@@ -283,7 +296,7 @@ def _result_file(tmp_path: Path, res: dict, name: str = "r.json") -> Path:
         "config_hash": "0" * 16,
         "seed": 0,
         "protocol": res["protocol"],
-        **{k: res[k] for k in ("metrics", "per_query_ranks", "per_query", "topk")},
+        **{k: res[k] for k in ("metrics", "per_query_ranks", "per_query", "topk", "topk_scores")},
     }
     path = tmp_path / name
     write_result(path, result)
@@ -304,6 +317,9 @@ def test_result_files_carry_per_query_and_topk_and_are_checked(tmp_path: Path) -
     path = _result_file(tmp_path, res)
     data = read_result(path)
     assert SCHEMA == 2 and data["per_query"] == res["per_query"] and data["topk"] == res["topk"]
+    assert data["topk_scores"] == res["topk_scores"]
+    without = {k: v for k, v in data.items() if k not in ("_path", "topk_scores")}
+    assert "topk_scores" not in read_result(_damaged(tmp_path, without, lambda d: None, "no-scores"))
     n_q, n_v = len(qv), len(video)
 
     def setter(*keys, value):
@@ -332,6 +348,16 @@ def test_result_files_carry_per_query_and_topk_and_are_checked(tmp_path: Path) -
         "topk-index": (setter("topk", "qbnorm", "v2t", 0, 0, value=n_q), f"in [0, {n_q})"),
         "topk-repeat": (setter("topk", "raw", "t2v", 0, value=[0] * 10), "distinct"),
         "topk-width": (setter("topk", "raw", "t2v", 0, value=list(range(9))), "10 distinct"),
+        "scores-short": (
+            setter("topk_scores", "raw", "t2v", value=res["topk_scores"]["raw"]["t2v"][:-1]),
+            "lists",
+        ),
+        "scores-width": (setter("topk_scores", "dsl", "v2t", 0, value=[1.0] * 9), "10 finite numbers"),
+        "scores-order": (
+            setter("topk_scores", "raw", "t2v", 0, value=[float(i) for i in range(10)]),
+            "best first",
+        ),
+        "scores-post": (lambda d: d["topk_scores"].pop("qbnorm"), "one entry per post-processing in topk"),
     }
     data.pop("_path")
     for name, (change, message) in cases.items():

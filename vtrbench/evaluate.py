@@ -580,8 +580,9 @@ def rank_queries(
     *,
     topk: int,
     progress: Callable[[int], None] | None = None,
-) -> tuple[dict[str, TieCounts], dict[str, np.ndarray]]:
-    """Rank query chunks ``read(rows) -> (n, M)`` raw scores; counts and top-k per post-processing.
+) -> tuple[dict[str, TieCounts], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Rank query chunks ``read(rows) -> (n, M)`` raw scores; counts, top-k indices and their scores
+    (float64, as the post-processing computed them) per post-processing.
 
     ``counter(scores, slack, rows)`` turns the ``(n, M)`` scores of query rows ``rows`` and their
     rounding bounds into counts;
@@ -591,6 +592,7 @@ def rank_queries(
     # fragments the heap, and glibc then grows the process by about one block per chunk.
     out = {p: np.empty((len(TieCounts._fields), n_queries), dtype=np.int64) for p in posts}
     top: dict[str, np.ndarray] = {}
+    top_scores: dict[str, np.ndarray] = {}
     for rows in chunks:
         raw = read(rows)
         for p in posts:
@@ -599,10 +601,20 @@ def rank_queries(
             best = topk_indices(scores, topk)
             if p not in top:
                 top[p] = np.empty((n_queries, best.shape[1]), dtype=np.int64)
+                top_scores[p] = np.empty((n_queries, best.shape[1]), dtype=np.float64)
             top[p][rows] = best
+            picked = scores.gather(1, torch.from_numpy(best).to(scores.device))
+            top_scores[p][rows] = picked.double().cpu().numpy()
         if progress is not None:
             progress(rows.stop - rows.start)
-    return {p: TieCounts(*counts) for p, counts in out.items()}, top
+    return {p: TieCounts(*counts) for p, counts in out.items()}, top, top_scores
+
+
+def scores_to_json(scores: np.ndarray) -> list[list[float]]:
+    """Top-k scores for a result file: 6 significant digits (float32 holds about 7), which keeps
+    each row's order (rounding is monotone) and the files small; equal stored values are not
+    necessarily ties under the tie tolerance (``protocol.tie_tolerance``), and vice versa."""
+    return [[float(f"{v:.6g}") for v in row] for row in np.asarray(scores, dtype=np.float64).tolist()]
 
 
 def _check_embeddings(name: str, x: Any, dim: int | None, device: torch.device | None) -> torch.Tensor:
@@ -727,11 +739,13 @@ def evaluate_embeddings(
         ``{"metrics": {post: {"t2v": {...}, "v2t": {...}, "RSum": float}},
         "per_query_ranks": {post: {"t2v": [Nq floats], "v2t": [Nv floats]}},
         "per_query": {post: {"t2v": counts, "v2t": counts}}, "topk": {post: {"t2v": [[int]],
-        "v2t": [[int]]}}, "protocol": {...}, "score_matrix": "memory" | "disk", "eval_s": float}``;
+        "v2t": [[int]]}}, "topk_scores": {post: {"t2v": [[float]], "v2t": [[float]]}},
+        "protocol": {...}, "score_matrix": "memory" | "disk", "eval_s": float}``;
         metric dicts as :func:`vtrbench.metrics.retrieval_metrics`, ranks are expected ranks in
         query order (captions, then videos), ``counts`` the tie counts they come from
         (:func:`vtrbench.metrics.counts_to_json`), ``topk`` each query's best 10 gallery indices
-        (results/README.md).
+        and ``topk_scores`` their scores under that post-processing (6 significant digits;
+        results/README.md).
     """
     start = time.perf_counter()
     text = _check_embeddings("text_emb", text_emb, None, None)
@@ -996,10 +1010,10 @@ def evaluate_scorers(
             return v2t_counts(s, videos, qv, protocol, slack)
 
         rank = dict(posts=posts, opts=opts, topk=TOPK)
-        t2v_counts, t2v_top = rank_queries(
+        t2v_counts, t2v_top, t2v_top_scores = rank_queries(
             matrix.row_chunks(), matrix.rows, n_q, t2v_counter, states=t2v_states, **rank
         )
-        v2t_all, v2t_top = rank_queries(
+        v2t_all, v2t_top, v2t_top_scores = rank_queries(
             matrix.col_chunks(), matrix.cols, n_v, v2t_counter, states=v2t_states, progress=progress, **rank
         )
         kind, scale = matrix.kind, matrix.scale
@@ -1008,6 +1022,7 @@ def evaluate_scorers(
     ranks: dict[str, Any] = {}
     per_query: dict[str, Any] = {}
     topk: dict[str, Any] = {}
+    topk_scores: dict[str, Any] = {}
     # CLIP4Clip's multi-sentence path (several captions per video) takes torch.median for t2v only
     lower_t2v = mdr == "clip4clip" and n_q > n_v
     for p in posts:
@@ -1017,6 +1032,7 @@ def evaluate_scorers(
         ranks[p] = {"t2v": expected_ranks(t2v_counts[p]).tolist(), "v2t": expected_ranks(v2t_all[p]).tolist()}
         per_query[p] = {"t2v": counts_to_json(t2v_counts[p]), "v2t": counts_to_json(v2t_all[p])}
         topk[p] = {"t2v": t2v_top[p].tolist(), "v2t": v2t_top[p].tolist()}
+        topk_scores[p] = {"t2v": scores_to_json(t2v_top_scores[p]), "v2t": scores_to_json(v2t_top_scores[p])}
     protocol_info = {
         "n_queries": n_q,
         "n_gallery": n_v,
@@ -1048,6 +1064,7 @@ def evaluate_scorers(
         "per_query_ranks": ranks,
         "per_query": per_query,
         "topk": topk,
+        "topk_scores": topk_scores,
         "protocol": protocol_info,
         "score_matrix": kind,
         "eval_s": time.perf_counter() - start,

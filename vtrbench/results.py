@@ -18,7 +18,7 @@ from typing import Any
 from vtrbench.errors import VtrbenchError
 
 # Schema 2 (this vtrbench writes it) adds per_query (the tie counts every metric is computed from)
-# and topk; schema 1 files (no per_query/topk) stay readable.
+# and topk (and topk_scores, optional); schema 1 files (no per_query/topk) stay readable.
 SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)
 # raw/dsl/qbnorm and the hubness family of vtrbench.postprocess: "-test" reads all test queries
@@ -277,6 +277,35 @@ def _per_query_problem(data: dict[str, Any]) -> str | None:
                     or len(set(row)) != k
                 ):
                     return f"{what}[{i}] must be {k} distinct gallery indices in [0, {size})"
+    return _topk_scores_problem(data)
+
+
+def _topk_scores_problem(data: dict[str, Any]) -> str | None:
+    """``topk_scores`` (optional: files written before it have none; null = not recorded) must
+    match ``topk`` list by list, hold finite numbers and run best first (non-increasing)."""
+    block = data.get("topk_scores")
+    if block is None:
+        return None
+    if not isinstance(block, dict) or set(block) != set(data["topk"]):
+        return "topk_scores must be an object with one entry per post-processing in topk (or null)"
+    for post, per_post in block.items():
+        if not isinstance(per_post, dict) or set(per_post) != set(DIRECTIONS):
+            return f"topk_scores.{post} must be an object with keys t2v and v2t"
+        for direction in DIRECTIONS:
+            what = f"topk_scores.{post}.{direction}"
+            rows, indices = per_post[direction], data["topk"][post][direction]
+            if not isinstance(rows, list) or len(rows) != len(indices):
+                return f"{what} must be a list of {len(indices)} lists (one per query, as topk)"
+            for i, row in enumerate(rows):
+                k = len(indices[i])
+                numbers = isinstance(row, list) and len(row) == k
+                numbers = numbers and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row
+                )
+                if not numbers:
+                    return f"{what}[{i}] must be {k} finite numbers (the scores of topk)"
+                if any(b > a for a, b in zip(row, row[1:], strict=False)):
+                    return f"{what}[{i}] must run best first (non-increasing), as topk"
     return None
 
 

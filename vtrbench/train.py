@@ -601,6 +601,7 @@ def build_result(
         "per_query_ranks": evaluation["per_query_ranks"],
         "per_query": evaluation["per_query"],
         "topk": evaluation["topk"],
+        "topk_scores": evaluation.get("topk_scores"),
         "history": history,
         "gate": evaluation.get("gate"),
         "per_query_gate": evaluation.get("per_query_gate"),  # {expert: [weight per test caption]}

@@ -159,6 +159,13 @@ DAMAGES: dict[str, Callable[[dict[str, Any]], None]] = {
     "topk-negative-index": _map("topk", "raw", "v2t", fn=lambda a: [[-1, *a[0][1:]], *a[1:]]),
     "topk-repeated-index": _map("topk", "raw", "t2v", fn=lambda a: [[a[0][0]] * len(a[0]), *a[1:]]),
     "topk-not-a-list": _set("topk", "raw", "t2v", value={"0": [0]}),
+    "topk-scores-post-missing": _drop("topk_scores", "dsl"),
+    "topk-scores-short": _map("topk_scores", "raw", "t2v", fn=lambda a: a[:-1]),
+    "topk-scores-row-short": _map("topk_scores", "raw", "v2t", fn=lambda a: [a[0][:-1], *a[1:]]),
+    "topk-scores-not-sorted": _map("topk_scores", "raw", "t2v", fn=lambda a: [a[0][::-1], *a[1:]]),
+    "topk-scores-string": _map("topk_scores", "raw", "t2v", fn=lambda a: [["x"] * len(a[0]), *a[1:]]),
+    "topk-scores-bool": _map("topk_scores", "dsl", "t2v", fn=lambda a: [[True] * len(a[0]), *a[1:]]),
+    "topk-scores-not-an-object": _set("topk_scores", value=[1, 2]),
     "schema-3": _set("schema", value=3),
     "schema-float": _set("schema", value=2.0),
 }

@@ -105,6 +105,8 @@ def build_site(
                 "seeds": s["seeds"],
                 "ranks": s["ranks"],
                 "topk": s["topk"],
+                "scores": s["scores"],
+                "topk_seed": s["topk_seed"],
                 "gate": s["gate"],
             }
             for k, s in systems.items()
@@ -137,7 +139,8 @@ def build_site(
 
 
 def _systems(results: list[dict[str, Any]], post: str) -> dict[str, dict[str, Any]]:
-    """Per (label, loss): seed-averaged per-query t2v ranks, top-k of the lowest seed, mean gates."""
+    """Per (label, loss): seed-averaged per-query t2v ranks, top-k (and its scores) of the lowest seed,
+    mean gates."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         groups[(str(r.get("label")), str(r.get("loss")))].append(r)
@@ -151,6 +154,8 @@ def _systems(results: list[dict[str, Any]], post: str) -> dict[str, dict[str, An
             [np.asarray(r["per_query_ranks"][post]["t2v"], dtype=float) for r in with_post], axis=0
         )
         topk = ((with_post[0].get("topk") or {}).get(post) or {}).get("t2v")
+        # the scores of those items (results written before topk_scores have none)
+        scores = ((with_post[0].get("topk_scores") or {}).get(post) or {}).get("t2v") if topk else None
         gates = [r["per_query_gate"] for r in with_post if r.get("per_query_gate")]
         gate = (
             {e: np.round(np.mean([g[e] for g in gates], axis=0), 4).tolist() for e in gates[0]}
@@ -164,6 +169,8 @@ def _systems(results: list[dict[str, Any]], post: str) -> dict[str, dict[str, An
             "seeds": [int(r.get("seed", 0)) for r in with_post],
             "ranks": np.round(ranks, 2).tolist(),
             "topk": [row[:TOPK_SHOWN] for row in topk] if topk else None,
+            "scores": [row[:TOPK_SHOWN] for row in scores] if scores else None,
+            "topk_seed": int(with_post[0].get("seed", 0)),
             "gate": gate,
             "rsum": rsum,
         }

@@ -29,16 +29,24 @@ function sortTable(tb,j){const th=tb.tHead.rows[0].cells[j];const dir=th.dataset
 function sysById(id){return D.systems.find(s=>s.id===id)}
 function gateLine(s,q){if(!s.gate)return null;const g=el('div',{class:'gate'},s.name+' gate: ');
   for(const[e,w]of Object.entries(s.gate))g.append(el('span',{},e+' '+w[q].toFixed(2)));return g}
+// score under each item; '=' marks a stored score equal to the one before it (a tie shown as one),
+// 'tie' an item whose stored score equals the ground truth's
+function scoreText(s,q,i){if(!s.scores)return '';const x=s.scores[q][i];
+  return (i>0&&x===s.scores[q][i-1]?'= ':'')+Number(x).toPrecision(4)}
 function topLine(s,q){const box=el('div',{class:'top'});
   if(!s.topk){box.append(el('span',{class:'note'},'(no top-k in these result files: schema 1)'));return box}
-  s.topk[q].forEach((v,i)=>{box.append(el('div',{class:v===D.gt[q]?'gt':''},thumb(v),el('br'),(i+1)+'. '+D.videos[v]))});
+  const g=s.topk[q].indexOf(D.gt[q]),gs=s.scores&&g>=0?s.scores[q][g]:null;
+  s.topk[q].forEach((v,i)=>{const tie=gs!==null&&v!==D.gt[q]&&s.scores[q][i]===gs;
+    const item=el('div',{class:v===D.gt[q]?'gt':(tie?'tie':'')},thumb(v),el('br'),(i+1)+'. '+D.videos[v]);
+    if(s.scores)item.append(el('br'),el('span',{class:'score',title:'score ('+D.post+')'},scoreText(s,q,i)));
+    box.append(item)});
   return box}
 function card(q,A,B){const c=el('div',{class:'card'});
   c.append(el('div',{class:'cap'},D.captions[q]));
   c.append(el('div',{class:'meta'},'ground truth ',D.videos[D.gt[q]],' · rank ',A.name,': ',String(A.ranks[q]),
     ' · ',B.name,': ',String(B.ranks[q]),' · verb stream: ',D.verb[q]));
   c.append(thumb(D.gt[q]));
-  for(const s of[A,B]){c.append(el('div',{class:'sys'},s.name+(s.topk?' top-'+s.topk[q].length:'')+':'));c.append(topLine(s,q));
+  for(const s of[A,B]){c.append(el('div',{class:'sys'},s.name+(s.topk?' top-'+s.topk[q].length+' (seed '+s.topk_seed+')':'')+':'));c.append(topLine(s,q));
     const g=gateLine(s,q);if(g)c.append(g)}
   return c}
 function drill(){const A=sysById($('sysA').value),B=sysById($('sysB').value);
@@ -78,6 +86,7 @@ async function selftest(){const out={};const t0=performance.now();
     sortTable(tb,j);const d=col();sortTable(tb,j);const a=col();
     out.sorted_desc=d.every((x,i)=>i===0||d[i-1]>=x);out.sorted_asc=a.every((x,i)=>i===0||a[i-1]<=x);
     out.sort_column=tb.tHead.rows[0].cells[j].textContent}
+  out.scores_shown=document.querySelectorAll('#winA .score,#winB .score').length;
   out.cards_a=$('winA').querySelectorAll('.card').length;out.cards_b=$('winB').querySelectorAll('.card').length;
   const imgs=[...document.images];await Promise.all(imgs.map(i=>i.decode().catch(()=>null)));
   out.images=imgs.length;out.images_decoded=imgs.filter(i=>i.complete&&i.naturalWidth>0).length;

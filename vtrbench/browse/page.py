@@ -36,8 +36,10 @@ Click a column header to sort.</p>
  <label>show <input id="nshow" type="number" min="1" value="{shown}" style="width:4em"> per side</label>
 </div>
 <p id="summary" class="note"></p>
-<p class="note">Ranks are averaged over seeds; top-k lists come from the lowest seed. The green frame marks
-the ground-truth video.</p>
+<p class="note">Ranks are averaged over seeds (a tie counts as the mean of its positions); top-k lists and
+their scores come from the lowest seed. The green frame marks the ground-truth video, a dashed orange
+frame a video whose score equals the ground truth's; "=" marks a score equal to the one before it
+(scores as stored, 6 significant digits; ranks use the tie tolerance in results/README.md).</p>
 <div class="cols"><div id="winA"></div><div id="winB"></div></div>
 <h2>Gate summary (CAMoE)</h2>
 <p class="note">Per kind of query: how often each expert gets the largest gate weight / its mean weight.</p>

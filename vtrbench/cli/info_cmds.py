@@ -85,7 +85,7 @@ def inspect(path: Path, verify: bool) -> None:
         from vtrbench.results import read_result
 
         r = read_result(path)
-        for key in ("per_query_ranks", "per_query", "topk", "_path"):  # per-query lists: long, unread
+        for key in ("per_query_ranks", "per_query", "topk", "topk_scores", "_path"):  # long, unread
             r.pop(key, None)
         _out().print_json(json.dumps(r))
         return
