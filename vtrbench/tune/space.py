@@ -268,8 +268,9 @@ def describe_space(kind: str, name: str, *, max_epochs: int = 30) -> list[str]:
     if not decl:
         return [f"{kind} {name}: no search space (nothing to tune)"]
     lines = [f"search space of {kind} {name} (vtrbench tune; epochs up to --max-epochs, here {max_epochs}):"]
+    shown = {key: key if (kind == "head" and key in RECIPE_KEYS) else f"{kind}.{key}" for key in decl}
+    width = max(18, *(len(s) for s in shown.values()))  # one column whatever the longest name
     for key, spec in decl.items():
-        shown = key if (kind == "head" and key in RECIPE_KEYS) else f"{kind}.{key}"
-        p = parse_param(shown, spec, where=f"{kind} {name}", max_epochs=max_epochs)
-        lines.append(f"  {shown:<18} {p.text()}")
+        p = parse_param(shown[key], spec, where=f"{kind} {name}", max_epochs=max_epochs)
+        lines.append(f"  {shown[key]:<{width}} {p.text()}")
     return lines
