@@ -171,6 +171,28 @@ def test_a_usage_error_under_torchrun_is_said_once(tmp_path: Path, monkeypatch: 
         refuse(None, "plain")
 
 
+def test_an_ablate_option_error_under_torchrun_is_said_once_but_a_grid_file_error_by_each_rank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vtrbench.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(tmp_path / "error.json"))
+    monkeypatch.setattr("vtrbench.shard.SIBLING_WAIT_S", 0.0)
+    argv = ["ablate", "--cache", str(tmp_path / "none.h5"), "--results", str(tmp_path / "r"), "--quiet"]
+    monkeypatch.setenv("RANK", "1")
+    assert main([*argv, "--seeds", "x"]) == 0  # options are the same on every rank: rank 0 says it
+    said = capsys.readouterr()
+    assert said.out + said.err == "" and not (tmp_path / "error.json").exists()
+    # a grid file may differ between machines (a node without it): every rank says what it found
+    assert main([*argv, "--grid", str(tmp_path / "missing.toml")]) == 2
+    assert "grid file not found" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "0")
+    assert main([*argv, "--seeds", "x"]) == 2
+    assert "--seed(s) must be integers" in capsys.readouterr().err
+    assert "--seed(s) must be integers" in (tmp_path / "error.json").read_text()
+
+
 _ORPHAN = r"""
 import os, subprocess, sys, time
 if sys.argv[1] == "parent":

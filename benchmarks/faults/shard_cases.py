@@ -652,11 +652,16 @@ def _torchrun_kill_case(name: str, point: str, victim: str, delay: float = 0.0) 
     return Case(AREA, f"kill-torchrun-{name}", run, quick=False)
 
 
-def _torchrun_usage_case(name: str, extra: list[Any], mention: str) -> Case:
-    """A usage error under torchrun: said once (rank 0), and torchrun's summary lists one failure."""
+def _torchrun_usage_case(name: str, extra: list[Any], mention: str, command: str = "extract") -> Case:
+    """A usage error under torchrun: said once (rank 0), and torchrun's summary lists one failure.
+    ``command`` extract (a tiny dataset) or ablate (a grid from options, on a cache never opened)."""
 
     def run(tmp: Path, ctx: Context) -> Outcome:
-        proc = _torchrun(tmp, "none", [*extract_argv(_data(ctx), tmp / "out.h5"), *extra], "run.log")
+        if command == "extract":
+            argv = [*extract_argv(_data(ctx), tmp / "out.h5"), *extra]
+        else:
+            argv = ["ablate", "--cache", tmp / "none.h5", "--results", tmp / "r", "--quiet", *extra]
+        proc = _torchrun(tmp, "none", argv, "run.log")
         try:
             proc.wait(timeout=300)
         finally:
@@ -674,7 +679,9 @@ def _torchrun_usage_case(name: str, extra: list[Any], mention: str) -> Case:
             return Outcome("silently_wrong", "torchrun's summary lists more than the one failure, or not it")
         return Outcome("clear_error", errors[0][:200])
 
-    return Case(AREA, f"torchrun-{name}", run, quick=False)
+    return Case(
+        AREA, f"torchrun-{name}" if command == "extract" else f"torchrun-{command}-{name}", run, quick=False
+    )
 
 
 # ------------------------------------------------------------------ the list
@@ -723,5 +730,10 @@ def cases() -> list[Case]:
         _torchrun_usage_case("with-shard", ["--shard", "0/2"], "--shard"),
         _torchrun_usage_case("with-overwrite", ["--overwrite"], "--overwrite"),
         _torchrun_usage_case("bad-image-std", ["--image-std", "1e-30"], "--image-std"),
+        _torchrun_usage_case("bad-seeds", ["--seeds", "x"], "--seed", command="ablate"),
+        _torchrun_usage_case("unknown-head", ["--heads", "meanpp"], "meanpp", command="ablate"),
+        _torchrun_usage_case(
+            "bad-head-option", ["--head-option", "logit_scale_init=0"], "logit_scale_init", command="ablate"
+        ),  # fmt: skip
     ]
     return out

@@ -189,7 +189,56 @@ def ablate(
         _ablate_tuned(tuned_study, seeds, shard_option, grid_file, kw)
         return
 
-    from vtrbench.ablate import TRAIN_KEYS, Grid, load_grid, run_grid, validate_grid
+    from vtrbench.ablate import run_grid
+    from vtrbench.shard import from_torchrun, refuse
+
+    try:
+        grid = _grid_from_options(
+            heads, losses, seeds, experts_groups, streams_list, gate_list, aux_list, grid_file, kw
+        )
+    except VtrbenchError as e:
+        if grid_file is not None:
+            raise  # a file can differ between machines: each rank reports what it found
+        # A grid from the options alone: every torchrun rank finds the same error, so rank 0 says it
+        # once (the device and cache checks below can differ per rank and stay per rank).
+        refuse(from_torchrun(), str(e))
+    from vtrbench.shard import resolve
+
+    shard, device = resolve(shard_option, _resolve_device(kw["device"]))
+    base = run_spec_from_options({**kw, "device": device})
+    if grid_file is not None:
+        try:
+            base = replace(base, **grid.train)  # RunSpec validates the combination (e.g. bf16 on a CPU)
+        except VtrbenchError as e:
+            raise VtrbenchError(f"{grid_file}: {e}") from None
+    err = _console()
+    n = len(grid.points())
+    mine = f" (shard {shard}: {len(shard.take(grid.points()))} of them)" if shard is not None else ""
+    err.print(f"ablation grid: {n} runs{mine} on {base.cache_path} -> {base.results_dir}")
+    outcome = run_grid(grid, base, console=err, progress=not kw.get("quiet"), source=grid_file, shard=shard)
+    err.print(
+        f"[green]grid done:[/] {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
+        f"{len(outcome.failed)} failed; grid saved as {outcome.grid_file}"
+    )
+    for desc, reason in outcome.failed:
+        err.print(f"  [red]failed[/] {desc}: {reason}")
+    if outcome.failed:
+        raise SystemExit(1)
+
+
+def _grid_from_options(
+    heads: str,
+    losses: str,
+    seeds: str,
+    experts_groups: str | None,
+    streams_list: str | None,
+    gate_list: str | None,
+    aux_list: str | None,
+    grid_file: Path | None,
+    kw: dict[str, Any],
+) -> Any:
+    """The grid ``ablate`` runs: the grid file's, or the one its options describe (validated)."""
+    from vtrbench.ablate import TRAIN_KEYS, Grid, load_grid, validate_grid
 
     head_option_pairs = tuple(kw.pop("head_option", ()) or ())
     if grid_file is not None:
@@ -218,28 +267,7 @@ def ablate(
                 head_options=head_options_for_grid(_split_list(heads), head_option_pairs),
             )
         )
-    from vtrbench.shard import resolve
-
-    shard, device = resolve(shard_option, _resolve_device(kw["device"]))
-    base = run_spec_from_options({**kw, "device": device})
-    if grid_file is not None:
-        try:
-            base = replace(base, **grid.train)  # RunSpec validates the combination (e.g. bf16 on a CPU)
-        except VtrbenchError as e:
-            raise VtrbenchError(f"{grid_file}: {e}") from None
-    err = _console()
-    n = len(grid.points())
-    mine = f" (shard {shard}: {len(shard.take(grid.points()))} of them)" if shard is not None else ""
-    err.print(f"ablation grid: {n} runs{mine} on {base.cache_path} -> {base.results_dir}")
-    outcome = run_grid(grid, base, console=err, progress=not kw.get("quiet"), source=grid_file, shard=shard)
-    err.print(
-        f"[green]grid done:[/] {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
-        f"{len(outcome.failed)} failed; grid saved as {outcome.grid_file}"
-    )
-    for desc, reason in outcome.failed:
-        err.print(f"  [red]failed[/] {desc}: {reason}")
-    if outcome.failed:
-        raise SystemExit(1)
+    return grid
 
 
 def _ablate_tuned(study: str, seeds: str, shard_option: str | None, grid_file: Path | None, kw: Any) -> None:
