@@ -141,6 +141,11 @@ def test_page_data_follows_the_report_and_the_contract(
     stored = next(r for r in loaded if r["label"] == "meanp" and r["loss"] == "infonce")
     assert meanp["topk_seed"] == stored["seed"]
     assert meanp["scores"] == [row[:5] for row in stored["topk_scores"]["raw"]["t2v"]]
+    # v2t: per test video, its seed-averaged rank and top-5 captions with their scores
+    assert meanp["ranks_v2t"] == [round(x, 2) for x in stored["per_query_ranks"]["raw"]["v2t"]]
+    assert meanp["topk_v2t"] == [row[:5] for row in stored["topk"]["raw"]["v2t"]]
+    assert meanp["scores_v2t"] == [row[:5] for row in stored["topk_scores"]["raw"]["v2t"]]
+    assert all(len(row) == 5 and all(0 <= c < n for c in row) for row in meanp["topk_v2t"])
     assert all(
         len(sc) == len(tk) and sc == sorted(sc, reverse=True)
         for sc, tk in zip(camoe["scores"], camoe["topk"], strict=True)
@@ -190,6 +195,7 @@ def test_old_results_and_caches_without_thumbnails_still_browse(
         p.write_text(json.dumps(r))
     data = page_data(build_site([old], _cache_for(results), tmp_path / "site").page)
     assert all(s["topk"] is None and s["scores"] is None and s["gate"] is None for s in data["systems"])
+    assert all(s["topk_v2t"] is None and s["scores_v2t"] is None and s["ranks_v2t"] for s in data["systems"])
     assert data["gate_summary"] == []
 
 
@@ -217,6 +223,8 @@ def test_page_in_headless_chromium(results: Path, synth_cache: Path, tmp_path: P
     assert got["sorted_desc"] and got["sorted_asc"] and got["sort_column"].startswith("t2v R@1")
     assert got["cards_a"] + got["cards_b"] > 0
     assert got["scores_shown"] > 0  # every top-k item of a card shows its score
+    # v2t: video queries with their top-5 captions and scores, own captions marked
+    assert got["cards_v2t"] > 0 and got["scores_v2t"] > 0 and got["v2t_own_captions"] > 0
     assert got["images"] > 0 and got["images_decoded"] == got["images"] and got["images_not_data"] == 0
     assert got["filter_ok"] and got["filter_cards"] > 0
     assert got["figure"] == _has_matplotlib()  # report's figure, inline SVG

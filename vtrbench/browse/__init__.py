@@ -106,6 +106,9 @@ def build_site(
                 "ranks": s["ranks"],
                 "topk": s["topk"],
                 "scores": s["scores"],
+                "ranks_v2t": s["ranks_v2t"],
+                "topk_v2t": s["topk_v2t"],
+                "scores_v2t": s["scores_v2t"],
                 "topk_seed": s["topk_seed"],
                 "gate": s["gate"],
             }
@@ -139,8 +142,9 @@ def build_site(
 
 
 def _systems(results: list[dict[str, Any]], post: str) -> dict[str, dict[str, Any]]:
-    """Per (label, loss): seed-averaged per-query t2v ranks, top-k (and its scores) of the lowest seed,
-    mean gates."""
+    """Per (label, loss) and direction: seed-averaged per-query ranks, top-k (and its scores) of the
+    lowest seed; mean gates. t2v under ``ranks``/``topk``/``scores``, v2t (videos as queries, test
+    captions as gallery) under the same names with ``_v2t``."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         groups[(str(r.get("label")), str(r.get("loss")))].append(r)
@@ -150,12 +154,6 @@ def _systems(results: list[dict[str, Any]], post: str) -> dict[str, dict[str, An
         with_post = [r for r in rs if post in (r.get("per_query_ranks") or {})]
         if not with_post:
             continue
-        ranks = np.mean(
-            [np.asarray(r["per_query_ranks"][post]["t2v"], dtype=float) for r in with_post], axis=0
-        )
-        topk = ((with_post[0].get("topk") or {}).get(post) or {}).get("t2v")
-        # the scores of those items (results written before topk_scores have none)
-        scores = ((with_post[0].get("topk_scores") or {}).get(post) or {}).get("t2v") if topk else None
         gates = [r["per_query_gate"] for r in with_post if r.get("per_query_gate")]
         gate = (
             {e: np.round(np.mean([g[e] for g in gates], axis=0), 4).tolist() for e in gates[0]}
@@ -164,16 +162,26 @@ def _systems(results: list[dict[str, Any]], post: str) -> dict[str, dict[str, An
         )
         # "best" by RSum (the sum of six recalls): steadier on small test splits than R@1 alone
         rsum = float(np.mean([_rsum(r["metrics"][post]) for r in with_post]))
-        out[f"{key[0]} + {key[1]}"] = {
+        system: dict[str, Any] = {
             "key": key,
             "seeds": [int(r.get("seed", 0)) for r in with_post],
-            "ranks": np.round(ranks, 2).tolist(),
-            "topk": [row[:TOPK_SHOWN] for row in topk] if topk else None,
-            "scores": [row[:TOPK_SHOWN] for row in scores] if scores else None,
             "topk_seed": int(with_post[0].get("seed", 0)),
             "gate": gate,
             "rsum": rsum,
         }
+        for direction, suffix in (("t2v", ""), ("v2t", "_v2t")):
+            ranks = np.mean(
+                [np.asarray(r["per_query_ranks"][post][direction], dtype=float) for r in with_post], axis=0
+            )
+            topk = ((with_post[0].get("topk") or {}).get(post) or {}).get(direction)
+            # the scores of those items (results written before topk_scores have none)
+            scores = (
+                ((with_post[0].get("topk_scores") or {}).get(post) or {}).get(direction) if topk else None
+            )
+            system["ranks" + suffix] = np.round(ranks, 2).tolist()
+            system["topk" + suffix] = [row[:TOPK_SHOWN] for row in topk] if topk else None
+            system["scores" + suffix] = [row[:TOPK_SHOWN] for row in scores] if scores else None
+        out[f"{key[0]} + {key[1]}"] = system
     if not out:
         raise VtrbenchError(f"no result holds per-query ranks for post-processing {post!r}")
     n = {len(s["ranks"]) for s in out.values()}

@@ -31,16 +31,37 @@ function gateLine(s,q){if(!s.gate)return null;const g=el('div',{class:'gate'},s.
   for(const[e,w]of Object.entries(s.gate))g.append(el('span',{},e+' '+w[q].toFixed(2)));return g}
 // score under each item; '=' marks a stored score equal to the one before it (a tie shown as one),
 // 'tie' an item whose stored score equals the ground truth's
-function scoreText(s,q,i){if(!s.scores)return '';const x=s.scores[q][i];
-  return (i>0&&x===s.scores[q][i-1]?'= ':'')+Number(x).toPrecision(4)}
+function scoreText(row,i){const x=row[i];return (i>0&&x===row[i-1]?'= ':'')+Number(x).toPrecision(4)}
+const NO_TOPK='(no top-k in these result files: schema 1)';
 function topLine(s,q){const box=el('div',{class:'top'});
-  if(!s.topk){box.append(el('span',{class:'note'},'(no top-k in these result files: schema 1)'));return box}
+  if(!s.topk){box.append(el('span',{class:'note'},NO_TOPK));return box}
   const g=s.topk[q].indexOf(D.gt[q]),gs=s.scores&&g>=0?s.scores[q][g]:null;
   s.topk[q].forEach((v,i)=>{const tie=gs!==null&&v!==D.gt[q]&&s.scores[q][i]===gs;
     const item=el('div',{class:v===D.gt[q]?'gt':(tie?'tie':'')},thumb(v),el('br'),(i+1)+'. '+D.videos[v]);
-    if(s.scores)item.append(el('br'),el('span',{class:'score',title:'score ('+D.post+')'},scoreText(s,q,i)));
+    if(s.scores)item.append(el('br'),el('span',{class:'score',title:'score ('+D.post+')'},scoreText(s.scores[q],i)));
     box.append(item)});
   return box}
+// v2t: a video's captions (the correct items of a video query)
+function capsOf(v){if(!D._caps){D._caps=D.videos.map(()=>[]);D.gt.forEach((w,q)=>D._caps[w].push(q))}return D._caps[v]}
+function short(t){return t.length>90?t.slice(0,89)+'…':t}
+function topLineV(s,v){const box=el('ol',{class:'topv'});
+  if(!s.topk_v2t){box.append(el('li',{class:'note'},NO_TOPK));return box}
+  const row=s.topk_v2t[v],sc=s.scores_v2t?s.scores_v2t[v]:null;
+  const gs=sc?row.map((c,i)=>D.gt[c]===v?sc[i]:null).filter(x=>x!==null):[];
+  row.forEach((c,i)=>{const own=D.gt[c]===v,tie=!own&&sc!==null&&gs.includes(sc[i]);
+    const item=el('li',{class:own?'gt':(tie?'tie':'')},short(D.captions[c]));
+    if(sc)item.append(' ',el('span',{class:'score',title:'score ('+D.post+')'},scoreText(sc,i)));
+    box.append(item)});
+  return box}
+function cardV(v,A,B){const c=el('div',{class:'card'});
+  c.append(el('div',{class:'cap'},'video ',D.videos[v]));
+  c.append(el('div',{class:'meta'},'rank of its best caption ',A.name,': ',String(A.ranks_v2t[v]),' · ',B.name,': ',
+    String(B.ranks_v2t[v])));
+  c.append(thumb(v));
+  c.append(el('div',{class:'meta'},'its captions: '+capsOf(v).map(q=>D.captions[q]).join(' | ')));
+  for(const s of[A,B]){c.append(el('div',{class:'sys'},s.name+(s.topk_v2t?' top-'+s.topk_v2t[v].length+' (seed '+s.topk_seed+')':'')+':'));
+    c.append(topLineV(s,v))}
+  return c}
 function card(q,A,B){const c=el('div',{class:'card'});
   c.append(el('div',{class:'cap'},D.captions[q]));
   c.append(el('div',{class:'meta'},'ground truth ',D.videos[D.gt[q]],' · rank ',A.name,': ',String(A.ranks[q]),
@@ -49,17 +70,21 @@ function card(q,A,B){const c=el('div',{class:'card'});
   for(const s of[A,B]){c.append(el('div',{class:'sys'},s.name+(s.topk?' top-'+s.topk[q].length+' (seed '+s.topk_seed+')':'')+':'));c.append(topLine(s,q));
     const g=gateLine(s,q);if(g)c.append(g)}
   return c}
-function drill(){const A=sysById($('sysA').value),B=sysById($('sysB').value);
+function drill(){const A=sysById($('sysA').value),B=sysById($('sysB').value),v2t=$('dir').value==='v2t';
   const f=$('filter').value.toLowerCase(),lo=+$('minlen').value||0,hi=+$('maxlen').value||1e9,vs=$('verb').value,
     n=+$('nshow').value||20;
-  const qs=[];for(let q=0;q<D.captions.length;q++){const c=D.captions[q];const w=c.split(/\s+/).length;
-    if(f&&!c.toLowerCase().includes(f))continue;if(w<lo||w>hi)continue;if(vs&&D.verb[q]!==vs)continue;qs.push(q)}
-  const d=q=>B.ranks[q]-A.ranks[q];
+  // a caption passes the filters; a video (v2t) passes when one of its captions does
+  const ok=q=>{const c=D.captions[q];const w=c.split(/\s+/).length;
+    return !(f&&!c.toLowerCase().includes(f))&&w>=lo&&w<=hi&&!(vs&&D.verb[q]!==vs)};
+  const qs=[];const nq=v2t?D.videos.length:D.captions.length;
+  for(let q=0;q<nq;q++)if(v2t?capsOf(q).some(ok):ok(q))qs.push(q);
+  const rA=v2t?A.ranks_v2t:A.ranks,rB=v2t?B.ranks_v2t:B.ranks,make=v2t?cardV:card;
+  const d=q=>rB[q]-rA[q];
   const winA=qs.filter(q=>d(q)>0).sort((x,y)=>d(y)-d(x)||x-y),winB=qs.filter(q=>d(q)<0).sort((x,y)=>d(x)-d(y)||x-y);
-  $('summary').textContent=qs.length+' queries match; '+A.name+' ranks better on '+winA.length+', '+B.name+' on '+
+  $('summary').textContent=qs.length+(v2t?' video queries':' queries')+' match; '+A.name+' ranks better on '+winA.length+', '+B.name+' on '+
     winB.length+', equal on '+(qs.length-winA.length-winB.length)+'.';
   for(const[id,list,w,l]of[['winA',winA,A,B],['winB',winB,B,A]]){const box=$(id);box.replaceChildren(
-    el('h3',{},w.name+' beats '+l.name+' most ('+list.length+')'));list.slice(0,n).forEach(q=>box.append(card(q,A,B)))}}
+    el('h3',{},w.name+' beats '+l.name+' most ('+list.length+')'));list.slice(0,n).forEach(q=>box.append(make(q,A,B)))}}
 function renderGates(){const root=$('gates');if(!D.gate_summary.length){root.append(el('p',{class:'note'},
   'No result file here holds per-query gate weights (CAMoE results written by this version do).'));return}
   for(const g of D.gate_summary){root.append(el('h3',{},g.system));const t=el('table');
@@ -75,7 +100,8 @@ function init(){document.title=D.title;$('title').textContent=D.title;
   for(const id of['sysA','sysB'])for(const s of D.systems)$(id).append(el('option',{value:s.id},s.name));
   $('sysA').value=D.a;$('sysB').value=D.b;
   for(const v of[...new Set(D.verb)].sort())$('verb').append(el('option',{value:v},v));
-  for(const id of['sysA','sysB','verb'])$(id).onchange=drill;
+  for(const id of['sysA','sysB','verb','dir'])$(id).onchange=drill;
+  if(/\bv2t\b/.test(location.hash))$('dir').value='v2t';  // index.html#v2t opens the v2t drill-down
   for(const id of['filter','minlen','maxlen','nshow'])$(id).oninput=drill;
   drill();renderGates()}
 async function selftest(){const out={};const t0=performance.now();
@@ -95,6 +121,10 @@ async function selftest(){const out={};const t0=performance.now();
   out.filter_text=$('filter').value;out.filter_cards=document.querySelectorAll('#winA .card,#winB .card').length;
   out.filter_ok=[...document.querySelectorAll('#winA .cap,#winB .cap')].every(c=>c.textContent.toLowerCase().includes(out.filter_text.toLowerCase()));
   $('filter').value='';drill();
+  $('dir').value='v2t';drill();out.cards_v2t=document.querySelectorAll('#winA .card,#winB .card').length;
+  out.scores_v2t=document.querySelectorAll('#winA .topv .score,#winB .topv .score').length;
+  out.v2t_own_captions=document.querySelectorAll('#winA .topv li.gt,#winB .topv li.gt').length;
+  $('dir').value='t2v';drill();
   out.figure=!!document.querySelector('#figures svg');out.errors=ERR;out.csp_violations=CSPV;out.ms=Math.round(performance.now()-t0);
   out.load_ms=Math.round(performance.now());
   $('selftest').textContent=JSON.stringify(out)}

@@ -26,9 +26,11 @@ BODY = """
 Click a column header to sort.</p>
 <div id="tables"></div>
 <ul class="note" id="notes"></ul>
-<h2>Per-query drill-down (t2v)</h2>
+<h2>Per-query drill-down</h2>
 <div class="controls">
  <label>A <select id="sysA"></select></label><label>B <select id="sysB"></select></label>
+ <label>queries <select id="dir"><option value="t2v">t2v: captions → videos</option>
+  <option value="v2t">v2t: videos → captions</option></select></label>
  <label>caption contains <input id="filter" size="18"></label>
  <label>words from <input id="minlen" type="number" min="0" style="width:4em"> to
   <input id="maxlen" type="number" min="0" style="width:4em"></label>
@@ -39,7 +41,10 @@ Click a column header to sort.</p>
 <p class="note">Ranks are averaged over seeds (a tie counts as the mean of its positions); top-k lists and
 their scores come from the lowest seed. The green frame marks the ground-truth video, a dashed orange
 frame a video whose score equals the ground truth's; "=" marks a score equal to the one before it
-(scores as stored, 6 significant digits; ranks use the tie tolerance in results/README.md).</p>
+(scores as stored, 6 significant digits; ranks use the tie tolerance in results/README.md). v2t: a
+video query's rank is its best caption's under the results' v2t protocol (clip4clip: among each
+video's best caption; any-caption: among all captions), the top-5 lists all captions with its own in
+green, and the caption filters keep a video when one of its captions passes them.</p>
 <div class="cols"><div id="winA"></div><div id="winB"></div></div>
 <h2>Gate summary (CAMoE)</h2>
 <p class="note">Per kind of query: how often each expert gets the largest gate weight / its mean weight.</p>
