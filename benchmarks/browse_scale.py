@@ -2,7 +2,8 @@
 
     python -m benchmarks.browse_scale [--queries 10000] [--systems 7] [--videos 1000]
 
-Builds the page's data directly (random ranks, top-5 lists and gates; one real thumbnail strip
+Builds the page's data directly (random ranks, top-5 lists with scores in both directions and
+gates; one real thumbnail strip
 repeated for every video, 6-8 KiB like a 320x240 clip) with vtrbench.browse.page.render_page, opens
 it in headless Chromium without virtual time, and prints the file size, the in-page time to the end
 of the first render (``performance.now()`` at the end of init: parse + JSON + tables + drill-down)
@@ -30,6 +31,12 @@ def _data(n_q: int, n_sys: int, n_v: int, thumb: str) -> dict:
         ranks = np.round(rng.gamma(1.5, 20, n_q) + 1, 1).tolist()
         topk = rng.integers(0, n_v, (n_q, 5)).tolist()
         gate = rng.dirichlet(np.ones(4), n_q).round(4).T
+
+        def scores(n: int) -> list[list[float]]:
+            # as result files store them: 6 significant digits, best first
+            raw = -np.sort(-rng.normal(0.2, 0.05, (n, 5)), axis=1)
+            return [[float(f"{x:.6g}") for x in row] for row in raw]
+
         systems.append(
             {
                 "id": f"sys{s}",
@@ -37,6 +44,11 @@ def _data(n_q: int, n_sys: int, n_v: int, thumb: str) -> dict:
                 "seeds": [0],
                 "ranks": ranks,
                 "topk": topk,
+                "scores": scores(n_q),
+                "ranks_v2t": np.round(rng.gamma(1.5, 20, n_v) + 1, 1).tolist(),
+                "topk_v2t": rng.integers(0, n_q, (n_v, 5)).tolist(),
+                "scores_v2t": scores(n_v),
+                "topk_seed": 0,
                 "gate": {
                     e: g.tolist() for e, g in zip(("fusion", "action", "entity", "scene"), gate, strict=True)
                 },
