@@ -141,6 +141,9 @@ def test_page_data_follows_the_report_and_the_contract(
     stored = next(r for r in loaded if r["label"] == "meanp" and r["loss"] == "infonce")
     assert meanp["topk_seed"] == stored["seed"]
     assert meanp["scores"] == [row[:5] for row in stored["topk_scores"]["raw"]["t2v"]]
+    # wrong items tied with the ground truth, per query (the lowest seed's counts), both directions
+    assert meanp["tied"] == stored["per_query"]["raw"]["t2v"]["tied"]
+    assert meanp["tied_v2t"] == stored["per_query"]["raw"]["v2t"]["tied"]
     # v2t: per test video, its seed-averaged rank and top-5 captions with their scores
     assert meanp["ranks_v2t"] == [round(x, 2) for x in stored["per_query_ranks"]["raw"]["v2t"]]
     assert meanp["topk_v2t"] == [row[:5] for row in stored["topk"]["raw"]["v2t"]]
@@ -196,6 +199,7 @@ def test_old_results_and_caches_without_thumbnails_still_browse(
     data = page_data(build_site([old], _cache_for(results), tmp_path / "site").page)
     assert all(s["topk"] is None and s["scores"] is None and s["gate"] is None for s in data["systems"])
     assert all(s["topk_v2t"] is None and s["scores_v2t"] is None and s["ranks_v2t"] for s in data["systems"])
+    assert all(s["tied"] is None and s["tied_v2t"] is None for s in data["systems"])
     assert data["gate_summary"] == []
 
 

@@ -106,6 +106,8 @@ def build_site(
                 "ranks": s["ranks"],
                 "topk": s["topk"],
                 "scores": s["scores"],
+                "tied": s["tied"],
+                "tied_v2t": s["tied_v2t"],
                 "ranks_v2t": s["ranks_v2t"],
                 "topk_v2t": s["topk_v2t"],
                 "scores_v2t": s["scores_v2t"],
@@ -178,6 +180,10 @@ def _systems(results: list[dict[str, Any]], post: str) -> dict[str, dict[str, An
             scores = (
                 ((with_post[0].get("topk_scores") or {}).get(post) or {}).get(direction) if topk else None
             )
+            # how many wrong items tie the ground truth (lowest seed; schema 1 has no counts): a rank
+            # ending in .5 is a tie, e.g. meanP's time-reversed twin on the demo data
+            counts = ((with_post[0].get("per_query") or {}).get(post) or {}).get(direction)
+            system["tied" + suffix] = [int(t) for t in counts["tied"]] if counts else None
             system["ranks" + suffix] = np.round(ranks, 2).tolist()
             system["topk" + suffix] = [row[:TOPK_SHOWN] for row in topk] if topk else None
             system["scores" + suffix] = [row[:TOPK_SHOWN] for row in scores] if scores else None

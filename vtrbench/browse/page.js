@@ -55,17 +55,20 @@ function topLineV(s,v){const box=el('ol',{class:'topv'});
   return box}
 function cardV(v,A,B){const c=el('div',{class:'card'});
   c.append(el('div',{class:'cap'},'video ',D.videos[v]));
-  c.append(el('div',{class:'meta'},'rank of its best caption ',A.name,': ',String(A.ranks_v2t[v]),' · ',B.name,': ',
-    String(B.ranks_v2t[v])));
+  c.append(el('div',{class:'meta'},'rank of its best caption ',A.name,': ',rankText(A,v,true),' · ',B.name,': ',
+    rankText(B,v,true)));
   c.append(thumb(v));
   c.append(el('div',{class:'meta'},'its captions: '+capsOf(v).map(q=>D.captions[q]).join(' | ')));
   for(const s of[A,B]){c.append(el('div',{class:'sys'},s.name+(s.topk_v2t?' top-'+s.topk_v2t[v].length+' (seed '+s.topk_seed+')':'')+':'));
     c.append(topLineV(s,v))}
   return c}
+// a rank with the number of wrong items tied with the ground truth (lowest seed), when there are any
+function rankText(s,q,v2t){const r=String((v2t?s.ranks_v2t:s.ranks)[q]),t=v2t?s.tied_v2t:s.tied;
+  return t&&t[q]>0?r+' (seed '+s.topk_seed+': tied with '+t[q]+')':r}
 function card(q,A,B){const c=el('div',{class:'card'});
   c.append(el('div',{class:'cap'},D.captions[q]));
-  c.append(el('div',{class:'meta'},'ground truth ',D.videos[D.gt[q]],' · rank ',A.name,': ',String(A.ranks[q]),
-    ' · ',B.name,': ',String(B.ranks[q]),' · verb stream: ',D.verb[q]));
+  c.append(el('div',{class:'meta'},'ground truth ',D.videos[D.gt[q]],' · rank ',A.name,': ',rankText(A,q,false),
+    ' · ',B.name,': ',rankText(B,q,false),' · verb stream: ',D.verb[q]));
   c.append(thumb(D.gt[q]));
   for(const s of[A,B]){c.append(el('div',{class:'sys'},s.name+(s.topk?' top-'+s.topk[q].length+' (seed '+s.topk_seed+')':'')+':'));c.append(topLine(s,q));
     const g=gateLine(s,q);if(g)c.append(g)}
@@ -113,6 +116,7 @@ async function selftest(){const out={};const t0=performance.now();
     out.sorted_desc=d.every((x,i)=>i===0||d[i-1]>=x);out.sorted_asc=a.every((x,i)=>i===0||a[i-1]<=x);
     out.sort_column=tb.tHead.rows[0].cells[j].textContent}
   out.scores_shown=document.querySelectorAll('#winA .score,#winB .score').length;
+  out.tie_notes=[...document.querySelectorAll('#winA .meta,#winB .meta')].filter(m=>m.textContent.includes('tied with')).length;
   out.cards_a=$('winA').querySelectorAll('.card').length;out.cards_b=$('winB').querySelectorAll('.card').length;
   const imgs=[...document.images];await Promise.all(imgs.map(i=>i.decode().catch(()=>null)));
   out.images=imgs.length;out.images_decoded=imgs.filter(i=>i.complete&&i.naturalWidth>0).length;
