@@ -216,9 +216,14 @@ def ablate(
     mine = f" (shard {shard}: {len(shard.take(grid.points()))} of them)" if shard is not None else ""
     err.print(f"ablation grid: {n} runs{mine} on {base.cache_path} -> {base.results_dir}")
     outcome = run_grid(grid, base, console=err, progress=not kw.get("quiet"), source=grid_file, shard=shard)
+    _finish(err, outcome, "grid done", f"; grid saved as {outcome.grid_file}")
+
+
+def _finish(err: Any, outcome: Any, done: str, tail: str = "") -> None:
+    """The closing lines of ``ablate`` (runs ran / skipped / failed, each failure) and its exit code."""
     err.print(
-        f"[green]grid done:[/] {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
-        f"{len(outcome.failed)} failed; grid saved as {outcome.grid_file}"
+        f"[green]{done}:[/] {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
+        f"{len(outcome.failed)} failed{tail}"
     )
     for desc, reason in outcome.failed:
         err.print(f"  [red]failed[/] {desc}: {reason}")
@@ -290,11 +295,4 @@ def _ablate_tuned(study: str, seeds: str, shard_option: str | None, grid_file: P
         progress=not kw.get("quiet"),
         shard=shard,
     )
-    err.print(
-        f"[green]tuned runs done:[/] {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
-        f"{len(outcome.failed)} failed"
-    )
-    for desc, reason in outcome.failed:
-        err.print(f"  [red]failed[/] {desc}: {reason}")
-    if outcome.failed:
-        raise SystemExit(1)
+    _finish(err, outcome, "tuned runs done")
