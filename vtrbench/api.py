@@ -27,24 +27,44 @@ from typing import Any
 import numpy as np
 import torch
 
+from vtrbench import defaults
 from vtrbench import evaluate as _evaluate
+from vtrbench import factory as _factory
 from vtrbench import results as _results
-from vtrbench import train as _train
+from vtrbench.api_args import (
+    EMBED_DIM,
+    POSITIVE_INT,
+    RECIPE,
+    SCALE,
+    bad,
+    eval_options,
+    head_arg,
+    head_name,
+    path_arg,
+    posts_arg,
+    progress_arg,
+    registered,
+    split_arg,
+)
 from vtrbench.cache import FeatureCache
-from vtrbench.config import RECIPE_OPTIONS, OptionRule, TrainConfig, check_option, check_seed
+from vtrbench.config import OptionRule, TrainConfig, check_option, check_seed
 from vtrbench.config import check_value as _check_value
 from vtrbench.datasets.base import DatasetIndex, register_dataset
 from vtrbench.errors import VtrbenchError
-from vtrbench.heads import base as _heads
 from vtrbench.heads.base import Batch, Head, list_heads, register_head
-from vtrbench.losses import base as _losses
+from vtrbench.heads.contract import check_describe
 from vtrbench.losses.base import list_losses, register_loss
 from vtrbench.plugins import load_plugin as _load_plugin
 from vtrbench.plugins import loaded_plugins
-from vtrbench.runner import RunSpec, check_device, check_head_options, check_loss_options
-from vtrbench.runner import run_eval as _run_eval
-from vtrbench.runner import run_training as _run_training
-from vtrbench.train import SplitData
+from vtrbench.postprocess import BANK_POSTS
+from vtrbench.runs import data as _data
+from vtrbench.runs import scoring as _scoring
+from vtrbench.runs import train as _train
+from vtrbench.runs.data import SplitData
+from vtrbench.runs.runner import run_eval as _run_eval
+from vtrbench.runs.runner import run_training as _run_training
+from vtrbench.runs.spec import RunSpec, check_device, check_head_options, check_loss_options
+from vtrbench.search import search as _search
 
 __all__ = [
     "Batch",
@@ -80,125 +100,12 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------- argument checks
-#
-# Every function here checks its arguments before any work, with the rules the command line uses
-# (vtrbench.config.RUN_OPTIONS through check_option; registered names; the runner's loss/head option
-# and device checks). A wrong argument is one VtrbenchError "FUNCTION: ARGUMENT must be ..., got ...",
-# never an internal AttributeError or shape error from deep inside.
-
-_EMBED_DIM = OptionRule("int", low=1, high=65536)
-_POSITIVE_INT = OptionRule("int", low=1)
-_SCALE = OptionRule("float", low=0, low_open=True)
-# train_head's recipe: the run options fit reads, and the recipe fields only the API sets
-_RECIPE = ("epochs", "batch_size", "lr", "weight_decay", "precision", *RECIPE_OPTIONS)
-
-
-def _bad(fn: str, name: str, what: str, value: Any) -> VtrbenchError:
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    return VtrbenchError(f"{fn}: {name} must be {what}, got {type(value).__name__} {shown}")
-
-
-def _path(fn: str, name: str, value: Any) -> Path:
-    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-        raise _bad(fn, name, "a file path (str or Path)", value)
-    if "\x00" in str(value):
-        raise _bad(fn, name, "a file path without NUL bytes", value)
-    return Path(value)
-
-
-def _head(fn: str, value: Any, name: str = "head") -> Head:
-    if not isinstance(value, Head):
-        raise _bad(fn, name, "a vtrbench Head (api.create_head or a Head subclass)", value)
-    return value
-
-
-def _head_name(head: Head) -> str:
-    """The registered name of ``head``'s class ("" when it was never registered)."""
-    names = [n for n, f in _heads.HEADS._entries.items() if f is type(head)]
-    return names[0] if names else ""
-
-
-def _split(fn: str, name: str, value: Any, head: Head | None = None) -> SplitData:
-    """A SplitData whose tensors fit together and fit ``head`` (width, required fields)."""
-    if not isinstance(value, SplitData):
-        raise _bad(fn, name, "a SplitData (api.load_split)", value)
-    video, text = value.video, value.text
-    if not isinstance(video, dict) or not isinstance(text, dict):
-        raise VtrbenchError(f"{fn}: {name}.video and {name}.text must be dicts of tensors")
-    for side, table, keys in (("video", video, ("frames", "frame_mask")), ("text", text, ("tokens", "eot"))):
-        for key in keys:
-            if not isinstance(table.get(key), torch.Tensor):
-                raise VtrbenchError(f"{fn}: {name}.{side}[{key!r}] is missing or not a tensor")
-    frames, tokens = video["frames"], text["tokens"]
-    if frames.ndim != 3 or tokens.ndim != 3:
-        raise VtrbenchError(
-            f"{fn}: {name} must hold frames (Nv, T, D) and tokens (Nt, L, D), got {tuple(frames.shape)} "
-            f"and {tuple(tokens.shape)}"
-        )
-    if frames.shape[-1] != tokens.shape[-1]:
-        raise VtrbenchError(
-            f"{fn}: {name} has frames of width {frames.shape[-1]}, tokens of {tokens.shape[-1]}"
-        )
-    tv = value.text_video
-    if not isinstance(tv, torch.Tensor) or tv.ndim != 1 or len(tv) != tokens.shape[0]:
-        raise VtrbenchError(f"{fn}: {name}.text_video must be a ({tokens.shape[0]},) tensor of video rows")
-    if len(tv) and (tv.is_floating_point() or int(tv.min()) < 0 or int(tv.max()) >= frames.shape[0]):
-        raise VtrbenchError(f"{fn}: {name}.text_video holds rows outside 0..{frames.shape[0] - 1}")
-    if head is not None:
-        width = getattr(head, "embed_dim", None)
-        if isinstance(width, int) and width != frames.shape[-1]:
-            raise VtrbenchError(
-                f"{fn}: the head was made for features of width {width}, {name} holds width "
-                f"{frames.shape[-1]} (create the head with embed_dim from the same cache)"
-            )
-        fields = set(video) | set(text)
-        missing = sorted(set(getattr(head, "requires", ())) - fields)
-        if missing:
-            raise VtrbenchError(
-                f"{fn}: the head needs {', '.join(missing)}, which {name} does not hold"
-                + (" (load_split(..., patches=True))" if "patches" in missing else "")
-            )
-    return value
-
-
-def _posts(fn: str, value: Any) -> tuple[str, ...]:
-    known = _results.POSTPROCESSING
-    if isinstance(value, str) or not isinstance(value, (tuple, list)) or not value:
-        raise _bad(fn, "postprocessing", f"a non-empty tuple of {', '.join(known)}", value)
-    for p in value:
-        if p not in known:
-            raise _bad(fn, "postprocessing", f"a tuple of {', '.join(known)}", value)
-    return tuple(value)
-
-
-def _eval_options(fn: str, **values: Any) -> dict[str, Any]:
-    """Run options of an evaluation (dsl_tau, qb_*, v2t_protocol, mdr) through config.RUN_OPTIONS."""
-    return {k: check_option(k, v, where=fn) for k, v in values.items()}
-
-
-def _progress(fn: str, value: Any, needs: str) -> Any:
-    if value is not None and not hasattr(value, needs):
-        raise _bad(fn, "progress", f"None or an object with .{needs}", value)
-    return value
-
-
-def _registered(fn: str, kind: str, name: Any, names: list[str]) -> str:
-    from vtrbench.registry import unknown_name_message
-
-    if not isinstance(name, str):
-        raise _bad(fn, kind, f"a registered {kind} name (str)", name)
-    if name not in names:
-        raise VtrbenchError(f"{fn}: " + unknown_name_message(kind, name, names))
-    return name
-
-
 # ---------------------------------------------------------------- the API
 
 
 def open_cache(path: str | Path) -> FeatureCache:
     """Open a feature cache made by ``vtrbench extract`` (use it as a context manager)."""
-    return FeatureCache(_path("open_cache", "path", path))
+    return FeatureCache(path_arg("open_cache", "path", path))
 
 
 def load_split(cache: FeatureCache | str | Path, split: str, *, patches: bool = False) -> SplitData:
@@ -209,15 +116,15 @@ def load_split(cache: FeatureCache | str | Path, split: str, *, patches: bool = 
     """
     fn = "load_split"
     if not isinstance(split, str) or not split.strip():
-        raise _bad(fn, "split", "a split name (str)", split)
+        raise bad(fn, "split", "a split name (str)", split)
     if not isinstance(patches, bool):
-        raise _bad(fn, "patches", "true or false", patches)
+        raise bad(fn, "patches", "true or false", patches)
     if isinstance(cache, FeatureCache):
         if not getattr(cache.file, "id", None) or not cache.file.id.valid:
             raise VtrbenchError(f"{fn}: cache {cache.path} is closed")
-        return _train.load_split(cache, split, patches=patches)
-    with FeatureCache(_path(fn, "cache", cache)) as opened:
-        return _train.load_split(opened, split, patches=patches)
+        return _data.load_split(cache, split, patches=patches)
+    with FeatureCache(path_arg(fn, "cache", cache)) as opened:
+        return _data.load_split(opened, split, patches=patches)
 
 
 class CaptionVideoDataset(torch.utils.data.Dataset):
@@ -228,7 +135,7 @@ class CaptionVideoDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, split: SplitData) -> None:
-        self.split = _split("CaptionVideoDataset", "split", split)
+        self.split = split_arg("CaptionVideoDataset", "split", split)
 
     def __len__(self) -> int:
         return self.split.n_texts
@@ -247,17 +154,15 @@ def create_head(name: str, embed_dim: int, **options: Any) -> Head:
     width or option is a VtrbenchError naming it.
     """
     fn = "create_head"
-    name = _registered(fn, "head", name, list_heads())
-    embed_dim = _check_value(_EMBED_DIM, embed_dim, f"{fn}: embed_dim")
+    name = registered(fn, "head", name, list_heads())
+    embed_dim = _check_value(EMBED_DIM, embed_dim, f"{fn}: embed_dim")
     check_head_options(options, f"{fn}: options")
     try:
-        head = _heads.create_head(name, embed_dim=embed_dim, **options)
+        head = _factory.create_head(name, embed_dim=embed_dim, **options)
     except VtrbenchError as e:
         raise VtrbenchError(f"{fn}: {e}") from None
     except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
         raise VtrbenchError(f"{fn}: head {name!r}: bad option ({type(e).__name__}: {e})"[:400]) from None
-    from vtrbench.plugins import check_describe
-
     check_describe(head, f"{fn}: head {name!r}")
     return head
 
@@ -265,10 +170,10 @@ def create_head(name: str, embed_dim: int, **options: Any) -> Head:
 def create_loss(name: str, **options: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """Build a registered loss: a callable on the ``(B, B)`` logit matrix returning a scalar."""
     fn = "create_loss"
-    name = _registered(fn, "loss", name, list_losses())
+    name = registered(fn, "loss", name, list_losses())
     try:
         check_loss_options(name, options, f"{fn}: options")
-        return _losses.create_loss(name, **options)
+        return _factory.create_loss(name, **options)
     except VtrbenchError as e:
         raise VtrbenchError(f"{fn}: {e}") from None
     except (TypeError, ValueError, KeyError, AttributeError) as e:
@@ -294,10 +199,10 @@ def train_head(
     Same training code as ``vtrbench train``.
     """
     fn = "train_head"
-    head = _head(fn, head)
+    head = head_arg(fn, head)
     if not head.trainable:
-        raise VtrbenchError(f"{fn}: head {_head_name(head) or type(head).__name__!r} has nothing to train")
-    allowed = (*_RECIPE, "betas")
+        raise VtrbenchError(f"{fn}: head {head_name(head) or type(head).__name__!r} has nothing to train")
+    allowed = (*RECIPE, "betas")
     unknown = sorted(set(recipe) - set(allowed))
     if unknown:
         raise VtrbenchError(f"{fn}: unknown recipe option(s) {unknown} (known: {sorted(allowed)})")
@@ -305,21 +210,21 @@ def train_head(
     if "betas" in recipe:
         betas = recipe["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise _bad(fn, "betas", "a pair of numbers in [0, 1)", betas)
+            raise bad(fn, "betas", "a pair of numbers in [0, 1)", betas)
         rule = OptionRule("float", low=0, high=1, high_open=True)
         values["betas"] = tuple(_check_value(rule, b, f"{fn}: betas[{i}]") for i, b in enumerate(betas))
     seed = check_seed(seed, option=f"{fn}: seed")
     check_device(device, values.get("precision"), f"{fn}: device")
-    train = _split(fn, "train", train, head)
+    train = split_arg(fn, "train", train, head)
     if val is not None:
-        val = _split(fn, "val", val, head)
+        val = split_arg(fn, "val", val, head)
     if train.n_texts < 2:
         raise VtrbenchError(
             f"{fn}: train holds {train.n_texts} caption(s); contrastive training needs at least 2"
         )
-    loss = _registered(fn, "loss", loss, list_losses())
+    loss = registered(fn, "loss", loss, list_losses())
     if loss_options is not None and not isinstance(loss_options, dict):
-        raise _bad(fn, "loss_options", "a dict or None", loss_options)
+        raise bad(fn, "loss_options", "a dict or None", loss_options)
     options = dict(loss_options or {})
     if loss == "dsl":
         options.setdefault("temperature", 1000.0)
@@ -327,7 +232,7 @@ def train_head(
     # the head's own options (e.g. camoe's aux_weight) as the trainer reads them from a run's config
     config = TrainConfig(
         cache_hash="",
-        head=_head_name(head),
+        head=head_name(head),
         loss=loss,
         head_options=dict(head.describe()),
         loss_options=options,
@@ -341,13 +246,13 @@ def embed(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(Nt, E)`` text and ``(Nv, E)`` video embeddings of a split (factorised heads)."""
     fn = "embed"
-    head = _head(fn, head)
+    head = head_arg(fn, head)
     if getattr(head, "pairwise", False):
         raise VtrbenchError(f"{fn}: a pairwise head has no embeddings; use evaluate_head")
-    data = _split(fn, "data", data, head)
+    data = split_arg(fn, "data", data, head)
     check_device(device, None, f"{fn}: device")
-    batch = _check_value(_POSITIVE_INT, batch, f"{fn}: batch")
-    return _train.embed(head, data, device=device, batch=batch)
+    batch = _check_value(POSITIVE_INT, batch, f"{fn}: batch")
+    return _scoring.embed(head, data, device=device, batch=batch)
 
 
 def evaluate_head(
@@ -356,14 +261,14 @@ def evaluate_head(
     *,
     device: str = "cpu",
     bank: SplitData | None = None,
-    bank_size: int = 5000,
-    dsl_tau: float = 1.0,
-    qb_beta: float = 20.0,
-    v2t_protocol: str = "clip4clip",
+    bank_size: int = defaults.QB_BANK,
+    dsl_tau: float = defaults.DSL_TAU,
+    qb_beta: float = defaults.QB_BETA,
+    v2t_protocol: str = defaults.V2T_PROTOCOL,
     postprocessing: tuple[str, ...] = ("raw", "dsl", "qbnorm"),
     progress: Any = None,
-    qb_k: int = 1,
-    mdr: str = "standard",
+    qb_k: int = defaults.QB_K,
+    mdr: str = defaults.MDR,
     block: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``head`` on ``test`` (factorised or pairwise), as ``vtrbench eval`` computes them.
@@ -372,20 +277,20 @@ def evaluate_head(
     ``bank_size``); without it ``qbnorm`` is left out. Options follow the command line's rules.
     """
     fn = "evaluate_head"
-    head = _head(fn, head)
-    test = _split(fn, "test", test, head)
+    head = head_arg(fn, head)
+    test = split_arg(fn, "test", test, head)
     if bank is not None:
-        bank = _split(fn, "bank", bank, head)
+        bank = split_arg(fn, "bank", bank, head)
     check_device(device, None, f"{fn}: device")
-    opts = _eval_options(fn, qb_bank=bank_size, dsl_tau=dsl_tau, qb_beta=qb_beta, v2t_protocol=v2t_protocol,
+    opts = eval_options(fn, qb_bank=bank_size, dsl_tau=dsl_tau, qb_beta=qb_beta, v2t_protocol=v2t_protocol,
                          qb_k=qb_k, mdr=mdr)  # fmt: skip
-    posts = _posts(fn, postprocessing)
-    _progress(fn, progress, "add_task")
+    posts = posts_arg(fn, postprocessing)
+    progress_arg(fn, progress, "add_task")
     if block is not None:
         if not isinstance(block, (tuple, list)) or len(block) != 2:
-            raise _bad(fn, "block", "None or a pair of block sizes (captions, videos)", block)
-        block = tuple(_check_value(_POSITIVE_INT, b, f"{fn}: block[{i}]") for i, b in enumerate(block))
-    return _train.evaluate_head(
+            raise bad(fn, "block", "None or a pair of block sizes (captions, videos)", block)
+        block = tuple(_check_value(POSITIVE_INT, b, f"{fn}: block[{i}]") for i, b in enumerate(block))
+    return _scoring.evaluate_head(
         head, test, device=device, bank=bank, bank_size=opts["qb_bank"], dsl_tau=opts["dsl_tau"],
         qb_beta=opts["qb_beta"], v2t_protocol=opts["v2t_protocol"], postprocessing=posts, progress=progress,
         qb_k=opts["qb_k"], mdr=opts["mdr"], block=block,
@@ -396,14 +301,14 @@ def _matrix(fn: str, name: str, value: Any) -> torch.Tensor:
     try:
         t = torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError):
-        raise _bad(fn, name, "a 2-D numeric tensor or array", value) from None
+        raise bad(fn, name, "a 2-D numeric tensor or array", value) from None
     if (
         t.ndim != 2
         or t.dtype == torch.bool
         or t.is_complex()
         or not (t.is_floating_point() or t.dtype.is_signed)
     ):
-        raise _bad(fn, name, "a 2-D real-valued tensor or array", value if t.ndim == 0 else t.shape)
+        raise bad(fn, name, "a 2-D real-valued tensor or array", value if t.ndim == 0 else t.shape)
     if t.numel() == 0:
         raise VtrbenchError(f"{fn}: {name} is empty (shape {tuple(t.shape)})")
     if t.is_floating_point() and not bool(torch.isfinite(t).all()):
@@ -415,7 +320,7 @@ def _query_video(fn: str, value: Any, n_queries: int, n_videos: int) -> torch.Te
     try:
         qv = torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError):
-        raise _bad(fn, "query_video", f"a ({n_queries},) integer array of gallery columns", value) from None
+        raise bad(fn, "query_video", f"a ({n_queries},) integer array of gallery columns", value) from None
     if (
         qv.ndim != 1
         or len(qv) != n_queries
@@ -423,7 +328,7 @@ def _query_video(fn: str, value: Any, n_queries: int, n_videos: int) -> torch.Te
         or qv.dtype == torch.bool
         or qv.is_complex()
     ):
-        raise _bad(fn, "query_video", f"a ({n_queries},) integer array of gallery columns", value)
+        raise bad(fn, "query_video", f"a ({n_queries},) integer array of gallery columns", value)
     if int(qv.min()) < 0 or int(qv.max()) >= n_videos:
         raise VtrbenchError(f"{fn}: query_video holds columns outside 0..{n_videos - 1}")
     missing = n_videos - int(torch.unique(qv).numel())
@@ -442,14 +347,14 @@ def evaluate_embeddings(
     logit_scale: float,
     bank_text: torch.Tensor | np.ndarray | None = None,
     bank_video: torch.Tensor | np.ndarray | None = None,
-    dsl_tau: float = 1.0,
-    qb_beta: float = 20.0,
-    v2t_protocol: str = "clip4clip",
+    dsl_tau: float = defaults.DSL_TAU,
+    qb_beta: float = defaults.QB_BETA,
+    v2t_protocol: str = defaults.V2T_PROTOCOL,
     chunk_size: int = 1024,
     postprocessing: tuple[str, ...] = ("raw", "dsl", "qbnorm"),
     progress: Callable[[int], None] | None = None,
-    qb_k: int = 1,
-    mdr: str = "standard",
+    qb_k: int = defaults.QB_K,
+    mdr: str = defaults.MDR,
     post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``(Nq, E)`` caption and ``(Nv, E)`` video embeddings (similarity = dot product).
@@ -470,14 +375,14 @@ def evaluate_embeddings(
     for name, bank in (("bank_text", bank_text), ("bank_video", bank_video)):
         if bank is not None and _matrix(fn, name, bank).shape[1] != text.shape[1]:
             raise VtrbenchError(f"{fn}: {name} must have width {text.shape[1]}")
-    scale = _check_value(_SCALE, logit_scale, f"{fn}: logit_scale")
-    opts = _eval_options(fn, dsl_tau=dsl_tau, qb_beta=qb_beta, v2t_protocol=v2t_protocol, qb_k=qb_k, mdr=mdr)
+    scale = _check_value(SCALE, logit_scale, f"{fn}: logit_scale")
+    opts = eval_options(fn, dsl_tau=dsl_tau, qb_beta=qb_beta, v2t_protocol=v2t_protocol, qb_k=qb_k, mdr=mdr)
     if post_options is not None:
         opts["post_options"] = check_option("post_options", post_options, where=fn)
-    chunk_size = _check_value(_POSITIVE_INT, chunk_size, f"{fn}: chunk_size")
-    posts = _posts(fn, postprocessing)
+    chunk_size = _check_value(POSITIVE_INT, chunk_size, f"{fn}: chunk_size")
+    posts = posts_arg(fn, postprocessing)
     if progress is not None and not callable(progress):
-        raise _bad(fn, "progress", "None or a callable progress(n)", progress)
+        raise bad(fn, "progress", "None or a callable progress(n)", progress)
     return _evaluate.evaluate_embeddings(
         text_emb, video_emb, query_video, logit_scale=scale, bank_text=bank_text, bank_video=bank_video,
         chunk_size=chunk_size, postprocessing=posts, progress=progress, **opts,
@@ -489,9 +394,9 @@ def evaluate_similarity(
     query_video: torch.Tensor | np.ndarray,
     *,
     logit_scale: float = 100.0,
-    v2t_protocol: str = "clip4clip",
+    v2t_protocol: str = defaults.V2T_PROTOCOL,
     postprocessing: tuple[str, ...] = ("raw", "dsl"),
-    dsl_tau: float = 1.0,
+    dsl_tau: float = defaults.DSL_TAU,
     post_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of any ``(Nq, Nv)`` caption x video similarity, with vtrbench's ranking and ties.
@@ -506,14 +411,12 @@ def evaluate_similarity(
     fn = "evaluate_similarity"
     sim = _matrix(fn, "similarity", similarity)
     _query_video(fn, query_video, sim.shape[0], sim.shape[1])
-    posts = _posts(fn, postprocessing)
-    from vtrbench.postprocess import BANK_POSTS
-
+    posts = posts_arg(fn, postprocessing)
     for post in posts:
         if post in BANK_POSTS:
             raise VtrbenchError(f"{fn}: {post} needs a query bank; use evaluate_embeddings")
-    scale = _check_value(_SCALE, logit_scale, f"{fn}: logit_scale")
-    opts = _eval_options(fn, v2t_protocol=v2t_protocol, dsl_tau=dsl_tau)
+    scale = _check_value(SCALE, logit_scale, f"{fn}: logit_scale")
+    opts = eval_options(fn, v2t_protocol=v2t_protocol, dsl_tau=dsl_tau)
     sim = sim.to(torch.float64)
     return _evaluate.evaluate_embeddings(
         sim, torch.eye(sim.shape[1], dtype=sim.dtype), query_video, logit_scale=scale, postprocessing=posts,
@@ -525,18 +428,18 @@ def load_plugin(spec: str | Path) -> dict[str, Any]:
     """Import a plugin file (``path/to/file.py``) or module (``package.module``) once; returns its
     provenance record (name, version, source, sha256, entries)."""
     if isinstance(spec, bool) or not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
-        raise _bad("load_plugin", "spec", "a plugin file path or module name", spec)
+        raise bad("load_plugin", "spec", "a plugin file path or module name", spec)
     return _load_plugin(spec)
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
     """Read and validate one result file (any problem is one VtrbenchError naming the file)."""
-    return _results.read_result(_path("read_result", "path", path))
+    return _results.read_result(path_arg("read_result", "path", path))
 
 
 def write_result(path: str | Path, result: dict[str, Any]) -> None:
     """Write a result dict atomically; refused (nothing written) unless ``read_result`` would accept it."""
-    _results.write_result(_path("write_result", "path", path), result)
+    _results.write_result(path_arg("write_result", "path", path), result)
 
 
 def run_training(
@@ -551,15 +454,15 @@ def run_training(
     """Train and evaluate one run of ``spec`` and write its result file (as ``vtrbench train``)."""
     fn = "run_training"
     if not isinstance(spec, RunSpec):
-        raise _bad(fn, "spec", "a RunSpec", spec)
+        raise bad(fn, "spec", "a RunSpec", spec)
     seed = check_seed(seed, option=f"{fn}: seed")
-    checkpoint = None if checkpoint is None else _path(fn, "checkpoint", checkpoint)
+    checkpoint = None if checkpoint is None else path_arg(fn, "checkpoint", checkpoint)
     if cache is not None and not isinstance(cache, FeatureCache):
-        raise _bad(fn, "cache", "None or an open FeatureCache", cache)
+        raise bad(fn, "cache", "None or an open FeatureCache", cache)
     if data is not None and not isinstance(data, dict):
-        raise _bad(fn, "data", "None or a dict (splits loaded once, shared across runs)", data)
+        raise bad(fn, "data", "None or a dict (splits loaded once, shared across runs)", data)
     if console is not None and not hasattr(console, "print"):
-        raise _bad(fn, "console", "None or a rich Console", console)
+        raise bad(fn, "console", "None or a rich Console", console)
     return _run_training(spec, seed, checkpoint=checkpoint, console=console, cache=cache, data=data)
 
 
@@ -581,16 +484,16 @@ def run_eval(
     overwrite, allow_overlap, train_split, test_split, post_options, threads (the command line's
     rules)."""
     fn = "run_eval"
-    cache_path = _path(fn, "cache_path", cache_path)
-    checkpoint = None if checkpoint is None else _path(fn, "checkpoint", checkpoint)
-    results_dir = _path(fn, "results_dir", results_dir)
+    cache_path = path_arg(fn, "cache_path", cache_path)
+    checkpoint = None if checkpoint is None else path_arg(fn, "checkpoint", checkpoint)
+    results_dir = path_arg(fn, "results_dir", results_dir)
     check_device(device, None, f"{fn}: device")
     unknown = sorted(set(options) - set(_EVAL_KW))
     if unknown:
         raise VtrbenchError(f"{fn}: unknown option(s) {unknown} (known: {', '.join(_EVAL_KW)})")
     options = {k: check_option(k, v, where=fn) for k, v in options.items()}
     if console is not None and not hasattr(console, "print"):
-        raise _bad(fn, "console", "None or a rich Console", console)
+        raise bad(fn, "console", "None or a rich Console", console)
     return _run_eval(
         cache_path, checkpoint=checkpoint, console=console, results_dir=results_dir, device=device, **options
     )
@@ -614,20 +517,18 @@ def search(
     scored by the head of ``checkpoint`` (``zeroshot`` when None); ``split`` restricts the gallery.
     Imports open_clip (the only API function that does).
     """
-    from vtrbench.search import search as _search
-
     fn = "search"
-    cache = _path(fn, "cache", cache)
+    cache = path_arg(fn, "cache", cache)
     many = not isinstance(queries, str)
     if many and (not isinstance(queries, (list, tuple)) or not all(isinstance(q, str) for q in queries)):
-        raise _bad(fn, "queries", "a str or a list of str", queries)
-    checkpoint = None if checkpoint is None else _path(fn, "checkpoint", checkpoint)
+        raise bad(fn, "queries", "a str or a list of str", queries)
+    checkpoint = None if checkpoint is None else path_arg(fn, "checkpoint", checkpoint)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise _bad(fn, "k", "an integer >= 1", k)
+        raise bad(fn, "k", "an integer >= 1", k)
     if split is not None and (not isinstance(split, str) or not split.strip()):
-        raise _bad(fn, "split", "None or a split name", split)
+        raise bad(fn, "split", "None or a split name", split)
     check_device(device, None, f"{fn}: device")
-    clip_weights = None if clip_weights is None else str(_path(fn, "clip_weights", clip_weights))
+    clip_weights = None if clip_weights is None else str(path_arg(fn, "clip_weights", clip_weights))
     outcome = _search(
         cache,
         list(queries) if many else [queries],

@@ -15,6 +15,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vtrbench import defaults
+from vtrbench.errors import VtrbenchError
+from vtrbench.registry import unknown_name_message
+
 
 def to_plain(obj: Any) -> Any:
     """Dataclasses, tuples, paths → JSON-ready plain data (dict keys sorted later)."""
@@ -91,21 +95,21 @@ class TrainConfig:
     loss_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     train_split: str = ""
     test_split: str = ""
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float = 1e-4
-    weight_decay: float = 0.2
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    warmup: float = 0.1  # fraction of steps with linear warm-up, then cosine decay
-    grad_clip: float = 1.0
-    val_fraction: float = 0.0
-    v2t_protocol: str = "clip4clip"
-    dsl_tau: float = 1.0  # inference DSL temperature on logit-scaled scores
-    qb_bank: int = 5000
-    qb_beta: float = 20.0
-    qb_k: int = 1  # QB-Norm: a bank query's top-k gallery items are hubs (official default 1)
-    mdr: str = "standard"  # "standard" (np.median) or "clip4clip" (torch.median for multi-caption t2v)
+    epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
+    lr: float = defaults.LR
+    weight_decay: float = defaults.WEIGHT_DECAY
+    betas: tuple[float, float] = defaults.BETAS
+    eps: float = defaults.EPS
+    warmup: float = defaults.WARMUP  # fraction of steps with linear warm-up, then cosine decay
+    grad_clip: float = defaults.GRAD_CLIP
+    val_fraction: float = defaults.VAL_FRACTION
+    v2t_protocol: str = defaults.V2T_PROTOCOL
+    dsl_tau: float = defaults.DSL_TAU  # inference DSL temperature on logit-scaled scores
+    qb_bank: int = defaults.QB_BANK
+    qb_beta: float = defaults.QB_BETA
+    qb_k: int = defaults.QB_K  # QB-Norm: a bank query's top-k gallery items are hubs (official default 1)
+    mdr: str = defaults.MDR  # "standard" (np.median) or "clip4clip" (torch.median for multi-caption t2v)
     # training autocast: "fp32" or "bf16" (CUDA only); None (direct library use): bf16 on CUDA, else fp32
     precision: str | None = None
     cache_content: str | None = None  # the cache's content hash: other bytes, other run id
@@ -117,7 +121,7 @@ class TrainConfig:
     # from (vtrbench.tune); a tuned row is its own configuration even where its values equal the default.
     tuned: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"omit_if_empty": True})
     # parameters of the hubness post-processings given (--post-option), the rest at their defaults
-    # (postprocess.POST_DEFAULTS); empty keeps the config hash of runs made before they existed
+    # (defaults.POST_DEFAULTS); empty keeps the config hash of runs made before they existed
     post_options: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"omit_if_empty": True})
 
 
@@ -196,7 +200,7 @@ RUN_OPTIONS: dict[str, OptionRule] = {
     "threads": OptionRule("int", low=1, optional=True),  # None: vtrbench.threads picks (not hashed)
 }
 
-# The parameters of the post-processings of vtrbench.postprocess (its POST_DEFAULTS are the defaults).
+# The parameters of the post-processings of vtrbench.eval (defaults.POST_DEFAULTS are the defaults).
 POST_OPTIONS: dict[str, OptionRule] = {
     "is_beta": OptionRule("float", low=0, low_open=True),
     "csls_k": OptionRule("int", low=1),
@@ -210,16 +214,13 @@ def check_post_options(
 ) -> dict[str, Any]:
     """``{KEY: VALUE}`` of :data:`POST_OPTIONS`, each checked (``--post-option KEY=VALUE``).
 
-    ``complete``: fill in the defaults (``postprocess.POST_DEFAULTS``); otherwise only the keys given
+    ``complete``: fill in the defaults (``defaults.POST_DEFAULTS``); otherwise only the keys given
     (what a TrainConfig records, so that the defaults keep a run's id).
     """
-    from vtrbench.errors import VtrbenchError
-    from vtrbench.postprocess import POST_DEFAULTS
-
     label = option_label("post_options", where, section) if where else "--post-option"
     if not isinstance(values, dict):
         raise VtrbenchError(f"{label} must be a table of KEY = VALUE, got {_short(values)}")
-    out: dict[str, Any] = dict(POST_DEFAULTS) if complete else {}
+    out: dict[str, Any] = dict(defaults.POST_DEFAULTS) if complete else {}
     for key, value in values.items():
         rule = POST_OPTIONS.get(key)
         if rule is None:
@@ -244,8 +245,6 @@ def option_label(name: str, where: str | None = None, section: str = "") -> str:
 
 def check_option(name: str, value: Any, *, where: str | None = None, section: str = "") -> Any:
     """``value`` if option ``name`` accepts it (ints stay ints, floats become float), else VtrbenchError."""
-    from vtrbench.errors import VtrbenchError
-
     rule = RUN_OPTIONS.get(name) or RECIPE_OPTIONS.get(name)
     label = option_label(name, where, section)
     if rule is None:
@@ -258,8 +257,6 @@ def check_option(name: str, value: Any, *, where: str | None = None, section: st
 def check_value(rule: OptionRule, value: Any, label: str) -> Any:
     """``value`` normalised if ``rule`` accepts it, else a one-line VtrbenchError
     ``"{label} must be ..., got ..."``. Run options and head options both come here."""
-    from vtrbench.errors import VtrbenchError
-
     if value is None and rule.optional:
         return None
     hint = ""
@@ -337,9 +334,6 @@ _FALSE_WORDS = ("false", "no", "off", "0")
 
 
 def _unknown_head_option(head: str, key: str, schema: dict[str, OptionRule], prefix: str) -> Any:
-    from vtrbench.errors import VtrbenchError
-    from vtrbench.registry import unknown_name_message
-
     if not schema:
         return VtrbenchError(f"{prefix}head {head!r} takes no options; got {key}")
     return VtrbenchError(prefix + unknown_name_message(f"{head} option", str(key), sorted(schema)))
@@ -397,8 +391,6 @@ def parse_head_option_pairs(
     """``["layers=2", "init=clip"]`` → ``{"layers": 2, "init": "clip"}`` typed by ``schema`` and
     checked by it (None: a plugin head without a schema, values best-guess typed). A pair without
     ``=``, an empty key and a key given twice are errors."""
-    from vtrbench.errors import VtrbenchError
-
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = str(pair).partition("=")
@@ -418,8 +410,6 @@ def parse_head_option_pairs(
 
 def check_seed(seed: Any, *, where: str | None = None, option: str = "--seed") -> int:
     """A seed is an integer in 0 .. 2**63 - 1 (a 20-digit seed overflows torch's generator)."""
-    from vtrbench.errors import VtrbenchError
-
     label = option if where is None else f"{where}: seeds"
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise VtrbenchError(f"{label}: a seed must be an integer in 0..2**63-1, got {_short(seed)}")

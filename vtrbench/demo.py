@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vtrbench import defaults
 from vtrbench.errors import VtrbenchError
 
 DEMO_TRAIN = {"lr": 1e-3, "batch_size": 64, "qb_bank": 5000}
@@ -94,7 +95,8 @@ def run_demo(
     from vtrbench.ablate import Grid, run_grid
     from vtrbench.report import build_report, load_results, render_markdown
     from vtrbench.results import atomic_write_text
-    from vtrbench.runner import RunSpec, run_eval
+    from vtrbench.runs.runner import run_eval
+    from vtrbench.runs.spec import RunSpec
 
     if videos < 16:
         raise VtrbenchError("the demo needs at least 16 videos")
@@ -120,10 +122,10 @@ def run_demo(
     eval_kw = dict(
         test_split=None,
         train_split=None,
-        v2t_protocol="clip4clip",
-        dsl_tau=1.0,
-        qb_bank=5000,
-        qb_beta=20.0,
+        v2t_protocol=defaults.V2T_PROTOCOL,
+        dsl_tau=defaults.DSL_TAU,
+        qb_bank=defaults.QB_BANK,
+        qb_beta=defaults.QB_BETA,
         device="cpu",
         results_dir=results,
         overwrite="never",

@@ -146,7 +146,9 @@ def search(
     dataset that knows them gives them to extraction (the synthetic one); by default the cache's
     tagger labels the words.
     """
-    from vtrbench.train import SplitData, check_requirements, load_checkpoint
+    from vtrbench.runs.data import SplitData
+    from vtrbench.runs.record import load_checkpoint
+    from vtrbench.runs.train import check_requirements
 
     queries = check_queries(list(queries))
     if roles is not None and len(roles) != len(queries):
@@ -167,7 +169,7 @@ def search(
                 )
             head_name = str(ckpt["head"])
         else:
-            from vtrbench.heads.base import create_head
+            from vtrbench.factory import create_head
 
             head_name = "zeroshot"
             head = create_head("zeroshot", embed_dim=int(attrs["embed_dim"]))
@@ -364,7 +366,7 @@ class _Query:
 def _score(head: Any, data: Any, device: str) -> torch.Tensor:
     """(Nq, Nv) similarity, computed the way evaluation computes it for a cached caption."""
     from vtrbench.heads.base import PairwiseHead
-    from vtrbench.train import embed, states
+    from vtrbench.runs.scoring import embed, states
 
     head.eval()
     if isinstance(head, PairwiseHead):
@@ -390,7 +392,7 @@ def _score(head: Any, data: Any, device: str) -> torch.Tensor:
 
 @torch.no_grad()
 def _gates(head: Any, text: dict[str, torch.Tensor], device: str) -> dict[str, np.ndarray] | None:
-    from vtrbench.train import take
+    from vtrbench.runs.data import take
 
     n = int(text["tokens"].shape[0])
     g = head.gate_weights(take(text, torch.arange(n), torch.device(device)))

@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from vtrbench import __version__
+from vtrbench import __version__, defaults
 from vtrbench.errors import VtrbenchError
 
 FEATURES_ROOT = Path("features")
-RESULTS_ROOT = Path("results")
+RESULTS_ROOT = Path(defaults.RESULTS_DIR)
 
 
 def _console() -> Any:

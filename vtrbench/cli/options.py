@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from vtrbench import defaults
 from vtrbench.cli._app import RESULTS_ROOT, _resolve_device
 from vtrbench.config import MDR_CHOICES, OVERWRITE_CHOICES, PRECISION_CHOICES, V2T_CHOICES
 from vtrbench.errors import VtrbenchError
@@ -107,7 +108,7 @@ def _loss_options(
 
 def run_spec_from_options(kw: dict[str, Any]) -> Any:
     """The shared train/ablate options -> a runner.RunSpec (head/loss options validated here)."""
-    from vtrbench.runner import RunSpec
+    from vtrbench.runs.spec import RunSpec
 
     head_opts = head_options_from_cli(
         kw["head"],
@@ -193,40 +194,49 @@ def _shared_train_options() -> list[Any]:
         ),
         click.option("--train-split", help="[default: the dataset's standard train split]"),
         click.option("--test-split", help="[default: the dataset's standard test split]"),
-        click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True),
-        click.option("--weight-decay", type=click.FloatRange(min=0), default=0.2, show_default=True),
+        click.option("--epochs", type=click.IntRange(min=1), default=defaults.EPOCHS, show_default=True),
+        click.option(
+            "--batch-size", type=click.IntRange(min=2), default=defaults.BATCH_SIZE, show_default=True
+        ),
+        click.option(
+            "--lr", type=click.FloatRange(min=0, min_open=True), default=defaults.LR, show_default=True
+        ),
+        click.option(
+            "--weight-decay", type=click.FloatRange(min=0), default=defaults.WEIGHT_DECAY, show_default=True
+        ),
         click.option(
             "--val-fraction",
             type=click.FloatRange(min=0, max=1, max_open=True),
-            default=0.0,
+            default=defaults.VAL_FRACTION,
             show_default=True,
             help="Hold out this fraction of train videos for validation (never the test split).",
         ),
         click.option(
             "--v2t-protocol",
             type=click.Choice(V2T_CHOICES),
-            default="clip4clip",
+            default=defaults.V2T_PROTOCOL,
             show_default=True,
             help="v2t with several captions per video.",
         ),
         click.option(
             "--dsl-tau",
             type=click.FloatRange(min=0, min_open=True),
-            default=1.0,
+            default=defaults.DSL_TAU,
             show_default=True,
             help="Inference DSL temperature on logit-scaled scores (transductive post-processing).",
         ),
         click.option(
             "--qb-bank",
             type=click.IntRange(min=1),
-            default=5000,
+            default=defaults.QB_BANK,
             show_default=True,
             help="QB-Norm query bank size.",
         ),
         click.option(
-            "--qb-beta", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True
+            "--qb-beta",
+            type=click.FloatRange(min=0, min_open=True),
+            default=defaults.QB_BETA,
+            show_default=True,
         ),
         *eval_protocol_options(),
         click.option(
@@ -246,7 +256,7 @@ def _shared_train_options() -> list[Any]:
         click.option(
             "--overwrite",
             type=click.Choice(OVERWRITE_CHOICES),
-            default="never",
+            default=defaults.OVERWRITE,
             show_default=True,
             help="never: skip a run whose result file exists; always: replace it.",
         ),
@@ -284,19 +294,20 @@ def eval_protocol_options() -> list[Any]:
             metavar="KEY=VALUE",
             callback=_post_options,
             help="A parameter of the hubness post-processings, repeatable: is_beta (inverted softmax, "
-            "default 20), csls_k (CSLS neighbours, 10), sinkhorn_iters (5), sinkhorn_eps (0.05).",
+            f"default {defaults.IS_BETA:g}), csls_k (CSLS neighbours, {defaults.CSLS_K}), sinkhorn_iters "
+            f"({defaults.SINKHORN_ITERS}), sinkhorn_eps ({defaults.SINKHORN_EPS:g}).",
         ),
         click.option(
             "--qb-k",
             type=click.IntRange(min=1),
-            default=1,
+            default=defaults.QB_K,
             show_default=True,
             help="QB-Norm: the top-k gallery items of each bank query are hubs (official default 1).",
         ),
         click.option(
             "--mdr",
             type=click.Choice(MDR_CHOICES),
-            default="standard",
+            default=defaults.MDR,
             show_default=True,
             help="MdR convention: standard = np.median; clip4clip = torch.median (lower middle) for t2v "
             "with several captions per video, as CLIP4Clip.",

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from vtrbench import defaults
 from vtrbench.cli._app import RESULTS_ROOT, _console, _out, _parse_seeds, _resolve_device, _split_list, cli
 from vtrbench.cli.options import (
     eval_protocol_options,
@@ -31,7 +32,7 @@ def train(seeds: str, save_checkpoint: Path | None, **kw: Any) -> None:
     """Train one head on a cache split, evaluate it on the test split, write one result JSON per seed."""
     from vtrbench.cache import FeatureCache
     from vtrbench.config import check_seed
-    from vtrbench.runner import checkpoint_paths, preflight, run_training
+    from vtrbench.runs.runner import checkpoint_paths, preflight, run_training
 
     spec = run_spec_from_options(kw)
     seed_list = [check_seed(s) for s in _parse_seeds(seeds)]
@@ -109,19 +110,27 @@ def _eval_protocol(f: Any) -> Any:
     "--train-split",
     help="Query bank source for qbnorm, is-bank, csls-bank, dsl-bank [default: the dataset's train split].",
 )
-@click.option("--v2t-protocol", type=click.Choice(V2T_CHOICES), default="clip4clip", show_default=True)
-@click.option("--dsl-tau", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option("--qb-bank", type=click.IntRange(min=1), default=5000, show_default=True)
-@click.option("--qb-beta", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True)
+@click.option(
+    "--v2t-protocol", type=click.Choice(V2T_CHOICES), default=defaults.V2T_PROTOCOL, show_default=True
+)
+@click.option(
+    "--dsl-tau", type=click.FloatRange(min=0, min_open=True), default=defaults.DSL_TAU, show_default=True
+)
+@click.option("--qb-bank", type=click.IntRange(min=1), default=defaults.QB_BANK, show_default=True)
+@click.option(
+    "--qb-beta", type=click.FloatRange(min=0, min_open=True), default=defaults.QB_BETA, show_default=True
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option(
     "--results", "results_dir", type=click.Path(path_type=Path), default=RESULTS_ROOT, show_default=True
 )
-@click.option("--overwrite", type=click.Choice(OVERWRITE_CHOICES), default="never", show_default=True)
+@click.option(
+    "--overwrite", type=click.Choice(OVERWRITE_CHOICES), default=defaults.OVERWRITE, show_default=True
+)
 @_eval_protocol
 def eval_cmd(cache_path: Path, head: str | None, checkpoint: Path | None, **kw: Any) -> None:
     """Evaluate a saved head checkpoint, or the untrained zeroshot head, on a cache split."""
-    from vtrbench.runner import run_eval
+    from vtrbench.runs.runner import run_eval
 
     if (head is None) == (checkpoint is None):
         raise VtrbenchError("give exactly one of --head zeroshot or --checkpoint FILE")

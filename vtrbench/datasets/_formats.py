@@ -16,10 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import pickle
 import pickletools
-import re
 import reprlib
 import stat
 from collections.abc import Hashable, Iterable, Iterator, Sequence
@@ -27,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from vtrbench.datasets.base import DatasetIndex, Split, TextEntry, VideoEntry
+from vtrbench.datasets.listing import names_in
+from vtrbench.datasets.strings import BAD_CHARS, BAD_ESCAPE, bad_char, check_text
 from vtrbench.errors import AnnotationError
 
 # Far above any public annotation file (ActivityNet's train.json is 4 MB); a bigger
@@ -99,50 +99,6 @@ def read_text(path: Path) -> str:
         raise AnnotationError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
-# Control characters other than tab, line feed, vertical tab, form feed and carriage
-# return (which the tokenizer treats as spaces), and lone surrogates (a JSON "\\ud800"
-# decodes to one; it cannot be written as UTF-8).
-_BAD_CHARS = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-# The same characters written as JSON escapes ("\\u0000"): raw ones are rare in JSON,
-# so the raw text is searched first and the parsed structure walked only on a hit.
-_BAD_ESCAPE = re.compile(
-    r"\\u(?:000[0-8]|000[eEfF]|001[0-9a-fA-F]|007[fF]|00[89][0-9a-fA-F]|[dD][89a-fA-F][0-9a-fA-F]{2})"
-)
-
-
-def _bad_char(text: str) -> str | None:
-    """What is wrong with ``text`` as a stored string, or None."""
-    bad = _BAD_CHARS.search(text)
-    if bad is None:
-        return None
-    code = ord(bad.group())
-    if code == 0:
-        name = "a NUL byte"
-    elif 0xD800 <= code <= 0xDFFF:
-        name = f"a lone surrogate U+{code:04X} (not valid Unicode)"
-    else:
-        name = f"the control character U+{code:04X}"
-    return f"contains {name} at character {bad.start()}"
-
-
-def check_text(text: str, path: Path | str, where: str, what: str = "caption") -> str:
-    """``text`` stripped; an error naming ``path``/``where`` when it is empty or holds characters
-    that cannot be stored or tokenised (NUL and other control characters, lone surrogates).
-
-    Tabs and line breaks are whitespace to the tokenizer and are kept (real ActivityNet
-    sentences contain newlines).
-    """
-    stripped = text.strip()
-    if not stripped:
-        raise AnnotationError(f"{path}: {where}: empty {what}")
-    problem = _bad_char(stripped)
-    if problem is not None:
-        raise AnnotationError(f"{path}: {where}: {what} {problem}")
-    return stripped
-
-
 def _check_strings(obj: Any, path: Path, where: str) -> None:
     """Every string (values and keys) in a parsed JSON value must be storable; the error
     names the first bad one by its place (``[12]['description']``)."""
@@ -150,7 +106,7 @@ def _check_strings(obj: Any, path: Path, where: str) -> None:
     while stack:
         value, place = stack.pop()
         if isinstance(value, str):
-            problem = _bad_char(value)
+            problem = bad_char(value)
             if problem is not None:
                 at = ", ".join(x for x in (where, place or "top level") if x)
                 raise AnnotationError(f"{path}, {at}: string {problem}")
@@ -215,7 +171,7 @@ def _object_without_repeats(path: Path) -> Any:
 
 def _parse_json(text: str, path: Path, where: str) -> Any:
     data = _decode_json(text, path, where)
-    if _BAD_CHARS.search(text) or _BAD_ESCAPE.search(text):
+    if BAD_CHARS.search(text) or BAD_ESCAPE.search(text):
         _check_strings(data, path, where)
     return data
 
@@ -268,7 +224,7 @@ def read_csv_columns(path: Path, required: Sequence[str]) -> list[tuple[int, dic
             f"{path}, line 1: header {','.join(header)!r} lacks column(s) {', '.join(missing)}"
         )
     rows: list[tuple[int, dict[str, str]]] = []
-    has_bad_chars = _BAD_CHARS.search(text) is not None  # checked per cell only then: fast path
+    has_bad_chars = BAD_CHARS.search(text) is not None  # checked per cell only then: fast path
     try:
         for cells in reader:
             if not any(c.strip() for c in cells):
@@ -283,7 +239,7 @@ def read_csv_columns(path: Path, required: Sequence[str]) -> list[tuple[int, dic
                 if not row[c]:
                     raise AnnotationError(f"{path}, line {line}: empty {c!r}")
             for c, value in row.items() if has_bad_chars else ():
-                problem = _bad_char(value)
+                problem = bad_char(value)
                 if problem is not None:
                     raise AnnotationError(f"{path}, line {line}: column {c!r} {problem}")
             rows.append((line, row))
@@ -365,7 +321,7 @@ def video_path(root: Path, stem: str, extensions: Sequence[str]) -> Path:
         raise AnnotationError(
             f"video id {short(stem)} is not a plain file name; refusing a path outside {root}"
         )
-    names = _names_in(root)
+    names = names_in(root)
     for ext in extensions:
         if names is not None and f"{stem}{ext}" not in names:
             continue  # one listing instead of a stat per id and extension (45k for ActivityNet)
@@ -376,34 +332,6 @@ def video_path(root: Path, stem: str, extensions: Sequence[str]) -> Path:
         except OSError:  # e.g. a video root that cannot be searched: the extractor reports the video
             continue
     return root / f"{stem}{extensions[0]}"
-
-
-_LISTINGS: dict[tuple[str, int, int], frozenset[str]] = {}
-
-
-def forget_listings() -> None:
-    """Drop the folder listings of :func:`video_path`; each dataset load starts afresh (a file
-    added within the folder's timestamp granularity would not change the cache key)."""
-    _LISTINGS.clear()
-
-
-def _names_in(root: Path) -> frozenset[str] | None:
-    """The entry names of folder ``root`` (cached while its modification time is unchanged);
-    None when it cannot be listed, so that each file is checked on its own."""
-    try:
-        st = os.stat(root)
-        if not stat.S_ISDIR(st.st_mode):
-            return frozenset()
-        key = (os.fspath(root), st.st_ino, st.st_mtime_ns)
-        names = _LISTINGS.get(key)
-        if names is None:
-            names = frozenset(os.listdir(root))
-            if len(_LISTINGS) >= 256:  # LSMDC has one folder per movie
-                _LISTINGS.clear()
-            _LISTINGS[key] = names
-        return names
-    except OSError:
-        return None
 
 
 def unique(items: Iterable[str]) -> list[str]:

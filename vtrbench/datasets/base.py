@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vtrbench.errors import AnnotationError
-from vtrbench.registry import Registry
+from vtrbench.datasets.listing import forget_listings
+from vtrbench.datasets.strings import check_text
+from vtrbench.errors import AnnotationError, VtrbenchError
+from vtrbench.registry import Registry, name_problem
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,6 @@ class DatasetIndex:
     def validate(self) -> None:
         """Every split refers to known videos and texts; every text to a known video; ids and
         captions can be stored (the readers check them too, naming the file and line)."""
-        from vtrbench.datasets._formats import check_text
-
         ids = {v.id for v in self.videos}
         if len(ids) != len(self.videos):
             raise AnnotationError(f"{self.name}: duplicate video ids")
@@ -136,7 +136,15 @@ class DatasetIndex:
 # files live. Loaders must not touch the video files themselves.
 Loader = Callable[[Path | None, Path | None], DatasetIndex]
 
-DATASETS: Registry[Loader] = Registry("dataset", entry_point_group="vtrbench.datasets")
+# The built-in datasets, by module: imported on first use by the registry (kept lazy so that
+# `vtrbench --help` stays fast; base.py never imports them).
+BUILTIN_MODULES = tuple(
+    f"vtrbench.datasets.{m}"
+    for m in ("activitynet", "custom", "didemo", "lsmdc", "msrvtt", "msvd", "synthetic")
+)
+DATASETS: Registry[Loader] = Registry(
+    "dataset", entry_point_group="vtrbench.datasets", builtin_modules=BUILTIN_MODULES
+)
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
@@ -145,15 +153,11 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
 
 
 def list_datasets() -> list[str]:
-    _import_builtin()
     return DATASETS.available()  # built-ins, loaded plugins and installed entry points
 
 
 def load_dataset(name: str, annotations: Path | None, video_root: Path | None) -> DatasetIndex:
     """Build the index of a registered dataset and check that it is self-consistent."""
-    _import_builtin()
-    from vtrbench.datasets._formats import forget_listings
-
     loader = DATASETS.get(name)
     forget_listings()
     origin = DATASETS.origin(name)
@@ -176,9 +180,6 @@ def _plugin_index(
     """Run a dataset plugin's loader as head and loss plugins are run: whatever goes wrong inside it
     (an exception, a return value that is not a :class:`DatasetIndex`, fields of the wrong type) is
     one line naming the plugin, never a traceback from the user's code."""
-    from vtrbench.errors import VtrbenchError
-    from vtrbench.registry import name_problem
-
     who = f"plugin dataset {name!r} ({origin.get('source')})"
     try:
         index = loader(annotations, video_root)
@@ -230,19 +231,3 @@ def _field_problem(index: DatasetIndex) -> str | None:
     if index.default_train is not None and index.default_train not in index.splits:
         return f"default_train {index.default_train!r} is not one of its splits {sorted(index.splits)}"
     return None
-
-
-def _import_builtin() -> None:
-    # Importing the modules registers them; kept lazy so `vtrbench --help` stays fast.
-    from vtrbench.datasets import (  # noqa: F401
-        activitynet,
-        custom,
-        didemo,
-        lsmdc,
-        msrvtt,
-        msvd,
-        synthetic,
-    )
-
-
-DATASETS.builtins(_import_builtin)

@@ -196,7 +196,14 @@ def slice_state(state: Batch, rows: slice) -> Batch:
 
 
 HeadFactory = Callable[..., Head]
-HEADS: Registry[HeadFactory] = Registry("head", entry_point_group="vtrbench.heads")
+# The built-in heads, by module: imported on first use by the registry (base.py never imports them).
+BUILTIN_MODULES = tuple(
+    f"vtrbench.heads.{m}"
+    for m in ("camoe", "meanp", "seqlstm", "seqtransf", "tighttransf", "wti", "xpool", "zeroshot")
+)
+HEADS: Registry[HeadFactory] = Registry(
+    "head", entry_point_group="vtrbench.heads", builtin_modules=BUILTIN_MODULES
+)
 
 
 def register_head(name: str) -> Callable[[HeadFactory], HeadFactory]:
@@ -206,19 +213,16 @@ def register_head(name: str) -> Callable[[HeadFactory], HeadFactory]:
 
 def list_heads() -> list[str]:
     """Names of the built-in, plugin and installed (entry point) heads."""
-    _import_builtin()
     return HEADS.available()  # built-ins, loaded plugins and installed entry points
 
 
 def is_pairwise(name: str) -> bool:
     """Whether the registered head ``name`` scores pairs jointly (no text/video embeddings)."""
-    _import_builtin()
     return bool(getattr(HEADS.get(name), "pairwise", False))
 
 
 def head_option_schema(name: str) -> dict[str, OptionRule] | None:
     """The declared option schema of the registered head ``name`` (None: a plugin head without one)."""
-    _import_builtin()
     schema = getattr(HEADS.get(name), "option_schema", None)
     return dict(schema) if schema is not None else None
 
@@ -234,30 +238,18 @@ def validate_head_options(
     return check_head_options(name, dict(options), schema, where=where)
 
 
-def create_head(name: str, embed_dim: int, **options: Any) -> Head:
-    """Build a registered head. ``options`` are the head's own keyword arguments, checked against
-    its ``option_schema`` first (one-line errors naming the head and the option)."""
-    _import_builtin()
-    options = validate_head_options(name, options)
-    from vtrbench.plugins import check_head, construct
+def __getattr__(name: str) -> Any:
+    # Deprecated re-export: create_head moved to vtrbench.factory (above the families), which this
+    # family's base must not import at module level; the lazy import keeps old callers working.
+    if name == "create_head":
+        import warnings
 
-    head = construct(HEADS, name, embed_dim=embed_dim, **options)  # a plugin's failure: one line
+        from vtrbench.factory import create_head
 
-    check_head(head, name, embed_dim)  # plugin heads only: one dry forward, before any work
-    return head
-
-
-def _import_builtin() -> None:
-    from vtrbench.heads import (  # noqa: F401
-        camoe,
-        meanp,
-        seqlstm,
-        seqtransf,
-        tighttransf,
-        wti,
-        xpool,
-        zeroshot,
-    )
-
-
-HEADS.builtins(_import_builtin)
+        warnings.warn(
+            "vtrbench.heads.base.create_head moved to vtrbench.factory.create_head",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return create_head
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

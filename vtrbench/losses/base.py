@@ -15,7 +15,11 @@ from vtrbench.registry import Registry
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 LossFactory = Callable[..., LossFn]
-LOSSES: Registry[LossFactory] = Registry("loss", entry_point_group="vtrbench.losses")
+# The built-in losses, by module: imported on first use by the registry (base.py never imports them).
+BUILTIN_MODULES = ("vtrbench.losses.dsl", "vtrbench.losses.infonce", "vtrbench.losses.triplet")
+LOSSES: Registry[LossFactory] = Registry(
+    "loss", entry_point_group="vtrbench.losses", builtin_modules=BUILTIN_MODULES
+)
 
 
 def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
@@ -25,23 +29,20 @@ def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
 
 def list_losses() -> list[str]:
     """Names of the built-in, plugin and installed (entry point) losses."""
-    _import_builtin()
     return LOSSES.available()  # built-ins, loaded plugins and installed entry points
 
 
-def create_loss(name: str, **options: Any) -> LossFn:
-    """Build a registered loss: a callable on the (B, B) logit matrix returning a scalar."""
-    _import_builtin()
-    from vtrbench.plugins import check_loss, construct
+def __getattr__(name: str) -> Any:
+    # Deprecated re-export: create_loss moved to vtrbench.factory (above the families).
+    if name == "create_loss":
+        import warnings
 
-    loss = construct(LOSSES, name, **options)  # a plugin's failure: one line
+        from vtrbench.factory import create_loss
 
-    check_loss(loss, name)  # plugin losses only: one dry call, before any work
-    return loss
-
-
-def _import_builtin() -> None:
-    from vtrbench.losses import dsl, infonce, triplet  # noqa: F401
-
-
-LOSSES.builtins(_import_builtin)
+        warnings.warn(
+            "vtrbench.losses.base.create_loss moved to vtrbench.factory.create_loss",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return create_loss
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
