@@ -62,8 +62,8 @@ def register_model(workdir: Path) -> None:
 def make_cache(workdir: Path, videos: int) -> Path:
     from vtrbench.config import ExtractConfig
     from vtrbench.datasets import load_dataset
+    from vtrbench.datasets.synthetic import SynthConfig, render_dataset
     from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
-    from vtrbench.synthetic import SynthConfig, render_dataset
 
     data_dir = workdir / "synthetic"
     render_dataset(SynthConfig(videos=videos, seed=0), data_dir)

@@ -23,7 +23,7 @@ def main(argv: list[str]) -> None:
     if not paths:
         shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
         paths = sorted(shared.glob("*.mp4"))
-        from vtrbench.synthetic import SynthConfig, render_dataset
+        from vtrbench.datasets.synthetic import SynthConfig, render_dataset
 
         tmp = Path(tempfile.mkdtemp(prefix="thumbs-"))
         render_dataset(SynthConfig(videos=8, seed=0), tmp)

@@ -172,7 +172,7 @@ def test_models_lists_the_tiny_model(run_cli: Callable[..., Any]) -> None:
 
 
 def test_describe_synthetic_without_annotations(run_cli: Callable[..., Any]) -> None:
-    from vtrbench.synthetic import SynthConfig
+    from vtrbench.datasets.synthetic import SynthConfig
 
     default = SynthConfig()
     r = run_cli("datasets", "describe", "synthetic", "--json")

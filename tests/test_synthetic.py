@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from vtrbench.datasets import load_dataset
-from vtrbench.errors import AnnotationError, VtrbenchError
-from vtrbench.synthetic import (
+from vtrbench.datasets.synthetic import (
     COLOURS,
     SCENES,
     SHAPES,
@@ -23,6 +22,7 @@ from vtrbench.synthetic import (
     render_dataset,
     render_video,
 )
+from vtrbench.errors import AnnotationError, VtrbenchError
 
 av = pytest.importorskip("av")
 
@@ -279,6 +279,17 @@ def test_loader_refuses_other_folders(tmp_path: Path) -> None:
     (out / "captions.jsonl").write_text("\n".join([lines[0], json.dumps(bad), *lines[2:]]))
     with pytest.raises(AnnotationError, match="line 2: key 'roles'"):
         load_dataset("synthetic", out, None)
+
+
+def test_deprecated_module_reexports_the_generator() -> None:
+    # vtrbench.synthetic moved into the dataset family; the old import path must keep working.
+    import vtrbench.datasets.synthetic as new
+    import vtrbench.synthetic as old
+
+    assert "Deprecated: moved to vtrbench.datasets.synthetic" in (old.__doc__ or "")
+    assert old.__all__ and all(getattr(old, name) is getattr(new, name) for name in old.__all__)
+    # meta.json and the mp4 fingerprints keep the generator name they were written with
+    assert new.GENERATOR == "vtrbench.synthetic"
 
 
 # ---------------------------------------------------------------------------- signal

@@ -1,11 +1,18 @@
-"""The ``synthetic`` dataset: a folder written by :func:`vtrbench.synthetic.render_dataset`.
+"""The ``synthetic`` dataset: the procedural videos behind ``vtrbench demo`` and the tests, and their loader.
 
-The folder is both the annotation folder and the video root: ``meta.json`` (generator
-version, options, per-video factors and splits), ``captions.jsonl`` (captions with
-their known noun/verb roles) and ``videos/<id>.mp4``. Without an annotation folder the
-index is planned from the default :class:`~vtrbench.synthetic.SynthConfig` with video
-paths under a placeholder folder that does not exist, so that the dataset can be
-described before anything is rendered.
+The generator (METHODS.md section 9), bottom to top: :mod:`.factors` (shapes, colours,
+scenes, action kinds and why videos come in order pairs), :mod:`.captions` (templates and
+word roles), :mod:`.planning` (:class:`SynthConfig` and :func:`plan`), :mod:`.render`
+(the pixels: timing and lighting), :mod:`.folder` (file names, safe writes) and
+:mod:`.generate` (:func:`render_dataset`). This module re-exports their public names
+(``vtrbench.synthetic`` is a deprecated alias of it) and registers the loader.
+
+The loader reads a folder written by :func:`render_dataset`; the folder is both the
+annotation folder and the video root: ``meta.json`` (generator version, options, per-video
+factors and splits), ``captions.jsonl`` (captions with their known noun/verb roles) and
+``videos/<id>.mp4``. Without an annotation folder the index is planned from the default
+:class:`SynthConfig` with video paths under a placeholder folder that does not exist, so
+that the dataset can be described before anything is rendered.
 """
 
 from __future__ import annotations
@@ -21,17 +28,46 @@ from vtrbench.datasets._formats import (
     short,
 )
 from vtrbench.datasets.base import DatasetIndex, Split, TextEntry, VideoEntry, register_dataset
-from vtrbench.errors import AnnotationError
-from vtrbench.synthetic import (
-    CAPTIONS_FILE,
+from vtrbench.datasets.synthetic.captions import MAX_CAPTIONS_PER_VIDEO, Caption
+from vtrbench.datasets.synthetic.factors import (
+    COLOURS,
     GENERATOR,
     GENERATOR_VERSION,
-    META_FILE,
+    KINDS,
+    SCENES,
+    SHAPES,
     SPLITS,
-    VIDEO_DIR,
-    SynthConfig,
-    plan,
+    Entity,
 )
+from vtrbench.datasets.synthetic.folder import CAPTIONS_FILE, MARKER_FILE, META_FILE, VIDEO_DIR
+from vtrbench.datasets.synthetic.generate import render_dataset
+from vtrbench.datasets.synthetic.planning import SynthConfig, VideoSpec, plan
+from vtrbench.datasets.synthetic.render import render_video
+from vtrbench.errors import AnnotationError
+
+# The generator's public names (also re-exported, deprecated, by vtrbench.synthetic).
+__all__ = [
+    "CAPTIONS_FILE",
+    "COLOURS",
+    "GENERATOR",
+    "GENERATOR_VERSION",
+    "KINDS",
+    "MARKER_FILE",
+    "MAX_CAPTIONS_PER_VIDEO",
+    "META_FILE",
+    "SCENES",
+    "SHAPES",
+    "SPLITS",
+    "VIDEO_DIR",
+    "Caption",
+    "Entity",
+    "SynthConfig",
+    "VideoSpec",
+    "load_synthetic",
+    "plan",
+    "render_dataset",
+    "render_video",
+]
 
 NAME = "synthetic"
 PLACEHOLDER_ROOT = Path("/nonexistent/vtrbench-synthetic-not-rendered")
