@@ -135,7 +135,7 @@ def measure(
     layers: int = 4,
 ) -> dict[str, Any]:
     """Video embeddings of the batch with both layouts and with vtrbench's seqtransf (init=clip)."""
-    from vtrbench.heads.base import create_head
+    from vtrbench.factory import create_head
 
     width, heads = frames.shape[-1], int(info["heads"])
     ref = ReferenceSeqTransf(width, layers, heads).eval()

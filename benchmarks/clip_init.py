@@ -86,7 +86,8 @@ def make_cache(workdir: Path, videos: int) -> Path:
 
 def measure(workdir: Path, *, videos: int, epochs: int, seeds: tuple[int, ...], loss: str) -> dict[str, Any]:
     from vtrbench.cache import FeatureCache
-    from vtrbench.runner import RunSpec, run_training
+    from vtrbench.runs.runner import run_training
+    from vtrbench.runs.spec import RunSpec
 
     register_model(workdir)
     cache_path = make_cache(workdir, videos)

@@ -143,7 +143,7 @@ def random_features(n: int, length: int, dim: int, g: torch.Generator, kind: str
 
 def bench_pairwise(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     from vtrbench.evaluate import evaluate_pairwise
-    from vtrbench.heads.base import create_head
+    from vtrbench.factory import create_head
 
     torch.manual_seed(0)
     head = create_head(name, embed_dim=args.dim).eval()
@@ -280,7 +280,8 @@ def _floor_matmuls(name: str, head: Any, block: tuple[int, int], args: argparse.
 
 
 def bench_floor(name: str, n: int, args: argparse.Namespace, legacy: bool) -> dict[str, Any]:
-    from vtrbench.heads.base import create_head, slice_state
+    from vtrbench.factory import create_head
+    from vtrbench.heads.base import slice_state
 
     torch.manual_seed(0)
     head = create_head(name, embed_dim=args.dim).eval()
@@ -500,7 +501,7 @@ def _once_call(kind: str, size: int, posts: tuple[str, ...], bank: int, args: ar
 
         return call
 
-    from vtrbench.heads.base import create_head
+    from vtrbench.factory import create_head
 
     torch.manual_seed(0)
     head = create_head(kind, embed_dim=args.dim).eval()

@@ -70,7 +70,7 @@ def pair_order_accuracy(scores: torch.Tensor, text_video: torch.Tensor, twin: np
 def split_scores(head: Any, data: Any) -> torch.Tensor:
     """The full (captions, videos) similarity of a small split, for any head."""
     from vtrbench.heads.base import PairwiseHead
-    from vtrbench.train import embed, states
+    from vtrbench.runs.scoring import embed, states
 
     if isinstance(head, PairwiseHead):
         text, video = states(head, data)
@@ -108,8 +108,10 @@ def measure(
     from vtrbench.cache import FeatureCache
     from vtrbench.config import TrainConfig
     from vtrbench.demo import make_synthetic_cache
-    from vtrbench.heads.base import create_head
-    from vtrbench.train import evaluate_head, fit, load_split, seed_everything
+    from vtrbench.factory import create_head
+    from vtrbench.runs.data import load_split
+    from vtrbench.runs.scoring import evaluate_head
+    from vtrbench.runs.train import fit, seed_everything
 
     cache_path, _ = make_synthetic_cache(workdir, videos=videos, workers=0)
     data_dir = workdir / "synthetic"

@@ -161,8 +161,10 @@ def measure(path: Path, head_name: str, args: argparse.Namespace) -> dict[str, A
 
     from vtrbench.cache import FeatureCache
     from vtrbench.config import TrainConfig
-    from vtrbench.heads.base import create_head
-    from vtrbench.train import SplitData, evaluate_head, fit, load_split
+    from vtrbench.factory import create_head
+    from vtrbench.runs.data import SplitData, load_split
+    from vtrbench.runs.scoring import evaluate_head
+    from vtrbench.runs.train import fit
 
     if args.threads:
         torch.set_num_threads(args.threads)

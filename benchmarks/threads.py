@@ -39,8 +39,8 @@ from train import build_split, head_slice  # noqa: E402
 
 def _fit_seconds(head_name: str, data: Any, batch: int) -> float:
     from vtrbench.config import TrainConfig
-    from vtrbench.heads.base import create_head
-    from vtrbench.train import fit
+    from vtrbench.factory import create_head
+    from vtrbench.runs.train import fit
 
     config = TrainConfig(cache_hash="benchmark", head=head_name, loss="infonce", epochs=1, batch_size=batch)
     torch.manual_seed(0)
@@ -51,8 +51,8 @@ def _fit_seconds(head_name: str, data: Any, batch: int) -> float:
 
 
 def _eval_seconds(head_name: str, data: Any) -> float:
-    from vtrbench.heads.base import create_head
-    from vtrbench.train import evaluate_head
+    from vtrbench.factory import create_head
+    from vtrbench.runs.scoring import evaluate_head
 
     torch.manual_seed(0)
     head = create_head(head_name, embed_dim=int(data.video["frames"].shape[-1]))

@@ -69,7 +69,7 @@ def build_split(
     n_videos: int, captions_per_video: int, frames: int, words: int, dim: int, seed: int = 0
 ) -> Any:
     """An MSR-VTT-shaped training split in memory, fp16 at rest like :func:`vtrbench.train.load_split`."""
-    from vtrbench.train import SplitData
+    from vtrbench.runs.data import SplitData
 
     g = torch.Generator().manual_seed(seed)
     n_texts = n_videos * captions_per_video
@@ -104,7 +104,7 @@ def build_split(
 
 def head_slice(split: Any, n_texts: int) -> Any:
     """The split with only its first ``n_texts`` captions (views, no copy); all videos kept."""
-    from vtrbench.train import SplitData
+    from vtrbench.runs.data import SplitData
 
     text = {k: v[:n_texts] for k, v in split.text.items()}
     return SplitData(
@@ -151,8 +151,8 @@ class TimedTake:
 def run_fit(head_name: str, data: Any, args: argparse.Namespace, dim: int) -> tuple[float, list[Any]]:
     """Seconds of one ``fit`` epoch over ``data`` (a fresh head each time, seed 0)."""
     from vtrbench.config import TrainConfig
-    from vtrbench.heads.base import create_head
-    from vtrbench.train import fit
+    from vtrbench.factory import create_head
+    from vtrbench.runs.train import fit
 
     config = TrainConfig(
         cache_hash="benchmark", head=head_name, loss=args.loss, epochs=1, batch_size=args.batch
@@ -179,7 +179,7 @@ def bench_head(head_name: str, split: Any, args: argparse.Namespace, base_rss: i
 
     real_take = train_mod.take
     # The pre-assembled batches hold exactly what fit gathers: EOT-only heads read a reduced table.
-    from vtrbench.heads.base import create_head
+    from vtrbench.factory import create_head
 
     reduced = train_mod.text_for(create_head(head_name, embed_dim=dim), data)
     in_place = InPlaceBatches(reduced, args.batch, args.device, 8, real_take)

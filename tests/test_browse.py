@@ -42,7 +42,7 @@ def _add_topk(path: Path, head: api.Head, cache: Path, k: int = 10) -> None:
 
 @pytest.fixture(scope="module")
 def results(synth_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vtrbench.train import load_checkpoint
+    from vtrbench.runs.record import load_checkpoint
 
     root = tmp_path_factory.mktemp("browse")
     res = root / "results"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vtrbench.heads.base import create_head
+from vtrbench.factory import create_head
 
 B, L, D = 5, 7, 16
 

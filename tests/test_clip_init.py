@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtrbench.errors import VtrbenchError
-from vtrbench.heads.base import create_head
+from vtrbench.factory import create_head
 
 TEST_MODEL = "vtrbench-test-clipinit"
 # Text width = embedding width (so extraction stores the text layers), 2 heads of 64 like
@@ -349,7 +349,7 @@ def test_extraction_stores_the_text_layers_in_the_cache(clipinit_cache, test_mod
 def test_train_init_clip_loads_the_cached_weights(clipinit_cache, run_cli, tmp_path, monkeypatch):
     """`vtrbench train` (default init where the cache holds the layers = clip) starts the head
     from exactly the cached tensors; the result's config and label say so."""
-    import vtrbench.train as train_mod
+    import vtrbench.runs.train as train_mod
     from vtrbench.cache import FeatureCache
 
     seen: dict[str, torch.Tensor] = {}

@@ -16,7 +16,8 @@ from test_pairwise import D, build
 from vtrbench import evaluate as ev
 from vtrbench.evaluate import evaluate_pairwise
 from vtrbench.metrics import TIE_RTOL, gt_counts
-from vtrbench.train import SplitData, states
+from vtrbench.runs.data import SplitData
+from vtrbench.runs.scoring import states
 
 T = 5
 RUNS = [((1, 1), 1), ((2, 3), 4), ((7, 5), 3), ((256, 256), 1024)]

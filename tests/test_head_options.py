@@ -18,8 +18,9 @@ import pytest
 from vtrbench.ablate import ALL_HEADS, Grid, load_grid, validate_grid
 from vtrbench.config import check_head_options, parse_head_option_pairs
 from vtrbench.errors import VtrbenchError
+from vtrbench.factory import create_head
 from vtrbench.heads._layers import option_names
-from vtrbench.heads.base import HEADS, create_head, head_option_schema, list_heads
+from vtrbench.heads.base import HEADS, head_option_schema, list_heads
 
 D = 32
 FAST = ("--epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet")
@@ -166,7 +167,7 @@ BAD = [
 def test_a_bad_value_is_refused_the_same_way_by_python_cli_and_grid(
     head: str, key: str, value: Any, text: str, start: str, end: str, tmp_path: Path
 ) -> None:
-    from vtrbench.runner import RunSpec
+    from vtrbench.runs.spec import RunSpec
 
     message = _re(start) + ".*" + _re(end) + "$"
     with pytest.raises(VtrbenchError, match="^" + message):

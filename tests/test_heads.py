@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from vtrbench.errors import VtrbenchError
-from vtrbench.heads.base import create_head, is_pairwise, list_heads
-from vtrbench.losses.base import create_loss, list_losses
+from vtrbench.factory import create_head, create_loss
+from vtrbench.heads.base import is_pairwise, list_heads
+from vtrbench.losses.base import list_losses
 
 B, T, L, D, P = 6, 5, 8, 32, 3
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from vtrbench.heads.base import create_head
+from vtrbench.factory import create_head
 
 B, T, L, D = 5, 6, 7, 32
 

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from vtrbench.errors import VtrbenchError
-from vtrbench.losses.base import create_loss, list_losses
+from vtrbench.factory import create_loss
+from vtrbench.losses.base import list_losses
 
 B = 6
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vtrbench.errors import VtrbenchError
-from vtrbench.losses.base import create_loss
+from vtrbench.factory import create_loss
 from vtrbench.metrics import best_correct_counts, group_max, t2v_metrics, v2t_counts, v2t_metrics
 
 

@@ -14,11 +14,13 @@ from test_evaluate import BETA, SCALE, TAU, dense_dsl, dense_qbnorm
 from vtrbench.cli import main
 from vtrbench.errors import VtrbenchError
 from vtrbench.evaluate import evaluate_pairwise
-from vtrbench.heads.base import create_head, is_pairwise, list_heads
-from vtrbench.losses.base import create_loss, list_losses
+from vtrbench.factory import create_head, create_loss
+from vtrbench.heads.base import is_pairwise, list_heads
+from vtrbench.losses.base import list_losses
 from vtrbench.metrics import t2v_metrics, v2t_metrics
 from vtrbench.results import POSTPROCESSING, read_result
-from vtrbench.train import SplitData, evaluate_head, states
+from vtrbench.runs.data import SplitData
+from vtrbench.runs.scoring import evaluate_head, states
 
 D, T, L = 16, 5, 6
 PAIRWISE = [n for n in list_heads() if is_pairwise(n)]

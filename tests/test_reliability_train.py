@@ -23,7 +23,7 @@ from vtrbench.ablate import load_grid
 from vtrbench.config import check_option, check_seed
 from vtrbench.errors import VtrbenchError
 from vtrbench.evaluate import evaluate_embeddings
-from vtrbench.runner import RunSpec
+from vtrbench.runs.spec import RunSpec
 
 FAST = ("--head", "meanp", "--loss", "infonce", "--epochs", "1", "--batch-size", "8", "--device", "cpu")
 
@@ -215,12 +215,12 @@ def test_checkpoint_missing_after_a_run_is_written_by_the_rerun(
 def test_a_failing_checkpoint_write_leaves_no_result(
     run_cli: Callable[..., Any], synth_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vtrbench.train
+    import vtrbench.runs.record
 
     def fail(*a: Any, **k: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(vtrbench.train, "save_checkpoint", fail)
+    monkeypatch.setattr(vtrbench.runs.record, "save_checkpoint", fail)
     res = tmp_path / "res"
     r = _train(run_cli, synth_cache, res, "--save-checkpoint", tmp_path / "h.pt")
     _one_line_error(r, "No space left")
@@ -260,12 +260,12 @@ def test_unwritable_outputs_are_refused_before_training(
     option: str,
     kind: str,
 ) -> None:
-    import vtrbench.train
+    import vtrbench.runs.train
 
     def no_training(*a: Any, **k: Any) -> None:
         raise AssertionError("training started before the output was checked")
 
-    monkeypatch.setattr(vtrbench.train, "fit", no_training)
+    monkeypatch.setattr(vtrbench.runs.train, "fit", no_training)
     res, ckpt = tmp_path / "res", tmp_path / "h.pt"
     if kind == "parent-is-file":
         (tmp_path / "file").write_text("x")
@@ -285,7 +285,7 @@ def test_unwritable_outputs_are_refused_before_training(
         if kind == "output-is-folder" and option == "--results":
             # a folder where this run's result file goes
             from vtrbench.cache import FeatureCache
-            from vtrbench.runner import planned_path
+            from vtrbench.runs.runner import planned_path
 
             res = tmp_path / "res2"
             spec = RunSpec(synth_cache, "meanp", "infonce", epochs=1, batch_size=8, results_dir=res)
@@ -311,7 +311,7 @@ def test_eval_output_checks_and_bad_checkpoints(
 def test_eval_of_a_checkpoint_of_another_width_or_head(
     run_cli: Callable[..., Any], synth_cache: Path, tmp_path: Path
 ) -> None:
-    from vtrbench.heads.base import create_head
+    from vtrbench.factory import create_head
 
     ckpt = tmp_path / "h.pt"
     assert _train(run_cli, synth_cache, tmp_path / "res", "--save-checkpoint", ckpt).code == 0
@@ -337,7 +337,7 @@ def test_results_record_the_cache_content_hash_and_it_makes_the_run_id(
     synth_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from vtrbench.cache import FeatureCache
-    from vtrbench.runner import planned_path, run_training
+    from vtrbench.runs.runner import planned_path, run_training
 
     spec = RunSpec(
         synth_cache, "meanp", "infonce", epochs=1, batch_size=8, results_dir=tmp_path, progress=False
@@ -411,7 +411,7 @@ def test_overlap_by_file_content_when_the_cache_has_file_hashes(
     import hashlib
 
     from vtrbench.cache import FeatureCache
-    from vtrbench.runner import check_overlap
+    from vtrbench.runs.checks import check_overlap
 
     with FeatureCache(overlap_cache) as c:
         paths = c.read_strings("videos", "path")

@@ -109,8 +109,8 @@ def test_test_captions_as_free_text_rank_where_eval_says(synth_cache: Path, synt
 def test_camoe_checkpoint_scores_and_gates_equal_eval(synth_cache: Path, synth_dir: Path, trained) -> None:
     """CAMoE reads the noun/verb streams: with the roles the dataset gave extraction, the query's
     streams, scores, ranks and gate weights are the cached caption's."""
+    from vtrbench.runs.record import load_checkpoint
     from vtrbench.search import search
-    from vtrbench.train import load_checkpoint
 
     captions, roles, video_rows = _test_captions(synth_cache, synth_dir)
     out = search(synth_cache, captions, split="test", k=100, checkpoint=trained["ckpt"], roles=roles)
@@ -135,8 +135,8 @@ def test_pairwise_head_checkpoint_ranks_where_eval_says(
     synth_cache: Path, synth_dir: Path, trained, tmp_path: Path
 ) -> None:
     """X-Pool scores (caption, video) pairs jointly: search takes the pairwise path."""
+    from vtrbench.runs.record import load_checkpoint
     from vtrbench.search import search
-    from vtrbench.train import load_checkpoint
 
     ckpt = tmp_path / "xpool.pt"
     assert main(["train", "--cache", str(synth_cache), "--head", "xpool", "--loss", "infonce",

@@ -63,8 +63,10 @@ def measure_per_query(workdir: Path, videos: int = 256, epochs: int = 40, seed: 
     from vtrbench.cache import FeatureCache
     from vtrbench.config import TrainConfig
     from vtrbench.demo import make_synthetic_cache
-    from vtrbench.heads.base import create_head
-    from vtrbench.train import embed, fit, load_split, seed_everything
+    from vtrbench.factory import create_head
+    from vtrbench.runs.data import load_split
+    from vtrbench.runs.scoring import embed
+    from vtrbench.runs.train import fit, seed_everything
 
     cache_path, _ = make_synthetic_cache(workdir, videos=videos, workers=0)
     meta = json.loads((workdir / "synthetic" / "meta.json").read_text())

@@ -41,7 +41,7 @@ def test_set_threads_is_recorded():
 
 
 def test_threads_is_validated_like_other_run_options(tmp_path: Path, capsys):
-    from vtrbench.runner import RunSpec
+    from vtrbench.runs.spec import RunSpec
 
     for bad in (0, -2, 1.5, "2", True):
         with pytest.raises(VtrbenchError, match="threads must be an integer >= 1"):

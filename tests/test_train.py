@@ -214,7 +214,7 @@ def test_pos_streams_need_masks(tmp_path: Path, cache: Path, capsys) -> None:
 
 
 def test_non_finite_loss_stops_without_result(cache: Path, tmp_path: Path, monkeypatch) -> None:
-    import vtrbench.train as train_mod
+    import vtrbench.runs.train as train_mod
 
     real = train_mod.create_loss
 
@@ -224,7 +224,8 @@ def test_non_finite_loss_stops_without_result(cache: Path, tmp_path: Path, monke
 
     monkeypatch.setattr(train_mod, "create_loss", exploding)
     with pytest.raises(VtrbenchError, match="loss became nan"):
-        from vtrbench.runner import RunSpec, run_training
+        from vtrbench.runs.runner import run_training
+        from vtrbench.runs.spec import RunSpec
 
         run_training(
             RunSpec(
@@ -250,8 +251,8 @@ def test_val_fraction_records_validation_without_touching_test(cache: Path, tmp_
 
 @pytest.mark.parametrize("name", ["zeroshot", "meanp", "seqtransf", "camoe"])
 def test_eot_only_text_table_gives_the_same_text_embeddings(name: str) -> None:
-    from vtrbench.heads.base import create_head
-    from vtrbench.train import SplitData, take, text_for
+    from vtrbench.factory import create_head
+    from vtrbench.runs.data import SplitData, take, text_for
 
     g = torch.Generator().manual_seed(0)
     n, length, dim = 10, 7, 32

@@ -28,11 +28,12 @@ import numpy as np
 import pytest
 import torch
 
-import vtrbench.train as train_mod
+import vtrbench.runs.train as train_mod
 from vtrbench.config import TrainConfig
 from vtrbench.errors import VtrbenchError
-from vtrbench.heads.base import create_head
-from vtrbench.train import SplitData, fit, lr_lambda
+from vtrbench.factory import create_head
+from vtrbench.runs.data import SplitData
+from vtrbench.runs.train import fit, lr_lambda
 
 DIM = 16
 FRAMES = 4
@@ -405,7 +406,7 @@ def test_progress_counts_every_optimiser_step(recording: Recording) -> None:
 
 
 def test_validation_entry_is_the_raw_metrics_of_the_head_after_each_epoch() -> None:
-    from vtrbench.train import evaluate_head
+    from vtrbench.runs.scoring import evaluate_head
 
     data, val = make_split(8, 2), make_split(6, 2, seed=7)
     torch.manual_seed(0)

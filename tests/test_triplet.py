@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vtrbench.errors import VtrbenchError
-from vtrbench.losses.base import create_loss
+from vtrbench.factory import create_loss
 
 B = 7
 

@@ -386,6 +386,6 @@ def test_untuned_configs_keep_their_hash() -> None:
 
     plain = json.loads(canonical_json(TrainConfig(cache_hash="c", head="meanp", loss="dsl")))
     assert "tuned" not in plain and plain["warmup"] == 0.1
-    from vtrbench.runner import RunSpec
+    from vtrbench.runs.spec import RunSpec
 
     assert RunSpec(cache_path=Path("x.h5"), head="meanp", loss="dsl").warmup == 0.1

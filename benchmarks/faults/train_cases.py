@@ -401,7 +401,7 @@ def _ck_other_head(tmp: Path, ctx: Context) -> Path:
 
 
 def _ck_other_width(tmp: Path, ctx: Context) -> Path:
-    from vtrbench.heads.base import create_head
+    from vtrbench.factory import create_head
 
     return _ck_edit(
         tmp, ctx, "wide.pt", embed_dim=32, state_dict=create_head("meanp", embed_dim=32).state_dict()

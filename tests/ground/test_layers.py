@@ -325,7 +325,11 @@ def test_functions_are_short_or_say_why() -> None:
 
 @pytest.mark.parametrize(
     "family, concrete",
-    [("heads", "vtrbench.heads.camoe"), ("losses", "vtrbench.losses.dsl"), ("datasets", "vtrbench.datasets.msrvtt")],
+    [
+        ("heads", "vtrbench.heads.camoe"),
+        ("losses", "vtrbench.losses.dsl"),
+        ("datasets", "vtrbench.datasets.msrvtt"),
+    ],
 )
 def test_a_family_base_imports_neither_its_members_nor_plugins(family: str, concrete: str) -> None:
     base = MODS[f"vtrbench.{family}.base"]
