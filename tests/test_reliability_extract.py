@@ -333,7 +333,7 @@ def test_full_disk_stops_with_one_line_and_resumes_identically(
     out = tmp_path / "full.h5"
     parts = Path(str(out) + ".parts")
     writes = []
-    real_create = cache_mod._io._create
+    real_create = cache_mod._io.create_dataset
 
     def failing_create(group: Any, name: str, *a: Any, **k: Any) -> Any:
         # the third part file hits ENOSPC halfway through, as a full disk does
@@ -342,12 +342,12 @@ def test_full_disk_stops_with_one_line_and_resumes_identically(
         writes.append(name)
         return real_create(group, name, *a, **k)
 
-    monkeypatch.setattr(cache_mod._io, "_create", failing_create)
+    monkeypatch.setattr(cache_mod._io, "create_dataset", failing_create)
     line = _one_line_error(run_cli(*_argv(small["csv"], out)))
     assert "disk is full" in line and "videos-00002.h5" in line
     assert sorted(p.name for p in parts.glob("*.h5*")) == ["videos-00000.h5", "videos-00001.h5"]
     assert all(cache_mod.part_is_valid(p, 2) for p in parts.glob("videos-*.h5"))
-    monkeypatch.setattr(cache_mod._io, "_create", real_create)
+    monkeypatch.setattr(cache_mod._io, "create_dataset", real_create)
     # the free-space check, before a part is written
     monkeypatch.setattr(cache_mod._io, "disk_free", lambda folder: 1 << 20)
     line = _one_line_error(run_cli(*_argv(small["csv"], out)))

@@ -15,7 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vtrbench.errors import VtrbenchError
+from vtrbench.tiecounts import TOPK, counts_from_json, expected_ranks, expected_recall, median_rank
 
 # Schema 2 (this vtrbench writes it) adds per_query (the tie counts every metric is computed from)
 # and topk (and topk_scores, optional); schema 1 files (no per_query/topk) stay readable.
@@ -214,10 +217,6 @@ def gallery_sizes(data: dict[str, Any]) -> tuple[int, int, dict[str, int]]:
 
 def _metrics_disagree(stored: dict[str, Any], counts: Any, what: str) -> str | None:
     """The stored metrics must be the ones their per-query counts give (up to float rounding)."""
-    import numpy as np
-
-    from vtrbench.metrics import expected_ranks, expected_recall, median_rank
-
     ranks = expected_ranks(counts)
     want: dict[str, list[float]] = {"MnR": [float(ranks.mean())]}
     # MdR: np.median, or the lower middle value under the clip4clip convention
@@ -234,8 +233,6 @@ def _metrics_disagree(stored: dict[str, Any], counts: Any, what: str) -> str | N
 
 def _per_query_problem(data: dict[str, Any]) -> str | None:
     """Shape and type checks of schema 2's ``per_query`` and ``topk`` (see results/README.md)."""
-    from vtrbench.metrics import TOPK, counts_from_json
-
     try:
         n_q, n_v, ranked_among = gallery_sizes(data)
     except ValueError as e:

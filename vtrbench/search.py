@@ -33,6 +33,12 @@ import torch
 
 from vtrbench.cache import STATUS_OK, FeatureCache
 from vtrbench.errors import CacheError, VtrbenchError
+from vtrbench.factory import create_head
+from vtrbench.heads.base import PairwiseHead
+from vtrbench.runs.data import SplitData, take
+from vtrbench.runs.record import load_checkpoint
+from vtrbench.runs.scoring import embed, states
+from vtrbench.runs.train import check_requirements
 
 MAX_QUERY_CHARS = 1000
 # The re-encoded check caption must match the stored features this closely (cosine of the EOT
@@ -146,10 +152,6 @@ def search(
     dataset that knows them gives them to extraction (the synthetic one); by default the cache's
     tagger labels the words.
     """
-    from vtrbench.runs.data import SplitData
-    from vtrbench.runs.record import load_checkpoint
-    from vtrbench.runs.train import check_requirements
-
     queries = check_queries(list(queries))
     if roles is not None and len(roles) != len(queries):
         raise VtrbenchError(f"roles: {len(roles)} entries for {len(queries)} queries")
@@ -169,8 +171,6 @@ def search(
                 )
             head_name = str(ckpt["head"])
         else:
-            from vtrbench.factory import create_head
-
             head_name = "zeroshot"
             head = create_head("zeroshot", embed_dim=int(attrs["embed_dim"]))
         check_requirements(head, fc, head_name)
@@ -365,9 +365,6 @@ class _Query:
 
 def _score(head: Any, data: Any, device: str) -> torch.Tensor:
     """(Nq, Nv) similarity, computed the way evaluation computes it for a cached caption."""
-    from vtrbench.heads.base import PairwiseHead
-    from vtrbench.runs.scoring import embed, states
-
     head.eval()
     if isinstance(head, PairwiseHead):
         ts, vs = states(head, data, device=device)
@@ -392,8 +389,6 @@ def _score(head: Any, data: Any, device: str) -> torch.Tensor:
 
 @torch.no_grad()
 def _gates(head: Any, text: dict[str, torch.Tensor], device: str) -> dict[str, np.ndarray] | None:
-    from vtrbench.runs.data import take
-
     n = int(text["tokens"].shape[0])
     g = head.gate_weights(take(text, torch.arange(n), torch.device(device)))
     return None if g is None else {k: v.float().cpu().numpy() for k, v in g.items()}

@@ -10,15 +10,19 @@ fill exactly the gaps: finished parts and finished result files are skipped as a
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn, TypeVar
+
+import torch.distributed as dist
 
 from vtrbench.errors import VtrbenchError
 
@@ -151,9 +155,6 @@ def die_with_agent() -> None:
     """
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-    import signal
-
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -191,8 +192,6 @@ def barrier(shard: Shard | None) -> None:
     """Wait for every torchrun process (no-op otherwise). Long timeout: ranks may finish hours apart."""
     if shard is None or not shard.torchrun:
         return
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         # gloo needs no GPU and is only used for this barrier; the work itself is independent
         dist.init_process_group("gloo", timeout=timedelta(days=2))
@@ -201,7 +200,5 @@ def barrier(shard: Shard | None) -> None:
 
 def finish(shard: Shard | None) -> None:
     if shard is not None and shard.torchrun:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             dist.destroy_process_group()

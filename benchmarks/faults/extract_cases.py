@@ -521,7 +521,7 @@ def _failing_writer(tmp: Path, ctx: Context, target: str, dataset: str = "frame_
     """ENOSPC halfway through one HDF5 file (a part or the assembled cache), then a resume."""
     import vtrbench.cache as cache_mod
 
-    real = cache_mod._io._create
+    real = cache_mod._io.create_dataset
 
     def create(group: Any, name: str, *a: Any, **k: Any) -> Any:
         if group.file.filename.endswith(target) and name == dataset:
@@ -529,11 +529,11 @@ def _failing_writer(tmp: Path, ctx: Context, target: str, dataset: str = "frame_
         return real(group, name, *a, **k)
 
     out = tmp / "out.h5"
-    cache_mod._io._create = create
+    cache_mod._io.create_dataset = create
     try:
         r = run_cli(extract_argv(_data(ctx), out))
     finally:
-        cache_mod._io._create = real
+        cache_mod._io.create_dataset = real
     first = expect_error(r, "disk is full")
     if first.kind != "clear_error":
         return first
@@ -596,18 +596,18 @@ def _overwrite_disk_full(tmp: Path, ctx: Context) -> Outcome:
 
     out = _copy_cache(ctx, tmp)
     before = out.read_bytes()
-    real = cache_mod._io._create
+    real = cache_mod._io.create_dataset
 
     def create(group: Any, name: str, *a: Any, **k: Any) -> Any:
         if group.file.filename.endswith("out.h5.tmp") or group.file.filename.endswith("cache.h5.tmp"):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(group, name, *a, **k)
 
-    cache_mod._io._create = create
+    cache_mod._io.create_dataset = create
     try:
         r = run_cli([*extract_argv(_data(ctx), out), "--overwrite", "--max-words", "16"])
     finally:
-        cache_mod._io._create = real
+        cache_mod._io.create_dataset = real
     if out.read_bytes() != before:
         return Outcome("lost", "the old cache changed during a failed --overwrite")
     return expect_error(r, "disk is full")
@@ -760,13 +760,13 @@ import vtrbench.cache as cache
 import vtrbench.extract.pipeline as pipeline
 if point.startswith("part:"):
     k = int(point[5:])
-    real_create = cache._io._create
+    real_create = cache._io.create_dataset
     def _create(group, name, *a, **kw):
         ds = real_create(group, name, *a, **kw)
         if group.file.filename.endswith(f"-{k:05d}.h5.tmp") and name == "frame_mask":
             hold()
         return ds
-    cache._io._create = _create
+    cache._io.create_dataset = _create
 elif point == "after-part":
     real_fsync = cache._io.fsync_dir
     def fsync_dir(path):

@@ -51,12 +51,12 @@ def check_free_space(folder: Path, need: int, what: str) -> None:
         )
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     lines = str(e).splitlines()
     return lines[0] if lines else type(e).__name__
 
 
-def _write_file(path: Path, tmp: Path, write: Callable[[], None]) -> None:
+def write_file(path: Path, tmp: Path, write: Callable[[], None]) -> None:
     """Run ``write()`` (which makes ``tmp`` and renames it to ``path``); any failure removes ``tmp``
     and is raised as one CacheError line.
 
@@ -94,7 +94,7 @@ IN_MEMORY_BYTES = 512 << 20
 
 
 @contextmanager
-def _h5_in_memory(tmp: Path) -> Iterator[h5py.File]:
+def h5_in_memory(tmp: Path) -> Iterator[h5py.File]:
     """An HDF5 file built in memory, then written to ``tmp`` with plain writes and fsynced.
 
     HDF5 does not survive a write that fails for lack of space (it segfaulted in ``flush`` on a full
@@ -125,13 +125,13 @@ def write_failed(path: Path, e: OSError | RuntimeError) -> CacheError:
         getattr(x, "errno", None) == errno.ENOSPC or "No space left" in str(x) or "errno = 28" in str(x)
         for x in chain
     )
-    reason = "the disk is full" if full else (getattr(e, "strerror", None) or _first_line(e))
+    reason = "the disk is full" if full else (getattr(e, "strerror", None) or first_line(e))
     return CacheError(
         f"cannot write {path}: {reason}; finished parts are kept: fix this and run the same command again"
     )
 
 
-def _create(group: h5py.Group, name: str, data: np.ndarray | None = None, **kw: Any) -> h5py.Dataset:
+def create_dataset(group: h5py.Group, name: str, data: np.ndarray | None = None, **kw: Any) -> h5py.Dataset:
     """Create a dataset with the Fletcher32 checksum wherever HDF5 allows it.
 
     Variable-length strings take no filter, and neither does a dataset with no rows; both are covered by
@@ -183,7 +183,7 @@ def dataset_digest(ds: h5py.Dataset) -> str:
     return h.hexdigest()
 
 
-def _datasets(f: h5py.File) -> list[tuple[str, h5py.Dataset]]:
+def datasets_of(f: h5py.File) -> list[tuple[str, h5py.Dataset]]:
     found: list[tuple[str, h5py.Dataset]] = []
     f.visititems(lambda name, obj: found.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)
     return sorted(found)
@@ -196,7 +196,7 @@ def combine_digests(digests: dict[str, str]) -> str:
 def seal(f: h5py.File) -> str:
     """Store each dataset's digest as its ``sha256`` attribute and their combination as ``content_sha256``."""
     digests = {}
-    for name, ds in _datasets(f):
+    for name, ds in datasets_of(f):
         digests[name] = dataset_digest(ds)
         ds.attrs["sha256"] = digests[name]
     f.attrs["content_sha256"] = combine_digests(digests)

@@ -21,9 +21,9 @@ from vtrbench.cache._io import (
     STR,
     TEXT_FIELDS,
     VIDEO_FIELDS,
-    _h5_in_memory,
-    _write_file,
     check_free_space,
+    h5_in_memory,
+    write_file,
 )
 from vtrbench.cache.parts import (
     IDENTITY_KEYS,
@@ -78,7 +78,7 @@ def _assemble(cache_path: Path, manifest: Manifest, reuse: h5py.File | None) -> 
     def write() -> None:
         check_free_space(cache_path.parent, need, cache_path.name)
         if need <= IN_MEMORY_BYTES:
-            with _h5_in_memory(tmp) as out:
+            with h5_in_memory(tmp) as out:
                 _write_cache(out, cache_path, manifest, reuse)
         else:
             # too big for memory: written in place, after the free-space check above
@@ -88,7 +88,7 @@ def _assemble(cache_path: Path, manifest: Manifest, reuse: h5py.File | None) -> 
                 os.fsync(fh.fileno())
         os.replace(tmp, cache_path)
 
-    _write_file(cache_path, tmp, write)
+    write_file(cache_path, tmp, write)
     _io.fsync_dir(cache_path.parent)
 
 
@@ -105,30 +105,30 @@ def _write_cache(out: h5py.File, cache_path: Path, manifest: Manifest, reuse: h5
     out.attrs["video_chunk"] = manifest.video_chunk
     out.attrs["text_chunk"] = manifest.text_chunk
     vg = out.create_group("videos")
-    _io._create(vg, "id", data=np.asarray(manifest.video_ids, dtype=object), dtype=STR)
-    _io._create(vg, "path", data=np.asarray(manifest.video_paths, dtype=object), dtype=STR)
+    _io.create_dataset(vg, "id", data=np.asarray(manifest.video_ids, dtype=object), dtype=STR)
+    _io.create_dataset(vg, "path", data=np.asarray(manifest.video_paths, dtype=object), dtype=STR)
     if manifest.video_windows is not None:
         win = np.array(
             [[np.nan if x is None else float(x) for x in w] for w in manifest.video_windows],
             dtype=np.float64,
         ).reshape(len(manifest.video_ids), 2)
-        _io._create(vg, "window_s", data=win)
+        _io.create_dataset(vg, "window_s", data=win)
     _copy_parts(cache_path, vg, "videos", manifest, reuse)
     tg = out.create_group("texts")
-    _io._create(tg, "video", data=np.asarray(manifest.text_video, dtype=np.int32))
-    _io._create(tg, "caption", data=np.asarray(manifest.captions, dtype=object), dtype=STR)
+    _io.create_dataset(tg, "video", data=np.asarray(manifest.text_video, dtype=np.int32))
+    _io.create_dataset(tg, "caption", data=np.asarray(manifest.captions, dtype=object), dtype=STR)
     _copy_parts(cache_path, tg, "texts", manifest, reuse)
     sg = out.create_group("splits")
     for name, split in manifest.splits.items():
         g = sg.create_group(name)
-        _io._create(g, "video_rows", data=np.asarray(split["video_rows"], dtype=np.int32))
-        _io._create(g, "text_rows", data=np.asarray(split["text_rows"], dtype=np.int32))
+        _io.create_dataset(g, "video_rows", data=np.asarray(split["video_rows"], dtype=np.int32))
+        _io.create_dataset(g, "text_rows", data=np.asarray(split["text_rows"], dtype=np.int32))
         g.attrs["note"] = split.get("note", "")
     if manifest.attrs.get("backbone_stored", False):
         with h5py.File(backbone_part_path(cache_path), "r") as part:
             bg = out.create_group("backbone")
             for name in part.keys():
-                _io._create(bg, name, data=part[name][:])
+                _io.create_dataset(bg, name, data=part[name][:])
             for key, value in part.attrs.items():
                 if key != "complete" and key not in IDENTITY_KEYS:
                     bg.attrs[key] = value
@@ -179,7 +179,7 @@ def _copy_parts(
                 shapes[name] = (tuple(shape), dtype)
     for name, (shape, dtype) in shapes.items():
         chunk_rows = max(1, min(total, 256 if shape else 65536))
-        _io._create(
+        _io.create_dataset(
             group, name, shape=(total, *shape), dtype=dtype, chunks=(chunk_rows, *shape) if total else None
         )
     for part, start, end in sources:

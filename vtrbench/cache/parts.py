@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from vtrbench.cache import _io
-from vtrbench.cache._io import STATUS_OK, STR, _h5_in_memory, _write_file, check_free_space
+from vtrbench.cache._io import STATUS_OK, STR, check_free_space, h5_in_memory, write_file
 from vtrbench.errors import CacheError
 
 
@@ -51,18 +51,18 @@ def write_part(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any] 
     def write() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         check_free_space(path.parent, need, path.name)
-        with _h5_in_memory(tmp) as f:
+        with h5_in_memory(tmp) as f:
             for name, arr in arrays.items():
                 if arr.dtype.kind in "OU":
-                    _io._create(f, name, data=np.asarray(arr, dtype=object), dtype=STR)
+                    _io.create_dataset(f, name, data=np.asarray(arr, dtype=object), dtype=STR)
                 else:
-                    _io._create(f, name, data=arr)
+                    _io.create_dataset(f, name, data=arr)
             for key, value in (attrs or {}).items():
                 f.attrs[key] = value
             f.attrs["complete"] = True
         os.replace(tmp, path)
 
-    _write_file(path, tmp, write)
+    write_file(path, tmp, write)
     _io.fsync_dir(path.parent)
 
 

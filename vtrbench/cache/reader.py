@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
-from vtrbench.cache._io import SCHEMA, STATUS_OK, _datasets, _first_line, combine_digests, dataset_digest
+from vtrbench.cache._io import SCHEMA, STATUS_OK, combine_digests, dataset_digest, datasets_of, first_line
 from vtrbench.cache.parts import parts_dir
+from vtrbench.config import config_hash
 from vtrbench.errors import CacheError
+from vtrbench.registry import unknown_name_message
 
 if TYPE_CHECKING:
     import torch
@@ -76,7 +78,7 @@ class FeatureCache:
         try:
             self.file = h5py.File(self.path, "r")
         except OSError as e:
-            raise CacheError(f"{self.path} is not a readable HDF5 file ({_first_line(e)})") from None
+            raise CacheError(f"{self.path} is not a readable HDF5 file ({first_line(e)})") from None
         try:
             self._validate()
         except CacheError:
@@ -87,7 +89,7 @@ class FeatureCache:
             self.file.close()
             raise CacheError(
                 f"{self.path} is a damaged feature cache "
-                f"({type(e).__name__}: {_first_line(e)[:150]}); extract it again"
+                f"({type(e).__name__}: {first_line(e)[:150]}); extract it again"
             ) from None
 
     def _damaged(self, what: str) -> CacheError:
@@ -158,7 +160,7 @@ class FeatureCache:
             self._check_rows(f"splits/{split}/video_rows", g["video_rows"][:], nv)
             self._check_rows(f"splits/{split}/text_rows", g["text_rows"][:], nt)
         # Strings take no checksum filter: compare their digests (cheap next to the features).
-        for name, ds in _datasets(f):
+        for name, ds in datasets_of(f):
             if name == "videos/thumbnail":
                 continue  # ~10 KB a video: checked when read (thumbnails()), not on every open
             if "sha256" in ds.attrs and h5py.check_string_dtype(ds.dtype) is not None:
@@ -205,7 +207,7 @@ class FeatureCache:
     def verify(self) -> None:
         """Recompute every dataset's digest (reads the whole file) and compare with the stored ones."""
         digests = {}
-        for name, ds in _datasets(self.file):
+        for name, ds in datasets_of(self.file):
             digests[name] = self._guard(name, lambda ds=ds: dataset_digest(ds))
             stored = ds.attrs.get("sha256")
             if stored is not None and str(_plain(stored)) != digests[name]:
@@ -217,8 +219,6 @@ class FeatureCache:
         return field in self.file["videos"] or field in self.file["texts"]
 
     def fingerprint(self) -> str:
-        from vtrbench.config import config_hash
-
         parts: dict[str, Any] = {
             "config_hash": self.config_hash,
             "n_videos": int(self.file.attrs["n_videos"]),
@@ -234,14 +234,12 @@ class FeatureCache:
         try:
             return read()
         except OSError as e:
-            msg = _first_line(e)
+            msg = first_line(e)
             hint = "checksum mismatch: flipped bytes" if "filter" in msg or "checksum" in msg else msg
             raise CacheError(f"{self.path}: cannot read /{name} ({hint}); extract the cache again") from None
 
     def split_rows(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if split not in self.file["splits"]:
-            from vtrbench.registry import unknown_name_message
-
             raise CacheError(unknown_name_message("split", split, self.splits) + f" in {self.path}")
         g = self.file["splits"][split]
         return self._guard(f"splits/{split}", lambda: (g["video_rows"][:], g["text_rows"][:]))
@@ -330,7 +328,7 @@ class FeatureCache:
         ``resblocks.<i>.<open_clip block key>``), or None when the cache holds none."""
         if "backbone" not in self.file:
             return None
-        import torch
+        import torch  # only here: reading a cache needs h5py alone (tests/ground/test_layers.py LAZY_CORE)
 
         group = self.file["backbone"]
         return {name: torch.from_numpy(group[name][:]) for name in group.keys()}

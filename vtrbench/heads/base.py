@@ -32,6 +32,7 @@ video batch: frames (B, T, D) float, frame_mask (B, T) bool,
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -242,8 +243,6 @@ def __getattr__(name: str) -> Any:
     # Deprecated re-export: create_head moved to vtrbench.factory (above the families), which this
     # family's base must not import at module level; the lazy import keeps old callers working.
     if name == "create_head":
-        import warnings
-
         from vtrbench.factory import create_head
 
         warnings.warn(

@@ -6,6 +6,7 @@ captions of the same video in one batch are both negatives, as in CLIP4Clip).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -35,8 +36,6 @@ def list_losses() -> list[str]:
 def __getattr__(name: str) -> Any:
     # Deprecated re-export: create_loss moved to vtrbench.factory (above the families).
     if name == "create_loss":
-        import warnings
-
         from vtrbench.factory import create_loss
 
         warnings.warn(
