@@ -31,8 +31,8 @@ def _plain_tex(cell: str) -> str:
 def render_table_png(report: object, out: Path) -> Path:
     from matplotlib.figure import Figure
 
-    from vtrbench.report.latex import _seed_counts
-    from vtrbench.report.text import _text_rows
+    from vtrbench.report.latex import seed_counts
+    from vtrbench.report.model import text_rows
 
     header = ["Method", "Loss", "t2v R@1", "R@5", "R@10", "MdR", "v2t R@1", "R@5", "R@10", "MdR", "RSum"]
     rows: list[list[str]] = []
@@ -42,7 +42,7 @@ def render_table_png(report: object, out: Path) -> Path:
         sections.append(len(rows))
         rows.append([block.title] + [""] * (len(header) - 1))
         bold.append([False] * len(header))
-        for r in _text_rows(block, "tex"):
+        for r in text_rows(block, "tex"):
             r = r[:2] + r[3:]  # no n column (seed counts go below the table)
             rows.append([_plain_tex(c) for c in r])
             bold.append([c.startswith(r"\textbf") for c in r])
@@ -67,7 +67,7 @@ def render_table_png(report: object, out: Path) -> Path:
             cell.set_text_props(weight="bold")
     table.auto_set_column_width(list(range(len(header))))
     note = (
-        f"seeds per row: {_seed_counts(report)}; subscript ±: sample std over seeds; bold: best per column; "
+        f"seeds per row: {seed_counts(report)}; subscript ±: sample std over seeds; bold: best per column; "
     )
     rule = {"holm": "Holm-corrected ", "bonferroni": "Bonferroni-corrected "}.get(report.correction, "")  # type: ignore[attr-defined]
     note += f"†: {rule}bootstrap p < 0.05 for the difference to {report.baseline_shown}"  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ keeping it.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 import shutil
@@ -415,6 +416,26 @@ def test_a_copied_result_counts_once_and_a_changed_copy_is_refused(results):
 def test_bad_options_raise_clear_errors(results, kwargs, pattern):
     with pytest.raises(VtrbenchError, match=pattern.replace("(", r"\(").replace("[", r"\[")):
         build_report(results, **kwargs)
+
+
+def test_options_object_builds_the_same_report(results):
+    """build_report's keyword parameters and one ReportOptions (build_report_from) are one code path."""
+    from dataclasses import fields
+
+    from vtrbench.report import ReportOptions, build_report_from
+
+    kw = {"posts": ("raw", "dsl"), "baseline": "zeroshot", "n_boot": 50, "correction": "none"}
+    by_keywords = build_report(with_tie_counts(results), **kw)
+    by_options = build_report_from(with_tie_counts(results), ReportOptions(**kw))
+    assert render_markdown(by_options) == render_markdown(by_keywords)
+    assert render_latex(by_options) == render_latex(by_keywords)
+    # the options carry exactly build_report's keyword parameters, with the same defaults
+    params = inspect.signature(build_report).parameters
+    assert [f.name for f in fields(ReportOptions)] == [p for p in params if p != "results"]
+    assert all(f.default == params[f.name].default for f in fields(ReportOptions))
+    assert render_markdown(build_report_from(results)) == render_markdown(build_report(results))
+    with pytest.raises(VtrbenchError, match="unknown layout 'wide'"):
+        build_report_from(results, ReportOptions(layout="wide"))
 
 
 def test_baseline_by_label_or_tuple(results):

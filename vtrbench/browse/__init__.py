@@ -20,6 +20,7 @@ thumbnails); it never imports torch or open_clip.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +28,22 @@ from typing import Any
 
 import numpy as np
 
+from vtrbench.browse.page import DEFAULT_SHOWN, render_page
+from vtrbench.cache import STATUS_OK, FeatureCache
 from vtrbench.errors import VtrbenchError
+from vtrbench.report import (
+    Report,
+    build_report,
+    check_comparable,
+    load_results,
+    plot_report,
+    require_matplotlib,
+)
+from vtrbench.report.model import diff_header, text_columns, text_rows
+from vtrbench.results import atomic_write_text
 
 TOPK_SHOWN = 5
-DEFAULT_SHOWN = 20  # queries listed per direction before "show more"
+__all__ = ["DEFAULT_SHOWN", "TOPK_SHOWN", "BrowseSummary", "build_site", "page_data"]
 
 
 @dataclass
@@ -61,10 +74,6 @@ def build_site(
     ``"camoe + dsl"``); default the best by RSum and the baseline. ``baseline``: as ``report``'s
     (default ``meanp + infonce`` when present). Every other pair can be chosen in the page.
     """
-    from vtrbench.cache import FeatureCache
-    from vtrbench.report import build_report, check_comparable, load_results
-    from vtrbench.results import atomic_write_text
-
     loaded = load_results([Path(p) for p in results])
     if not loaded:
         raise VtrbenchError(f"no result files under {', '.join(map(str, results))}")
@@ -125,8 +134,6 @@ def build_site(
         "notes": list(report.notes) + list(report.warnings),
         "provenance": list(report.provenance),
     }
-    from vtrbench.browse.page import render_page
-
     html = render_page(data)
     out_dir.mkdir(parents=True, exist_ok=True)
     page = out_dir / "index.html"
@@ -224,8 +231,6 @@ def _pick(name: str, systems: dict[str, dict[str, Any]], option: str) -> str:
 def _queries(fc: Any, split: str, n_queries: int) -> dict[str, Any]:
     """Captions, ground-truth gallery index, verb source, video ids and thumbnails of a split, in the
     order evaluation ranks them (vtrbench.train.load_split: failed videos dropped with their captions)."""
-    from vtrbench.cache import STATUS_OK
-
     video_rows, text_rows = fc.split_rows(split)
     ok = fc.read_rows("videos", "status", video_rows) == STATUS_OK
     video_rows = np.asarray(video_rows)[ok]
@@ -256,13 +261,7 @@ def _queries(fc: Any, split: str, n_queries: int) -> dict[str, Any]:
 
 def _figure(results: list[dict[str, Any]], post: str) -> str:
     """report's figure (recall@K curves, CAMoE gates) as inline SVG; "" without matplotlib."""
-    import tempfile
-
-    from vtrbench.report import plot_report
-
     try:
-        from vtrbench.report import require_matplotlib
-
         require_matplotlib()
     except VtrbenchError:
         return ""
@@ -276,17 +275,15 @@ def _figure(results: list[dict[str, Any]], post: str) -> str:
     return svg
 
 
-def _tables(report: Any) -> list[dict[str, Any]]:
+def _tables(report: Report) -> list[dict[str, Any]]:
     """Each post-processing block as header + rows of cell text, exactly as ``report`` prints them."""
-    from vtrbench.report.text import _diff_header, _text_columns, _text_rows
-
     tables = []
     for block in report.blocks:
-        columns = _text_columns(block, "plain")
+        columns = text_columns(block, "plain")
         with_diff = block.diff is not None
         if with_diff:
-            columns.append(_diff_header(report, "plain"))
-        rows = _text_rows(block, "plain", with_diff=with_diff)
+            columns.append(diff_header(report, "plain"))
+        rows = text_rows(block, "plain", with_diff=with_diff)
         left = len(block.mean.index.names)
         # bold as in report's Markdown: the best of each column (paper layout: fields, n, metrics)
         best = block.best.reindex(columns=block.mean.columns, fill_value=False).to_numpy(dtype=bool)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import html
 import json
+from importlib import resources
 from typing import Any
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+DEFAULT_SHOWN = 20  # queries listed per direction before "show more"
 
 
 BODY = """
@@ -57,10 +59,6 @@ green, and the caption filters keep a video when one of its captions passes them
 
 def render_page(data: dict[str, Any]) -> str:
     """The whole page as one string."""
-    from importlib import resources
-
-    from vtrbench.browse import DEFAULT_SHOWN
-
     assets = resources.files("vtrbench.browse")
     style = (assets / "page.css").read_text(encoding="utf-8")
     script = (assets / "page.js").read_text(encoding="utf-8")

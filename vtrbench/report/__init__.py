@@ -1,11 +1,15 @@
 """Result JSONs → one pandas table → Markdown and LaTeX (and optional PNG/PDF/SVG figures).
 
 ``report`` reads nothing but result files (results/README.md, schema 1); it never imports torch,
-extraction or the cache. Modules, in the order data flows through them: ``loading`` (read, validate,
-deduplicate, one flat frame, comparability), ``tables`` (aggregation into blocks, baseline
-differences, significance), ``stats`` (bootstraps), ``labels`` (short row names, renames), ``text``
-(cell text and escaping shared by the writers), ``markdown``, ``latex``, ``terminal`` (rich tables
-that fit the window), ``figures``. The public API, re-exported here:
+extraction or the cache. Modules, in the order data flows through them: ``perquery`` (per-query
+tie counts), ``validate`` (ranges and consistency of one result), ``loading`` (read, validate,
+deduplicate, one flat frame, comparability), ``stats`` (bootstraps), ``decomposition`` (the loss x
+inference section), ``labels`` (short row names, renames), ``text`` (LaTeX and Markdown escaping),
+``model`` (the data model: Block, Report, and the cell text every writer shares), ``options``
+(ReportOptions), ``blocks`` (aggregation into blocks, baseline differences, significance), ``notes``,
+``tables`` (the builder), then the views: ``markdown``, ``latex``, ``terminal`` (rich tables that fit
+the window), ``data``, ``figures``. A module imports only modules before it in this list. The
+public API, re-exported here:
 
 - :func:`load_results` ``(paths) -> list[dict]``: every result JSON under files/folders.
 - :func:`results_frame` ``(results) -> DataFrame``: one row per (result file, post-processing), flat
@@ -16,7 +20,8 @@ that fit the window), ``figures``. The public API, re-exported here:
 - :func:`build_report` ``(results, *, layout, metric, rows, cols, posts, baseline, columns, bootstrap,
   labels, rename, caption, tex_label, allow_mixed, …) ->
   Report``: the numbers of every table block as DataFrames (means, stds, seed counts, best flags,
-  baseline differences), plus provenance and notes.
+  baseline differences), plus provenance and notes; :func:`build_report_from` ``(results, options)``:
+  the same with the parameters in one :class:`ReportOptions`.
 - :func:`render_markdown` ``(report) -> str`` and :func:`render_latex` ``(report, standalone=False,
   wide=False) -> str``: the same Report written twice; :func:`render_json` / :func:`render_csv` (and
   :func:`report_data` / :func:`report_records`): its numbers at full precision for scripts (module
@@ -68,6 +73,8 @@ from vtrbench.report.loading import (
     results_frame,
 )
 from vtrbench.report.markdown import render_markdown
+from vtrbench.report.model import DECIMALS, Block, Report
+from vtrbench.report.options import DEFAULT_COLUMNS, LAYOUTS, PAPER_COLUMNS, ReportOptions
 from vtrbench.report.stats import (
     adjust_p,
     bootstrap_p,
@@ -75,16 +82,7 @@ from vtrbench.report.stats import (
     paired_bootstrap,
     per_query_values,
 )
-from vtrbench.report.tables import (
-    DECIMALS,
-    DEFAULT_COLUMNS,
-    LAYOUTS,
-    PAPER_COLUMNS,
-    RANDOM_WEIGHTS_NOTE,
-    Block,
-    Report,
-    build_report,
-)
+from vtrbench.report.tables import RANDOM_WEIGHTS_NOTE, build_report, build_report_from
 from vtrbench.report.text import latex_escape, latex_prose, markdown_escape
 from vtrbench.report.validate import validate_result
 
@@ -98,7 +96,9 @@ __all__ = [
     "RANDOM_WEIGHTS_NOTE",
     "Block",
     "Report",
+    "ReportOptions",
     "build_report",
+    "build_report_from",
     "check_comparable",
     "adjust_p",
     "bootstrap_p",

@@ -1,6 +1,6 @@
 """The report's numbers for scripts: ``report --format json|csv``.
 
-The same :class:`~vtrbench.report.tables.Report` the Markdown and LaTeX writers print, at full
+The same :class:`~vtrbench.report.model.Report` the Markdown and LaTeX writers print, at full
 precision: one record per table cell (block, row, column) with the mean, sample std and seed count,
 the best flag, and, when a baseline is set, Δ with its 95 % interval, the bootstrap p-value, the
 p-value after the table's correction and the † mark; plus the warnings, notes and provenance. A
@@ -32,7 +32,7 @@ import math
 from typing import Any
 
 from vtrbench.report.decomposition import to_data as decomposition_data
-from vtrbench.report.tables import Block, Report
+from vtrbench.report.model import Block, Report
 
 FORMAT_VERSION = 1
 RECORD_KEYS = (

@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vtrbench._imports import try_import
 from vtrbench.errors import VtrbenchError
+from vtrbench.report.blocks import config_groups, loss_variants
 from vtrbench.report.labels import make_names
 from vtrbench.report.loading import check_comparable, deduplicate, results_frame
-from vtrbench.report.tables import PAPER_ROW_FIELDS, _groups, _loss_variants
+from vtrbench.report.options import PAPER_ROW_FIELDS
 from vtrbench.results import DIRECTIONS, POSTPROCESSING
 
 PLOT_KS = (1, 5, 10, 50)
@@ -27,11 +29,9 @@ PAPER_STYLE = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend
 
 
 def require_matplotlib() -> None:
-    """Fail early, before any work, with the install hint when matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise VtrbenchError("matplotlib is not installed: pip install 'vtrbench[plot]'") from None
+    """Fail early, before any work, with the install hint when matplotlib is missing
+    ("matplotlib is not installed: pip install 'vtrbench[plot]'")."""
+    try_import("matplotlib")
 
 
 def _format(out: Path) -> str:
@@ -45,7 +45,7 @@ def _frame(results: Sequence[dict[str, Any]], post: str, allow_mixed: bool) -> p
     if post not in POSTPROCESSING:
         raise VtrbenchError(f"unknown post-processing {post!r}; use one of {', '.join(POSTPROCESSING)}")
     check_comparable(results, allow_mixed=allow_mixed)
-    frame = _loss_variants(results_frame(results))
+    frame = loss_variants(results_frame(results))
     sub = frame[frame["post"] == post]
     if sub.empty:
         raise VtrbenchError(f"none of the {len(results)} results has {post} metrics to plot")
@@ -74,7 +74,7 @@ def plot_report(
     results, _ = deduplicate(list(results))
     sub = _frame(results, post, allow_mixed)
     names = make_names(sub)
-    groups = _groups(sub, PAPER_ROW_FIELDS, "paper")
+    groups = config_groups(sub, PAPER_ROW_FIELDS, "paper")
 
     def shown(key: tuple[str, ...]) -> str:
         loss = names.get("loss", key[1])

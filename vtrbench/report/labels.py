@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from vtrbench.errors import VtrbenchError
+from vtrbench.tune.notes import TUNED_LABEL
 
 LABEL_STYLES = ("short", "full")
 HEAD_NAMES = {"zeroshot": "Zero-shot", "meanp": "meanP", "seqtransf": "seqTransf", "camoe": "CAMoE"}
@@ -162,7 +163,7 @@ def _typed(value: Any) -> Any:
 
 
 def _loss_name(value: str) -> str:
-    """``dsl`` -> ``DSL``; a loss variant ``dsl[temperature=10]`` (see tables._loss_variants) ->
+    """``dsl`` -> ``DSL``; a loss variant ``dsl[temperature=10]`` (see blocks.loss_variants) ->
     ``DSL (τ=10)``."""
     base, bracket, rest = value.partition("[")
     if not bracket or not rest.endswith("]"):
@@ -184,8 +185,6 @@ def make_names(
     heads = sorted({str(v) for v in frame["head"]})
     if style == "short":
         # tuned rows (vtrbench tune) are named apart from the default recipe's: "CAMoE (tuned, 40 trials)"
-        from vtrbench.tune.notes import TUNED_LABEL
-
         tuned = frame["label"].astype(str).str.extract(f"({TUNED_LABEL.pattern})")[0].fillna("")
         grouped = frame.assign(head=frame["head"].astype(str) + tuned)
         heads_tuned = zip(frame["head"].astype(str), tuned, strict=True)

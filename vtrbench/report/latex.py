@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from vtrbench.report.tables import SAME_BOOTSTRAP, Report, _sort_key
-from vtrbench.report.text import (
-    _diff_header,
-    _field_header,
-    _header,
-    _name,
-    _paper,
-    _pivot_diff_rows,
-    _text_rows,
-    latex_escape,
-    latex_prose,
+from dataclasses import dataclass
+
+from vtrbench.report.model import (
+    SAME_BOOTSTRAP,
+    Block,
+    Report,
+    diff_header,
+    display_name,
+    field_header,
+    metric_header,
+    pivot_diff_rows,
+    sort_key,
+    text_rows,
 )
+from vtrbench.report.text import latex_escape, latex_prose
 
 
 def _tex_row(cells: list[str]) -> str:
@@ -35,7 +38,7 @@ def _column_groups(columns: list[str]) -> list[tuple[str, int]]:
     return groups
 
 
-def _seed_counts(report: Report) -> str | None:
+def seed_counts(report: Report) -> str | None:
     """'3 seeds' or '3 seeds (Zero-shot: 1)' when every row's cells average one number of seeds, so
     that LaTeX can drop the n column; None when a row mixes counts (then the column stays)."""
     per_row: dict[str, int] = {}
@@ -63,6 +66,107 @@ def _seed_counts(report: Report) -> str | None:
     return f"{common} seed{'s' * (common != 1)}" + (f" ({'; '.join(odd)})" if odd else "")
 
 
+@dataclass
+class _Head:
+    """The tabular's column spec and header rows, and what the body needs to match them."""
+
+    spec: str
+    n_cols: int
+    lines: list[str]
+    n_fields: int  # leading name columns
+    columns: list[str]  # metric columns (paper) or pivot column values
+    with_n: bool  # the paper layout keeps its n column (rows mix seed counts)
+    seeds: str | None  # the seed counts for the notes when the n column is dropped
+
+
+def _paper_head(report: Report) -> _Head:
+    first = report.blocks[0]
+    n_fields = len(first.mean.index.names)
+    fields = [field_header(f, "tex") for f in first.mean.index.names]
+    columns = list(first.mean.columns)
+    seeds = seed_counts(report)
+    with_n = seeds is None
+    groups = _column_groups(columns)
+    head_cells = [""] * (n_fields + int(with_n))
+    rules = []
+    start = n_fields + int(with_n) + 1
+    for d, count in groups:
+        head_cells.append(rf"\multicolumn{{{count}}}{{c}}{{{latex_escape(d)}}}" if d and count > 1 else "")
+        if d and count > 1:
+            rules.append(rf"\cmidrule(lr){{{start}-{start + count - 1}}}")
+        head_cells += [""] * (count - 1) if not (d and count > 1) else []
+        start += count
+    head = [
+        _tex_row(head_cells) if rules else "",
+        "".join(rules),
+        _tex_row(
+            fields
+            + (["$n$"] if with_n else [])
+            + [
+                metric_header(c, "tex", with_direction=not (dict(groups).get(c.split("/", 1)[0], 0) > 1))
+                for c in columns
+            ]
+        ),
+    ]
+    return _Head(
+        spec="l" * n_fields + "r" * (int(with_n) + len(columns)),
+        n_cols=n_fields + int(with_n) + len(columns),
+        lines=[h for h in head if h],
+        n_fields=n_fields,
+        columns=columns,
+        with_n=with_n,
+        seeds=seeds,
+    )
+
+
+def _pivot_head(report: Report) -> _Head:
+    first = report.blocks[0]
+    fields = [field_header(f, "tex") for f in first.mean.index.names]
+    columns = sorted({c for b in report.blocks for c in b.mean.columns}, key=sort_key)
+    label = f"{metric_header(report.metric, 'tex')} by {latex_escape(report.col_field or '')}"
+    head = [
+        _tex_row(["", rf"\multicolumn{{{len(columns)}}}{{c}}{{{label}}}", ""]),
+        rf"\cmidrule(lr){{2-{len(columns) + 1}}}",
+        _tex_row(
+            fields
+            + [
+                display_name(first.names.get(report.col_field or "", str(c)), first.names, "tex")
+                for c in columns
+            ]
+            + ["$n$"]
+        ),
+    ]
+    return _Head(
+        spec="l" + "r" * (len(columns) + 1),
+        n_cols=1 + len(columns) + 1,
+        lines=head,
+        n_fields=len(first.mean.index.names),
+        columns=columns,
+        with_n=True,
+        seeds=None,
+    )
+
+
+def _block_lines(report: Report, block: Block, head: _Head) -> list[str]:
+    lines = [
+        r"\midrule",
+        _tex_row([rf"\multicolumn{{{head.n_cols}}}{{l}}{{\textit{{{latex_escape(block.title)}}}}}"]),
+    ]
+    if report.layout == "paper":
+        rows = text_rows(block, "tex")
+        if not head.with_n:
+            rows = [r[: head.n_fields] + r[head.n_fields + 1 :] for r in rows]
+        return lines + [_tex_row(r) for r in rows]
+    lines += [_tex_row(r) for r in text_rows(block, "tex", columns=head.columns)]
+    if block.diff is not None:
+        lines += [
+            r"\addlinespace",
+            _tex_row([rf"\multicolumn{{{head.n_cols}}}{{l}}{{\textit{{{diff_header(report, 'tex')}}}}}"]),
+        ]
+        lines += [_tex_row(r + [""]) for r in pivot_diff_rows(block, "tex", head.columns)]
+    return lines
+
+
 def render_latex(report: Report, *, standalone: bool = False, wide: bool = False) -> str:
     """The report as one booktabs ``table`` (``wide=True``: ``table*`` across a two-column page);
     ``standalone=True`` wraps it in a compilable article.
@@ -72,59 +176,7 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
     block under the table, never into rows. The tabular is scaled down to the line width only when it
     is wider (a last resort that needs graphicx; the log then says "vtrbench: table scaled").
     """
-    paper = _paper(report)
-    first = report.blocks[0]
-    n_fields = len(first.mean.index.names)
-    fields = [_field_header(f, "tex") for f in first.mean.index.names]
-    if paper:
-        columns = list(first.mean.columns)
-        seeds = _seed_counts(report)
-        with_n = seeds is None
-        n_cols = n_fields + int(with_n) + len(columns)
-        spec = "l" * n_fields + "r" * (int(with_n) + len(columns))
-        groups = _column_groups(columns)
-        head_cells = [""] * (n_fields + int(with_n))
-        rules = []
-        start = n_fields + int(with_n) + 1
-        for d, count in groups:
-            head_cells.append(
-                rf"\multicolumn{{{count}}}{{c}}{{{latex_escape(d)}}}" if d and count > 1 else ""
-            )
-            if d and count > 1:
-                rules.append(rf"\cmidrule(lr){{{start}-{start + count - 1}}}")
-            head_cells += [""] * (count - 1) if not (d and count > 1) else []
-            start += count
-        head = [
-            _tex_row(head_cells) if rules else "",
-            "".join(rules),
-            _tex_row(
-                fields
-                + (["$n$"] if with_n else [])
-                + [
-                    _header(c, "tex", with_direction=not (dict(groups).get(c.split("/", 1)[0], 0) > 1))
-                    for c in columns
-                ]
-            ),
-        ]
-        head = [h for h in head if h]
-    else:
-        seeds = None
-        columns = sorted({c for b in report.blocks for c in b.mean.columns}, key=_sort_key)
-        n_cols = 1 + len(columns) + 1
-        spec = "l" + "r" * (len(columns) + 1)
-        label = f"{_header(report.metric, 'tex')} by {latex_escape(report.col_field or '')}"
-        head = [
-            _tex_row(["", rf"\multicolumn{{{len(columns)}}}{{c}}{{{label}}}", ""]),
-            rf"\cmidrule(lr){{2-{len(columns) + 1}}}",
-            _tex_row(
-                fields
-                + [
-                    _name(first.names.get(report.col_field or "", str(c)), first.names, "tex")
-                    for c in columns
-                ]
-                + ["$n$"]
-            ),
-        ]
+    head = _paper_head(report) if report.layout == "paper" else _pivot_head(report)
     env = "table*" if wide else "table"
     lines = [
         "% Generated by vtrbench report from result files; regenerate it rather than editing it.",
@@ -136,28 +188,12 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
         r"\setlength{\tabcolsep}{1.5pt}",
         r"\ifdefined\vtrbenchbox\else\newsavebox{\vtrbenchbox}\fi",
         r"\sbox{\vtrbenchbox}{%",
-        rf"\begin{{tabular}}{{{spec}}}",
+        rf"\begin{{tabular}}{{{head.spec}}}",
         r"\toprule",
-        *head,
+        *head.lines,
     ]
     for block in report.blocks:
-        lines += [
-            r"\midrule",
-            _tex_row([rf"\multicolumn{{{n_cols}}}{{l}}{{\textit{{{latex_escape(block.title)}}}}}"]),
-        ]
-        if paper:
-            rows = _text_rows(block, "tex")
-            if not with_n:
-                rows = [r[:n_fields] + r[n_fields + 1 :] for r in rows]
-            lines += [_tex_row(r) for r in rows]
-        else:
-            lines += [_tex_row(r) for r in _text_rows(block, "tex", columns=columns)]
-            if block.diff is not None:
-                lines += [
-                    r"\addlinespace",
-                    _tex_row([rf"\multicolumn{{{n_cols}}}{{l}}{{\textit{{{_diff_header(report, 'tex')}}}}}"]),
-                ]
-                lines += [_tex_row(r + [""]) for r in _pivot_diff_rows(block, "tex", columns)]
+        lines += _block_lines(report, block, head)
     lines += [
         r"\bottomrule",
         r"\end{tabular}}%",
@@ -171,6 +207,21 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
     if report.tex_label is not None:
         lines.append(rf"\label{{{report.tex_label}}}")
     lines += [r"\par\smallskip", r"{\scriptsize\raggedright"]
+    lines += _footnotes(report, head.seeds)
+    lines += ["}", rf"\end{{{env}}}"]
+    text = "\n".join(lines) + "\n"
+    if standalone:
+        text = (
+            "\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n"
+            "\\usepackage{booktabs}\n\\usepackage{graphicx}\n\\begin{document}\n" + text + "\\end{document}\n"
+        )
+    return text
+
+
+def _footnotes(report: Report, seeds: str | None) -> list[str]:
+    """Warnings, notes and provenance under the table, the notes reworded for a table without a Δ
+    column and with the std as a subscript."""
+    paper = report.layout == "paper"
     cells_note = (
         "cells: mean over the seeds of one configuration, with the sample std (ddof=1) as subscript "
         "(MdR: the mean alone; one seed: the mean alone)"
@@ -189,17 +240,10 @@ def render_latex(report: Report, *, standalone: bool = False, wide: bool = False
         notes = [n.replace(SAME_BOOTSTRAP, report.interval) for n in notes]
     if seeds is not None:
         notes.insert(0, f"seeds per row: {seeds}")
-    lines += [rf"\textbf{{Warning: {latex_prose(w)}.}}\par" for w in report.warnings]
+    lines = [rf"\textbf{{Warning: {latex_prose(w)}.}}\par" for w in report.warnings]
     lines += [_note(n) + r"\par" for n in notes]
     lines.append("Provenance: " + "; ".join(latex_prose(p) for p in report.provenance) + r".\par")
-    lines += ["}", rf"\end{{{env}}}"]
-    text = "\n".join(lines) + "\n"
-    if standalone:
-        text = (
-            "\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n"
-            "\\usepackage{booktabs}\n\\usepackage{graphicx}\n\\begin{document}\n" + text + "\\end{document}\n"
-        )
-    return text
+    return lines
 
 
 def _note(text: str) -> str:

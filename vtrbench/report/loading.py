@@ -57,7 +57,8 @@ def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return results
 
 
-def _source(result: dict[str, Any], i: int) -> str:
+def source_name(result: dict[str, Any], i: int) -> str:
+    """How messages name a result: its file, else its run id, else its position ``#i``."""
     return str(result.get("_path") or result.get("run_id") or f"result #{i}")
 
 
@@ -90,7 +91,7 @@ def results_frame(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     option_columns: list[str] = []
     for i, r in enumerate(results):
-        src = _source(r, i)
+        src = source_name(r, i)
         cache = r.get("cache") or {}
         protocol = r.get("protocol") or {}
         base: dict[str, Any] = {
@@ -146,7 +147,8 @@ def results_frame(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- comparability
 
 
-def _files(files: list[str], limit: int = 3) -> str:
+def files_text(files: list[str], limit: int = 3) -> str:
+    """The first ``limit`` files, comma-separated, and how many more."""
     shown = ", ".join(files[:limit])
     return shown + (f" and {len(files) - limit} more" if len(files) > limit else "")
 
@@ -163,11 +165,11 @@ def check_comparable(results: Sequence[dict[str, Any]], *, allow_mixed: bool = F
         by_value: dict[str, list[str]] = {}
         for i, r in enumerate(results):
             value = (r.get(section) or {}).get(key)
-            by_value.setdefault("(missing)" if value is None else str(value), []).append(_source(r, i))
+            by_value.setdefault("(missing)" if value is None else str(value), []).append(source_name(r, i))
         if len(by_value) > 1:
             problems.append(
                 f"{section}.{key} differs: "
-                + "; ".join(f"{v!r} in {_files(files)}" for v, files in by_value.items())
+                + "; ".join(f"{v!r} in {files_text(files)}" for v, files in by_value.items())
             )
             warnings.append(
                 f"mixed {section}.{key}: "
@@ -193,7 +195,8 @@ def _distinct(values: Iterable[Any]) -> str:
     return " | ".join(seen)
 
 
-def _provenance(results: Sequence[dict[str, Any]]) -> list[str]:
+def provenance_lines(results: Sequence[dict[str, Any]]) -> list[str]:
+    """The report's provenance: caches, dataset, split, sizes, protocols, file count (one line each)."""
     caches = [r.get("cache") or {} for r in results]
     protocols = [r.get("protocol") or {} for r in results]
     return [
@@ -230,14 +233,14 @@ def deduplicate(results: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]]
             continue
         if first.get("metrics") != r.get("metrics"):
             raise VtrbenchError(
-                f"{_source(r, i)} and {_source(first, 0)} are the same run (config_hash {key[0]}, seed "
-                f"{key[1]}) with different metrics; remove the one that is wrong"
+                f"{source_name(r, i)} and {source_name(first, 0)} are the same run "
+                f"(config_hash {key[0]}, seed {key[1]}) with different metrics; remove the one that is wrong"
             )
-        dropped.append(Path(_source(r, i)).name)
+        dropped.append(Path(source_name(r, i)).name)
     notes = []
     if dropped:
         notes.append(
             f"{len(dropped)} duplicate result file{'s' * (len(dropped) != 1)} (same config_hash, seed and "
-            f"cache as another) counted once: {_files(dropped)}"
+            f"cache as another) counted once: {files_text(dropped)}"
         )
     return list(kept.values()), notes

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vtrbench.report.tables import Report
-from vtrbench.report.text import (
-    _diff_header,
-    _paper,
-    _pivot_diff_rows,
-    _text_columns,
-    _text_rows,
-    markdown_escape,
-)
+from vtrbench.report.decomposition import render_markdown as decomposition_markdown
+from vtrbench.report.model import Report, diff_header, pivot_diff_rows, text_columns, text_rows
+from vtrbench.report.text import markdown_escape
 
 
 def render_markdown(report: Report) -> str:
@@ -33,23 +27,25 @@ def render_markdown(report: Report) -> str:
     for w in report.warnings:
         lines += [f"> **Warning: {markdown_escape(w)}**", ""]
     for block in report.blocks:
-        title = block.title if _paper(report) else f"{block.title}: {report.metric} by {report.col_field}"
+        title = (
+            block.title
+            if report.layout == "paper"
+            else f"{block.title}: {report.metric} by {report.col_field}"
+        )
         lines += [f"### {markdown_escape(title)}", ""]
-        columns = _text_columns(block, "md")
-        with_diff = _paper(report) and block.diff is not None
+        columns = text_columns(block, "md")
+        with_diff = report.layout == "paper" and block.diff is not None
         if with_diff:
-            columns.append(_diff_header(report, "md"))
-        rows = _text_rows(block, "md", with_diff=with_diff)
+            columns.append(diff_header(report, "md"))
+        rows = text_rows(block, "md", with_diff=with_diff)
         lines += [_markdown_table(rows, columns, n_left=len(block.mean.index.names)), ""]
-        if not _paper(report) and block.diff is not None:
-            lines += [f"{_diff_header(report, 'md')}:", ""]
+        if not report.layout == "paper" and block.diff is not None:
+            lines += [f"{diff_header(report, 'md')}:", ""]
             columns = [markdown_escape(report.row_fields[0])] + [
                 markdown_escape(str(c)) for c in block.diff.columns
             ]
-            lines += [_markdown_table(_pivot_diff_rows(block, "md"), columns, n_left=1), ""]
+            lines += [_markdown_table(pivot_diff_rows(block, "md"), columns, n_left=1), ""]
     if report.decomposition is not None:
-        from vtrbench.report.decomposition import render_markdown as decomposition_markdown
-
         lines += decomposition_markdown(report.decomposition, markdown_escape)
     lines += [f"- {markdown_escape(n)}" for n in report.notes]
     return "\n".join(lines) + "\n"

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from vtrbench.errors import VtrbenchError
-from vtrbench.report.loading import _source
+from vtrbench.report.loading import source_name
 from vtrbench.report.perquery import MissingCounts, metric_values, tie_counts
 
 BOOTSTRAPS = ("seeds+queries", "queries")
@@ -196,7 +196,7 @@ def per_seed_values(results: Sequence[dict[str, Any]], post: str, metric: str) -
     direction, name = metric.split("/", 1)
     arrays = []
     for i, r in enumerate(results):
-        src = _source(r, i)
+        src = source_name(r, i)
         counts = tie_counts(r, post, direction)
         if counts is None:
             raise MissingCounts(

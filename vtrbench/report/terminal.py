@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from vtrbench.report.tables import Block, Report
-from vtrbench.report.text import _diff_header, _text_columns, _text_rows
+from vtrbench.report.decomposition import TITLE, head_tables, intro
+from vtrbench.report.model import Block, Report, diff_header, text_columns, text_rows
 
 # Which metric columns stay first when the window is narrow.
 PRIORITY = ("t2v/R@1", "v2t/R@1", "RSum", "t2v/R@5", "v2t/R@5", "t2v/R@10", "v2t/R@10", "t2v/MdR", "v2t/MdR")
@@ -21,8 +21,8 @@ NAME_NICE = 16
 
 def _keep(block: Block, width: int, with_diff: bool) -> list[str]:
     """The metric columns of ``block`` that fit ``width`` characters next to the names and n."""
-    rows = _text_rows(block, "plain", with_diff=with_diff)
-    headers = _text_columns(block, "plain")
+    rows = text_rows(block, "plain", with_diff=with_diff)
+    headers = text_columns(block, "plain")
     n_fields = len(block.mean.index.names)
     paper = block.layout == "paper"
     offset = n_fields + 1 if paper else n_fields
@@ -69,7 +69,7 @@ def print_report(report: Report, console: Any) -> None:
             best=block.best[keep],
             sig=None if block.sig is None else block.sig[keep],
         )
-        headers = _text_columns(shown, "plain") + ([_diff_header(report, "plain")] if with_diff else [])
+        headers = text_columns(shown, "plain") + ([diff_header(report, "plain")] if with_diff else [])
         table = Table(title=block.title, title_justify="left", expand=False, pad_edge=False)
         n_fields = len(block.mean.index.names)
         for j, h in enumerate(headers):
@@ -77,7 +77,7 @@ def print_report(report: Report, console: Any) -> None:
                 table.add_column(escape(h), overflow="fold", min_width=NAME_MIN, ratio=1)
             else:
                 table.add_column(escape(h), justify="right", no_wrap=True)
-        for row in _text_rows(shown, "plain", with_diff=with_diff):
+        for row in text_rows(shown, "plain", with_diff=with_diff):
             table.add_row(*(escape(c) for c in row))
         console.print(table)
     if left_out:
@@ -87,8 +87,6 @@ def print_report(report: Report, console: Any) -> None:
             highlight=False,
         )
     if report.decomposition is not None:
-        from vtrbench.report.decomposition import TITLE, head_tables, intro
-
         dec = report.decomposition
         console.print(f"[bold]{escape(f'{TITLE} ({dec.metric})')}[/]", highlight=False)
         console.print(escape(intro(dec)), highlight=False)

@@ -21,6 +21,7 @@ Consistency, "within rounding" meaning :data:`TOL` (values rounded to two decima
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,37 @@ def validate_result(data: dict[str, Any], src: str) -> None:
     seed = data.get("seed")
     if _int(seed) and seed < 0:
         raise refuse("seed", f"is {seed}; seeds are integers >= 0")
-    protocol = data.get("protocol") or {}
+    protocol = _check_protocol(data.get("protocol") or {}, refuse)
+    _check_flags(data, refuse)
+    metrics = data.get("metrics") or {}
+    for post, per_post in metrics.items():
+        if not isinstance(per_post, dict):
+            continue
+        for d in DIRECTIONS:
+            values = per_post.get(d)
+            if isinstance(values, dict):
+                _check_ranges(values, f"metrics.{post}.{d}", protocol.gallery[d], refuse)
+    ranks_all, counts_all = _per_query_sections(data, refuse)
+    for post, per_post in metrics.items():
+        if isinstance(per_post, dict):
+            _check_post(per_post, post, ranks_all, counts_all, protocol, refuse)
+    for post, per_post in metrics.items():
+        if isinstance(per_post, dict):
+            _check_rsum(per_post, f"metrics.{post}", refuse)
+
+
+@dataclass
+class _Protocol:
+    """What the protocol says about the rankings: per direction the gallery size and the number of
+    queries (None: not recorded), and the conventions that change what the metrics mean."""
+
+    gallery: dict[str, int | None]
+    queries: dict[str, int | None]
+    any_caption: bool  # v2t ranks all captions (several correct items per video query)
+    lower_mdr: bool  # the clip4clip MdR convention: the lower middle value for t2v
+
+
+def _check_protocol(protocol: Any, refuse: _Refuse) -> _Protocol:
     if not isinstance(protocol, dict):
         raise refuse("protocol", "must be an object")
     sizes: dict[str, int | None] = {}
@@ -81,11 +112,17 @@ def validate_result(data: dict[str, Any], src: str) -> None:
     if excluded is not None and (not _int(excluded) or excluded < 0):
         raise refuse("protocol.excluded_failed_videos", f"is {excluded!r}; it must be an integer >= 0")
     any_caption = protocol.get("v2t_multi_caption") == "any-caption"
-    lower_mdr = str(protocol.get("mdr") or "").startswith("clip4clip")
     # The gallery each direction ranks in, and how many queries it has (None: not recorded).
-    gallery = {"t2v": n_v, "v2t": n_q if any_caption else n_v}
-    queries = {"t2v": n_q, "v2t": n_v}
+    return _Protocol(
+        gallery={"t2v": n_v, "v2t": n_q if any_caption else n_v},
+        queries={"t2v": n_q, "v2t": n_v},
+        any_caption=any_caption,
+        lower_mdr=str(protocol.get("mdr") or "").startswith("clip4clip"),
+    )
 
+
+def _check_flags(data: dict[str, Any], refuse: _Refuse) -> None:
+    """The transductive flags (fixed per post-processing) and ``cache.random_weights`` (a bool)."""
     transductive = data.get("transductive")
     if isinstance(transductive, dict):
         for post, flag in transductive.items():
@@ -108,15 +145,9 @@ def validate_result(data: dict[str, Any], src: str) -> None:
     ):
         raise refuse("cache.random_weights", f"is {cache['random_weights']!r}; it must be true or false")
 
-    metrics = data.get("metrics") or {}
-    for post, per_post in metrics.items():
-        if not isinstance(per_post, dict):
-            continue
-        for d in DIRECTIONS:
-            values = per_post.get(d)
-            if isinstance(values, dict):
-                _check_ranges(values, f"metrics.{post}.{d}", gallery[d], refuse)
 
+def _per_query_sections(data: dict[str, Any], refuse: _Refuse) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``per_query_ranks`` and ``per_query`` as objects keyed by known post-processings ({} if absent)."""
     ranks_all = data.get("per_query_ranks")
     ranks_all = ranks_all if isinstance(ranks_all, dict) else {}
     counts_all = data.get("per_query")
@@ -129,28 +160,34 @@ def validate_result(data: dict[str, Any], src: str) -> None:
                 raise refuse(
                     f"{name}.{post}", f"names no post-processing (known: {', '.join(POSTPROCESSING)})"
                 )
-    for post, per_post in metrics.items():
-        if not isinstance(per_post, dict):
-            continue
-        for d in DIRECTIONS:
-            stored = per_post.get(d) if isinstance(per_post.get(d), dict) else {}
-            lower = lower_mdr and d == "t2v"
-            ranks = _ranks(ranks_all, post, d, queries[d], gallery[d], refuse)
-            counts = _counts(counts_all, post, d, queries[d], gallery[d], refuse)
-            if counts is not None:
-                _check_from_counts(stored, counts, ranks, f"{post}.{d}", lower, refuse)
-            elif ranks is not None:
-                _check_from_ranks(
-                    stored,
-                    ranks,
-                    f"{post}.{d}",
-                    lower,
-                    exact_grid=not (d == "v2t" and any_caption),
-                    refuse=refuse,
-                )
-    for post, per_post in metrics.items():
-        if isinstance(per_post, dict):
-            _check_rsum(per_post, f"metrics.{post}", refuse)
+    return ranks_all, counts_all
+
+
+def _check_post(
+    per_post: dict[str, Any],
+    post: str,
+    ranks_all: dict[str, Any],
+    counts_all: dict[str, Any],
+    protocol: _Protocol,
+    refuse: _Refuse,
+) -> None:
+    """One post-processing's stored metrics against its per-query tie counts, else its ranks."""
+    for d in DIRECTIONS:
+        stored = per_post.get(d) if isinstance(per_post.get(d), dict) else {}
+        lower = protocol.lower_mdr and d == "t2v"
+        ranks = _ranks(ranks_all, post, d, protocol.queries[d], protocol.gallery[d], refuse)
+        counts = _counts(counts_all, post, d, protocol.queries[d], protocol.gallery[d], refuse)
+        if counts is not None:
+            _check_from_counts(stored, counts, ranks, f"{post}.{d}", lower, refuse)
+        elif ranks is not None:
+            _check_from_ranks(
+                stored,
+                ranks,
+                f"{post}.{d}",
+                lower,
+                exact_grid=not (d == "v2t" and protocol.any_caption),
+                refuse=refuse,
+            )
 
 
 def _check_ranges(values: dict[str, Any], key: str, size: int | None, refuse: _Refuse) -> None:
