@@ -27,7 +27,7 @@ from vtrbench.cli import (  # noqa: F401  (importing registers the commands)
     train_cmds,
     tune_cmds,
 )
-from vtrbench.cli._app import FEATURES_ROOT, RESULTS_ROOT, _console, cli
+from vtrbench.cli._app import FEATURES_ROOT, RESULTS_ROOT, cli, make_console
 from vtrbench.cli.extract_cmds import default_cache_path
 from vtrbench.cli.options import head_options_from_cli, run_spec_from_options
 from vtrbench.errors import VtrbenchError
@@ -55,10 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # Escaped: a message naming 'vtrbench[plot]' or a label such as camoe[...] must print as is;
         # soft_wrap: one line however narrow the terminal (the console would otherwise break it).
-        _console().print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        make_console().print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     except click.exceptions.Abort:
-        _console().print("aborted")
+        make_console().print("aborted")
         return 130
     except click.ClickException as e:
         e.show()

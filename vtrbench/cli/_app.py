@@ -14,13 +14,13 @@ FEATURES_ROOT = Path("features")
 RESULTS_ROOT = Path(defaults.RESULTS_DIR)
 
 
-def _console() -> Any:
+def make_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
 
 
-def _out() -> Any:
+def out_console() -> Any:
     from rich.console import Console
 
     return Console()
@@ -40,7 +40,7 @@ def cli() -> None:
     """
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
     if device != "auto":
         if device.startswith("cuda"):
             import torch
@@ -55,7 +55,7 @@ def _resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _parse_seeds(value: str) -> list[int]:
+def parse_seeds(value: str) -> list[int]:
     try:
         seeds = [int(v) for v in str(value).split(",") if v.strip()]
     except ValueError:
@@ -65,5 +65,13 @@ def _parse_seeds(value: str) -> list[int]:
     return seeds
 
 
-def _split_list(value: str | None) -> tuple[str, ...]:
+def split_list(value: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+# Old names, until every command module uses the public ones.
+_console = make_console
+_out = out_console
+_resolve_device = resolve_device
+_parse_seeds = parse_seeds
+_split_list = split_list

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from vtrbench.cli._app import _console, _out, cli
+from vtrbench.cli._app import cli, make_console, out_console
 from vtrbench.errors import VtrbenchError
 
 
@@ -58,9 +58,9 @@ def datasets_describe(name: str, annotations: Path | None, video_root: Path | No
         table.add_column(col)
     for split, counts in info["splits"].items():
         table.add_row(split, str(counts["videos"]), str(counts["captions"]), index.splits[split].note)
-    _out().print(table)
+    out_console().print(table)
     for w in index.warnings:
-        _console().print(f"[yellow]warning:[/] {w}")
+        make_console().print(f"[yellow]warning:[/] {w}")
 
 
 @cli.command()
@@ -87,7 +87,7 @@ def inspect(path: Path, verify: bool) -> None:
         r = read_result(path)
         for key in ("per_query_ranks", "per_query", "topk", "topk_scores", "_path"):  # long, unread
             r.pop(key, None)
-        _out().print_json(json.dumps(r))
+        out_console().print_json(json.dumps(r))
         return
     from vtrbench.cache import FeatureCache
 
@@ -99,7 +99,7 @@ def inspect(path: Path, verify: bool) -> None:
         for key in sorted(attrs):
             if key != "config_json":
                 table.add_row(key, str(attrs[key]))
-        _out().print(table)
+        out_console().print(table)
         t = Table(title="datasets")
         for col in ("name", "shape", "dtype"):
             t.add_column(col)
@@ -109,24 +109,26 @@ def inspect(path: Path, verify: bool) -> None:
                 t.add_row(name, str(obj.shape), str(obj.dtype))
 
         cache.file.visititems(visit)
-        _out().print(t)
+        out_console().print(t)
         s = Table(title="splits")
         for col in ("split", "videos", "captions", "note"):
             s.add_column(col)
         for split in cache.splits:
             v, x = cache.split_rows(split)
             s.add_row(split, str(len(v)), str(len(x)), str(cache.file["splits"][split].attrs.get("note", "")))
-        _out().print(s)
+        out_console().print(s)
         _print_pos_coverage(cache)
         from rich.markup import escape
 
         failed = cache.failed_videos()
         for vid, reason in list(failed.items())[:10]:
-            _console().print(f"[yellow]failed:[/] {escape(vid)}: {escape(reason)}", highlight=False)
+            make_console().print(f"[yellow]failed:[/] {escape(vid)}: {escape(reason)}", highlight=False)
         if len(failed) > 10:
-            _console().print(f"[yellow]failed:[/] ... and {len(failed) - 10} more")
+            make_console().print(f"[yellow]failed:[/] ... and {len(failed) - 10} more")
         if verify:
-            _console().print(f"[green]verified:[/] every dataset matches its sha256 ({cache.content_hash})")
+            make_console().print(
+                f"[green]verified:[/] every dataset matches its sha256 ({cache.content_hash})"
+            )
 
 
 def _print_pos_coverage(cache: Any) -> None:
@@ -136,7 +138,7 @@ def _print_pos_coverage(cache: Any) -> None:
 
     texts = cache.file["texts"]
     if "verb_mask" not in texts:
-        _console().print("POS streams: none in this cache (--tagger none)")
+        make_console().print("POS streams: none in this cache (--tagger none)")
         return
     verb = texts["verb_mask"][:].any(axis=1)
     noun = texts["noun_mask"][:].any(axis=1)
@@ -159,4 +161,4 @@ def _print_pos_coverage(cache: Any) -> None:
             pct(int((~noun[rows]).sum()), n),
             pct(rule, n) if vsrc is not None else "not recorded",
         )
-    _out().print(t)
+    out_console().print(t)

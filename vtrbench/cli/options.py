@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from vtrbench import defaults
-from vtrbench.cli._app import RESULTS_ROOT, _resolve_device
+from vtrbench.cli._app import RESULTS_ROOT, resolve_device
 from vtrbench.config import MDR_CHOICES, OVERWRITE_CHOICES, PRECISION_CHOICES, V2T_CHOICES
 from vtrbench.errors import VtrbenchError
 
@@ -149,7 +149,7 @@ def run_spec_from_options(kw: dict[str, Any]) -> Any:
         precision=kw.get("precision"),
         allow_overlap=bool(kw.get("allow_overlap", False)),
         threads=kw.get("threads"),
-        device=_resolve_device(kw["device"]),
+        device=resolve_device(kw["device"]),
         results_dir=kw["results_dir"],
         overwrite=kw["overwrite"],
         progress=not kw.get("quiet", False),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from vtrbench.cli._app import _console, _out, _parse_seeds, _split_list, cli
+from vtrbench.cli._app import cli, make_console, out_console, parse_seeds, split_list
 from vtrbench.errors import VtrbenchError
 from vtrbench.results import REPORT_POSTS
 
@@ -223,17 +223,17 @@ def report(
         from vtrbench.results import atomic_write_text
 
         atomic_write_text(output, text)
-        _console().print(f"wrote {escape(str(output))} ({len(results)} result files)", highlight=False)
+        make_console().print(f"wrote {escape(str(output))} ({len(results)} result files)", highlight=False)
     else:
         show_report(built, text, fmt)
     if plot is not None:
         for path in rep.plot_all(results, plot, allow_mixed=allow_mixed):
-            _console().print(f"wrote {escape(str(path))}", highlight=False)
+            make_console().print(f"wrote {escape(str(path))}", highlight=False)
 
 
 def show_report(built: object, text: str, fmt: str) -> None:
     """A terminal gets tables fitted to its width; a pipe or file gets the plain Markdown/LaTeX text."""
-    out = _out()
+    out = out_console()
     if fmt == "md" and out.is_terminal:
         from vtrbench.report.terminal import print_report
 
@@ -264,10 +264,10 @@ def demo(output: Path, videos: int, epochs: int, seeds: str, heads: str, losses:
         output,
         videos=videos,
         epochs=epochs,
-        seeds=tuple(_parse_seeds(seeds)),
-        heads=_split_list(heads),
-        losses=_split_list(losses),
+        seeds=tuple(parse_seeds(seeds)),
+        heads=split_list(heads),
+        losses=split_list(losses),
         progress=not quiet,
-        console=_console(),
-        out=_out(),
+        console=make_console(),
+        out=out_console(),
     )

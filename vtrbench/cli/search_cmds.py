@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from vtrbench.cli._app import _console, _out, _resolve_device, cli
+from vtrbench.cli._app import cli, make_console, out_console, resolve_device
 from vtrbench.errors import VtrbenchError
 
 
@@ -63,7 +63,7 @@ def search(
         checkpoint=checkpoint,
         k=k,
         split=split,
-        device=_resolve_device(device),
+        device=resolve_device(device),
         clip_weights=clip_weights,
     )
     if as_json:
@@ -72,7 +72,7 @@ def search(
     from rich.markup import escape
     from rich.table import Table
 
-    out = _out()
+    out = out_console()
     for r in outcome.results:
         where = f"{outcome.head}, gallery {outcome.gallery}: {outcome.n_gallery} videos"
         title = f"{escape(r.query)}  [dim]({escape(where)})[/]"
@@ -85,7 +85,7 @@ def search(
         if r.gate is not None:
             out.print("gate: " + ", ".join(f"{e} {w:.3f}" for e, w in r.gate.items()), highlight=False)
         if r.truncated:
-            _console().print(
+            make_console().print(
                 f"[yellow]note:[/] the query has {r.n_tokens} tokens; like the cache's captions only the "
                 f"first {outcome.max_words} (SOT and EOT included) were read",
                 highlight=False,
@@ -129,7 +129,7 @@ def browse(
         missing.append("no top-k lists (result files of schema 1)")
     if not summary.has_thumbnails:
         missing.append("no thumbnails (cache extracted without them)")
-    _console().print(
+    make_console().print(
         f"wrote {summary.page} ({summary.bytes / 2**20:.1f} MB; {summary.systems} systems, {summary.queries} "
         f"queries; drill-down {summary.a} vs {summary.b})" + (f"; {', '.join(missing)}" if missing else ""),
         highlight=False,

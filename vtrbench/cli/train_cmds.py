@@ -8,7 +8,15 @@ from typing import Any
 import click
 
 from vtrbench import defaults
-from vtrbench.cli._app import RESULTS_ROOT, _console, _out, _parse_seeds, _resolve_device, _split_list, cli
+from vtrbench.cli._app import (
+    RESULTS_ROOT,
+    cli,
+    make_console,
+    out_console,
+    parse_seeds,
+    resolve_device,
+    split_list,
+)
 from vtrbench.cli.options import (
     eval_protocol_options,
     head_options_for_grid,
@@ -35,20 +43,20 @@ def train(seeds: str, save_checkpoint: Path | None, **kw: Any) -> None:
     from vtrbench.runs.runner import checkpoint_paths, preflight, run_training
 
     spec = run_spec_from_options(kw)
-    seed_list = [check_seed(s) for s in _parse_seeds(seeds)]
+    seed_list = [check_seed(s) for s in parse_seeds(seeds)]
     ckpts = checkpoint_paths(save_checkpoint, seed_list)
     data: dict[str, Any] = {}  # the splits are read once for all seeds
     with FeatureCache(spec.cache_path) as cache:
         preflight(spec, cache, seed_list, ckpts)  # every seed's outputs, before the first one trains
         for seed in seed_list:
             outcome = run_training(
-                spec, seed, checkpoint=ckpts[seed], console=_console(), cache=cache, data=data
+                spec, seed, checkpoint=ckpts[seed], console=make_console(), cache=cache, data=data
             )
             _print_outcome(outcome)
 
 
 def _print_outcome(outcome: Any) -> None:
-    out = _out()
+    out = out_console()
     if outcome.skipped:
         out.print(f"[yellow]skipped[/] {outcome.path} exists (use --overwrite always to replace it)")
         return
@@ -139,8 +147,8 @@ def eval_cmd(cache_path: Path, head: str | None, checkpoint: Path | None, **kw: 
             f"--head {head} must be trained first (`vtrbench train`); eval takes --head "
             "zeroshot or --checkpoint"
         )
-    kw["device"] = _resolve_device(kw["device"])
-    outcome = run_eval(cache_path, checkpoint=checkpoint, console=_console(), **kw)
+    kw["device"] = resolve_device(kw["device"])
+    outcome = run_eval(cache_path, checkpoint=checkpoint, console=make_console(), **kw)
     _print_outcome(outcome)
 
 
@@ -213,14 +221,14 @@ def ablate(
         refuse(from_torchrun(), str(e))
     from vtrbench.shard import resolve
 
-    shard, device = resolve(shard_option, _resolve_device(kw["device"]))
+    shard, device = resolve(shard_option, resolve_device(kw["device"]))
     base = run_spec_from_options({**kw, "device": device})
     if grid_file is not None:
         try:
             base = replace(base, **grid.train)  # RunSpec validates the combination (e.g. bf16 on a CPU)
         except VtrbenchError as e:
             raise VtrbenchError(f"{grid_file}: {e}") from None
-    err = _console()
+    err = make_console()
     n = len(grid.points())
     mine = f" (shard {shard}: {len(shard.take(grid.points()))} of them)" if shard is not None else ""
     err.print(f"ablation grid: {n} runs{mine} on {base.cache_path} -> {base.results_dir}")
@@ -263,22 +271,22 @@ def _grid_from_options(
             )
     else:
         try:
-            aux = tuple(float(a) for a in _split_list(aux_list))
+            aux = tuple(float(a) for a in split_list(aux_list))
         except ValueError:
             raise VtrbenchError(f"--aux-weight takes numbers, got {aux_list!r}") from None
         grid = validate_grid(
             Grid(
-                heads=_split_list(heads),
-                losses=_split_list(losses),
-                seeds=tuple(_parse_seeds(seeds)),
+                heads=split_list(heads),
+                losses=split_list(losses),
+                seeds=tuple(parse_seeds(seeds)),
                 experts=tuple(
-                    _split_list(g.replace(" ", "")) for g in (experts_groups or "").split(";") if g.strip()
+                    split_list(g.replace(" ", "")) for g in (experts_groups or "").split(";") if g.strip()
                 ),
-                streams=_split_list(streams_list),
-                gate=_split_list(gate_list),
+                streams=split_list(streams_list),
+                gate=split_list(gate_list),
                 aux_weight=aux,
                 train={k: kw[k] for k in TRAIN_KEYS if kw.get(k) is not None},
-                head_options=head_options_for_grid(_split_list(heads), head_option_pairs),
+                head_options=head_options_for_grid(split_list(heads), head_option_pairs),
             )
         )
     return grid
@@ -293,13 +301,13 @@ def _ablate_tuned(study: str, seeds: str, shard_option: str | None, grid_file: P
     if grid_file is not None:
         raise VtrbenchError("--tuned takes its cells from the study; it cannot be combined with --grid")
     import_optuna()
-    shard, device = resolve(shard_option, _resolve_device(kw["device"]))
+    shard, device = resolve(shard_option, resolve_device(kw["device"]))
     base = run_spec_from_options({**kw, "device": device})
-    err = _console()
+    err = make_console()
     outcome = run_tuned(
         _study_url(study),
         base,
-        tuple(_parse_seeds(seeds)),
+        tuple(parse_seeds(seeds)),
         console=err,
         progress=not kw.get("quiet"),
         shard=shard,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from vtrbench.cli._app import _console, _out, _resolve_device, _split_list, cli
+from vtrbench.cli._app import cli, make_console, out_console, resolve_device, split_list
 from vtrbench.errors import VtrbenchError
 
 
@@ -109,11 +109,11 @@ def tune_cmd(
     from vtrbench.shard import resolve
     from vtrbench.tune.study import TuneSpec, run_tune, storage_url
 
-    shard, dev = resolve(shard_option, _resolve_device(device))
+    shard, dev = resolve(shard_option, resolve_device(device))
     spec = TuneSpec(
         cache_path=cache_path,
-        heads=_split_list(heads),
-        losses=_split_list(losses),
+        heads=split_list(heads),
+        losses=split_list(losses),
         trials=trials,
         max_epochs=max_epochs,
         storage=storage_url(study, storage),
@@ -130,7 +130,7 @@ def tune_cmd(
         heartbeat=heartbeat,
         shard=shard,
     )
-    err = _console()
+    err = make_console()
     outcome = run_tune(spec, console=err)
     err.print(f"[green]tuning done:[/] {outcome.trials_run} trial(s) run by this worker")
     show_status(spec.storage, heartbeat, url=True)
@@ -143,7 +143,7 @@ def _plots(storage: str, plot_dir: Path | None, heartbeat: int) -> None:
     from vtrbench.tune.plots import plot_studies
 
     files = plot_studies(storage, plot_dir, heartbeat=heartbeat)
-    _console().print(f"{len(files)} figure(s) written to {plot_dir}")
+    make_console().print(f"{len(files)} figure(s) written to {plot_dir}")
 
 
 def _study_url(value: str) -> str:
@@ -185,7 +185,7 @@ def show_status(study: str, heartbeat: int = 10, *, url: bool = False) -> None:
             str(c.counts.running),
             best,
         )
-    out = _out()
+    out = out_console()
     out.print(table)
     for line in edges:
         out.print(f"* best trial on the edge of its space (widen it with --space?): {line}", soft_wrap=True)
