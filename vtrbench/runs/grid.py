@@ -2,25 +2,33 @@
 
 Each grid point is an ordinary run (vtrbench.runner) with its own result file, so a
 grid can be interrupted and re-run: finished runs are skipped (``--overwrite never``).
-The grid itself is saved as TOML next to the results it produced.
+The grid itself is saved as TOML next to the results it produced. ``ablate --tuned`` (each tuned
+cell's best configuration) is :mod:`vtrbench.runs.tune.tuned`, which imports this module, never the
+other way round.
 """
 
 from __future__ import annotations
 
 import itertools
-import sys
+import math
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vtrbench.config import RUN_OPTIONS, config_hash
-from vtrbench.errors import VtrbenchError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from vtrbench.cache import FeatureCache
+from vtrbench.config import RUN_OPTIONS, check_seed, config_hash, validate_options
+from vtrbench.errors import VtrbenchError
+from vtrbench.heads._layers import INITS, choose_one, positive_int
+from vtrbench.heads.base import list_heads, validate_head_options
+from vtrbench.io import read_toml_file
+from vtrbench.losses.base import list_losses
+from vtrbench.plugins import load_plugin, provenance_for, replay_specs
+from vtrbench.registry import unknown_name_message
+from vtrbench.results import atomic_write_text
+from vtrbench.runner import check_output_file, preflight, run_training
 
 CAMOE_AXES = ("experts", "streams", "gate", "aux_weight")
 #: Key of Grid.head_options whose options apply to every head of the grid.
@@ -91,8 +99,6 @@ class Grid:
     def to_toml(self, plugins: list[dict[str, Any]] | None = None) -> str:
         """The grid as a grid file; ``plugins`` (origins of the plugin heads/losses it uses) become
         ``plugins = [...]`` (files by absolute path), so that replaying the saved file loads them."""
-        from vtrbench.plugins import replay_specs
-
         lines = ["# vtrbench ablation grid (re-run with: vtrbench ablate --cache CACHE --grid THIS_FILE)"]
         for origin in plugins or []:
             sha = str(origin.get("sha256") or "?")[:16]
@@ -160,33 +166,11 @@ def _toml_list(values: Any) -> str:
 
 def load_grid_plugins(path: Path, plugins: Any) -> None:
     """``plugins = ["my_head.py", "package.module"]``: files relative to the grid file's folder."""
-    from vtrbench.plugins import load_plugin
-
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise VtrbenchError(f"{path}: plugins must be a list of file paths or module names")
     for spec in plugins:
         local = Path(path).parent / spec
         load_plugin(local if spec.endswith(".py") and not Path(spec).is_absolute() else spec)
-
-
-def read_toml_file(path: Path, *, name: str, at: str) -> dict[str, Any]:
-    """A TOML file as a dict; every way it can fail is one VtrbenchError line (grid files and
-    ``tune --space`` files). ``name``: what the file is ("grid file"); ``at``: how a problem
-    inside it names the file."""
-    try:
-        return tomllib.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise VtrbenchError(f"{name} not found: {path}") from None
-    except IsADirectoryError:
-        raise VtrbenchError(f"{name} {path} is a folder") from None
-    except UnicodeDecodeError as e:
-        raise VtrbenchError(f"{at}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise VtrbenchError(f"cannot read {name} {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise VtrbenchError(f"{at}: invalid TOML ({e})") from None
-    except (RecursionError, MemoryError):
-        raise VtrbenchError(f"{at}: invalid TOML (nested too deeply)") from None
 
 
 def load_grid(path: Path) -> Grid:
@@ -294,13 +278,6 @@ def _str_list(
 
 def validate_grid(grid: Grid, *, where: str | None = None) -> Grid:
     """The grid's names, seeds, CAMoE axes and [train] options, checked as the command line checks them."""
-    import math
-
-    from vtrbench.config import check_seed, validate_options
-    from vtrbench.heads.base import list_heads
-    from vtrbench.losses.base import list_losses
-    from vtrbench.registry import unknown_name_message
-
     prefix = f"{where}: " if where else ""
     heads = [h for h in list_heads() if h != "zeroshot"]
     for h in grid.heads:
@@ -324,8 +301,6 @@ def validate_grid(grid: Grid, *, where: str | None = None) -> Grid:
 def _validate_head_options(grid: Grid, where: str | None) -> dict[str, dict[str, tuple[Any, ...]]]:
     """Every [head_options] value through the head's own schema (vtrbench.config.check_head_options,
     as create_head and --head-option); an option the [camoe]/[temporal] axes also set is an error."""
-    from vtrbench.heads.base import validate_head_options
-
     prefix = f"{where}: " if where else ""
     out: dict[str, dict[str, tuple[Any, ...]]] = {}
     for target, options in grid.head_options.items():
@@ -364,8 +339,6 @@ def _axis_owner(grid: Grid, key: str) -> tuple[str, tuple[str, ...]] | None:
 
 def _check_temporal_axes(path: Path, temporal: dict[str, Any]) -> None:
     """[temporal] values through the heads' own option checks (the ones --init/--layers meet)."""
-    from vtrbench.heads._layers import INITS, choose_one, positive_int
-
     for key in TEMPORAL_AXES:
         values = temporal.get(key, [])
         if not isinstance(values, list):
@@ -404,11 +377,6 @@ def run_grid(
     vtrbench.shard.Shard): run only the cells (config x seed, in ``grid.points()`` order) whose
     position k has k mod n == i; the others belong to other processes.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from vtrbench.cache import FeatureCache
-    from vtrbench.runner import check_output_file, preflight, run_training
-
     points = grid.points()
     if not points:
         raise VtrbenchError("the grid is empty")
@@ -433,8 +401,6 @@ def run_grid(
                 ) from None
             specs.append(spec)
         grid_dir.mkdir(parents=True, exist_ok=True)
-        from vtrbench.results import atomic_write_text
-
         atomic_write_text(outcome.grid_file, f"# cache: {cache.path}\n" + grid.to_toml(_grid_plugins(grid)))
         bar = Progress(
             TextColumn("[bold]grid" + (f" shard {shard}" if shard is not None else "")),
@@ -468,8 +434,6 @@ def run_grid(
 
 def _grid_plugins(grid: Grid) -> list[dict[str, Any]]:
     """Origins of the plugin heads and losses the grid uses (built-ins have none), in grid order."""
-    from vtrbench.plugins import provenance_for
-
     found: list[dict[str, Any]] = []
     for kind, names in (("head", grid.heads), ("loss", grid.losses)):
         for name in names:
@@ -488,102 +452,3 @@ def _point_spec(base: Any, head: str, loss: str, opts: dict[str, Any]) -> Any:
         progress=False,
         loss_options=dict(base.loss_options) if loss == base.loss else {},
     )
-
-
-# ---------------------------------------------------------------- ablate --tuned (vtrbench tune)
-
-
-def tuned_specs(storage: str, base: Any, cache: Any) -> list[tuple[str, Any]]:
-    """(description, RunSpec) of each tuned cell's best configuration, trained on the whole train
-    split (validation videos included) and evaluated on the test split the study recorded."""
-    from vtrbench.tune.space import split_params
-    from vtrbench.tune.study import read_cells, shown_storage
-
-    cells = read_cells(storage)
-    if not cells:
-        raise VtrbenchError(f"--tuned {shown_storage(storage)} holds no vtrbench study")
-    fingerprint = cache.fingerprint()
-    out = []
-    for cell in cells:
-        name = cell.identity["cell"]
-        if cell.identity.get("cache") != fingerprint:
-            raise VtrbenchError(
-                f"--tuned {shown_storage(storage)}: cell {name} was tuned on another cache "
-                f"({cell.identity.get('cache')}, not {fingerprint} of {cache.path})"
-            )
-        if cell.best is None:
-            raise VtrbenchError(
-                f"--tuned {shown_storage(storage)}: cell {name} has no complete trial yet "
-                f"({cell.counts.finished} finished); run `vtrbench tune` to finish it"
-            )
-        recipe, head_opts, loss_opts = split_params(cell.best["params"])
-        recipe.setdefault("epochs", int(cell.identity["max_epochs"]))
-        spec = replace(
-            base,
-            head=cell.head,
-            loss=cell.loss,
-            head_options=head_opts,
-            loss_options=loss_opts,
-            train_split=cell.identity["train_split"],
-            test_split=cell.identity["test_split"] or base.test_split,
-            val_fraction=0.0,
-            progress=False,
-            tuned=cell.record(storage),
-            **recipe,
-        )
-        out.append((f"{name} (tuned, {cell.counts.finished} trials)", spec))
-    return out
-
-
-def run_tuned(
-    storage: str,
-    base: Any,
-    seeds: tuple[int, ...],
-    *,
-    console: Any = None,
-    progress: bool = True,
-    shard: Any = None,
-) -> GridOutcome:
-    """``vtrbench ablate --tuned STUDY``: each cell's best configuration x ``seeds`` on the test split.
-
-    Every run is checked first (as :func:`run_grid` does); finished runs are skipped."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from vtrbench.cache import FeatureCache
-    from vtrbench.config import check_seed
-    from vtrbench.runner import preflight, run_training
-
-    outcome = GridOutcome()
-    data: dict[str, Any] = {}
-    with FeatureCache(base.cache_path) as cache:
-        points = [(d, s, seed) for d, s in tuned_specs(storage, base, cache) for seed in seeds]
-        if shard is not None:
-            points = shard.take(points)
-        for desc, spec, seed in points:
-            check_seed(seed, option="--seeds")
-            try:
-                preflight(spec, cache, [seed])
-            except VtrbenchError as e:
-                raise VtrbenchError(f"{desc}: {e}") from None
-        bar = Progress(
-            TextColumn("[bold]tuned"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[run]}"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not progress,
-        )
-        with bar:
-            task = bar.add_task("tuned", total=len(points), run="")
-            for desc, spec, seed in points:
-                bar.update(task, run=f"{desc} seed {seed}")
-                try:
-                    result = run_training(spec, seed, cache=cache, data=data, console=console)
-                    (outcome.skipped if result.skipped else outcome.ran).append(result.path)
-                except VtrbenchError as e:
-                    outcome.failed.append((f"{desc} seed {seed}", str(e)))
-                    if console is not None:
-                        console.print(f"[red]failed:[/] {desc} seed {seed}: {e}")
-                bar.advance(task)
-    return outcome

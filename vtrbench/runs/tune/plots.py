@@ -3,25 +3,21 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+from vtrbench._imports import try_import
 from vtrbench.errors import VtrbenchError
+from vtrbench.runs.tune.storage import import_optuna, open_storage, vtrbench_studies
 
 
 def plot_studies(storage: str, out: Path, *, heartbeat: int = 10) -> list[Path]:
     """Write ``<cell>.history.png`` and ``<cell>.importance.png`` for every cell; returns the files.
     A cell with fewer than two complete trials gets its history only (importances need a spread)."""
-    from vtrbench.report.figures import require_matplotlib
-
-    require_matplotlib()
-    import warnings
-
-    import matplotlib
-
+    # fail before any work, with the install hint, when matplotlib is missing (the report's words)
+    matplotlib = try_import("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from vtrbench.tune.study import import_optuna, open_storage, vtrbench_studies
 
     optuna = import_optuna()
     from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances

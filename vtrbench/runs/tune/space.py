@@ -30,7 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vtrbench.config import check_option
 from vtrbench.errors import VtrbenchError
+from vtrbench.heads.base import HEADS, Head, create_head
+from vtrbench.io import read_toml_file
+from vtrbench.losses.base import LOSSES, create_loss
 
 #: Recipe parameters a space may hold, i.e. the RunSpec fields a trial sets.
 RECIPE_KEYS = ("lr", "weight_decay", "epochs", "warmup", "batch_size")
@@ -141,23 +145,16 @@ def parse_param(name: str, spec: Any, *, where: str, max_epochs: int) -> Param:
 
 
 def _declared(kind: str, name: str) -> dict[str, Any]:
-    from vtrbench.heads.base import HEADS
-    from vtrbench.losses.base import LOSSES
-
     registry = HEADS if kind == "head" else LOSSES
     obj = registry.get(name)
     space = getattr(obj, "search_space", None)
     if space is None and kind == "head":  # a plugin factory function: the recipe only
-        from vtrbench.heads.base import Head
-
         space = Head.search_space
     return dict(space or {})
 
 
 def load_space_file(path: Path) -> dict[str, Any]:
     """Read a ``--space`` TOML file: ``[train]``, ``[head.NAME]``, ``[loss.NAME]`` tables."""
-    from vtrbench.ablate import read_toml_file
-
     path = Path(path)
     data = read_toml_file(path, name="--space file", at=f"--space {path}")
     unknown = set(data) - {"train", "head", "loss"}
@@ -191,8 +188,6 @@ def cell_space(
     where: str = "search space",
 ) -> dict[str, Param]:
     """The flat space of one (head, loss) cell, every bound checked by the code that will receive it."""
-    from vtrbench.config import check_option
-
     override = override or {}
     head_decl = _declared("head", head)
     loss_decl = _declared("loss", loss)
@@ -224,8 +219,6 @@ def cell_space(
 
 
 def _check_head_value(head: str, p: Param, value: Any, embed_dim: int, where: str) -> None:
-    from vtrbench.heads.base import create_head
-
     try:
         create_head(head, embed_dim=embed_dim, **{p.option: value})
     except (VtrbenchError, TypeError, ValueError) as e:
@@ -234,8 +227,6 @@ def _check_head_value(head: str, p: Param, value: Any, embed_dim: int, where: st
 
 
 def _check_loss_value(loss: str, p: Param, value: Any, where: str) -> None:
-    from vtrbench.losses.base import create_loss
-
     try:
         create_loss(loss, **{p.option: value})
     except (VtrbenchError, TypeError, ValueError) as e:
