@@ -40,7 +40,7 @@ def _cli(*argv: Any) -> None:
 
 def _study_stats(study: Path) -> dict[str, Any]:
     """Per cell: finished trials, pruned, epochs trained, best objective (from the SQLite study)."""
-    from vtrbench.tune.study import import_optuna, open_storage, vtrbench_studies
+    from vtrbench.runs.tune.storage import import_optuna, open_storage, vtrbench_studies
 
     optuna = import_optuna()
     storage = open_storage(f"sqlite:///{study}")

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from vtrbench.ablate import Grid, load_grid
 from vtrbench.errors import VtrbenchError
+from vtrbench.runs.grid import Grid, load_grid
 
 FAST = ("--epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--device", "cpu", "--quiet")
 

@@ -448,7 +448,7 @@ def test_positional_rows_beyond_clip_context_refuse_clip_init():
 
 
 def test_grid_temporal_axes_cross_only_the_temporal_heads(tmp_path):
-    from vtrbench.ablate import Grid, load_grid
+    from vtrbench.runs.grid import Grid, load_grid
 
     grid = Grid(heads=("meanp", "seqtransf", "camoe"), losses=("dsl",), init=("clip", "random"), layers=(2,))
     points = [(h, o) for h, _, o, _ in grid.points()]

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from vtrbench.ablate import ALL_HEADS, Grid, load_grid, validate_grid
 from vtrbench.config import check_head_options, parse_head_option_pairs
 from vtrbench.errors import VtrbenchError
 from vtrbench.factory import create_head
 from vtrbench.heads._layers import option_names
 from vtrbench.heads.base import HEADS, head_option_schema, list_heads
+from vtrbench.runs.grid import ALL_HEADS, Grid, load_grid, validate_grid
 
 D = 32
 FAST = ("--epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet")

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from vtrbench.ablate import load_grid
 from vtrbench.config import check_option, check_seed
 from vtrbench.errors import VtrbenchError
 from vtrbench.evaluate import evaluate_embeddings
+from vtrbench.runs.grid import load_grid
 from vtrbench.runs.spec import RunSpec
 
 FAST = ("--head", "meanp", "--loss", "infonce", "--epochs", "1", "--batch-size", "8", "--device", "cpu")

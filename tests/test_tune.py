@@ -64,7 +64,7 @@ def _finished(study: Path) -> int:
 
 
 def _best(study: Path) -> dict[str, Any]:
-    from vtrbench.tune.study import read_cells
+    from vtrbench.runs.tune.status import read_cells
 
     (cell,) = read_cells(f"sqlite:///{study}")
     assert cell.best is not None
@@ -77,7 +77,7 @@ def _best(study: Path) -> dict[str, Any]:
 def test_every_registered_head_and_loss_has_a_sampleable_space() -> None:
     from vtrbench.heads.base import list_heads
     from vtrbench.losses.base import list_losses
-    from vtrbench.tune.space import cell_space
+    from vtrbench.runs.tune.space import cell_space
 
     # heads x one loss and one head x losses: every bound is checked by building the head or loss
     cells = [(h, "infonce") for h in list_heads() if h != "zeroshot"] + [
@@ -92,7 +92,7 @@ def test_every_registered_head_and_loss_has_a_sampleable_space() -> None:
 
 
 def test_edge_of_space_flags() -> None:
-    from vtrbench.tune.space import parse_param
+    from vtrbench.runs.tune.space import parse_param
 
     lr = parse_param("lr", {"low": 1e-5, "high": 1e-1, "log": True}, where="t", max_epochs=5)
     assert lr.on_edge(1e-1) == "upper" and lr.on_edge(1.05e-5) == "lower" and lr.on_edge(1e-3) is None
@@ -155,7 +155,7 @@ def test_bad_spaces_are_one_line_errors_before_training(
     expected: str | None,
 ) -> None:
     if expected is None:
-        from vtrbench.tune.space import cell_space
+        from vtrbench.runs.tune.space import cell_space
 
         with pytest.raises(Exception, match="refuses heads=3"):
             cell_space(

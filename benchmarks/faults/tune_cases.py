@@ -132,7 +132,7 @@ def _kill_mid_trial(folder: Path, ctx: Context) -> Outcome:
 
 
 def _best(study: Path) -> tuple[Any, ...]:
-    from vtrbench.tune.study import read_cells
+    from vtrbench.runs.tune.status import read_cells
 
     (cell,) = read_cells(f"sqlite:///{study}")
     best = cell.best or {}

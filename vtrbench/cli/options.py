@@ -156,6 +156,8 @@ def run_spec_from_options(kw: dict[str, Any]) -> Any:
     )
 
 
+# long function: one declarative list of the click options train and ablate share, one entry per
+# option (splitting it would only scatter the list).
 def _shared_train_options() -> list[Any]:
     return [
         click.option(

@@ -1,18 +1,29 @@
-"""``vtrbench tune``: equal-budget hyperparameter search of heads x losses on validation data.
+"""Deprecated: ``vtrbench tune`` moved to :mod:`vtrbench.runs.tune`; these names are re-exported.
 
-Optuna is an optional extra (``pip install 'vtrbench[tune]'``); nothing here imports it until a
-study is opened. See :mod:`vtrbench.tune.study` (the run) and :mod:`vtrbench.tune.space` (spaces).
+The names resolve on first use (PEP 562), not when this package is imported: ``vtrbench.tune.notes``
+(imported by the report) must not load torch and the training code through this ``__init__``.
 """
 
-from vtrbench.tune.space import cell_space, describe_space, load_space_file
-from vtrbench.tune.study import TuneSpec, read_cells, run_tune, storage_url
+from __future__ import annotations
 
-__all__ = [
-    "TuneSpec",
-    "cell_space",
-    "describe_space",
-    "load_space_file",
-    "read_cells",
-    "run_tune",
-    "storage_url",
-]
+import importlib
+from typing import Any
+
+# re-exported name -> its module under vtrbench.runs.tune
+_MOVED = {
+    "TuneSpec": "plan",
+    "cell_space": "space",
+    "describe_space": "space",
+    "load_space_file": "space",
+    "read_cells": "status",
+    "run_tune": "study",
+    "storage_url": "storage",
+}
+
+__all__ = sorted(_MOVED)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"vtrbench.runs.tune.{_MOVED[name]}"), name)

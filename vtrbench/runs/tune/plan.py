@@ -1,0 +1,223 @@
+"""The plan of a ``vtrbench tune`` run: its spec, and everything checked before any training.
+
+:func:`plan` checks the options, the splits (the test split is only named, to be refused as a source
+of tuning data), the search spaces and each head's needs against the cache, and stamps every cell with
+the identity its study records (cache, splits, space, sampler, pruner, ...).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtrbench.cache import STATUS_OK, FeatureCache
+from vtrbench.config import check_seed
+from vtrbench.errors import VtrbenchError
+from vtrbench.heads.base import HEADS, create_head, list_heads
+from vtrbench.losses.base import LOSSES, list_losses
+from vtrbench.plugins import provenance_for
+from vtrbench.registry import unknown_name_message
+from vtrbench.runner import held_out_videos, split_overlap
+from vtrbench.runs.tune.space import Param, cell_space, load_space_file, space_plain
+from vtrbench.runs.tune.storage import cell_name, import_optuna
+from vtrbench.train import check_requirements
+
+SCHEMA = 1
+OBJECTIVE = (
+    "validation t2v R@1 + v2t R@1 (raw similarity) after the trial's last epoch; a diverged trial scores 0"
+)
+PRUNERS = ("median", "hyperband", "none")
+TPE_STARTUP = 5  # random trials before TPE models the space
+VAL_SEED = 12345  # vtrbench.runner.holdout's fixed split seed
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    cache_path: Path
+    heads: tuple[str, ...]
+    losses: tuple[str, ...]
+    trials: int
+    max_epochs: int
+    storage: str  # URL (see storage_url)
+    val_fraction: float | None = 0.1
+    val_split: str | None = None
+    space_file: Path | None = None
+    seed: int = 0
+    train_split: str | None = None
+    test_split: str | None = None
+    device: str = "cpu"
+    pruner: str = "median"
+    overwrite: bool = False
+    progress: bool = True
+    heartbeat: int = 10
+    shard: Any = None  # vtrbench.shard.Shard: worker i of n starts at cell i (all workers share all cells)
+
+
+@dataclass
+class Cell:
+    head: str
+    loss: str
+    space: dict[str, Param]
+    identity: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return cell_name(self.head, self.loss)
+
+
+@dataclass
+class Plan:
+    spec: TuneSpec
+    train_split: str
+    test_split: str
+    cells: list[Cell] = field(default_factory=list)
+
+
+def _pruner_text(pruner: str, max_epochs: int) -> str:
+    if pruner == "median":
+        return "MedianPruner(n_startup_trials=3, n_warmup_steps=2) on the per-epoch validation objective"
+    if pruner == "hyperband":
+        return f"HyperbandPruner(min_resource=1, max_resource={max_epochs}, reduction_factor=3) on epochs"
+    return "none"
+
+
+def make_pruner(pruner: str, max_epochs: int) -> Any:
+    """The Optuna pruner ``--pruner`` names (described in the study's identity by _pruner_text)."""
+    optuna = import_optuna()
+    if pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def _resolve_splits(spec: TuneSpec, cache: Any) -> tuple[str, str]:
+    """(train, test): the test split is only named, to be refused as a source of tuning data."""
+    attrs = cache.attrs
+    train = spec.train_split or str(attrs.get("default_train") or "")
+    test = spec.test_split or str(attrs.get("default_test") or "")
+    if not train:
+        raise VtrbenchError(
+            f"{cache.path} has no standard train split; pass --train-split "
+            f"(splits: {', '.join(cache.splits)})"
+        )
+    cache.split_rows(train)
+    if test:
+        cache.split_rows(test)
+    if train == test:
+        raise VtrbenchError(
+            f"--train-split {train!r} is the test split: tuning carves validation videos from a train "
+            "split and never reads the test split; name another train split"
+        )
+    if spec.val_split is not None:
+        cache.split_rows(spec.val_split)
+        if spec.val_split == test:
+            raise VtrbenchError(
+                f"--val-split {spec.val_split!r} is the test split: tuning never reads it; use "
+                "--val-fraction to carve validation videos from the train split, or name another split"
+            )
+        if spec.val_split == train:
+            raise VtrbenchError(f"--val-split {spec.val_split!r} is the train split; name another split")
+    if test:
+        for name in (train, spec.val_split):
+            shared = split_overlap(cache, name, test) if name else []
+            if shared:
+                raise VtrbenchError(
+                    f"{len(shared)} video(s) of {name!r} are also in the test split {test!r} (e.g. "
+                    f"{shared[0]}): tuning on them would read test data; use splits without them"
+                )
+    return train, test
+
+
+def _check_options(spec: TuneSpec) -> None:
+    """The spec's own options and names, before any file is opened."""
+    check_seed(spec.seed)
+    if spec.trials < 1:
+        raise VtrbenchError(f"--trials must be at least 1, got {spec.trials}")
+    if spec.max_epochs < 1:
+        raise VtrbenchError(f"--max-epochs must be at least 1, got {spec.max_epochs}")
+    if spec.pruner not in PRUNERS:
+        raise VtrbenchError(f"--pruner must be one of {', '.join(PRUNERS)}, got {spec.pruner!r}")
+    if spec.val_split is not None and spec.val_fraction:
+        raise VtrbenchError("give --val-fraction or --val-split, not both")
+    if spec.val_split is None and not (spec.val_fraction and 0 < spec.val_fraction < 1):
+        raise VtrbenchError(f"--val-fraction must be in (0, 1), got {spec.val_fraction}")
+    if not spec.heads or not spec.losses:
+        raise VtrbenchError("give at least one head (--heads) and one loss (--losses)")
+    heads = [h for h in list_heads() if h != "zeroshot"]
+    for h in spec.heads:
+        if h not in heads:
+            raise VtrbenchError(unknown_name_message("head", h, heads))
+    for loss in spec.losses:
+        if loss not in list_losses():
+            raise VtrbenchError(unknown_name_message("loss", loss, list_losses()))
+
+
+def plan(spec: TuneSpec) -> Plan:
+    """Check the whole run before any training: options, splits, spaces, storage, existing studies."""
+    _check_options(spec)
+    override = load_space_file(spec.space_file) if spec.space_file is not None else {}
+    where = f"--space {spec.space_file}" if spec.space_file is not None else "search space"
+    for kind, names in (("head", spec.heads), ("loss", spec.losses)):
+        for name, params in override.get(kind, {}).items():
+            if name in names:
+                _check_override_names(kind, name, params, where)
+    with FeatureCache(spec.cache_path) as cache:
+        train, test = _resolve_splits(spec, cache)
+        embed_dim = int(cache.attrs["embed_dim"])
+        fingerprint = cache.fingerprint()
+        if spec.val_split is None:
+            rows = cache.split_rows(train)[0]
+            n_ok = int((cache.read_rows("videos", "status", rows) == STATUS_OK).sum())
+            held_out_videos(n_ok, float(spec.val_fraction or 0))
+        out = Plan(spec, train, test)
+        grid = sorted(f"{h}+{loss}" for h in spec.heads for loss in spec.losses)
+        validation = (
+            {"split": spec.val_split}
+            if spec.val_split is not None
+            else {"fraction": float(spec.val_fraction or 0), "by": "video", "seed": VAL_SEED, "of": train}
+        )
+        for h in spec.heads:
+            check_requirements(create_head(h, embed_dim=embed_dim), cache, h)
+            for loss in spec.losses:
+                space = cell_space(
+                    h, loss, max_epochs=spec.max_epochs, embed_dim=embed_dim, override=override, where=where
+                )
+                if not space:
+                    raise VtrbenchError(f"{h}+{loss}: the search space is empty (nothing to tune)")
+                identity = {
+                    "schema": SCHEMA,
+                    "cell": f"{h}+{loss}",
+                    "grid": grid,
+                    "cache": fingerprint,
+                    "train_split": train,
+                    "test_split": test,
+                    "validation": validation,
+                    "space": space_plain(space),
+                    "max_epochs": spec.max_epochs,
+                    "seed": spec.seed,
+                    "sampler": f"TPESampler(n_startup_trials={TPE_STARTUP}), re-seeded per trial from "
+                    "(seed, cell, finished trials)",
+                    "pruner": _pruner_text(spec.pruner, spec.max_epochs),
+                    "objective": OBJECTIVE,
+                    "plugins": provenance_for(head=h, loss=loss),
+                }
+                out.cells.append(Cell(h, loss, space, json.loads(json.dumps(identity))))
+    return out
+
+
+def _check_override_names(kind: str, name: str, params: dict[str, Any], where: str) -> None:
+    """A [head.X]/[loss.X] parameter must be an option of X (a typo must not go unsearched)."""
+    obj = (HEADS if kind == "head" else LOSSES).get(name)
+    target = obj.__init__ if isinstance(obj, type) else obj
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    known = [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.name != "embed_dim"]
+    for key in params:
+        if key not in known:
+            raise VtrbenchError(f"{where}: [{kind}.{name}] " + unknown_name_message("parameter", key, known))

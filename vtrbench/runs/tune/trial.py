@@ -1,0 +1,161 @@
+"""One trial of ``vtrbench tune``: sample a cell's space, train on train-minus-validation, score it.
+
+The **objective** is validation text-to-video R@1 + video-to-text R@1 (raw similarity, no
+post-processing) after the trial's last epoch; every epoch is reported to the pruner, and a trial
+whose loss diverges scores 0. Only train (and ``--val-split``) rows are ever read.
+
+The TPE sampler is re-seeded for every trial from (--seed, cell, number of finished trials), and every
+trial trains with --seed, so a resumed study samples what an uninterrupted one with the same seed would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from typing import Any
+
+import torch
+
+# the module, not its functions: tests replace vtrbench.train.fit to prove no training starts
+from vtrbench import train as train_mod
+from vtrbench.config import TrainConfig
+from vtrbench.errors import VtrbenchError
+from vtrbench.heads.base import create_head
+from vtrbench.runner import RunSpec, holdout, keep_videos, resolve_head_options, resolved_precision
+from vtrbench.runs.tune.plan import TPE_STARTUP, Cell, Plan
+from vtrbench.runs.tune.space import Param, split_params
+from vtrbench.runs.tune.status import counts, worker_id
+from vtrbench.runs.tune.storage import import_optuna
+
+
+class BudgetTaken(Exception):
+    """Raised inside a trial that finds the budget filled by trials numbered before it."""
+
+
+def trial_seed(seed: int, cell: str, k: int) -> int:
+    """The sampler's seed for a cell's trial after ``k`` finished ones."""
+    return int(hashlib.sha256(f"{seed}:{cell}:{k}".encode()).hexdigest()[:8], 16)
+
+
+def objective_value(val: dict[str, float]) -> float:
+    """Validation t2v R@1 + v2t R@1."""
+    return float(val["t2v/R@1"]) + float(val["v2t/R@1"])
+
+
+def _load(plan_: Plan, cache: Any, data: dict[bool, tuple[Any, Any]], patches: bool) -> tuple[Any, Any]:
+    """(train minus validation, validation): only train (and --val-split) rows are ever read."""
+    if patches not in data:
+        spec = plan_.spec
+        train = train_mod.load_split(cache, plan_.train_split, patches=patches)
+        if spec.val_split is not None:
+            val = train_mod.load_split(cache, spec.val_split, patches=patches)
+            train = _without_videos(cache, train, val)
+        else:
+            train, val = holdout(train, float(spec.val_fraction or 0))
+        data[patches] = (train, val)
+    return data[patches]
+
+
+def _without_videos(cache: Any, train: Any, val: Any) -> Any:
+    """``train`` minus any video (by id) that is also in ``val``: validation stays disjoint."""
+    ids = cache.read_strings("videos", "id")
+    val_ids = {ids[int(r)] for r in val.video_rows}
+    keep = torch.tensor([ids[int(r)] not in val_ids for r in train.video_rows], dtype=torch.bool)
+    if bool(keep.all()):
+        return train
+    if not bool(keep.any()):
+        raise VtrbenchError("every train video is also in --val-split: nothing left to train on")
+    return keep_videos(train, keep)
+
+
+def one_trial(plan_: Plan, cell: Cell, study: Any, cache: Any, data: dict, finished: int) -> None:
+    """Run one trial of ``cell``'s study (or stop it at once when the budget is already filled)."""
+    optuna = import_optuna()
+    spec = plan_.spec
+    # the sampler is a function of (seed, cell, finished trials): a resumed study samples as an
+    # uninterrupted one would
+    study.sampler = optuna.samplers.TPESampler(
+        seed=trial_seed(spec.seed, cell.name, finished), n_startup_trials=TPE_STARTUP
+    )
+
+    def objective(trial: Any) -> float:
+        trial.set_user_attr("worker", worker_id())
+        earlier = counts(study, before=trial.number)
+        if earlier.finished + earlier.running >= spec.trials:
+            trial.set_user_attr("failed_because", "the budget was filled by other workers' trials")
+            raise BudgetTaken()
+        params = {name: _suggest(trial, p) for name, p in cell.space.items()}
+        return train_trial(plan_, cell, params, cache, data, trial)
+
+    study.optimize(objective, n_trials=1, catch=(BudgetTaken,))
+
+
+def _suggest(trial: Any, p: Param) -> Any:
+    if p.kind == "choice":
+        return trial.suggest_categorical(p.name, list(p.choices))
+    if p.kind == "int":
+        return trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)  # type: ignore[arg-type]
+    return trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log)  # type: ignore[arg-type]
+
+
+def train_trial(plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, data: dict, trial: Any) -> float:
+    """Train one sampled configuration on train-minus-validation; returns the objective."""
+    optuna = import_optuna()
+    spec = plan_.spec
+    recipe, head_opts, loss_opts = split_params(params)
+    recipe.setdefault("epochs", spec.max_epochs)  # a plugin space without epochs trains the cap
+    run = RunSpec(
+        cache_path=spec.cache_path,
+        head=cell.head,
+        loss=cell.loss,
+        head_options=head_opts,
+        loss_options=loss_opts,
+        device=spec.device,
+        progress=False,
+        **recipe,
+    )
+    options, _ = resolve_head_options(run, cache)
+    embed_dim = int(cache.attrs["embed_dim"])
+    train_mod.seed_everything(spec.seed)
+    head = create_head(cell.head, embed_dim=embed_dim, **options)
+    if getattr(head, "init", None) == "clip":
+        head.init_from(cache.backbone_weights() or {}, cache.backbone_info())
+    train, val = _load(plan_, cache, data, "patches" in head.requires)
+    loss_options = dict(loss_opts)
+    if cell.loss == "dsl":
+        loss_options.setdefault("temperature", 1000.0)
+    config = TrainConfig(
+        cache_hash=cache.config_hash,
+        head=cell.head,
+        loss=cell.loss,
+        head_options=dict(head.describe()),
+        loss_options=loss_options,
+        train_split=plan_.train_split,
+        test_split="",  # never evaluated here
+        precision=resolved_precision(run),
+        **{k: v for k, v in dataclasses.asdict(run).items() if k in recipe},
+    )
+    t0 = time.perf_counter()
+    epochs_run = 0
+
+    def on_epoch(entry: dict[str, Any]) -> None:
+        nonlocal epochs_run
+        epochs_run = int(entry["epoch"])
+        trial.report(objective_value(entry["val"]), epochs_run)
+        if trial.should_prune():
+            trial.set_user_attr("epochs_run", epochs_run)
+            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+            raise optuna.TrialPruned(f"pruned after epoch {epochs_run}")
+
+    try:
+        history = train_mod.fit(
+            head, train, config, spec.seed, device=spec.device, val=val, on_epoch=on_epoch
+        )
+    except VtrbenchError as e:  # the loss diverged: a real outcome of this configuration, not a crash
+        trial.set_user_attr("diverged", str(e))
+        trial.set_user_attr("epochs_run", epochs_run)
+        return 0.0
+    trial.set_user_attr("epochs_run", epochs_run)
+    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+    return objective_value(history[-1]["val"])
