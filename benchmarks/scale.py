@@ -8,13 +8,13 @@ verb masks; values from a fixed random pool, speed and size do not depend on the
 Then, per head (``--heads``: a factorised ``meanp`` and a pairwise ``xpool`` by default), in a
 fresh Python process so that no memory is shared between measurements:
 
-- *load*: :func:`vtrbench.train.load_split` of the train split (what ``vtrbench train`` does);
-- *epoch / 1k captions*: :func:`vtrbench.train.fit` for ``--steps`` batches of ``--batch``
+- *load*: :func:`vtrbench.runs.data.load_split` of the train split (what ``vtrbench train`` does);
+- *epoch / 1k captions*: :func:`vtrbench.runs.train.fit` for ``--steps`` batches of ``--batch``
   captions (all videos kept), seconds per 1,000 captions seen;
 - *peak RSS / split*: the process's peak resident set during load + fit, minus the resident
   set before the load (the interpreter, torch, the open cache: the *baseline*, shown), divided
   by the split's in-memory fp16 size (target <= 1.3);
-- *eval*: :func:`vtrbench.train.evaluate_head` on the test split, raw scores (t2v and v2t).
+- *eval*: :func:`vtrbench.runs.scoring.evaluate_head` on the test split, raw scores (t2v and v2t).
 
 Caches go to ``--workdir`` (default: a temporary folder) and are deleted after their size
 is measured, unless ``--keep``. Run: ``python benchmarks/scale.py`` (see benchmarks/README.md).

@@ -6,10 +6,10 @@ thread, and a thread that loses its core stalls the others. This script measures
 machine it runs on, in one process, alternating the thread counts (``torch.set_num_threads``)
 round by round so that a change of load hits every count alike:
 
-- *train meanp* / *train xpool*: :func:`vtrbench.train.fit`, one epoch over ``--steps``
+- *train meanp* / *train xpool*: :func:`vtrbench.runs.train.fit`, one epoch over ``--steps``
   batches of ``--batch`` captions of an MSR-VTT-shaped split (12 frames, 32 tokens, D = 512,
   fp16 at rest; ``benchmarks/train.py``'s ``build_split``);
-- *eval meanp*: :func:`vtrbench.train.evaluate_head` on ``--eval-n`` captions x videos (raw);
+- *eval meanp*: :func:`vtrbench.runs.scoring.evaluate_head` on ``--eval-n`` captions x videos (raw);
 - *eval xpool*: the same for the pairwise xpool head.
 
 Each figure is the median of ``--rounds`` rounds; the ratio column is that count's time over

@@ -1,17 +1,17 @@
 """Training throughput and memory of the heads on an MSR-VTT-sized split, and the cost of the input path.
 
-The split is built directly as a :class:`vtrbench.train.SplitData` in memory (no HDF5
+The split is built directly as a :class:`vtrbench.runs.data.SplitData` in memory (no HDF5
 file, no extraction): 9,000 videos x 12 frames x 512 and 180,000 captions x 32 tokens
 x 512, fp16, with frame / token / noun / verb masks, times ``--scale``. Values are
 random (speed does not depend on them).
 
 For each head, in one run:
 
-- ``fit``: :func:`vtrbench.train.fit` for one epoch over the first ``steps x batch``
+- ``fit``: :func:`vtrbench.runs.train.fit` for one epoch over the first ``steps x batch``
   captions (the whole video set stays in place), i.e. ``steps`` optimiser steps with its
-  real batch assembly (:func:`vtrbench.train.take`: index rows of the fp16 split, cast to
+  real batch assembly (:func:`vtrbench.runs.data.take`: index rows of the fp16 split, cast to
   fp32, move to the device; on a GPU ``fit`` first copies the split there when it fits,
-  see :func:`vtrbench.train.resident_on`). ``steps`` is ``--steps``, or more for a cheap
+  see :func:`vtrbench.runs.data.resident_on`). ``steps`` is ``--steps``, or more for a cheap
   head so that one run lasts ``--min-seconds`` (paced by the warm-up). Seconds per epoch
   are extrapolated from those steps to the full epoch (``n_captions // batch`` steps)
   unless ``--steps 0`` runs the full epoch; the table says which.
@@ -68,7 +68,7 @@ GEN_CHUNK = 4096  # rows generated at a time: bounds the fp32 temporaries
 def build_split(
     n_videos: int, captions_per_video: int, frames: int, words: int, dim: int, seed: int = 0
 ) -> Any:
-    """An MSR-VTT-shaped training split in memory, fp16 at rest like :func:`vtrbench.train.load_split`."""
+    """An MSR-VTT-shaped training split in memory, fp16 at rest like :func:`vtrbench.runs.data.load_split`."""
     from vtrbench.runs.data import SplitData
 
     g = torch.Generator().manual_seed(seed)
@@ -113,7 +113,7 @@ def head_slice(split: Any, n_texts: int) -> Any:
 
 
 class InPlaceBatches:
-    """Stands in for ``vtrbench.train.take``: returns batches assembled beforehand, in turn."""
+    """Stands in for ``vtrbench.runs.data.take``: returns batches assembled beforehand, in turn."""
 
     def __init__(self, split: Any, batch: int, device: str, count: int, real_take: Any) -> None:
         dev = torch.device(device)
@@ -126,7 +126,7 @@ class InPlaceBatches:
         self.calls = {"text": 0, "video": 0}
 
     def __call__(self, data: dict[str, torch.Tensor], idx: torch.Tensor, device: torch.device) -> Any:
-        # fit may hand over a copy of the split on the GPU (vtrbench.train.resident_on): tell by keys.
+        # fit may hand over a copy of the split on the GPU (vtrbench.runs.data.resident_on): tell by keys.
         kind = "text" if "tokens" in data else "video"
         pool = self.text if kind == "text" else self.video
         out = pool[self.calls[kind] % len(pool)]
@@ -135,7 +135,7 @@ class InPlaceBatches:
 
 
 class TimedTake:
-    """Wraps ``vtrbench.train.take`` and adds up the wall time spent in it (host side)."""
+    """Wraps ``vtrbench.runs.data.take`` and adds up the wall time spent in it (host side)."""
 
     def __init__(self, real_take: Any) -> None:
         self.real_take = real_take
@@ -163,7 +163,7 @@ def run_fit(head_name: str, data: Any, args: argparse.Namespace, dim: int) -> tu
 
 
 def bench_head(head_name: str, split: Any, args: argparse.Namespace, base_rss: int) -> dict[str, Any]:
-    import vtrbench.train as train_mod
+    import vtrbench.runs.train as train_mod
 
     dim = int(split.video["frames"].shape[-1])
     full_steps = split.n_texts // args.batch
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_notes(
         [
             "SplitData built directly in memory (random fp16 values), no HDF5 read.",
-            "input overhead = fit with vtrbench.train.take / fit with batches already assembled - 1 "
+            "input overhead = fit with vtrbench.runs.data.take / fit with batches already assembled - 1 "
             f"(fastest of {args.repeats} each); time in take = share of the fastest real epoch spent "
             "inside take (host wall time), a direct and less noisy view of the same cost.",
             "peak RSS above base = peak resident set during fit - resident set before the split was built "

@@ -285,7 +285,7 @@ def test_fixed_logit_scale_is_not_trained_and_learned_is() -> None:
     learned = create_head("xpool", embed_dim=D)
     assert not fixed.log_logit_scale.requires_grad and learned.log_logit_scale.requires_grad
     assert float(fixed.logit_scale()) == pytest.approx(LOGIT_SCALE_MAX)
-    # the trainer optimises exactly the parameters that require a gradient (vtrbench.train.fit)
+    # the trainer optimises exactly the parameters that require a gradient (vtrbench.runs.train.fit)
     for head in (fixed, learned):
         (head.logit_scale() + sum(p.sum() for p in head.parameters() if p.requires_grad)).backward()
     assert fixed.log_logit_scale.grad is None and learned.log_logit_scale.grad is not None

@@ -1,4 +1,4 @@
-"""The training loop itself (vtrbench.train.fit, lr_lambda) against the recipe, not against its own code.
+"""The training loop itself (vtrbench.runs.train.fit, lr_lambda) against the recipe, not against its own code.
 
 What a change to ``fit`` could silently move, and what each test pins down:
 

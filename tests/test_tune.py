@@ -124,12 +124,12 @@ def test_without_optuna_one_line_names_the_extra(
 
 @pytest.fixture
 def no_training(monkeypatch) -> None:
-    import vtrbench.train
+    import vtrbench.runs.train
 
     def refuse(*a: Any, **k: Any) -> None:
         raise AssertionError("training started although the run should have been refused")
 
-    monkeypatch.setattr(vtrbench.train, "fit", refuse)
+    monkeypatch.setattr(vtrbench.runs.train, "fit", refuse)
 
 
 @pytest.mark.parametrize(

@@ -47,8 +47,8 @@ def make_synthetic_cache(
 
     from vtrbench.config import ExtractConfig
     from vtrbench.datasets import load_dataset
+    from vtrbench.datasets.synthetic import SynthConfig, render_dataset
     from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
-    from vtrbench.synthetic import SynthConfig, render_dataset
 
     data_dir = Path(output) / "synthetic"
     with Progress(console=console, disable=not progress, transient=True) as bar:
@@ -92,9 +92,9 @@ def run_demo(
     """Run the demo into ``output``; returns the path of the Markdown report."""
     from dataclasses import replace
 
-    from vtrbench.ablate import Grid, run_grid
     from vtrbench.report import build_report, load_results, render_markdown
     from vtrbench.results import atomic_write_text
+    from vtrbench.runs.grid import Grid, run_grid
     from vtrbench.runs.runner import run_eval
     from vtrbench.runs.spec import RunSpec
 

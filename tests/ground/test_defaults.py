@@ -15,11 +15,11 @@ from typing import Any
 
 import click
 import pytest
+from vtrbench.eval import EvalOptions
 
 from vtrbench import api, defaults
 from vtrbench.cli import cli
 from vtrbench.config import TrainConfig, check_post_options
-from vtrbench.eval import EvalOptions
 from vtrbench.runs.grid import Grid, grid_specs
 from vtrbench.runs.spec import RunSpec
 

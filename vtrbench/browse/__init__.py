@@ -230,7 +230,7 @@ def _pick(name: str, systems: dict[str, dict[str, Any]], option: str) -> str:
 
 def _queries(fc: Any, split: str, n_queries: int) -> dict[str, Any]:
     """Captions, ground-truth gallery index, verb source, video ids and thumbnails of a split, in the
-    order evaluation ranks them (vtrbench.train.load_split: failed videos dropped with their captions)."""
+    order evaluation ranks them (vtrbench.runs.data.load_split: failed videos dropped with their captions)."""
     video_rows, text_rows = fc.split_rows(split)
     ok = fc.read_rows("videos", "status", video_rows) == STATUS_OK
     video_rows = np.asarray(video_rows)[ok]

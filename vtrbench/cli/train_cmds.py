@@ -206,7 +206,7 @@ def ablate(
         _ablate_tuned(tuned_study, seeds, shard_option, grid_file, kw)
         return
 
-    from vtrbench.ablate import run_grid
+    from vtrbench.runs.grid import run_grid
     from vtrbench.shard import from_torchrun, refuse
 
     try:
@@ -260,7 +260,7 @@ def _grid_from_options(
     kw: dict[str, Any],
 ) -> Any:
     """The grid ``ablate`` runs: the grid file's, or the one its options describe (validated)."""
-    from vtrbench.ablate import TRAIN_KEYS, Grid, load_grid, validate_grid
+    from vtrbench.runs.grid import TRAIN_KEYS, Grid, load_grid, validate_grid
 
     head_option_pairs = tuple(kw.pop("head_option", ()) or ())
     if grid_file is not None:
@@ -293,10 +293,10 @@ def _grid_from_options(
 
 
 def _ablate_tuned(study: str, seeds: str, shard_option: str | None, grid_file: Path | None, kw: Any) -> None:
-    from vtrbench.ablate import run_tuned
     from vtrbench.cli.tune_cmds import _study_url
+    from vtrbench.runs.tune.storage import import_optuna
+    from vtrbench.runs.tune.tuned import run_tuned
     from vtrbench.shard import resolve
-    from vtrbench.tune.study import import_optuna
 
     if grid_file is not None:
         raise VtrbenchError("--tuned takes its cells from the study; it cannot be combined with --grid")

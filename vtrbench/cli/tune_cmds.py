@@ -93,7 +93,7 @@ def tune_cmd(
                     --max-epochs 30 --val-fraction 0.1 --study results/tune.db
     vtrbench ablate --cache C.h5 --tuned results/tune.db --seeds 0,1,2
     """
-    from vtrbench.tune.study import import_optuna
+    from vtrbench.runs.tune.storage import import_optuna
 
     import_optuna()  # one line naming the extra when Optuna is missing
     if plot_dir is not None:
@@ -106,8 +106,10 @@ def tune_cmd(
         return
     if cache_path is None:
         raise VtrbenchError("--cache is required (or --status STUDY)")
+    from vtrbench.runs.tune.plan import TuneSpec
+    from vtrbench.runs.tune.storage import storage_url
+    from vtrbench.runs.tune.study import run_tune
     from vtrbench.shard import resolve
-    from vtrbench.tune.study import TuneSpec, run_tune, storage_url
 
     shard, dev = resolve(shard_option, resolve_device(device))
     spec = TuneSpec(
@@ -140,7 +142,7 @@ def tune_cmd(
 def _plots(storage: str, plot_dir: Path | None, heartbeat: int) -> None:
     if plot_dir is None:
         return
-    from vtrbench.tune.plots import plot_studies
+    from vtrbench.runs.tune.plots import plot_studies
 
     files = plot_studies(storage, plot_dir, heartbeat=heartbeat)
     make_console().print(f"{len(files)} figure(s) written to {plot_dir}")
@@ -158,7 +160,8 @@ def _study_url(value: str) -> str:
 def show_status(study: str, heartbeat: int = 10, *, url: bool = False) -> None:
     from rich.table import Table
 
-    from vtrbench.tune.study import read_cells, shown_storage
+    from vtrbench.runs.tune.status import read_cells
+    from vtrbench.runs.tune.storage import shown_storage
 
     storage = study if url else _study_url(study)
     cells = read_cells(storage, heartbeat=heartbeat)
@@ -208,7 +211,7 @@ def _describe_group(kind: str, command: str, listing: click.Command) -> click.Gr
     @click.option("--max-epochs", type=click.IntRange(min=1), default=30, show_default=True)
     def describe(name: str, max_epochs: int) -> None:
         """The search space `vtrbench tune` uses for NAME."""
-        from vtrbench.tune.space import describe_space
+        from vtrbench.runs.tune.space import describe_space
 
         for line in describe_space(kind, name, max_epochs=max_epochs):
             click.echo(line)

@@ -18,7 +18,7 @@ video's frames. They split the work into per-item *states* (``text_state``,
 ``video_state``: dicts of tensors with the items on dim 0, computed once per caption or
 video) and ``score_states``, which scores a block of ``Bq`` caption states against ``Bv``
 video states as a ``(Bq, Bv)`` similarity. Training scores the in-batch ``(B, B)`` block;
-evaluation (:func:`vtrbench.train.evaluate_head`) scores the test split block by block, so
+evaluation (:func:`vtrbench.runs.scoring.evaluate_head`) scores the test split block by block, so
 its memory is bounded by one block (``eval_block``) whatever the gallery size.
 
 Batches are dicts of tensors (names match the cache, see features/README.md):

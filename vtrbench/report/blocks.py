@@ -30,7 +30,7 @@ from vtrbench.report.stats import (
     resolve_correction,
 )
 from vtrbench.results import HIGHER_IS_BETTER, TRANSDUCTIVE
-from vtrbench.tune.notes import TUNED_LABEL
+from vtrbench.runs.tune.notes import TUNED_LABEL
 
 
 def key_text(value: Any) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from vtrbench.errors import VtrbenchError
-from vtrbench.tune.notes import TUNED_LABEL
+from vtrbench.runs.tune.notes import TUNED_LABEL
 
 LABEL_STYLES = ("short", "full")
 HEAD_NAMES = {"zeroshot": "Zero-shot", "meanp": "meanP", "seqtransf": "seqTransf", "camoe": "CAMoE"}

@@ -39,7 +39,7 @@ from vtrbench.report.options import (
 )
 from vtrbench.report.validate import validate_result
 from vtrbench.results import REPORT_POSTS
-from vtrbench.tune.notes import tuned_notes
+from vtrbench.runs.tune.notes import tuned_notes
 
 RANDOM_WEIGHTS_NOTE = "random CLIP weights: numbers are not comparable to papers"
 

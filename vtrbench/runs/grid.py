@@ -28,7 +28,8 @@ from vtrbench.losses.base import list_losses
 from vtrbench.plugins import load_plugin, provenance_for, replay_specs
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import atomic_write_text
-from vtrbench.runner import check_output_file, preflight, run_training
+from vtrbench.runs.checks import check_output_file
+from vtrbench.runs.runner import preflight, run_training
 
 CAMOE_AXES = ("experts", "streams", "gate", "aux_weight")
 #: Key of Grid.head_options whose options apply to every head of the grid.

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-#: A tuned result's label ends so (vtrbench.train.tuned_suffix); the report keeps such rows apart.
+#: A tuned result's label ends so (vtrbench.runs.record.tuned_suffix); the report keeps such rows apart.
 TUNED_LABEL = re.compile(r" \(tuned, \d+ trials\)$")
 
 

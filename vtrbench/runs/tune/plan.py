@@ -16,14 +16,16 @@ from typing import Any
 from vtrbench.cache import STATUS_OK, FeatureCache
 from vtrbench.config import check_seed
 from vtrbench.errors import VtrbenchError
-from vtrbench.heads.base import HEADS, create_head, list_heads
+from vtrbench.factory import create_head
+from vtrbench.heads.base import HEADS, list_heads
 from vtrbench.losses.base import LOSSES, list_losses
 from vtrbench.plugins import provenance_for
 from vtrbench.registry import unknown_name_message
-from vtrbench.runner import held_out_videos, split_overlap
+from vtrbench.runs.checks import split_overlap
+from vtrbench.runs.data import held_out_videos
+from vtrbench.runs.train import check_requirements
 from vtrbench.runs.tune.space import Param, cell_space, load_space_file, space_plain
 from vtrbench.runs.tune.storage import cell_name, import_optuna
-from vtrbench.train import check_requirements
 
 SCHEMA = 1
 OBJECTIVE = (
@@ -31,7 +33,7 @@ OBJECTIVE = (
 )
 PRUNERS = ("median", "hyperband", "none")
 TPE_STARTUP = 5  # random trials before TPE models the space
-VAL_SEED = 12345  # vtrbench.runner.holdout's fixed split seed
+VAL_SEED = 12345  # vtrbench.runs.data.holdout's fixed split seed
 
 
 @dataclass(frozen=True)

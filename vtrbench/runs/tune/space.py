@@ -32,9 +32,10 @@ from typing import Any
 
 from vtrbench.config import check_option
 from vtrbench.errors import VtrbenchError
-from vtrbench.heads.base import HEADS, Head, create_head
+from vtrbench.factory import create_head, create_loss
+from vtrbench.heads.base import HEADS, Head
 from vtrbench.io import read_toml_file
-from vtrbench.losses.base import LOSSES, create_loss
+from vtrbench.losses.base import LOSSES
 
 #: Recipe parameters a space may hold, i.e. the RunSpec fields a trial sets.
 RECIPE_KEYS = ("lr", "weight_decay", "epochs", "warmup", "batch_size")

@@ -14,7 +14,7 @@ from typing import Any
 
 from vtrbench._imports import try_import
 from vtrbench.errors import VtrbenchError
-from vtrbench.runner import check_output_file
+from vtrbench.runs.checks import check_output_file
 
 STUDY_PREFIX = "vtrbench:"
 ATTR = "vtrbench"  # the study's identity (user attribute)

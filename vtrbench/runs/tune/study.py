@@ -1,7 +1,7 @@
 """Equal-budget hyperparameter search on validation data (Optuna), one study per (head, loss) cell.
 
 What a trial does (:mod:`vtrbench.runs.tune.trial`): sample the cell's space, train on the train split
-minus the validation videos (:func:`vtrbench.runner.holdout`, by video, seeded), score every epoch on the
+minus the validation videos (:func:`vtrbench.runs.data.holdout`, by video, seeded), score every epoch on the
 validation videos and let the pruner stop a hopeless trial. The test split is never loaded: only its row
 indices are read (:mod:`vtrbench.runs.tune.plan`), to refuse a validation or train split that is the test
 split or shares its videos.

@@ -17,12 +17,15 @@ from typing import Any
 
 import torch
 
-# the module, not its functions: tests replace vtrbench.train.fit to prove no training starts
-from vtrbench import train as train_mod
 from vtrbench.config import TrainConfig
 from vtrbench.errors import VtrbenchError
-from vtrbench.heads.base import create_head
-from vtrbench.runner import RunSpec, holdout, keep_videos, resolve_head_options, resolved_precision
+from vtrbench.factory import create_head
+
+# the module, not its functions: tests replace vtrbench.runs.train.fit to prove no training starts
+from vtrbench.runs import train as train_mod
+from vtrbench.runs.checks import resolve_head_options
+from vtrbench.runs.data import holdout, keep_videos
+from vtrbench.runs.spec import RunSpec, resolved_precision
 from vtrbench.runs.tune.plan import TPE_STARTUP, Cell, Plan
 from vtrbench.runs.tune.space import Param, split_params
 from vtrbench.runs.tune.status import counts, worker_id

@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vtrbench.cache import FeatureCache
 from vtrbench.config import check_seed
 from vtrbench.errors import VtrbenchError
-from vtrbench.runner import preflight, run_training
 from vtrbench.runs.grid import GridOutcome
+from vtrbench.runs.runner import preflight, run_training
 from vtrbench.runs.tune.space import split_params
 from vtrbench.runs.tune.status import read_cells
 from vtrbench.runs.tune.storage import shown_storage
