@@ -9,6 +9,7 @@ both need one), and the same command works on a laptop and in CI.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -80,8 +81,6 @@ def selftest(page: Path, attempts: int = 3) -> dict[str, Any]:
             end = dom.find("</pre>", at)
             body = dom[at + len(marker) : end]
             if body.strip():
-                import html
-
                 return json.loads(html.unescape(body))
         last = proc.stderr[-2000:]
     raise RuntimeError(f"the page's self-test did not report (chromium stderr tail: {last})")

@@ -293,7 +293,7 @@ def _grid_from_options(
 
 
 def _ablate_tuned(study: str, seeds: str, shard_option: str | None, grid_file: Path | None, kw: Any) -> None:
-    from vtrbench.cli.tune_cmds import _study_url
+    from vtrbench.cli.tune_cmds import study_url
     from vtrbench.runs.tune.storage import import_optuna
     from vtrbench.runs.tune.tuned import run_tuned
     from vtrbench.shard import resolve
@@ -305,7 +305,7 @@ def _ablate_tuned(study: str, seeds: str, shard_option: str | None, grid_file: P
     base = run_spec_from_options({**kw, "device": device})
     err = make_console()
     outcome = run_tuned(
-        _study_url(study),
+        study_url(study),
         base,
         tuple(parse_seeds(seeds)),
         console=err,

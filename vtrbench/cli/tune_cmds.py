@@ -102,7 +102,7 @@ def tune_cmd(
         require_matplotlib()  # before any tuning
     if status_of is not None:
         show_status(status_of, heartbeat)
-        _plots(_study_url(status_of), plot_dir, heartbeat)
+        _plots(study_url(status_of), plot_dir, heartbeat)
         return
     if cache_path is None:
         raise VtrbenchError("--cache is required (or --status STUDY)")
@@ -148,7 +148,7 @@ def _plots(storage: str, plot_dir: Path | None, heartbeat: int) -> None:
     make_console().print(f"{len(files)} figure(s) written to {plot_dir}")
 
 
-def _study_url(value: str) -> str:
+def study_url(value: str) -> str:
     if value.startswith("journal:") or "://" in value:
         return value
     path = Path(value)
@@ -163,7 +163,7 @@ def show_status(study: str, heartbeat: int = 10, *, url: bool = False) -> None:
     from vtrbench.runs.tune.status import read_cells
     from vtrbench.runs.tune.storage import shown_storage
 
-    storage = study if url else _study_url(study)
+    storage = study if url else study_url(study)
     cells = read_cells(storage, heartbeat=heartbeat)
     if not cells:
         raise VtrbenchError(f"{shown_storage(storage)} holds no vtrbench study")

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from rich.markup import escape
+from rich.table import Table
+
 from vtrbench.report.decomposition import TITLE, head_tables, intro
 from vtrbench.report.model import Block, Report, diff_header, text_columns, text_rows
 
@@ -48,9 +51,6 @@ def _keep(block: Block, width: int, with_diff: bool) -> list[str]:
 
 def print_report(report: Report, console: Any) -> None:
     """Print ``report`` on a rich console, each block as a table no wider than the console."""
-    from rich.markup import escape
-    from rich.table import Table
-
     width = console.width
     console.print(escape("Provenance: " + " · ".join(report.provenance)), highlight=False)
     for w in report.warnings:

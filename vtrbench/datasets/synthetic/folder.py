@@ -7,6 +7,7 @@ written under a temporary name and renamed, so a killed run never leaves half a 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -75,8 +76,6 @@ def describe(out: Path) -> str:
 
 def swap(new: Path, old: Path) -> None:
     """Exchange two folders in one step where Linux allows it (renameat2), else two renames."""
-    import ctypes  # stdlib, but only the overwrite path needs it: keep it off every import
-
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         rename2 = libc.renameat2
