@@ -8,11 +8,26 @@ rate, smaller batches than the MSR-VTT recipe) and printed with the results.
 from __future__ import annotations
 
 import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rich.progress import Progress
+
 from vtrbench import defaults
+from vtrbench.browse import build_site
+from vtrbench.config import ExtractConfig
+from vtrbench.datasets import load_dataset
+from vtrbench.datasets.synthetic import SynthConfig, render_dataset
 from vtrbench.errors import VtrbenchError
+from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
+from vtrbench.report import build_report, load_results, render_markdown
+from vtrbench.report.terminal import print_report
+from vtrbench.results import atomic_write_text
+from vtrbench.runs.grid import Grid, run_grid
+from vtrbench.runs.runner import run_eval
+from vtrbench.runs.spec import RunSpec
 
 DEMO_TRAIN = {"lr": 1e-3, "batch_size": 64, "qb_bank": 5000}
 
@@ -41,14 +56,6 @@ def make_synthetic_cache(
 
     Returns (cache path, extraction summary).
     """
-    import warnings
-
-    from rich.progress import Progress
-
-    from vtrbench.config import ExtractConfig
-    from vtrbench.datasets import load_dataset
-    from vtrbench.datasets.synthetic import SynthConfig, render_dataset
-    from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
 
     data_dir = Path(output) / "synthetic"
     with Progress(console=console, disable=not progress, transient=True) as bar:
@@ -90,13 +97,6 @@ def run_demo(
     out: Any = None,
 ) -> Path:
     """Run the demo into ``output``; returns the path of the Markdown report."""
-    from dataclasses import replace
-
-    from vtrbench.report import build_report, load_results, render_markdown
-    from vtrbench.results import atomic_write_text
-    from vtrbench.runs.grid import Grid, run_grid
-    from vtrbench.runs.runner import run_eval
-    from vtrbench.runs.spec import RunSpec
 
     if videos < 16:
         raise VtrbenchError("the demo needs at least 16 videos")
@@ -146,6 +146,25 @@ def run_demo(
         raise VtrbenchError(f"{len(outcome.failed)} demo runs failed: {outcome.failed[0]}")
 
     say("4/4 report")
+    report_path = _write_report(output, results, heads, losses, timings, t0, out)
+    say(f"report written to {report_path}")
+    # The drill-down shows the synthetic data's point: the queries where the temporal heads beat meanP
+    # are the direction-dependent captions, with the time-reversed twin as meanP's top-1.
+    site = build_site([results], cache, output / "site")
+    say(f"browse the results: open {site.page} in a browser ({site.a} vs {site.b} per query)")
+    return report_path
+
+
+def _write_report(
+    output: Path,
+    results: Path,
+    heads: tuple[str, ...],
+    losses: tuple[str, ...],
+    timings: dict[str, float],
+    t0: float,
+    out: Any,
+) -> Path:
+    """The demo's report: written to ``output/report.md`` and shown (fitted to a terminal, else plain)."""
     loaded = load_results([results])
     built = build_report(
         loaded,
@@ -167,8 +186,6 @@ def run_demo(
     atomic_write_text(report_path, text + footer)
     if out is not None and out.is_terminal:
         # Tables fitted to the window (rich's Markdown view cuts cells to 'ca…' at 80 columns).
-        from vtrbench.report.terminal import print_report
-
         print_report(built, out)
         # Plain text: a Markdown code block would crop the long example commands at the window edge.
         out.print(footer, markup=False, highlight=False)
@@ -176,11 +193,4 @@ def run_demo(
         out.file.write(text + footer)
     else:
         print(text + footer)
-    say(f"report written to {report_path}")
-    # The drill-down shows the synthetic data's point: the queries where the temporal heads beat meanP
-    # are the direction-dependent captions, with the time-reversed twin as meanP's top-1.
-    from vtrbench.browse import build_site
-
-    site = build_site([results], cache, output / "site")
-    say(f"browse the results: open {site.page} in a browser ({site.a} vs {site.b} per query)")
     return report_path
