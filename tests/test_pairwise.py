@@ -13,7 +13,7 @@ from test_evaluate import BETA, SCALE, TAU, dense_dsl, dense_qbnorm
 
 from vtrbench.cli import main
 from vtrbench.errors import VtrbenchError
-from vtrbench.evaluate import evaluate_pairwise
+from vtrbench.eval import evaluate_pairwise
 from vtrbench.heads.base import create_head, is_pairwise, list_heads
 from vtrbench.losses.base import create_loss, list_losses
 from vtrbench.metrics import t2v_metrics, v2t_metrics

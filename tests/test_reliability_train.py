@@ -22,7 +22,7 @@ import torch
 from vtrbench.ablate import load_grid
 from vtrbench.config import check_option, check_seed
 from vtrbench.errors import VtrbenchError
-from vtrbench.evaluate import evaluate_embeddings
+from vtrbench.eval import evaluate_embeddings
 from vtrbench.runner import RunSpec
 
 FAST = ("--head", "meanp", "--loss", "infonce", "--epochs", "1", "--batch-size", "8", "--device", "cpu")
