@@ -1,4 +1,4 @@
-"""Evaluation at scale: time and peak memory of :func:`vtrbench.evaluate.evaluate_embeddings`.
+"""Evaluation at scale: time and peak memory of :func:`vtrbench.eval.evaluate_embeddings`.
 
 For each size N (N captions x N videos, one caption per video, like MSR-VTT's 1k-A test)
 and each post-processing alone (``raw``, ``dsl``, ``qbnorm`` with banks of
@@ -15,7 +15,7 @@ stays flat as N grows is memory O(chunk x gallery).
 Pairwise heads (``--pairwise xpool,wti,tighttransf``; run with
 ``MALLOC_MMAP_THRESHOLD_=65536`` so that glibc returns every large freed buffer to the
 system and the resident set follows live memory) are measured through
-:func:`vtrbench.evaluate.evaluate_pairwise` on random features of real-size shapes
+:func:`vtrbench.eval.evaluate_pairwise` on random features of real-size shapes
 (D = 512, ``--frames`` 12 frames, ``--words`` 32 tokens, ragged masks), raw scores in both
 directions, blocks of the head's ``eval_block`` (or ``--block``) and query chunks of one
 block's height. Their memory is shown in units of one block: the peak of scoring a single
@@ -84,7 +84,7 @@ def unit_embeddings(n: int, dim: int, generator: torch.Generator, device: str) -
 
 
 def bench_one(n: int, post: str, args: argparse.Namespace) -> dict[str, Any]:
-    from vtrbench.evaluate import evaluate_embeddings
+    from vtrbench.eval import evaluate_embeddings
 
     g = torch.Generator().manual_seed(n)
     text = unit_embeddings(n * args.captions_per_video, args.dim, g, args.device)
@@ -142,7 +142,7 @@ def random_features(n: int, length: int, dim: int, g: torch.Generator, kind: str
 
 
 def bench_pairwise(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
-    from vtrbench.evaluate import evaluate_pairwise
+    from vtrbench.eval import evaluate_pairwise
     from vtrbench.factory import create_head
 
     torch.manual_seed(0)
@@ -545,7 +545,8 @@ def run_score_once(args: argparse.Namespace) -> list[dict[str, Any]]:
     tolerance switched off (so that only the change of how scores are computed is compared)."""
     import statistics
 
-    import vtrbench.evaluate as after
+    import vtrbench.eval as after
+    from vtrbench.eval import ranking  # where TIE_RTOL is looked up when an evaluation runs
 
     before = evaluate_module_at(args.score_once_vs)
     counted: list[int] = []
@@ -568,12 +569,12 @@ def run_score_once(args: argparse.Namespace) -> list[dict[str, Any]]:
             # effect of scoring once alone; "after" adds the tolerance's cost
             for label, mod in (("before", before), ("after", after), ("exact", after)):
                 counted.clear()
-                rtol = after.TIE_RTOL
-                after.TIE_RTOL = 0.0 if label == "exact" else rtol
+                rtol = ranking.TIE_RTOL
+                ranking.TIE_RTOL = 0.0 if label == "exact" else rtol
                 try:
                     seconds, outs[label] = timed(functools.partial(call, mod), args.device)
                 finally:
-                    after.TIE_RTOL = rtol
+                    ranking.TIE_RTOL = rtol
                 times[label].append(seconds)
                 pairs[label] = sum(counted)
         exact = outs["exact"]

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from vtrbench.evaluate import DEFAULT_POSTS, evaluate_embeddings
+from vtrbench.eval import DEFAULT_POSTS, evaluate_embeddings
 from vtrbench.results import POSTPROCESSING
 
 

@@ -1,6 +1,6 @@
 """The loss x inference decomposition section of the default report (issue 22 item 3).
 
-Results are made the way a run makes them (every post-processing through vtrbench.evaluate) on
+Results are made the way a run makes them (every post-processing through vtrbench.eval) on
 synthetic embeddings built so that the answer is known: in one world the test gallery has hubs and
 both "losses" give the same embeddings (the inference carries the gain), in the other there are no
 hubs and one loss gives much cleaner embeddings (the loss carries it).
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from vtrbench.evaluate import evaluate_embeddings
+from vtrbench.eval import evaluate_embeddings
 from vtrbench.report import build_report, render_json, render_markdown
 from vtrbench.report.decomposition import TITLE
 from vtrbench.results import POSTPROCESSING, TRANSDUCTIVE

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from vtrbench.errors import VtrbenchError
-from vtrbench.evaluate import evaluate_embeddings
+from vtrbench.eval import evaluate_embeddings
 from vtrbench.metrics import t2v_metrics, v2t_metrics
 
 SCALE, TAU, BETA = 100.0, 1.0, 20.0
@@ -198,7 +198,7 @@ def test_user_errors():
 MEMORY_SCRIPT = textwrap.dedent(
     """
     import resource, sys, torch
-    from vtrbench.evaluate import evaluate_embeddings
+    from vtrbench.eval import evaluate_embeddings
     torch.set_num_threads(1)
     n, dim = 12000, 64
     g = torch.Generator().manual_seed(0)

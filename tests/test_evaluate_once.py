@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from tests.test_evaluate import BETA, SCALE, TAU, dense_dsl, dense_qbnorm, make_split
-from vtrbench import evaluate as ev
 from vtrbench.errors import VtrbenchError
-from vtrbench.evaluate import evaluate_embeddings, evaluate_pairwise
+from vtrbench.eval import evaluate_embeddings, evaluate_pairwise
+from vtrbench.eval import matrix as ev_matrix
+from vtrbench.eval.scoring import EmbeddingScorer
 from vtrbench.metrics import (
     RECALL_KS,
     counts_from_json,
@@ -139,18 +140,18 @@ def test_topk_of_post_processed_scores_and_small_galleries() -> None:
 def _count_factorised(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     pairs: list[int] = []
     for method in ("rows", "rows_into", "columns"):
-        original = getattr(ev.EmbeddingScorer, method)
+        original = getattr(EmbeddingScorer, method)
 
-        def counting(self: ev.EmbeddingScorer, part: slice, *out: torch.Tensor, original=original) -> Any:
+        def counting(self: EmbeddingScorer, part: slice, *out: torch.Tensor, original=original) -> Any:
             scores = original(self, part, *out)
             pairs.append(scores.numel())
             return scores
 
-        monkeypatch.setattr(ev.EmbeddingScorer, method, counting)
+        monkeypatch.setattr(EmbeddingScorer, method, counting)
     return pairs
 
 
-@pytest.mark.parametrize("matrix_bytes", [ev.MATRIX_BYTES, 0])
+@pytest.mark.parametrize("matrix_bytes", [ev_matrix.MATRIX_BYTES, 0])
 def test_factorised_scores_each_pair_once(monkeypatch: pytest.MonkeyPatch, matrix_bytes: int) -> None:
     text, video, qv, bank_text, bank_video = make_split(1, n_videos=30, n_bank=70)
     pairs = _count_factorised(monkeypatch)
@@ -206,17 +207,17 @@ def test_matrix_on_disk_gives_the_same_result_and_is_removed(tmp_path: Path, pro
 
 def test_matrix_file_is_removed_when_scoring_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     text, video, qv, _, _ = make_split(3, n_videos=200)
-    original = ev.EmbeddingScorer.rows
+    original = EmbeddingScorer.rows
     calls = []
 
-    def failing(self: ev.EmbeddingScorer, rows: slice) -> torch.Tensor:
+    def failing(self: EmbeddingScorer, rows: slice) -> torch.Tensor:
         calls.append(rows)
         if len(calls) == 2:
             assert any(tmp_path.iterdir())  # the file exists while scoring
             raise KeyboardInterrupt
         return original(self, rows)
 
-    monkeypatch.setattr(ev.EmbeddingScorer, "rows", failing)
+    monkeypatch.setattr(EmbeddingScorer, "rows", failing)
     with pytest.raises(KeyboardInterrupt):
         evaluate_embeddings(
             text, video, qv, logit_scale=SCALE, chunk_size=128, matrix_bytes=0, tmp_dir=tmp_path
@@ -231,7 +232,7 @@ def test_without_room_on_disk_the_scores_are_recomputed_per_pass(
     kw = dict(logit_scale=SCALE, bank_text=bank_text, bank_video=bank_video, chunk_size=8)
     memory = evaluate_embeddings(text, video, qv, **kw)
     pairs = _count_factorised(monkeypatch)
-    monkeypatch.setattr(ev.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1000})())
+    monkeypatch.setattr(ev_matrix.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1000})())
     again = evaluate_embeddings(text, video, qv, matrix_bytes=0, tmp_dir=tmp_path, **kw)
     assert again["score_matrix"] == "recomputed"
     for key in ("metrics", "per_query", "topk"):
@@ -263,9 +264,9 @@ def test_post_processings_together_equal_each_alone(dtype: torch.dtype) -> None:
 def test_in_memory_limit_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     text, video, qv, _, _ = make_split(7, n_videos=40)  # ~80 x 40 float32: 12 KB
     for value, kind in (("0", "disk"), ("1K", "disk"), ("2g", "memory"), ("", "memory")):
-        monkeypatch.setenv(ev.MATRIX_BYTES_ENV, value)
+        monkeypatch.setenv(ev_matrix.MATRIX_BYTES_ENV, value)
         assert evaluate_embeddings(text, video, qv, logit_scale=SCALE)["score_matrix"] == kind, value
-    monkeypatch.setenv(ev.MATRIX_BYTES_ENV, "lots")
+    monkeypatch.setenv(ev_matrix.MATRIX_BYTES_ENV, "lots")
     with pytest.raises(VtrbenchError, match="VTRBENCH_EVAL_MATRIX_BYTES='lots'"):
         evaluate_embeddings(text, video, qv, logit_scale=SCALE)
 

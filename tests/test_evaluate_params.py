@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from vtrbench.errors import VtrbenchError
-from vtrbench.evaluate import evaluate_embeddings
+from vtrbench.eval import evaluate_embeddings
 from vtrbench.metrics import t2v_metrics, v2t_metrics
 
 SCALE = 100.0

@@ -13,7 +13,7 @@ from test_evaluate import BETA, SCALE, TAU, dense_dsl, dense_qbnorm
 
 from vtrbench.cli import main
 from vtrbench.errors import VtrbenchError
-from vtrbench.evaluate import evaluate_pairwise
+from vtrbench.eval import evaluate_pairwise
 from vtrbench.factory import create_head, create_loss
 from vtrbench.heads.base import is_pairwise, list_heads
 from vtrbench.losses.base import list_losses

@@ -10,12 +10,11 @@ import torch
 from test_evaluate import make_split
 from test_evaluate_ties import RUNS, _states, twins
 
-from vtrbench import evaluate as ev
 from vtrbench.config import check_option, check_post_options
+from vtrbench.defaults import POST_DEFAULTS
 from vtrbench.errors import VtrbenchError
-from vtrbench.evaluate import evaluate_embeddings, evaluate_pairwise
+from vtrbench.eval import BANK_POSTS, evaluate_embeddings, evaluate_pairwise, ranking
 from vtrbench.metrics import t2v_metrics, v2t_metrics
-from vtrbench.postprocess import BANK_POSTS, POST_DEFAULTS
 from vtrbench.results import POSTPROCESSING, TRANSDUCTIVE
 
 NEW = ("is-bank", "is-test", "csls-bank", "csls-test", "dsl-bank", "sinkhorn")
@@ -181,7 +180,8 @@ def test_near_tie_twins_give_the_same_counts_for_every_block_chunk_and_storage(n
 
 def test_without_the_tolerance_the_cuts_change_the_new_posts(monkeypatch: pytest.MonkeyPatch) -> None:
     # the test above has teeth: with exact ties, the blocks change the counts of each new post
-    monkeypatch.setattr(ev, "TIE_RTOL", 0.0)
+    # ranking reads TIE_RTOL as its module global when an evaluation runs
+    monkeypatch.setattr(ranking, "TIE_RTOL", 0.0)
     results = _twins_run("meanpool")
     first = results[0]["per_query"]
     changed = {p: any(r["per_query"][p] != first[p] for r in results[1:]) for p in NEW}
@@ -214,7 +214,7 @@ def test_bad_parameters_are_one_line_before_any_work(options: dict, message: str
     def never(*a, **k):  # the refusal comes before the matrix is scored
         raise AssertionError("scored")
 
-    monkeypatch.setattr(ev, "ScoreMatrix", never)
+    monkeypatch.setattr(ranking, "ScoreMatrix", never)  # where evaluate_scorers looks it up
     with pytest.raises(VtrbenchError) as e:
         evaluate_embeddings(text, video, qv, logit_scale=SCALE, postprocessing=NEW, post_options=options,
                             bank_text=bank_text, bank_video=bank_video)  # fmt: skip
@@ -225,7 +225,9 @@ def test_bad_parameters_are_one_line_before_any_work(options: dict, message: str
 
 def test_csls_k_beyond_gallery_or_bank_and_bank_posts_without_bank_are_refused(monkeypatch) -> None:
     text, video, qv, bank_text, bank_video = make_split(3, n_videos=12, n_bank=8)
-    monkeypatch.setattr(ev, "ScoreMatrix", lambda *a, **k: (_ for _ in ()).throw(AssertionError("scored")))
+    monkeypatch.setattr(
+        ranking, "ScoreMatrix", lambda *a, **k: (_ for _ in ()).throw(AssertionError("scored"))
+    )
     kw = dict(logit_scale=SCALE, bank_text=bank_text, bank_video=bank_video)
     with pytest.raises(VtrbenchError, match=r"csls_k 13 is larger than the test gallery \(12\)"):
         evaluate_embeddings(text, video, qv, postprocessing=["csls-test"], post_options={"csls_k": 13}, **kw)

@@ -21,7 +21,7 @@ import torch
 
 from vtrbench.config import check_option, check_seed
 from vtrbench.errors import VtrbenchError
-from vtrbench.evaluate import evaluate_embeddings
+from vtrbench.eval import evaluate_embeddings
 from vtrbench.runs.grid import load_grid
 from vtrbench.runs.spec import RunSpec
 

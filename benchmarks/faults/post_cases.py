@@ -94,7 +94,7 @@ def _bank_post_without_bank(tmp: Path, ctx: Context) -> Outcome:
     import numpy as np
 
     from vtrbench.errors import VtrbenchError
-    from vtrbench.evaluate import evaluate_embeddings
+    from vtrbench.eval import evaluate_embeddings
 
     rng = np.random.default_rng(0)
     text, video = rng.normal(size=(12, 8)), rng.normal(size=(6, 8))
