@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from vtrbench import defaults
-from vtrbench import evaluate as _evaluate
 from vtrbench import factory as _factory
 from vtrbench import results as _results
 from vtrbench.api_args import (
@@ -51,12 +50,13 @@ from vtrbench.config import OptionRule, TrainConfig, check_option, check_seed
 from vtrbench.config import check_value as _check_value
 from vtrbench.datasets.base import DatasetIndex, register_dataset
 from vtrbench.errors import VtrbenchError
+from vtrbench.eval import evaluate_embeddings as _evaluate_embeddings
+from vtrbench.eval.postprocess import BANK_POSTS
 from vtrbench.heads.base import Batch, Head, list_heads, register_head
 from vtrbench.heads.contract import check_describe
 from vtrbench.losses.base import list_losses, register_loss
 from vtrbench.plugins import load_plugin as _load_plugin
 from vtrbench.plugins import loaded_plugins
-from vtrbench.postprocess import BANK_POSTS
 from vtrbench.runs import data as _data
 from vtrbench.runs import scoring as _scoring
 from vtrbench.runs import train as _train
@@ -265,7 +265,7 @@ def evaluate_head(
     dsl_tau: float = defaults.DSL_TAU,
     qb_beta: float = defaults.QB_BETA,
     v2t_protocol: str = defaults.V2T_PROTOCOL,
-    postprocessing: tuple[str, ...] = ("raw", "dsl", "qbnorm"),
+    postprocessing: tuple[str, ...] = defaults.POSTPROCESSING,
     progress: Any = None,
     qb_k: int = defaults.QB_K,
     mdr: str = defaults.MDR,
@@ -350,8 +350,8 @@ def evaluate_embeddings(
     dsl_tau: float = defaults.DSL_TAU,
     qb_beta: float = defaults.QB_BETA,
     v2t_protocol: str = defaults.V2T_PROTOCOL,
-    chunk_size: int = 1024,
-    postprocessing: tuple[str, ...] = ("raw", "dsl", "qbnorm"),
+    chunk_size: int = defaults.CHUNK_SIZE,
+    postprocessing: tuple[str, ...] = defaults.POSTPROCESSING,
     progress: Callable[[int], None] | None = None,
     qb_k: int = defaults.QB_K,
     mdr: str = defaults.MDR,
@@ -362,7 +362,7 @@ def evaluate_embeddings(
     ``query_video[i]`` is caption ``i``'s gallery row; ``bank_text``/``bank_video`` are the query
     banks of QB-Norm and the bank-based hubness post-processings (both or neither);
     ``post_options`` their parameters (``--post-option``'s keys). See
-    :func:`vtrbench.evaluate.evaluate_embeddings` for the result.
+    :func:`vtrbench.eval.evaluate_embeddings` for the result.
     """
     fn = "evaluate_embeddings"
     text = _matrix(fn, "text_emb", text_emb)
@@ -383,7 +383,7 @@ def evaluate_embeddings(
     posts = posts_arg(fn, postprocessing)
     if progress is not None and not callable(progress):
         raise bad(fn, "progress", "None or a callable progress(n)", progress)
-    return _evaluate.evaluate_embeddings(
+    return _evaluate_embeddings(
         text_emb, video_emb, query_video, logit_scale=scale, bank_text=bank_text, bank_video=bank_video,
         chunk_size=chunk_size, postprocessing=posts, progress=progress, **opts,
     )  # fmt: skip
@@ -418,7 +418,7 @@ def evaluate_similarity(
     scale = _check_value(SCALE, logit_scale, f"{fn}: logit_scale")
     opts = eval_options(fn, v2t_protocol=v2t_protocol, dsl_tau=dsl_tau)
     sim = sim.to(torch.float64)
-    return _evaluate.evaluate_embeddings(
+    return _evaluate_embeddings(
         sim, torch.eye(sim.shape[1], dtype=sim.dtype), query_video, logit_scale=scale, postprocessing=posts,
         post_options=post_options, **opts,
     )  # fmt: skip

@@ -31,6 +31,10 @@ DSL_TAU = 1.0  # inference DSL temperature on logit-scaled scores
 QB_BANK = 5000  # QB-Norm: training captions in the query bank
 QB_BETA = 20.0  # QB-Norm: inverse temperature
 QB_K = 1  # QB-Norm: a bank query's top-k gallery items are hubs (official default 1)
+# The post-processings computed when none are named; qbnorm only where there are banks.
+POSTPROCESSING = ("raw", "dsl", "qbnorm")
+# Query rows scored and ranked at once; peak memory is a few float64 chunk x gallery blocks.
+CHUNK_SIZE = 1024
 
 # ------------------------------------------------------------ post-processing parameters
 # (--post-option KEY=VALUE; defaults are left out of a run's identity)

@@ -1,8 +1,8 @@
 """The options of one evaluation (:class:`EvalOptions`) and the numbers its post-processings use
 (:class:`PostParams`).
 
-Every default comes from :mod:`vtrbench.defaults`, except the two that only evaluation has
-(:data:`CHUNK_SIZE`, :data:`DEFAULT_POSTS`), declared here once.
+Every default comes from :mod:`vtrbench.defaults` (:data:`CHUNK_SIZE` and :data:`DEFAULT_POSTS` are
+its names, kept here for the callers of earlier releases).
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from typing import Any
 
 from vtrbench import defaults
 
-# Query rows scored and ranked at once; peak memory is a few float64 chunk x gallery blocks.
-CHUNK_SIZE = 1024
-# The post-processings computed when none are named; qbnorm only where there are banks.
-DEFAULT_POSTS = ("raw", "dsl", "qbnorm")
+CHUNK_SIZE = defaults.CHUNK_SIZE
+DEFAULT_POSTS = defaults.POSTPROCESSING
 
 
 @dataclass(frozen=True)

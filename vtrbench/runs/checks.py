@@ -14,7 +14,7 @@ from typing import Any
 from vtrbench.cache import STATUS_OK, FeatureCache
 from vtrbench.config import TrainConfig
 from vtrbench.errors import VtrbenchError
-from vtrbench.evaluate import csls_k_message, qb_k_message
+from vtrbench.eval import csls_k_message, qb_k_message
 from vtrbench.heads.base import HEADS, list_heads
 from vtrbench.registry import unknown_name_message
 from vtrbench.runs.spec import RunSpec

@@ -11,10 +11,10 @@ from typing import Any
 import torch
 
 from vtrbench import defaults
-from vtrbench.evaluate import evaluate_embeddings, evaluate_pairwise
+from vtrbench.eval import evaluate_embeddings, evaluate_pairwise
+from vtrbench.eval.postprocess import BANK_POSTS
 from vtrbench.heads.base import HEADS, Batch, Head, PairwiseHead
 from vtrbench.heads.contract import check_logit_shape, head_who
-from vtrbench.postprocess import BANK_POSTS
 from vtrbench.results import POSTPROCESSING
 from vtrbench.runs.data import SplitData, take, text_for
 
@@ -93,8 +93,8 @@ def evaluate_head(
     the bank-based ones (``postprocess.BANK_POSTS``) only with a ``bank``; ``post_options`` their
     parameters (``--post-option``).
 
-    A factorised head's embeddings go to vtrbench.evaluate.evaluate_embeddings; a pairwise
-    head's states and block scorer go to vtrbench.evaluate.evaluate_pairwise, scored in
+    A factorised head's embeddings go to vtrbench.eval.evaluate_embeddings; a pairwise
+    head's states and block scorer go to vtrbench.eval.evaluate_pairwise, scored in
     ``block`` (default: the head's ``eval_block``) caption x video blocks.
     ``progress``: an optional rich Progress; the ranking pass shows as one task on it.
     ``matrix_bytes``: the largest caption x video score matrix held in memory (default 1 GiB or
