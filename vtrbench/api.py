@@ -242,7 +242,7 @@ def train_head(
 
 
 def embed(
-    head: Head, data: SplitData, *, device: str = "cpu", batch: int = 1024
+    head: Head, data: SplitData, *, device: str = "cpu", batch: int = defaults.EMBED_BATCH
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(Nt, E)`` text and ``(Nv, E)`` video embeddings of a split (factorised heads)."""
     fn = "embed"
@@ -475,7 +475,7 @@ def run_eval(
     *,
     checkpoint: str | Path | None,
     console: Any = None,
-    results_dir: str | Path = "results",
+    results_dir: str | Path = defaults.RESULTS_DIR,
     device: str = "cpu",
     **options: Any,
 ) -> Any:

@@ -35,6 +35,8 @@ QB_K = 1  # QB-Norm: a bank query's top-k gallery items are hubs (official defau
 POSTPROCESSING = ("raw", "dsl", "qbnorm")
 # Query rows scored and ranked at once; peak memory is a few float64 chunk x gallery blocks.
 CHUNK_SIZE = 1024
+# Items embedded by a head at once (captions or videos) before scoring.
+EMBED_BATCH = 1024
 
 # ------------------------------------------------------------ post-processing parameters
 # (--post-option KEY=VALUE; defaults are left out of a run's identity)

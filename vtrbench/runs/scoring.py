@@ -21,7 +21,7 @@ from vtrbench.runs.data import SplitData, take, text_for
 
 @torch.no_grad()
 def embed(
-    head: Head, data: SplitData, *, device: str = "cpu", batch: int = 1024
+    head: Head, data: SplitData, *, device: str = "cpu", batch: int = defaults.EMBED_BATCH
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(Nt, E) text and (Nv, E) video embeddings of a split."""
     dev = torch.device(device)
@@ -40,7 +40,7 @@ def embed(
 
 @torch.no_grad()
 def states(
-    head: PairwiseHead, data: SplitData, *, device: str = "cpu", batch: int = 1024
+    head: PairwiseHead, data: SplitData, *, device: str = "cpu", batch: int = defaults.EMBED_BATCH
 ) -> tuple[Batch, Batch]:
     """Per-caption and per-video states of a pairwise head for a split (on ``device``)."""
     dev = torch.device(device)
@@ -176,7 +176,7 @@ def _eval_task(progress: Any, data: SplitData) -> Callable[[int], None] | None:
 
 @torch.no_grad()
 def gate_statistics(
-    head: Head, data: SplitData, *, device: str = "cpu", batch: int = 1024
+    head: Head, data: SplitData, *, device: str = "cpu", batch: int = defaults.EMBED_BATCH
 ) -> dict[str, Any] | None:
     dev = torch.device(device)
     parts: dict[str, list[torch.Tensor]] = {}
