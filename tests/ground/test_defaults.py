@@ -2,8 +2,10 @@
 
 The command line (the defaults click holds and the ``[default: …]`` its ``--help`` prints), the
 Python API's signatures, ``RunSpec`` (which grid files and tuning build on), ``TrainConfig`` and the
-evaluation options are compared with that one module. A default changed there moves them all;
-one written again anywhere else, with another value, fails here.
+evaluation options are compared with that one module. Equal values could still be copies, so
+``test_every_way_in_reads_the_one_place`` runs the same checks again in a fresh process in which
+every default was changed in defaults.py before anything else was imported: a copy keeps the old
+value and fails there.
 """
 
 from __future__ import annotations
@@ -146,6 +148,55 @@ def test_evaluation_options_are_the_one_place() -> None:
     for name in ("is_beta", "csls_k", "sinkhorn_iters", "sinkhorn_eps"):
         assert params[name] == defaults.POST_DEFAULTS[name]
     assert check_post_options({}, complete=True) == dict(defaults.POST_DEFAULTS)
+
+
+# Other values for every default, set before vtrbench's other modules are imported.
+SENTINELS = {
+    "EPOCHS": 7,
+    "BATCH_SIZE": 96,
+    "LR": 3e-4,
+    "WEIGHT_DECAY": 0.3,
+    "WARMUP": 0.2,
+    "VAL_FRACTION": 0.05,
+    "V2T_PROTOCOL": "any-caption",
+    "MDR": "clip4clip",
+    "DSL_TAU": 2.0,
+    "QB_BANK": 4000,
+    "QB_BETA": 21.5,
+    "QB_K": 2,
+    "IS_BETA": 19.5,
+    "CSLS_K": 9,
+    "SINKHORN_ITERS": 6,
+    "SINKHORN_EPS": 0.04,
+    "OVERWRITE": "always",
+    "CHUNK_SIZE": 512,
+    "EMBED_BATCH": 256,
+    "RESULTS_DIR": "results-elsewhere",
+}
+CHANGED = """
+import sys, types
+import pytest
+from vtrbench import defaults
+for name, value in {sentinels!r}.items():
+    setattr(defaults, name, value)
+defaults.POST_DEFAULTS = types.MappingProxyType({{
+    "is_beta": defaults.IS_BETA, "csls_k": defaults.CSLS_K,
+    "sinkhorn_iters": defaults.SINKHORN_ITERS, "sinkhorn_eps": defaults.SINKHORN_EPS}})
+assert not [m for m in sys.modules if m.startswith("vtrbench.") and m != "vtrbench.defaults"]
+sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", {path!r}, "-k", "not reads_the_one_place"]))
+"""
+
+
+def test_every_way_in_reads_the_one_place(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    code = CHANGED.format(sentinels=SENTINELS, path=__file__)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and " failed" not in done.stdout
 
 
 def test_no_module_writes_a_default_again() -> None:
