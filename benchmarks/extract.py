@@ -4,13 +4,13 @@ Measured in one run, on the same videos and model (frames/s = sampled frames / w
 
 - ``decode+sample``: :func:`vtrbench.extract.decode.decode_video` on every distinct video,
   one process, no preprocessing (informational: the raw cost of reading the sampled frames);
-- ``stage 1 (decode)``: the real pipeline (:func:`vtrbench.extract.pipeline._run_videos`,
+- ``stage 1 (decode)``: the real pipeline (:func:`vtrbench.extract.videos.run_videos`,
   its worker processes, IPC and part files) with the CLIP forward pass replaced by a stub
   that returns zeros: decoding + sampling + preprocessing as the pipeline runs them;
-- ``stage 2 (encode)``: the pipeline's encoding code (``_ChunkArrays.add`` / ``flush``,
+- ``stage 2 (encode)``: the pipeline's encoding code (``ChunkArrays.add`` / ``flush``,
   batches across videos, pinned memory + non-blocking copies + fp16 autocast on CUDA) on
   frames decoded and preprocessed beforehand;
-- ``pipeline``: ``_run_videos`` itself, stages overlapped;
+- ``pipeline``: ``run_videos`` itself, stages overlapped;
 - ``naive``: the way CLIP4Clip's ``RawVideoExtractorCV2`` loads video: per video, one
   seek + decode per sampled frame (every second's frame, then ``max_frames`` kept
   uniformly), per-frame PIL preprocessing (torchvision ``Resize(BICUBIC)``,
@@ -210,12 +210,13 @@ def run_pipeline(
 
     from vtrbench.cache import part_path, parts_dir
     from vtrbench.config import config_hash
-    from vtrbench.extract import encode, pipeline
+    from vtrbench.extract import encode, pipeline, videos
+    from vtrbench.extract.manifest import make_manifest
 
     index = _index(paths)
     output = workdir / f"cache-{time.monotonic_ns()}.h5"
     chash = config_hash(config)
-    manifest = pipeline._make_manifest(index, config, chash, clip, opts)
+    manifest = make_manifest(index, config, chash, clip, opts)
     parts_dir(output).mkdir(parents=True)
     summary = pipeline.ExtractSummary(output=output, config_hash=chash)
     chunks = list(range(len(manifest.chunks("videos"))))
@@ -229,7 +230,7 @@ def run_pipeline(
     try:
         sync(opts.device)
         t0 = time.perf_counter()
-        pipeline._run_videos(clip, manifest, config, output, chunks, opts, summary, None)
+        videos.run_videos(clip, manifest, config, output, chunks, opts, summary, None)
         sync(opts.device)
         seconds = time.perf_counter() - t0
     finally:
@@ -245,10 +246,10 @@ def run_pipeline(
 
 def predecode(paths: list[Path], config: Any, device: str) -> list[torch.Tensor]:
     """Each video's preprocessed frames, as the pipeline's workers hand them over (pinned on CUDA)."""
-    from vtrbench.extract.pipeline import _DecodeJobs
+    from vtrbench.extract.workers import DecodeJobs
 
     cuda = device.startswith("cuda")
-    jobs = _DecodeJobs([str(p) for p in paths], config, torch.float16 if cuda else torch.float32)
+    jobs = DecodeJobs([str(p) for p in paths], config, torch.float16 if cuda else torch.float32)
     out = []
     for i in range(len(jobs)):
         _, pix, _, err, *_ = jobs[i]  # (position, pixels, frame numbers, error, file sha256)
@@ -261,7 +262,8 @@ def predecode(paths: list[Path], config: Any, device: str) -> list[torch.Tensor]
 def run_encode_stage(clip: Any, pixels: list[torch.Tensor], config: Any, opts: Any) -> tuple[float, int]:
     """Seconds and frames of stage 2 alone: the pipeline's own batching and encoding code."""
     from vtrbench.extract.encode import encode_frames
-    from vtrbench.extract.pipeline import _ChunkArrays, auto_batch_size
+    from vtrbench.extract.pipeline import auto_batch_size
+    from vtrbench.extract.videos import ChunkArrays
 
     device = torch.device(opts.device)
     batch = opts.batch_size or auto_batch_size(opts.device, config.image_size)
@@ -271,7 +273,7 @@ def run_encode_stage(clip: Any, pixels: list[torch.Tensor], config: Any, opts: A
     t0 = time.perf_counter()
     for start in range(0, len(pixels), opts.video_chunk):
         group = pixels[start : start + opts.video_chunk]
-        chunk = _ChunkArrays(len(group), T, clip.embed_dim)
+        chunk = ChunkArrays(len(group), T, clip.embed_dim)
         for j, pix in enumerate(group):
             t = min(pix.shape[0], T)
             chunk.add(j, pix[:t], device)

@@ -468,12 +468,13 @@ import torch
 torch.manual_seed(int(sys.argv[1]))
 pause = float(sys.argv[2])
 if pause:
-    import vtrbench.extract.pipeline as pipeline
+    from vtrbench.extract import pipeline, texts, videos
     write_part = pipeline.write_part
     def slow_write_part(path, arrays, *rest):
         write_part(path, arrays, *rest)
         time.sleep(pause)
-    pipeline.write_part = slow_write_part
+    for module in (pipeline, videos, texts):  # each module that writes part files
+        module.write_part = slow_write_part
 from vtrbench.cli import main
 sys.exit(main(sys.argv[3:]))
 """

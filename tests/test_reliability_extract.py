@@ -98,15 +98,15 @@ def test_interrupted_overwrite_keeps_the_old_cache_then_completes(
 
     out = _copy(small["cache"], tmp_path)
     before = out.read_bytes()
-    real = pipeline._run_texts
+    real = pipeline.run_texts
 
     def dies(*a: Any, **k: Any) -> None:
         raise KeyboardInterrupt  # stands for a kill while captions are encoded
 
-    monkeypatch.setattr(pipeline, "_run_texts", dies)
+    monkeypatch.setattr(pipeline, "run_texts", dies)
     assert run_cli(*_argv(small["csv"], out, "--overwrite", "--max-words", "16")).code == 130
     assert out.read_bytes() == before
-    monkeypatch.setattr(pipeline, "_run_texts", real)
+    monkeypatch.setattr(pipeline, "run_texts", real)
     r = run_cli(*_argv(small["csv"], out, "--overwrite", "--max-words", "16"))
     assert r.code == 0, r.err
     with FeatureCache(out) as c:
@@ -417,12 +417,13 @@ def test_bad_video_paths_are_named_for_what_they_are(tmp_path: Path) -> None:
 
 _CHILD = """
 import sys, time
-import vtrbench.extract.pipeline as pipeline
+from vtrbench.extract import pipeline, texts, videos
 write_part = pipeline.write_part
 def slow(path, arrays, *rest):
     write_part(path, arrays, *rest)
     time.sleep(30)
-pipeline.write_part = slow
+for module in (pipeline, videos, texts):  # each module that writes part files
+    module.write_part = slow
 from vtrbench.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -14,7 +14,7 @@ import pytest
 from tests.test_extract import assert_same_cache
 from vtrbench.cache import parts_dir
 from vtrbench.errors import VtrbenchError
-from vtrbench.extract import pipeline
+from vtrbench.extract import locks
 from vtrbench.shard import Shard, parse_shard
 
 # ------------------------------------------------------------------ spellings
@@ -100,7 +100,7 @@ def test_an_unsharded_run_beside_a_running_shard_is_refused_in_one_line(
     out = tmp_path / "c.h5"
     assert run_cli(*synth_extract_argv(out, "--shard", "1/2")).code == 0
     before = {p.name: p.read_bytes() for p in parts_dir(out).iterdir()}
-    with pipeline._lock(out, Shard(0, 2)):  # shard 0/2 is running
+    with locks.output_lock(out, Shard(0, 2)):  # shard 0/2 is running
         r = run_cli(*synth_extract_argv(out))
         assert r.code == 2 and "another `vtrbench extract`" in r.err and "Traceback" not in r.text, r.err
         assert len([ln for ln in r.err.splitlines() if ln.startswith("error:")]) == 1
@@ -114,7 +114,7 @@ def test_an_unsharded_run_beside_a_running_shard_is_refused_in_one_line(
         assert Path(f"{out}.lock").exists()  # shard 1/2 left: the lock file stays for shard 0/2
     assert {p.name: p.read_bytes() for p in parts_dir(out).iterdir()} == before
     assert not Path(f"{out}.lock").exists()  # the last one out removed it
-    with pipeline._lock(out):  # an unsharded run (or an assembly) is running: a shard is refused
+    with locks.output_lock(out):  # an unsharded run (or an assembly) is running: a shard is refused
         r = run_cli(*synth_extract_argv(out, "--shard", "0/2"))
         assert r.code == 2 and "unsharded or assembling" in r.err, r.err
     assert run_cli(*synth_extract_argv(out)).code == 0  # unsharded, alone: finishes the shards' work
@@ -129,7 +129,7 @@ def test_the_last_shard_of_two_finishing_together_leaves_assembly_to_the_other(
     """A shard that finds every part present but the cache lock taken says who assembles."""
     out = tmp_path / "c.h5"
     assert run_cli(*synth_extract_argv(out, "--shard", "0/2")).code == 0
-    with pipeline._lock(out, Shard(0, 2)):  # shard 0/2 runs again: it will find all parts and assemble
+    with locks.output_lock(out, Shard(0, 2)):  # shard 0/2 runs again: it will find all parts and assemble
         r = run_cli(*synth_extract_argv(out, "--shard", "1/2"))
     assert r.code == 0 and "--assemble" in r.err and "rank 0" not in r.err, r.err
     manifest = json.loads((parts_dir(out) / "manifest.json").read_text())
@@ -138,11 +138,11 @@ def test_the_last_shard_of_two_finishing_together_leaves_assembly_to_the_other(
 
 def test_lock_files_are_private_to_their_process() -> None:
     """Decode workers close inherited lock fds (the set this module keeps must track both locks)."""
-    assert not pipeline._LOCK_FDS
+    assert not locks.LOCK_FDS
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"vtrbench-lock-{os.getpid()}.h5"
-    with pipeline._lock(out, Shard(1, 3)):
-        assert len(pipeline._LOCK_FDS) == 2
-    assert not pipeline._LOCK_FDS and not Path(f"{out}.lock").exists()
+    with locks.output_lock(out, Shard(1, 3)):
+        assert len(locks.LOCK_FDS) == 2
+    assert not locks.LOCK_FDS and not Path(f"{out}.lock").exists()
 
 
 # ------------------------------------------------------------------ torchrun

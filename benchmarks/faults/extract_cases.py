@@ -757,7 +757,7 @@ def hold():
     open(marker, "w").close()
     time.sleep(600)
 import vtrbench.cache as cache
-import vtrbench.extract.pipeline as pipeline
+from vtrbench.extract import pipeline, texts, videos
 if point.startswith("part:"):
     k = int(point[5:])
     real_create = cache._io.create_dataset
@@ -819,7 +819,8 @@ elif point.startswith("pause:"):
         real_write(path, arrays, *rest)
         open(marker, "w").close()
         time.sleep(pause)
-    pipeline.write_part = write_part
+    for module in (pipeline, videos, texts):  # each module that writes part files
+        module.write_part = write_part
 from vtrbench.cli import main
 sys.exit(main(sys.argv[3:]))
 """

@@ -54,13 +54,13 @@ def _shard_set(ctx: Context) -> Path:
     """Every part of an extraction present, not assembled (read-only: copy it)."""
 
     def make(folder: Path) -> Path:
-        from vtrbench.extract import pipeline
+        from vtrbench.extract import locks
         from vtrbench.shard import Shard
 
         out = folder / "set.h5"
         # one shard of one makes every part; another shard "still running" (its lock held here)
         # keeps it from assembling: half the cost of running both shards of two
-        with pipeline._lock(out, Shard(1, 2)):
+        with locks.output_lock(out, Shard(1, 2)):
             r = run_cli(extract_argv(_data(ctx), out, "--shard", "0/1"))
         if r.code or out.exists():
             raise RuntimeError(f"fixture: the shard run failed: {r.text[-300:]}")
@@ -427,11 +427,11 @@ def _lock_case(name: str, holder: Any, argv_extra: list[Any], mention: str) -> C
     """A writer of the same output is running (its lock held in-process): this run must refuse."""
 
     def run(tmp: Path, ctx: Context) -> Outcome:
-        from vtrbench.extract import pipeline
+        from vtrbench.extract import locks
 
         out = _copy_set(ctx, tmp)
         before = {q.name: q.read_bytes() for q in _parts(out).iterdir()}
-        with pipeline._lock(out, holder):
+        with locks.output_lock(out, holder):
             r = run_cli([*extract_argv(_data(ctx), out), *argv_extra])
         outcome = expect_error(r, mention)
         if (
@@ -540,7 +540,7 @@ def _shard_kill_case(i: int) -> Case:
 _TORCHRUN_CHILD = r"""
 import os, sys, time
 point, marker = sys.argv[1], sys.argv[2]
-import vtrbench.extract.pipeline as pipeline
+from vtrbench.extract import pipeline, texts, videos
 import vtrbench.shard as sharding
 def touch():
     open(f"{marker}.{os.environ.get('RANK', 'x')}", "w").close()
@@ -550,7 +550,8 @@ if point == "part":
         real_write(path, arrays, *rest)
         touch()
         time.sleep(0.6)
-    pipeline.write_part = write_part
+    for module in (pipeline, videos, texts):  # each module that writes part files
+        module.write_part = write_part
 elif point == "barrier":
     real_barrier = sharding.barrier
     def barrier(shard):

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from vtrbench.cli._app import FEATURES_ROOT, _console, _resolve_device, cli
 from vtrbench.errors import VtrbenchError
+
+if TYPE_CHECKING:  # annotations only: the commands import torch-backed modules when they run
+    from vtrbench.config import ExtractConfig
+    from vtrbench.extract.options import ExtractSummary, RunOptions
+    from vtrbench.extract.preprocess_cfg import Preprocessing
+    from vtrbench.shard import Shard
 
 
 def default_cache_path(
@@ -120,127 +128,193 @@ def default_cache_path(
     is_flag=True,
     help="Build the cache from the shards' parts; encode nothing.",
 )
-def extract(
-    dataset: str,
-    annotations: Path | None,
-    video_root: Path | None,
-    model: str,
-    pretrained: str,
-    output: Path | None,
-    max_frames: int | None,
-    fps: int,
-    sampling: str,
-    max_words: int | None,
-    patch_tokens: bool,
-    no_thumbnails: bool,
-    tagger: str,
-    preprocess_like: str | None,
-    image_mean: str | None,
-    image_std: str | None,
-    interpolation: str | None,
-    resize_mode: str | None,
-    device: str,
-    batch_size: int,
-    workers: int,
-    chunk_size: int,
-    strict: bool,
-    overwrite: bool,
-    retry_failed: bool,
-    quiet: bool,
-    shard: str | None,
-    assemble_only: bool,
-) -> None:
+def extract(**options: Any) -> None:
     """Decode and encode every video and caption of a dataset once, into an HDF5 feature cache."""
+    _run_extract(ExtractOptions(**options))
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """The parsed options of ``vtrbench extract``, one field per click option (same names)."""
+
+    dataset: str
+    annotations: Path | None
+    video_root: Path | None
+    model: str
+    pretrained: str
+    output: Path | None
+    max_frames: int | None
+    fps: int
+    sampling: str
+    max_words: int | None
+    patch_tokens: bool
+    no_thumbnails: bool
+    tagger: str
+    preprocess_like: str | None
+    image_mean: str | None
+    image_std: str | None
+    interpolation: str | None
+    resize_mode: str | None
+    device: str
+    batch_size: int
+    workers: int
+    chunk_size: int
+    strict: bool
+    overwrite: bool
+    retry_failed: bool
+    quiet: bool
+    shard: str | None
+    assemble_only: bool
+
+
+def _run_extract(o: ExtractOptions) -> None:
+    """Check the options, read the dataset, build the config, extract, and report."""
     import warnings
 
-    from rich.markup import escape
-
-    from vtrbench.config import ExtractConfig, config_hash
-    from vtrbench.datasets import load_dataset
-    from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
+    from vtrbench.config import config_hash
+    from vtrbench.extract.pipeline import extract_features
 
     err = _console()
-    if fps < 1:
-        raise VtrbenchError("--fps must be >= 1")
-    if overwrite and retry_failed:
-        raise VtrbenchError(
-            "--overwrite and --retry-failed exclude each other (overwrite redoes every video)"
-        )
-    from vtrbench.shard import refuse, resolve
-
-    device = _resolve_device(device)
-    shard_of, device = resolve(shard, device)
-    if shard_of is not None and (overwrite or assemble_only or retry_failed):
-        flag = "--overwrite" if overwrite else "--assemble" if assemble_only else "--retry-failed"
-        refuse(shard_of, f"{flag} cannot be combined with --shard/torchrun (run it once, unsharded)")
-    # the options are checked before the dataset is read (a large one takes a while to index)
-    from vtrbench.extract.preprocess_cfg import parse_triple, resolve_preprocessing
-
-    try:
-        pre = resolve_preprocessing(
-            model,
-            pretrained,
-            like=preprocess_like,
-            mean=parse_triple(image_mean, "--image-mean"),
-            std=parse_triple(image_std, "--image-std"),
-            interpolation=interpolation,
-            resize_mode=resize_mode,
-        )
-        index = load_dataset(dataset, annotations, video_root)
-    except VtrbenchError as e:
-        refuse(shard_of, str(e))  # every torchrun rank finds the same: rank 0 says it once
+    _check_flags(o)
+    shard_of, device = _shard_and_device(o)
+    pre, index = _preprocessing_and_dataset(o, shard_of)
     for w in index.warnings:
         err.print(f"[yellow]warning:[/] {w}")
     if pre.warning:
         err.print(f"[bold yellow]warning:[/] {pre.warning}", highlight=False)
-    image_size = pre.size
-    cfg = ExtractConfig(
-        dataset=dataset,
+    cfg = _extract_config(o, index, pre, device)
+    if o.pretrained in ("none", ""):
+        err.print(
+            f"[bold yellow]warning:[/] --pretrained none: {o.model} has RANDOM weights; these features are "
+            "meaningless for real benchmarks (fine for tests and the synthetic demo)."
+        )
+    out = o.output or default_cache_path(
+        o.dataset, o.model, o.pretrained, cfg.max_frames, o.fps, config_hash(cfg)
+    )
+    opts = _run_options(o, device, shard_of)
+    _announce(err, o, index, device, shard_of, out, pre)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        summary = extract_features(index, cfg, out, opts, console=err, preprocess_source=pre.source)
+    if not _report_outcome(err, summary, shard_of, out):
+        return  # a shard whose cache another process assembles: no cache path to print yet
+    _report_failures(err, summary, o.strict, out)
+    click.echo(str(out))
+
+
+def _check_flags(o: ExtractOptions) -> None:
+    """Refuse option values and combinations that no dataset or model could make valid."""
+    if o.fps < 1:
+        raise VtrbenchError("--fps must be >= 1")
+    if o.overwrite and o.retry_failed:
+        raise VtrbenchError(
+            "--overwrite and --retry-failed exclude each other (overwrite redoes every video)"
+        )
+
+
+def _shard_and_device(o: ExtractOptions) -> tuple[Shard | None, str]:
+    """(this process's shard, its device); flags that only work unsharded are refused for a shard."""
+    from vtrbench.shard import refuse, resolve
+
+    device = _resolve_device(o.device)
+    shard_of, device = resolve(o.shard, device)
+    if shard_of is not None and (o.overwrite or o.assemble_only or o.retry_failed):
+        flag = "--overwrite" if o.overwrite else "--assemble" if o.assemble_only else "--retry-failed"
+        refuse(shard_of, f"{flag} cannot be combined with --shard/torchrun (run it once, unsharded)")
+    return shard_of, device
+
+
+def _preprocessing_and_dataset(o: ExtractOptions, shard_of: Shard | None) -> tuple[Preprocessing, Any]:
+    """The image preprocessing (checked before the dataset is read: a large one takes a while to
+    index) and the dataset's index."""
+    from vtrbench.datasets import load_dataset
+    from vtrbench.extract.preprocess_cfg import parse_triple, resolve_preprocessing
+    from vtrbench.shard import refuse
+
+    try:
+        pre = resolve_preprocessing(
+            o.model,
+            o.pretrained,
+            like=o.preprocess_like,
+            mean=parse_triple(o.image_mean, "--image-mean"),
+            std=parse_triple(o.image_std, "--image-std"),
+            interpolation=o.interpolation,
+            resize_mode=o.resize_mode,
+        )
+        index = load_dataset(o.dataset, o.annotations, o.video_root)
+    except VtrbenchError as e:
+        refuse(shard_of, str(e))  # every torchrun rank finds the same: rank 0 says it once
+    return pre, index
+
+
+def _extract_config(o: ExtractOptions, index: Any, pre: Preprocessing, device: str) -> ExtractConfig:
+    """The extraction config: the options, the dataset's defaults, and the resolved preprocessing."""
+    from vtrbench.config import ExtractConfig
+    from vtrbench.extract.pipeline import dataset_fingerprint
+
+    return ExtractConfig(
+        dataset=o.dataset,
         dataset_fingerprint=dataset_fingerprint(index),
-        model=model,
-        pretrained=pretrained,
-        max_frames=max_frames or index.max_frames,
-        fps=fps,
-        sampling=sampling,
-        image_size=image_size,
-        max_words=max_words or index.max_words,
-        patch_tokens=patch_tokens,
-        no_thumbnails=no_thumbnails,
-        tagger=tagger,
+        model=o.model,
+        pretrained=o.pretrained,
+        max_frames=o.max_frames or index.max_frames,
+        fps=o.fps,
+        sampling=o.sampling,
+        image_size=pre.size,
+        max_words=o.max_words or index.max_words,
+        patch_tokens=o.patch_tokens,
+        no_thumbnails=o.no_thumbnails,
+        tagger=o.tagger,
         precision="fp16" if device.startswith("cuda") else "fp32",
         image_mean=pre.mean,
         image_std=pre.std,
         interpolation=pre.interpolation,
         resize_mode=pre.resize_mode,
     )
-    if pretrained in ("none", ""):
-        err.print(
-            f"[bold yellow]warning:[/] --pretrained none: {model} has RANDOM weights; these features are "
-            "meaningless for real benchmarks (fine for tests and the synthetic demo)."
-        )
-    out = output or default_cache_path(dataset, model, pretrained, cfg.max_frames, fps, config_hash(cfg))
-    opts = RunOptions(
+
+
+def _run_options(o: ExtractOptions, device: str, shard_of: Shard | None) -> RunOptions:
+    from vtrbench.extract.pipeline import RunOptions
+
+    return RunOptions(
         device=device,
-        batch_size=batch_size,
-        workers=workers,
-        video_chunk=chunk_size,
-        overwrite=overwrite,
-        retry_failed=retry_failed,
-        progress=not quiet,
+        batch_size=o.batch_size,
+        workers=o.workers,
+        video_chunk=o.chunk_size,
+        overwrite=o.overwrite,
+        retry_failed=o.retry_failed,
+        progress=not o.quiet,
         shard=shard_of,
-        assemble_only=assemble_only,
+        assemble_only=o.assemble_only,
     )
-    what = "assembling" if assemble_only else "extracting"
+
+
+def _announce(
+    err: Any,
+    o: ExtractOptions,
+    index: Any,
+    device: str,
+    shard_of: Shard | None,
+    out: Path,
+    pre: Preprocessing,
+) -> None:
+    """The lines printed before the work starts: what, with which model, where, preprocessing."""
+    from rich.markup import escape
+
+    what = "assembling" if o.assemble_only else "extracting"
     err.print(
-        f"{what} [bold]{dataset}[/] ({len(index.videos)} videos, {len(index.texts)} captions) "
-        f"with {escape(model)}/{escape(pretrained)} on {device}"
+        f"{what} [bold]{o.dataset}[/] ({len(index.videos)} videos, {len(index.texts)} captions) "
+        f"with {escape(o.model)}/{escape(o.pretrained)} on {device}"
         + (f" as shard {shard_of}" if shard_of else "")
         + f" -> {escape(str(out))}"
     )
     err.print(f"preprocessing: {pre.describe()}", highlight=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        summary = extract_features(index, cfg, out, opts, console=err, preprocess_source=pre.source)
+
+
+def _report_outcome(err: Any, summary: ExtractSummary, shard_of: Shard | None, out: Path) -> bool:
+    """Print what the run did; False for a shard that left the assembly to another process."""
+    from rich.markup import escape
+
     if summary.already_complete:
         err.print(
             f"[green]already complete:[/] {escape(str(out))} "
@@ -265,7 +339,7 @@ def extract(
             f"[green]shard {summary.shard} done[/] in {summary.seconds:.1f}s: {summary.done_now} videos "
             f"encoded now, {summary.resumed} resumed; {waiting}"
         )
-        return
+        return False
     else:
         ok = summary.videos - len(summary.failed)
         err.print(
@@ -275,6 +349,13 @@ def extract(
         )
         if summary.retried:
             err.print(f"  retried {summary.retried} failed video(s): {summary.recovered} decode now")
+    return True
+
+
+def _report_failures(err: Any, summary: ExtractSummary, strict: bool, out: Path) -> None:
+    """Failure reasons and the failed videos (all with --strict, which then exits 1)."""
+    from rich.markup import escape
+
     for reason, count in summary.failure_reasons().most_common():
         err.print(f"  failed ({count}): {reason}", highlight=False, markup=False)
     shown = summary.failed if strict else dict(list(summary.failed.items())[:5])
@@ -293,7 +374,6 @@ def extract(
             highlight=False,
         )
         raise SystemExit(1)
-    click.echo(str(out))
 
 
 @cli.command()

@@ -86,80 +86,22 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
     quick_gelu = bool(model_config(model_name).get("quick_gelu", False))
     path = Path(pretrained).expanduser()
     if random_weights:
-        # open_clip logs "No pretrained weights loaded" on the root logger; vtrbench warns itself.
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)
-        try:
-            # Fixed seed, isolated from the caller's RNG: a resumed extraction must encode with the
-            # same random model as the run it continues.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(RANDOM_WEIGHTS_SEED)
-                model = open_clip.create_model(model_name, pretrained=None, device="cpu")
-            model = model.to(device)
-        finally:
-            root.setLevel(level)
-        source = f"random initialisation (torch seed {RANDOM_WEIGHTS_SEED})"
+        model, source = _random_model(model_name, device)
         warnings.warn(
             f"--pretrained none: {model_name} has RANDOM weights; its features are meaningless for real "
             "benchmarks (fine for tests and the synthetic demo)",
             stacklevel=2,
         )
     elif path.is_file():
-        if is_torchscript(path):
-            # open_clip's loader uses torch.load(weights_only=True), which refuses TorchScript;
-            # load_openai_model rebuilds the architecture from the state dict with QuickGELU.
-            try:
-                model = open_clip.load_openai_model(str(path), precision="fp32", device=device)
-            except Exception as e:  # a damaged archive fails in many ways; the message says which
-                raise VtrbenchError(
-                    f"{path} is a TorchScript archive but not an OpenAI CLIP checkpoint: {_first_line(e)}"
-                ) from None
-            quick_gelu = True
-            source = f"OpenAI TorchScript checkpoint {path}"
-            _check_arch(model, model_name)
-        else:
-            try:
-                model = open_clip.create_model(model_name, pretrained=str(path), device=device)
-            except RuntimeError as e:
-                if "size mismatch" in str(e) or "Missing key" in str(e) or "Unexpected key" in str(e):
-                    raise VtrbenchError(
-                        f"checkpoint {path} does not fit model {model_name!r}: {_first_line(e)}"
-                    ) from None
-                raise _not_a_checkpoint(path, e) from None
-            except Exception as e:  # torch.load of arbitrary bytes raises many types (UnpicklingError, ...)
-                raise _not_a_checkpoint(path, e) from None
-            source = f"checkpoint file {path}"
+        model, torchscript, source = _checkpoint_model(path, model_name, device)
+        quick_gelu = quick_gelu or torchscript  # OpenAI's archives were trained with QuickGELU
     elif path.is_dir():
         raise VtrbenchError(f"--pretrained {pretrained} is a folder, not a checkpoint file")
     elif pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")) or "/" in pretrained:
         raise VtrbenchError(f"checkpoint file not found: {pretrained}")
     else:
-        tags = open_clip.list_pretrained_tags_by_model(model_name)
-        if pretrained not in tags:
-            raise VtrbenchError(
-                f"unknown pretrained tag {pretrained!r} for {model_name}"
-                + (
-                    f"; did you mean {difflib.get_close_matches(pretrained, tags, n=1)[0]!r}?"
-                    if difflib.get_close_matches(pretrained, tags, n=1)
-                    else ""
-                )
-                + f" (available: {', '.join(tags) or 'none'}; or a local checkpoint file, or 'none')"
-            )
-        cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
-        # OpenAI weights need QuickGELU: plain GELU loads without error and gives wrong features.
-        force_qg = bool(cfg.get("quick_gelu", False))
-        try:
-            model = open_clip.create_model(
-                model_name, pretrained=pretrained, device=device, force_quick_gelu=force_qg
-            )
-        except Exception as e:  # network failures surface as many exception types
-            raise VtrbenchError(
-                f"could not load pretrained weights {model_name}/{pretrained}: {_first_line(e)}. "
-                "Without network access, download the checkpoint elsewhere and pass its path to --pretrained."
-            ) from None
+        model, force_qg, source = _tagged_model(model_name, pretrained, device)
         quick_gelu = quick_gelu or force_qg
-        source = f"pretrained tag {pretrained}"
     model.eval().requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(model_name)
     visual = model.visual
@@ -177,6 +119,84 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
         quick_gelu=quick_gelu,
         weights_source=source,
     )
+
+
+def _random_model(model_name: str, device: str) -> tuple[Any, str]:
+    """(model with random weights, its weights source); the same weights on every call."""
+    import open_clip
+
+    # open_clip logs "No pretrained weights loaded" on the root logger; vtrbench warns itself.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        # Fixed seed, isolated from the caller's RNG: a resumed extraction must encode with the
+        # same random model as the run it continues.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+        model = model.to(device)
+    finally:
+        root.setLevel(level)
+    return model, f"random initialisation (torch seed {RANDOM_WEIGHTS_SEED})"
+
+
+def _checkpoint_model(path: Path, model_name: str, device: str) -> tuple[Any, bool, str]:
+    """(model, whether it is an OpenAI TorchScript archive, its weights source) of a local file."""
+    import open_clip
+
+    if is_torchscript(path):
+        # open_clip's loader uses torch.load(weights_only=True), which refuses TorchScript;
+        # load_openai_model rebuilds the architecture from the state dict with QuickGELU.
+        try:
+            model = open_clip.load_openai_model(str(path), precision="fp32", device=device)
+        except Exception as e:  # a damaged archive fails in many ways; the message says which
+            raise VtrbenchError(
+                f"{path} is a TorchScript archive but not an OpenAI CLIP checkpoint: {_first_line(e)}"
+            ) from None
+        _check_arch(model, model_name)
+        return model, True, f"OpenAI TorchScript checkpoint {path}"
+    try:
+        model = open_clip.create_model(model_name, pretrained=str(path), device=device)
+    except RuntimeError as e:
+        if "size mismatch" in str(e) or "Missing key" in str(e) or "Unexpected key" in str(e):
+            raise VtrbenchError(
+                f"checkpoint {path} does not fit model {model_name!r}: {_first_line(e)}"
+            ) from None
+        raise _not_a_checkpoint(path, e) from None
+    except Exception as e:  # torch.load of arbitrary bytes raises many types (UnpicklingError, ...)
+        raise _not_a_checkpoint(path, e) from None
+    return model, False, f"checkpoint file {path}"
+
+
+def _tagged_model(model_name: str, pretrained: str, device: str) -> tuple[Any, bool, str]:
+    """(model, whether it needs QuickGELU, its weights source) of an open_clip pretrained tag."""
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if pretrained not in tags:
+        raise VtrbenchError(
+            f"unknown pretrained tag {pretrained!r} for {model_name}"
+            + (
+                f"; did you mean {difflib.get_close_matches(pretrained, tags, n=1)[0]!r}?"
+                if difflib.get_close_matches(pretrained, tags, n=1)
+                else ""
+            )
+            + f" (available: {', '.join(tags) or 'none'}; or a local checkpoint file, or 'none')"
+        )
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+    # OpenAI weights need QuickGELU: plain GELU loads without error and gives wrong features.
+    force_qg = bool(cfg.get("quick_gelu", False))
+    try:
+        model = open_clip.create_model(
+            model_name, pretrained=pretrained, device=device, force_quick_gelu=force_qg
+        )
+    except Exception as e:  # network failures surface as many exception types
+        raise VtrbenchError(
+            f"could not load pretrained weights {model_name}/{pretrained}: {_first_line(e)}. "
+            "Without network access, download the checkpoint elsewhere and pass its path to --pretrained."
+        ) from None
+    return model, force_qg, f"pretrained tag {pretrained}"
 
 
 def _first_line(e: BaseException) -> str:

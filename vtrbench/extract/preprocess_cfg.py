@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vtrbench.errors import VtrbenchError
+from vtrbench.extract.encode import is_torchscript, model_config
 from vtrbench.extract.preprocess import CLIP_MEAN, CLIP_STD, INTERPOLATIONS, RESIZE_MODES
 
 Triple = tuple[float, float, float]
@@ -127,8 +128,6 @@ def parse_triple(text: str | None, option: str) -> Triple | None:
 
 
 def _model_image_size(model: str) -> int:
-    from vtrbench.extract.encode import model_config
-
     size = model_config(model)["vision_cfg"].get("image_size", 224)
     if isinstance(size, (list, tuple)):
         if len(set(size)) != 1:
@@ -233,8 +232,6 @@ def resolve_preprocessing(
 
 
 def _is_openai_archive(path: Path) -> bool:
-    from vtrbench.extract.encode import is_torchscript
-
     try:
         return is_torchscript(path)
     except OSError:
