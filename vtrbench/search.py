@@ -33,6 +33,9 @@ import torch
 
 from vtrbench.cache import STATUS_OK, FeatureCache
 from vtrbench.errors import CacheError, VtrbenchError
+from vtrbench.extract.encode import encode_tokens, load_clip, tokenize
+from vtrbench.extract.tagging import bpe_with_spans, make_tagger
+from vtrbench.extract.texts import stream_sources
 from vtrbench.factory import create_head
 from vtrbench.heads.base import PairwiseHead
 from vtrbench.runs.data import SplitData, take
@@ -242,8 +245,6 @@ def _gallery_rows(fc: FeatureCache, split: str | None) -> np.ndarray:
 
 
 def _load_text_tower(attrs: dict[str, Any], clip_weights: str | None, device: str) -> Any:
-    from vtrbench.extract.encode import load_clip
-
     model = str(attrs.get("model", ""))
     weights = clip_weights or str(attrs.get("pretrained", ""))
     what = f"the CLIP the cache was extracted with ({model}, weights {weights!r})"
@@ -274,8 +275,6 @@ def _load_text_tower(attrs: dict[str, Any], clip_weights: str | None, device: st
 @torch.no_grad()
 def _check_tower(fc: FeatureCache, clip: Any, device: str) -> None:
     """Encode a stored caption again: the same tokenizer and weights must give its ids and features."""
-    from vtrbench.extract.encode import encode_tokens, tokenize
-
     n = int(fc.attrs["n_texts"])
     if n == 0:
         return
@@ -309,14 +308,10 @@ def _encode_queries(
     device: str,
     known: Sequence[Sequence[str] | None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
-    from vtrbench.extract.encode import encode_tokens, tokenize
-    from vtrbench.extract.pipeline import _stream_sources
-    from vtrbench.extract.tagging import bpe_with_spans, make_tagger
-
     L, D = int(attrs["max_words"]), int(attrs["embed_dim"])
     tagger = make_tagger(str(attrs.get("tagger", "none"))) if has_masks else None
     known = known if known is not None else [None] * len(queries)
-    # as pipeline._run_texts: roles a dataset gives bypass the tagger
+    # as texts.run_texts: roles a dataset gives bypass the tagger
     roles = [
         list(zip(q.split(), r, strict=False)) if r is not None else (tagger(q) if tagger else None)
         for q, r in zip(queries, known, strict=True)
@@ -340,8 +335,8 @@ def _encode_queries(
     if has_masks:
         text["noun_mask"] = torch.from_numpy(tok.noun_mask)
         text["verb_mask"] = torch.from_numpy(tok.verb_mask)
-        verb_src = _stream_sources(roles, entries, tok.verb_mask, "verb")
-        noun_src = _stream_sources(roles, entries, tok.noun_mask, "noun")
+        verb_src = stream_sources(roles, entries, tok.verb_mask, "verb")
+        noun_src = stream_sources(roles, entries, tok.noun_mask, "noun")
     info = []
     for i, q in enumerate(queries):
         n_tokens = len(bpe_with_spans(clip.tokenizer, q)[1]) + 2
@@ -357,7 +352,7 @@ def _encode_queries(
 
 
 class _Query:
-    """A query as pipeline._stream_sources sees a caption: roles given or found by the tagger."""
+    """A query as texts.stream_sources sees a caption: roles given or found by the tagger."""
 
     def __init__(self, roles: Sequence[str] | None) -> None:
         self.roles = roles

@@ -67,11 +67,3 @@ def parse_seeds(value: str) -> list[int]:
 
 def split_list(value: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
-
-
-# Old names, until every command module uses the public ones.
-_console = make_console
-_out = out_console
-_resolve_device = resolve_device
-_parse_seeds = parse_seeds
-_split_list = split_list

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from vtrbench.cli._app import FEATURES_ROOT, _console, _resolve_device, cli
+from vtrbench.cli._app import FEATURES_ROOT, cli, make_console, resolve_device
 from vtrbench.errors import VtrbenchError
 
 if TYPE_CHECKING:  # annotations only: the commands import torch-backed modules when they run
@@ -174,7 +174,7 @@ def _run_extract(o: ExtractOptions) -> None:
     from vtrbench.config import config_hash
     from vtrbench.extract.pipeline import extract_features
 
-    err = _console()
+    err = make_console()
     _check_flags(o)
     shard_of, device = _shard_and_device(o)
     pre, index = _preprocessing_and_dataset(o, shard_of)
@@ -216,7 +216,7 @@ def _shard_and_device(o: ExtractOptions) -> tuple[Shard | None, str]:
     """(this process's shard, its device); flags that only work unsharded are refused for a shard."""
     from vtrbench.shard import refuse, resolve
 
-    device = _resolve_device(o.device)
+    device = resolve_device(o.device)
     shard_of, device = resolve(o.shard, device)
     if shard_of is not None and (o.overwrite or o.assemble_only or o.retry_failed):
         flag = "--overwrite" if o.overwrite else "--assemble" if o.assemble_only else "--retry-failed"
@@ -407,7 +407,7 @@ def synth(
     """
     import dataclasses
 
-    from vtrbench.synthetic import SynthConfig, render_dataset
+    from vtrbench.datasets.synthetic import SynthConfig, render_dataset
 
     overrides = {"size": size, "seconds": seconds, "fps": video_fps, "captions_per_video": captions_per_video}
     known = {f.name for f in dataclasses.fields(SynthConfig)}
@@ -416,10 +416,10 @@ def synth(
     )
     from rich.progress import Progress
 
-    with Progress(console=_console(), disable=quiet) as bar:
+    with Progress(console=make_console(), disable=quiet) as bar:
         task = bar.add_task("rendering", total=cfg.videos)
         path = render_dataset(
             cfg, out_dir, progress=lambda done, total: bar.update(task, completed=done), overwrite=overwrite
         )
-    _console().print(f"[green]synthetic dataset:[/] {videos} videos in {path}")
+    make_console().print(f"[green]synthetic dataset:[/] {videos} videos in {path}")
     click.echo(str(path))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -203,8 +204,6 @@ def decode_video(
 
 def _check_file(path: str | Path) -> Path:
     """A regular, non-empty file; otherwise say what the path is (never open a device or a pipe)."""
-    import stat
-
     path = Path(path)
     try:
         st = path.stat()

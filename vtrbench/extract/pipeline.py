@@ -50,7 +50,7 @@ from vtrbench.extract.resume import (
     resumable_manifest,
 )
 from vtrbench.extract.shards import after_shard, assemble_shards, check_parts, own_share, record_shard_count
-from vtrbench.extract.texts import pos_coverage, run_texts, stream_sources
+from vtrbench.extract.texts import pos_coverage, run_texts
 from vtrbench.extract.videos import run_videos
 from vtrbench.extract.workers import auto_batch_size, auto_workers, file_sha256
 
@@ -69,9 +69,6 @@ __all__ = [
     "record_shard_count",
     "video_windows",
 ]
-
-# Deprecated: vtrbench.search imports this private name; use vtrbench.extract.texts.stream_sources.
-_stream_sources = stream_sources
 
 
 def extract_features(

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vtrbench.config import ExtractConfig
 from vtrbench.errors import VtrbenchError
@@ -14,8 +15,6 @@ from vtrbench.errors import VtrbenchError
 
 @contextmanager
 def progress_bar(enabled: bool, console: Any) -> Iterator[Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
