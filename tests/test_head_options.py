@@ -40,6 +40,19 @@ def test_every_builtin_head_declares_exactly_its_constructor_options(name: str) 
     )
 
 
+def test_constructor_signatures_list_the_shared_options_where_they_always_stood() -> None:
+    """The logit-scale keywords join a constructor's signature from heads/_common.py; the signature
+    is the option list ``vtrbench tune`` names in its errors, so its order is part of the message."""
+    scale = ["logit_scale", "logit_scale_init"]
+    assert option_names(HEADS.get("meanp")) == ["adapter", *scale]
+    assert option_names(HEADS.get("xpool")) == ["heads", "adapter", *scale]
+    temporal = ["layers", "init", "heads", "max_frames"]
+    assert option_names(HEADS.get("seqtransf")) == [*temporal, "adapter", "activation", *scale]
+    assert option_names(HEADS.get("wti"))[-3:] == [*scale, "padding"]
+    fixed = HEADS.get("meanp")(D, logit_scale="fixed", logit_scale_init=20.0)  # direct construction
+    assert fixed.describe() == {"adapter": True, "logit_scale": "fixed", "logit_scale_init": 20.0}
+
+
 def test_logit_scale_is_an_option_of_every_trainable_head_with_a_scale() -> None:
     with_scale = {n for n in list_heads() if "logit_scale" in (head_option_schema(n) or {})}
     # tighttransf's score is the logit (scale fixed at 1, as CLIP4Clip); zeroshot trains nothing

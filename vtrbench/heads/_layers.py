@@ -108,6 +108,12 @@ def eot_feature(tokens: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
     return tokens[torch.arange(tokens.shape[0], device=tokens.device), eot]
 
 
+def eot_input(batch: Mapping[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """(B, D) EOT features in ``dtype`` (see :func:`text_inputs`, :func:`eot_feature`)."""
+    tokens, _, eot = text_inputs(batch, dtype)
+    return eot_feature(tokens, eot)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """x (B, N, D), mask (B, N) → (B, D); a row with no valid entry gives 0."""
     m = mask.to(x.dtype).unsqueeze(-1)
@@ -159,6 +165,13 @@ def adapt_unit(adapter: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.normalize(adapter(F.normalize(x, dim=-1)), dim=-1)
 
 
+def init_small_normal(*linears: nn.Linear) -> None:
+    """Weights N(0, 0.02), biases 0: the BERT-style start of CLIP4Clip's and DRL's heads."""
+    for linear in linears:
+        nn.init.normal_(linear.weight, std=0.02)
+        nn.init.zeros_(linear.bias)
+
+
 class QuickGELU(nn.Module):
     """x · sigmoid(1.702 x), the activation of OpenAI CLIP and CLIP4Clip's temporal transformer."""
 
@@ -170,6 +183,8 @@ class QuickGELU(nn.Module):
 #: exact GELU, which open_clip's non-OpenAI text towers use; with ``init="clip"`` the backbone's
 #: activation is taken so that the copied layers compute what they were trained to compute.
 ACTIVATIONS = ("quick_gelu", "gelu")
+#: The heads' default activation (CLIP4Clip's); labels name any other.
+DEFAULT_ACTIVATION = ACTIVATIONS[0]
 
 #: LayerNorm epsilon of CLIP4Clip's ``transformerClip`` (its TF-style LayerNorm, module_cross.py),
 #: not CLIP's 1e-5: vtrbench follows the temporal module it reproduces.
@@ -207,7 +222,7 @@ class MaskedSelfAttention(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm block: x + attn(LN(x)); x + MLP(LN(x)), hidden 4·D (CLIP's ResidualAttentionBlock)."""
 
-    def __init__(self, width: int, heads: int, activation: str = "quick_gelu") -> None:
+    def __init__(self, width: int, heads: int, activation: str = DEFAULT_ACTIVATION) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(width, eps=LAYER_NORM_EPS)
         self.attn = MaskedSelfAttention(width, heads)
@@ -232,7 +247,7 @@ class Transformer(nn.Module):
     start) replaces it with CLIP's text layers, see :func:`load_clip_text_layers`.
     """
 
-    def __init__(self, width: int, layers: int, heads: int, activation: str = "quick_gelu") -> None:
+    def __init__(self, width: int, layers: int, heads: int, activation: str = DEFAULT_ACTIVATION) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(TransformerBlock(width, heads, activation) for _ in range(layers))
         attn_std = width**-0.5
@@ -282,7 +297,7 @@ class TemporalEncoder(nn.Module):
     """
 
     def __init__(
-        self, width: int, layers: int, heads: int, max_frames: int, activation: str = "quick_gelu"
+        self, width: int, layers: int, heads: int, max_frames: int, activation: str = DEFAULT_ACTIVATION
     ) -> None:
         super().__init__()
         self.position = FramePositionEmbedding(max_frames, width)
@@ -320,6 +335,8 @@ def temporal_schema() -> dict[str, OptionRule]:
 #: frame position embeddings from CLIP's text positional embedding and transformer layer i from
 #: CLIP's text layer i (modeling.py, ``from_pretrained``); ``random``: CLIP's random scheme.
 INITS = ("clip", "random")
+#: ``init`` of a head built directly (``vtrbench train`` decides it from the cache, see resolve_init).
+DEFAULT_INIT = "random"
 
 # vtrbench parameter ← open_clip text block key (vtrbench/extract/backbone.py stores them under
 # "resblocks.<i>.<key>"; nn.MultiheadAttention's in_proj/out_proj are qkv/out here).

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from vtrbench.config import OptionRule, check_head_options
+from vtrbench.defaults import LOGIT_SCALE_INIT
 from vtrbench.errors import VtrbenchError
 from vtrbench.registry import Registry
 
@@ -51,11 +52,13 @@ LOGIT_SCALE_MAX = 100.0
 #: to <= 100) or ``fixed`` at its initial value 100 (CLIP's trained scale, which CLIP4Clip, X-Pool
 #: and DRL keep in effect: they train it at CLIP's tiny learning rate).
 LOGIT_SCALE_MODES = ("learned", "fixed")
+#: The default ``logit_scale`` mode.
+LOGIT_SCALE_MODE = LOGIT_SCALE_MODES[0]
 #: The schema entry every trainable head with a logit scale adds to its ``option_schema``.
 #: ``logit_scale_init``: the scale's starting value (and, with ``logit_scale=fixed``, its value
-#: throughout), i.e. an initial temperature of 1/logit_scale_init; 100 by default. In (0, 100]
-#: because the learned scale is clamped to <= 100 after every step.
-LOGIT_SCALE_INIT = 100.0
+#: throughout), i.e. an initial temperature of 1/logit_scale_init; 100 by default
+#: (``vtrbench.defaults.LOGIT_SCALE_INIT``, re-exported here). In (0, 100] because the learned
+#: scale is clamped to <= 100 after every step.
 LOGIT_SCALE_OPTION: dict[str, OptionRule] = {
     "logit_scale": OptionRule("choice", choices=LOGIT_SCALE_MODES),
     "logit_scale_init": OptionRule("float", low=0.0, low_open=True, high=LOGIT_SCALE_MAX),
@@ -93,7 +96,9 @@ class Head(nn.Module):
     #: None (plugin heads that declare nothing): options pass through to the constructor unchecked.
     option_schema: ClassVar[Mapping[str, OptionRule] | None] = None
 
-    def __init__(self, embed_dim: int, logit_scale_init: float = 100.0, logit_scale: str = "learned") -> None:
+    def __init__(
+        self, embed_dim: int, logit_scale_init: float = LOGIT_SCALE_INIT, logit_scale: str = LOGIT_SCALE_MODE
+    ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         if logit_scale not in LOGIT_SCALE_MODES:

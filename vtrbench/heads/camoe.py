@@ -49,41 +49,33 @@ from torch import nn
 
 from vtrbench.config import OptionRule
 from vtrbench.errors import VtrbenchError
+from vtrbench.heads._common import ADAPTED_OPTIONS, AdaptedHead, ClipStart, takes_scale_options
 from vtrbench.heads._layers import (
     ACTIVATIONS,
     BOOL_OPTION,
+    DEFAULT_ACTIVATION,
+    DEFAULT_INIT,
     DEFAULT_MAX_FRAMES,
     INITS,
     QuickGELU,
     ResidualLinear,
     TemporalEncoder,
     adapt_unit,
-    backbone_misfit,
     choose_one,
     eot_feature,
+    init_small_normal,
     load_clip_text_layers,
     masked_max,
     masked_mean,
     mean_of_unit_frames,
-    option_names,
     positive_int,
-    reject_unknown_options,
     resolve_heads,
-    resolve_init,
     temporal_schema,
     text_inputs,
-    unit_adapter,
     video_inputs,
     zero_padding,
 )
-from vtrbench.heads.base import (
-    LOGIT_SCALE_INIT,
-    LOGIT_SCALE_OPTION,
-    LOGIT_SCALE_SPACE,
-    Batch,
-    Head,
-    register_head,
-)
+from vtrbench.heads.base import Batch, register_head
 
 EXPERTS = ("action", "entity", "fusion", "scene")
 STREAMS = ("pos", "learned", "eot")
@@ -159,9 +151,7 @@ class EntityExpert(nn.Module):
         self.patch_pool = PatchAttentionPool(width) if use_patches else None
         self.norm = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, width), QuickGELU(), nn.Linear(width, width))
-        for linear in (self.mlp[0], self.mlp[2]):
-            nn.init.normal_(linear.weight, std=0.02)
-            nn.init.zeros_(linear.bias)
+        init_small_normal(self.mlp[0], self.mlp[2])
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor, patches: torch.Tensor | None) -> torch.Tensor:
         x = frames
@@ -195,18 +185,19 @@ def _parse_experts(experts: Any) -> tuple[str, ...]:
 
 
 @register_head("camoe")
-class CAMoEHead(Head):
+class CAMoEHead(ClipStart, AdaptedHead):
     """Options: ``experts`` (subset of action/entity/fusion/scene, list or comma string; default all),
     ``streams`` ("pos" | "learned" | "eot"), ``gate`` ("single" | "uniform"), ``aux_weight``
     (weight of the mean per-expert loss the trainer adds; 0 = off), ``layers`` (depth of each
     temporal expert's transformer, 2), ``init`` ("random" here; "clip" starts the temporal experts
     from CLIP's text layers, see :meth:`init_from`), ``heads`` (8 or the largest divisor of D
     below 8; with init="clip" the backbone's), ``max_frames`` (64), ``patches`` (use cached patch
-    tokens in the entity expert), ``adapter`` (per-stream text adapters; the scene expert's
-    linear map is part of the expert and always present), ``activation`` ("quick_gelu" or
-    "gelu"; with init="clip" the backbone's), ``logit_scale`` ("learned" | "fixed" at
-    ``logit_scale_init``, default 100)."""
+    tokens in the entity expert), ``activation`` ("quick_gelu" or "gelu"; with init="clip" the
+    backbone's) and :data:`vtrbench.heads._common.ADAPTED_OPTIONS` (``adapter``: the per-stream text
+    adapters; the scene expert's linear map is part of the expert and always present)."""
 
+    head_name = "camoe"
+    default_layers = DEFAULT_LAYERS
     option_schema = {
         "experts": OptionRule("names", choices=EXPERTS),
         "streams": OptionRule("choice", choices=STREAMS),
@@ -214,17 +205,16 @@ class CAMoEHead(Head):
         "aux_weight": OptionRule("float", low=0),
         **temporal_schema(),
         "patches": BOOL_OPTION,
-        "adapter": BOOL_OPTION,
-        **LOGIT_SCALE_OPTION,
+        **ADAPTED_OPTIONS,
     }
 
     search_space = {
-        **Head.search_space,
-        **LOGIT_SCALE_SPACE,
+        **AdaptedHead.search_space,
         "layers": {"low": 1, "high": 4},
         "aux_weight": {"low": 0.0, "high": 1.0},
     }
 
+    @takes_scale_options()
     def __init__(
         self,
         embed_dim: int,
@@ -234,18 +224,15 @@ class CAMoEHead(Head):
         gate: str = "single",
         aux_weight: float = 0.0,
         layers: int = DEFAULT_LAYERS,
-        init: str = "random",
+        init: str = DEFAULT_INIT,
         heads: int | None = None,
         max_frames: int = DEFAULT_MAX_FRAMES,
         patches: bool = False,
         adapter: bool = True,
-        activation: str = "quick_gelu",
-        logit_scale: str = "learned",
-        logit_scale_init: float = LOGIT_SCALE_INIT,
-        **unknown: Any,
+        activation: str = DEFAULT_ACTIVATION,
+        **options: Any,
     ) -> None:
-        reject_unknown_options("camoe", unknown, option_names(type(self)))
-        super().__init__(embed_dim, logit_scale_init=logit_scale_init, logit_scale=logit_scale)
+        super().__init__(embed_dim, options, adapter)
         self.experts = _parse_experts(experts)
         self.streams = choose_one("camoe", "streams", streams, STREAMS)
         self.gate = choose_one("camoe", "gate", gate, GATES)
@@ -264,7 +251,6 @@ class CAMoEHead(Head):
         self.heads = resolve_heads("camoe", embed_dim, heads)
         self.max_frames = positive_int("camoe", "max_frames", max_frames)
         self.patches = bool(patches)
-        self.adapter = bool(adapter)
 
         needs = set()
         if self.streams == "pos":
@@ -284,7 +270,7 @@ class CAMoEHead(Head):
             "scene": lambda: SceneExpert(embed_dim),
         }
         self.video_experts = nn.ModuleDict({e: builders[e]() for e in self.experts})
-        self.text_adapters = nn.ModuleDict({e: unit_adapter(embed_dim, self.adapter) for e in self.experts})
+        self.text_adapters = nn.ModuleDict({e: self.new_adapter() for e in self.experts})
         learned = [e for e in self.experts if e in POS_MASKS] if self.streams == "learned" else []
         self.stream_queries = nn.ParameterDict({e: nn.Parameter(torch.zeros(embed_dim)) for e in learned})
         # Softmax over a single expert is the constant 1: no gate parameters to (not) train.
@@ -293,36 +279,22 @@ class CAMoEHead(Head):
         if self.gate == "single" and len(self.experts) > 1:
             self.gate_norm = nn.LayerNorm(embed_dim)
             self.gate_proj = nn.Linear(embed_dim, len(self.experts))
-            nn.init.normal_(self.gate_proj.weight, std=0.02)
-            nn.init.zeros_(self.gate_proj.bias)
+            init_small_normal(self.gate_proj)
 
     @property
     def temporal_experts(self) -> tuple[str, ...]:
         return tuple(e for e in self.experts if e in TEMPORAL_EXPERTS)
 
     @classmethod
-    def resolve_options(
-        cls, options: Mapping[str, Any], backbone: Mapping[str, Any], embed_dim: int
-    ) -> tuple[dict[str, Any], str | None]:
-        """Options with ``init`` decided from the cache's backbone info (see _layers.resolve_init);
-        without a temporal expert ``init`` does not apply and stays at its default."""
+    def has_transformer(cls, options: Mapping[str, Any]) -> bool:
+        """Whether a temporal expert is chosen: without one ``init`` stays at its default."""
         experts = _parse_experts(options.get("experts", EXPERTS))
-        if not any(e in TEMPORAL_EXPERTS for e in experts):
-            return dict(options), None
-        return resolve_init("camoe", options, backbone, embed_dim, default_layers=DEFAULT_LAYERS)
+        return any(e in TEMPORAL_EXPERTS for e in experts)
 
-    def init_from(self, weights: Mapping[str, torch.Tensor], backbone: Mapping[str, Any]) -> None:
-        """Start every temporal expert from CLIP's text tower (init="clip"), as CLIP4Clip's seqTransf."""
-        misfit = backbone_misfit(
-            backbone, width=self.embed_dim, layers=self.layers, heads=self.heads, max_frames=self.max_frames
-        )
-        if misfit is None and backbone.get("activation") != self.activation:
-            misfit = f"CLIP's text layers use {backbone.get('activation')}, the head {self.activation}"
-        if misfit is not None:
-            raise VtrbenchError(f"camoe init=clip: {misfit}")
+    def load_clip(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """CLIP's text positions and layers into every temporal expert, as CLIP4Clip's seqTransf."""
         for expert in self.temporal_experts:
             load_clip_text_layers(self.video_experts[expert].temporal, weights)
-        self.backbone_loaded = True
 
     # ------------------------------------------------------------ parts
 
@@ -362,8 +334,7 @@ class CAMoEHead(Head):
 
     def video_parts(self, batch: Batch) -> torch.Tensor:
         """Unit-norm per-expert video embeddings (B, K, D), experts sorted."""
-        if self.training and self.init == "clip" and not self.backbone_loaded:
-            raise VtrbenchError("camoe init=clip: training started before init_from() loaded CLIP's layers")
+        self.check_clip_loaded()
         frames, mask = video_inputs(batch, self.log_logit_scale.dtype)
         patches = batch.get("patches") if self.patches else None
         if patches is not None:
@@ -421,7 +392,7 @@ class CAMoEHead(Head):
             parts.append(f"aux={self.aux_weight:g}")
         if self.temporal_experts:
             parts += [f"layers={self.layers}", f"init={self.init}"]
-            if self.activation != "quick_gelu":
+            if self.activation != DEFAULT_ACTIVATION:
                 parts.append(self.activation)
         if self.patches:
             parts.append("patches")

@@ -15,30 +15,12 @@ computation of the valid frames, which CLIP4Clip would not give.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from vtrbench.heads._layers import (
-    BOOL_OPTION,
-    adapt_unit,
-    eot_feature,
-    mean_of_unit_frames,
-    option_names,
-    reject_unknown_options,
-    text_inputs,
-    unit_adapter,
-    video_inputs,
-)
-from vtrbench.heads.base import (
-    LOGIT_SCALE_INIT,
-    LOGIT_SCALE_OPTION,
-    LOGIT_SCALE_SPACE,
-    Batch,
-    Head,
-    register_head,
-)
+from vtrbench.heads._common import BasicEotHead
+from vtrbench.heads._layers import mean_of_unit_frames, video_inputs
+from vtrbench.heads.base import Batch, register_head
 
 
 def valid_first(frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,36 +31,16 @@ def valid_first(frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
 
 
 @register_head("seqlstm")
-class SeqLSTMHead(Head):
-    """Options: ``adapter`` (True: residual linear adapter on the text side); ``logit_scale``
-    ("learned" | "fixed" at ``logit_scale_init``, default 100)."""
+class SeqLSTMHead(BasicEotHead):
+    """Options (:data:`vtrbench.heads._common.ADAPTED_OPTIONS`): ``adapter`` (default True) switches
+    the residual linear adapter of the text side; the logit scale."""
 
-    search_space = {**Head.search_space, **LOGIT_SCALE_SPACE}  # the recipe and the logit scale
+    head_name = "seqlstm"
 
-    text_needs_tokens = False  # text = adapted EOT feature only
-
-    option_schema = {"adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}
-
-    def __init__(
-        self,
-        embed_dim: int,
-        *,
-        adapter: bool = True,
-        logit_scale: str = "learned",
-        logit_scale_init: float = LOGIT_SCALE_INIT,
-        **unknown: Any,
-    ) -> None:
-        reject_unknown_options("seqlstm", unknown, option_names(type(self)))
-        super().__init__(embed_dim, logit_scale_init=logit_scale_init, logit_scale=logit_scale)
-        self.adapter = bool(adapter)
+    def build(self) -> None:
         # PyTorch's default LSTM initialisation, as in CLIP4Clip (its init_weights skips LSTMs).
-        self.lstm = nn.LSTM(embed_dim, embed_dim, num_layers=1, batch_first=True)
-        self.text_adapter = unit_adapter(embed_dim, self.adapter)
-
-    def encode_text(self, batch: Batch) -> torch.Tensor:
-        """(B, D) unit-norm adapted EOT features."""
-        tokens, _, eot = text_inputs(batch, self.log_logit_scale.dtype)
-        return adapt_unit(self.text_adapter, eot_feature(tokens, eot))
+        self.lstm = nn.LSTM(self.embed_dim, self.embed_dim, num_layers=1, batch_first=True)
+        self.text_adapter = self.new_adapter()
 
     def encode_video(self, batch: Batch) -> torch.Tensor:
         """(B, D) unit-norm masked mean of unit (LSTM output + frame)."""
@@ -86,10 +48,3 @@ class SeqLSTMHead(Head):
         frames, mask = valid_first(frames, mask)
         out, _ = self.lstm(frames)
         return mean_of_unit_frames(out + frames, mask)
-
-    def describe(self) -> dict[str, Any]:
-        return {"adapter": self.adapter, **self.scale_options()}
-
-    def label(self) -> str:
-        extras = ([] if self.adapter else ["no-adapter"]) + self.scale_label()
-        return f"seqlstm[{','.join(extras)}]" if extras else "seqlstm"

@@ -38,22 +38,24 @@ from torch import nn
 
 from vtrbench.config import OptionRule
 from vtrbench.errors import VtrbenchError
+from vtrbench.heads._common import ClipStart, bracket_label
 from vtrbench.heads._layers import (
     ACTIVATIONS,
     BOOL_OPTION,
+    DEFAULT_ACTIVATION,
+    DEFAULT_INIT,
     INITS,
     LAYER_NORM_EPS,
     QuickGELU,
     Transformer,
-    backbone_misfit,
     choose_one,
     eot_feature,
+    init_small_normal,
     load_clip_into,
     option_names,
     positive_int,
     reject_unknown_options,
     resolve_heads,
-    resolve_init,
     temporal_schema,
     text_inputs,
     video_inputs,
@@ -67,12 +69,17 @@ MAX_FRAMES = 64  # the longest frame sequence vtrbench samples
 
 
 @register_head("tighttransf")
-class TightTransfHead(PairwiseHead):
+class TightTransfHead(ClipStart, PairwiseHead):
     """Options: ``text`` ("eot" as CLIP4Clip | "tokens"), ``layers`` (4), ``heads`` (8 or the largest
     divisor of D below 8; with init="clip" the backbone's), ``types`` (True: token-type embeddings),
     ``init`` ("random" here; "clip" copies CLIP's positions and text layers, see :meth:`init_from`),
     ``activation`` ("quick_gelu" as CLIP4Clip, or "gelu"; with init="clip" the backbone's)."""
 
+    head_name = "tighttransf"
+    default_layers = DEFAULT_LAYERS
+    # CLIP fills the position rows inside its context and the frame rows past it stay random, so no
+    # frame count makes CLIP's start impossible (tighttransf has no max_frames): check against 1
+    clip_frames = 1
     search_space = {**PairwiseHead.search_space, "layers": {"low": 1, "high": 4}}
 
     eval_block = (32, 32)
@@ -93,8 +100,8 @@ class TightTransfHead(PairwiseHead):
         layers: int = DEFAULT_LAYERS,
         heads: int | None = None,
         types: bool = True,
-        init: str = "random",
-        activation: str = "quick_gelu",
+        init: str = DEFAULT_INIT,
+        activation: str = DEFAULT_ACTIVATION,
         **unknown: Any,
     ) -> None:
         reject_unknown_options("tighttransf", unknown, option_names(type(self)))
@@ -116,38 +123,15 @@ class TightTransfHead(PairwiseHead):
         self.pool_dense = nn.Linear(d, d)
         self.pool_act = QuickGELU()
         self.score_head = nn.Linear(d, 1)
-        for linear in (self.pool_dense, self.score_head):
-            nn.init.normal_(linear.weight, std=0.02)
-            nn.init.zeros_(linear.bias)
+        init_small_normal(self.pool_dense, self.score_head)
 
     def clamp_logit_scale(self) -> None:
         pass  # fixed at 1
 
-    @classmethod
-    def resolve_options(
-        cls, options: Mapping[str, Any], backbone: Mapping[str, Any], embed_dim: int
-    ) -> tuple[dict[str, Any], str | None]:
-        """Options with ``init`` decided from the cache's backbone info (see _layers.resolve_init)."""
-        # max_frames=1: CLIP fills the position rows inside its context and the frame rows past it
-        # stay random, so no frame count makes CLIP's start impossible (tighttransf has no max_frames)
-        opts, note = resolve_init(
-            "tighttransf", {**options, "max_frames": 1}, backbone, embed_dim, default_layers=DEFAULT_LAYERS
-        )
-        opts.pop("max_frames")
-        return opts, note
-
-    def init_from(self, weights: Mapping[str, torch.Tensor], backbone: Mapping[str, Any]) -> None:
-        """Start the cross transformer and its position table from CLIP's text tower (init="clip"),
-        as CLIP4Clip's ``from_pretrained`` does for tightTransf."""
-        misfit = backbone_misfit(
-            backbone, width=self.embed_dim, layers=self.layers, heads=self.heads, max_frames=1
-        )
-        if misfit is None and backbone.get("activation") != self.activation:
-            misfit = f"CLIP's text layers use {backbone.get('activation')}, the head {self.activation}"
-        if misfit is not None:
-            raise VtrbenchError(f"tighttransf init=clip: {misfit}")
+    def load_clip(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """CLIP's text layers into the cross transformer and CLIP's text positions into the position
+        table, as CLIP4Clip's ``from_pretrained`` does for tightTransf."""
         load_clip_into(self.transformer, self.position, weights)
-        self.backbone_loaded = True
 
     def text_state(self, batch: Batch) -> Batch:
         """caption tokens (B, Lt, D) with their mask (B, Lt); Lt = 1 for ``text="eot"``."""
@@ -162,10 +146,7 @@ class TightTransfHead(PairwiseHead):
 
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
         """(Bq, Bv) scores: the cross transformer runs once per pair, in one (Bq·Bv) batch."""
-        if self.training and self.init == "clip" and not self.backbone_loaded:
-            raise VtrbenchError(
-                "tighttransf init=clip: training started before init_from() loaded CLIP's layers"
-            )
+        self.check_clip_loaded()
         tokens, frames = text["tokens"], video["frames"]
         bq, lt, d = tokens.shape
         bv, t, _ = frames.shape
@@ -202,10 +183,10 @@ class TightTransfHead(PairwiseHead):
         extras = [] if self.text == "eot" else [self.text]
         if self.layers != DEFAULT_LAYERS:
             extras.append(f"layers={self.layers}")
-        if self.init != "random":
+        if self.init != DEFAULT_INIT:
             extras.append(f"init={self.init}")
-        if self.activation != "quick_gelu":
+        if self.activation != DEFAULT_ACTIVATION:
             extras.append(self.activation)
         if not self.types:
             extras.append("no-types")
-        return f"tighttransf[{','.join(extras)}]" if extras else "tighttransf"
+        return bracket_label(self.head_name, extras)

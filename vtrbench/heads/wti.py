@@ -39,39 +39,27 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vtrbench.config import OptionRule
 from vtrbench.errors import VtrbenchError
+from vtrbench.heads._common import AdaptedPairwiseHead, ClipStart, bracket_label, takes_scale_options
 from vtrbench.heads._layers import (
-    ACTIVATIONS,
     BOOL_OPTION,
+    DEFAULT_ACTIVATION,
+    DEFAULT_INIT,
     DEFAULT_MAX_FRAMES,
-    INITS,
     TemporalEncoder,
-    backbone_misfit,
+    adapt_unit,
     choose_one,
+    init_small_normal,
     load_clip_text_layers,
-    option_names,
-    positive_int,
-    reject_unknown_options,
-    resolve_heads,
-    resolve_init,
     temporal_schema,
     text_inputs,
-    unit_adapter,
     video_inputs,
     zero_padding,
 )
-from vtrbench.heads.base import (
-    LOGIT_SCALE_INIT,
-    LOGIT_SCALE_OPTION,
-    LOGIT_SCALE_SPACE,
-    Batch,
-    PairwiseHead,
-    register_head,
-)
+from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, register_head
 
 DEFAULT_MLP_LAYERS = 2
 #: DRL's --agg_module values vtrbench offers (DRL's seqLSTM and meanP aggregators are not offered).
@@ -92,21 +80,13 @@ def weight_mlp(dim: int, layers: int) -> nn.Sequential:
         parts += [nn.Linear(dim, dim), nn.ReLU()]
     parts.append(nn.Linear(dim, 1))
     mlp = nn.Sequential(*parts)
-    for m in mlp:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
+    init_small_normal(*(m for m in mlp if isinstance(m, nn.Linear)))
     return mlp
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dim restricted to ``mask``; exactly 0 on masked entries."""
     return logits.masked_fill(~mask, torch.finfo(logits.dtype).min).softmax(-1) * mask
-
-
-def unit_adapted(adapter: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(..., D) → unit(adapter(unit(x))), per row."""
-    return F.normalize(adapter(F.normalize(x, dim=-1)), dim=-1)
 
 
 def _crop(state: Batch) -> Batch:
@@ -123,15 +103,17 @@ def _crop(state: Batch) -> Batch:
 
 
 @register_head("wti")
-class WTIHead(PairwiseHead):
+class WTIHead(ClipStart, AdaptedPairwiseHead):
     """Options: ``mlp_layers`` (2; 1-3 as DRL's wti_arch), ``adapter`` (True: residual linear
     adapters on the unit tokens and frames), ``padding`` ("masked": maxima over valid entries;
     "drl": DRL's, a padded position enters a max as 0), ``agg`` ("none" | "seqtransf": DRL's
     agg_module) and, with agg="seqtransf", ``layers`` (4), ``init`` ("random" here; "clip" as
-    seqtransf), ``heads``, ``max_frames`` (64), ``activation``; ``logit_scale`` ("learned" | "fixed"
-    at 100)."""
+    seqtransf), ``heads``, ``max_frames`` (64), ``activation``; the logit scale (see
+    :data:`vtrbench.heads._common.ADAPTED_OPTIONS`)."""
 
-    search_space = {**PairwiseHead.search_space, **LOGIT_SCALE_SPACE, "mlp_layers": {"low": 1, "high": 3}}
+    head_name = "wti"
+    default_layers = DEFAULT_AGG_LAYERS
+    search_space = {**AdaptedPairwiseHead.search_space, "mlp_layers": {"low": 1, "high": 3}}
 
     eval_block = (128, 128)
     option_schema = {
@@ -143,6 +125,7 @@ class WTIHead(PairwiseHead):
         **LOGIT_SCALE_OPTION,
     }
 
+    @takes_scale_options(before="padding")
     def __init__(
         self,
         embed_dim: int,
@@ -155,17 +138,13 @@ class WTIHead(PairwiseHead):
         heads: int | None = None,
         max_frames: int | None = None,
         activation: str | None = None,
-        logit_scale: str = "learned",
-        logit_scale_init: float = LOGIT_SCALE_INIT,
         padding: str = "masked",
-        **unknown: Any,
+        **options: Any,
     ) -> None:
-        reject_unknown_options("wti", unknown, option_names(type(self)))
-        super().__init__(embed_dim, logit_scale_init=logit_scale_init, logit_scale=logit_scale)
+        super().__init__(embed_dim, options, adapter)
         if mlp_layers not in (1, 2, 3) or isinstance(mlp_layers, bool):
             raise VtrbenchError(f"wti option mlp_layers must be 1, 2 or 3 (DRL wti_arch), got {mlp_layers!r}")
         self.mlp_layers = int(mlp_layers)
-        self.adapter = bool(adapter)
         self.agg = choose_one("wti", "agg", agg, AGGREGATORS)
         given = dict(zip(AGG_OPTIONS, (layers, init, heads, max_frames, activation), strict=True))
         if self.agg == "none" and any(v is not None for v in given.values()):
@@ -174,62 +153,51 @@ class WTIHead(PairwiseHead):
         self.temporal: TemporalEncoder | None = None
         self.backbone_loaded = False
         if self.agg == "seqtransf":
-            self.layers = positive_int("wti", "layers", DEFAULT_AGG_LAYERS if layers is None else layers)
-            self.init = choose_one("wti", "init", "random" if init is None else init, INITS)
-            self.heads = resolve_heads("wti", embed_dim, heads)
-            frames = DEFAULT_MAX_FRAMES if max_frames is None else max_frames
-            self.max_frames = positive_int("wti", "max_frames", frames)
-            act = "quick_gelu" if activation is None else activation
-            self.activation = choose_one("wti", "activation", act, ACTIVATIONS)
-            self.temporal = TemporalEncoder(
-                embed_dim, self.layers, self.heads, self.max_frames, self.activation
+            self.set_temporal_options(
+                DEFAULT_AGG_LAYERS if layers is None else layers,
+                DEFAULT_INIT if init is None else init,
+                heads,
+                DEFAULT_MAX_FRAMES if max_frames is None else max_frames,
+                DEFAULT_ACTIVATION if activation is None else activation,
             )
+            self.temporal = self.new_temporal_encoder()
         self.padding = choose_one("wti", "padding", padding, PADDINGS)
         self.text_weight = weight_mlp(embed_dim, self.mlp_layers)
         self.video_weight = weight_mlp(embed_dim, self.mlp_layers)
-        self.text_adapter = unit_adapter(embed_dim, self.adapter)
-        self.video_adapter = unit_adapter(embed_dim, self.adapter)
+        self.text_adapter = self.new_adapter()
+        self.video_adapter = self.new_adapter()
 
     @classmethod
-    def resolve_options(
-        cls, options: Mapping[str, Any], backbone: Mapping[str, Any], embed_dim: int
-    ) -> tuple[dict[str, Any], str | None]:
-        """With ``agg=seqtransf``: options with ``init`` decided from the cache's backbone info (see
-        _layers.resolve_init); without it there is no transformer to start and nothing to decide."""
-        if options.get("agg", "none") != "seqtransf":
-            return dict(options), None
-        return resolve_init("wti", options, backbone, embed_dim, default_layers=DEFAULT_AGG_LAYERS)
+    def has_transformer(cls, options: Mapping[str, Any]) -> bool:
+        """Whether ``agg=seqtransf``: without it there is no transformer to start, nothing to decide."""
+        return options.get("agg", "none") == "seqtransf"
 
     def init_from(self, weights: Mapping[str, torch.Tensor], backbone: Mapping[str, Any]) -> None:
         """Start the agg=seqtransf transformer from CLIP's text tower (init="clip"), as DRL does."""
         if self.temporal is None:
             raise VtrbenchError("wti init=clip applies to agg=seqtransf only")
-        misfit = backbone_misfit(
-            backbone, width=self.embed_dim, layers=self.layers, heads=self.heads, max_frames=self.max_frames
-        )
-        if misfit is None and backbone.get("activation") != self.activation:
-            misfit = f"CLIP's text layers use {backbone.get('activation')}, the head {self.activation}"
-        if misfit is not None:
-            raise VtrbenchError(f"wti init=clip: {misfit}")
-        load_clip_text_layers(self.temporal, weights)
-        self.backbone_loaded = True
+        super().init_from(weights, backbone)
+
+    def load_clip(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """CLIP's text positions and layers into the agg=seqtransf transformer."""
+        if self.temporal is not None:  # always, after init_from's check
+            load_clip_text_layers(self.temporal, weights)
 
     def text_state(self, batch: Batch) -> Batch:
         """unit tokens (B, L, D), token weights (B, L) (0 on padding), mask (B, L)."""
         tokens, mask, _ = text_inputs(batch, self.log_logit_scale.dtype)
         weights = masked_softmax(self.text_weight(tokens).squeeze(-1), mask)
-        return {"unit": unit_adapted(self.text_adapter, tokens), "weight": weights, "mask": mask}
+        return {"unit": adapt_unit(self.text_adapter, tokens), "weight": weights, "mask": mask}
 
     def video_state(self, batch: Batch) -> Batch:
         """unit frames (B, T, D), frame weights (B, T) (0 on padding), mask (B, T); with
         agg=seqtransf the frames are the temporal transformer's outputs (padding zeroed again)."""
         frames, mask = video_inputs(batch, self.log_logit_scale.dtype)
         if self.temporal is not None:
-            if self.training and self.init == "clip" and not self.backbone_loaded:
-                raise VtrbenchError("wti init=clip: training started before init_from() loaded CLIP's layers")
+            self.check_clip_loaded()
             frames = zero_padding(self.temporal(frames, mask), mask)
         weights = masked_softmax(self.video_weight(frames).squeeze(-1), mask)
-        return {"unit": unit_adapted(self.video_adapter, frames), "weight": weights, "mask": mask}
+        return {"unit": adapt_unit(self.video_adapter, frames), "weight": weights, "mask": mask}
 
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
         """(Bq, Bv) weighted token-wise interaction."""
@@ -290,11 +258,10 @@ class WTIHead(PairwiseHead):
         extras = [] if self.mlp_layers == DEFAULT_MLP_LAYERS else [f"mlp={self.mlp_layers}"]
         if self.temporal is not None:
             extras += [f"agg={self.agg}", f"layers={self.layers}", f"init={self.init}"]
-            if self.activation != "quick_gelu":
+            if self.activation != DEFAULT_ACTIVATION:
                 extras.append(self.activation)
         if not self.adapter:
             extras.append("no-adapter")
         if self.padding != "masked":
             extras.append(f"padding={self.padding}")
-        extras += self.scale_label()
-        return f"wti[{','.join(extras)}]" if extras else "wti"
+        return bracket_label(self.head_name, extras + self.scale_label())

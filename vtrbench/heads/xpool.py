@@ -42,25 +42,9 @@ from torch import nn
 
 from vtrbench.config import OptionRule
 from vtrbench.errors import VtrbenchError
-from vtrbench.heads._layers import (
-    BOOL_OPTION,
-    adapt_unit,
-    eot_feature,
-    option_names,
-    positive_int,
-    reject_unknown_options,
-    text_inputs,
-    unit_adapter,
-    video_inputs,
-)
-from vtrbench.heads.base import (
-    LOGIT_SCALE_INIT,
-    LOGIT_SCALE_OPTION,
-    LOGIT_SCALE_SPACE,
-    Batch,
-    PairwiseHead,
-    register_head,
-)
+from vtrbench.heads._common import ADAPTED_OPTIONS, AdaptedPairwiseHead, bracket_label, takes_scale_options
+from vtrbench.heads._layers import adapt_unit, eot_input, positive_int, video_inputs
+from vtrbench.heads.base import Batch, register_head
 
 DEFAULT_HEADS = 1  # X-Pool's --num_mha_heads default
 
@@ -75,32 +59,30 @@ _MASK_BIAS = -1.0e30
 
 
 @register_head("xpool")
-class XPoolHead(PairwiseHead):
-    """Options: ``heads`` (1, must divide D), ``adapter`` (True: residual linear text adapter),
-    ``logit_scale`` ("learned" | "fixed" at ``logit_scale_init``, default 100)."""
+class XPoolHead(AdaptedPairwiseHead):
+    """Options: ``heads`` (1, must divide D) and :data:`vtrbench.heads._common.ADAPTED_OPTIONS`
+    (``adapter``: the residual linear text adapter)."""
 
-    search_space = {**PairwiseHead.search_space, **LOGIT_SCALE_SPACE, "heads": {"choices": [1, 2, 4, 8]}}
+    head_name = "xpool"
+    search_space = {**AdaptedPairwiseHead.search_space, "heads": {"choices": [1, 2, 4, 8]}}
 
     text_needs_tokens = False  # the caption is its EOT feature
     eval_block = (256, 256)
-    option_schema = {"heads": OptionRule("int", low=1), "adapter": BOOL_OPTION, **LOGIT_SCALE_OPTION}
+    option_schema = {"heads": OptionRule("int", low=1), **ADAPTED_OPTIONS}
 
+    @takes_scale_options()
     def __init__(
         self,
         embed_dim: int,
         *,
         heads: int = DEFAULT_HEADS,
         adapter: bool = True,
-        logit_scale: str = "learned",
-        logit_scale_init: float = LOGIT_SCALE_INIT,
-        **unknown: Any,
+        **options: Any,
     ) -> None:
-        reject_unknown_options("xpool", unknown, option_names(type(self)))
-        super().__init__(embed_dim, logit_scale_init=logit_scale_init, logit_scale=logit_scale)
+        super().__init__(embed_dim, options, adapter)
         self.heads = positive_int("xpool", "heads", heads)
         if embed_dim % self.heads:
             raise VtrbenchError(f"xpool option heads={heads} does not divide the embedding width {embed_dim}")
-        self.adapter = bool(adapter)
         d = embed_dim
         self.layer_norm1 = nn.LayerNorm(d)
         self.layer_norm2 = nn.LayerNorm(d)
@@ -110,12 +92,11 @@ class XPoolHead(PairwiseHead):
         for linear in (self.q_proj, self.k_proj, self.v_proj, self.out_proj, self.linear_proj):
             nn.init.eye_(linear.weight)
             nn.init.zeros_(linear.bias)
-        self.text_adapter = unit_adapter(d, self.adapter)
+        self.text_adapter = self.new_adapter()
 
     def text_state(self, batch: Batch) -> Batch:
         """query (B, H, d_h) and the unit caption used in the cosine (B, D)."""
-        tokens, _, eot = text_inputs(batch, self.log_logit_scale.dtype)
-        t = eot_feature(tokens, eot)
+        t = eot_input(batch, self.log_logit_scale.dtype)
         q = self.q_proj(self.layer_norm1(t)).unflatten(-1, (self.heads, -1))
         return {"query": q, "unit": adapt_unit(self.text_adapter, t)}
 
@@ -232,7 +213,4 @@ class XPoolHead(PairwiseHead):
 
     def label(self) -> str:
         extras = [] if self.heads == DEFAULT_HEADS else [f"heads={self.heads}"]
-        if not self.adapter:
-            extras.append("no-adapter")
-        extras += self.scale_label()
-        return f"xpool[{','.join(extras)}]" if extras else "xpool"
+        return bracket_label(self.head_name, extras + self.option_extras())

@@ -11,11 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from vtrbench.heads._layers import (
-    eot_feature,
+    eot_input,
     mean_of_unit_frames,
     option_names,
     reject_unknown_options,
-    text_inputs,
     video_inputs,
 )
 from vtrbench.heads.base import Batch, Head, register_head
@@ -37,8 +36,7 @@ class ZeroShotHead(Head):
 
     def encode_text(self, batch: Batch) -> torch.Tensor:
         """(B, D) unit-norm EOT features."""
-        tokens, _, eot = text_inputs(batch, self.log_logit_scale.dtype)
-        return F.normalize(eot_feature(tokens, eot), dim=-1)
+        return F.normalize(eot_input(batch, self.log_logit_scale.dtype), dim=-1)
 
     def encode_video(self, batch: Batch) -> torch.Tensor:
         """(B, D) unit-norm mean of unit-norm valid frames."""
