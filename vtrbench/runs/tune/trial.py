@@ -24,7 +24,7 @@ from vtrbench.factory import create_head
 # the module, not its functions: tests replace vtrbench.runs.train.fit to prove no training starts
 from vtrbench.runs import train as train_mod
 from vtrbench.runs.checks import resolve_head_options
-from vtrbench.runs.data import holdout, keep_videos
+from vtrbench.runs.data import holdout, keep_videos, load_split
 from vtrbench.runs.spec import RunSpec, resolved_precision
 from vtrbench.runs.tune.plan import TPE_STARTUP, Cell, Plan
 from vtrbench.runs.tune.space import Param, split_params
@@ -50,9 +50,9 @@ def _load(plan_: Plan, cache: Any, data: dict[bool, tuple[Any, Any]], patches: b
     """(train minus validation, validation): only train (and --val-split) rows are ever read."""
     if patches not in data:
         spec = plan_.spec
-        train = train_mod.load_split(cache, plan_.train_split, patches=patches)
+        train = load_split(cache, plan_.train_split, patches=patches)
         if spec.val_split is not None:
-            val = train_mod.load_split(cache, spec.val_split, patches=patches)
+            val = load_split(cache, spec.val_split, patches=patches)
             train = _without_videos(cache, train, val)
         else:
             train, val = holdout(train, float(spec.val_fraction or 0))
