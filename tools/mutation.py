@@ -44,21 +44,28 @@ class Target:
 
 
 TARGETS = {
-    "metrics": Target(("vtrbench/metrics.py",), ("tests/test_metrics.py", "tests/test_metric_edges.py")),
+    "metrics": Target(
+        ("vtrbench/metrics.py", "vtrbench/tiecounts.py"),
+        ("tests/core/test_metrics.py", "tests/core/test_metric_edges.py"),
+    ),
     "losses": Target(
         ("vtrbench/losses/base.py", "vtrbench/losses/infonce.py", "vtrbench/losses/dsl.py"),
-        ("tests/test_losses.py", "tests/test_metric_edges.py"),
+        ("tests/families/test_losses.py", "tests/core/test_metric_edges.py"),
     ),
     "evaluate": Target(
-        ("vtrbench/evaluate.py",), ("tests/test_evaluate.py", "tests/test_evaluate_params.py")
+        # the evaluation is a package now: the ranking core and the post-processings are mutated
+        ("vtrbench/eval/ranking.py", "vtrbench/eval/postprocess.py"),
+        ("tests/eval/test_evaluate.py", "tests/eval/test_evaluate_params.py"),
     ),
     "train": Target(
-        ("vtrbench/train.py",), ("tests/test_train_loop.py", "-k", "not val_fraction"), ("fit", "lr_lambda")
+        ("vtrbench/runs/train.py",),
+        ("tests/runs/test_train_loop.py", "-k", "not val_fraction"),
+        ("fit", "lr_lambda"),
     ),
     "cache": Target(
         # the cache is a package now: assembly and the part files are the mutated modules
         ("vtrbench/cache/assembly.py", "vtrbench/cache/parts.py"),
-        ("tests/test_refusals.py", "-k", "assemble or manifest"),
+        ("tests/families/test_refusals.py", "-k", "assemble or manifest"),
         ("assemble", "_copy_parts", "missing_parts", "part_is_valid", "Manifest.chunks"),
     ),
 }

@@ -4,7 +4,7 @@ Everything a user's own PyTorch code needs to put a method next to the baselines
 vtrbench's protocol (metrics, ties, v2t conventions, post-processings) and a result file
 that ``vtrbench report`` accepts. The command line is a thin layer over the same functions.
 Stable in the semantic-versioning sense: the names in ``__all__`` do not disappear within a
-major version (tests/test_api.py fails when one does).
+major version (tests/top/test_api.py fails when one does).
 
 Example::
 

@@ -6,7 +6,7 @@ in the cache's attributes), tokenised, truncated and POS-tagged by the same code
 its token features are rounded to float16 as the cache stores them. The head (``zeroshot``
 without a checkpoint) then scores it against the gallery exactly as evaluation scores a cached
 caption: a test caption typed as free text gets the scores and rank that its result file holds,
-up to float16 rounding of features computed in another batch (tests/test_search.py).
+up to float16 rounding of features computed in another batch (tests/report/test_search.py).
 
 Before any query is scored the rebuilt text tower is checked against the cache: a stored caption
 is tokenised and encoded again and must give the stored token ids and features; a different

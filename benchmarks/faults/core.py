@@ -46,7 +46,7 @@ class Case:
     area: str
     name: str
     run: Callable[[Path, Context], Outcome]
-    quick: bool = True  # part of the fast set that tests/test_faults.py runs in CI
+    quick: bool = True  # part of the fast set that tests/top/test_faults.py runs in CI
 
 
 @dataclass

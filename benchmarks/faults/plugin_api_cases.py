@@ -1,7 +1,7 @@
 """Faults of plugins, registered names and the Python API (issue 19): every class, as classes.
 
 * every public function of ``vtrbench.api`` x hostile argument kinds (:data:`API_CASES`, also run
-  by tests/test_api_hostile.py): one VtrbenchError naming the function and the argument;
+  by tests/top/test_api_hostile.py): one VtrbenchError naming the function and the argument;
 * every name check: a plugin registering a head, loss or dataset under a path-like, empty, dotted,
   uppercase or over-long name, and a dataset plugin whose index name would leave ``--results``;
 * every plugin failure mode: heads without gradient, with the axes swapped or a wrong shape only on
@@ -38,7 +38,7 @@ EXAMPLE = REPO / "examples" / "attnpool" / "vtrbench_attnpool.py"
 FAST = ("--epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet")
 
 
-# ------------------------------------------------- the API table (shared with tests/test_api_hostile.py)
+# ------------------------------------------------- the API table (shared with tests/top/test_api_hostile.py)
 
 
 class _Api:

@@ -1,4 +1,4 @@
-"""Headless Chromium for the page's checks and screenshots (tests/test_browse.py, tools/).
+"""Headless Chromium for the page's checks and screenshots (tests/report/test_browse.py, tools/).
 
 Plain ``chromium --headless`` driven as a subprocess, no Python driver: ``--dump-dom`` returns
 the DOM after the page's script ran (``--virtual-time-budget`` lets its promises finish), and the

@@ -6,7 +6,7 @@ The Content-Security-Policy meta tag allows inline script and style and ``data:`
 the page cannot fetch anything (a stray URL is blocked and reported, not loaded). Opening the page
 with ``#selftest`` in its URL runs in-page checks (sorting, drill-down, thumbnails decoded, no
 errors or blocked requests) and writes them as JSON into ``<pre id="selftest">``; the browser test
-reads it with ``chromium --headless --dump-dom`` (tests/test_browse.py).
+reads it with ``chromium --headless --dump-dom`` (tests/report/test_browse.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ temporary file (``tmp_dir`` or the system temp folder; its free space is checked
 the file is removed at the end, also on error or interrupt), in row bands cut into square tiles, so
 memory stays O(tile x gallery) with tile = max(chunk_size, 128); where the disk has no room either,
 the scores are recomputed for each pass (up to 4 passes). The result's ``score_matrix`` says which;
-the counts are identical in all three (tests/test_evaluate_once.py).
+the counts are identical in all three (tests/eval/test_evaluate_once.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ exact and order-free), and each post-processing returns, next to its scores, the
 tied when they differ by at most the sum of their bounds (:func:`vtrbench.metrics.gt_counts`), and
 QB-Norm's hub test (a bank query's top-k) and a query's top-1 test use the band of two raw scores,
 ``2 delta``. Counts are then identical for every block and chunk size
-(tests/test_evaluate_ties.py); the result records the rule in ``protocol.ties`` and the numbers in
+(tests/eval/test_evaluate_ties.py); the result records the rule in ``protocol.ties`` and the numbers in
 ``protocol.tie_tolerance``.
 
 ``TIE_RTOL`` and ``ScoreMatrix`` are looked up in this module when an evaluation runs (tests switch

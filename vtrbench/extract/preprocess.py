@@ -17,7 +17,7 @@ uses the same kernel as PIL (a = -0.5, support widened when shrinking) but keeps
 floats; a single float pass differs from PIL by up to ~12 grey levels on real
 frames because PIL rounds in between. Doing the two passes separately, each
 rounded and clamped to [0, 255], matches PIL to within 2 grey levels on a handful
-of pixels (tests/test_preprocess.py measures and asserts this).
+of pixels (tests/extract/test_preprocess.py measures and asserts this).
 
 The order of the two passes is Pillow's choice, and recent Pillow (measured: 13.0)
 runs the vertical pass first for some geometries and the horizontal one for others,

@@ -27,8 +27,8 @@ or a LayerNorm, so per pair only a few scalars are needed::
 so a pair needs the K x K Gram forms of each video (computed once in ``video_state``), its
 attention logits (one (Bq, D) x (D, Bv·T) matrix product) and the caption against E
 (one more of (Bq, D) x (D, Bv·K)). It is the same function, not an approximation (parity
-with the authors' module in tests/test_heads_parity.py, and with the direct formula,
-gradients included, in tests/test_pairwise.py); training uses it too.
+with the authors' module in tests/families/test_heads_parity.py, and with the direct formula,
+gradients included, in tests/eval/test_pairwise.py); training uses it too.
 """
 
 from __future__ import annotations

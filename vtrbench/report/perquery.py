@@ -17,7 +17,7 @@ from which a tied query's recall cannot be recovered (rank 2 is one item above, 
 Δ and † are "n/a" (:class:`MissingCounts`), and re-running the evaluation writes schema 2.
 
 The formulas are re-implemented here in numpy because ``report`` must not import torch (metrics.py
-does); tests/test_report_stats.py checks them against ``vtrbench.metrics`` on tie-heavy scores.
+does); tests/report/test_report_stats.py checks them against ``vtrbench.metrics`` on tie-heavy scores.
 """
 
 from __future__ import annotations

@@ -1,0 +1,219 @@
+"""Smoke runs of the benchmark scripts at tiny sizes: they run, print their tables with the
+ratio columns, and the raw numbers they save are consistent with what they print."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"vtrbench_benchmark_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # so that worker processes can unpickle its functions
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_common_table_and_memory() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(BENCH))
+    text = _common.print_table("T", ["a", "ratio"], [["x", 0.12345], ["y", None]])
+    lines = text.strip().splitlines()
+    assert lines[0] == "T"
+    assert lines[2].split("|")[1:3] == [" a ", " ratio "]
+    assert "0.123" in lines[4] and lines[5].split("|")[2].strip() == "-"
+    assert _common.target_verdict(0.95, 0.9) == "pass"
+    assert _common.target_verdict(0.45, 0.9) == "MISS by 50%"
+    assert _common.target_verdict(0.2, 0.1, at_most=True) == "MISS by 100%"
+
+
+def _common_module() -> ModuleType:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(BENCH))
+    return _common
+
+
+def test_peak_memory_sees_a_64_mib_block() -> None:
+    _common = _common_module()
+    if not _common.reset_peak_rss():  # an explicit skip, never a silent pass
+        pytest.skip("this kernel does not allow rewinding VmHWM (/proc/self/clear_refs)")
+    with _common.PeakMemory() as mem:
+        block = bytearray(64 * _common.MiB)
+        block[::4096] = b"x" * len(block[::4096])  # touch every page
+    del block
+    assert mem.rss_above_start is not None
+    assert 60 * _common.MiB <= mem.rss_above_start
+
+
+def test_peak_memory_says_none_when_the_peak_cannot_be_rewound(monkeypatch: pytest.MonkeyPatch) -> None:
+    _common = _common_module()
+    monkeypatch.setattr(_common, "reset_peak_rss", lambda: False)
+    with _common.PeakMemory() as mem:
+        pass
+    assert mem.rss_above_start is None and mem.peak_rss > 0
+
+
+def test_extract_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("av")
+    pytest.importorskip("open_clip")
+    extract = load("extract")
+    out = tmp_path / "extract.json"
+    payload = extract.main(
+        [
+            "--models", "vtrbench-tiny",
+            "--videos", "2",
+            "--width", "64",
+            "--height", "48",
+            "--fps", "10",
+            "--seconds", "3",
+            "--repeat", "2",
+            "--workers", "1",
+            "--device", "cpu",
+            "--video-dir", str(tmp_path / "videos"),
+            "--reference-videos", str(tmp_path / "none"),
+            "--json", str(out),
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    for column in ("frames/s", "pipeline / bound", "pipeline / slower stage", "pipeline / naive"):
+        assert column in printed
+    assert "naive (CLIP4Clip-style)" in printed and "Targets (issue #5)" in printed
+    saved = json.loads(out.read_text())
+    r = saved["results"][0]
+    # 3 s at 10 fps, one frame per second: 3 frames per video, the same count on every path;
+    # the pipeline sees each of the 2 files twice (--repeat 2), the naive path once.
+    assert r["frames"] == 2 * 2 * 3 and r["naive_frames"] == saved["decode_only"]["frames"] == 2 * 3
+    assert r["ratio"]["pipeline/bound"] == pytest.approx(r["fps"]["pipeline"] / r["fps"]["bound"])
+    assert r["fps"]["bound"] == pytest.approx(r["frames"] / (r["stage1_s"] + r["stage2_s"]))
+    # Same frames, same model: the naive path and the pipeline agree up to PIL rounding.
+    assert r["naive_agreement_cos"] > 0.99
+    assert payload["results"][0]["model"] == "vtrbench-tiny"
+
+
+def test_train_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = load("train")
+    out = tmp_path / "train.json"
+    train.main(
+        [
+            "--heads", "meanp,seqtransf,camoe",
+            "--videos", "16",
+            "--captions-per-video", "4",
+            "--dim", "32",
+            "--batch", "16",
+            "--steps", "2",
+            "--min-seconds", "0",
+            "--repeats", "1",
+            "--device", "cpu",
+            "--json", str(out),
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    for column in ("s/epoch", "pairs/s", "input overhead", "time in take", "/ split size"):
+        assert column in printed
+    assert "(extrapolated x4)" in printed
+    saved = json.loads(out.read_text())
+    assert [r["head"] for r in saved["results"]] == ["meanp", "seqtransf", "camoe"]
+    split_bytes = 16 * 12 * 32 * 2 + 16 * 12 + 64 * 32 * 32 * 2 + 3 * 64 * 32 + 64 * 8
+    assert saved["setup"]["split_bytes"] == split_bytes
+    for r in saved["results"]:
+        assert r["steps"] == 2 and r["full_epoch_steps"] == 4
+        assert r["epoch_s"] == pytest.approx(r["s_per_step"] * 4)
+        assert r["footprint_ratio"] == pytest.approx(r["footprint"] / split_bytes)
+
+
+def test_eval_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("eval")
+    out = tmp_path / "eval.json"
+    bench.main(["--sizes", "100,300", "--chunk", "32", "--bank", "50", "--device", "cpu", "--json", str(out)])
+    printed = capsys.readouterr().out
+    for column in ("peak / dense", "peak / (chunk x gallery x 8 B)", "dense fp32 matrix (MiB)"):
+        assert column in printed
+    saved = json.loads(out.read_text())
+    assert [(r["n_queries"], r["post"]) for r in saved["results"]] == [
+        (n, p) for n in (100, 300) for p in ("raw", "dsl", "qbnorm")
+    ]
+    for r in saved["results"]:
+        assert r["dense_fp32_bytes"] == r["n_queries"] * r["n_gallery"] * 4
+        assert 0.0 <= r["t2v_R@1"] <= 100.0
+
+
+def test_train_benchmark_runs_cheap_heads_longer(capsys: pytest.CaptureFixture[str]) -> None:
+    train = load("train")
+    argv = ["--heads", "meanp", "--videos", "16", "--captions-per-video", "4", "--dim", "32", "--batch", "16"]
+    payload = train.main([*argv, "--steps", "1", "--min-seconds", "1e6", "--repeats", "1", "--device", "cpu"])
+    (r,) = payload["results"]
+    # A minimum time no epoch can fill: the whole epoch (64 // 16 steps) is run and said to be measured.
+    assert r["steps"] == r["full_epoch_steps"] == 4 and not r["extrapolated"]
+    assert "(measured)" in capsys.readouterr().out
+
+
+def test_scale_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("scale")
+    out = tmp_path / "scale.json"
+    argv = ["--sizes", "200,400", "--dim", "16", "--frames", "4", "--words", "6", "--steps", "1"]
+    argv += ["--batch", "8", "--chunk", "400", "--in-process", "--workdir", str(tmp_path / "w")]
+    bench.main([*argv, "--json", str(out)])
+    printed = capsys.readouterr().out
+    columns = ("cache on disk (GiB)", "train s / 1k captions", "peak RSS / split (load + fit)")
+    for column in (*columns, "eval s (raw)"):
+        assert column in printed
+    saved = json.loads(out.read_text())
+    assert [(r["n_captions"], r["head"]) for r in saved["results"]] == [
+        (n, h) for n in (200, 400) for h in ("meanp", "xpool")
+    ]
+    for r in saved["results"]:
+        assert r["n_videos"] == r["n_captions"] // 20 and r["eval_gallery"] == max(1, r["n_videos"] // 10)
+        assert r["eval_queries"] == 20 * r["eval_gallery"] and r["cache_bytes"] > r["split_bytes"] > 0
+    assert not list((tmp_path / "w").glob("*.h5"))  # caches deleted after measuring
+
+
+def test_eval_floor_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("eval")
+    out = tmp_path / "floor.json"
+    argv = ["--floor", "--pairwise", "xpool,wti", "--pass-sizes", "16,32", "--dim", "16", "--frames", "4"]
+    bench.main([*argv, "--words", "5", "--block", "8", "8", "--extrapolate", "64", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert "pass / floor" in printed and "previous / now" in printed
+    saved = json.loads(out.read_text())["results"]
+    rows = [r for r in saved if "fit" not in r]
+    assert [(r["head"], r["n"]) for r in rows] == [(h, n) for h in ("xpool", "wti") for n in (16, 32)]
+    for r in rows:
+        assert r["macs_per_pair"] == (5 * 4 * 16 if r["head"] == "wti" else 2 * 4 * 16)
+        assert r["floor_s"] == pytest.approx(r["n"] ** 2 * r["macs_per_pair"] / (r["matmul_gmacs"] * 1e9))
+        assert r["pass_over_floor"] == pytest.approx(r["pass_s"] / r["floor_s"])
+        assert (r["legacy_pass_s"] is not None) == (r["n"] == 16)
+    fits = [r["fit"] for r in saved if "fit" in r]
+    for f in fits:
+        mine = [r for r in rows if r["head"] == f["head"]]
+        assert f["extrapolated_s"] == pytest.approx(f["c"] * 64**2)
+        assert min(r["pass_s"] for r in mine) <= f["c"] * 32**2 * 4  # the fit is of these passes
+
+
+def test_threads_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("threads")
+    out = tmp_path / "threads.json"
+    argv = ["--rounds", "1", "--steps", "1", "--batch", "8", "--videos", "4", "--eval-n", "8", "--dim", "16"]
+    bench.main([*argv, "--tasks", "train meanp,eval xpool", "--json", str(out)])
+    assert "÷ 1 thread(s)" in capsys.readouterr().out
+    saved = json.loads(out.read_text())["results"]
+    assert [(r["task"], r["threads"]) for r in saved] == [
+        (t, n) for t in ("train meanp", "eval xpool") for n in (1, 2)
+    ]
+    for r in saved:
+        one = next(x for x in saved if x["task"] == r["task"] and x["threads"] == 1)
+        assert r["vs_one_thread"] == pytest.approx(r["median_s"] / one["median_s"])
