@@ -30,6 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from vtrbench.errors import VtrbenchError
+from vtrbench.heads.contract import (  # re-exported: plugin authors dry-run their heads with these
+    DRY_SIZES,
+    check_describe,
+    check_head,
+    check_logit_shape,
+    dry_batches,
+    head_who,
+)
+from vtrbench.losses.contract import check_loss  # re-exported, as check_head
 from vtrbench.registry import (
     LOADED as _LOADED,
 )
@@ -50,7 +59,15 @@ from vtrbench.registry import (
 ENTRY_POINT_GROUPS = {"head": "vtrbench.heads", "loss": "vtrbench.losses", "dataset": "vtrbench.datasets"}
 
 __all__ = [
+    "DRY_SIZES",
     "ENTRY_POINT_GROUPS",
+    "check_describe",
+    "check_head",
+    "check_logit_shape",
+    "check_loss",
+    "construct",
+    "dry_batches",
+    "head_who",
     "describe_entry_point",
     "entry_point_names",
     "identities",
@@ -66,6 +83,12 @@ __all__ = [
 
 # Kept for code that reached into these (tests isolate the registries through them).
 _registries = registries
+
+
+def construct(reg: Any, name: str, **kwargs: Any) -> Any:
+    """``reg.construct(name, **kwargs)`` (kept for callers of earlier releases): a plugin's failing
+    factory is one line naming the plugin."""
+    return reg.construct(name, **kwargs)
 
 
 def loaded_plugins() -> list[dict[str, Any]]:

@@ -297,20 +297,7 @@ def _fit_and_evaluate(
         history = train_mod.fit(head, train, config, seed, device=spec.device, progress=progress, val=val)
         train_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        evaluation = scoring.evaluate_head(
-            head,
-            test,
-            device=spec.device,
-            bank=train,
-            bank_size=config.qb_bank,
-            dsl_tau=config.dsl_tau,
-            qb_beta=config.qb_beta,
-            qb_k=config.qb_k,
-            mdr=config.mdr,
-            v2t_protocol=config.v2t_protocol,
-            progress=progress,
-            post_options=config.post_options,
-        )
+        evaluation = evaluate_as_configured(head, test, train, config, spec.device, progress)
         eval_s = time.perf_counter() - t1
     pairs = sum(h["pairs_per_s"] * h["seconds"] for h in history)
     timing = {
@@ -319,6 +306,27 @@ def _fit_and_evaluate(
         "pairs_per_s": round(pairs / max(train_s, 1e-9), 1),
     }
     return history, evaluation, timing
+
+
+def evaluate_as_configured(
+    head: Any, test: Any, bank: Any, config: TrainConfig, device: str, progress: Any = None
+) -> dict[str, Any]:
+    """``head`` on ``test`` with the evaluation options ``config`` records (the same for a trained run
+    and for ``vtrbench eval``); ``bank``: the split QB-Norm's and the other bank post-processings read."""
+    return scoring.evaluate_head(
+        head,
+        test,
+        device=device,
+        bank=bank,
+        bank_size=config.qb_bank,
+        dsl_tau=config.dsl_tau,
+        qb_beta=config.qb_beta,
+        qb_k=config.qb_k,
+        mdr=config.mdr,
+        v2t_protocol=config.v2t_protocol,
+        progress=progress,
+        post_options=config.post_options,
+    )
 
 
 def _eval_plugins(
@@ -398,19 +406,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
         test_data = load_split(cache, test)
         bank = load_split(cache, train) if train and train != test else None
         t1 = time.perf_counter()
-        evaluation = scoring.evaluate_head(
-            head,
-            test_data,
-            device=kw["device"],
-            bank=bank,
-            bank_size=config.qb_bank,
-            dsl_tau=config.dsl_tau,
-            qb_beta=config.qb_beta,
-            qb_k=config.qb_k,
-            mdr=config.mdr,
-            v2t_protocol=config.v2t_protocol,
-            post_options=config.post_options,
-        )
+        evaluation = evaluate_as_configured(head, test_data, bank, config, kw["device"])
         timing = {"train_s": 0.0, "eval_s": round(time.perf_counter() - t1, 3), "pairs_per_s": 0.0}
         result = record.build_result(
             kind="eval",
