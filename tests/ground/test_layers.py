@@ -59,11 +59,13 @@ SHIMS = (
     "vtrbench.tune",
 )
 
-# Imports allowed inside a function although they point up a layer: the lazy deprecated re-exports
-# (module __getattr__) of names that moved above their old module.
+# Imports allowed inside a function: the lazy re-exports (module __getattr__) of names that moved,
+# above their old module (the factory) or into torch-importing modules that `--help` must not load.
 LAZY_REEXPORTS = {
     ("vtrbench.heads.base", "vtrbench.factory"),
     ("vtrbench.losses.base", "vtrbench.factory"),
+    ("vtrbench.plugins", "vtrbench.heads.contract"),
+    ("vtrbench.plugins", "vtrbench.losses.contract"),
 }
 
 # Third-party packages that may be imported inside a function: optional dependencies (extras) and
