@@ -265,7 +265,7 @@ def evaluate_head(
     dsl_tau: float = defaults.DSL_TAU,
     qb_beta: float = defaults.QB_BETA,
     v2t_protocol: str = defaults.V2T_PROTOCOL,
-    postprocessing: tuple[str, ...] = defaults.POSTPROCESSING,
+    postprocessing: tuple[str, ...] | None = None,
     progress: Any = None,
     qb_k: int = defaults.QB_K,
     mdr: str = defaults.MDR,
@@ -274,7 +274,9 @@ def evaluate_head(
     """Metrics of ``head`` on ``test`` (factorised or pairwise), as ``vtrbench eval`` computes them.
 
     ``bank``: the training split whose captions/videos are QB-Norm's query bank (a fixed sample of
-    ``bank_size``); without it ``qbnorm`` is left out. Options follow the command line's rules.
+    ``bank_size``). ``postprocessing``: None computes the default ones the inputs allow
+    (``defaults.POSTPROCESSING``; the bank-based ones only with a ``bank``); named ones are computed
+    or refused. Options follow the command line's rules.
     """
     fn = "evaluate_head"
     head = head_arg(fn, head)
@@ -284,7 +286,16 @@ def evaluate_head(
     check_device(device, None, f"{fn}: device")
     opts = eval_options(fn, qb_bank=bank_size, dsl_tau=dsl_tau, qb_beta=qb_beta, v2t_protocol=v2t_protocol,
                          qb_k=qb_k, mdr=mdr)  # fmt: skip
+    if postprocessing is None:
+        postprocessing = tuple(p for p in defaults.POSTPROCESSING if bank is not None or p not in BANK_POSTS)
     posts = posts_arg(fn, postprocessing)
+    needs_bank = [p for p in posts if p in BANK_POSTS]
+    if needs_bank and bank is None:
+        raise VtrbenchError(
+            f"{fn}: postprocessing {', '.join(needs_bank)} needs a bank of training queries: pass "
+            "bank=load_split(cache, TRAIN_SPLIT), or leave postprocessing at None (the default ones "
+            "the inputs allow)"
+        )
     progress_arg(fn, progress, "add_task")
     if block is not None:
         if not isinstance(block, (tuple, list)) or len(block) != 2:

@@ -6,6 +6,7 @@ Ground layer: imports only :mod:`vtrbench.errors`. Every way a read can fail is 
 
 from __future__ import annotations
 
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,26 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
+# Grid and search-space files are a few hundred bytes; anything this large is a wrong path (a video,
+# /dev/zero), and reading it whole would fill the memory of a shared machine before failing.
+MAX_TOML_BYTES = 1024 * 1024
+
+
 def read_toml_file(path: Path, *, name: str, at: str) -> dict[str, Any]:
     """A TOML file as a dict; every way it can fail is one VtrbenchError line (grid files and
     ``tune --space`` files). ``name``: what the file is ("grid file"); ``at``: how a problem
-    inside it names the file."""
+    inside it names the file. Only regular files of at most :data:`MAX_TOML_BYTES` are read."""
     try:
-        return tomllib.loads(path.read_bytes().decode("utf-8"))
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(mode):
+            raise VtrbenchError(f"{name} {path} is not a regular file (a device, pipe or socket)")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TOML_BYTES + 1)
+        if len(data) > MAX_TOML_BYTES:
+            raise VtrbenchError(f"{at}: larger than {MAX_TOML_BYTES // 1024} KiB; not a {name}")
+        return tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise VtrbenchError(f"{name} not found: {path}") from None
     except IsADirectoryError:

@@ -213,7 +213,7 @@ for arg, values in {
     "qb_k": [0, -1, 1.5],
     "v2t_protocol": ["nope", None, 3],
     "mdr": ["mean", None],
-    "postprocessing": ["raw", (), ("nope",), None],
+    "postprocessing": ["raw", (), ("nope",), ("qbnorm",)],  # None: the defaults the inputs allow (valid)
     "block": [(0, 4), 5, (4,), "x"],
     "progress": [5],
 }.items():

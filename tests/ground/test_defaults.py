@@ -109,7 +109,7 @@ def test_the_api_signatures_are_the_one_place(function: str, least: int) -> None
             assert p.default == API_DEFAULTS[name], f"api.{function}({name}=...)"
             seen += 1
     assert seen >= least
-    if "postprocessing" in params and function != "evaluate_similarity":  # no banks there: raw and dsl
+    if function == "evaluate_embeddings":  # evaluate_head: None, the defaults the inputs allow
         assert params["postprocessing"].default == defaults.POSTPROCESSING
 
 

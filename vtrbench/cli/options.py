@@ -282,7 +282,10 @@ def _post_options(ctx: Any, param: Any, values: tuple[str, ...]) -> dict[str, An
                 break
             except ValueError:
                 continue
-        out[key.strip()] = value
+        key = key.strip()
+        if key in out:  # as --head-option: the last value silently winning hid a typo
+            raise click.BadParameter(f"{key} is given twice ({out[key]} and {value})")
+        out[key] = value
     return check_post_options(out)
 
 

@@ -76,6 +76,15 @@ def _warn(console: Any, message: str) -> None:
         console.print(f"[yellow]warning:[/] {escape(message)}")
 
 
+def identity_post_options(values: dict[str, Any]) -> dict[str, Any]:
+    """The ``--post-option`` values that are part of a run's identity: those that differ from their
+    default. A default spelled out (``--post-option is_beta=20``, or a grid file writing it) is the
+    same run as leaving it out, with the same run id; recording it made a second configuration that
+    ``report`` then refused to mix with the first."""
+    checked = check_post_options(values)
+    return {k: v for k, v in checked.items() if v != defaults.POST_DEFAULTS.get(k)}
+
+
 def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
     train, test = resolve_splits(cache, spec.train_split, spec.test_split)
     # Head defaults are filled in by building the head once, so that the config hash of
@@ -117,7 +126,7 @@ def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
         plugins=identities(provenance_for(head=spec.head, loss=spec.loss)),
         qb_k=spec.qb_k,
         mdr=spec.mdr,
-        post_options=check_post_options(spec.post_options),
+        post_options=identity_post_options(spec.post_options),
         precision=resolved_precision(spec),
         cache_content=_content_hash(cache),
     )
@@ -498,7 +507,7 @@ def _eval_config(
         qb_beta=opts.get("qb_beta", defaults.QB_BETA),
         qb_k=opts.get("qb_k", defaults.QB_K),
         mdr=opts.get("mdr", defaults.MDR),
-        post_options=opts.get("post_options", {}),
+        post_options=identity_post_options(opts.get("post_options", {})),
         precision="fp32",  # evaluation embeds in fp32; a checkpoint's own value replaces it below
         cache_content=_content_hash(cache),
     )
