@@ -101,3 +101,17 @@ def vtrbench_studies(storage: Any) -> list[str]:
     """The names of the storage's vtrbench studies (other studies in it are left alone)."""
     optuna = import_optuna()
     return sorted(n for n in optuna.study.get_all_study_names(storage) if n.startswith(STUDY_PREFIX))
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a study storage raises when its server stops answering mid-study (Optuna wraps
+    most SQLAlchemy errors in StorageInternalError; some reach the caller as they are)."""
+    optuna = import_optuna()
+    found: list[type[BaseException]] = [optuna.exceptions.StorageInternalError]
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # a journal-only installation
+        pass
+    else:
+        found.append(SQLAlchemyError)
+    return tuple(found)

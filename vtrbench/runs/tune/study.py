@@ -37,6 +37,7 @@ from vtrbench.runs.tune.storage import (
     import_optuna,
     open_storage,
     shown_storage,
+    storage_errors,
     vtrbench_studies,
 )
 from vtrbench.runs.tune.trial import one_trial
@@ -105,7 +106,20 @@ class TuneOutcome:
 
 
 def run_tune(spec: TuneSpec, *, console: Any = None) -> TuneOutcome:
-    """Tune every cell of ``spec`` to ``spec.trials`` finished trials (see the module docstring)."""
+    """Tune every cell of ``spec`` to ``spec.trials`` finished trials (see the module docstring).
+
+    A storage that stops answering mid-study (a database server stopped or unreachable) is one line:
+    finished trials are kept in the storage, and the same command resumes to exactly the budget."""
+    try:
+        return _run_tune(spec, console=console)
+    except storage_errors() as e:
+        raise VtrbenchError(
+            f"the study storage {shown_storage(spec.storage)} stopped answering ({type(e).__name__}); "
+            "finished trials are kept: run the same command again when it is back"
+        ) from None
+
+
+def _run_tune(spec: TuneSpec, *, console: Any = None) -> TuneOutcome:
     import_optuna()
     plan_ = plan(spec)  # every check before the storage is touched and before any training
     storage = open_storage(spec.storage, heartbeat=spec.heartbeat)
