@@ -207,7 +207,7 @@ def render_latex(
     chunks = [_block_lines(report, b, head) for b in report.blocks]
     parts = plan_floats(
         [[row_height(r) for r in rows] for rows in chunks],
-        head_rows=len(head.lines),
+        head=head.lines,
         caption=report.caption,
         notes=foot,
         split=split,

@@ -7,12 +7,14 @@ module estimates the height of each piece from the lengths that :mod:`.latex` se
 rows, booktabs rules, notes in ``\\scriptsize`` over the line width) on the page of a 10 pt
 article, which ``--standalone`` compiles: 550 pt of text height, 345 pt of line width. The lengths
 were measured with pdflatex (TeX Live 2022, Debian) on the tables of ``tests.report_helpers.
-paper_results`` typeset in a box 700 pt wide (so, unscaled): a row 8.20 pt, a row with a † 1.0-1.3
-pt more, a block's rule and title 12.7 pt, the frame (top and bottom rules, one header row) 13.9 pt.
-``tests/report/test_report_pages.py`` checks that the estimate is never below what TeX sets and that
-the plans compile without "Float too large". The estimate is of the unscaled tabular: a tabular
-wider than the line is scaled down (and so shorter), so ``auto`` may cut a table that would just
-fit; ``--split none`` keeps one float.
+paper_results`` and the committed demo-like fixtures, the tabular in a box 700 pt wide (so,
+unscaled): a row 8.20 pt, a row with a † 1.0-1.3 pt more, a block's rule and title 12.7 pt, the
+frame (top and bottom rules, one header row) 13.9 pt; a one-line caption 20.0 pt and each more line
+11.4-12 pt; notes about 95 characters a line (80 in bold). Each constant below is rounded up, so the
+estimate is 1-10 % above what TeX sets: ``tests/report/test_report_pages.py`` checks that it is never
+below and that the plans compile without "Float too large". A tabular wider than the line is scaled
+down, and so shorter than estimated: ``auto`` may cut a table that would just fit (``--split none``
+keeps one float).
 
 Layer: a leaf of ``report`` (plain numbers and strings), used by ``latex``.
 """
@@ -28,19 +30,21 @@ from vtrbench.errors import VtrbenchError
 
 SPLITS = REPORT_SPLITS
 
-# Measured in a 10 pt article (see the module note); each is rounded up.
+# Measured in a 10 pt article (see the module note); each is an upper bound of what TeX set.
 PAGE_PT = 550.0  # \textheight: the most a float may be
-BUDGET = 0.95  # plan for 95 % of it: the estimate is not TeX's own measure
+BUDGET = 1.0  # the share of it a float may fill: every length below is rounded up already
 ROW_PT = 8.3  # one body row at \scriptsize, the std as a subscript (8.20 measured)
 DAGGER_PT = 1.4  # more for a row with a † over a subscript (1.0-1.3 measured)
-HEAD_ROW_PT = 8.3  # one header line (the \cmidrule line counts as one: it is 4-5 pt)
+HEAD_ROW_PT = 8.3  # one header row
+CMIDRULE_PT = 5.0  # a header line of \cmidrule only
 RULES_PT = 6.0  # \toprule + \bottomrule with their spacing (5.7 measured)
 BLOCK_PT = 13.0  # \midrule and the block's title row (12.7 measured)
 NOTE_LINE_PT = 8.0  # \scriptsize baselineskip
-NOTE_CHARS = 85  # characters of \scriptsize text in one 345 pt line (raggedright, bold warnings)
+NOTE_CHARS = 90  # characters of \scriptsize text in one 345 pt line, raggedright
+BOLD_NOTE_CHARS = 80  # the same in bold (the warnings)
 CAPTION_LINE_PT = 12.0  # \normalsize baselineskip
-CAPTION_CHARS = 75
-CAPTION_SKIP_PT = 16.0  # \abovecaptionskip and the skip below it
+CAPTION_CHARS = 75  # with its "Table 1: "
+CAPTION_SKIP_PT = 9.0  # \abovecaptionskip less what a line's height leaves (1 line: 20.0 pt measured)
 NOTES_SKIP_PT = 8.0  # \smallskip before the notes
 
 #: ``(block index, first row, end row)`` pieces of one float.
@@ -57,14 +61,22 @@ def notes_height(notes: Sequence[str]) -> float:
     """The notes block under a float (each note a paragraph), in pt; 0 without notes."""
     if not notes:
         return 0.0
-    lines = sum(max(1, math.ceil(_text_length(n) / NOTE_CHARS)) for n in notes)
+    lines = sum(
+        max(1, math.ceil(_text_length(n) / (BOLD_NOTE_CHARS if n.startswith("\\textbf") else NOTE_CHARS)))
+        for n in notes
+    )
     return NOTES_SKIP_PT + lines * NOTE_LINE_PT
 
 
 def caption_height(caption: str | None) -> float:
     if caption is None:
         return 0.0
-    return CAPTION_SKIP_PT + max(1, math.ceil(len(caption) / CAPTION_CHARS)) * CAPTION_LINE_PT
+    return CAPTION_SKIP_PT + math.ceil((len("Table 99: ") + len(caption)) / CAPTION_CHARS) * CAPTION_LINE_PT
+
+
+def head_height(lines: Sequence[str]) -> float:
+    """The header of a tabular (its rows and \\cmidrule lines) with the top and bottom rules."""
+    return RULES_PT + sum(CMIDRULE_PT if line.startswith("\\cmidrule") else HEAD_ROW_PT for line in lines)
 
 
 def row_height(row: str) -> float:
@@ -75,12 +87,13 @@ def row_height(row: str) -> float:
 def plan_floats(
     blocks: Sequence[Sequence[float]],
     *,
-    head_rows: int,
+    head: Sequence[str],
     caption: str | None,
     notes: Sequence[str],
     split: str,
 ) -> list[Part]:
-    """How to cut a table into floats; ``blocks`` holds each block's row heights (:func:`row_height`).
+    """How to cut a table into floats; ``blocks`` holds each block's row heights (:func:`row_height`),
+    ``head`` the header lines of the tabular.
 
     ``none``: one float. ``blocks``: one float per block. ``auto``: one float when it fits
     ``BUDGET`` of the page, else as many blocks per float as fit, a block taller than a page in
@@ -93,7 +106,7 @@ def plan_floats(
     if split == "none" or not blocks:
         return [whole]
     budget = BUDGET * PAGE_PT
-    frame = RULES_PT + head_rows * HEAD_ROW_PT + caption_height(caption)
+    frame = head_height(head) + caption_height(caption)
     foot = notes_height(notes)
 
     def height(part: Part, last: bool = False) -> float:
