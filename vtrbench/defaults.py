@@ -58,3 +58,11 @@ POST_DEFAULTS = MappingProxyType(
 OVERWRITE = "never"
 RESULTS_DIR = "results"
 LOGIT_SCALE_INIT = 100.0  # CLIP's exp(log 100) for every head with a learned logit scale
+
+# ------------------------------------------------------------ reports (vtrbench report)
+REPORT_NOTES_STYLES = ("full", "short", "none")
+REPORT_NOTES = "full"  # --notes: every note under the table, as before issue 30
+# --split: LaTeX tables taller than a page become several floats ("auto"), never ("none"), or one
+# float per post-processing block ("blocks")
+REPORT_SPLITS = ("auto", "none", "blocks")
+REPORT_SPLIT = "auto"

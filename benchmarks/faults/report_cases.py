@@ -19,6 +19,7 @@ from typing import Any
 
 from benchmarks.faults.core import (
     Case,
+    CliRun,
     Context,
     Outcome,
     expect_error,
@@ -192,7 +193,7 @@ def _duplicate_with_other_metrics(tmp: Path, ctx: Context) -> Outcome:
 def _option_error(*argv: Any, mention: str = "") -> Callable[[Path, Context], Outcome]:
     def run(tmp: Path, ctx: Context) -> Outcome:
         folder = _results(tmp)
-        args = [a if a != "{tmp}" else tmp for a in argv]
+        args = [a.replace("{tmp}", str(tmp)) if isinstance(a, str) else a for a in argv]
         return expect_error(run_cli(["report", folder, *args]), *([mention] if mention else []))
 
     return run
@@ -228,11 +229,11 @@ def _output_case(kind: str, option: str = "--output") -> Callable[[Path, Context
             target = tmp / "fig.png"
             target.mkdir()
         argv = ["report", folder, option, target]
-        if option == "--plot":
+        if option in ("--plot", "--notes-file"):
             argv += ["--output", tmp / "table.md"]
         outcome = expect_error(run_cli(argv), target.name)
         if outcome.kind == "clear_error" and (tmp / "table.md").exists():
-            return Outcome("silently_wrong", "the table was written before the --plot output was checked")
+            return Outcome("silently_wrong", f"the table was written before the {option} output was checked")
         return outcome
 
     return run
@@ -302,6 +303,81 @@ def _terminal(columns: int) -> Callable[[Path, Context], Outcome]:
     return run
 
 
+def _files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*")}
+
+
+def _paper_output(
+    argv: list[Any], check: Callable[[CliRun, Path], str | None]
+) -> Callable[[Path, Context], Outcome]:
+    """A paper-output option that must work (``check(run, tmp)`` says what is wrong), and write no
+    file it was not asked for."""
+
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        folder = _results(tmp)
+        args = [a.replace("{tmp}", str(tmp)) if isinstance(a, str) else a for a in argv]
+        before = _files(tmp)
+        out = run_cli(["report", folder, *args])
+        asked = {Path(a) for a in args if isinstance(a, str) and a.startswith(str(tmp))}
+
+        def verdict() -> str | None:
+            extra = _files(tmp) - before - asked
+            if extra:
+                return f"wrote files it was not asked for: {sorted(str(p) for p in extra)[:3]}"
+            return check(out, tmp)
+
+        return expect_ok(out, verdict)
+
+    return run
+
+
+def _short_notes_with_file(out: CliRun, tmp: Path) -> str | None:
+    notes = (tmp / "notes.tex").read_text()
+    if "Provenance" in out.out or "\\begin{table}" not in out.out:
+        return "--notes short left the provenance under the table (or wrote no table)"
+    if "Provenance: cache" not in notes or "Qbnorm: t2v is the official" not in notes:
+        return "the notes file lacks the provenance or a protocol note"
+    return None
+
+
+def _no_notes_warns(out: CliRun, tmp: Path) -> str | None:
+    if "Warning" in out.out or "- cells:" in out.out:
+        return "--notes none printed notes or warnings under the tables"
+    if "warning: some compared systems have only 2 seed(s)" not in out.err:
+        return "--notes none dropped the warning instead of printing it on stderr"
+    return None
+
+
+def _defaults_spelled_out(tmp: Path, ctx: Context) -> Outcome:
+    folder = _results(tmp)
+    plain = run_cli(["report", folder, "--format", "latex"])
+    spelled = run_cli(["report", folder, "--format", "latex", "--notes", "full", "--split", "auto"])
+    return expect_ok(
+        spelled,
+        lambda: None if spelled.out == plain.out and plain.code == 0 else "the defaults spelled out differ",
+    )
+
+
+def _many_systems(tmp: Path, ctx: Context) -> Outcome:
+    """300 configurations (900 rows in three blocks): LaTeX cut into page-sized floats, none too tall."""
+    from vtrbench.report import pagefit
+
+    folder = tmp / "many"
+    folder.mkdir()
+    data = json.loads((FIXTURE / VICTIM).read_text())
+    for i in range(300):
+        data.update(label=f"meanp-v{i:03d}", config_hash=f"hash-{i}", run_id=f"run-{i}")
+        (folder / f"r{i}.json").write_text(json.dumps(data))
+    out = run_cli(["report", folder, "--format", "latex", "--notes", "short"])
+
+    def check() -> str | None:
+        floats = out.out.count("\\begin{table}")
+        least = 900 * 8.0 / pagefit.PAGE_PT  # rows of at least 8 pt on pages of 550 pt
+        return None if floats >= least else f"{floats} floats for 900 rows: some run off the page"
+
+    return expect_ok(out, check)
+
+
 def cases() -> list[Case]:
     found = [Case("report", f"result-{name}", _damaged(write)) for name, write in DAMAGES.items()]
     found += [
@@ -345,6 +421,43 @@ def cases() -> list[Case]:
         Case("report", "plot-is-a-folder", _output_case("is-a-folder", "--plot")),
         Case("report", "plot-parent-is-a-file", _output_case("parent-is-a-file", "--plot")),
         Case("report", "plot-without-matplotlib", _plot_without_matplotlib),
+        Case("report", "option-bad-notes", _option_error("--notes", "long", mention="--notes")),
+        Case("report", "option-bad-split", _option_error("--split", "pages", mention="--split")),
+        Case(
+            "report",
+            "notes-with-json",
+            _option_error("--format", "json", "--notes", "short", mention="--notes short"),
+        ),
+        Case(
+            "report",
+            "notes-file-with-csv",
+            _option_error("--format", "csv", "--notes-file", "{tmp}/n.md", mention="--notes-file"),
+        ),
+        Case("report", "split-with-markdown", _option_error("--split", "blocks", mention="--split blocks")),
+        Case(
+            "report",
+            "notes-file-same-as-output",
+            _option_error("--output", "{tmp}/t.md", "--notes-file", "{tmp}/t.md", mention="--notes-file"),
+        ),
+        Case("report", "notes-file-is-a-folder", _output_case("is-a-folder", "--notes-file")),
+        Case("report", "notes-file-parent-is-a-file", _output_case("parent-is-a-file", "--notes-file")),
+        Case(
+            "report",
+            "notes-short-with-notes-file",
+            _paper_output(
+                ["--format", "latex", "--notes", "short", "--notes-file", "{tmp}/notes.tex"],
+                _short_notes_with_file,
+            ),
+        ),
+        Case(
+            "report",
+            "notes-none-prints-warnings",
+            _paper_output(
+                ["--notes", "none", "--baseline", "meanp + infonce", "--n-boot", "50"], _no_notes_warns
+            ),
+        ),
+        Case("report", "paper-defaults-spelled-out", _defaults_spelled_out),
+        Case("report", "latex-300-systems-split", _many_systems, quick=False),
         Case("report", "piped-markdown", _piped("md")),
         Case("report", "piped-latex", _piped("latex")),
         Case("report", "terminal-80-columns", _terminal(80)),
@@ -355,5 +468,6 @@ def cases() -> list[Case]:
         found += [
             Case("report", "output-read-only-folder", _output_case("read-only")),
             Case("report", "plot-read-only-folder", _output_case("read-only", "--plot")),
+            Case("report", "notes-file-read-only-folder", _output_case("read-only", "--notes-file")),
         ]
     return found

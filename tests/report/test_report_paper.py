@@ -441,7 +441,8 @@ def test_plot_report_figure_content(demo_like, tmp_path, monkeypatch):
     w, h = fig.get_size_inches()
     assert w == pytest.approx(figures.COLUMN_WIDTH_IN)  # one paper column wide
     t2v, v2t, gate = fig.axes
-    assert len(t2v.get_lines()) >= 7 and {t.get_text() for t in t2v.get_legend().get_texts()} >= {
+    (legend,) = fig.legends  # one legend for all panels, under them
+    assert len(t2v.get_lines()) >= 7 and {t.get_text() for t in legend.get_texts()} >= {
         "CAMoE + DSL",
         "meanP + InfoNCE",
         "Zero-shot",

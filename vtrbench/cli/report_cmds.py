@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from vtrbench.cli._app import cli, make_console, out_console, parse_seeds, split_list
+from vtrbench.defaults import REPORT_NOTES, REPORT_NOTES_STYLES, REPORT_SPLIT, REPORT_SPLITS
 from vtrbench.errors import VtrbenchError
 from vtrbench.results import REPORT_POSTS
 
@@ -145,6 +146,28 @@ def _columns(value: str | None) -> tuple[str, ...] | None:
 @click.option("--wide", is_flag=True, help="LaTeX: table* (across both columns of a two-column paper).")
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete compilable document.")
 @click.option(
+    "--notes",
+    "notes_style",
+    type=click.Choice(REPORT_NOTES_STYLES),
+    default=REPORT_NOTES,
+    show_default=True,
+    help="md/latex: the notes beside the table: full; short (marks, †, cells, tuned rows, warnings; "
+    "provenance and protocol details go to --notes-file); none (the tables alone).",
+)
+@click.option(
+    "--notes-file",
+    type=click.Path(path_type=Path),
+    help="md/latex: also write every note in full to this file (LaTeX: paragraphs to \\input).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(REPORT_SPLITS),
+    default=REPORT_SPLIT,
+    show_default=True,
+    help="LaTeX: a table taller than a page as several floats with the header repeated (auto), one "
+    "float per post-processing block (blocks), or one float whatever its height (none).",
+)
+@click.option(
     "--plot",
     type=click.Path(path_type=Path),
     help="Also write a figure; .png, .pdf or .svg by the extension (needs matplotlib).",
@@ -171,14 +194,20 @@ def report(
     tex_label: str | None,
     wide: bool,
     standalone: bool,
+    notes_style: str,
+    notes_file: Path | None,
+    split: str,
     plot: Path | None,
 ) -> None:
     """Result JSONs (files or folders) -> Markdown or LaTeX tables (mean ± std over seeds)."""
     from vtrbench import report as rep
     from vtrbench.report.labels import read_renames
 
+    check_paper_options(fmt, notes_style, notes_file, split, output, plot)
     if output is not None:
         check_output_path(output, "--output")
+    if notes_file is not None:
+        check_output_path(notes_file, "--notes-file")
     if plot is not None:
         if plot.suffix.lower() not in PLOT_SUFFIXES:
             raise VtrbenchError(f"--plot {plot}: use a .png, .pdf or .svg file name")
@@ -212,9 +241,9 @@ def report(
         tex_label=tex_label,
     )
     if fmt == "md":
-        text = rep.render_markdown(built)
+        text = rep.render_markdown(built, notes=notes_style)
     elif fmt == "latex":
-        text = rep.render_latex(built, standalone=standalone, wide=wide)
+        text = rep.render_latex(built, standalone=standalone, wide=wide, notes=notes_style, split=split)
     else:
         from vtrbench.report.data import render_csv, render_json
 
@@ -225,21 +254,57 @@ def report(
         atomic_write_text(output, text)
         make_console().print(f"wrote {escape(str(output))} ({len(results)} result files)", highlight=False)
     else:
-        show_report(built, text, fmt)
+        show_report(built, text, fmt, notes_style)
+    if notes_file is not None:
+        write_notes(built, fmt, notes_file)
+    if notes_style == "none":
+        # The table alone: its warnings must still reach the reader (also when they are in a file).
+        for w in built.warnings:
+            make_console().print(f"warning: {escape(w)}", highlight=False)
     if plot is not None:
         for path in rep.plot_all(results, plot, allow_mixed=allow_mixed):
             make_console().print(f"wrote {escape(str(path))}", highlight=False)
 
 
-def show_report(built: object, text: str, fmt: str) -> None:
+def show_report(built: object, text: str, fmt: str, notes: str = REPORT_NOTES) -> None:
     """A terminal gets tables fitted to its width; a pipe or file gets the plain Markdown/LaTeX text."""
     out = out_console()
     if fmt == "md" and out.is_terminal:
         from vtrbench.report.terminal import print_report
 
-        print_report(built, out)  # type: ignore[arg-type]
+        print_report(built, out, notes=notes)  # type: ignore[arg-type]
     else:
         click.echo(text, nl=False)
+
+
+def check_paper_options(
+    fmt: str, notes: str, notes_file: Path | None, split: str, output: Path | None, plot: Path | None
+) -> None:
+    """Refuse, before any work, the paper options that cannot do what they say with this format."""
+    if fmt in ("csv", "json"):
+        if notes != REPORT_NOTES:
+            raise VtrbenchError(f"--notes {notes}: only for --format md or latex ({fmt} holds every note)")
+        if notes_file is not None:
+            raise VtrbenchError(f"--notes-file: only for --format md or latex ({fmt} holds every note)")
+    if split != REPORT_SPLIT and fmt != "latex":
+        raise VtrbenchError(f"--split {split}: only for --format latex (it cuts LaTeX floats)")
+    if notes_file is not None:
+        for other, option in ((output, "--output"), (plot, "--plot")):
+            if other is not None and Path(os.path.abspath(other)) == Path(os.path.abspath(notes_file)):
+                raise VtrbenchError(
+                    f"--notes-file {notes_file}: the same file as {option}; give another name"
+                )
+
+
+def write_notes(built: object, fmt: str, path: Path) -> None:
+    """Every note of the report in full, LaTeX or Markdown as the table (``--notes-file``)."""
+    from vtrbench.report.latex import render_latex_notes
+    from vtrbench.report.markdown import render_markdown_notes
+    from vtrbench.results import atomic_write_text
+
+    render = render_latex_notes if fmt == "latex" else render_markdown_notes
+    atomic_write_text(path, render(built))  # type: ignore[arg-type]
+    make_console().print(f"wrote {escape(str(path))} (the notes in full)", highlight=False)
 
 
 @cli.command()

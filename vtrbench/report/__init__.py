@@ -7,9 +7,9 @@ deduplicate, one flat frame, comparability), ``stats`` (bootstraps), ``decomposi
 inference section), ``labels`` (short row names, renames), ``text`` (LaTeX and Markdown escaping),
 ``model`` (the data model: Block, Report, and the cell text every writer shares), ``options``
 (ReportOptions), ``blocks`` (aggregation into blocks, baseline differences, significance), ``notes``,
-``tables`` (the builder), then the views: ``markdown``, ``latex``, ``terminal`` (rich tables that fit
-the window), ``data``, ``figures``. A module imports only modules before it in this list. The
-public API, re-exported here:
+``tables`` (the builder), ``pagefit`` (will a LaTeX float fit a page), then the views: ``markdown``,
+``latex``, ``terminal`` (rich tables that fit the window), ``data``, ``figures``. A module imports
+only modules before it in this list. The public API, re-exported here:
 
 - :func:`load_results` ``(paths) -> list[dict]``: every result JSON under files/folders.
 - :func:`results_frame` ``(results) -> DataFrame``: one row per (result file, post-processing), flat
@@ -22,8 +22,10 @@ public API, re-exported here:
   Report``: the numbers of every table block as DataFrames (means, stds, seed counts, best flags,
   baseline differences), plus provenance and notes; :func:`build_report_from` ``(results, options)``:
   the same with the parameters in one :class:`ReportOptions`.
-- :func:`render_markdown` ``(report) -> str`` and :func:`render_latex` ``(report, standalone=False,
-  wide=False) -> str``: the same Report written twice; :func:`render_json` / :func:`render_csv` (and
+- :func:`render_markdown` ``(report, notes="full") -> str`` and :func:`render_latex` ``(report,
+  standalone=False, wide=False, notes="full", split="auto") -> str``: the same Report written twice
+  (``notes``: full, short or none beside the table; ``split``: a LaTeX table taller than a page as
+  several floats); :func:`render_json` / :func:`render_csv` (and
   :func:`report_data` / :func:`report_records`): its numbers at full precision for scripts (module
   ``data``).
 - :func:`paired_bootstrap` / :func:`hierarchical_bootstrap`: the intervals behind Δ and † (stats).

@@ -25,7 +25,52 @@ PLOT_KS = (1, 5, 10, 50)
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 COLUMN_WIDTH_IN = 3.4  # one column of CVPR/ACM two-column pages (~3.3 in) with a little margin
 PANEL_HEIGHT_IN = 2.1
+LEGEND_PAD_IN = 0.1  # between the panels and the legend under them
+LEGEND_FILL = 0.9  # the most of the figure's width a legend may take
 PAPER_STYLE = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6}
+# One colour and marker per system: 16 colours (tab10, then six dark ones that differ from them and
+# print in grey), and markers that advance once per round of colours, so that the first 16 systems
+# differ in colour and the first 128 in (colour, marker).
+COLOURS = (
+    *("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"),
+    *("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"),
+    *("#000000", "#800000", "#000080", "#808000", "#008080", "#4b0082"),
+)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def system_style(i: int) -> tuple[str, str]:
+    """(colour, marker) of the i-th system of a figure: distinct colours for the first 16, distinct
+    pairs for the first ``len(COLOURS) * len(MARKERS)`` (128)."""
+    return COLOURS[i % len(COLOURS)], MARKERS[(i + i // len(COLOURS)) % len(MARKERS)]
+
+
+def mathtext_name(name: str, names: Any) -> str:
+    """A row name for matplotlib: its footnote mark as a real (upright) superscript, as LaTeX's
+    ``\\textsuperscript`` sets it (``CAMoE$^{\\mathrm{a}}$``, not ``CAMoE^a``), and a literal ``$``
+    escaped so that a label never turns into mathtext."""
+    base, mark = names.marks.get(name, (name, ""))
+    base = base.replace("$", r"\$")
+    return base + (rf"$^{{\mathrm{{{mark}}}}}$" if mark else "")
+
+
+def legend_below(fig: Any, handles: list[Any], labels: list[str], panels_in: float) -> Any:
+    """The figure's legend under its panels, never over them: as many columns as fit the figure's
+    width (measured with the renderer), one at least; the figure grows by the legend's height so
+    that the panels keep ``panels_in`` inches."""
+    legend = None
+    for ncol in (4, 3, 2, 1):
+        if legend is not None:
+            legend.remove()
+        legend = fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
+        fig.canvas.draw()
+        # 10 % to spare: text measured at the figure's 100 dpi is a few % wider at the PNG's 200 dpi
+        if legend.get_window_extent().width <= LEGEND_FILL * fig.bbox.width or ncol == 1:
+            break
+    assert legend is not None
+    height_in = legend.get_window_extent().height / fig.dpi
+    fig.set_size_inches(fig.get_figwidth(), panels_in + height_in + LEGEND_PAD_IN)
+    return legend
 
 
 def require_matplotlib() -> None:
@@ -67,6 +112,7 @@ def plot_report(
     """
     require_matplotlib()
     import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     out = Path(out)
@@ -77,28 +123,32 @@ def plot_report(
     groups = config_groups(sub, PAPER_ROW_FIELDS, "paper")
 
     def shown(key: tuple[str, ...]) -> str:
-        loss = names.get("loss", key[1])
-        return names.get("label", key[0]) + ("" if key[1] == "none" else f" + {loss}")
+        loss = names.get("loss", key[1]).replace("$", r"\$")
+        return mathtext_name(names.get("label", key[0]), names) + ("" if key[1] == "none" else f" + {loss}")
 
-    gates: dict[str, dict[str, list[float]]] = {}
+    styles = {key: system_style(i) for i, key in enumerate(groups)}
+    gates: dict[tuple[str, ...], dict[str, list[float]]] = {}
     for key, g in groups.items():
         for i in g["result"]:
             weights = ((results[i].get("gate") or {}).get("mean_weight")) or {}
             for expert, w in weights.items():
-                gates.setdefault(shown(key), {}).setdefault(expert, []).append(float(w))
+                gates.setdefault(key, {}).setdefault(expert, []).append(float(w))
     n_axes = len(DIRECTIONS) + int(bool(gates))
     with matplotlib.rc_context(PAPER_STYLE):
-        fig = Figure(figsize=(COLUMN_WIDTH_IN, PANEL_HEIGHT_IN * n_axes))
+        fig = Figure(figsize=(COLUMN_WIDTH_IN, PANEL_HEIGHT_IN * n_axes), layout="constrained")
+        FigureCanvasAgg(fig)  # a renderer, to measure the legend
         axes = fig.subplots(n_axes, 1, squeeze=False)[:, 0]
         for ax, direction in zip(axes, DIRECTIONS, strict=False):
             for key, g in groups.items():
                 cols = [f"{direction}/R@{k}" for k in PLOT_KS]
+                colour, marker = styles[key]
                 ax.errorbar(
                     PLOT_KS,
                     g[cols].mean().to_numpy(),
                     yerr=g[cols].std(ddof=1).fillna(0.0).to_numpy(),
-                    marker="o",
-                    markersize=2.5,
+                    color=colour,
+                    marker=marker,
+                    markersize=3,
                     linewidth=1,
                     capsize=2,
                     label=shown(key),
@@ -110,23 +160,26 @@ def plot_report(
             ax.set_ylim(0, 100)
             ax.set_title(f"{direction} ({post}); bars: std over seeds")
             ax.grid(alpha=0.3)
-        axes[0].legend(loc="lower right", ncol=1 if len(groups) < 5 else 2, frameon=False)
         if gates:
-            ax = axes[-1]
-            experts = list(dict.fromkeys(e for w in gates.values() for e in w))
-            width = 0.8 / len(gates)
-            for j, (name, weights) in enumerate(gates.items()):
-                xs = np.arange(len(experts)) + (j - (len(gates) - 1) / 2) * width
-                ax.bar(
-                    xs, [float(np.mean(weights.get(e, [np.nan]))) for e in experts], width=width, label=name
-                )
-            ax.set_xticks(np.arange(len(experts)), experts)
-            ax.set_ylim(0, 1)
-            ax.set_ylabel("mean gate weight")
-            ax.set_title("CAMoE gate weight per expert")
-            ax.legend(loc="upper left", frameon=False)
-        fig.tight_layout()
+            _gate_panel(axes[-1], gates, styles)
+        # One legend for every panel (a system keeps its colour and marker in all of them), below.
+        handles, labels = axes[0].get_legend_handles_labels()
+        legend_below(fig, handles, labels, PANEL_HEIGHT_IN * n_axes)
         return _save(fig, out)
+
+
+def _gate_panel(ax: Any, gates: dict[tuple[str, ...], dict[str, list[float]]], styles: dict) -> None:
+    """Mean CAMoE gate weight per expert, one bar per system in the system's colour."""
+    experts = list(dict.fromkeys(e for w in gates.values() for e in w))
+    width = 0.8 / len(gates)
+    for j, (key, weights) in enumerate(gates.items()):
+        xs = np.arange(len(experts)) + (j - (len(gates) - 1) / 2) * width
+        means = [float(np.mean(weights.get(e, [np.nan]))) for e in experts]
+        ax.bar(xs, means, width=width, color=styles[key][0])
+    ax.set_xticks(np.arange(len(experts)), experts)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("mean gate weight")
+    ax.set_title("CAMoE gate weight per expert (colours as above)")
 
 
 def swept_options(frame: pd.DataFrame) -> dict[str, list[tuple[str, ...]]]:
@@ -163,6 +216,7 @@ def plot_sweeps(
     ``out`` as ``<stem>-sweep-<option><suffix>``; returns the paths (none when nothing is swept)."""
     require_matplotlib()
     import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     out = Path(out)
@@ -177,11 +231,12 @@ def plot_sweeps(
     for col, lines in swept_options(sub).items():
         option = col.split(".", 1)[1]
         with matplotlib.rc_context(PAPER_STYLE):
-            fig = Figure(figsize=(COLUMN_WIDTH_IN, PANEL_HEIGHT_IN))
+            fig = Figure(figsize=(COLUMN_WIDTH_IN, PANEL_HEIGHT_IN), layout="constrained")
+            FigureCanvasAgg(fig)
             ax = fig.subplots()
             option_cols = [c for c in sub.columns if c.startswith(("head_options.", "loss_options."))]
             others = [c for c in option_cols if c != col]
-            for key in lines:
+            for i, key in enumerate(lines):
                 mask = np.ones(len(sub), dtype=bool)
                 for field_name, value in zip(["head", *others, "loss_base"], key, strict=True):
                     column = sub[field_name]
@@ -189,15 +244,17 @@ def plot_sweeps(
                 g = sub[mask].assign(_x=pd.to_numeric(sub.loc[mask, col], errors="coerce"))
                 stats = g.groupby("_x")[metric].agg(["mean", "std"]).sort_index()
                 name = f"{make_names(g).get('head', key[0])} + {make_names(g).get('loss', key[-1])}"
+                colour, marker = system_style(i)
                 ax.errorbar(
                     stats.index.to_numpy(dtype=float),
                     stats["mean"].to_numpy(),
                     yerr=stats["std"].fillna(0.0).to_numpy(),
-                    marker="o",
-                    markersize=2.5,
+                    color=colour,
+                    marker=marker,
+                    markersize=3,
                     linewidth=1,
                     capsize=2,
-                    label=name,
+                    label=name.replace("$", r"\$"),
                 )
             values = pd.to_numeric(sub[col], errors="coerce").dropna()
             if (values > 0).all() and values.max() / values.min() >= 50:
@@ -206,8 +263,7 @@ def plot_sweeps(
             ax.set_ylabel(f"{metric} (%)" if "R@" in metric else metric)
             ax.set_title(f"{metric} against {option} ({post}); bars: std over seeds")
             ax.grid(alpha=0.3)
-            ax.legend(frameon=False)
-            fig.tight_layout()
+            legend_below(fig, *ax.get_legend_handles_labels(), PANEL_HEIGHT_IN)
             written.append(_save(fig, out.with_name(f"{out.stem}-sweep-{option}{out.suffix}")))
     return written
 

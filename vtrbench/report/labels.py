@@ -4,8 +4,10 @@ A result's ``label`` (e.g. ``camoe[action,entity,fusion;pos;single]``) identifie
 and stays in the result file and in the Markdown provenance. Tables show, by default, a short name
 per head or loss (``CAMoE``, ``meanP``, ``DSL``) followed by the options that differ between the rows
 of the same head in this table (``CAMoE (uniform gate)``); when that text would be long, a footnote
-mark (``CAMoE^a``) with the options in a footnote instead. ``rename`` maps a full or short name to
-the author's own.
+mark (``CAMoE^a``) with the options in a footnote instead (always for a tuned row, whose name already
+holds "(tuned, N trials)"). Option values print with 3 significant digits (:func:`number_text`), more
+only where 3 would make two rows read the same. ``rename`` maps a full or short name to the author's
+own.
 """
 
 from __future__ import annotations
@@ -27,24 +29,63 @@ LOSS_NAMES = {"infonce": "InfoNCE", "dsl": "DSL", "triplet": "Triplet", "none": 
 # Longer option text moves to a footnote so that the name column stays narrow in LaTeX.
 MAX_INLINE = 24
 MARKS = "abcdefghijklmnopqrstuvwxyz"
+# Option values in names and footnotes: 3 significant digits, the precision of a table cell (62.5),
+# more only where two rows would otherwise read the same (see distinct_texts).
+SIGNIFICANT = 3
 
 
-def option_text(key: str, value: Any) -> str:
-    """One option as a reader would write it: ``uniform gate``, ``aux 0.5``, ``no adapter``."""
+def number_text(value: float, digits: int = SIGNIFICANT) -> str:
+    """A number as a name or footnote prints it: whole numbers as they are, others to ``digits``
+    significant digits; a rounded value keeps its trailing zeros so that it does not read as a whole
+    one (29.689905586686095 -> ``29.7``, 18.03325530911417 -> ``18.0``, 0.5 -> ``0.5``,
+    0.7710321945 -> ``0.771``, 0.000316227766 -> ``0.000316``, 1.5e-05 -> ``1.5e-5``, 123456.7 ->
+    ``1.23e5``)."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    exact = f"{value:.{digits}g}"
+    text = exact if float(exact) == value else f"{value:#.{digits}g}"
+    mantissa, e, exponent = text.partition("e")
+    mantissa = mantissa.rstrip(".")  # '#' keeps the point of 123. too
+    return f"{mantissa}e{int(exponent)}" if e else mantissa
+
+
+def option_text(key: str, value: Any, digits: int = SIGNIFICANT) -> str:
+    """One option as a reader would write it: ``uniform gate``, ``aux 0.5``, ``no adapter``; a float
+    to ``digits`` significant digits (see :func:`number_text`)."""
     if isinstance(value, bool):
         words = {"adapter": "adapter", "patches": "patches"}.get(key, key)
         return words if value else f"no {words}"
+    shown = number_text(value, digits) if isinstance(value, (int, float)) else str(value)
     if key in ("gate", "streams"):
         return f"{value} {key[:-1] if key == 'streams' else key}"
     if key == "aux_weight":
-        return f"aux {value:g}" if isinstance(value, (int, float)) else f"aux {value}"
+        return f"aux {shown}"
     if key == "temperature":
-        return f"τ={value:g}" if isinstance(value, (int, float)) else f"τ={value}"
+        return f"τ={shown}"
     if key in ("layers", "heads"):
-        return f"{value} {key}"
+        return f"{shown} {key}"
     if key == "experts":
         return "experts " + str(value).replace(",", ", ")
-    return f"{key}={value}"
+    return f"{key}={shown}"
+
+
+def options_text(options: Mapping[str, Any], digits: int = SIGNIFICANT) -> str:
+    """Several options, comma-separated (:func:`option_text` each)."""
+    return ", ".join(option_text(k, v, digits) for k, v in options.items())
+
+
+def distinct_texts(options: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """{name: options text} with as few significant digits as keep two different sets of options
+    apart (3 unless two rows would read the same at 3: then 4, 5, ... up to 17, float64's all)."""
+    texts: dict[str, str] = {}
+    for digits in range(SIGNIFICANT, 18):
+        texts = {name: options_text(opts, digits) for name, opts in options.items()}
+        by_text: dict[str, set[str]] = {}
+        for name, text in texts.items():
+            by_text.setdefault(text, set()).add(repr(sorted(options[name].items(), key=str)))
+        if all(len(kinds) == 1 for kinds in by_text.values()):
+            break
+    return texts
 
 
 @dataclass
@@ -124,12 +165,18 @@ def _short_names(
         options = _options(first, prefix)
         keys = sorted({k for o in options for k in o})
         differing = [k for k in keys if len({o.get(k) for o in options}) > 1]
+        raw: dict[str, dict[str, Any]] = {}
         for value in values:
-            raw = {k: first.loc[first[value_field] == value, f"{prefix}{k}"].iloc[0] for k in differing}
-            text = ", ".join(option_text(k, _typed(v)) for k, v in raw.items() if not pd.isna(v))
+            row = {k: first.loc[first[value_field] == value, f"{prefix}{k}"].iloc[0] for k in differing}
+            raw[value] = {k: _typed(v) for k, v in row.items() if not pd.isna(v)}
+        texts = distinct_texts(raw)
+        # A tuned row's name already holds "(tuned, N trials)": its options go to a footnote.
+        inline = MAX_INLINE if not TUNED_LABEL.search(head) else 0
+        for value in values:
+            text = texts[value]
             if not text:
                 names[value] = value
-            elif len(text) <= MAX_INLINE:
+            elif len(text) <= inline:
                 names[value] = f"{head} ({text})"
             else:
                 mark = MARKS[len(notes) % len(MARKS)]
@@ -168,9 +215,25 @@ def _loss_name(value: str) -> str:
     base, bracket, rest = value.partition("[")
     if not bracket or not rest.endswith("]"):
         return LOSS_NAMES.get(value, value)
-    opts = [o.partition("=") for o in rest[:-1].split(",")]
-    text = ", ".join(option_text(k, _typed(v)) for k, _, v in opts)
-    return f"{LOSS_NAMES.get(base, base)} ({text})"
+    return f"{LOSS_NAMES.get(base, base)} ({options_text(_loss_options(rest[:-1]))})"
+
+
+def _loss_options(rest: str) -> dict[str, Any]:
+    return {k: _typed(v) for k, _, v in (o.partition("=") for o in rest.split(","))}
+
+
+def _loss_names(losses: list[str]) -> dict[str, str]:
+    """Every loss's shown name; variants of one loss with as many digits as keep them apart."""
+    names = {v: _loss_name(v) for v in losses}
+    variants: dict[str, dict[str, dict[str, Any]]] = {}
+    for v in losses:
+        base, bracket, rest = v.partition("[")
+        if bracket and rest.endswith("]"):
+            variants.setdefault(base, {})[v] = _loss_options(rest[:-1])
+    for base, found in variants.items():
+        for v, text in distinct_texts(found).items():
+            names[v] = f"{LOSS_NAMES.get(base, base)} ({text})"
+    return names
 
 
 def make_names(
@@ -191,7 +254,7 @@ def make_names(
         bases = {h + t: HEAD_NAMES.get(h, h) + t for h, t in heads_tuned}
         label_names, notes, names.marks = _short_names(grouped, "label", "head", "head_options.", bases)
         names.fields["label"] = label_names
-        names.fields["loss"] = {v: _loss_name(v) for v in losses}
+        names.fields["loss"] = _loss_names(losses)
         names.fields["head"] = {v: HEAD_NAMES.get(v, v) for v in heads}
         names.footnotes = [f"{mark}: {text}" for mark, text in notes.items()]
     else:

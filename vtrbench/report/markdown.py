@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import pandas as pd
 
+from vtrbench.defaults import REPORT_NOTES
 from vtrbench.report.decomposition import render_markdown as decomposition_markdown
 from vtrbench.report.model import Report, diff_header, pivot_diff_rows, text_columns, text_rows
+from vtrbench.report.notes import place_notes
 from vtrbench.report.text import markdown_escape
 
 
-def render_markdown(report: Report) -> str:
-    """The report as Markdown: provenance, warnings, one pipe table per post-processing block, notes."""
-    lines = [f"Provenance: {' · '.join(markdown_escape(p) for p in report.provenance)}", ""]
+def _provenance(report: Report, provenance: list[str]) -> list[str]:
+    """The provenance line and the labels line (the tables show short names; the result files' full
+    labels stay findable here)."""
+    lines = [f"Provenance: {' · '.join(markdown_escape(p) for p in provenance)}", ""]
     if report.names.full:
-        # The tables show short names; the result files' full labels stay findable here.
         lines += [
             "Labels: "
             + " · ".join(
@@ -24,7 +26,19 @@ def render_markdown(report: Report) -> str:
             ),
             "",
         ]
-    for w in report.warnings:
+    return lines
+
+
+def render_markdown(report: Report, *, notes: str = REPORT_NOTES) -> str:
+    """The report as Markdown: provenance, warnings, one pipe table per post-processing block, notes.
+
+    ``notes`` (``full``, ``short``, ``none``; see :func:`vtrbench.report.notes.place_notes`): how much
+    of the provenance and the notes stays beside the tables; :func:`render_markdown_notes` writes
+    them all. A long tie rule is named in the provenance and given in full among the notes.
+    """
+    placed = place_notes(report, notes)
+    lines = _provenance(report, placed.provenance) if placed.provenance else []
+    for w in placed.warnings:
         lines += [f"> **Warning: {markdown_escape(w)}**", ""]
     for block in report.blocks:
         title = (
@@ -47,7 +61,18 @@ def render_markdown(report: Report) -> str:
             lines += [_markdown_table(pivot_diff_rows(block, "md"), columns, n_left=1), ""]
     if report.decomposition is not None:
         lines += decomposition_markdown(report.decomposition, markdown_escape)
-    lines += [f"- {markdown_escape(n)}" for n in report.notes]
+    lines += [f"- {markdown_escape(n)}" for n in placed.notes]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown_notes(report: Report) -> str:
+    """Every note of ``report`` in full, for ``--notes-file``: provenance, labels, warnings, notes
+    (with the whole tie rule)."""
+    placed = place_notes(report, "full")
+    lines = ["## Notes", "", *_provenance(report, placed.provenance)]
+    for w in placed.warnings:
+        lines += [f"> **Warning: {markdown_escape(w)}**", ""]
+    lines += [f"- {markdown_escape(n)}" for n in placed.notes]
     return "\n".join(lines) + "\n"
 
 

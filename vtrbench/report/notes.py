@@ -1,13 +1,20 @@
 """The sentences under a table: what the cells mean, how the intervals were computed, what † means.
 
-Layer: above ``model`` and ``options``; ``tables`` puts these notes and warnings into the Report.
+Layer: above ``model`` and ``options``; ``tables`` puts these notes and warnings into the Report,
+and the views ask :func:`place_notes` which of them go beside the table (``--notes full|short|none``)
+and which only to the notes file.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
-from vtrbench.report.model import SAME_BOOTSTRAP, SIGNIFICANCE_MARK, Block
+from vtrbench.defaults import REPORT_NOTES, REPORT_NOTES_STYLES
+from vtrbench.errors import VtrbenchError
+from vtrbench.report.labels import MARKS
+from vtrbench.report.model import SAME_BOOTSTRAP, SIGNIFICANCE_MARK, Block, Report
 from vtrbench.report.options import ReportOptions
 from vtrbench.report.stats import FEW_CELLS, MIN_SEEDS
 
@@ -122,3 +129,127 @@ def significance_rule(correction: str, n_tested: int) -> str:
         + (f"; Holm applies by default above {FEW_CELLS}" if n_tested <= FEW_CELLS else "")
         + ")"
     )
+
+
+# --------------------------------------------------------------------------- where the notes go
+
+#: ``--notes``: ``full`` every note under the table (as before), ``short`` what a reader of the table
+#: needs beside it (the marks, †, the tuned rows, the cells), ``none`` the table alone; what is not
+#: beside the table goes to ``--notes-file`` (every note, always in full).
+NOTES_STYLES = REPORT_NOTES_STYLES
+#: A tie rule longer than this leaves the provenance line for the end of the notes (issue 30: the
+#: evaluation's rule with its formula is six lines at the top of every report).
+TIES_INLINE = 80
+#: What a tuned row is, in one sentence (``--notes short``); the budget, sampler, pruner and
+#: objective stay in the full notes. Unequal budgets keep the full note beside the table.
+TUNED_SHORT = (
+    "tuned rows: each cell's best configuration from a search of equal budget on validation videos "
+    "carved from the train split (vtrbench tune), retrained on the whole train split; the test split "
+    "was not read while tuning"
+)
+
+# Note kinds by how their text starts (the notes of standard_notes, the builder and runs.tune.notes).
+_KINDS = (
+    ("cells:", "cells"),
+    ("bold:", "bold"),
+    ("transductive blocks", "transductive"),
+    ("qbnorm:", "bank"),
+    ("is-bank", "bank"),
+    ("csls-bank", "bank"),
+    ("dsl-bank", "bank"),
+    ("Δ:", "delta"),
+    (f"{SIGNIFICANCE_MARK}:", "significance"),
+    ("tuned rows (", "tuned"),
+    ("edge of the search space", "edge"),
+    ("ties:", "ties"),
+    ("no result has ", "left-out"),
+    ("the baseline ", "left-out"),
+)
+# Kinds whose full text is needed beside the table in --notes short (the others get a short form or
+# move to the notes file).
+_SHORT_AS_IS = {"cells", "transductive", "mark", "left-out", "other"}
+
+
+def note_kind(text: str) -> str:
+    """What a note is about: ``mark`` (``a: CAMoE with ...``), ``cells``, ``bold``, ``transductive``,
+    ``bank``, ``delta``, ``significance``, ``tuned``, ``edge``, ``ties``, ``left-out``,
+    ``duplicates`` or ``other``."""
+    if len(text) > 2 and text[1] == ":" and text[0] in MARKS:
+        return "mark"
+    if text.split(" ", 1)[0].isdigit() and "duplicate result file" in text:
+        return "duplicates"
+    return next((kind for prefix, kind in _KINDS if text.startswith(prefix)), "other")
+
+
+def short_tie_rule(provenance: list[str]) -> tuple[list[str], list[str]]:
+    """The provenance with a long tie rule cut to its name (``ties: expected rank under uniformly
+    random tie-breaking (rule in the notes)``), and the full rule as a note (none when short)."""
+    out, rules = [], []
+    for item in provenance:
+        if not item.startswith("ties: ") or len(item) <= TIES_INLINE:
+            out.append(item)
+            continue
+        parts = item[len("ties: ") :].split(" | ")  # loading._distinct joins different rules so
+        names = [p.split(":", 1)[0].split(";", 1)[0].strip() for p in parts]
+        out.append("ties: " + " | ".join(names) + " (rule in the notes)")
+        rules.append("ties: " + item[len("ties: ") :])
+    return out, rules
+
+
+def short_significance(report: Report) -> str:
+    """What † means, in one line (``--notes short``; the bootstrap is described in the full notes)."""
+    level = f"{100 * report.alpha:g} %"
+    if report.correction in ("holm", "bonferroni"):
+        how = "Holm's correction" if report.correction == "holm" else "Bonferroni"
+        return (
+            f"{SIGNIFICANCE_MARK}: different from the baseline at {level} family-wise ({how} over the "
+            f"{report.n_tested} tested cells; paired bootstrap p-values)"
+        )
+    return (
+        f"{SIGNIFICANCE_MARK}: bootstrap p below {level} against the baseline, per cell, not corrected "
+        f"for the {report.n_tested} tested cells"
+    )
+
+
+@dataclass
+class Placement:
+    """What goes beside the table: ``provenance`` (the long tie rule cut to its name), ``warnings``
+    and ``notes``, in that order, each possibly empty. ``place_notes(report, "full")`` is every note
+    in full: what ``--notes-file`` holds, whatever the table shows."""
+
+    provenance: list[str]
+    warnings: list[str]
+    notes: list[str]
+
+
+def place_notes(report: Report, style: str = REPORT_NOTES) -> Placement:
+    """The notes of ``report`` for ``--notes style`` (see :data:`NOTES_STYLES`)."""
+    if style not in NOTES_STYLES:
+        raise VtrbenchError(f"unknown notes style {style!r}; use one of {', '.join(NOTES_STYLES)}")
+    provenance, rules = short_tie_rule(report.provenance)
+    if style == "full":
+        return Placement(provenance, list(report.warnings), report.notes + rules)
+    if style == "none":
+        return Placement([], [], [])
+    tuned = [n for n in report.notes if note_kind(n) == "tuned"]
+    beside = []
+    for note in report.notes:
+        kind = note_kind(note)
+        if kind in _SHORT_AS_IS:
+            beside.append(note)
+        elif kind == "bold":
+            beside.append("bold: best of each column within a block, compared at the printed precision")
+        elif kind == "significance":
+            beside.append(short_significance(report))
+        elif kind == "delta":
+            beside.append(
+                f"Δ: {report.metric} minus that of {report.baseline_shown}, with a 95 % paired bootstrap "
+                "interval (the full notes say how it resamples)"
+            )
+        elif kind == "tuned":
+            # one study of equal budgets says it in a sentence; unequal budgets must stay in sight
+            if len(tuned) > 1 or "UNEQUAL" in note:
+                beside.append(note)
+            elif TUNED_SHORT not in beside:
+                beside.append(TUNED_SHORT)
+    return Placement([], list(report.warnings), beside)

@@ -13,8 +13,10 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from vtrbench.defaults import REPORT_NOTES
 from vtrbench.report.decomposition import TITLE, head_tables, intro
 from vtrbench.report.model import Block, Report, diff_header, text_columns, text_rows
+from vtrbench.report.notes import place_notes
 
 # Which metric columns stay first when the window is narrow.
 PRIORITY = ("t2v/R@1", "v2t/R@1", "RSum", "t2v/R@5", "v2t/R@5", "t2v/R@10", "v2t/R@10", "t2v/MdR", "v2t/MdR")
@@ -49,11 +51,14 @@ def _keep(block: Block, width: int, with_diff: bool) -> list[str]:
     return [cols[j] for j in sorted(kept)]
 
 
-def print_report(report: Report, console: Any) -> None:
-    """Print ``report`` on a rich console, each block as a table no wider than the console."""
+def print_report(report: Report, console: Any, *, notes: str = REPORT_NOTES) -> None:
+    """Print ``report`` on a rich console, each block as a table no wider than the console; the
+    provenance and notes as ``--notes`` places them (a long tie rule at the end, not on top)."""
     width = console.width
-    console.print(escape("Provenance: " + " · ".join(report.provenance)), highlight=False)
-    for w in report.warnings:
+    placed = place_notes(report, notes)
+    if placed.provenance:
+        console.print(escape("Provenance: " + " · ".join(placed.provenance)), highlight=False)
+    for w in placed.warnings:
         console.print(f"[bold red]Warning:[/] {escape(w)}", highlight=False)
     left_out: set[str] = set()
     for block in report.blocks:
@@ -101,5 +106,5 @@ def print_report(report: Report, console: Any) -> None:
             console.print(escape(hd.sentence), highlight=False)
         for n in dec.notes:
             console.print(f"- {escape(n)}", highlight=False)
-    for note in report.notes:
+    for note in placed.notes:
         console.print(f"- {escape(note)}", highlight=False)
