@@ -58,3 +58,5 @@ POST_DEFAULTS = MappingProxyType(
 OVERWRITE = "never"
 RESULTS_DIR = "results"
 LOGIT_SCALE_INIT = 100.0  # CLIP's exp(log 100) for every head with a learned logit scale
+# --tensorboard DIR: per-epoch TensorBoard scalars of each run (None: none; needs the tensorboard extra)
+TENSORBOARD = None

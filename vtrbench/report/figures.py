@@ -78,7 +78,11 @@ def plot_report(
 
     def shown(key: tuple[str, ...]) -> str:
         loss = names.get("loss", key[1])
-        return names.get("label", key[0]) + ("" if key[1] == "none" else f" + {loss}")
+        label = names.get("label", key[0])
+        if label in names.marks:  # "CAMoE^a": the footnote mark as a mathtext superscript, not "^a"
+            base, mark = names.marks[label]
+            label = base.replace("$", r"\$") + rf"$^{{\mathrm{{{mark}}}}}$"
+        return label + ("" if key[1] == "none" else f" + {loss}")
 
     gates: dict[str, dict[str, list[float]]] = {}
     for key, g in groups.items():
