@@ -1,7 +1,7 @@
 """Screenshot of a page written by ``vtrbench browse`` (headless Chromium), e.g. for the README:
 
-vtrbench demo --output demo --videos 96 --epochs 40 --seeds 0 --heads meanp,seqtransf,camoe --losses infonce
-python tools/browse_screenshot.py demo/site/index.html docs/browse.png --height 2100
+vtrbench demo --output demo --videos 96 --epochs 40 --seeds 0,1 --heads meanp,seqtransf,camoe --losses infonce
+python tools/browse_screenshot.py demo/site/index.html docs/browse.png --height 2400
 """
 
 from __future__ import annotations

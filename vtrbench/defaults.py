@@ -66,3 +66,5 @@ REPORT_NOTES = "full"  # --notes: every note under the table, as before issue 30
 # float per post-processing block ("blocks")
 REPORT_SPLITS = ("auto", "none", "blocks")
 REPORT_SPLIT = "auto"
+# --tensorboard DIR: per-epoch TensorBoard scalars of each run (None: none; needs the tensorboard extra)
+TENSORBOARD = None

@@ -151,7 +151,7 @@ def run_demo(
     # The drill-down shows the synthetic data's point: the queries where the temporal heads beat meanP
     # are the direction-dependent captions, with the time-reversed twin as meanP's top-1.
     site = build_site([results], cache, output / "site")
-    say(f"browse the results: open {site.page} in a browser ({site.a} vs {site.b} per query)")
+    say(f"browse the results: open {site.page} in a browser ({site.drill} per query)")
     return report_path
 
 

@@ -153,6 +153,14 @@ def test_page_data_follows_the_report_and_the_contract(
         len(sc) == len(tk) and sc == sorted(sc, reverse=True)
         for sc, tk in zip(camoe["scores"], camoe["topk"], strict=True)
     )
+    # training curves: each trained system's history as stored (one run per seed), none for zero-shot
+    (run,) = meanp["history"]
+    assert run["seed"] == stored["seed"] and run["epoch"] == [h["epoch"] for h in stored["history"]]
+    assert run["loss"] == [h["loss"] for h in stored["history"]]
+    assert run["lr"] == [h["lr"] for h in stored["history"]] and "val" not in run  # no --val-fraction
+    assert by_id["zeroshot + none"]["history"] is None
+    assert data["marks"] == []  # one configuration per head: short names need no footnote
+    assert [t["diff"] for t in data["tables"]] == [True] * 3  # the Δ column, last
 
 
 def test_browse_refusals_are_one_line(results: Path, synth_cache: Path, run_cli, tmp_path: Path) -> None:
@@ -221,8 +229,20 @@ def test_page_in_headless_chromium(results: Path, synth_cache: Path, tmp_path: P
     from vtrbench.browse.chromium import screenshot, selftest
 
     page = build_site([results], synth_cache, tmp_path / "site").page
-    got = selftest(page)
+    got = selftest(page, width=1300)
     assert got["errors"] == [] and got["csp_violations"] == [], got
+    # at the README screenshot's width every table fits: no column (Δ last) cut or hidden behind a scroll
+    assert got["window_width"] == 1300
+    assert all(w["overflow"] == "auto" and w["scroll"] <= w["client"] for w in got["wraps"]), got["wraps"]
+    assert not got["caret"]
+    # curves of the two trained systems (one seed each, 2 epochs): one line each, one colour each
+    curves = got["curves"]
+    assert curves["panels"] == ["loss", "lr", "logit_scale"]  # no validation split: no val panel
+    assert curves["polylines"] == {"loss": 2, "lr": 2, "logit_scale": 2} and curves["colors"] == 2
+    assert curves["points"] == 3 * 2 * 2 and curves["points_inside"]
+    expected = ["sec-curves", "sec-gates"] + (["sec-figures"] if _has_matplotlib() else [])
+    assert got["sections"] == expected and not got["single"] and not got["sysB_hidden"]
+    assert all(" beats " in h for h in got["headings"]) and got["gate_lines"] > 0
     assert got["tables"] == 3 and got["table_rows"] == 3
     assert got["sorted_desc"] and got["sorted_asc"] and got["sort_column"].startswith("t2v R@1")
     assert got["cards_a"] + got["cards_b"] > 0
@@ -234,6 +254,108 @@ def test_page_in_headless_chromium(results: Path, synth_cache: Path, tmp_path: P
     assert got["figure"] == _has_matplotlib()  # report's figure, inline SVG
     shot = screenshot(page, tmp_path / "browse.png")
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def variants(results: Path, synth_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The results plus a second CAMoE configuration (2 seeds, validation split): its options are too
+    long for the name column, so report names the two CAMoE rows ``CAMoE^a`` and ``CAMoE^b``."""
+    res = tmp_path_factory.mktemp("variants") / "results"
+    shutil.copytree(results, res)
+    assert main(["train", "--cache", str(synth_cache), "--head", "camoe", "--experts", "fusion,scene",
+                 "--gate", "uniform", "--loss", "infonce", "--epochs", "3", "--batch-size", "8", "--lr",
+                 "1e-3", "--val-fraction", "0.25", "--seed", "0,1", "--results", str(res), "--device",
+                 "cpu", "--quiet"]) == 0  # fmt: skip
+    return res
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no Chromium installed (apt-get install chromium)")
+def test_marks_seeds_and_a_narrow_window(variants: Path, synth_cache: Path, tmp_path: Path) -> None:
+    """Footnote marks are superscripts (never a literal ``^a``), seeds overlay in their system's colour,
+    validation curves follow the chosen metric, and a window too narrow for a table scrolls it."""
+    from vtrbench.browse.chromium import selftest
+
+    page = build_site([variants], synth_cache, tmp_path / "site").page
+    data = page_data(page)
+    assert sorted(m[1:] for m in data["marks"]) == [["CAMoE", "a"], ["CAMoE", "b"]]
+    assert any(row[0] == "CAMoE^a" for row in data["tables"][0]["rows"])  # report's plain cell text
+    if _has_matplotlib():  # report's figure, inline: its legend sets the mark as a superscript too
+        text = page.read_text()
+        assert "CAMoE^a + InfoNCE -->" not in text and "CAMoE$^{\\mathrm{a}}$ + InfoNCE -->" in text
+    got = selftest(page, width=700)
+    assert got["errors"] == [] and got["csp_violations"] == [], got
+    assert not got["caret"] and got["sups"] >= 2 * 3 + 2  # two rows in each of 3 tables, two notes
+    # too narrow: each table scrolls inside its box (the Δ column stays reachable)
+    assert all(w["overflow"] == "auto" and w["scroll"] > w["client"] for w in got["wraps"]), got["wraps"]
+    curves = got["curves"]
+    # meanP, CAMoE^a (one seed each) and CAMoE^b (seeds 0 and 1): 4 lines, 3 colours; only CAMoE^b validated
+    assert curves["series"]["loss"] == 4 and curves["colors"] == 3 and curves["points_inside"]
+    assert curves["polylines"]["val"] == 2
+    assert got["val_keys"] == ["objective", "RSum", "t2v/R@1", "v2t/R@1"]
+    assert got["curves_by_val"] == {k: 2 for k in got["val_keys"]}
+
+
+def test_one_system_lists_its_own_queries(results: Path, synth_cache: Path, run_cli, tmp_path: Path) -> None:
+    """Zero-shot alone: no "Zero-shot vs Zero-shot", no empty curve or gate sections."""
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (src,) = results.rglob("*.zeroshot.*.json")
+    shutil.copy(src, alone / src.name)
+    res = run_cli("browse", alone, "--cache", synth_cache, "--output", tmp_path / "site")
+    assert res.code == 0 and "own queries" in res.text and " vs " not in res.text, res.text
+    page = tmp_path / "site" / "index.html"
+    data = page_data(page)
+    assert len(data["systems"]) == 1 and data["a"] == data["b"] == "zeroshot + none"
+    text = page.read_text()
+    assert 'id="sec-curves"' not in text and 'id="sec-gates"' not in text and 'id="winA"' in text
+    if find_chromium() is None:
+        pytest.skip("no Chromium installed (apt-get install chromium)")
+    from vtrbench.browse.chromium import selftest
+
+    got = selftest(page)
+    assert got["errors"] == [] and got["csp_violations"] == [], got
+    assert got["single"] and got["sysB_hidden"] and got["curves"]["panels"] == []
+    ranks = data["systems"][0]["ranks"]
+    misses, hits = sum(r > 1 for r in ranks), sum(r <= 1 for r in ranks)
+    assert got["headings"] == [
+        f"Zero-shot + — misses, worst first ({misses})",
+        f"Zero-shot + — ranks first ({hits})",
+    ]
+    assert got["cards_a"] == min(misses, 20) and got["cards_b"] == min(hits, 20)
+    assert "ranks the ground truth first on" in got["summary"] and "beats" not in got["summary"]
+    assert got["images"] > 0 and got["images_decoded"] == got["images"] and got["scores_shown"] > 0
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no Chromium installed (apt-get install chromium)")
+def test_one_camoe_system_with_hostile_histories(results: Path, synth_cache: Path, tmp_path: Path) -> None:
+    """CAMoE alone, three seeds whose histories hold the extremes a result file may hold (±1e308, a
+    negative loss, the smallest subnormal, one epoch only): the page draws inside its axes, no error,
+    and the CAMoE gates show per query."""
+    from vtrbench.browse.chromium import selftest
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (src,) = results.rglob("*.camoe.*.json")
+    base = json.loads(src.read_text())
+    hostile = {
+        1: [{"epoch": 1, "loss": 1e308, "lr": 1e-300, "logit_scale": 5e-324},
+            {"epoch": 2, "loss": -1e308, "lr": 0.0, "logit_scale": 1e308}],
+        2: [{"epoch": 1, "loss": -3.5, "lr": 1e-3, "logit_scale": 100.0}],  # one epoch: a dot
+    }  # fmt: skip
+    for seed in (0, 1, 2):
+        r = json.loads(json.dumps(base))
+        r["seed"], r["run_id"] = seed, base["run_id"].rsplit(".s", 1)[0] + f".s{seed}"
+        if seed in hostile:
+            r["history"] = [{**h, "seconds": 0.0, "pairs_per_s": 0.0} for h in hostile[seed]]
+        (alone / f"{r['run_id']}.json").write_text(json.dumps(r))
+    page = build_site([alone], synth_cache, tmp_path / "site").page
+    got = selftest(page)
+    assert got["errors"] == [] and got["csp_violations"] == [], got
+    curves = got["curves"]
+    assert curves["series"] == {"loss": 3, "lr": 3, "logit_scale": 3} and curves["colors"] == 1
+    assert curves["polylines"] == {"loss": 2, "lr": 2, "logit_scale": 2}
+    assert curves["dots"] == {"loss": 1, "lr": 1, "logit_scale": 1} and curves["points_inside"]
+    assert got["single"] and got["sections"][:2] == ["sec-curves", "sec-gates"] and got["gate_lines"] > 0
 
 
 def test_api_search_refuses_before_loading_clip(synth_cache: Path) -> None:

@@ -11,7 +11,12 @@ disk and still works when the folder is mailed. It shows
   thumbnail strip, both ranks, each system's top-5 (when the result files carry ``topk``, schema 2)
   and CAMoE's gate weights for the query (``per_query_gate``); filters by text, caption length
   and how the verb stream was found;
-- a gate summary: for each CAMoE system, which expert gets the largest weight, by kind of query.
+- a gate summary: for each CAMoE system, which expert gets the largest weight, by kind of query;
+- training curves: each system's per-epoch ``history`` (loss, learning rate, logit scale and, for
+  runs with ``--val-fraction``, validation metrics), seeds overlaid, drawn by the page as inline SVG.
+
+With one system (or the same system picked as A and B) the drill-down lists that system's own
+misses and hits instead of comparing it with itself; sections without data are left out.
 
 Layering: this package reads result files (through vtrbench.report) and the cache (captions, ids,
 thumbnails); it never imports torch or open_clip.
@@ -20,6 +25,7 @@ thumbnails); it never imports torch or open_clip.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -43,7 +49,7 @@ from vtrbench.report.model import diff_header, text_columns, text_rows
 from vtrbench.results import atomic_write_text
 
 TOPK_SHOWN = 5
-__all__ = ["DEFAULT_SHOWN", "TOPK_SHOWN", "BrowseSummary", "build_site", "page_data"]
+__all__ = ["DEFAULT_SHOWN", "TOPK_SHOWN", "BrowseSummary", "build_site", "curves", "page_data"]
 
 
 @dataclass
@@ -56,6 +62,11 @@ class BrowseSummary:
     has_thumbnails: bool
     a: str
     b: str
+
+    @property
+    def drill(self) -> str:
+        """What the drill-down opens on, in words: ``"A vs B"``, or one system's own queries."""
+        return f"{self.a}'s own queries" if self.a == self.b else f"{self.a} vs {self.b}"
 
 
 def build_site(
@@ -103,6 +114,7 @@ def build_site(
     pick_a = _pick(a, systems, "--a") if a else max(systems, key=lambda k: systems[k]["rsum"])
     pick_b = _pick(b, systems, "--b") if b else (base if base in systems and base != pick_a else None)
     if pick_b is None:
+        # one system: B = A, and the page lists that system's own queries (no "X vs X")
         pick_b = min(systems, key=lambda k: systems[k]["rsum"]) if len(systems) > 1 else pick_a
     data = {
         "title": f"vtrbench browse: {first.get('dataset')} · test split {split}",
@@ -122,9 +134,12 @@ def build_site(
                 "scores_v2t": s["scores_v2t"],
                 "topk_seed": s["topk_seed"],
                 "gate": s["gate"],
+                "history": s["history"],
             }
             for k, s in systems.items()
         ],
+        # footnote marks of short names ("CAMoE^a"): the page sets the mark as a superscript
+        "marks": [[text, base, mark] for text, (base, mark) in report.names.marks.items()],
         "a": pick_a,
         "b": pick_b,
         **query_data,
@@ -177,6 +192,7 @@ def _systems(results: list[dict[str, Any]], post: str) -> dict[str, dict[str, An
             "topk_seed": int(with_post[0].get("seed", 0)),
             "gate": gate,
             "rsum": rsum,
+            "history": [h for h in map(curves, with_post) if h] or None,
         }
         for direction, suffix in (("t2v", ""), ("v2t", "_v2t")):
             ranks = np.mean(
@@ -202,6 +218,38 @@ def _systems(results: list[dict[str, Any]], post: str) -> dict[str, dict[str, An
         raise VtrbenchError(
             f"the results rank different numbers of queries ({sorted(n)}); use one test split"
         )
+    return out
+
+
+HISTORY_SERIES = ("loss", "lr", "logit_scale")
+
+
+def _finite(value: Any) -> float | None:
+    """A number the page can draw, else None (a gap in the curve): JSON has no NaN or Infinity, and
+    a string must never reach the page as a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def curves(result: dict[str, Any]) -> dict[str, Any] | None:
+    """One result's ``history`` as the page draws it: ``{seed, epoch: [...], loss: [...], lr, logit_scale,
+    val: {metric: [...]}}``, one value per epoch (None where an epoch lacks it); None without history.
+    Series no epoch holds are left out (``lr`` in files written before it, ``val`` without validation)."""
+    history = [h for h in (result.get("history") or []) if isinstance(h, dict)]
+    epochs = [_finite(h.get("epoch")) for h in history]
+    history = [h for h, e in zip(history, epochs, strict=True) if e is not None]
+    if not history:
+        return None
+    out: dict[str, Any] = {"seed": int(result.get("seed", 0)), "epoch": [int(h["epoch"]) for h in history]}
+    for name in HISTORY_SERIES:
+        values = [_finite(h.get(name)) for h in history]
+        if any(v is not None for v in values):
+            out[name] = values
+    vals = [h.get("val") if isinstance(h.get("val"), dict) else {} for h in history]
+    keys = sorted({k for v in vals for k in v}, key=str)
+    if keys:
+        out["val"] = {str(k): [_finite(v.get(k)) for v in vals] for k in keys}
     return out
 
 
@@ -288,7 +336,16 @@ def _tables(report: Report) -> list[dict[str, Any]]:
         # bold as in report's Markdown: the best of each column (paper layout: fields, n, metrics)
         best = block.best.reindex(columns=block.mean.columns, fill_value=False).to_numpy(dtype=bool)
         bold = [[left + 1 + j for j in range(best.shape[1]) if best[i, j]] for i in range(best.shape[0])]
-        tables.append({"title": block.title, "columns": columns, "rows": rows, "left": left, "bold": bold})
+        tables.append(
+            {
+                "title": block.title,
+                "columns": columns,
+                "rows": rows,
+                "left": left,
+                "bold": bold,
+                "diff": with_diff,  # the last column is Δ [CI]: the page lets it wrap
+            }
+        )
     return tables
 
 

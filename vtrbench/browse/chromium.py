@@ -69,12 +69,14 @@ def _run(
         )
 
 
-def selftest(page: Path, attempts: int = 3) -> dict[str, Any]:
-    """Open ``page#selftest`` and return the checks it wrote (see vtrbench/browse/page.js)."""
+def selftest(page: Path, attempts: int = 3, width: int | None = None) -> dict[str, Any]:
+    """Open ``page#selftest`` and return the checks it wrote (see vtrbench/browse/page.js).
+    ``width``: the window's width in CSS pixels (default: the browser's)."""
     marker = '<pre id="selftest">'
     last = ""
+    size = [f"--window-size={width},1000"] if width else []
     for _ in range(attempts):  # a loaded machine can end the dump before the page's promises ran
-        proc = _run(page, ["--dump-dom"], "#selftest")
+        proc = _run(page, [*size, "--dump-dom"], "#selftest")
         dom = proc.stdout
         at = dom.find(marker)
         if at >= 0:

@@ -20,7 +20,7 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 
 DEFAULT_SHOWN = 20  # queries listed per direction before "show more"
 
 
-BODY = """
+HEAD = """
 <h1 id="title"></h1>
 <p class="note" id="prov"></p>
 <h2>Ablation table</h2>
@@ -28,9 +28,24 @@ BODY = """
 Click a column header to sort.</p>
 <div id="tables"></div>
 <ul class="note" id="notes"></ul>
+"""
+
+CURVES = """
+<section id="sec-curves">
+<h2>Training curves</h2>
+<p class="note">Each result file's per-epoch <code>history</code>: one colour per system, one line per seed
+(hover a line for its seed). The loss is the epoch's mean training loss, the learning rate the one of the
+epoch's last step; validation curves exist for runs trained with <code>--val-fraction</code>. Each panel's
+axis spans the values shown (not from 0).</p>
+<div class="controls"><label>validation metric <select id="valkey"></select></label></div>
+<div id="curves"></div>
+</section>
+"""
+
+DRILL = """
 <h2>Per-query drill-down</h2>
 <div class="controls">
- <label>A <select id="sysA"></select></label><label>B <select id="sysB"></select></label>
+ <label>A <select id="sysA"></select></label><label id="labB">B <select id="sysB"></select></label>
  <label>queries <select id="dir"><option value="t2v">t2v: captions → videos</option>
   <option value="v2t">v2t: videos → captions</option></select></label>
  <label>caption contains <input id="filter" size="18"></label>
@@ -46,15 +61,46 @@ frame a video whose score equals the ground truth's; "=" marks a score equal to 
 (scores as stored, 6 significant digits; ranks use the tie tolerance in results/README.md). v2t: a
 video query's rank is its best caption's under the results' v2t protocol (clip4clip: among each
 video's best caption; any-caption: among all captions), the top-5 lists all captions with its own in
-green, and the caption filters keep a video when one of its captions passes them.</p>
+green, and the caption filters keep a video when one of its captions passes them. With one system (or
+A = B) the lists are its misses, worst first, and the queries it ranks first.</p>
 <div class="cols"><div id="winA"></div><div id="winB"></div></div>
+"""
+
+GATES = """
+<section id="sec-gates">
 <h2>Gate summary (CAMoE)</h2>
 <p class="note">Per kind of query: how often each expert gets the largest gate weight / its mean weight.</p>
 <div id="gates"></div>
+</section>
+"""
+
+FIGURES = """
+<section id="sec-figures">
 <h2>Figures</h2>
 <div id="figures">{figure}</div>
-<pre id="selftest"></pre>
+</section>
 """
+
+NO_FIGURES = "figures (recall@K curves, CAMoE gates) need matplotlib: pip install 'vtrbench[plot]'"
+
+
+def has_curves(data: dict[str, Any]) -> bool:
+    """Whether any system carries a per-epoch history (zero-shot and eval-only results have none)."""
+    return any(s.get("history") for s in data.get("systems", []))
+
+
+def page_body(data: dict[str, Any], figure: str) -> str:
+    """The page's sections; a section without data (no training history, no CAMoE gates, no
+    matplotlib for the figures) is left out rather than shown empty."""
+    parts = [HEAD]
+    if has_curves(data):
+        parts.append(CURVES)
+    parts.append(DRILL.replace("{shown}", str(DEFAULT_SHOWN)))
+    if data.get("gate_summary"):
+        parts.append(GATES)
+    if figure:
+        parts.append(FIGURES.replace("{figure}", figure))
+    return "".join(parts) + '<pre id="selftest"></pre>\n'
 
 
 def render_page(data: dict[str, Any]) -> str:
@@ -64,10 +110,9 @@ def render_page(data: dict[str, Any]) -> str:
     script = (assets / "page.js").read_text(encoding="utf-8")
 
     data = dict(data)
-    figure = (
-        data.pop("figure_svg", "")
-        or '<p class="note">(figures need matplotlib: pip install vtrbench[plot])</p>'
-    )
+    figure = data.pop("figure_svg", "")
+    if not figure:
+        data["notes"] = [*data.get("notes", []), NO_FIGURES]
     # "</" inside a script element would end it early: JSON allows the escaped form
     payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
     return (
@@ -76,7 +121,7 @@ def render_page(data: dict[str, Any]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(str(data.get('title', 'vtrbench browse')))}</title>\n"
         f"<style>{style}</style></head><body>\n"
-        + BODY.replace("{shown}", str(DEFAULT_SHOWN)).replace("{figure}", figure)
+        + page_body(data, figure)
         + f'<script id="data" type="application/json">{payload}</script>\n'
         + f"<script>{script}</script>\n</body></html>\n"
     )

@@ -153,6 +153,7 @@ def run_spec_from_options(kw: dict[str, Any]) -> Any:
         results_dir=kw["results_dir"],
         overwrite=kw["overwrite"],
         progress=not kw.get("quiet", False),
+        tensorboard=kw.get("tensorboard", defaults.TENSORBOARD),
     )
 
 
@@ -262,8 +263,28 @@ def _shared_train_options() -> list[Any]:
             show_default=True,
             help="never: skip a run whose result file exists; always: replace it.",
         ),
+        click.option(
+            "--tensorboard",
+            type=str,  # click.Path stats the value and raises on a NUL byte; _folder_option checks it
+            callback=_folder_option,
+            default=defaults.TENSORBOARD,
+            metavar="DIR",
+            help="Also write each run's per-epoch loss, lr, logit scale and validation metrics as "
+            "TensorBoard event files under DIR/<run id>/ (needs: pip install 'vtrbench[tensorboard]').",
+        ),
         click.option("--quiet", is_flag=True),
     ]
+
+
+def _folder_option(ctx: Any, param: Any, value: str | None) -> Path | None:
+    """A folder path; an empty one (an unset shell variable) is refused, not read as the current folder."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("needs a folder, got an empty path")
+    if "\x00" in value:
+        raise click.BadParameter("a path cannot hold a NUL byte")
+    return Path(value)
 
 
 def _post_options(ctx: Any, param: Any, values: tuple[str, ...]) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def browse(
         missing.append("no thumbnails (cache extracted without them)")
     make_console().print(
         f"wrote {summary.page} ({summary.bytes / 2**20:.1f} MB; {summary.systems} systems, {summary.queries} "
-        f"queries; drill-down {summary.a} vs {summary.b})" + (f"; {', '.join(missing)}" if missing else ""),
+        f"queries; drill-down {summary.drill})" + (f"; {', '.join(missing)}" if missing else ""),
         highlight=False,
         soft_wrap=True,
     )

@@ -3,8 +3,10 @@
 :func:`validate_result` refuses, with one line naming the file and the key, what no evaluation can
 produce: a recall outside [0, 100] or falling with K, a rank below 1 or beyond the gallery, a count of
 queries or videos below 1, a negative seed, a post-processing flagged with the wrong transductivity,
-and stored metrics that the stored per-query data contradict. ``report`` calls it on every result
-(``load_results`` and ``build_report``); it only reads, so ``results.read_result`` can call it too.
+stored metrics that the stored per-query data contradict, and a per-epoch ``history`` that no training
+writes (``browse`` draws it: a string or an out-of-range value would draw a wrong curve). ``report``
+calls it on every result (``load_results`` and ``build_report``); it only reads, so
+``results.read_result`` can call it too.
 
 Consistency, "within rounding" meaning :data:`TOL` (values rounded to two decimals pass):
 
@@ -77,6 +79,7 @@ def validate_result(data: dict[str, Any], src: str) -> None:
     for post, per_post in metrics.items():
         if isinstance(per_post, dict):
             _check_rsum(per_post, f"metrics.{post}", refuse)
+    _check_history(data.get("history"), refuse)
 
 
 @dataclass
@@ -144,6 +147,55 @@ def _check_flags(data: dict[str, Any], refuse: _Refuse) -> None:
         and not isinstance(cache["random_weights"], bool)
     ):
         raise refuse("cache.random_weights", f"is {cache['random_weights']!r}; it must be true or false")
+
+
+# history[i] keys -> the lowest value a run can record (None: any finite number; a plugin loss may
+# be negative). lr and logit_scale are absent in files written before them; val only with validation.
+HISTORY_FLOORS: dict[str, float | None] = {
+    "loss": None,
+    "seconds": 0.0,
+    "pairs_per_s": 0.0,
+    "lr": 0.0,
+    "logit_scale": 0.0,
+}
+# history[i].val keys -> their range (recalls in percent; RSum is six of them)
+VAL_RANGES = {"t2v/R@1": 100.0, "v2t/R@1": 100.0, "RSum": 600.0}
+
+
+def _check_history(history: Any, refuse: _Refuse) -> None:
+    """``history``: one object per epoch, epochs increasing from 1, each value a finite number in
+    its range (browse draws them; a string or an out-of-range value would draw a wrong curve)."""
+    if history is None:
+        return
+    if not isinstance(history, list):
+        raise refuse("history", "must be a list of per-epoch objects")
+    last = 0
+    for i, entry in enumerate(history):
+        key = f"history[{i}]"
+        if not isinstance(entry, dict):
+            raise refuse(key, "must be an object {epoch, loss, seconds, pairs_per_s, ...}")
+        epoch = entry.get("epoch")
+        if not _int(epoch) or epoch <= last:
+            raise refuse(f"{key}.epoch", f"is {epoch!r}; epochs are integers increasing from 1")
+        last = epoch
+        if "loss" not in entry:
+            raise refuse(f"{key}.loss", "is missing")
+        for name, floor in HISTORY_FLOORS.items():
+            if name not in entry:
+                continue
+            value = entry[name]
+            if not _num(value) or (floor is not None and value < floor):
+                need = "a finite number" + ("" if floor is None else f" >= {floor:g}")
+                raise refuse(f"{key}.{name}", f"is {value!r}; it must be {need}")
+        val = entry.get("val")
+        if val is None:
+            continue
+        if not isinstance(val, dict):
+            raise refuse(f"{key}.val", "must be an object of validation metrics")
+        for name, value in val.items():
+            high = VAL_RANGES.get(name, math.inf)
+            if not _num(value) or not 0.0 <= value <= high:
+                raise refuse(f"{key}.val.{name}", f"is {value!r}, outside [0, {high:g}]")
 
 
 def _per_query_sections(data: dict[str, Any], refuse: _Refuse) -> tuple[dict[str, Any], dict[str, Any]]:

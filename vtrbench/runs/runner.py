@@ -34,6 +34,7 @@ from vtrbench.runs.checks import (
 )
 from vtrbench.runs.data import held_out_videos, holdout, load_split
 from vtrbench.runs.spec import Outcome, RunSpec, resolved_precision
+from vtrbench.runs.tensorboard_log import check_log_folder, epoch_log
 from vtrbench.threads import set_threads
 
 
@@ -178,6 +179,8 @@ def preflight(
             if Path(ckpt).resolve() == path.resolve():
                 raise VtrbenchError(f"--save-checkpoint {ckpt} is the result file's own path")
         plans[seed] = (config, path)
+    if spec.tensorboard is not None:
+        check_log_folder(spec.tensorboard)
     if config is not None:
         check_overlap(cache, config.train_split, config.test_split, spec.allow_overlap)
         check_qb_k(cache, config.test_split, config.qb_k)
@@ -239,7 +242,14 @@ def run_training(
                 f"train split {config.train_split!r} of {cache.path} has {train.n_texts} usable caption(s) "
                 "left for training; contrastive training needs at least 2"
             )
-        history, evaluation, timing = _fit_and_evaluate(spec, seed, head, config, train, test, val, console)
+        log = epoch_log(spec.tensorboard, path.name[: -len(".json")])  # DIR/<run id>/
+        try:
+            history, evaluation, timing = _fit_and_evaluate(
+                spec, seed, head, config, train, test, val, console, on_epoch=log
+            )
+        finally:
+            if log is not None:
+                log.close()
         result = record.build_result(
             kind="train",
             config=config,
@@ -288,10 +298,18 @@ def _seeded_head(spec: RunSpec, cache: FeatureCache, seed: int, console: Any) ->
 
 
 def _fit_and_evaluate(
-    spec: RunSpec, seed: int, head: Any, config: TrainConfig, train: Any, test: Any, val: Any, console: Any
+    spec: RunSpec,
+    seed: int,
+    head: Any,
+    config: TrainConfig,
+    train: Any,
+    test: Any,
+    val: Any,
+    console: Any,
+    on_epoch: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
     """Train on ``train`` (validating on ``val``), evaluate on ``test``; the history, the
-    evaluation and the timing, under one progress display."""
+    evaluation and the timing, under one progress display. ``on_epoch``: fit's per-epoch callback."""
     progress = Progress(
         TextColumn(f"[bold]{spec.head}/{spec.loss} s{seed}"),
         BarColumn(),
@@ -303,7 +321,9 @@ def _fit_and_evaluate(
     )
     with progress:
         t0 = time.perf_counter()
-        history = train_mod.fit(head, train, config, seed, device=spec.device, progress=progress, val=val)
+        history = train_mod.fit(
+            head, train, config, seed, device=spec.device, progress=progress, val=val, on_epoch=on_epoch
+        )
         train_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         evaluation = evaluate_as_configured(head, test, train, config, spec.device, progress)

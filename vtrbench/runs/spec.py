@@ -68,6 +68,8 @@ class RunSpec:
     overwrite: str = defaults.OVERWRITE
     progress: bool = True
     tuned: dict[str, Any] = field(default_factory=dict)  # vtrbench.tune's record of a tuned configuration
+    # --tensorboard: event files of the per-epoch history (a view of it, not part of the config)
+    tensorboard: Path | None = defaults.TENSORBOARD
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -77,6 +79,9 @@ def validate_spec(spec: RunSpec, *, where: str | None = None) -> None:
     """The one validation of a run's options (ranges, types, names, head/loss options' shape)."""
     validate_options({k: getattr(spec, k) for k in _CHECKED_FIELDS}, where=where)
     _check_names(spec.head, spec.loss)
+    if spec.tensorboard is not None and not isinstance(spec.tensorboard, (str, os.PathLike)):
+        got = type(spec.tensorboard).__name__
+        raise VtrbenchError(f"RunSpec.tensorboard must be None or a folder path (str or Path), got {got}")
     for name in ("cache_path", "results_dir"):
         if not isinstance(getattr(spec, name), (str, os.PathLike)):
             got = type(getattr(spec, name)).__name__

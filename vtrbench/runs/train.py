@@ -56,6 +56,22 @@ def check_requirements(head: Head, cache: FeatureCache, head_name: str) -> None:
         )
 
 
+def _history_entry(
+    epoch: int, losses: list[float], seconds: float, pairs: int, head: Head, sched: Any
+) -> dict[str, Any]:
+    """One epoch of the result's ``history`` (results/README.md): its mean loss, time, throughput,
+    the logit scale after it and the learning rate of its last step."""
+    return {
+        "epoch": epoch,
+        "loss": float(np.mean(losses)) if losses else float("nan"),
+        "seconds": round(seconds, 4),
+        "pairs_per_s": round(pairs / max(seconds, 1e-9), 1),
+        "logit_scale": round(float(head.logit_scale().item()), 4),
+        # the schedule's factor at the epoch's last step: the scheduler has already moved one past it
+        "lr": sched.base_lrs[0] * sched.lr_lambdas[0](sched.last_epoch - 1),
+    }
+
+
 def fit(
     head: Head,
     train: SplitData,
@@ -139,14 +155,7 @@ def fit(
                     info=f"epoch {epoch}/{config.epochs} loss {loss.item():.3f} "
                     f"{(s + 1) * bs / max(el, 1e-9):.0f} pairs/s",
                 )
-        seconds = time.perf_counter() - t0
-        entry: dict[str, Any] = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)) if losses else float("nan"),
-            "seconds": round(seconds, 4),
-            "pairs_per_s": round(steps_per_epoch * bs / max(seconds, 1e-9), 1),
-            "logit_scale": round(float(head.logit_scale().item()), 4),
-        }
+        entry = _history_entry(epoch, losses, time.perf_counter() - t0, steps_per_epoch * bs, head, sched)
         if val is not None:
             m = scoring.evaluate_head(head, val, device=device, postprocessing=("raw",))["metrics"]["raw"]
             entry["val"] = {"t2v/R@1": m["t2v"]["R@1"], "v2t/R@1": m["v2t"]["R@1"], "RSum": m["RSum"]}
