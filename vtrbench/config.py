@@ -204,8 +204,9 @@ RUN_OPTIONS: dict[str, OptionRule] = {
 POST_OPTIONS: dict[str, OptionRule] = {
     "is_beta": OptionRule("float", low=0, low_open=True),
     "csls_k": OptionRule("int", low=1),
-    "sinkhorn_iters": OptionRule("int", low=1),
+    "sinkhorn_iters": OptionRule("int", low=1, high=defaults.SINKHORN_ITERS_MAX),
     "sinkhorn_eps": OptionRule("float", low=0, low_open=True),
+    "sinkhorn_tol": OptionRule("float", low=0),  # 0: no early stop
 }
 
 

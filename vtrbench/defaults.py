@@ -42,8 +42,14 @@ EMBED_BATCH = 1024
 # (--post-option KEY=VALUE; defaults are left out of a run's identity)
 IS_BETA = 20.0  # inverted softmax: inverse temperature on cosine scores, as QB-Norm's default beta
 CSLS_K = 10  # Conneau et al.'s k
-SINKHORN_ITERS = 5
+SINKHORN_ITERS = 5  # iterations, or the cap on them when sinkhorn_tol > 0
 SINKHORN_EPS = 0.05  # K = exp(s / eps) on cosine scores: 1 / eps = 20, as IS_BETA
+# Stop once an iteration moves no log-scaling (log u, log v) by more than this; 0: run every iteration
+# (as before the option existed, so a run's numbers and id stay those of earlier releases).
+SINKHORN_TOL = 0.0
+# The most iterations sinkhorn_iters may ask for: each is two passes over the test score matrix (a
+# disk-backed one is read twice per iteration).
+SINKHORN_ITERS_MAX = 1000
 
 POST_DEFAULTS = MappingProxyType(
     {
@@ -51,8 +57,15 @@ POST_DEFAULTS = MappingProxyType(
         "csls_k": CSLS_K,
         "sinkhorn_iters": SINKHORN_ITERS,
         "sinkhorn_eps": SINKHORN_EPS,
+        "sinkhorn_tol": SINKHORN_TOL,
     }
 )
+
+# ------------------------------------------------------------ reports
+SIGNIFICANCE = 0.05  # the family-wise level of the report's tests (the † marks, the decomposition)
+# The loss x inference decomposition's target cell, fixed before looking at the numbers: the
+# DSL-trained, DSL-inferred cell (CAMoE's setting); a loss "dsl" also matches its variants "dsl[...]".
+DECOMPOSITION_TARGET = ("dsl", "dsl")
 
 # ------------------------------------------------------------ what a run does around the numbers
 OVERWRITE = "never"

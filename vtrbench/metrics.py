@@ -79,7 +79,9 @@ TIE_RTOL = 2.0**-20
 TIE_TOLERANCE_POLICY = (
     "tolerance: each raw score s carries the rounding bound delta = 2^-20 * max|s| over the test matrix "
     "(protocol.tie_tolerance); two scores are tied when they differ by at most the sum of their bounds; "
-    "dsl scores carry delta pushed through DSL (w*L*delta*(1 + 2|L s|/tau), w = the softmax weight), "
+    "dsl and sinkhorn scores carry that bound in the precision the scores were computed in (float64 "
+    "inputs: 2^-29 of it) pushed through their arithmetic plus their normalisers' own rounding "
+    "(vtrbench.eval.postprocess, 'Ties'; sinkhorn's does not grow with the iterations), "
     "qbnorm-normalised rows 2*beta*delta; QB-Norm's top-1/top-k hub tests use the same bands; so ranks "
     "do not depend on eval_block or chunk_size"
 )

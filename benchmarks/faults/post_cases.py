@@ -2,13 +2,14 @@
 
 Classes covered:
 
-- ``--post-option`` values a user can get wrong (beta <= 0, NaN, zero iterations, a float k, an
-  unknown key, no ``=``), on train, eval and a grid file: refused with one line before any work,
-  nothing written.
+- ``--post-option`` values a user can get wrong (beta <= 0, NaN, zero iterations or more than the
+  cap, a negative, NaN or infinite ``sinkhorn_tol``, a float k, an unknown key, no ``=``), on train,
+  eval and a grid file: refused with one line before any work, nothing written.
 - ``csls_k`` larger than the test gallery or the bank: refused before training, naming the option.
 - a bank-based post-processing asked through the Python API without a bank: one line naming the fix.
 - a result file whose new blocks are mislabelled (``transductive.is-test = false``): report refuses it.
-- a valid ``--post-option`` is recorded in the result (config and protocol) and changes the run id.
+- a valid ``--post-option`` is recorded in the result (config and protocol) and changes the run id;
+  with ``sinkhorn_tol`` the iterations Sinkhorn ran are recorded too, within the cap.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ BAD = {
     "beta-negative": ("is_beta=-2", "is_beta"),
     "eps-nan": ("sinkhorn_eps=nan", "sinkhorn_eps"),
     "iters-zero": ("sinkhorn_iters=0", "sinkhorn_iters"),
+    "iters-beyond-cap": ("sinkhorn_iters=1001", "sinkhorn_iters"),
+    "tol-negative": ("sinkhorn_tol=-1e-6", "sinkhorn_tol"),
+    "tol-nan": ("sinkhorn_tol=nan", "sinkhorn_tol"),
+    "tol-inf": ("sinkhorn_tol=inf", "sinkhorn_tol"),
     "k-float": ("csls_k=2.5", "csls_k"),
     "unknown-key": ("beta=3", "beta"),
     "no-equals": ("is_beta", "KEY=VALUE"),
@@ -126,19 +131,20 @@ def _option_recorded(tmp: Path, ctx: Context) -> Outcome:
     from vtrbench.results import read_result
 
     results = tmp / "results"
-    r = run_cli(train_argv(tiny_cache(ctx), results, "--post-option", "sinkhorn_iters=2",
-                           "--post-option", "csls_k=2"))  # fmt: skip
+    r = run_cli(train_argv(tiny_cache(ctx), results, "--post-option", "sinkhorn_iters=40",
+                           "--post-option", "csls_k=2", "--post-option", "sinkhorn_tol=1e-4"))  # fmt: skip
 
     def check() -> str | None:
         (path,) = results.rglob("*.json")
         data = read_result(path)
-        if data["config"].get("post_options") != {"sinkhorn_iters": 2, "csls_k": 2}:
+        if data["config"].get("post_options") != {"sinkhorn_iters": 40, "csls_k": 2, "sinkhorn_tol": 1e-4}:
             return f"config.post_options recorded as {data['config'].get('post_options')!r}"
-        if data["protocol"].get("post_options", {}).get("sinkhorn") != {
-            "sinkhorn_iters": 2,
-            "sinkhorn_eps": 0.05,
-        }:
+        sinkhorn = dict(data["protocol"].get("post_options", {}).get("sinkhorn") or {})
+        ran = sinkhorn.pop("iterations_run", None)
+        if sinkhorn != {"sinkhorn_iters": 40, "sinkhorn_eps": 0.05, "sinkhorn_tol": 1e-4}:
             return f"protocol.post_options recorded as {data['protocol'].get('post_options')!r}"
+        if not isinstance(ran, int) or not 1 <= ran <= 40:
+            return f"iterations_run recorded as {ran!r}"
         default = next(tiny_results(ctx).rglob("*.s0.json"))
         if read_result(default)["config_hash"] == data["config_hash"]:
             return "a run with other post options has the default run's config hash"

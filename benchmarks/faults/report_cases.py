@@ -199,6 +199,26 @@ def _option_error(*argv: Any, mention: str = "") -> Callable[[Path, Context], Ou
     return run
 
 
+def _target_named(tmp: Path, ctx: Context) -> Outcome:
+    """A valid --decomposition-target on schema-2 results with two losses: the section tests that cell
+    and says it was named (the committed fixture is schema 1, so results are made in memory)."""
+    from benchmarks.decomposition_sim import synthetic_results
+
+    folder = tmp / "results"
+    folder.mkdir()
+    for i, r in enumerate(synthetic_results("hubs")):
+        (folder / f"r{i}.json").write_text(json.dumps(r))
+    run = run_cli(["report", folder, "--decomposition-target", "dsl:qbnorm"])
+
+    def check() -> str | None:
+        if "to (DSL, qbnorm)" not in run.out:
+            return "the section does not test the named cell"
+        named = "target named by the user before looking" in run.out
+        return None if named else "the sentence does not say so"
+
+    return expect_ok(run, check)
+
+
 def _rename_file(content: str, mention: str) -> Callable[[Path, Context], Outcome]:
     def run(tmp: Path, ctx: Context) -> Outcome:
         folder = _results(tmp)
@@ -404,6 +424,33 @@ def cases() -> list[Case]:
         Case("report", "option-latex-label-braces", _option_error("--label", "tab:a}b", mention="--label")),
         Case("report", "option-n-boot-zero", _option_error("--n-boot", "0", mention="--n-boot")),
         Case("report", "option-unknown-post", _option_error("--post", "dls", mention="dls")),
+        # the decomposition's target cell (issue 27): malformed, unknown post, raw, a cell no head has
+        Case(
+            "report",
+            "option-target-no-colon",
+            _option_error("--decomposition-target", "dsl", mention="LOSS:POST"),
+        ),
+        Case(
+            "report",
+            "option-target-unknown-post",
+            _option_error("--decomposition-target", "dsl:dls", mention="dls"),
+        ),
+        Case(
+            "report",
+            "option-target-raw",
+            _option_error("--decomposition-target", "dsl:raw", mention="must change the inference"),
+        ),
+        Case(
+            "report",
+            "option-target-empty-loss",
+            _option_error("--decomposition-target", ":dsl", mention="LOSS:POST"),
+        ),
+        Case(
+            "report",
+            "option-target-no-such-cell",
+            _option_error("--decomposition-target", "triplet:dsl", mention="no head has that cell"),
+        ),
+        Case("report", "option-target-named-cell", _target_named),
         Case("report", "rename-file-bad-json", _rename_file("{not json", "names.json")),
         Case(
             "report",

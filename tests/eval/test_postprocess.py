@@ -103,7 +103,12 @@ def test_each_post_processing_equals_its_published_equation(protocol: str) -> No
             assert got["per_query_ranks"][post]["t2v"] != raw["t2v"], post
             assert got["per_query_ranks"][post]["v2t"] != raw["v2t"], post
     protocol_info = got["protocol"]
-    assert protocol_info["post_options"]["sinkhorn"] == {"sinkhorn_iters": 3, "sinkhorn_eps": 0.08}
+    assert protocol_info["post_options"]["sinkhorn"] == {
+        "sinkhorn_iters": 3,
+        "sinkhorn_eps": 0.08,
+        "sinkhorn_tol": 0.0,
+        "iterations_run": 3,
+    }
     assert protocol_info["post_options"]["csls-test"] == {"csls_k": 4}
     assert protocol_info["post_options"]["is-bank"] == {"is_beta": 12.0}
     assert protocol_info["post_bank_size"] == {"t2v": 30, "v2t": 30}
@@ -202,7 +207,14 @@ def test_labels_and_defaults() -> None:
         ({"is_beta": 0.0}, "--post-option is_beta must be a finite number > 0, got 0.0"),
         ({"is_beta": -1.0}, "--post-option is_beta must be a finite number > 0"),
         ({"sinkhorn_eps": float("nan")}, "--post-option sinkhorn_eps must be a finite number > 0, got nan"),
-        ({"sinkhorn_iters": 0}, "--post-option sinkhorn_iters must be an integer >= 1, got 0"),
+        ({"sinkhorn_iters": 0}, "--post-option sinkhorn_iters must be an integer >= 1 and <= 1000, got 0"),
+        (
+            {"sinkhorn_iters": 1001},
+            "--post-option sinkhorn_iters must be an integer >= 1 and <= 1000, got 1001",
+        ),
+        ({"sinkhorn_tol": -1e-6}, "--post-option sinkhorn_tol must be a finite number >= 0, got -1e-06"),
+        ({"sinkhorn_tol": float("inf")}, "--post-option sinkhorn_tol must be a finite number >= 0, got inf"),
+        ({"sinkhorn_tol": "1e-6"}, "--post-option sinkhorn_tol must be a finite number >= 0, got '1e-6'"),
         ({"csls_k": 2.5}, "--post-option csls_k must be an integer >= 1"),
         ({"csls_k": True}, "--post-option csls_k must be an integer >= 1"),
         ({"beta": 1.0}, "--post-option: unknown key 'beta' (known: is_beta, csls_k"),

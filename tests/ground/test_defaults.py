@@ -145,9 +145,19 @@ def test_evaluation_options_are_the_one_place() -> None:
         defaults.CHUNK_SIZE,
     )
     params = {f.name: f.default for f in dataclasses.fields(PostParams)}
-    for name in ("is_beta", "csls_k", "sinkhorn_iters", "sinkhorn_eps"):
+    for name in ("is_beta", "csls_k", "sinkhorn_iters", "sinkhorn_eps", "sinkhorn_tol"):
         assert params[name] == defaults.POST_DEFAULTS[name]
     assert check_post_options({}, complete=True) == dict(defaults.POST_DEFAULTS)
+
+
+def test_report_tests_read_the_one_place() -> None:
+    # the level of the report's tests and the decomposition's target cell (issue 27)
+    from vtrbench.report import stats
+    from vtrbench.report.decomposition import decompose
+
+    assert stats.ALPHA == defaults.SIGNIFICANCE
+    assert inspect.signature(decompose).parameters["alpha"].default == defaults.SIGNIFICANCE
+    assert ":".join(defaults.DECOMPOSITION_TARGET) in _help("report")
 
 
 # Other values for every default, set before vtrbench's other modules are imported.
@@ -168,6 +178,9 @@ SENTINELS = {
     "CSLS_K": 9,
     "SINKHORN_ITERS": 6,
     "SINKHORN_EPS": 0.04,
+    "SINKHORN_TOL": 1e-7,
+    "SIGNIFICANCE": 0.01,
+    "DECOMPOSITION_TARGET": ("dsl", "sinkhorn"),
     "OVERWRITE": "always",
     "CHUNK_SIZE": 512,
     "EMBED_BATCH": 256,
@@ -181,7 +194,8 @@ for name, value in {sentinels!r}.items():
     setattr(defaults, name, value)
 defaults.POST_DEFAULTS = types.MappingProxyType({{
     "is_beta": defaults.IS_BETA, "csls_k": defaults.CSLS_K,
-    "sinkhorn_iters": defaults.SINKHORN_ITERS, "sinkhorn_eps": defaults.SINKHORN_EPS}})
+    "sinkhorn_iters": defaults.SINKHORN_ITERS, "sinkhorn_eps": defaults.SINKHORN_EPS,
+    "sinkhorn_tol": defaults.SINKHORN_TOL}})
 assert not [m for m in sys.modules if m.startswith("vtrbench.") and m != "vtrbench.defaults"]
 sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", {path!r}, "-k", "not reads_the_one_place"]))
 """

@@ -1,9 +1,10 @@
-"""The loss x inference decomposition section of the default report (issue 22 item 3).
+"""The loss x inference decomposition section of the default report (issue 22 item 3, issue 27).
 
 Results are made the way a run makes them (every post-processing through vtrbench.eval) on
-synthetic embeddings built so that the answer is known: in one world the test gallery has hubs and
-both "losses" give the same embeddings (the inference carries the gain), in the other there are no
-hubs and one loss gives much cleaner embeddings (the loss carries it).
+synthetic embeddings built so that the answer is known (benchmarks/decomposition_sim.py,
+``synthetic_results``): in one world the test gallery has hubs and both "losses" give the same
+embeddings (the inference carries the gain), in the other there are no hubs and one loss gives much
+cleaner embeddings (the loss carries it).
 """
 
 from __future__ import annotations
@@ -12,147 +13,120 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from vtrbench.eval import evaluate_embeddings
+from benchmarks.decomposition_sim import synthetic_results
+from vtrbench.errors import VtrbenchError
 from vtrbench.report import build_report, render_json, render_markdown
-from vtrbench.report.decomposition import TITLE
-from vtrbench.results import POSTPROCESSING, TRANSDUCTIVE
-
-N_V, CAPS, DIM = 60, 2, 24
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=1, keepdim=True)
-
-
-def _world(hubs: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(7)
-    video = _unit(torch.randn(N_V, DIM, generator=g))
-    qv = torch.arange(N_V).repeat_interleave(CAPS)
-    if hubs:
-        # a few videos near the captions' common direction: each is everyone's near neighbour
-        common = _unit(torch.randn(1, DIM, generator=g))
-        video[:4] = _unit(common + 0.15 * torch.randn(4, DIM, generator=g))
-    return video, qv
-
-
-def _result(label: str, loss: str, seed: int, video, qv, noise: float, common_pull: float) -> dict:
-    g = torch.Generator().manual_seed(1000 * seed + 17 + int(noise * 100))
-    text = video[qv] + noise * torch.randn(len(qv), DIM, generator=g)
-    if common_pull:
-        text = text + common_pull * video[:4].mean(0, keepdim=True)
-    text = _unit(text)
-    bank = _unit(video[torch.randint(0, N_V, (80,), generator=g)] + noise * torch.randn(80, DIM, generator=g))
-    if common_pull:
-        bank = _unit(bank + common_pull * video[:4].mean(0, keepdim=True))
-    bank_video = _unit(
-        text[torch.randint(0, len(qv), (80,), generator=g)] + 0.5 * torch.randn(80, DIM, generator=g)
-    )
-    ev = evaluate_embeddings(
-        text, video, qv, logit_scale=100.0, bank_text=bank, bank_video=bank_video,
-        postprocessing=POSTPROCESSING, post_options={"csls_k": 5},
-    )  # fmt: skip
-    return {
-        "schema": 2,
-        "run_id": f"toy.{label}.{loss}.s{seed}",
-        "dataset": "toy",
-        "kind": "train",
-        "head": label,
-        "loss": loss,
-        "label": label,
-        "config_hash": f"hash-{label}-{loss}",
-        "seed": seed,
-        "cache": {"fingerprint": "fp0", "model": "ViT-B-32", "pretrained": "openai", "random_weights": False},
-        "protocol": {
-            "test_split": "toy",
-            "n_queries": len(qv),
-            "n_gallery": N_V,
-            "v2t_multi_caption": "clip4clip",
-            "ties": "expected rank",
-            "mdr": "standard",
-        },
-        "metrics": ev["metrics"],
-        "transductive": {p: TRANSDUCTIVE[p] for p in ev["metrics"]},
-        "per_query_ranks": ev["per_query_ranks"],
-        "per_query": ev["per_query"],
-    }
-
-
-def _results(world: str) -> list[dict]:
-    video, qv = _world(hubs=world == "hubs")
-    if world == "hubs":  # same embeddings for both losses: any gain is the inference's
-        noise = {"infonce": 0.4, "dsl": 0.4}
-        pull = 2.0
-    else:  # no hubs, one loss's embeddings much cleaner
-        noise = {"infonce": 1.1, "dsl": 0.45}
-        pull = 0.0
-    return [
-        _result(
-            "meanP",
-            loss,
-            seed + (10 if loss == "dsl" and world == "hubs" else 0),
-            video,
-            qv,
-            noise[loss],
-            pull,
-        )
-        for loss in ("infonce", "dsl")
-        for seed in (0, 1, 2)
-    ]
+from vtrbench.report.decomposition import CONTRASTS, TITLE
+from vtrbench.results import POSTPROCESSING
 
 
 @pytest.fixture(scope="module")
 def hub_results() -> list[dict]:
-    return _results("hubs")
+    return synthetic_results("hubs")
 
 
 @pytest.fixture(scope="module")
 def clean_results() -> list[dict]:
-    return _results("clean")
+    return synthetic_results("clean")
+
+
+def _cell_mean(results: list[dict], loss: str, post: str) -> float:
+    return float(np.mean([r["metrics"][post]["t2v"]["R@1"] for r in results if r["loss"] == loss]))
 
 
 def test_inference_carries_the_gain_when_the_losses_give_the_same_embeddings(hub_results) -> None:
-    report = build_report(hub_results, n_boot=300)
+    report = build_report(hub_results, n_boot=1000)
     dec = report.decomposition
-    assert dec is not None and dec.metric == "t2v/R@1"
+    assert dec is not None and dec.metric == "t2v/R@1" and dec.family == 6 and dec.alpha == 0.05
     (hd,) = dec.heads
     assert hd.reference == "infonce" and hd.losses == ["infonce", "dsl"] and hd.posts == list(POSTPROCESSING)
-    # cells are the stored metrics averaged over seeds; effects are differences of cells
+    # the target is fixed before looking: DSL-trained, DSL-inferred
+    assert hd.target == ("dsl", "dsl") and hd.target_how == "default" and hd.seeds == {"infonce": 3, "dsl": 3}
+    # cells are the stored metrics averaged over seeds
     for loss in hd.losses:
         for post in hd.posts:
-            stored = np.mean([r["metrics"][post]["t2v"]["R@1"] for r in hub_results if r["loss"] == loss])
-            assert hd.means.at[loss, post] == pytest.approx(stored)
-    for (loss, post), (d, lo, hi) in hd.loss_effect.items():
-        assert d == pytest.approx(hd.means.at[loss, post] - hd.means.at["infonce", post]) and lo <= d <= hi
-    for (loss, post), (d, lo, hi) in hd.inference_effect.items():
-        assert d == pytest.approx(hd.means.at[loss, post] - hd.means.at[loss, "raw"]) and lo <= d <= hi
+            assert hd.means.at[loss, post] == pytest.approx(_cell_mean(hub_results, loss, post))
+    # the six effects are contrasts of the four cells of the 2 x 2
+    rr, tr = _cell_mean(hub_results, "infonce", "raw"), _cell_mean(hub_results, "dsl", "raw")
+    rp, tp = _cell_mean(hub_results, "infonce", "dsl"), _cell_mean(hub_results, "dsl", "dsl")
+    want = {
+        "loss@raw": tr - rr, "loss@post": tp - rp, "inference@ref": rp - rr, "inference@target": tp - tr,
+        "interaction": tp - tr - rp + rr, "loss-vs-inference": tr - rp,
+    }  # fmt: skip
+    assert set(hd.effects) == set(CONTRASTS) == set(want)
+    for key, t in hd.effects.items():
+        assert t.estimate == pytest.approx(want[key]), key
+        assert t.lo <= t.estimate <= t.hi, key
+        # an interval excludes 0 exactly when Holm calls the effect significant
+        assert (t.lo > 0 or t.hi < 0) == t.significant, key
     # the world's answer: DSL inference lifts the reference loss clearly; the loss does not at raw
-    _, lo, _ = hd.inference_effect[("infonce", "dsl")]
-    assert lo > 0
-    _, lo, hi = hd.loss_effect[("dsl", "raw")]
-    assert lo <= 0 <= hi
-    assert "the inference post-processing carries the gain" in hd.sentence
+    assert hd.effects["inference@ref"].significant and hd.effects["inference@ref"].estimate > 0
+    assert not hd.effects["loss@raw"].significant
+    assert hd.verdict == "inference" and "the inference post-processing carries the gain" in hd.sentence
+    assert "target fixed before looking (the DSL-trained, DSL-inferred cell)" in hd.sentence
     md = render_markdown(report)
-    assert f"## {TITLE} (t2v/R@1)" in md and "### meanP: inference effect at fixed loss (vs raw)" in md
-    assert "dsl (T)" in md and "loss effect: DSL − InfoNCE" in md
+    assert f"## {TITLE} (t2v/R@1)" in md and "### meanP: 2 × 2 from (InfoNCE, raw) to (DSL, dsl)" in md
+    assert "dsl (T)" in md and "interaction" in md and "Holm" in md and "over the 6 effects" in md
     assert hd.sentence.split(":")[0] in md
-    # the default report shows raw/dsl/qbnorm blocks only; the section reads every post-processing
+    # the default report shows raw/dsl/qbnorm blocks only; the section's means read every post
     assert [b.post for b in report.blocks] == ["raw", "dsl", "qbnorm"]
     assert "sinkhorn (T)" in md
     data = json.loads(render_json(report))["decomposition"]
-    assert data["heads"][0]["sentence"] == hd.sentence and len(data["heads"][0]["inference_effect"]) == 16
+    head = data["heads"][0]
+    assert head["sentence"] == hd.sentence and head["verdict"] == "inference" and data["family"] == 6
+    assert head["target"] == {"loss": "dsl", "post": "dsl", "chosen": "default"}
+    assert [e["effect"] for e in head["effects"]] == list(CONTRASTS)
+    assert {e["effect"]: e["significant"] for e in head["effects"]}["inference@ref"] is True
 
 
 def test_the_loss_carries_the_gain_when_its_embeddings_are_cleaner(clean_results) -> None:
-    dec = build_report(clean_results, n_boot=300).decomposition
+    dec = build_report(clean_results, n_boot=1000).decomposition
     (hd,) = dec.heads
-    _, lo, _ = hd.loss_effect[("dsl", "raw")]
-    assert lo > 0
-    assert (
-        "the training loss carries the gain" in hd.sentence
-        or "both factors help, the training loss more" in hd.sentence
-    )
+    assert hd.effects["loss@raw"].significant and hd.effects["loss@raw"].estimate > 0
+    assert hd.verdict == "loss" and "the training loss carries the gain" in hd.sentence
+
+
+def test_holm_runs_over_every_head_of_the_section(hub_results, clean_results) -> None:
+    # two heads: one family of 12; each interval at its Holm step's level, excluding 0 iff significant
+    other = [
+        dict(r, label="seqTransf", head="seqTransf", config_hash=r["config_hash"] + "-b")
+        for r in clean_results
+    ]
+    dec = build_report(hub_results + other, n_boot=1000).decomposition
+    assert dec.family == 12 and [hd.head for hd in dec.heads] == ["meanP", "seqTransf"]
+    tested = [t for hd in dec.heads for t in hd.effects.values()]
+    p = np.array([t.p for t in tested])
+    for rank, i in enumerate(np.argsort(p, kind="stable")):
+        t = tested[i]
+        assert t.level <= 0.05 / (12 - rank) + 1e-15  # never looser than its Holm step
+        assert (t.lo > 0 or t.hi < 0) == t.significant
+    assert {hd.verdict for hd in dec.heads} == {"inference", "loss"}
+
+
+def test_a_named_target_and_one_chosen_from_the_data_say_so(hub_results) -> None:
+    named = build_report(hub_results, n_boot=200, decomposition_target="dsl:qbnorm").decomposition
+    (hd,) = named.heads
+    assert hd.target == ("dsl", "qbnorm") and hd.target_how == "named"
+    assert "target named by the user before looking" in hd.sentence
+    # no DSL loss: the default target is missing, the best mean is taken, after looking, and labelled
+    renamed = [dict(r, loss="triplet" if r["loss"] == "dsl" else r["loss"]) for r in hub_results]
+    hd = build_report(renamed, n_boot=200).decomposition.heads[0]
+    assert hd.target_how == "data" and hd.target[0] == "triplet" and hd.target[1] != "raw"
+    means = hd.means.loc[["triplet"], [p for p in hd.posts if p != "raw"]]
+    assert hd.means.at[hd.target] == means.to_numpy().max()
+    assert "chosen from the data" in hd.sentence and "after looking" in hd.sentence
+    # a named cell no head has is refused in one line; so are malformed targets
+    for bad, message in [
+        ("triplet:dsl", "no head has that cell"),
+        ("dsl", "LOSS:POST"),
+        ("dsl:dls", "unknown post-processing 'dls'"),
+        ("dsl:raw", "must change the inference"),
+        ((), "LOSS:POST"),
+    ]:
+        with pytest.raises(VtrbenchError, match=message) as e:
+            build_report(hub_results, n_boot=50, decomposition_target=bad)
+        assert "\n" not in str(e.value)
 
 
 def test_no_section_without_two_losses_or_with_it_switched_off(hub_results) -> None:
@@ -172,13 +146,13 @@ def test_no_section_without_two_losses_or_with_it_switched_off(hub_results) -> N
 
 def test_queries_bootstrap_and_mnr_metric(hub_results) -> None:
     dec = build_report(
-        hub_results, n_boot=200, bootstrap="queries", layout="pivot", metric="t2v/MnR"
+        hub_results, n_boot=1000, bootstrap="queries", layout="pivot", metric="t2v/MnR"
     ).decomposition
     (hd,) = dec.heads
     assert dec.metric == "t2v/MnR" and dec.bootstrap == "queries"
-    d, lo, hi = hd.inference_effect[("infonce", "dsl")]
-    assert hi < 0  # a lower mean rank is the gain
-    assert "the inference post-processing carries the gain" in hd.sentence
+    t = hd.effects["inference@ref"]
+    assert t.significant and t.hi < 0  # a lower mean rank is the gain
+    assert hd.verdict == "inference"
 
 
 def test_report_post_shows_the_new_blocks_labelled(hub_results) -> None:
@@ -201,5 +175,6 @@ def test_terminal_shows_the_section_as_fitted_tables(hub_results) -> None:
     console = Console(width=100, record=True, file=io.StringIO())
     print_report(report, console)
     text = console.export_text()
-    assert f"{TITLE} (t2v/R@1)" in text and "meanP: inference effect at fixed loss (vs raw)" in text
-    assert "carries the gain" in text and max(len(line) for line in text.splitlines()) <= 100
+    assert f"{TITLE} (t2v/R@1)" in text and "meanP: training loss × inference (means)" in text
+    assert "carries the gain" in text and "2 × 2 from" in text and "Holm" in text
+    assert max(len(line) for line in text.splitlines()) <= 100

@@ -321,7 +321,9 @@ def eval_protocol_options() -> list[Any]:
             callback=_post_options,
             help="A parameter of the hubness post-processings, repeatable: is_beta (inverted softmax, "
             f"default {defaults.IS_BETA:g}), csls_k (CSLS neighbours, {defaults.CSLS_K}), sinkhorn_iters "
-            f"({defaults.SINKHORN_ITERS}), sinkhorn_eps ({defaults.SINKHORN_EPS:g}).",
+            f"(at most {defaults.SINKHORN_ITERS_MAX}; {defaults.SINKHORN_ITERS}), sinkhorn_eps "
+            f"({defaults.SINKHORN_EPS:g}), sinkhorn_tol (stop once no scaling moves by more; off at "
+            f"{defaults.SINKHORN_TOL:g}).",
         ),
         click.option(
             "--qb-k",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from vtrbench import defaults
 from vtrbench.cli._app import cli, make_console, out_console, parse_seeds, split_list
 from vtrbench.defaults import REPORT_NOTES, REPORT_NOTES_STYLES, REPORT_SPLIT, REPORT_SPLITS
 from vtrbench.errors import VtrbenchError
@@ -125,6 +126,13 @@ def _columns(value: str | None) -> tuple[str, ...] | None:
     help="Multiple comparisons for the † marks: Holm over every tested cell (auto: when more than 3 "
     "cells are tested), Bonferroni, or none (each cell at 5 %).",
 )
+@click.option(
+    "--decomposition-target",
+    metavar="LOSS:POST",
+    help="The cell the loss x inference section tests against (reference loss, raw) [default: "
+    f"{':'.join(defaults.DECOMPOSITION_TARGET)}, the DSL-trained, DSL-inferred cell; where the results "
+    "have none, the best mean, labelled as chosen after looking].",
+)
 @click.option("--allow-mixed", is_flag=True, help="Allow different caches/splits/protocols in one table.")
 @click.option("--n-boot", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option(
@@ -185,6 +193,7 @@ def report(
     baseline: str | None,
     bootstrap: str,
     correction: str,
+    decomposition_target: str | None,
     allow_mixed: bool,
     n_boot: int,
     labels: str,
@@ -235,6 +244,7 @@ def report(
         columns=_columns(columns),
         bootstrap=bootstrap,
         correction=correction,
+        decomposition_target=decomposition_target,
         labels=labels,
         rename=renames,
         caption=caption,

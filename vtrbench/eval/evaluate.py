@@ -65,7 +65,7 @@ def evaluate_embeddings(
             :mod:`vtrbench.eval.postprocess`); None: ``raw``, ``dsl`` and (with banks) ``qbnorm``. A
             bank-based one asked without banks is refused.
         post_options: parameters of the post-processings of :mod:`vtrbench.eval.postprocess`
-            (``is_beta``, ``csls_k``, ``sinkhorn_iters``, ``sinkhorn_eps``; defaults
+            (``is_beta``, ``csls_k``, ``sinkhorn_iters``, ``sinkhorn_eps``, ``sinkhorn_tol``; defaults
             ``defaults.POST_DEFAULTS``), checked by :func:`vtrbench.config.check_post_options`.
         progress: optional ``progress(n)`` called as query rows are ranked (``Nq + Nv`` in all),
             for a progress bar on large galleries.

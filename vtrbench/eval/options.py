@@ -35,7 +35,8 @@ class EvalOptions:
         chunk_size: query rows scored at once.
         postprocessing: names of ``results.POSTPROCESSING``; None: :data:`DEFAULT_POSTS`.
         post_options: parameters of the hubness post-processings (``is_beta``, ``csls_k``,
-            ``sinkhorn_iters``, ``sinkhorn_eps``); None or missing keys: ``defaults.POST_DEFAULTS``.
+            ``sinkhorn_iters``, ``sinkhorn_eps``, ``sinkhorn_tol``); None or missing keys:
+            ``defaults.POST_DEFAULTS``.
         matrix_bytes: the largest score matrix held in memory; None: ``matrix.default_matrix_bytes()``.
         tmp_dir: where a larger matrix is written (None: the system's temp folder).
     """
@@ -70,6 +71,11 @@ class PostParams:
     bound ``delta`` of each raw score (``metrics.TIE_RTOL`` x the matrix's largest |score|), known
     once the matrix is scored.
 
+    ``delta_in``: the same bound in the precision the raw scores were computed in (``delta`` scaled by
+    that dtype's epsilon over float32's: equal to ``delta`` for float32 scores, 2^-29 of it for
+    float64; None: ``delta``); DSL and Sinkhorn push it through their arithmetic, so that float64 inputs
+    get a float64 band (issue 27).
+
     ``csls_k`` is csls-test's k, ``csls_k_bank`` csls-bank's; they differ only below 10 items.
     """
 
@@ -84,3 +90,9 @@ class PostParams:
     csls_k_bank: int = defaults.CSLS_K
     sinkhorn_iters: int = defaults.SINKHORN_ITERS
     sinkhorn_eps: float = defaults.SINKHORN_EPS
+    sinkhorn_tol: float = defaults.SINKHORN_TOL
+    delta_in: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.delta_in is None:  # a bound given for float32 scores only: the same for both
+            object.__setattr__(self, "delta_in", self.delta)

@@ -45,7 +45,8 @@ for t2v, training videos against the test captions for v2t).
   s``) with the softmax prior's normaliser taken over the bank instead of the test queries, so it
   is inductive. vtrbench's variant, for a fair main table; DSL itself is transductive.
 - ``sinkhorn``: Sinkhorn-Knopp balancing (Sinkhorn 1967; as used for retrieval inference in e.g.
-  Park et al., EMNLP 2022) of ``K = exp(s / eps)`` towards uniform marginals: ``n`` iterations of
+  Park et al., EMNLP 2022) of ``K = exp(s / eps)`` towards uniform marginals: ``n`` iterations (or
+  fewer with ``sinkhorn_tol``, below) of
   ``u = a / (K v)`` then ``v = b / (K^T u)`` (``a = 1/Nq``, ``b = 1/Nv``, ``v = 1`` at first),
   giving ``P = diag(u) K diag(v)``; t2v ranks P's rows (``s_ij / eps + log v_j``), v2t its columns
   (``s_ij / eps + log u_i``), so both directions come from one balanced matrix (transductive).
@@ -61,13 +62,38 @@ video's captions) is applied to the post-processed video x caption scores, and
 Ties. Post-processed scores are computed in float64; the normalisers are accumulated in float64 and
 rounded to float32 (:func:`vtrbench.eval.blocks.rounded`), which makes them independent of the
 summation order (hence of ``chunk_size``) and equal for gallery items with equal values, so exact
-ties survive post-processing. Each ``apply`` returns, next to its scores, the rounding bound they
-carry given the raw scores' bound ``delta`` (:mod:`vtrbench.eval.ranking`): ``delta`` for raw
-scores; ``w * L * delta * (1 + 2 |L s| / tau)`` for DSL and ``dsl-bank`` (``w`` the softmax weight,
-first order in the errors of ``L s`` and of the normaliser); ``2 beta delta`` for QB-Norm-normalised
-rows and for ``is`` (the score and the logsumexp); ``3 delta`` for ``csls`` (``2 s`` and a mean of
-raw scores); ``(2 n + 1) delta / eps`` for Sinkhorn (each logsumexp is 1-Lipschitz in the max norm,
-so an iteration adds at most ``2 delta / eps`` to the scalings' bound).
+ties survive post-processing; DSL's normalisers and Sinkhorn's scalings of a float64 score matrix
+stay float64 (:func:`~vtrbench.eval.blocks.rounded_for`). Each ``apply`` returns, next to its
+scores, the rounding bound they carry given the raw scores' bound ``delta`` (:mod:`vtrbench.eval.ranking`):
+``delta`` for raw scores; ``2 beta delta`` for QB-Norm-normalised rows and for ``is`` (the score and
+the logsumexp); ``3 delta`` for ``csls`` (``2 s`` and a mean of raw scores). DSL and Sinkhorn push
+``delta_in`` through their arithmetic instead: the same 8-ulp bound in the precision the raw scores
+were computed in (``delta`` for float32 scores, ``2^-29 delta`` for float64), plus ``rho``, the
+normaliser's own rounding (:func:`~vtrbench.eval.blocks.normaliser_bound`: a float32 ulp, or a
+float64 accumulation bound for float64 scores); issue 27:
+
+- DSL (``v = z w``, ``z = L s``, ``w = exp(z / tau - lse)``): ``w dz (1 + a) + |v| a`` with
+  ``dz = L delta_in``, ``a = exp(e) - 1``, ``e = 2 q dz / tau + rho``: first order in ``dz`` and
+  the normaliser's move, whose share not due to this score itself is ``q = 1 - w`` for ``dsl`` (the
+  weights of a column sum to 1) and ``q = 1`` for ``dsl-bank`` (its sum does not hold the query).
+  The entries that dominate their column (``w`` near 1) get a band of a few float32 ulps, where the
+  old ``w L delta (1 + 2 |z| / tau)`` gave about ``2 L delta / tau`` of the score (2e-4 with
+  ``L = 100``); float64 inputs get a float64 band. tests/eval/test_tie_bands.py checks that every
+  move of the raw scores within ``delta_in`` stays inside it.
+- Sinkhorn: ``3 delta_in / eps + rho`` per score, the score's own term and the last iteration's two
+  half-updates (each a logsumexp of raw scores / eps, 1-Lipschitz: ``delta_in / eps`` apiece). It
+  does not grow with the iterations: earlier iterations reach every gallery item through the same
+  other-side scaling, so only what reaches two items differently could move a pair, and it is left
+  out. That part is measured, not bounded: moving every raw score by up to ``delta`` (random signs,
+  one column up and the rest down, rank-one sign patterns; ``python -m benchmarks.tie_bands
+  --sensitivity``) moved a pair's difference by at most 0.79 of the pair's band on the 360 x 120
+  hub-heavy and tie-heavy matrices, the same at 5, 50 and 300 iterations (the raw scores' real
+  rounding is at most 0.35 ``delta``). The old ``(2 n + 1) delta / eps`` changed the counts of 61 of
+  the 360 hub-heavy t2v queries at 300 iterations against the exact reference; this band, none.
+
+Sinkhorn runs ``sinkhorn_iters`` iterations (at most ``defaults.SINKHORN_ITERS_MAX``), or stops
+after the first iteration (from the second on) that moved no entry of ``log u`` or ``log v`` by more
+than ``sinkhorn_tol`` (0: never); the result records ``iterations_run``.
 
 Adding a post-processing = one entry in :data:`POSTPROCESSORS` (plus its name in
 ``results.POSTPROCESSING`` and ``results.TRANSDUCTIVE``).
@@ -78,11 +104,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from vtrbench.eval.blocks import chunks, rounded
+from vtrbench.eval.blocks import chunks, normaliser_bound, rounded, rounded_for
 from vtrbench.eval.matrix import ScoreMatrix
 from vtrbench.eval.options import PostParams
 from vtrbench.eval.scoring import Scorer
@@ -116,8 +142,9 @@ def bank_statistics(scorer: Scorer, posts: list[str], opts: PostParams) -> dict[
 
     Returns a dict with the entries the posts need: ``qb_lse``/``qb_hubs`` (QB-Norm, as
     :func:`querybank_normalisers`), ``is_lse`` (``logsumexp_b is_beta s_bj``),
-    ``dsl_lse`` (``logsumexp_b logit_scale s_bj / tau``), ``csls_r`` (mean of the ``csls_k_bank``
-    highest bank scores of each gallery item); each ``(M,)`` float64 holding float32 values.
+    ``dsl_lse`` (``logsumexp_b logit_scale s_bj / tau``; float64 values for float64 scores, as
+    :func:`dsl_normalisers`), ``csls_r`` (mean of the ``csls_k_bank`` highest bank scores of each
+    gallery item); each ``(M,)`` float64 holding float32 values; ``n_bank``: the bank's size.
     """
     n, dev = scorer.n_gallery, scorer.device
     acc: dict[str, Any] = {}
@@ -139,6 +166,9 @@ def bank_statistics(scorer: Scorer, posts: list[str], opts: PostParams) -> dict[
         if "csls-bank" in posts:
             best = _merge_topk(best, s, opts.csls_k_bank)
     out: dict[str, Any] = {name: rounded(lse) for name, lse in acc.items()}
+    if "dsl_lse" in acc:
+        out["dsl_lse"] = rounded_for(acc["dsl_lse"], scorer.dtype)
+    out["n_bank"] = scorer.n_queries
     if hubs is not None:
         out["qb_hubs"] = hubs
     if best is not None:
@@ -180,21 +210,56 @@ def prepare_csls_test(matrix: ScoreMatrix, banks: Any, opts: PostParams) -> tupl
     return _topk_mean(best), per_caption
 
 
-def prepare_sinkhorn(matrix: ScoreMatrix, banks: Any, opts: PostParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log v, log u)`` after ``sinkhorn_iters`` iterations (module docstring), one pass each."""
+class SinkhornState(NamedTuple):
+    """One direction's Sinkhorn scaling (log space), each gallery item's tie bound, the iterations run."""
+
+    log_scaling: torch.Tensor
+    slack: torch.Tensor
+    iterations: int
+
+
+def prepare_sinkhorn(
+    matrix: ScoreMatrix, banks: Any, opts: PostParams
+) -> tuple[SinkhornState, SinkhornState]:
+    """``(log v, log u)`` after ``sinkhorn_iters`` iterations (module docstring), one pass each, or
+    fewer when ``sinkhorn_tol`` > 0 and an iteration moved no entry of ``log u``/``log v`` by more."""
     inv_eps = 1.0 / opts.sinkhorn_eps
     log_a, log_b = -math.log(matrix.n_rows), -math.log(matrix.n_cols)
-    log_u = torch.empty(matrix.n_rows, dtype=torch.float64, device=matrix.device)
+    log_u = torch.zeros(matrix.n_rows, dtype=torch.float64, device=matrix.device)
     log_v = torch.zeros(matrix.n_cols, dtype=torch.float64, device=matrix.device)
-    for _ in range(opts.sinkhorn_iters):
+    done = 0
+    while done < opts.sinkhorn_iters:
+        last_u, last_v = log_u.clone(), log_v
         col = _full(matrix.n_cols, -math.inf, matrix.device)
         for rows in matrix.row_chunks():
             z = matrix.rows(rows).to(torch.float64) * inv_eps
             # rows first with the previous v, then these rows' share of the column sums with the new u
-            log_u[rows] = rounded(log_a - torch.logsumexp(z + log_v, dim=1))
+            log_u[rows] = rounded_for(log_a - torch.logsumexp(z + log_v, dim=1), matrix.dtype)
             torch.logaddexp(col, torch.logsumexp(z + log_u[rows, None], dim=0), out=col)
-        log_v = rounded(log_b - col)
-    return log_v, log_u
+        log_v = rounded_for(log_b - col, matrix.dtype)
+        done += 1
+        # the step is computed from the stored values (float32-rounded for float32 scores, so the
+        # same for every chunking unless a value sits on a rounding boundary)
+        if opts.sinkhorn_tol > 0 and done > 1:
+            step = max(float((log_u - last_u).abs().max()), float((log_v - last_v).abs().max()))
+            if step <= opts.sinkhorn_tol:
+                break
+    v_slack = _sinkhorn_slack(log_v, matrix.n_rows, matrix.dtype, opts)
+    u_slack = _sinkhorn_slack(log_u, matrix.n_cols, matrix.dtype, opts)
+    return SinkhornState(log_v, v_slack, done), SinkhornState(log_u, u_slack, done)
+
+
+def _sinkhorn_slack(
+    log_scaling: torch.Tensor, n_terms: int, dtype: torch.dtype, opts: PostParams
+) -> torch.Tensor:
+    """Each gallery item's bound ``3 delta_in / eps + rho``: its own raw score, the last iteration's
+    two half-updates (each a logsumexp of raw scores / eps, 1-Lipschitz: ``delta_in / eps`` apiece),
+    and the scaling's own rounding ``rho`` (:func:`normaliser_bound`). Earlier iterations are left
+    out: it does not grow with the iterations (module docstring, "Ties", says what that leaves)."""
+    if opts.delta == 0:  # the tolerance switched off (or an all-zero matrix): exact ties
+        return torch.zeros_like(log_scaling)[None, :]
+    rho = normaliser_bound(log_scaling, dtype, n_terms)
+    return rho.add_(3.0 * opts.delta_in / opts.sinkhorn_eps)[None, :]
 
 
 # ---------------------------------------------------------------- apply to a chunk of query rows
@@ -216,10 +281,15 @@ def apply_csls(raw: torch.Tensor, r: torch.Tensor, opts: PostParams) -> Scored:
     return raw.to(torch.float64, copy=True).mul_(2).sub_(r), _slack(raw, 3 * opts.delta)
 
 
-def apply_sinkhorn(raw: torch.Tensor, log_scaling: torch.Tensor, opts: PostParams) -> Scored:
-    """``log P_ij`` up to the row's own constant: ``s_ij / eps + log`` of the gallery item's scaling."""
-    bound = (2 * opts.sinkhorn_iters + 1) * opts.delta / opts.sinkhorn_eps
-    return raw.to(torch.float64, copy=True).div_(opts.sinkhorn_eps).add_(log_scaling), _slack(raw, bound)
+def apply_sinkhorn(raw: torch.Tensor, state: SinkhornState | torch.Tensor, opts: PostParams) -> Scored:
+    """``log P_ij`` up to the row's own constant: ``s_ij / eps + log`` of the gallery item's scaling.
+
+    ``state``: :func:`prepare_sinkhorn`'s (a bare log-scaling tensor, as earlier releases passed,
+    gets the float32 bound of :func:`_sinkhorn_slack`)."""
+    if isinstance(state, torch.Tensor):
+        state = SinkhornState(state, _sinkhorn_slack(state, 1, torch.float32, opts), 0)
+    scores = raw.to(torch.float64, copy=True).div_(opts.sinkhorn_eps).add_(state.log_scaling)
+    return scores, state.slack.expand(raw.shape[0], -1)
 
 
 # ---------------------------------------------------------------- raw, dsl and qbnorm
@@ -232,8 +302,8 @@ def dsl_normalisers(
 
     Returns:
         ``(per_video, per_caption)``: ``(Nv,)`` logsumexp over all captions of
-        ``logit_scale * s / tau`` (t2v) and ``(Nq,)`` logsumexp over all videos (v2t),
-        float64 holding float32-rounded values.
+        ``logit_scale * s / tau`` (t2v) and ``(Nq,)`` logsumexp over all videos (v2t), float64
+        holding float32-rounded values (float64 values for a float64 matrix: :func:`rounded_for`).
     """
     per_video = torch.full((matrix.n_cols,), -torch.inf, dtype=torch.float64, device=matrix.device)
     per_caption = torch.empty(matrix.n_rows, dtype=torch.float64, device=matrix.device)
@@ -241,7 +311,16 @@ def dsl_normalisers(
         z = matrix.rows(rows).to(torch.float64) * (logit_scale / tau)
         torch.logaddexp(per_video, torch.logsumexp(z, dim=0), out=per_video)
         per_caption[rows] = torch.logsumexp(z, dim=1)
-    return rounded(per_video), rounded(per_caption)
+    return rounded_for(per_video, matrix.dtype), rounded_for(per_caption, matrix.dtype)
+
+
+class DslState(NamedTuple):
+    """One direction's DSL normalisers (log space), their rounding bounds, and whether each sum holds
+    the query's own score (``dsl``: the test queries) or not (``dsl-bank``: a bank)."""
+
+    lse: torch.Tensor
+    bound: torch.Tensor
+    own: bool
 
 
 def querybank_normalisers(
@@ -286,22 +365,46 @@ def _apply_raw(raw: torch.Tensor, state: Any, opts: PostParams) -> Scored:
     return raw, torch.full((raw.shape[0], 1), opts.delta, dtype=raw.dtype, device=raw.device)
 
 
-def _prepare_dsl(matrix: ScoreMatrix, banks: Any, opts: PostParams) -> tuple[torch.Tensor, torch.Tensor]:
-    return dsl_normalisers(matrix, logit_scale=opts.logit_scale, tau=opts.dsl_tau)
+def _prepare_dsl(matrix: ScoreMatrix, banks: Any, opts: PostParams) -> tuple[DslState, DslState]:
+    per_video, per_caption = dsl_normalisers(matrix, logit_scale=opts.logit_scale, tau=opts.dsl_tau)
+    return (
+        DslState(per_video, normaliser_bound(per_video, matrix.dtype, matrix.n_rows), True),
+        DslState(per_caption, normaliser_bound(per_caption, matrix.dtype, matrix.n_cols), True),
+    )
 
 
-def _apply_dsl(raw: torch.Tensor, lse: torch.Tensor, opts: PostParams) -> Scored:
+def _prepare_dsl_bank(matrix: ScoreMatrix, banks: Any, opts: PostParams) -> tuple[DslState, DslState]:
+    assert banks is not None, "dsl-bank needs the bank statistics"
+    t2v, v2t = banks[0], banks[1]
+    return (
+        DslState(t2v["dsl_lse"], normaliser_bound(t2v["dsl_lse"], matrix.dtype, t2v["n_bank"]), False),
+        DslState(v2t["dsl_lse"], normaliser_bound(v2t["dsl_lse"], matrix.dtype, v2t["n_bank"]), False),
+    )
+
+
+def _apply_dsl(raw: torch.Tensor, state: DslState | torch.Tensor, opts: PostParams) -> Scored:
+    """``z * softmax_weight`` with ``z = logit_scale * s``, and its first-order bound (module docstring,
+    "Ties"): ``w dz (1 + a) + |v| a``, ``a = exp(e) - 1``, ``e = 2 q dz / tau + rho``, ``dz =
+    logit_scale * delta_in``, ``q = 1 - w`` where the normaliser's sum holds this score (``dsl``) and
+    1 where it does not (``dsl-bank``), ``rho`` the normaliser's own rounding."""
+    if isinstance(state, torch.Tensor):  # a bare normaliser, as earlier releases passed
+        state = DslState(state, normaliser_bound(state, torch.float32, 1), False)
     # copy=True: float64 scores are otherwise the matrix itself, and in-place ops would change it
     z = raw.to(torch.float64, copy=True).mul_(opts.logit_scale)
-    w = (z / opts.dsl_tau).sub_(lse).exp_()  # the softmax weight over the queries
-    # first-order bound of z * w when z carries L*delta and lse up to L*delta/tau:
-    # w*L*delta + |z*w|*(L*delta/tau + L*delta/tau)
-    if opts.delta == 0:  # exact ties (an all-zero matrix, or tolerance switched off)
-        return z.mul_(w), torch.zeros((raw.shape[0], 1), dtype=torch.float64, device=raw.device)
+    w = (z / opts.dsl_tau).sub_(state.lse).exp_()  # the softmax weight over the queries
     v = z.mul_(w)
-    # w*L*delta*(1 + 2|z|/tau) = L*delta*(w + 2|v|/tau), written into w: three passes, one buffer
-    slack = w.add_(v.abs(), alpha=2 / opts.dsl_tau).mul_(opts.logit_scale * opts.delta)
-    return v, slack
+    if opts.delta == 0:  # exact ties (an all-zero matrix, or tolerance switched off)
+        return v, torch.zeros((raw.shape[0], 1), dtype=torch.float64, device=raw.device)
+    dz = opts.logit_scale * opts.delta_in
+    rho = state.bound[None, :] if state.bound.ndim == 1 else state.bound
+    # q: the share of the normaliser's first-order move that is not this score's own move (the
+    # weights of a column sum to 1); w's own rounding (rho) widens it by w * rho
+    q = (1.0 - w * (1.0 - rho)).clamp_(min=0.0) if state.own else torch.ones_like(w)
+    e = q.mul_(2.0 * dz / opts.dsl_tau).add_(rho)  # |log w' - log w| to first order
+    a = e.expm1_()  # |log w' - log w| <= e gives |w'/w - 1| <= exp(e) - 1
+    wdz = w.mul_(dz)
+    # w dz (1 + a) + |v| a, in the buffers already held
+    return v, a.mul_(v.abs().add_(wdz)).add_(wdz)
 
 
 def _prepare_qbnorm(
@@ -341,7 +444,7 @@ POSTPROCESSORS: dict[str, PostProcessor] = {
     "is-test": PostProcessor(prepare_is_test, apply_is),
     "csls-bank": PostProcessor(prepare_bank("csls_r"), apply_csls),
     "csls-test": PostProcessor(prepare_csls_test, apply_csls),
-    "dsl-bank": PostProcessor(prepare_bank("dsl_lse"), _apply_dsl),
+    "dsl-bank": PostProcessor(_prepare_dsl_bank, _apply_dsl),
     "sinkhorn": PostProcessor(prepare_sinkhorn, apply_sinkhorn),
 }
 

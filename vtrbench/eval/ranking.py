@@ -69,7 +69,7 @@ _POST_PARAMS = {
     "csls-bank": ("csls_k",),
     "csls-test": ("csls_k",),
     "dsl-bank": (),
-    "sinkhorn": ("sinkhorn_iters", "sinkhorn_eps"),
+    "sinkhorn": ("sinkhorn_iters", "sinkhorn_eps", "sinkhorn_tol"),
 }
 
 
@@ -173,17 +173,25 @@ def evaluate_scorers(
             progress=progress,
         ) as matrix,
     ):
-        params = replace(params, delta=TIE_RTOL * matrix.scale)
-        t2v, v2t = _rank_both(matrix, qv, protocol, posts, params, banks, progress)
+        params = _with_bounds(params, matrix)
+        t2v, v2t, ran = _rank_both(matrix, qv, protocol, posts, params, banks, progress)
         kind, scale = matrix.kind, matrix.scale
     # CLIP4Clip's multi-sentence path (several captions per video) takes torch.median for t2v only
     lower_t2v = options.mdr == "clip4clip" and n_q > n_v
     return {
         **_per_post(posts, t2v, v2t, lower_t2v),
-        "protocol": _protocol(n_q, n_v, protocol, options.mdr, scale, posts, params, banks),
+        "protocol": _protocol(n_q, n_v, protocol, options.mdr, scale, posts, params, banks, ran),
         "score_matrix": kind,
         "eval_s": time.perf_counter() - start,
     }
+
+
+def _with_bounds(params: PostParams, matrix: ScoreMatrix) -> PostParams:
+    """``params`` with the raw scores' rounding bound ``delta`` and the same bound in the precision the
+    scores were computed in (``delta_in``: float32's 8 ulps become float64's for a float64 matrix)."""
+    delta = TIE_RTOL * matrix.scale
+    ratio = torch.finfo(matrix.dtype).eps / torch.finfo(torch.float32).eps
+    return replace(params, delta=delta, delta_in=delta * ratio)
 
 
 def _checked(
@@ -251,8 +259,9 @@ def _rank_both(
     params: PostParams,
     banks: tuple[Scorer, Scorer] | None,
     progress: Callable[[int], None] | None,
-) -> tuple[Ranked, Ranked]:
-    """t2v (the matrix's rows) and v2t (its columns), after every post-processing's ``prepare``."""
+) -> tuple[Ranked, Ranked, dict[str, Any]]:
+    """t2v (the matrix's rows) and v2t (its columns), after every post-processing's ``prepare``, and
+    what a post-processing decided while it ran (Sinkhorn's iterations, when it stops early)."""
     t2v_states: dict[str, Any] = {}
     v2t_states: dict[str, Any] = {}
     bank_posts = [p for p in posts if p in BANK_POSTS]
@@ -286,7 +295,8 @@ def _rank_both(
         topk=TOPK,
         progress=progress,
     )
-    return t2v, v2t
+    ran = {"sinkhorn": {"iterations_run": t2v_states["sinkhorn"].iterations}} if "sinkhorn" in posts else {}
+    return t2v, v2t, ran
 
 
 def _per_post(posts: list[str], t2v: Ranked, v2t: Ranked, lower_t2v: bool) -> dict[str, Any]:
@@ -314,8 +324,10 @@ def _per_post(posts: list[str], t2v: Ranked, v2t: Ranked, lower_t2v: bool) -> di
     }
 
 
-def _post_record(post: str, params: PostParams) -> dict[str, Any]:
-    """The parameters ``post`` was computed with, as the result records them."""
+def _post_record(post: str, params: PostParams, ran: dict[str, Any]) -> dict[str, Any]:
+    """The parameters ``post`` was computed with, as the result records them (and ``ran[post]``)."""
+    if post == "sinkhorn":
+        return {**{key: getattr(params, key) for key in _POST_PARAMS[post]}, **ran.get(post, {})}
     if post == "dsl-bank":
         return {"tau": params.dsl_tau, "logit_scale": params.logit_scale}
     if post == "csls-bank":
@@ -332,6 +344,7 @@ def _protocol(
     posts: list[str],
     params: PostParams,
     banks: tuple[Scorer, Scorer] | None,
+    ran: dict[str, Any],
 ) -> dict[str, Any]:
     """The result's ``protocol``: how the numbers were made (sizes, protocols, ties, parameters)."""
     bank_sizes = None if banks is None else {"t2v": int(banks[0].n_queries), "v2t": int(banks[1].n_queries)}
@@ -348,6 +361,6 @@ def _protocol(
         else {"bank_size": dict(bank_sizes), "beta": params.qb_beta, "k": params.qb_k},
         # the parameters of the hubness post-processings that were computed, and the bank sizes of
         # the bank-based ones (the same banks as qbnorm)
-        "post_options": {p: _post_record(p, params) for p in posts if p in _POST_PARAMS},
+        "post_options": {p: _post_record(p, params, ran) for p in posts if p in _POST_PARAMS},
         "post_bank_size": None if bank_sizes is None or not set(posts) & set(BANK_POSTS) else bank_sizes,
     }

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from vtrbench.errors import VtrbenchError
+from vtrbench.report.decomposition import parse_target
 from vtrbench.report.loading import METRIC_COLUMNS
 from vtrbench.report.model import metric_name
 from vtrbench.report.stats import BOOTSTRAPS, CORRECTIONS
@@ -53,7 +54,9 @@ class ReportOptions:
     baseline differences. ``rows``/``cols``: pivot fields. ``posts``: which post-processing blocks,
     in order. ``baseline``: a row to difference every other row against. ``columns``: the paper
     layout's metric columns (None: ``DEFAULT_COLUMNS``). ``correction``: how the † marks account for
-    testing many cells. ``decomposition``: add the loss x inference section. See ``build_report``.
+    testing many cells. ``decomposition``: add the loss x inference section; ``decomposition_target``:
+    its target cell (``"LOSS:POST"`` or a (loss, post) pair; None: ``defaults.DECOMPOSITION_TARGET``).
+    See ``build_report``.
     """
 
     layout: str = "paper"
@@ -73,6 +76,7 @@ class ReportOptions:
     tex_label: str | None = None
     correction: str = "auto"
     decomposition: bool = True
+    decomposition_target: str | Sequence[str] | None = None
 
     @property
     def row_fields(self) -> tuple[str, ...]:
@@ -106,6 +110,7 @@ class ReportOptions:
             raise VtrbenchError(
                 f"unknown correction {self.correction!r}; use one of {', '.join(CORRECTIONS)}"
             )
+        parse_target(self.decomposition_target)
         return replace(self, posts=posts, columns=_checked_columns(self.columns))
 
 

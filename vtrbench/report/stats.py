@@ -27,10 +27,11 @@ plug-in estimate), so with 2-3 seeds the intervals are somewhat too narrow; the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from vtrbench import defaults
 from vtrbench.errors import VtrbenchError
 from vtrbench.report.loading import source_name
 from vtrbench.report.perquery import MissingCounts, metric_values, tie_counts
@@ -41,7 +42,7 @@ CORRECTIONS = ("auto", "holm", "bonferroni", "none")
 # one by one; beyond that the chance of a false † somewhere grows quickly: 1 - 0.95**4 = 19 %).
 FEW_CELLS = 3
 MIN_SEEDS = 3
-ALPHA = 0.05
+ALPHA = defaults.SIGNIFICANCE
 # Bootstrap replicates are weighted sums: a replicate that is 0 in exact arithmetic may come out as
 # +-1e-15, which must count on both sides of 0 (identical systems have p = 1).
 ZERO_TOL = 1e-9
@@ -125,6 +126,110 @@ def hierarchical_replicates(
         wq = _counts(q, q_n) / q_n  # (m, Q)
         replicates[start : start + m] = ((wa @ a - wb @ b) * wq).sum(axis=1)
     return float(a.mean() - b.mean()), replicates
+
+
+def joint_replicates(
+    cells: Sequence[np.ndarray],
+    runs: Sequence[int],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    bootstrap: str = "seeds+queries",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Means ``(k,)`` of ``k`` cells measured on the same queries and ``(k, n_boot)`` bootstrap
+    replicates of them, drawn together so that any contrast of the cells has its own replicates.
+
+    ``cells[c]``: shape (S_c, Q), per-seed, per-query values of cell ``c``. ``runs[c]``: which group
+    of trained runs the cell's seeds are; the cells of one group hold the same runs in the same order
+    (one training evaluated with several post-processings) and share each replicate's seed draw,
+    groups are drawn independently (seed 0 of one training has nothing to do with seed 0 of another).
+    The queries are drawn once per replicate and shared by every cell (the pairing).
+
+    Procedure (fixed, so that it can be reproduced): ``rng = numpy.random.default_rng(seed)``;
+    chunks of ``_CHUNK`` replicates (the last one shorter); for a chunk of ``m``, in this order: for
+    each group in order of first appearance in ``runs``, ``rng.integers(0, S_g, size=(m, S_g))``
+    (``seeds+queries`` only), then ``q = rng.integers(0, Q, size=(m, Q))``; a replicate of a cell is
+    the mean of its values over the drawn seeds and queries. ``queries``: each cell's seeds are
+    averaged first and only the queries are drawn.
+    """
+    arrays = [np.atleast_2d(np.asarray(c, dtype=float)) for c in cells]
+    if not arrays or len(runs) != len(arrays) or len({a.shape[1] for a in arrays}) != 1:
+        raise ValueError(
+            "joint_replicates needs cells of (seeds, queries) on the same queries, one run id each"
+        )
+    if bootstrap == "queries":
+        arrays = [a.mean(axis=0, keepdims=True) for a in arrays]
+    groups = list(dict.fromkeys(runs))
+    sizes = {g: {a.shape[0] for a, r in zip(arrays, runs, strict=True) if r == g} for g in groups}
+    if any(len(s) != 1 for s in sizes.values()):
+        raise ValueError(f"cells of one run group must hold the same number of seeds: {sizes}")
+    q_n = arrays[0].shape[1]
+    rng = np.random.default_rng(seed)
+    replicates = np.empty((len(arrays), n_boot))
+    for start in range(0, n_boot, _CHUNK):
+        m = min(_CHUNK, n_boot - start)
+        weights = {}
+        for g in groups:
+            s_n = next(iter(sizes[g]))
+            draws = rng.integers(0, s_n, size=(m, s_n)) if bootstrap != "queries" else np.zeros((m, 1), int)
+            weights[g] = _counts(draws, s_n) / draws.shape[1]  # (m, S_g)
+        wq = _counts(rng.integers(0, q_n, size=(m, q_n)), q_n) / q_n  # (m, Q)
+        for c, (a, g) in enumerate(zip(arrays, runs, strict=True)):
+            replicates[c, start : start + m] = ((weights[g] @ a) * wq).sum(axis=1)
+    return np.array([a.mean() for a in arrays]), replicates
+
+
+class Effect(NamedTuple):
+    """One contrast of :func:`holm_intervals`: its estimate, interval ``[lo, hi]`` at error level
+    ``level``, bootstrap p, Holm-adjusted p and Holm's decision."""
+
+    estimate: float
+    lo: float
+    hi: float
+    level: float
+    p: float
+    p_holm: float
+    significant: bool
+
+
+def holm_intervals(estimates: np.ndarray, replicates: np.ndarray, alpha: float = ALPHA) -> list[Effect]:
+    """Holm's step-down test of "no difference" for each of ``m`` contrasts at family-wise level
+    ``alpha``, with intervals that agree with the decisions.
+
+    ``replicates``: ``(m, n)`` bootstrap replicates of the contrasts (drawn jointly, e.g. from
+    :func:`joint_replicates`). p-values: the add-one two-sided percentile-bootstrap p,
+    ``p = min(1, 2 (c + 1) / (n + 1))``, ``c = min(#{r <= 0}, #{r >= 0})`` (0 with :data:`ZERO_TOL`);
+    the +1 keeps "no replicate crossed 0" from reading as p = 0 with few replicates. Holm: the
+    ``k``-th smallest p (0-based) is rejected when it is ``<= alpha / (m - k)`` and every smaller one
+    was; ``p_holm`` is Holm's adjusted p. Intervals: the order statistics ``K`` and ``n - 1 - K`` of a
+    contrast's replicates, ``K = floor(level (n + 1) / 2) - 1``, ``level`` the one its step was tested
+    at (the first non-rejected step's level for the contrasts after it), so that an interval excludes
+    0 exactly when Holm rejects; with ``K < 0`` (too few replicates for that level) the interval is
+    ``(-inf, inf)`` and the contrast cannot be rejected.
+    """
+    est = np.asarray(estimates, dtype=float)
+    reps = np.sort(np.asarray(replicates, dtype=float), axis=1)
+    m, n = reps.shape
+    crossing = np.minimum((reps <= ZERO_TOL).sum(axis=1), (reps >= -ZERO_TOL).sum(axis=1))
+    p = np.minimum(1.0, 2.0 * (crossing + 1) / (n + 1))
+    p_holm = adjust_p(p, "holm")
+    levels = np.empty(m)
+    rejected = np.zeros(m, dtype=bool)
+    stop: float | None = None
+    for rank, i in enumerate(np.argsort(p, kind="stable")):
+        levels[i] = alpha / (m - rank) if stop is None else stop
+        if stop is None and 2 * (crossing[i] + 1) <= levels[i] * (n + 1):
+            rejected[i] = True
+        elif stop is None:
+            stop = levels[i]
+    out = []
+    for i in range(m):
+        k = int(np.floor(levels[i] * (n + 1) / 2)) - 1
+        lo, hi = (float(reps[i, k]), float(reps[i, n - 1 - k])) if k >= 0 else (-np.inf, np.inf)
+        out.append(
+            Effect(float(est[i]), lo, hi, float(levels[i]), float(p[i]), float(p_holm[i]), bool(rejected[i]))
+        )
+    return out
 
 
 def bootstrap_p(replicates: np.ndarray) -> float:

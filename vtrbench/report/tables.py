@@ -84,6 +84,7 @@ def build_report(
     tex_label: str | None = None,
     correction: str = "auto",
     decomposition: bool = True,
+    decomposition_target: str | Sequence[str] | None = None,
 ) -> Report:
     """Aggregate result dicts (from :func:`load_results`) into a :class:`Report`.
 
@@ -98,7 +99,9 @@ def build_report(
     tested, else none. The family is every cell that can carry a † (each shown column's difference
     of every row to the baseline, over all blocks). ``decomposition``: add the loss x inference section
     (:mod:`vtrbench.report.decomposition`) when the results hold two losses and two post-processings;
-    it reads every post-processing of the results, whatever ``posts`` shows.
+    it reads every post-processing of the results, whatever ``posts`` shows. ``decomposition_target``:
+    the cell its 2 x 2 tests, ``"LOSS:POST"`` (None: the DSL-trained, DSL-inferred cell, or the best
+    mean, labelled as chosen after looking, where that is missing).
 
     The same as :func:`build_report_from` with these parameters as a :class:`ReportOptions`.
     """
@@ -120,6 +123,7 @@ def build_report(
         tex_label=tex_label,
         correction=correction,
         decomposition=decomposition,
+        decomposition_target=decomposition_target,
     )
     return build_report_from(results, options)
 
@@ -157,6 +161,7 @@ def build_report_from(results: Sequence[dict[str, Any]], options: ReportOptions 
             n_boot=options.n_boot,
             boot_seed=options.boot_seed,
             names=names,
+            target=options.decomposition_target,
         )
     return Report(
         decomposition=section,
