@@ -73,3 +73,6 @@ TUNE_STARTUP_MAX = 10
 # tune --plot draws a cell's parameter importances only from at least this many complete trials
 # (Optuna's fANOVA fits a random forest to them; from fewer its ranking is noise).
 TUNE_MIN_IMPORTANCE_TRIALS = 10
+
+# ------------------------------------------------------------ vtrbench search
+SEARCH_CAPTIONS = 3  # cached captions printed under each retrieved video (--captions; --json: all)
