@@ -410,3 +410,26 @@ def test_off_keeps_nothing(synth_cache: Path, tmp_path: Path, monkeypatch) -> No
     before = synth_cache.read_bytes()
     assert search(synth_cache, ["a red circle"], k=1).text_tower == "open_clip"
     assert not (tmp_path / "home").exists() and synth_cache.read_bytes() == before
+
+
+def test_offline_tag_weights_are_one_line_naming_clip_weights(
+    synth_cache: Path, tmp_path: Path, run_cli, monkeypatch
+) -> None:
+    """A cache made with a tag, searched where the hub is off and no copy was kept: one line at once."""
+    import socket
+
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("a connection was tried"))
+    copy = tmp_path / "tagged.h5"
+    shutil.copy(synth_cache, copy)
+    with h5py.File(copy, "r+") as f:
+        f.attrs["model"] = "ViT-B-32"
+        f.attrs["pretrained"] = "openai"
+        f.attrs["random_weights"] = False
+    res = run_cli("search", "--cache", copy, "a query")
+    assert res.code == 2 and len(res.err.strip().splitlines()) == 1, res.text
+    assert "cannot download the pretrained weights ViT-B-32/openai" in res.err and "HF_HUB_OFFLINE" in res.err
+    assert res.err.rstrip().endswith("--clip-weights PATH")
