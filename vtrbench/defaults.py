@@ -81,3 +81,21 @@ REPORT_SPLITS = ("auto", "none", "blocks")
 REPORT_SPLIT = "auto"
 # --tensorboard DIR: per-epoch TensorBoard scalars of each run (None: none; needs the tensorboard extra)
 TENSORBOARD = None
+
+# ------------------------------------------------------------ pretrained weights (extract, search)
+# Seconds one TCP connection to the weights' host (or proxy) may take before the network counts as
+# unreachable and `--pretrained TAG` fails at once instead of in the hub's retry loop (~1 min).
+HUB_PROBE_TIMEOUT = 3.0
+
+# ------------------------------------------------------------ vtrbench tune
+# TPE's random start-up trials per cell when --startup-trials is not given: a quarter of --trials,
+# at least 1 and at most Optuna's own default of 10 (runs/tune/plan.py, startup_trials). 20 trials
+# keep the 5 of earlier releases; 4 trials get 1 random trial and 3 modelled ones instead of 4 random.
+TUNE_STARTUP_SHARE = 4  # --trials // TUNE_STARTUP_SHARE
+TUNE_STARTUP_MAX = 10
+# tune --plot draws a cell's parameter importances only from at least this many complete trials
+# (Optuna's fANOVA fits a random forest to them; from fewer its ranking is noise).
+TUNE_MIN_IMPORTANCE_TRIALS = 10
+
+# ------------------------------------------------------------ vtrbench search
+SEARCH_CAPTIONS = 3  # cached captions printed under each retrieved video (--captions; --json: all)

@@ -186,9 +186,14 @@ class Registry(Generic[T]):
         return True
 
 
+#: How alike (difflib's ratio, 2 x matching characters / both lengths) a name must be to be suggested:
+#: difflib's own default. 0.5 let "foo" suggest "xpool" (the "oo": 4 of 8 characters).
+SUGGEST_CUTOFF = 0.6
+
+
 def unknown_name_message(kind: str, name: str, available: list[str]) -> str:
     """'unknown head 'camo'; did you mean 'camoe'? (available: ...)'"""
-    close = difflib.get_close_matches(name, available, n=1, cutoff=0.5)
+    close = difflib.get_close_matches(name, available, n=1, cutoff=SUGGEST_CUTOFF)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown {kind} {name!r}{hint} (available: {', '.join(available)})"
 

@@ -34,7 +34,9 @@ import torch
 from vtrbench.cache import STATUS_OK, FeatureCache
 from vtrbench.errors import CacheError, VtrbenchError
 from vtrbench.extract.encode import encode_tokens, load_clip, tokenize
+from vtrbench.extract.hub import WeightsUnavailable
 from vtrbench.extract.tagging import bpe_with_spans, make_tagger
+from vtrbench.extract.text_tower import load_tower, save_tower, tower_path
 from vtrbench.extract.texts import stream_sources
 from vtrbench.factory import create_head
 from vtrbench.heads.base import PairwiseHead
@@ -57,6 +59,7 @@ class SearchHit:
     score: float  # the head's similarity (cosine scale; higher is better)
     path: str  # the video file recorded in the cache
     row: int  # row in the cache's /videos
+    captions: list[str] = field(default_factory=list)  # the video's captions in the cache (all of them)
 
 
 @dataclass
@@ -79,6 +82,7 @@ class QueryResult:
                 "video": h.video,
                 "score": round(h.score, 6),
                 "path": h.path,
+                "captions": list(h.captions),
                 "query": self.query,
                 "truncated": self.truncated,
             }
@@ -96,6 +100,9 @@ class SearchOutcome:
     n_gallery: int
     max_words: int
     clip: str  # model/weights used for the queries
+    random_weights: bool = False  # the cache was extracted with random CLIP weights (--pretrained none)
+    text_tower: str = "open_clip"  # how the query encoder was built: "open_clip" or "kept copy PATH"
+    note: str = ""  # what happened to the kept copy of the text tower (written, not written and why)
 
 
 def read_queries(path: Path) -> list[str]:
@@ -164,25 +171,8 @@ def search(
     with FeatureCache(cache_path) as fc:
         attrs = fc.attrs
         rows = _gallery_rows(fc, split)
-        if checkpoint is not None:
-            head, ckpt = load_checkpoint(Path(checkpoint))
-            trained_on = str(ckpt["config"].get("cache_hash", ""))
-            if trained_on != fc.config_hash:
-                raise VtrbenchError(
-                    f"checkpoint {checkpoint} was trained on another cache "
-                    f"(config hash {trained_on[:8] or '?'}), not {cache_path.name} ({fc.config_hash[:8]})"
-                )
-            head_name = str(ckpt["head"])
-        else:
-            head_name = "zeroshot"
-            head = create_head("zeroshot", embed_dim=int(attrs["embed_dim"]))
-        check_requirements(head, fc, head_name)
-        if int(getattr(head, "embed_dim", attrs["embed_dim"])) != int(attrs["embed_dim"]):
-            raise VtrbenchError(
-                f"checkpoint {checkpoint} has embed_dim {head.embed_dim}, the cache {attrs['embed_dim']}"
-            )
-        clip = _load_text_tower(attrs, clip_weights, device)
-        _check_tower(fc, clip, device)
+        head, head_name = _head(fc, checkpoint, cache_path)
+        clip, tower, note = _text_tower(fc, attrs, clip_weights, device)
         want_patches = "patches" in head.requires
         video = {
             key: torch.from_numpy(fc.read_rows("videos", key, rows))
@@ -191,37 +181,35 @@ def search(
         }
         ids = fc.read_strings("videos", "id")
         paths = fc.read_strings("videos", "path")
-        has_masks = "noun_mask" in fc.file["texts"]
-    text, info = _encode_queries(clip, queries, attrs, has_masks, device, roles)
-    data = SplitData(
-        split or "all",
-        video,
-        text,
-        torch.zeros(len(queries), dtype=torch.long),
-        rows,
-        np.arange(len(queries)),
-    )
-    sim = _score(head, data, device)
-    gates = _gates(head, text, device)
-    label = getattr(head, "label", None)
-    results = []
-    for i, q in enumerate(queries):
-        scores = sim[i].numpy()
-        # stable sort on -score: equal scores keep gallery order (what a reader expects to see)
-        order = np.argsort(-scores, kind="stable")[:k]
-        hits = [
-            SearchHit(r + 1, ids[rows[j]], float(scores[j]), paths[rows[j]], int(rows[j]))
-            for r, j in enumerate(order)
-        ]
-        results.append(
-            QueryResult(
-                query=q,
-                hits=hits,
-                gate=None if gates is None else {e: float(w[i]) for e, w in gates.items()},
-                scores=scores,
-                **info[i],
-            )
+        # the tagger (TextBlob: ~2 s to import) only for a head that reads the noun/verb streams
+        has_masks = "noun_mask" in fc.file["texts"] and bool({"noun_mask", "verb_mask"} & set(head.requires))
+        text, info = _encode_queries(clip, queries, attrs, has_masks, device, roles)
+        data = SplitData(
+            split or "all",
+            video,
+            text,
+            torch.zeros(len(queries), dtype=torch.long),
+            rows,
+            np.arange(len(queries)),
         )
+        sim = _score(head, data, device)
+        gates = _gates(head, text, device)
+        results = []
+        for i, q in enumerate(queries):
+            scores = sim[i].numpy()
+            # stable sort on -score: equal scores keep gallery order (what a reader expects to see)
+            order = np.argsort(-scores, kind="stable")[:k]
+            hits = [
+                SearchHit(r + 1, ids[rows[j]], float(scores[j]), paths[rows[j]], int(rows[j]))
+                for r, j in enumerate(order)
+            ]
+            gate = None if gates is None else {e: float(w[i]) for e, w in gates.items()}
+            results.append(QueryResult(query=q, hits=hits, gate=gate, scores=scores, **info[i]))
+        captions = video_captions(fc, [h.row for r in results for h in r.hits])
+    for r in results:
+        for h in r.hits:
+            h.captions = captions.get(h.row, [])
+    label = getattr(head, "label", None)
     return SearchOutcome(
         results=results,
         head=label() if callable(label) else head_name,
@@ -229,7 +217,92 @@ def search(
         n_gallery=len(rows),
         max_words=int(attrs["max_words"]),
         clip=f"{attrs.get('model')}/{clip_weights or attrs.get('pretrained')}",
+        random_weights=bool(attrs.get("random_weights", False)),
+        text_tower=tower,
+        note=note,
     )
+
+
+def _head(fc: FeatureCache, checkpoint: str | Path | None, cache_path: Path) -> tuple[Any, str]:
+    """(the scoring head, its name): a checkpoint's head trained on this cache, or zeroshot."""
+    attrs = fc.attrs
+    if checkpoint is not None:
+        head, ckpt = load_checkpoint(Path(checkpoint))
+        trained_on = str(ckpt["config"].get("cache_hash", ""))
+        if trained_on != fc.config_hash:
+            raise VtrbenchError(
+                f"checkpoint {checkpoint} was trained on another cache "
+                f"(config hash {trained_on[:8] or '?'}), not {cache_path.name} ({fc.config_hash[:8]})"
+            )
+        head_name = str(ckpt["head"])
+    else:
+        head_name = "zeroshot"
+        head = create_head("zeroshot", embed_dim=int(attrs["embed_dim"]))
+    check_requirements(head, fc, head_name)
+    if int(getattr(head, "embed_dim", attrs["embed_dim"])) != int(attrs["embed_dim"]):
+        raise VtrbenchError(
+            f"checkpoint {checkpoint} has embed_dim {head.embed_dim}, the cache {attrs['embed_dim']}"
+        )
+    return head, head_name
+
+
+def video_captions(fc: FeatureCache, video_rows: Sequence[int]) -> dict[int, list[str]]:
+    """The cached captions of each of ``video_rows`` (cache order), read for those videos only."""
+    wanted = np.unique(np.asarray(list(video_rows), dtype=np.int64))
+    if wanted.size == 0 or int(fc.attrs.get("n_texts", 0)) == 0:
+        return {}
+    owner = fc.file["texts"]["video"][:]
+    text_rows = np.flatnonzero(np.isin(owner, wanted))
+    if text_rows.size == 0:
+        return {}
+    # h5py reads an increasing list of rows without the whole column (200k captions on MSR-VTT)
+    texts = fc.file["texts"]["caption"].asstr()[text_rows.tolist()]
+    out: dict[int, list[str]] = {}
+    for row, caption in zip(text_rows, texts, strict=True):
+        out.setdefault(int(owner[row]), []).append(str(caption))
+    return out
+
+
+def _text_tower(
+    fc: FeatureCache, attrs: dict[str, Any], clip_weights: str | None, device: str
+) -> tuple[Any, str, str]:
+    """(query encoder, where it came from, a note): a kept copy of the text tower when there is one
+    that still reproduces the cache (no open_clip import), else open_clip's model, then kept."""
+    model = str(attrs.get("model", ""))
+    weights = clip_weights or str(attrs.get("pretrained", ""))
+    if (
+        clip_weights is None
+        and not attrs.get("random_weights")
+        and ("/" in weights or weights.endswith(".pt"))
+    ):
+        if not Path(weights).expanduser().is_file():
+            raise VtrbenchError(
+                f"search needs {_what(model, weights)}, but {weights} is not there; pass the same checkpoint "
+                "file with --clip-weights PATH"
+            )
+    path = tower_path(model, weights)
+    if path is not None:
+        kept = load_tower(path, device)
+        if kept is not None and kept.embed_dim == int(attrs["embed_dim"]):
+            try:
+                _check_tower(fc, kept, device)
+                return kept, f"kept copy {path}", ""
+            except VtrbenchError:
+                pass  # a stale copy (the checkpoint file changed in place): rebuilt and replaced below
+    clip = _load_text_tower(attrs, clip_weights, device)
+    _check_tower(fc, clip, device)
+    if path is None:
+        return clip, "open_clip", ""
+    caption = fc.read_strings("texts", "caption", [0]) if int(attrs.get("n_texts", 0)) else []
+    problem = save_tower(clip, path, caption, int(attrs["max_words"]))
+    if problem is not None:
+        return clip, "open_clip", f"the text tower was not kept ({problem}); every search imports open_clip"
+    size = path.stat().st_size / 2**20
+    return clip, "open_clip", f"kept the text tower in {path} ({size:.0f} MB): later searches skip open_clip"
+
+
+def _what(model: str, weights: str) -> str:
+    return f"the CLIP the cache was extracted with ({model}, weights {weights!r})"
 
 
 def _gallery_rows(fc: FeatureCache, split: str | None) -> np.ndarray:
@@ -245,23 +318,19 @@ def _gallery_rows(fc: FeatureCache, split: str | None) -> np.ndarray:
 
 
 def _load_text_tower(attrs: dict[str, Any], clip_weights: str | None, device: str) -> Any:
+    """The cache's CLIP built by open_clip (the slow path: ~3 s to import open_clip alone)."""
     model = str(attrs.get("model", ""))
     weights = clip_weights or str(attrs.get("pretrained", ""))
-    what = f"the CLIP the cache was extracted with ({model}, weights {weights!r})"
-    if (
-        clip_weights is None
-        and not attrs.get("random_weights")
-        and ("/" in weights or weights.endswith(".pt"))
-    ):
-        if not Path(weights).expanduser().is_file():
-            raise VtrbenchError(
-                f"search needs {what}, but {weights} is not there; pass the same checkpoint file with "
-                "--clip-weights PATH"
-            )
+    what = _what(model, weights)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # --pretrained none: the cache says so already
             clip = load_clip(model, weights, device=device)
+    except WeightsUnavailable as e:
+        raise VtrbenchError(
+            f"search needs {what}: {e.what()}; pass a checkpoint file of the same weights with "
+            "--clip-weights PATH"
+        ) from None
     except VtrbenchError as e:
         raise VtrbenchError(f"search needs {what}: {e}") from None
     if clip.embed_dim != int(attrs["embed_dim"]):

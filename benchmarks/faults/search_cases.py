@@ -7,25 +7,58 @@ Cases use the shared tiny cache and results (benchmarks.faults.core); copies are
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from benchmarks.faults.core import (
     Case,
+    CliRun,
     Context,
     Outcome,
     expect_error,
     expect_ok,
-    run_cli,
     tiny_cache,
     tiny_results,
     train_argv,
 )
+from benchmarks.faults.core import run_cli as core_run_cli
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+_TOWERS: list[str] = []
+
+
+def run_cli(argv: Any) -> CliRun:
+    """core.run_cli with search's kept text towers in a folder of the suite's, never the user's
+    ~/.cache (a case that sets VTRBENCH_CACHE_DIR itself keeps its own)."""
+    if "VTRBENCH_CACHE_DIR" in os.environ:
+        return core_run_cli(argv)
+    if not _TOWERS:
+        _TOWERS.append(tempfile.mkdtemp(prefix="vtrbench-fault-towers-"))
+    with _env(VTRBENCH_CACHE_DIR=_TOWERS[0]):
+        return core_run_cli(argv)
 
 
 def _search(*argv: Any, mention: tuple[str, ...] = ()) -> Callable[[Path, Context], Outcome]:
@@ -118,6 +151,108 @@ def _wrong_weights(tmp: Path, ctx: Context) -> Outcome:
     torch.save(model.state_dict(), path)
     r = run_cli(["search", "--cache", tiny_cache(ctx), "--clip-weights", path, "a query"])
     return expect_error(r, "do not reproduce the caption features")
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _read_only(tmp: Path, ctx: Context) -> Outcome:
+    """search reads its cache and writes nothing beside it; with VTRBENCH_CACHE_DIR=off nothing at all."""
+    folder = tmp / "cache"
+    folder.mkdir()
+    shutil.copy(tiny_cache(ctx), folder / "c.h5")
+    before = _listing(folder)
+    home = tmp / "home"
+    with _env(VTRBENCH_CACHE_DIR="off", HOME=str(home), XDG_CACHE_HOME=str(home / ".cache")):
+        r = run_cli(["search", "--cache", folder / "c.h5", "a red circle", "--json"])
+    if _listing(folder) != before:
+        return Outcome("lost", "search changed or added files beside its cache")
+    return expect_ok(
+        r, lambda: f"files written under HOME: {list(home.rglob('*'))[:3]}" if home.exists() else None
+    )
+
+
+def _tower_dir(make: Callable[[Path], Path], *note: str) -> Callable[[Path, Context], Outcome]:
+    """The kept-text-tower folder is damaged or unusable: search still answers, right, and says why."""
+
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        with _env(VTRBENCH_CACHE_DIR="off"):
+            plain = run_cli(["search", "--cache", tiny_cache(ctx), "a red circle", "--json"])
+        with _env(VTRBENCH_CACHE_DIR=str(make(tmp))):
+            r = run_cli(["search", "--cache", tiny_cache(ctx), "a red circle", "--json"])
+
+        def check() -> str | None:
+            if json.loads(r.out) != json.loads(plain.out):
+                return "the hits differ from the open_clip path's"
+            missing = [n for n in note if n not in r.err]
+            return f"no note saying {missing}" if missing else None
+
+        return expect_ok(r, check)
+
+    return run
+
+
+def _damaged_tower(tmp: Path) -> Path:
+    from vtrbench.extract.text_tower import tower_path
+
+    with _env(VTRBENCH_CACHE_DIR=str(tmp / "towers")):
+        path = tower_path("vtrbench-tiny", "none")
+    assert path is not None
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 not a torch file" * 50)
+    return tmp / "towers"
+
+
+def _tower_dir_is_a_file(tmp: Path) -> Path:
+    (tmp / "towers").write_text("a file where the folder should be")
+    return tmp / "towers"
+
+
+def _hostile_captions(tmp: Path, ctx: Context) -> Outcome:
+    """Cached captions with terminal escapes and rich markup are printed as text, never obeyed."""
+    copy = tmp / "c.h5"
+    shutil.copy(tiny_cache(ctx), copy)
+    hostile = "\x1b[31mred\x1b[0m [bold]markup[/bold] \x07bell"
+    with h5py.File(copy, "r+") as f:
+        captions = f["texts"]["caption"].asstr()[:]
+        captions[1:] = hostile  # caption 0 is search's check of the text tower: kept as extracted
+        del f["texts"]["caption"]
+        f["texts"].create_dataset(
+            "caption", data=np.array(list(captions), dtype=object), dtype=h5py.string_dtype()
+        )
+    r = run_cli(["search", "--cache", copy, "a red circle", "-k", "100"])
+
+    def check() -> str | None:
+        if "\x1b" in r.out or "\x07" in r.out:
+            return "a control character reached the terminal"
+        return None if "[bold]markup[/bold]" in r.out else "rich markup in a caption was interpreted"
+
+    return expect_ok(r, check)
+
+
+def _captions_shown(n: Any, expect: Callable[[str], str | None]) -> Callable[[Path, Context], Outcome]:
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        r = run_cli(["search", "--cache", tiny_cache(ctx), "a red circle", "-k", "2", "--captions", n])
+        return expect_ok(r, lambda: expect(r.out))
+
+    return run
+
+
+def _defaults_spelled_out(tmp: Path, ctx: Context) -> Outcome:
+    from vtrbench import defaults
+
+    bare = run_cli(["search", "--cache", tiny_cache(ctx), "a red circle"])
+    spelled = run_cli(["search", "--cache", tiny_cache(ctx), "a red circle", "-k", 10, "--captions",
+                       defaults.SEARCH_CAPTIONS, "--device", "cpu"])  # fmt: skip
+    return expect_ok(
+        spelled, lambda: None if spelled.out == bare.out else "explicit defaults change the output"
+    )
+
+
+def _random_weights_said(tmp: Path, ctx: Context) -> Outcome:
+    r = run_cli(["search", "--cache", tiny_cache(ctx), "a red circle", "--json"])
+    return expect_ok(r, lambda: None if "RANDOM CLIP weights" in r.err else "no random-weights warning")
 
 
 # ------------------------------------------------------------------ browse
@@ -233,6 +368,43 @@ def cases() -> list[Case]:
             _search_ok("a\tred\x00circle\x1b[31m", check=_hits_ok),
             quick=False,
         ),  # fmt: skip
+        Case("search", "read-only-writes-nothing", _read_only),
+        Case("search", "random-weights-warned", _random_weights_said, quick=False),
+        Case(
+            "search",
+            "kept-tower-damaged",
+            _tower_dir(_damaged_tower, "kept the text tower"),
+            quick=False,
+        ),  # fmt: skip
+        Case(
+            "search",
+            "kept-tower-folder-is-a-file",
+            _tower_dir(_tower_dir_is_a_file, "not kept", "cannot write"),
+            quick=False,
+        ),  # fmt: skip
+        Case("search", "captions-with-escapes-and-markup", _hostile_captions, quick=False),
+        Case(
+            "search",
+            "captions-negative",
+            _search("q", "--captions", "-1", mention=("--captions",)),
+            quick=False,
+        ),
+        Case(
+            "search",
+            "captions-huge",
+            _captions_shown(
+                10**9, lambda out: None if out.count("“") == 6 else "not every caption (3 each) shown"
+            ),
+            quick=False,
+        ),  # fmt: skip
+        Case(
+            "search",
+            "captions-zero",
+            _captions_shown(0, lambda out: None if "“" not in out else "captions shown with --captions 0"),
+            quick=False,
+        ),  # fmt: skip
+        Case("search", "k-huge", _search_ok("a red circle", "-k", 10**9, check=_hits_ok), quick=False),
+        Case("search", "defaults-spelled-out", _defaults_spelled_out, quick=False),
         Case("browse", "results-mixing-caches", _browse(_mix_caches, "cache")),
         Case("browse", "output-is-a-file", _browse(_output_file, "not a folder"), quick=False),
         Case(

@@ -139,6 +139,53 @@ def _best(study: Path) -> tuple[Any, ...]:
     return best.get("value"), sorted((best.get("params") or {}).items())
 
 
+def _startup(value: Any, *expect: str) -> Callable[[Path, Context], Outcome]:
+    """``--startup-trials VALUE``: refused (``expect`` empty: ``--startup-trials`` named) or run, and
+    then the output must say each of ``expect`` before training."""
+
+    def run(folder: Path, ctx: Context) -> Outcome:
+        argv = _argv(ctx, folder, "--startup-trials", value)
+        if expect:
+            argv.remove("--quiet")  # the sampler note is progress output; a warning is printed anyway
+        r = run_cli(argv)
+        if not expect:
+            out = expect_error(r, "--startup-trials")
+            if out.kind == "clear_error" and (folder / "s.db").exists():
+                return Outcome("silently_wrong", "the study was opened before --startup-trials was checked")
+            return out
+        return expect_ok(
+            r, lambda: next((f"the output does not say {e!r}" for e in expect if e not in r.text), None)
+        )
+
+    return run
+
+
+def _random_only_said(folder: Path, ctx: Context) -> Outcome:
+    """--trials 1 with the default start-up: one random trial, said before it runs, and in --status."""
+    argv = _argv(ctx, folder)
+    argv[argv.index("--trials") + 1] = 1
+    r = run_cli(argv)
+    if r.code != 0 or "TPE never leaves random search" not in r.err:
+        return expect_ok(r, lambda: "no warning that 1 trial per cell is random search")
+    status = run_cli(["tune", "--status", folder / "s.db"])
+    return expect_ok(
+        status, lambda: None if "random search only" in status.out else "--status does not flag it"
+    )
+
+
+def _few_trials_plot(folder: Path, ctx: Context) -> Outcome:
+    """--plot after 2 trials: the history is drawn, the importance plot refused with its reason."""
+    r = run_cli(_argv(ctx, folder, "--plot", folder / "plots"))
+
+    def check() -> str | None:
+        files = sorted(p.name for p in (folder / "plots").glob("*.png"))
+        if files != ["meanp+infonce.history.png"]:
+            return f"figures {files}: the importance plot should be left out below the minimum"
+        return None if "no importance plot from 2 complete trial(s)" in r.err else "no note says why"
+
+    return expect_ok(r, check)
+
+
 def cases() -> list[Case]:
     return [
         Case(AREA, "space-invalid-toml", _bad_space("[train\nlr = 1", "invalid TOML")),
@@ -164,4 +211,13 @@ def cases() -> list[Case]:
         Case(AREA, "val-split-is-test", _test_split("--val-split", "test"), quick=False),
         Case(AREA, "study-with-another-space", _other_space, quick=False),
         Case(AREA, "kill-9-mid-trial-then-resume", _kill_mid_trial, quick=False),
+        Case(AREA, "startup-trials-negative", _startup(-1)),
+        Case(AREA, "startup-trials-not-a-number", _startup("many"), quick=False),
+        Case(AREA, "startup-trials-huge", _startup(10**12, "TPE never leaves random search"), quick=False),
+        Case(AREA, "startup-trials-zero", _startup(0, "0 random start-up trial(s), then TPE"), quick=False),
+        Case(
+            AREA, "startup-trials-default-spelled-out", _startup(1, "1 random start-up trial(s)"), quick=False
+        ),
+        Case(AREA, "one-trial-is-random-search", _random_only_said, quick=False),
+        Case(AREA, "importance-plot-from-two-trials", _few_trials_plot, quick=False),
     ]

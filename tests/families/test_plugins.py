@@ -148,7 +148,7 @@ def test_entry_point_plugin_is_found_lazily(run_cli, synth_cache: Path, tmp_path
     assert origin["sha256"] == hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
     listed = run_cli("heads").out
     assert "attnpool  entry point vtrbench-attnpool 0.1.0" in listed
-    assert "\nmeanp\n" in listed  # built-ins are listed bare
+    assert "\nmeanp  built in\n" in listed  # built-ins say so too
 
 
 def test_entry_point_with_a_bad_name_is_listed_as_unusable(run_cli, tmp_path: Path, monkeypatch) -> None:

@@ -223,3 +223,213 @@ def test_text_tower_must_be_found_and_must_match(synth_cache: Path, run_cli, tmp
     torch.save(model.state_dict(), tmp_path / "other.pt")
     res = run_cli("search", "--cache", moved, "--clip-weights", tmp_path / "other.pt", "a query")
     assert res.code == 2 and "do not reproduce the caption features" in res.text, res.text
+
+
+# ---------------------------------------------------------------- what a reader needs to judge a hit
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kept_towers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Kept text towers go to a folder of this module's (never the user's ~/.cache)."""
+    folder = tmp_path_factory.mktemp("towers")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VTRBENCH_CACHE_DIR", str(folder))
+        yield folder
+
+
+def _cached_captions(cache: Path) -> dict[int, list[str]]:
+    """Each video row's captions, read straight from the file (not through vtrbench.search)."""
+    with h5py.File(cache, "r") as f:
+        owner = f["texts"]["video"][:]
+        captions = f["texts"]["caption"].asstr()[:]
+    out: dict[int, list[str]] = {}
+    for row, caption in zip(owner, captions, strict=True):
+        out.setdefault(int(row), []).append(str(caption))
+    return out
+
+
+def test_every_hit_carries_its_cached_captions(synth_cache: Path, run_cli) -> None:
+    truth = _cached_captions(synth_cache)
+    res = run_cli("search", "--cache", synth_cache, "a red circle moves up", "-k", "12", "--json")
+    assert res.code == 0, res.text
+    rows = json.loads(res.out)
+    with h5py.File(synth_cache, "r") as f:
+        ids = list(f["videos"]["id"].asstr()[:])
+    assert len(rows) == 12 and all(r["captions"] == truth[ids.index(r["video"])] for r in rows)
+    assert all(len(r["captions"]) == 3 for r in rows)  # the fixture has 3 captions per video
+    table = run_cli("search", "--cache", synth_cache, "a red circle moves up", "-k", "2", "--captions", "1")
+    assert table.code == 0, table.text
+    first = rows[0]
+    assert f"“{first['captions'][0]}”" in table.out and f"“{first['captions'][1]}”" not in table.out
+    assert table.out.count("(+2 more of 3 captions)") == 2
+    none = run_cli("search", "--cache", synth_cache, "a red circle moves up", "-k", "2", "--captions", "0")
+    assert none.code == 0 and "“" not in none.out and "more of" not in none.out
+
+
+def test_random_weights_are_said_in_every_layout(synth_cache: Path, run_cli) -> None:
+    for extra in ((), ("--json",)):
+        res = run_cli("search", "--cache", synth_cache, "a red circle", "-k", "1", *extra)
+        assert res.code == 0 and "RANDOM CLIP weights" in res.err and "RANDOM" not in res.out, res.text
+    if extra:
+        json.loads(res.out)  # stdout stays pure JSON
+
+
+def test_long_paths_are_never_cut(synth_cache: Path, tmp_path: Path) -> None:
+    """40 columns, output not a terminal: each hit's full path on its line (rich cut them at 80)."""
+    import contextlib
+    import io
+    import os
+
+    from vtrbench.cli import main
+
+    copy = tmp_path / "c.h5"
+    shutil.copy(synth_cache, copy)
+    with h5py.File(copy, "r+") as f:
+        paths = f["videos"]["path"].asstr()[:]
+        long = [f"/data/{'very-long-folder-name/' * 12}{Path(p).name}" for p in paths]
+        del f["videos"]["path"]
+        f["videos"].create_dataset("path", data=np.array(long, dtype=object), dtype=h5py.string_dtype())
+    out, err = io.StringIO(), io.StringIO()
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "40"
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["search", "--cache", str(copy), "a red circle", "-k", "3"])
+    finally:
+        os.environ.pop("COLUMNS") if old is None else os.environ.__setitem__("COLUMNS", old)
+    assert code == 0, err.getvalue()
+    lines = out.getvalue().splitlines()
+    hit_lines = [line for line in lines if "/data/very-long-folder-name/" in line]
+    assert len(hit_lines) == 3 and all(any(line.endswith(p) for p in long) for line in hit_lines), lines
+
+
+# ---------------------------------------------------------------- the kept text tower (no open_clip import)
+
+
+def test_a_kept_text_tower_scores_exactly_like_open_clip(
+    synth_cache: Path, kept_towers: Path, monkeypatch
+) -> None:
+    from vtrbench.search import search
+
+    queries = ["a red circle moves up", "a blue square", " ".join(["green"] * 40)]
+    monkeypatch.setenv("VTRBENCH_CACHE_DIR", "off")
+    plain = search(synth_cache, queries, k=3)
+    assert plain.text_tower == "open_clip" and plain.note == ""
+    monkeypatch.setenv("VTRBENCH_CACHE_DIR", str(kept_towers / "exact"))
+    first = search(synth_cache, queries, k=3)
+    assert first.text_tower == "open_clip" and first.note.startswith("kept the text tower in ")
+    (kept,) = (kept_towers / "exact" / "text-towers").glob("*.pt")
+    again = search(synth_cache, queries, k=3)
+    assert again.text_tower == f"kept copy {kept}" and again.note == ""
+    for a, b in zip(plain.results, again.results, strict=True):
+        assert np.array_equal(a.scores, b.scores) and a.n_tokens == b.n_tokens and a.truncated == b.truncated
+
+
+def test_a_damaged_or_foreign_kept_tower_is_replaced(
+    synth_cache: Path, kept_towers: Path, monkeypatch
+) -> None:
+    from vtrbench.extract import text_tower
+    from vtrbench.extract.encode import _register_configs, load_clip
+    from vtrbench.search import search
+
+    monkeypatch.setenv("VTRBENCH_CACHE_DIR", str(kept_towers / "bad"))
+    path = text_tower.tower_path("vtrbench-tiny", "none")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00garbage" * 100)
+    out = search(synth_cache, ["a red circle"], k=1)
+    assert out.text_tower == "open_clip" and "kept the text tower" in out.note
+    assert search(synth_cache, ["a red circle"], k=1).text_tower.startswith("kept copy")
+    # other weights under the cache's key (a checkpoint file replaced in place): refused by the
+    # cache check, rebuilt with open_clip and replaced
+    import warnings
+
+    import open_clip
+
+    _register_configs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = load_clip("vtrbench-tiny", "none")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        other.model.load_state_dict(open_clip.create_model("vtrbench-tiny", pretrained=None).state_dict())
+    assert text_tower.save_tower(other, path, [], 32) is None
+    out = search(synth_cache, ["a red circle"], k=1)
+    assert out.text_tower == "open_clip" and "kept the text tower" in out.note
+    assert search(synth_cache, ["a red circle"], k=1).text_tower.startswith("kept copy")
+
+
+def test_only_a_plain_text_tower_is_kept(tmp_path: Path) -> None:
+    import warnings
+
+    from vtrbench.extract.encode import load_clip
+    from vtrbench.extract.text_tower import save_tower
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clip = load_clip("vtrbench-tiny", "none")
+    block = clip.model.transformer.resblocks[0]
+    block.ls_1 = torch.nn.Linear(1, 1)  # stands for layer scale: no longer open_clip's plain block
+    path = tmp_path / "t.pt"
+    assert "not a plain CLIP text tower" in save_tower(clip, path, [], 32)
+    assert not path.exists()
+
+
+def test_the_kept_tower_path_imports_neither_open_clip_nor_the_tagger(
+    synth_cache: Path, kept_towers: Path
+) -> None:
+    """A fresh process searching with a kept copy: the two imports that made search slow stay out."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VTRBENCH_CACHE_DIR": str(kept_towers / "fresh")}
+    child = (
+        "import sys, json\n"
+        "from vtrbench.cli import main\n"
+        f"code = main(['search', '--cache', {str(synth_cache)!r}, 'a red circle', '--json'])\n"
+        "slow = ('open_clip', 'textblob', 'torchvision')\n"
+        "print('MODULES', json.dumps([m for m in slow if m in sys.modules]))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    runs = [subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, cwd=root,
+                           timeout=300) for _ in range(2)]  # fmt: skip
+    loaded = [json.loads(r.stdout.rsplit("MODULES", 1)[1]) for r in runs]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    assert "open_clip" in loaded[0]  # the first search builds the tower with open_clip and keeps it
+    assert loaded[1] == []
+    hits = [json.loads(r.stdout.rsplit("MODULES", 1)[0]) for r in runs]
+    assert hits[0] == hits[1]
+
+
+def test_off_keeps_nothing(synth_cache: Path, tmp_path: Path, monkeypatch) -> None:
+    from vtrbench.search import search
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("VTRBENCH_CACHE_DIR", "off")
+    before = synth_cache.read_bytes()
+    assert search(synth_cache, ["a red circle"], k=1).text_tower == "open_clip"
+    assert not (tmp_path / "home").exists() and synth_cache.read_bytes() == before
+
+
+def test_offline_tag_weights_are_one_line_naming_clip_weights(
+    synth_cache: Path, tmp_path: Path, run_cli, monkeypatch
+) -> None:
+    """A cache made with a tag, searched where the hub is off and no copy was kept: one line at once."""
+    import socket
+
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("a connection was tried"))
+    copy = tmp_path / "tagged.h5"
+    shutil.copy(synth_cache, copy)
+    with h5py.File(copy, "r+") as f:
+        f.attrs["model"] = "ViT-B-32"
+        f.attrs["pretrained"] = "openai"
+        f.attrs["random_weights"] = False
+    res = run_cli("search", "--cache", copy, "a query")
+    assert res.code == 2 and len(res.err.strip().splitlines()) == 1, res.text
+    assert "cannot download the pretrained weights ViT-B-32/openai" in res.err and "HF_HUB_OFFLINE" in res.err
+    assert res.err.rstrip().endswith("--clip-weights PATH")

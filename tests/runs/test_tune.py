@@ -342,6 +342,180 @@ def test_kill_9_mid_trial_then_rerun_gives_n_and_the_uninterrupted_best(
     assert a["params"] == b["params"] and a["value"] == b["value"]
 
 
+# ---------------------------------------------------------------- small budgets: said, scaled, plotted
+
+
+def test_startup_trials_scale_with_the_budget() -> None:
+    from vtrbench import defaults
+    from vtrbench.runs.tune.plan import startup_trials
+
+    got = {t: startup_trials(t) for t in (1, 2, 4, 7, 8, 20, 39, 40, 41, 1000)}
+    assert got == {1: 1, 2: 1, 4: 1, 7: 1, 8: 2, 20: 5, 39: 9, 40: 10, 41: 10, 1000: 10}
+    assert startup_trials(20) == 5  # the fixed value of earlier releases at the default budget
+    assert max(got.values()) == defaults.TUNE_STARTUP_MAX
+
+
+def _spec(cache: Path, study: Path, space: Path, trials: int, startup: int | None = None) -> Any:
+    from vtrbench.runs.tune.plan import TuneSpec
+    from vtrbench.runs.tune.storage import storage_url
+
+    return TuneSpec(cache_path=cache, heads=("meanp",), losses=("infonce",), trials=trials, max_epochs=2,
+                    storage=storage_url(study, None), val_fraction=0.25, space_file=space, device="cpu",
+                    progress=True, startup_trials=startup)  # fmt: skip
+
+
+class _Stop(Exception):
+    pass
+
+
+def _said_before_the_first_trial(spec: Any, monkeypatch) -> str:
+    """What run_tune prints before it starts the first trial (which is stopped, untrained)."""
+    import io
+
+    from rich.console import Console
+
+    import vtrbench.runs.tune.study as study_mod
+
+    def stop(*args: Any, **kwargs: Any) -> None:
+        raise _Stop()
+
+    monkeypatch.setattr(study_mod, "one_trial", stop)
+    text = io.StringIO()
+    with pytest.raises(_Stop):
+        study_mod.run_tune(spec, console=Console(file=text, width=1000))
+    return text.getvalue()
+
+
+def test_a_budget_within_the_startup_trials_is_called_random_search_before_training(
+    synth_cache: Path, tmp_path: Path, monkeypatch, no_training: None
+) -> None:
+    pytest.importorskip("optuna")
+    space = _space(tmp_path)
+    said = _said_before_the_first_trial(_spec(synth_cache, tmp_path / "a.db", space, 4, 5), monkeypatch)
+    assert (
+        "warning: with 4 trial(s) per cell and 5 random start-up trial(s), TPE never leaves random search"
+        in said
+    )
+    said = _said_before_the_first_trial(_spec(synth_cache, tmp_path / "b.db", space, 4), monkeypatch)
+    assert "note: sampler: 1 random start-up trial(s), then TPE for 3 of the 4 trials per cell" in said
+    assert "warning" not in said
+
+
+def test_the_cli_warns_and_the_sampler_gets_the_startup(
+    run_cli: Any, synth_cache: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """One real (tiny) trial: the warning reaches the terminal under --quiet, and the TPE sampler is
+    built with the start-up the identity records."""
+    optuna = pytest.importorskip("optuna")
+    made: list[int] = []
+    original = optuna.samplers.TPESampler
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        if "seed" in kwargs:  # vtrbench's per-trial sampler (a study's default one has no seed)
+            made.append(kwargs.get("n_startup_trials"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.samplers, "TPESampler", recording)
+    study = tmp_path / "s.db"
+    r = run_cli(*_tune_args(synth_cache, study, _space(tmp_path), "--startup-trials", "3", trials=1))
+    assert r.code == 0, r.text
+    assert "warning: with 1 trial(s) per cell and 3 random start-up trial(s)" in r.err
+    assert made == [3] and _finished(study) == 1
+    r = run_cli(*_tune_args(synth_cache, tmp_path / "t.db", _space(tmp_path), "--startup-trials", "-1"))
+    assert r.code == 2 and "--startup-trials" in r.err and "Traceback" not in r.text
+
+
+def test_a_resumed_study_keeps_its_startup_unless_told_otherwise(
+    synth_cache: Path, tmp_path: Path, no_training: None
+) -> None:
+    pytest.importorskip("optuna")
+    from vtrbench.errors import VtrbenchError
+    from vtrbench.runs.tune.plan import plan
+    from vtrbench.runs.tune.storage import open_storage
+    from vtrbench.runs.tune.study import open_studies
+
+    study, space = tmp_path / "s.db", _space(tmp_path)
+    first = plan(_spec(synth_cache, study, space, 2, startup=5))
+    storage = open_storage(first.spec.storage)
+    open_studies(first, storage)  # created and stamped; no trial needed
+    extended = plan(_spec(synth_cache, study, space, 40))  # alone, 40 trials would get 10
+    assert extended.cells[0].startup == 10
+    open_studies(extended, storage)
+    assert extended.cells[0].startup == 5 and "n_startup_trials=5" in extended.cells[0].identity["sampler"]
+    with pytest.raises(VtrbenchError, match="another sampler"):
+        open_studies(plan(_spec(synth_cache, study, space, 40, startup=10)), storage)
+
+
+def _fake_study(path: Path, complete: int, startup: int, asked: int) -> str:
+    """A vtrbench study with ``complete`` finished trials of made-up values (nothing trained)."""
+    import optuna
+
+    from vtrbench.runs.tune.notes import sampler_text
+    from vtrbench.runs.tune.storage import ATTR
+
+    url = f"sqlite:///{path}"
+    study = optuna.create_study(storage=url, study_name="vtrbench:meanp+infonce", direction="maximize")
+    identity = {"cell": "meanp+infonce", "sampler": sampler_text(startup), "max_epochs": 2,
+                "space": {"lr": {"low": 1e-4, "high": 1e-1, "log": True}, "epochs": {"low": 1, "high": 2}},
+                "validation": {"fraction": 0.25}, "pruner": "none", "objective": "o", "seed": 0}  # fmt: skip
+    study.set_user_attr(ATTR, identity)
+    study.set_user_attr("trials", asked)
+    dists = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+             "epochs": optuna.distributions.IntDistribution(1, 2)}  # fmt: skip
+    rng = np.random.default_rng(0)
+    for i in range(complete):
+        params = {"lr": float(10 ** rng.uniform(-4, -1)), "epochs": int(1 + i % 2)}
+        value = 10 * params["lr"] + rng.normal(0, 0.01)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
+    return url
+
+
+def test_importance_plots_need_enough_complete_trials_and_say_how_many(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("optuna")
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from vtrbench import defaults
+    from vtrbench.runs.tune.plots import plot_cells
+
+    titles: list[str] = []
+    original = Figure.savefig
+
+    def keep_title(fig: Any, *args: Any, **kwargs: Any) -> Any:
+        titles.extend(
+            t for ax in fig.axes for t in (ax.get_title(loc=x) for x in ("left", "center", "right")) if t
+        )
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep_title)
+    few = defaults.TUNE_MIN_IMPORTANCE_TRIALS - 1
+    files, skipped = plot_cells(_fake_study(tmp_path / "few.db", few, 2, few), tmp_path / "few")
+    assert [f.name for f in files] == ["meanp+infonce.history.png"]
+    need = defaults.TUNE_MIN_IMPORTANCE_TRIALS
+    assert skipped == [f"meanp+infonce: no importance plot from {few} complete trial(s); at least {need} "
+                       "are needed for fANOVA importances that are not noise"]  # fmt: skip
+    assert titles and f"({few} complete trials, the first 2 random start-up)" in titles[-1]
+    enough = defaults.TUNE_MIN_IMPORTANCE_TRIALS
+    files, skipped = plot_cells(_fake_study(tmp_path / "ok.db", enough, 3, enough), tmp_path / "ok")
+    assert sorted(f.name for f in files) == ["meanp+infonce.history.png", "meanp+infonce.importance.png"]
+    assert skipped == [] and f"({enough} complete trials, the first 3 random start-up)" in titles[-1]
+
+
+def test_status_and_report_flag_a_random_search_cell(run_cli: Any, tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    from vtrbench.runs.tune.notes import sampler_text, tuned_notes
+
+    study = tmp_path / "s.db"
+    _fake_study(study, 4, 5, 4)
+    r = run_cli("tune", "--status", study)
+    assert r.code == 0, r.text
+    assert "random search only (no trial after TPE's random start-up): meanp+infonce: 4 trials" in r.out
+    record = {"cell": "meanp+infonce", "study": "s.db", "trials": 4, "sampler": sampler_text(5)}
+    assert any(n.startswith("random search only: meanp+infonce") for n in tuned_notes([{"tuned": record}]))
+    record["trials"] = 6
+    assert not any("random search only" in n for n in tuned_notes([{"tuned": record}]))
+
+
 # ---------------------------------------------------------------- ablate --tuned and the report
 
 

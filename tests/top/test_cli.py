@@ -46,7 +46,7 @@ def test_help_does_not_import_heavy_modules() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Usage: vtrbench [OPTIONS] COMMAND" in proc.stdout and "--pretrained" in proc.stdout
     for name in DATASETS:
-        assert f"\n{name}\n" in proc.stdout
+        assert f"\n{name}  built in\n" in proc.stdout
     result = proc.stdout[proc.stdout.index("RESULT") :].split(maxsplit=1)[1]
     assert result.startswith("[0, 0, 0, 0] []"), result
 
@@ -161,7 +161,69 @@ def test_synth_rejects_an_odd_video_count(run_cli: Callable[..., Any], tmp_path:
 
 def test_datasets_list(run_cli: Callable[..., Any]) -> None:
     r = run_cli("datasets", "list")
-    assert r.code == 0 and r.out.split() == sorted(DATASETS)
+    assert r.code == 0 and r.out.splitlines() == [f"{d}  built in" for d in sorted(DATASETS)]
+
+
+def test_heads_and_losses_say_where_each_comes_from(run_cli: Callable[..., Any]) -> None:
+    from vtrbench.heads.base import list_heads
+    from vtrbench.losses.base import list_losses
+
+    for command, names in (("heads", list_heads()), ("losses", list_losses())):
+        r = run_cli(command)
+        assert r.code == 0 and r.out.splitlines() == [f"{n}  built in" for n in sorted(names)], r.text
+
+
+def test_heads_describe_prints_options_defaults_and_space(run_cli: Callable[..., Any]) -> None:
+    r = run_cli("heads", "describe", "camoe")
+    assert r.code == 0, r.text
+    rows: dict[str, list[str]] = {}
+    for line in r.out.splitlines():  # the options table comes first (the docstring below also indents)
+        if line.startswith("  "):
+            rows.setdefault(line.split()[0], line.split(None, 2)[1:])
+    # every option of the schema, with the constructor's default and the schema's accepted values
+    assert rows["streams"] == ["pos", "one of pos, learned, eot"]
+    assert rows["aux_weight"] == ["0.0", "a finite number >= 0"]
+    assert rows["layers"] == ["2", "an integer >= 1"]
+    assert rows["heads"] == ["auto", "an integer >= 1"]
+    assert rows["logit_scale_init"] == ["100.0", "a finite number > 0 and <= 100"]
+    assert rows["experts"] == [
+        "action,entity,fusion,scene",
+        "a non-empty list of names from action, entity, fusion, scene",
+    ]
+    assert r.out.startswith("head camoe (built in)\n") and "search space of head camoe" in r.out
+    assert "head.layers" in r.out and "depth of each temporal expert's transformer" in r.out
+    r = run_cli("losses", "describe", "dsl")
+    assert r.code == 0 and "temperature" in r.out and "1000.0" in r.out and "loss.temperature" in r.out
+    r = run_cli("heads", "describe", "zeroshot")
+    assert r.code == 0 and "options: none" in r.out
+
+
+@pytest.mark.parametrize(
+    "kind, name, suggestion",
+    [
+        ("head", "foo", None),  # the "oo" it shares with "xpool" is no likeness
+        ("head", "camo", "camoe"),
+        ("loss", "dls", "dsl"),
+        ("head", "xpol", "xpool"),
+    ],
+)
+def test_describe_suggests_only_a_close_name(
+    run_cli: Callable[..., Any], kind: str, name: str, suggestion: str | None
+) -> None:
+    r = run_cli("heads" if kind == "head" else "losses", "describe", name)
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.text
+    assert f"unknown {kind} {name!r}" in r.err
+    if suggestion is None:
+        assert "did you mean" not in r.err
+    else:
+        assert f"did you mean {suggestion!r}?" in r.err
+
+
+def test_eval_help_explains_test_split(run_cli: Callable[..., Any]) -> None:
+    r = run_cli("eval", "--help")
+    assert r.code == 0
+    text = " ".join(r.out.split())
+    assert "--test-split TEXT Split to evaluate on [default: the dataset's standard test split]." in text
 
 
 def test_models_lists_the_tiny_model(run_cli: Callable[..., Any]) -> None:
@@ -238,3 +300,39 @@ def test_inspect_refuses_what_is_not_a_cache(run_cli: Callable[..., Any], tmp_pa
     r = run_cli("inspect", junk)
     assert r.code == 2 and "is not a readable HDF5 file" in r.err
     assert "Traceback" not in r.text
+
+
+FIXTURE_RESULT = REPO / "tests" / "fixtures" / "results" / "msrvtt" / "msrvtt.camoe.dsl.06636164.s0.json"
+
+
+def test_inspect_result_prints_a_summary_and_json_the_whole_file(
+    run_cli: Callable[..., Any], tmp_path: Path, synth_cache: Path
+) -> None:
+    whole = json.loads(FIXTURE_RESULT.read_text())
+    r = run_cli("inspect", FIXTURE_RESULT)
+    assert r.code == 0, r.text
+    assert len(r.out.splitlines()) < 40  # the whole file is 1,500+ lines of JSON on a real test split
+    shown_values = (whole["run_id"], whole["label"], whole["cache"]["path"], "ViT-B-32/openai",
+                    "train 9k -> test 1k-A", "20 queries", "epochs 5", "vtrbench 0.1.0")  # fmt: skip
+    for shown in shown_values:
+        assert shown in r.out, shown
+    seed_row = next(line for line in r.out.splitlines() if line.strip("│ ").startswith("seed"))
+    assert seed_row.split("│")[2].strip() == str(whole["seed"])
+    raw = next(line for line in r.out.splitlines() if line.strip().startswith("raw "))
+    m = whole["metrics"]["raw"]
+    want = ["raw"]
+    for d in ("t2v", "v2t"):
+        want += [
+            "/".join(f"{m[d][k]:.1f}" for k in ("R@1", "R@5", "R@10")),
+            f"{m[d]['MdR']:g}/{m[d]['MnR']:.1f}",
+        ]
+    assert raw.split() == [*want, f"{m['RSum']:.1f}"]
+    assert any(line.strip().startswith("dsl* ") for line in r.out.splitlines())  # transductive
+    assert "[5, 1, 1" not in r.out and "per_query_ranks" in r.err and "--json" in r.err
+    r = run_cli("inspect", FIXTURE_RESULT, "--json")
+    assert r.code == 0 and json.loads(r.out) == whole
+    random = dict(whole, cache=dict(whole["cache"], random_weights=True))
+    (tmp_path / "r.json").write_text(json.dumps(random))
+    assert "RANDOM weights" in run_cli("inspect", tmp_path / "r.json").out
+    r = run_cli("inspect", synth_cache, "--json")
+    assert r.code == 2 and "--json is for result files" in r.err

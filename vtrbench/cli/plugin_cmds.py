@@ -42,7 +42,8 @@ def add_plugin_option(group: click.Group) -> None:
             command.params.insert(0, plugin_option())
 
 
-def _origin_text(origin: dict[str, Any]) -> str:
+def origin_text(origin: dict[str, Any]) -> str:
+    """Where a registered name comes from: ``built in``, or the plugin's kind, name, version, source."""
     if origin.get("kind") == "builtin":
         return "built in"
     version = f" {origin['version']}" if origin.get("version") else ""
@@ -51,18 +52,18 @@ def _origin_text(origin: dict[str, Any]) -> str:
 
 
 def print_registry(kind: str) -> None:
-    """One line per name (pipe-friendly): built-ins bare, others followed by where they come from."""
-    from vtrbench.plugins import describe_entry_point, entry_point_names, registry_of
-    from vtrbench.registry import name_problem
+    """One line per name (pipe-friendly: the name first, then two spaces and where it comes from)."""
+    # from the registry itself: vtrbench.plugins imports torch (its dry-run checks), which a listing
+    # must not cost (tests/top/test_cli.py::test_help_does_not_import_heavy_modules)
+    from vtrbench.registry import describe_entry_point, entry_point_names, name_problem, registry_of
 
     reg = registry_of(kind)
     for name in reg.available():
         if name in reg.names():
-            origin = reg.origin(name)
-            where = "" if origin.get("kind") == "builtin" else _origin_text(origin)
+            where = origin_text(reg.origin(name))
         else:  # installed but not imported: listing must not run plugin code
             origin = describe_entry_point(reg.entry_point_group, name) or {}
-            where = _origin_text(origin) + " (not loaded yet)"
+            where = origin_text(origin) + " (not loaded yet)"
         click.echo(f"{name}  {where}".rstrip())
     # Installed entry points whose name can never be registered: listed once, said to be unusable,
     # so that a user sees why `--head NAME` will not find them (instead of a name that later fails).
@@ -70,7 +71,7 @@ def print_registry(kind: str) -> None:
         problem = name_problem(name)
         if problem is not None:
             origin = describe_entry_point(reg.entry_point_group, name) or {}
-            click.echo(f"{name!r}  {_origin_text(origin)} (unusable: a {kind} name {problem})")
+            click.echo(f"{name!r}  {origin_text(origin)} (unusable: a {kind} name {problem})")
 
 
 @cli.command("heads")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+from rich.markup import escape
 
+from vtrbench import defaults
 from vtrbench.cli._app import cli, make_console, out_console, resolve_device
 from vtrbench.errors import VtrbenchError
 
@@ -19,7 +22,17 @@ from vtrbench.errors import VtrbenchError
     help="Head saved by `train --save-checkpoint` on this cache [default: zeroshot].",
 )
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Videos per query.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {rank, video, score, ...}.")
+@click.option(
+    "--captions",
+    "n_captions",
+    type=click.IntRange(min=0),
+    default=defaults.SEARCH_CAPTIONS,
+    show_default=True,
+    help="Cached captions shown under each video (0: none; --json lists all of them).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON list of {rank, video, score, path, captions, ...}."
+)
 @click.option(
     "--queries", "queries_file", type=click.Path(path_type=Path), help="File with one query per line."
 )
@@ -35,6 +48,7 @@ def search(
     cache_path: Path,
     checkpoint: Path | None,
     k: int,
+    n_captions: int,
     as_json: bool,
     queries_file: Path | None,
     split: str | None,
@@ -42,6 +56,10 @@ def search(
     device: str,
 ) -> None:
     """Rank the cache's videos for free-text QUERY (encoded with the cache's own CLIP).
+
+    Each video is shown with its captions from the cache, so that a hit can be judged. The first
+    search with a CLIP keeps its text tower in ~/.cache/vtrbench (VTRBENCH_CACHE_DIR; =off keeps
+    nothing) so that later searches start without importing open_clip.
 
     \b
     vtrbench search --cache C.h5 "a man is slicing tomatoes in a kitchen"
@@ -66,29 +84,56 @@ def search(
         device=resolve_device(device),
         clip_weights=clip_weights,
     )
+    err = make_console()
+    if outcome.random_weights:
+        err.print(
+            "[bold yellow]warning:[/] the cache was made with RANDOM CLIP weights (--pretrained none): these "
+            "rankings say nothing about real retrieval (tests and the synthetic demo only)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if outcome.note:
+        err.print(f"[dim]note: {escape(outcome.note)}[/]", highlight=False, soft_wrap=True)
     if as_json:
         click.echo(json.dumps([row for r in outcome.results for row in r.to_rows()], indent=1))
         return
-    from rich.markup import escape
-    from rich.table import Table
+    print_hits(outcome, n_captions)
 
+
+def shown(text: str) -> str:
+    """``text`` for the terminal: rich markup escaped, control characters written as escapes (a
+    caption or path holding ``\\x1b[31m`` must not recolour the terminal)."""
+    return escape("".join(c if c.isprintable() else ascii(c)[1:-1] for c in text))
+
+
+def print_hits(outcome: Any, n_captions: int) -> None:
+    """One block per query: rank, score, video and its full path on one line (never cut: lines are
+    printed as they are, however narrow the terminal or when piped), then the video's captions."""
     out = out_console()
+
+    def say(text: str) -> None:
+        out.print(text, highlight=False, soft_wrap=True)
+
+    where = f"{outcome.head}, gallery {outcome.gallery}: {outcome.n_gallery} videos"
     for r in outcome.results:
-        where = f"{outcome.head}, gallery {outcome.gallery}: {outcome.n_gallery} videos"
-        title = f"{escape(r.query)}  [dim]({escape(where)})[/]"
-        table = Table(title=title, title_justify="left")
-        for col in ("rank", "video", "score", "path"):
-            table.add_column(col, justify="right" if col in ("rank", "score") else "left")
+        say(f"[bold]{shown(r.query)}[/]  [dim]({shown(where)})[/]")
+        width = max(5, *(len(h.video) for h in r.hits))
+        say(f"[dim]{'rank':>4}  {'score':>7}  {'video':<{width}}  path[/]")
         for h in r.hits:
-            table.add_row(str(h.rank), escape(h.video), f"{h.score:.4f}", escape(h.path))
-        out.print(table)
+            say(f"{h.rank:>4}  {h.score:>7.4f}  {shown(h.video):<{width}}  {shown(h.path)}")
+            first = h.captions[:n_captions]
+            for caption in first:
+                say(f"{'':>15}[green]“{shown(caption)}”[/]")
+            if n_captions and len(h.captions) > len(first):
+                say(f"{'':>15}[dim](+{len(h.captions) - len(first)} more of {len(h.captions)} captions)[/]")
         if r.gate is not None:
-            out.print("gate: " + ", ".join(f"{e} {w:.3f}" for e, w in r.gate.items()), highlight=False)
+            say("gate: " + ", ".join(f"{e} {w:.3f}" for e, w in r.gate.items()))
         if r.truncated:
             make_console().print(
                 f"[yellow]note:[/] the query has {r.n_tokens} tokens; like the cache's captions only the "
                 f"first {outcome.max_words} (SOT and EOT included) were read",
                 highlight=False,
+                soft_wrap=True,
             )
 
 

@@ -113,7 +113,7 @@ def _eval_protocol(f: Any) -> Any:
 @click.option(
     "--checkpoint", type=click.Path(path_type=Path), help="A head saved by train --save-checkpoint."
 )
-@click.option("--test-split")
+@click.option("--test-split", help="Split to evaluate on [default: the dataset's standard test split].")
 @click.option(
     "--train-split",
     help="Query bank source for qbnorm, is-bank, csls-bank, dsl-bank [default: the dataset's train split].",

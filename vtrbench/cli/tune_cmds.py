@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,6 +17,12 @@ from vtrbench.errors import VtrbenchError
 @click.option("--losses", default="infonce,dsl", show_default=True, help="Comma list of losses.")
 @click.option(
     "--trials", type=click.IntRange(min=1), default=20, show_default=True, help="Finished trials per cell."
+)
+@click.option(
+    "--startup-trials",
+    type=click.IntRange(min=0),
+    help="TPE's random trials per cell before it models the space [default: a quarter of --trials, 1 to 10; "
+    "a resumed study keeps its own].",
 )
 @click.option(
     "--max-epochs",
@@ -68,6 +75,7 @@ def tune_cmd(
     heads: str,
     losses: str,
     trials: int,
+    startup_trials: int | None,
     max_epochs: int,
     val_fraction: float | None,
     val_split: str | None,
@@ -131,6 +139,7 @@ def tune_cmd(
         progress=not quiet,
         heartbeat=heartbeat,
         shard=shard,
+        startup_trials=startup_trials,
     )
     err = make_console()
     outcome = run_tune(spec, console=err)
@@ -142,10 +151,13 @@ def tune_cmd(
 def _plots(storage: str, plot_dir: Path | None, heartbeat: int) -> None:
     if plot_dir is None:
         return
-    from vtrbench.runs.tune.plots import plot_studies
+    from vtrbench.runs.tune.plots import plot_cells
 
-    files = plot_studies(storage, plot_dir, heartbeat=heartbeat)
-    make_console().print(f"{len(files)} figure(s) written to {plot_dir}")
+    files, skipped = plot_cells(storage, plot_dir, heartbeat=heartbeat)
+    err = make_console()
+    for line in skipped:
+        err.print(f"[yellow]note:[/] {line}", highlight=False, soft_wrap=True)
+    err.print(f"{len(files)} figure(s) written to {plot_dir}", highlight=False, soft_wrap=True)
 
 
 def study_url(value: str) -> str:
@@ -167,15 +179,20 @@ def show_status(study: str, heartbeat: int = 10, *, url: bool = False) -> None:
     cells = read_cells(storage, heartbeat=heartbeat)
     if not cells:
         raise VtrbenchError(f"{shown_storage(storage)} holds no vtrbench study")
+    from vtrbench.runs.tune.notes import random_only
+
     table = Table(title=f"study {shown_storage(storage)}")
     for col in ("cell", "finished", "pruned", "failed", "running", "best (trial)"):
         table.add_column(col, justify="left" if col in ("cell", "finished") else "right", no_wrap=True)
-    edges = []
+    edges, randoms = [], []
     for c in cells:
         n = max(c.trials_asked, 1)
         filled = min(8, round(8 * c.counts.finished / n))
         best = f"{c.best['value']:.2f} (#{c.best['number']})" if c.best else "-"
-        edge = c.record(storage)["edge"] if c.best else {}
+        record = c.record(storage) if c.best else {}
+        edge = record.get("edge") or {}
+        if random_only({**c.identity, "trials": c.trials_asked}):
+            randoms.append(f"{c.identity['cell']}: {c.trials_asked} trials, {c.identity['sampler']}")
         if edge:
             best += " *"
             where = ", ".join(f"{k} on its {v} bound" for k, v in edge.items())
@@ -192,6 +209,8 @@ def show_status(study: str, heartbeat: int = 10, *, url: bool = False) -> None:
     out.print(table)
     for line in edges:
         out.print(f"* best trial on the edge of its space (widen it with --space?): {line}", soft_wrap=True)
+    for line in randoms:
+        out.print(f"random search only (no trial after TPE's random start-up): {line}", soft_wrap=True)
 
 
 # ---------------------------------------------------------------- heads/losses describe NAME
@@ -210,13 +229,75 @@ def _describe_group(kind: str, command: str, listing: click.Command) -> click.Gr
     @click.argument("name")
     @click.option("--max-epochs", type=click.IntRange(min=1), default=30, show_default=True)
     def describe(name: str, max_epochs: int) -> None:
-        """The search space `vtrbench tune` uses for NAME."""
+        """NAME's options (defaults, accepted values), where it comes from, and the search space
+        `vtrbench tune` uses for it."""
         from vtrbench.runs.tune.space import describe_space
 
-        for line in describe_space(kind, name, max_epochs=max_epochs):
+        lines = option_lines(kind, name)  # an unknown name fails here, with its did-you-mean
+        for line in [*lines, *describe_space(kind, name, max_epochs=max_epochs)]:
             click.echo(line)
 
     return group
+
+
+def option_lines(kind: str, name: str) -> list[str]:
+    """``heads/losses describe NAME``: where it comes from, one line per option (default, what it
+    accepts: from the head's ``option_schema``; a loss or a plugin head without a schema: its
+    constructor's signature only), then its docstring, which describes the options in words."""
+    import inspect as pyinspect
+    import re
+    import textwrap
+
+    from vtrbench.cli.plugin_cmds import origin_text
+    from vtrbench.registry import registry_of
+
+    reg = registry_of(kind)
+    obj = reg.get(name)
+    schema = getattr(obj, "option_schema", None) or {}
+    lines = [f"{kind} {name} ({origin_text(reg.origin(name))})"]
+    try:
+        params = pyinspect.signature(obj.__init__ if isinstance(obj, type) else obj).parameters.values()
+    except (TypeError, ValueError):
+        params = []
+    options = [p for p in params if p.kind is p.KEYWORD_ONLY and p.name != "embed_dim"]
+    if not options:
+        lines.append("options: none")
+    else:
+        how = "--head-option KEY=VALUE" if kind == "head" else "train/ablate --KEY VALUE"
+        lines.append(f"options ({how}; grid files' [{kind}_options]):")
+        shown = {p.name: _default_text(p, schema.get(p.name)) for p in options}
+        width = max(18, *(len(n) for n in shown))
+        dwidth = max(8, *(len(d) for d in shown.values()))
+        lines.append(f"  {'option':<{width}} {'default':<{dwidth}} accepts")
+        for p in options:
+            rule = schema.get(p.name)
+            accepts = rule.describe() if rule is not None else ""
+            lines.append(f"  {p.name:<{width}} {shown[p.name]:<{dwidth}} {accepts}".rstrip())
+        if "init" in schema:
+            lines.append(
+                "  (init: `vtrbench train` uses clip when the cache stores CLIP's layers, else random)"
+            )
+    doc = pyinspect.getdoc(obj) or ""
+    if doc:
+        lines.append("")
+        # reStructuredText markup (``x``, :meth:`y`) read as plain text
+        plain = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc).replace("``", "")
+        for para in plain.split("\n\n"):
+            lines += textwrap.wrap(" ".join(para.split()), 100, initial_indent="  ", subsequent_indent="  ")
+    return [*lines, ""]
+
+
+def _default_text(param: Any, rule: Any) -> str:
+    import inspect as pyinspect
+
+    value = param.default
+    if value is pyinspect.Parameter.empty:
+        return "(required)"
+    if value is None and rule is not None and rule.optional:
+        return "auto"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def install(group: click.Group) -> None:

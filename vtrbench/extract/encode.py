@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from vtrbench.errors import VtrbenchError
+from vtrbench.extract import hub
 from vtrbench.extract.tagging import WordRoles, bpe_with_spans, token_roles
 
 TINY_MODEL = "vtrbench-tiny"
@@ -170,37 +171,55 @@ def _checkpoint_model(path: Path, model_name: str, device: str) -> tuple[Any, bo
 
 
 def _tagged_model(model_name: str, pretrained: str, device: str) -> tuple[Any, bool, str]:
-    """(model, whether it needs QuickGELU, its weights source) of an open_clip pretrained tag."""
+    """(model, whether it needs QuickGELU, its weights source) of an open_clip pretrained tag.
+
+    A copy already downloaded is loaded from disk without any network call; otherwise the network is
+    checked once (vtrbench.extract.hub) and an unreachable one is one line, not the hub's retries.
+    """
     import open_clip
 
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if pretrained not in tags:
+        close = difflib.get_close_matches(pretrained, tags, n=1)
         raise VtrbenchError(
             f"unknown pretrained tag {pretrained!r} for {model_name}"
-            + (
-                f"; did you mean {difflib.get_close_matches(pretrained, tags, n=1)[0]!r}?"
-                if difflib.get_close_matches(pretrained, tags, n=1)
-                else ""
-            )
+            + (f"; did you mean {close[0]!r}?" if close else "")
             + f" (available: {', '.join(tags) or 'none'}; or a local checkpoint file, or 'none')"
         )
     cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
     # OpenAI weights need QuickGELU: plain GELU loads without error and gives wrong features.
     force_qg = bool(cfg.get("quick_gelu", False))
+    local = hub.cached_weights(cfg)
+    url = hub.weights_url(cfg)
+    if local is None:
+        problem = hub.network_problem(url)
+        if problem is not None:
+            raise hub.WeightsUnavailable(model_name, pretrained, url, problem)
+    elif is_torchscript(Path(local)):  # OpenAI's archive in open_clip's URL cache
+        model, _, _ = _checkpoint_model(Path(local), model_name, device)
+        return model, True, f"pretrained tag {pretrained}"
     try:
         model = open_clip.create_model(
-            model_name, pretrained=pretrained, device=device, force_quick_gelu=force_qg
+            model_name, pretrained=local or pretrained, device=device, force_quick_gelu=force_qg
         )
     except Exception as e:  # network failures surface as many exception types
         raise VtrbenchError(
-            f"could not load pretrained weights {model_name}/{pretrained}: {_first_line(e)}. "
-            "Without network access, download the checkpoint elsewhere and pass its path to --pretrained."
+            f"could not load pretrained weights {model_name}/{pretrained}: {_first_line(e)}. Without network "
+            "access use --pretrained none for a trial run with random weights, or download the checkpoint "
+            f"elsewhere and pass --pretrained /path/to/checkpoint.pt --preprocess-like {pretrained}"
         ) from None
+    # the same source whether the file was downloaded now or before: the cache's attributes must not
+    # depend on the machine's download cache
     return model, force_qg, f"pretrained tag {pretrained}"
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, shortened at a word boundary (never mid-word)."""
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0].strip()
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + " …"
 
 
 def _check_arch(model: Any, model_name: str) -> None:

@@ -8,6 +8,24 @@ from typing import Any
 
 #: A tuned result's label ends so (vtrbench.runs.record.tuned_suffix); the report keeps such rows apart.
 TUNED_LABEL = re.compile(r" \(tuned, \d+ trials\)$")
+_STARTUP = re.compile(r"n_startup_trials=(\d+)")
+
+
+def sampler_text(startup: int) -> str:
+    """The sampler as a study's identity records it (the format of earlier releases, which resume)."""
+    return f"TPESampler(n_startup_trials={startup}), re-seeded per trial from (seed, cell, finished trials)"
+
+
+def startup_in(sampler: str) -> int | None:
+    """The random start-up trials a recorded sampler text names, or None."""
+    found = _STARTUP.search(sampler)
+    return int(found.group(1)) if found else None
+
+
+def random_only(record: dict[str, Any]) -> bool:
+    """A tuned record whose budget never got past TPE's random start-up trials (random search)."""
+    n = startup_in(str(record.get("sampler", "")))
+    return n is not None and int(record.get("trials") or 0) <= n
 
 
 def tuned_notes(results: Sequence[dict[str, Any]]) -> list[str]:
@@ -42,6 +60,12 @@ def tuned_notes(results: Sequence[dict[str, Any]]) -> list[str]:
             "was retrained on the whole train split; search spaces and best values are in each result's "
             "`tuned` record"
         )
+        randoms = sorted(c for c, t in cells.items() if random_only(t))
+        if randoms:
+            notes.append(
+                f"random search only: {', '.join(randoms)} had no more trials than TPE's random start-up "
+                "trials, so TPE never modelled the space; a best value there is the best of random draws"
+            )
         for cell, t in sorted(cells.items()):
             edge = t.get("edge") or {}
             if edge:

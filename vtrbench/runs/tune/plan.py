@@ -15,6 +15,7 @@ from typing import Any
 
 from vtrbench.cache import STATUS_OK, FeatureCache
 from vtrbench.config import check_seed
+from vtrbench.defaults import TUNE_STARTUP_MAX, TUNE_STARTUP_SHARE
 from vtrbench.errors import VtrbenchError
 from vtrbench.factory import create_head
 from vtrbench.heads.base import HEADS, list_heads
@@ -24,6 +25,7 @@ from vtrbench.registry import unknown_name_message
 from vtrbench.runs.checks import split_overlap
 from vtrbench.runs.data import held_out_videos
 from vtrbench.runs.train import check_requirements
+from vtrbench.runs.tune.notes import sampler_text, startup_in
 from vtrbench.runs.tune.space import Param, cell_space, load_space_file, space_plain
 from vtrbench.runs.tune.storage import cell_name, import_optuna
 
@@ -32,7 +34,8 @@ OBJECTIVE = (
     "validation t2v R@1 + v2t R@1 (raw similarity) after the trial's last epoch; a diverged trial scores 0"
 )
 PRUNERS = ("median", "hyperband", "none")
-TPE_STARTUP = 5  # random trials before TPE models the space
+# The start-up of earlier releases (kept for imports): now scaled to the budget, see startup_trials.
+TPE_STARTUP = 5
 VAL_SEED = 12345  # vtrbench.runs.data.holdout's fixed split seed
 
 
@@ -56,6 +59,7 @@ class TuneSpec:
     progress: bool = True
     heartbeat: int = 10
     shard: Any = None  # vtrbench.shard.Shard: worker i of n starts at cell i (all workers share all cells)
+    startup_trials: int | None = None  # TPE's random start-up trials; None: startup_trials(trials)
 
 
 @dataclass
@@ -68,6 +72,52 @@ class Cell:
     @property
     def name(self) -> str:
         return cell_name(self.head, self.loss)
+
+    @property
+    def startup(self) -> int:
+        """TPE's random start-up trials, as the identity records them."""
+        n = startup_in(str(self.identity.get("sampler", "")))
+        return TPE_STARTUP if n is None else n
+
+    def adopt_startup(self, n: int) -> None:
+        """Use the start-up an existing study was made with (a resumed or extended study keeps it)."""
+        self.identity["sampler"] = sampler_text(n)
+
+
+def startup_trials(trials: int) -> int:
+    """TPE's random start-up trials for a budget of ``trials`` per cell when none is given.
+
+    A quarter of the budget, at least 1 and at most Optuna's default of 10: TPE needs a few
+    finished trials to model the space, but a fixed 5 made every budget of 5 or less pure random
+    search (issue 30); 20 trials keep the 5 of earlier releases.
+    """
+    return min(TUNE_STARTUP_MAX, max(1, trials // TUNE_STARTUP_SHARE))
+
+
+def sampler_notes(plan_: Plan) -> list[tuple[str, str]]:
+    """("warning" | "note", text) lines to print before tuning starts: how many trials are random."""
+    t = plan_.spec.trials
+    out = []
+    for n in sorted({c.startup for c in plan_.cells}):
+        cells = [c.identity["cell"] for c in plan_.cells if c.startup == n]
+        which = "every cell" if len(cells) == len(plan_.cells) else ", ".join(cells)
+        if t <= n:
+            out.append(
+                (
+                    "warning",
+                    f"with {t} trial(s) per cell and {n} random start-up trial(s), TPE never leaves random "
+                    f"search ({which}): this is random search; give more --trials or fewer --startup-trials",
+                )
+            )
+        else:
+            out.append(
+                (
+                    "note",
+                    f"sampler: {n} random start-up trial(s), then TPE for {t - n} of the {t} trials per cell "
+                    f"({which})",
+                )
+            )
+    return out
 
 
 @dataclass
@@ -139,6 +189,9 @@ def _check_options(spec: TuneSpec) -> None:
     check_seed(spec.seed)
     if spec.trials < 1:
         raise VtrbenchError(f"--trials must be at least 1, got {spec.trials}")
+    n = spec.startup_trials
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise VtrbenchError(f"--startup-trials must be an integer >= 0, got {spec.startup_trials!r}")
     if spec.max_epochs < 1:
         raise VtrbenchError(f"--max-epochs must be at least 1, got {spec.max_epochs}")
     if spec.pruner not in PRUNERS:
@@ -182,6 +235,7 @@ def plan(spec: TuneSpec) -> Plan:
             if spec.val_split is not None
             else {"fraction": float(spec.val_fraction or 0), "by": "video", "seed": VAL_SEED, "of": train}
         )
+        startup = spec.startup_trials if spec.startup_trials is not None else startup_trials(spec.trials)
         for h in spec.heads:
             check_requirements(create_head(h, embed_dim=embed_dim), cache, h)
             for loss in spec.losses:
@@ -201,8 +255,7 @@ def plan(spec: TuneSpec) -> Plan:
                     "space": space_plain(space),
                     "max_epochs": spec.max_epochs,
                     "seed": spec.seed,
-                    "sampler": f"TPESampler(n_startup_trials={TPE_STARTUP}), re-seeded per trial from "
-                    "(seed, cell, finished trials)",
+                    "sampler": sampler_text(startup),
                     "pruner": _pruner_text(spec.pruner, spec.max_epochs),
                     "objective": OBJECTIVE,
                     "plugins": provenance_for(head=h, loss=loss),

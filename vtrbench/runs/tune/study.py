@@ -29,7 +29,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vtrbench.cache import FeatureCache
 from vtrbench.errors import VtrbenchError
-from vtrbench.runs.tune.plan import Plan, TuneSpec, make_pruner, plan
+from vtrbench.runs.tune.notes import startup_in
+from vtrbench.runs.tune.plan import Plan, TuneSpec, make_pruner, plan, sampler_notes
 from vtrbench.runs.tune.status import Counts, counts, fail_dead_workers
 from vtrbench.runs.tune.storage import (
     ATTR,
@@ -69,6 +70,11 @@ def open_studies(plan_: Plan, storage: Any) -> dict[str, Any]:
         # a cell of another grid differs in "grid" from every cell of this one
         new = wanted[name].identity if name in wanted else plan_.cells[0].identity
         key = _differing(old, new) if name in wanted else "grid"
+        recorded = startup_in(str(old.get("sampler", "")))
+        if key == "sampler" and spec.startup_trials is None and recorded is not None:
+            # without --startup-trials a resumed or extended study keeps the start-up it was made with
+            wanted[name].adopt_startup(recorded)
+            key = _differing(old, wanted[name].identity)
         if key is not None:
             raise VtrbenchError(
                 f"the study {shown_storage(spec.storage)} ({name[len(STUDY_PREFIX) :]}) was made with "
@@ -124,6 +130,10 @@ def _run_tune(spec: TuneSpec, *, console: Any = None) -> TuneOutcome:
     plan_ = plan(spec)  # every check before the storage is touched and before any training
     storage = open_storage(spec.storage, heartbeat=spec.heartbeat)
     studies = open_studies(plan_, storage)
+    for kind, text in sampler_notes(plan_):  # after open_studies: a resumed study keeps its start-up
+        if console is not None and (kind == "warning" or spec.progress):
+            style = "bold yellow" if kind == "warning" else "dim"
+            console.print(f"[{style}]{kind}:[/] {text}", highlight=False, soft_wrap=True)
     cells = list(plan_.cells)
     if spec.shard is not None and cells:
         k = spec.shard.index % len(cells)

@@ -26,7 +26,7 @@ from vtrbench.runs import train as train_mod
 from vtrbench.runs.checks import resolve_head_options
 from vtrbench.runs.data import holdout, keep_videos, load_split
 from vtrbench.runs.spec import RunSpec, resolved_precision
-from vtrbench.runs.tune.plan import TPE_STARTUP, Cell, Plan
+from vtrbench.runs.tune.plan import Cell, Plan
 from vtrbench.runs.tune.space import Param, split_params
 from vtrbench.runs.tune.status import counts, worker_id
 from vtrbench.runs.tune.storage import import_optuna
@@ -79,7 +79,7 @@ def one_trial(plan_: Plan, cell: Cell, study: Any, cache: Any, data: dict, finis
     # the sampler is a function of (seed, cell, finished trials): a resumed study samples as an
     # uninterrupted one would
     study.sampler = optuna.samplers.TPESampler(
-        seed=trial_seed(spec.seed, cell.name, finished), n_startup_trials=TPE_STARTUP
+        seed=trial_seed(spec.seed, cell.name, finished), n_startup_trials=cell.startup
     )
 
     def objective(trial: Any) -> float:
