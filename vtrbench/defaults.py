@@ -58,3 +58,6 @@ POST_DEFAULTS = MappingProxyType(
 OVERWRITE = "never"
 RESULTS_DIR = "results"
 LOGIT_SCALE_INIT = 100.0  # CLIP's exp(log 100) for every head with a learned logit scale
+# Progress when the output is not a terminal (a Slurm log, a pipe): one plain line per running task at
+# most this often, in seconds (plus a task's first and last line); VTRBENCH_PROGRESS_EVERY overrides it.
+PROGRESS_EVERY = 10.0

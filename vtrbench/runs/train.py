@@ -66,11 +66,13 @@ def fit(
     progress: Any = None,
     val: SplitData | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[dict[str, Any]]:
     """Train ``head`` in place; returns the per-epoch history. Raises VtrbenchError on a non-finite loss.
 
     ``on_epoch(entry)`` sees each epoch's history entry (with ``val`` when ``val`` is given); it may
-    raise to stop training early (``vtrbench tune`` prunes a hopeless trial this way).
+    raise to stop training early (``vtrbench tune`` prunes a hopeless trial this way). ``progress``
+    (:mod:`vtrbench.progress`) sees every step; ``clock`` times the epochs (tests pass a fake one).
     """
     dev = torch.device(device)
     gen = seed_everything(seed)
@@ -100,10 +102,10 @@ def fit(
         else torch.autocast("cpu", enabled=False)
     )
     history: list[dict[str, Any]] = []
-    task = progress.add_task("train", total=total, info="") if progress is not None else None
+    task = progress.add_task("train", total=total, info="", unit="steps") if progress is not None else None
     who = head_who(config.head) if config.head else f"head {type(head).__name__}"
     for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
+        t0 = clock()
         perm = torch.randperm(n, generator=gen)
         losses = []
         for s in range(steps_per_epoch):
@@ -132,14 +134,10 @@ def fit(
             head.clamp_logit_scale()
             losses.append(loss.item())
             if task is not None:
-                el = time.perf_counter() - t0
-                progress.update(
-                    task,
-                    advance=1,
-                    info=f"epoch {epoch}/{config.epochs} loss {loss.item():.3f} "
-                    f"{(s + 1) * bs / max(el, 1e-9):.0f} pairs/s",
-                )
-        seconds = time.perf_counter() - t0
+                rate = (s + 1) * bs / max(clock() - t0, 1e-9)  # pairs/s of this epoch so far
+                info = f"epoch {epoch}/{config.epochs} loss {loss.item():.3f} {rate:.0f} pairs/s"
+                progress.update(task, advance=1, info=info)
+        seconds = clock() - t0
         entry: dict[str, Any] = {
             "epoch": epoch,
             "loss": float(np.mean(losses)) if losses else float("nan"),
