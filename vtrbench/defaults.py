@@ -99,3 +99,7 @@ TUNE_MIN_IMPORTANCE_TRIALS = 10
 
 # ------------------------------------------------------------ vtrbench search
 SEARCH_CAPTIONS = 3  # cached captions printed under each retrieved video (--captions; --json: all)
+
+# Progress when the output is not a terminal (a Slurm log, a pipe): one plain line per running task at
+# most this often, in seconds (plus a task's first and last line); VTRBENCH_PROGRESS_EVERY overrides it.
+PROGRESS_EVERY = 10.0

@@ -13,8 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rich.progress import Progress
-
 from vtrbench import defaults
 from vtrbench.browse import build_site
 from vtrbench.config import ExtractConfig
@@ -22,6 +20,7 @@ from vtrbench.datasets import load_dataset
 from vtrbench.datasets.synthetic import SynthConfig, render_dataset
 from vtrbench.errors import VtrbenchError
 from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
+from vtrbench.progress import make_progress
 from vtrbench.report import build_report, load_results, render_markdown
 from vtrbench.report.terminal import print_report
 from vtrbench.results import atomic_write_text
@@ -58,8 +57,8 @@ def make_synthetic_cache(
     """
 
     data_dir = Path(output) / "synthetic"
-    with Progress(console=console, disable=not progress, transient=True) as bar:
-        task = bar.add_task("rendering synthetic videos", total=videos)
+    with make_progress(console, enabled=progress, transient=True) as bar:
+        task = bar.add_task("rendering synthetic videos", total=videos, info="", unit="videos")
         render_dataset(
             SynthConfig(videos=videos, seed=seed),
             data_dir,

@@ -95,8 +95,44 @@ def result_path(results_dir: Path, dataset: str, rid: str) -> Path:
     return path
 
 
+def _umask_now() -> int | None:
+    """The process's umask, read without changing it: Linux's /proc/self/status ``Umask:`` line
+    (``os.umask`` can only be read by setting it, and a thread creating a file in between would get
+    the temporary value). None where there is no such line."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_at_import() -> int:
+    # the fallback off Linux: read once, while importing (before vtrbench starts any thread)
+    value = os.umask(0o022)
+    os.umask(value)
+    return value
+
+
+_UMASK_AT_IMPORT = _umask_at_import() if _umask_now() is None else 0o022
+
+
+def new_file_mode() -> int:
+    """The permission bits a plain ``open(path, "w")`` gives a new file: 0o666 minus the umask
+    (``-rw-r--r--`` under umask 022, ``-rw-------`` under 077)."""
+    umask = _umask_now()
+    return 0o666 & ~(_UMASK_AT_IMPORT if umask is None else umask)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    The file gets the mode a plain ``open`` gives a new file under the process's umask (mkstemp's
+    temporary file is 0600, which would leave results and reports unreadable to the group), also
+    when it replaces an older file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -104,6 +140,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            try:
+                os.fchmod(f.fileno(), new_file_mode())
+            except (AttributeError, OSError):  # no fchmod (Windows) or a file system without modes
+                pass
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

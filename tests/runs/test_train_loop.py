@@ -373,36 +373,46 @@ def test_val_fraction_holds_out_whole_videos_with_their_captions(
 
 
 class FakeProgress:
-    """The two rich.Progress calls fit makes."""
+    """The two progress calls fit makes (rich.Progress's and vtrbench.progress's)."""
 
     def __init__(self) -> None:
         self.totals: list[int] = []
+        self.units: list[str] = []
         self.advanced = 0
-        self.last_rate = 0.0
         self.epoch_rates: list[float] = []
 
-    def add_task(self, name: str, total: int, info: str) -> int:
+    def add_task(self, name: str, total: int, info: str, unit: str) -> int:
         self.totals.append(total)
+        self.units.append(unit)
         return 0
 
     def update(self, task: int, advance: int, info: str) -> None:
         assert task == 0 and "loss" in info and "pairs/s" in info
         self.advanced += advance
-        self.last_rate = float(info.split()[-2])  # "... loss 4.123 1234 pairs/s"
+        rate = float(info.split()[-2])  # "... loss 4.123 1234 pairs/s"
         if self.advanced % 5 == 0:  # the last step of an epoch (5 steps each below)
-            self.epoch_rates.append(self.last_rate)
+            self.epoch_rates.append(rate)
 
 
 def test_progress_counts_every_optimiser_step(recording: Recording) -> None:
+    # No wall time: fit's clock is a fake in which the k-th optimiser step takes k / 10 seconds, so
+    # every rate and duration below is known exactly whatever the machine's load.
+    def clock() -> float:
+        steps = len(recording.lrs)
+        return steps * (steps + 1) / 20
+
     data = make_split(14, 3)  # 42 pairs, batch 8: 5 steps per epoch
     bar = FakeProgress()
     head = create_head("meanp", embed_dim=DIM)
-    history = fit(head, data, config(epochs=3, batch_size=8), seed=0, progress=bar)
-    assert bar.totals == [15] and bar.advanced == 15 == len(recording.lrs)
-    for h in history:  # pairs/s x seconds = the pairs of the epoch (what the runner adds up)
-        assert h["pairs_per_s"] * h["seconds"] == pytest.approx(40, rel=0.05, abs=0.5)
-    # the bar's pairs/s after an epoch's last step is the epoch's rate (the same pairs and time)
-    assert bar.epoch_rates == pytest.approx([h["pairs_per_s"] for h in history], rel=0.1, abs=1)
+    history = fit(head, data, config(epochs=3, batch_size=8), seed=0, progress=bar, clock=clock)
+    assert bar.totals == [15] and bar.units == ["steps"] and bar.advanced == 15 == len(recording.lrs)
+    # epoch e spans steps 5e+1 .. 5e+5: ((5e+1) + ... + (5e+5)) / 10 = 2.5e + 1.5 seconds
+    seconds = [1.5, 4.0, 6.5]
+    assert [h["seconds"] for h in history] == seconds
+    # pairs/s x seconds = the pairs of the epoch (what the runner adds up), to the recorded rounding
+    assert [h["pairs_per_s"] for h in history] == [round(40 / s, 1) for s in seconds]
+    # the bar's pairs/s after an epoch's last step is the epoch's rate: the same pairs over the same time
+    assert bar.epoch_rates == [round(40 / s) for s in seconds]
 
 
 def test_validation_entry_is_the_raw_metrics_of_the_head_after_each_epoch() -> None:

@@ -217,3 +217,27 @@ def test_threads_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     for r in saved:
         one = next(x for x in saved if x["task"] == r["task"] and x["threads"] == 1)
         assert r["vs_one_thread"] == pytest.approx(r["median_s"] / one["median_s"])
+
+
+def test_log_gaps_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("log_gaps")
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "private.json").write_text("{}")
+    (files / "private.json").chmod(0o600)
+    (files / "shared.json").write_text("{}")
+    (files / "shared.json").chmod(0o644)
+    script = "print('[train] 0/2 steps'); print('│ +10.2 [+5.5, … │'); print('[train] 2/2 steps')"
+    out = tmp_path / "gaps.json"
+    code = bench.main(["--files", str(files), "--json", str(out), "--", sys.executable, "-c", script])
+    printed = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert code == 0 and saved["exit_code"] == 0
+    assert (saved["lines"], saved["progress_lines"], len(saved["cut_cells"])) == (3, 2, 1)
+    assert saved["modes"]["no_group_read"] == ["private.json"]
+    assert saved["modes"]["other_mode"] == {"private.json": "0o600"}
+    rows = {
+        r.split("|")[1].strip(): r.split("|")[2].strip() for r in printed.splitlines() if r.startswith("| ")
+    }
+    assert rows["progress lines"] == "2" and rows["files without group read"] == "1"
+    assert rows["table rows with a cut cell (…)"] == "1"

@@ -61,44 +61,61 @@ def _print_outcome(outcome: Any) -> None:
         out.print(f"[yellow]skipped[/] {outcome.path} exists (use --overwrite always to replace it)")
         return
     r = outcome.result
-    from rich.table import Table
-
-    table = Table(
-        title=f"{r['run_id']}  ({r['protocol']['test_split']}: {r['protocol']['n_queries']} queries, "
-        f"{r['protocol']['n_gallery']} videos)"
-    )
-    for col in (
-        "post",
-        "t2v R@1",
-        "R@5",
-        "R@10",
-        "MdR",
-        "MnR",
-        "v2t R@1",
-        "R@5",
-        "R@10",
-        "MdR",
-        "MnR",
-        "RSum",
-    ):
-        table.add_column(col, justify="right")
-    for post, m in r["metrics"].items():
-        name = post + (" (transductive)" if r["transductive"].get(post) else "")
-        cells = [f"{m[d][k]:.1f}" for d in ("t2v", "v2t") for k in ("R@1", "R@5", "R@10", "MdR", "MnR")]
-        table.add_row(name, *cells, f"{m['RSum']:.1f}")
-    out.print(table)
+    print_metrics(r, out)
     excluded = r["protocol"].get("excluded_failed_videos") or 0
     if excluded:
         out.print(
             f"[bold yellow]warning:[/] {excluded} test videos failed to decode and were left out with their "
-            "captions: this is not the full test split (see `vtrbench inspect` on the cache)."
+            "captions: this is not the full test split (see `vtrbench inspect` on the cache).",
+            soft_wrap=True,
         )
     if r["cache"].get("random_weights"):
         out.print(
             "[yellow]note:[/] the cache was made with RANDOM CLIP weights: these numbers are not "
-            "comparable to papers."
+            "comparable to papers.",
+            soft_wrap=True,
         )
-    out.print(f"result: {outcome.path}")
+    # soft_wrap: a path is never broken at the console's width (80 columns in a log)
+    out.print(f"result: {outcome.path}", soft_wrap=True, highlight=False, markup=False)
+
+
+# the metric columns of train's and eval's table, and which stay longest in a narrow terminal
+METRIC_KEYS = ("R@1", "R@5", "R@10", "MdR", "MnR")
+TERMINAL_PRIORITY = (
+    "t2v R@1", "v2t R@1", "RSum", "t2v R@5", "v2t R@5", "t2v R@10", "v2t R@10", "t2v MdR", "v2t MdR",
+    "t2v MnR", "v2t MnR",
+)  # fmt: skip
+
+
+def print_metrics(r: dict[str, Any], out: Any) -> None:
+    """The result's metrics, one row per post-processing, every name and number whole: fitted to a
+    terminal (whole columns left out, named), a plain Markdown table in a pipe or a log."""
+    from rich.markup import escape
+
+    from vtrbench.report.terminal import Col, plain_table, print_fitted
+
+    p = r["protocol"]
+    title = f"{r['run_id']}  ({p['test_split']}: {p['n_queries']} queries, {p['n_gallery']} videos)"
+    headers = ["post"] + [f"{d} {k}" for d in ("t2v", "v2t") for k in METRIC_KEYS] + ["RSum"]
+    rows = [
+        [post + (" (transductive)" if r["transductive"].get(post) else "")]
+        + [f"{m[d][k]:.1f}" for d in ("t2v", "v2t") for k in METRIC_KEYS]
+        + [f"{m['RSum']:.1f}"]
+        for post, m in r["metrics"].items()
+    ]
+    cols = [Col(h, [row[j] for row in rows], name=j == 0) for j, h in enumerate(headers)]
+    if not out.is_terminal:
+        # no width to fit: a log or a pipe keeps every column, and nothing wraps a line
+        out.file.write(f"{title}\n\n{plain_table(cols)}\n\n")
+        out.file.flush()
+        return
+    left = print_fitted(out, title, cols, [headers.index(h) for h in TERMINAL_PRIORITY])
+    if left:
+        out.print(
+            f"columns left out to fit {out.width} characters: {escape(', '.join(left))} (pipe the "
+            "output for all of them; the result file holds every metric)",
+            highlight=False,
+        )
 
 
 def _eval_protocol(f: Any) -> Any:

@@ -53,6 +53,7 @@ from vtrbench.extract.shards import after_shard, assemble_shards, check_parts, o
 from vtrbench.extract.texts import pos_coverage, run_texts
 from vtrbench.extract.videos import run_videos
 from vtrbench.extract.workers import auto_batch_size, auto_workers, file_sha256
+from vtrbench.progress import progress_every, stage
 
 __all__ = [
     "LOCK_WAIT_S",
@@ -89,6 +90,7 @@ def extract_features(
     """
     output = Path(output)
     check_preprocessing(config)
+    progress_every()  # a bad VTRBENCH_PROGRESS_EVERY is refused before any file is touched
     chash = config_hash(config)
     summary = ExtractSummary(
         output=output, config_hash=chash, videos=len(index.videos), texts=len(index.texts)
@@ -109,7 +111,7 @@ def extract_features(
         clip = None
         manifest = resumable_manifest(output, config, chash, opts, previous)
         if manifest is None:
-            clip = _load_clip(config, opts.device)
+            clip = _load_clip(config, opts, console)
             manifest = _start_manifest(index, config, output, chash, clip, opts, previous, preprocess_source)
         todo, owned = own_share(output, manifest, chunks_to_do(output, manifest, opts, previous), shard)
         redone = set(todo["videos"])
@@ -161,7 +163,7 @@ def _encode_missing(
     only when there is work for it (``clip`` is None until then)."""
     if todo["videos"] or todo["texts"]:
         if clip is None:
-            clip = _load_clip(config, opts.device)
+            clip = _load_clip(config, opts, console)
         run_videos(clip, manifest, config, output, todo["videos"], opts, summary, console)
         run_texts(clip, manifest, index, config, output, todo["texts"], opts, console)
     shard = opts.shard
@@ -171,7 +173,7 @@ def _encode_missing(
         and manifest.attrs.get("backbone_stored")
         and not backbone_part_is_valid(output, manifest.config_hash)
     ):
-        clip = clip or _load_clip(config, opts.device)
+        clip = clip or _load_clip(config, opts, console)
         _write_backbone(clip, output, manifest.config_hash)
 
 
@@ -198,10 +200,12 @@ def _count(
         summary.recovered = sum(1 for v in retried if v not in summary.failed)
 
 
-def _load_clip(config: ExtractConfig, device: str) -> Any:
-    with warnings.catch_warnings():
+def _load_clip(config: ExtractConfig, opts: RunOptions, console: Any = None) -> Any:
+    # a large model loads (or downloads) for minutes: a log says so instead of staying silent
+    said = f"[extract] loading {config.model} ({config.pretrained}) on {opts.device}"
+    with stage(console, said, enabled=opts.progress), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the CLI prints its own warning for random weights
-        clip = encode.load_clip(config.model, config.pretrained, device=device)
+        clip = encode.load_clip(config.model, config.pretrained, device=opts.device)
     if clip.image_size != config.image_size:
         raise VtrbenchError(
             f"--model {config.model} takes {clip.image_size}px images, the config asks {config.image_size}"

@@ -1,4 +1,4 @@
-"""What the video and caption loops share: the progress bar and the guard against NaN/inf features."""
+"""What the video and caption loops share: the progress display and the guard against NaN/inf features."""
 
 from __future__ import annotations
 
@@ -7,24 +7,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vtrbench.config import ExtractConfig
 from vtrbench.errors import VtrbenchError
+from vtrbench.progress import make_progress
 
 
 @contextmanager
 def progress_bar(enabled: bool, console: Any) -> Iterator[Any]:
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not enabled,
-        transient=False,
-    )
+    """Bars on a terminal (kept when done), plain lines in a log (:mod:`vtrbench.progress`); tasks
+    carry ``info`` (the rates) and ``unit``."""
+    progress = make_progress(console, enabled=enabled, stage="extract")
     with progress:
         yield progress
 

@@ -3,7 +3,6 @@ part file per chunk of captions; and the part-of-speech coverage recorded in the
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,8 @@ def run_texts(
     ranges = manifest.chunks("texts")
     L, D = config.max_words, clip.embed_dim
     with progress_bar(opts.progress, console) as progress:
-        task = progress.add_task("captions", total=sum(ranges[k][1] - ranges[k][0] for k in chunks), rate="")
-        t0 = time.perf_counter()
+        total = sum(ranges[k][1] - ranges[k][0] for k in chunks)
+        task = progress.add_task("captions", total=total, info="", unit="captions")
         for k in chunks:
             start, end = ranges[k]
             entries = index.texts[start:end]
@@ -59,10 +58,7 @@ def run_texts(
                 eot = torch.from_numpy(tok.eot[s:e].astype(np.int64)).to(device)
                 out = encode.encode_tokens(clip, ids, eot).cpu().numpy().astype(np.float16)
                 feats[s:e, : out.shape[1]] = out
-                elapsed = max(time.perf_counter() - t0, 1e-9)
-                progress.update(
-                    task, advance=e - s, rate=f"{progress.tasks[task].completed / elapsed:.0f} captions/s"
-                )
+                progress.update(task, advance=e - s)
             bad = np.flatnonzero(~np.isfinite(feats).reshape(len(feats), -1).all(axis=1))
             refuse_nonfinite(bad, start, None, "caption row", config)
             arrays = {

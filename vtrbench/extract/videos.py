@@ -59,9 +59,9 @@ def run_videos(
         persistent_workers=False,
     )
     T, D = config.max_frames, clip.embed_dim
-    items = iter(loader)
     with progress_bar(opts.progress, console) as progress:
-        task = progress.add_task("videos", total=len(order), rate="")
+        task = progress.add_task("videos", total=len(order), info="", unit="videos")
+        items = iter(loader)  # starts the decoding workers: after the first line, which says what starts
         t0, frames_done = time.perf_counter(), 0
         for k in chunks:
             start, end = ranges[k]
@@ -87,8 +87,7 @@ def run_videos(
                 progress.update(
                     task,
                     advance=1,
-                    rate=f"{progress.tasks[task].completed / elapsed:.1f} videos/s, "
-                    f"{frames_done / elapsed:.0f} frames/s",
+                    info=f"{frames_done / elapsed:.0f} frames/s",
                 )
             chunk.flush(clip, device, config.patch_tokens, encode_frames)
             refuse_nonfinite(chunk.nonfinite_rows(), start, manifest.video_ids, "video", config)

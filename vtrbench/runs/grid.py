@@ -16,8 +16,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from vtrbench.cache import FeatureCache
 from vtrbench.config import RUN_OPTIONS, check_seed, config_hash, validate_options
 from vtrbench.errors import VtrbenchError
@@ -26,6 +24,7 @@ from vtrbench.heads.base import list_heads, validate_head_options
 from vtrbench.io import read_toml_file
 from vtrbench.losses.base import list_losses
 from vtrbench.plugins import load_plugin, provenance_for, replay_specs
+from vtrbench.progress import make_progress
 from vtrbench.registry import unknown_name_message
 from vtrbench.results import atomic_write_text
 from vtrbench.runs.checks import check_output_file
@@ -401,24 +400,17 @@ def run_grid(
                     f"{prefix}{head}/{loss}" + (f" {opts}" if opts else "") + f": {e}"
                 ) from None
             specs.append(spec)
+        bar = make_progress(console, enabled=progress)  # a bad progress setting: refused before any write
         grid_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(outcome.grid_file, f"# cache: {cache.path}\n" + grid.to_toml(_grid_plugins(grid)))
-        bar = Progress(
-            TextColumn("[bold]grid" + (f" shard {shard}" if shard is not None else "")),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[run]}"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not progress,
-        )
         with bar:
-            task = bar.add_task("grid", total=len(points), run="")
+            name = "grid" + (f" shard {shard}" if shard is not None else "")
+            task = bar.add_task(name, total=len(points), info="", unit="runs")
             for (head, loss, opts, seed), spec in zip(points, specs, strict=True):
                 desc = f"{head}/{loss}" + (f" {opts}" if opts else "") + f" seed {seed}"
-                bar.update(task, run=desc)
+                bar.update(task, info=desc)
                 try:
-                    result = run_training(spec, seed, cache=cache, data=data, console=console)
+                    result = run_training(spec, seed, cache=cache, data=data, console=console, display=bar)
                     (outcome.skipped if result.skipped else outcome.ran).append(result.path)
                 except VtrbenchError as e:
                     outcome.failed.append((desc, str(e)))
@@ -429,7 +421,7 @@ def run_grid(
                     if console is not None:
                         console.print(f"[red]failed:[/] {desc}: {type(e).__name__}: {e}")
                         console.print(traceback.format_exc(limit=3), markup=False, highlight=False)
-                bar.advance(task)
+                bar.update(task, advance=1, info="")  # no run is running until the next one says so
     return outcome
 
 

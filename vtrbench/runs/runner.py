@@ -8,12 +8,12 @@ training starts; :func:`run_training` and :func:`run_eval` do the work and write
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vtrbench import defaults
 from vtrbench.cache import STATUS_OK, FeatureCache
@@ -21,6 +21,7 @@ from vtrbench.config import TrainConfig, check_post_options, check_seed, config_
 from vtrbench.errors import VtrbenchError
 from vtrbench.factory import create_head
 from vtrbench.plugins import identities, identity, provenance_for
+from vtrbench.progress import LineProgress, make_progress, progress_every, scoped, stage
 from vtrbench.results import read_result, result_path, run_id, write_result
 from vtrbench.runs import record, scoring
 from vtrbench.runs import train as train_mod
@@ -216,8 +217,13 @@ def run_training(
     console: Any = None,
     cache: FeatureCache | None = None,
     data: dict[str, Any] | None = None,
+    display: Any = None,
 ) -> Outcome:
-    """Train + evaluate + write the result. ``data`` caches loaded splits across runs (ablate)."""
+    """Train + evaluate + write the result. ``data`` caches loaded splits across runs (ablate).
+
+    ``display``: a progress display of :mod:`vtrbench.progress` that the run's tasks join (a grid's);
+    None: the run makes its own when ``spec.progress``."""
+    progress_every()  # a bad VTRBENCH_PROGRESS_EVERY is refused before any work
     own = cache is None
     cache = cache or FeatureCache(spec.cache_path)
     try:
@@ -230,9 +236,12 @@ def run_training(
         head = _seeded_head(spec, cache, seed, console)
         data = data if data is not None else {}
         want_patches = "patches" in head.requires
+        # reading a large split takes a while: a log says so (a grid's display, or the run's own)
+        shown = isinstance(display, LineProgress) or (display is None and spec.progress)
         for split in (config.train_split, config.test_split):
             if split not in data:
-                data[split] = load_split(cache, split, patches=want_patches)
+                with stage(console, f"[data] reading split {split} of {cache.path}", enabled=shown):
+                    data[split] = load_split(cache, split, patches=want_patches)
         train, test = data[config.train_split], data[config.test_split]
         val = None
         if config.val_fraction > 0:
@@ -245,7 +254,7 @@ def run_training(
         log = epoch_log(spec.tensorboard, path.name[: -len(".json")])  # DIR/<run id>/
         try:
             history, evaluation, timing = _fit_and_evaluate(
-                spec, seed, head, config, train, test, val, console, on_epoch=log
+                spec, seed, head, config, (train, test, val), console, display, on_epoch=log
             )
         finally:
             if log is not None:
@@ -302,31 +311,31 @@ def _fit_and_evaluate(
     seed: int,
     head: Any,
     config: TrainConfig,
-    train: Any,
-    test: Any,
-    val: Any,
+    splits: tuple[Any, Any, Any],
     console: Any,
+    display: Any = None,
     on_epoch: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
-    """Train on ``train`` (validating on ``val``), evaluate on ``test``; the history, the
-    evaluation and the timing, under one progress display. ``on_epoch``: fit's per-epoch callback."""
-    progress = Progress(
-        TextColumn(f"[bold]{spec.head}/{spec.loss} s{seed}"),
-        BarColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not spec.progress,
-        transient=True,
-    )
-    with progress:
+    """Train on ``train`` (validating on ``val``), evaluate on ``test`` (``splits``: train, test, val);
+    the history, the evaluation and the timing. Progress goes to ``display`` (a grid's: the run's
+    tasks print no first and last line of their own, the grid's line says which run) or to a display
+    of its own (rich bars on a terminal, plain lines in a log). ``on_epoch``: fit's per-epoch callback
+    (the TensorBoard log)."""
+    train, test, val = splits
+    own = display is None
+    if own:
+        display = make_progress(console, enabled=spec.progress, transient=True)
+    with (
+        display if own else nullcontext(),
+        scoped(display, f"{spec.head}/{spec.loss} s{seed}", ends=own) as view,
+    ):
         t0 = time.perf_counter()
         history = train_mod.fit(
-            head, train, config, seed, device=spec.device, progress=progress, val=val, on_epoch=on_epoch
+            head, train, config, seed, device=spec.device, progress=view, val=val, on_epoch=on_epoch
         )
         train_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        evaluation = evaluate_as_configured(head, test, train, config, spec.device, progress)
+        evaluation = evaluate_as_configured(head, test, train, config, spec.device, view)
         eval_s = time.perf_counter() - t1
     pairs = sum(h["pairs_per_s"] * h["seconds"] for h in history)
     timing = {

@@ -170,7 +170,7 @@ def _checked_scorer(head: PairwiseHead) -> Callable[[Batch, Batch], torch.Tensor
 def _eval_task(progress: Any, data: SplitData) -> Callable[[int], None] | None:
     if progress is None:
         return None
-    task = progress.add_task("eval", total=data.n_texts + data.n_videos, info="ranking queries")
+    task = progress.add_task("eval", total=data.n_texts + data.n_videos, info="ranking", unit="queries")
     return lambda n: progress.update(task, advance=n)
 
 

@@ -82,11 +82,13 @@ def fit(
     progress: Any = None,
     val: SplitData | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[dict[str, Any]]:
     """Train ``head`` in place; returns the per-epoch history. Raises VtrbenchError on a non-finite loss.
 
     ``on_epoch(entry)`` sees each epoch's history entry (with ``val`` when ``val`` is given); it may
-    raise to stop training early (``vtrbench tune`` prunes a hopeless trial this way).
+    raise to stop training early (``vtrbench tune`` prunes a hopeless trial this way). ``progress``
+    (:mod:`vtrbench.progress`) sees every step; ``clock`` times the epochs (tests pass a fake one).
     """
     dev = torch.device(device)
     gen = seed_everything(seed)
@@ -116,10 +118,10 @@ def fit(
         else torch.autocast("cpu", enabled=False)
     )
     history: list[dict[str, Any]] = []
-    task = progress.add_task("train", total=total, info="") if progress is not None else None
+    task = progress.add_task("train", total=total, info="", unit="steps") if progress is not None else None
     who = head_who(config.head) if config.head else f"head {type(head).__name__}"
     for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
+        t0 = clock()
         perm = torch.randperm(n, generator=gen)
         losses = []
         for s in range(steps_per_epoch):
@@ -148,14 +150,10 @@ def fit(
             head.clamp_logit_scale()
             losses.append(loss.item())
             if task is not None:
-                el = time.perf_counter() - t0
-                progress.update(
-                    task,
-                    advance=1,
-                    info=f"epoch {epoch}/{config.epochs} loss {loss.item():.3f} "
-                    f"{(s + 1) * bs / max(el, 1e-9):.0f} pairs/s",
-                )
-        entry = _history_entry(epoch, losses, time.perf_counter() - t0, steps_per_epoch * bs, head, sched)
+                rate = (s + 1) * bs / max(clock() - t0, 1e-9)  # pairs/s of this epoch so far
+                info = f"epoch {epoch}/{config.epochs} loss {loss.item():.3f} {rate:.0f} pairs/s"
+                progress.update(task, advance=1, info=info)
+        entry = _history_entry(epoch, losses, clock() - t0, steps_per_epoch * bs, head, sched)
         if val is not None:
             m = scoring.evaluate_head(head, val, device=device, postprocessing=("raw",))["metrics"]["raw"]
             entry["val"] = {"t2v/R@1": m["t2v"]["R@1"], "v2t/R@1": m["v2t"]["R@1"], "RSum": m["RSum"]}

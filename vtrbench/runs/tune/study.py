@@ -25,10 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from vtrbench.cache import FeatureCache
 from vtrbench.errors import VtrbenchError
+from vtrbench.progress import make_progress
 from vtrbench.runs.tune.notes import startup_in
 from vtrbench.runs.tune.plan import Plan, TuneSpec, make_pruner, plan, sampler_notes
 from vtrbench.runs.tune.status import Counts, counts, fail_dead_workers
@@ -128,6 +127,7 @@ def run_tune(spec: TuneSpec, *, console: Any = None) -> TuneOutcome:
 def _run_tune(spec: TuneSpec, *, console: Any = None) -> TuneOutcome:
     import_optuna()
     plan_ = plan(spec)  # every check before the storage is touched and before any training
+    bar = make_progress(console, enabled=spec.progress)  # (a bad progress setting too)
     storage = open_storage(spec.storage, heartbeat=spec.heartbeat)
     studies = open_studies(plan_, storage)
     for kind, text in sampler_notes(plan_):  # after open_studies: a resumed study keeps its start-up
@@ -140,17 +140,18 @@ def _run_tune(spec: TuneSpec, *, console: Any = None) -> TuneOutcome:
         cells = cells[k:] + cells[:k]
     outcome = TuneOutcome()
     data: dict[bool, tuple[Any, Any]] = {}
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not spec.progress,
-    )
     with FeatureCache(spec.cache_path) as cache, bar:
-        tasks = {c.name: bar.add_task(c.name[len(STUDY_PREFIX) :], total=spec.trials, info="") for c in cells}
+        # a resumed study starts at its finished trials (the rate and ETA count this run's only)
+        tasks = {}
+        for cell in cells:
+            c = counts(studies[cell.name])
+            tasks[cell.name] = bar.add_task(
+                cell.name[len(STUDY_PREFIX) :],
+                total=spec.trials,
+                completed=min(c.finished, spec.trials),
+                info=_info(studies[cell.name], c),
+                unit="trials",
+            )
         pending = list(cells)
         while pending:
             progressed = False
@@ -165,7 +166,7 @@ def _run_tune(spec: TuneSpec, *, console: Any = None) -> TuneOutcome:
                     continue
                 if c.finished + c.running >= spec.trials:
                     continue  # other workers' trials may fill the budget; come back
-                one_trial(plan_, cell, study, cache, data, c.finished)
+                one_trial(plan_, cell, study, cache, data, c.finished, progress=bar)
                 outcome.trials_run += 1
                 progressed = True
             if pending and not progressed:

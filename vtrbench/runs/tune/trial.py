@@ -20,6 +20,7 @@ import torch
 from vtrbench.config import TrainConfig
 from vtrbench.errors import VtrbenchError
 from vtrbench.factory import create_head
+from vtrbench.progress import scoped
 
 # the module, not its functions: tests replace vtrbench.runs.train.fit to prove no training starts
 from vtrbench.runs import train as train_mod
@@ -72,8 +73,13 @@ def _without_videos(cache: Any, train: Any, val: Any) -> Any:
     return keep_videos(train, keep)
 
 
-def one_trial(plan_: Plan, cell: Cell, study: Any, cache: Any, data: dict, finished: int) -> None:
-    """Run one trial of ``cell``'s study (or stop it at once when the budget is already filled)."""
+def one_trial(
+    plan_: Plan, cell: Cell, study: Any, cache: Any, data: dict, finished: int, progress: Any = None
+) -> None:
+    """Run one trial of ``cell``'s study (or stop it at once when the budget is already filled).
+
+    ``progress``: the tuning's display (:mod:`vtrbench.progress`); the trial's training steps show on
+    it while it runs (in a log: a line every few seconds, none of its own at the start and end)."""
     optuna = import_optuna()
     spec = plan_.spec
     # the sampler is a function of (seed, cell, finished trials): a resumed study samples as an
@@ -89,7 +95,11 @@ def one_trial(plan_: Plan, cell: Cell, study: Any, cache: Any, data: dict, finis
             trial.set_user_attr("failed_because", "the budget was filled by other workers' trials")
             raise BudgetTaken()
         params = {name: _suggest(trial, p) for name, p in cell.space.items()}
-        return train_trial(plan_, cell, params, cache, data, trial)
+        if progress is None:
+            return train_trial(plan_, cell, params, cache, data, trial)
+        label = f"{cell.head}/{cell.loss} trial {trial.number}"
+        with scoped(progress, label, ends=False) as view:
+            return train_trial(plan_, cell, params, cache, data, trial, progress=view)
 
     study.optimize(objective, n_trials=1, catch=(BudgetTaken,))
 
@@ -102,8 +112,11 @@ def _suggest(trial: Any, p: Param) -> Any:
     return trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log)  # type: ignore[arg-type]
 
 
-def train_trial(plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, data: dict, trial: Any) -> float:
-    """Train one sampled configuration on train-minus-validation; returns the objective."""
+def train_trial(
+    plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, data: dict, trial: Any, progress: Any = None
+) -> float:
+    """Train one sampled configuration on train-minus-validation; returns the objective (``progress``:
+    a display its training steps are shown on)."""
     optuna = import_optuna()
     spec = plan_.spec
     recipe, head_opts, loss_opts = split_params(params)
@@ -153,7 +166,7 @@ def train_trial(plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, dat
 
     try:
         history = train_mod.fit(
-            head, train, config, spec.seed, device=spec.device, val=val, on_epoch=on_epoch
+            head, train, config, spec.seed, device=spec.device, val=val, on_epoch=on_epoch, progress=progress
         )
     except VtrbenchError as e:  # the loss diverged: a real outcome of this configuration, not a crash
         trial.set_user_attr("diverged", str(e))

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from vtrbench.cache import FeatureCache
 from vtrbench.config import check_seed
 from vtrbench.errors import VtrbenchError
+from vtrbench.progress import make_progress
 from vtrbench.runs.grid import GridOutcome
 from vtrbench.runs.runner import preflight, run_training
 from vtrbench.runs.tune.space import split_params
@@ -86,25 +85,18 @@ def run_tuned(
                 preflight(spec, cache, [seed])
             except VtrbenchError as e:
                 raise VtrbenchError(f"{desc}: {e}") from None
-        bar = Progress(
-            TextColumn("[bold]tuned"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[run]}"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not progress,
-        )
+        bar = make_progress(console, enabled=progress)
         with bar:
-            task = bar.add_task("tuned", total=len(points), run="")
+            name = "tuned" + (f" shard {shard}" if shard is not None else "")
+            task = bar.add_task(name, total=len(points), info="", unit="runs")
             for desc, spec, seed in points:
-                bar.update(task, run=f"{desc} seed {seed}")
+                bar.update(task, info=f"{desc} seed {seed}")
                 try:
-                    result = run_training(spec, seed, cache=cache, data=data, console=console)
+                    result = run_training(spec, seed, cache=cache, data=data, console=console, display=bar)
                     (outcome.skipped if result.skipped else outcome.ran).append(result.path)
                 except VtrbenchError as e:
                     outcome.failed.append((f"{desc} seed {seed}", str(e)))
                     if console is not None:
                         console.print(f"[red]failed:[/] {desc} seed {seed}: {e}")
-                bar.advance(task)
+                bar.update(task, advance=1, info="")  # no run is running until the next one says so
     return outcome
