@@ -428,7 +428,9 @@ def evaluate_similarity(
             raise VtrbenchError(f"{fn}: {post} needs a query bank; use evaluate_embeddings")
     scale = _check_value(SCALE, logit_scale, f"{fn}: logit_scale")
     opts = eval_options(fn, v2t_protocol=v2t_protocol, dsl_tau=dsl_tau)
-    sim = sim.to(torch.float64)
+    # the scores keep their own precision: a float32 matrix carries float32 rounding, and the tie bands
+    # (eval.postprocess) follow the dtype they are handed (similarity @ I is exact in any float dtype)
+    sim = sim if sim.is_floating_point() else sim.to(torch.float64)
     return _evaluate_embeddings(
         sim, torch.eye(sim.shape[1], dtype=sim.dtype), query_video, logit_scale=scale, postprocessing=posts,
         post_options=post_options, **opts,
