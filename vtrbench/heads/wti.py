@@ -95,11 +95,16 @@ def _crop(state: Batch) -> Batch:
     Captions are padded to the cache's max_words (32 or 64) but most are far shorter; the
     block's cost is linear in the positions kept, and cropped positions are padding only.
     """
-    used = state["mask"].any(0).nonzero()
-    keep = int(used.max()) + 1 if used.numel() else 1
+    keep = _used_width(state["mask"])
     if keep == state["mask"].shape[1]:
         return state
     return {k: v[:, :keep] if v.dim() > 1 else v for k, v in state.items()}
+
+
+def _used_width(mask: torch.Tensor) -> int:
+    """1 + the last position of a (B, N) mask that some item uses (1 when none does)."""
+    used = mask.any(0).nonzero()
+    return int(used.max()) + 1 if used.numel() else 1
 
 
 def _valid_rows(mask: torch.Tensor) -> torch.Tensor:
@@ -288,8 +293,10 @@ class WTIHead(ClipStart, AdaptedPairwiseHead):
         """(Bt, Bv) scores of whole batches (training's block): the same values as ``score_states`` of
         the two states, with the caption rows kept packed instead of unpacked and packed again."""
         unit, weight, rows, mask = self._text_rows(text)
-        return self._score_rows(unit, weight.flatten().index_select(0, rows), rows // mask.shape[1], mask,
-                                self.video_state(video))  # fmt: skip
+        weights = weight.flatten().index_select(0, rows)
+        width = _used_width(mask)  # the cropped layout of score_states: the same sums, the same bits
+        rows = rows // mask.shape[1] * width + rows % mask.shape[1]
+        return self._score_rows(unit, weights, rows, width, mask, self.video_state(video))
 
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
         """(Bq, Bv) weighted token-wise interaction."""
@@ -298,18 +305,20 @@ class WTIHead(ClipStart, AdaptedPairwiseHead):
         rows = _valid_rows(text["mask"])
         tokens = text["unit"].flatten(0, 1).index_select(0, rows)
         weights = text["weight"].flatten().index_select(0, rows)
-        return self._score_rows(tokens, weights, rows // text["mask"].shape[1], mask, video)
+        return self._score_rows(tokens, weights, rows, text["mask"].shape[1], mask, video)
 
     def _score_rows(
         self,
         tokens: torch.Tensor,
         weights: torch.Tensor,
-        caption: torch.Tensor,
+        rows: torch.Tensor,
+        width: int,
         t_mask: torch.Tensor,
         video: Batch,
     ) -> torch.Tensor:
-        """(Bq, Bv) scores of the captions' valid unit tokens (M, D) with their weights (M,) and caption
-        rows (M,) (captions' token mask ``t_mask`` (Bq, L)) against a video state."""
+        """(Bq, Bv) scores of the captions' valid unit tokens (M, D) and their weights (M,), at flat
+        positions ``rows`` of a (Bq, width) layout (``t_mask`` (Bq, L): the captions' token mask),
+        against a video state."""
         # Items padded to the cache's width (before cropping): DRL's maxima see a 0 for them.
         t_padded, v_padded = ~t_mask.all(-1), ~video["mask"].all(-1)
         video = _crop(video)
@@ -317,13 +326,15 @@ class WTIHead(ClipStart, AdaptedPairwiseHead):
         nq, (nv, nt) = t_mask.shape[0], v_mask.shape
         frames = video["unit"].transpose(0, 1).reshape(nt * nv, -1)  # frame-major: (t, v) rows
         frame_pad = (~v_mask).t().reshape(-1).to(frames.dtype) * -PAD_BIAS
-        best_frame, best_token = _BestMatches.apply(tokens, frames, frame_pad, caption, nq, nt)
+        best_frame, best_token = _BestMatches.apply(tokens, frames, frame_pad, rows // width, nq, nt)
         if self.padding == "drl":
             best_frame = torch.where(v_padded[None, :], best_frame.clamp_min(0.0), best_frame)
             best_token = torch.where(t_padded[:, None, None], best_token.clamp_min(0.0), best_token)
-        # A caption without tokens or a video without frames contributes 0.
-        weighted = best_frame * weights[:, None]
-        t2v = weighted.new_zeros(nq, nv).index_add(0, caption, weighted) * v_mask.any(-1)[None, :]
+        # A caption without tokens or a video without frames contributes 0. The token sum runs over
+        # the (Bq, width, Bv) layout, in order: no scattered float additions (atomic, so in no fixed
+        # order, on a GPU).
+        weighted = _unpack(best_frame * weights[:, None], rows, t_mask.new_ones(nq, width), 0.0)
+        t2v = weighted.sum(1) * v_mask.any(-1)[None, :]
         v2t = (best_token * video["weight"].t()).sum(1) * t_mask.any(-1)[:, None]
         return 0.5 * (t2v + v2t)
 
