@@ -134,6 +134,9 @@ class _BestMatches(torch.autograd.Function):
     backward: a maximum's gradient goes to the entries equal to it, split evenly among ties
     (what ``amax``'s backward does); the entries are found again from the saved similarities,
     as ``(sim - max).sign() + 1`` (1 where equal, 0 below), in float arithmetic that vectorises.
+    Keeping argmax indices instead (``max`` with indices, then a scatter) was tried: on CPU ``max``
+    with indices has no vectorised kernel and cost more than these passes, and it gives a tied
+    maximum's whole gradient to one of its entries (identical frames tie), not half to each.
     """
 
     @staticmethod
@@ -164,6 +167,7 @@ class _BestMatches(torch.autograd.Function):
         at_max = (sim.view(m, ctx.n_frames, -1) - best_frame[:, None]).sign_().add_(1)
         grad = at_max.mul_((g_frame / at_max.sum(1)).unsqueeze(1)).view(m, n)
         at_max = (sim - best_token.index_select(0, caption)).sign_().add_(1)
+        # counts of 0/1 entries are exact in any order of addition (a GPU's atomic one included);
         # a caption without rows has no entry to count: clamp keeps its (unused) share finite
         count = torch.zeros_like(best_token).index_add_(0, caption, at_max).clamp_min_(1.0)
         grad.addcmul_(at_max, (g_token.reshape(-1, n) / count).index_select(0, caption))
