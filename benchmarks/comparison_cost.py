@@ -410,6 +410,8 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         floor_now = 3 * fwd / (probe_flops / probe())  # the parts' own floor unit, probed with them
         s_step = statistics.median(timed[label]["s_per_step"])
         speed = statistics.median(timed[label]["speed"])
+        # a round's step in units of that round's own floor: load bursts slow both alike
+        work = [t * v for t, v in zip(timed[label]["s_per_step"], timed[label]["speed"], strict=True)]
         proxy = ops - opt["adamw_single"] - opt["clip_single"] + opt["adamw_foreach"] + opt["clip_foreach"]
         rows.append(
             {
@@ -425,8 +427,9 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "fwd_flops": fwd,
                 "fwd_bwd_flops": both,
                 "floor_s": 3 * fwd / speed,
-                "step_over_floor": s_step / (3 * fwd / speed) if fwd else None,
-                "step_over_counted": s_step / (both / speed) if both else None,
+                "step_over_floor": statistics.median(work) / (3 * fwd) if fwd else None,
+                "step_over_counted": statistics.median(work) / both if both else None,
+                "step_flops_at_probe_speed": work,
                 "ops_per_step": ops,
                 "syncs_per_step": syncs,
                 "optimizer_ops": opt,
@@ -515,7 +518,8 @@ VS_COLUMNS = {
     "head": lambda p: p["head"],
     "s/step before": lambda p: p["before_s"],
     "s/step after": lambda p: p["after_s"],
-    "before / after (median of rounds)": lambda p: p["before_over_after_median_of_rounds"],
+    "before / after (medians)": lambda p: p["before_over_after"],
+    "before / after, load-normalised": lambda p: p["before_over_after_load_normalised"],
     "fwd GFLOP before": lambda p: p["before_fwd_flops"] / 1e9,
     "fwd GFLOP after": lambda p: p["after_fwd_flops"] / 1e9,
     "before / its floor": lambda p: p["before_over_own_floor"],
@@ -538,18 +542,22 @@ def print_vs(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[
     pairs = []
     for name in args.vs_list:
         now, old = by[name], by[f"{name}@{args.vs}"]
-        paired = [o / n for o, n in zip(old["s_per_step_all"], now["s_per_step_all"], strict=True)]
+        paired = [
+            o / n
+            for o, n in zip(old["step_flops_at_probe_speed"], now["step_flops_at_probe_speed"], strict=True)
+        ]
         pairs.append(
             {
                 "head": name,
                 "before_s": old["s_per_step"],
                 "after_s": now["s_per_step"],
-                "before_over_after_median_of_rounds": statistics.median(paired),
+                "before_over_after": old["s_per_step"] / now["s_per_step"],
+                "before_over_after_load_normalised": statistics.median(paired),
                 "before_over_own_floor": old["step_over_floor"],
                 "after_over_floor": now["step_over_floor"],
                 # same work, today's count: what the change saved, in units of today's floor
-                "before_over_todays_floor": old["s_per_step"]
-                / (3 * now["fwd_flops"] / old["matmul_flops_per_s"]),
+                "before_over_todays_floor": statistics.median(old["step_flops_at_probe_speed"])
+                / (3 * now["fwd_flops"]),
                 "before_fwd_flops": old["fwd_flops"],
                 "after_fwd_flops": now["fwd_flops"],
             }
@@ -703,7 +711,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         [
             "floor = 3 x forward FLOPs (FlopCounterMode, LSTM hand-counted) / the fp32 matmul speed probed "
             "right after the head's own timed steps; 'counted fwd+bwd': the FLOPs of forward and backward "
-            "as the counter sees them",
+            "as the counter sees them; step / floor: median over rounds of each round's step over that "
+            "round's floor (s/step and matmul GFLOP/s are plain medians)",
+            "before / after, load-normalised: median over rounds of (before's step x its probe speed) / "
+            "(after's step x its probe speed), i.e. the two steps in units of the floor each met",
             "AdamW / floor, batch gather / floor: one AdamW step (one tensor at a time, as on CPU) and "
             "the gather + cast of one batch, timed apart after the rounds, in units of the floor probed "
             "with them",

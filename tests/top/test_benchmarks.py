@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -234,7 +235,11 @@ def test_comparison_cost_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture
     for r in rows.values():
         assert r["batch"] == 16 and r["fwd_flops"] > 0 and r["ops_per_step"] > 0
         assert r["floor_s"] == pytest.approx(3 * r["fwd_flops"] / r["matmul_flops_per_s"])
-        assert r["step_over_floor"] == pytest.approx(r["s_per_step"] / r["floor_s"])
+        # per round: the step in units of that round's floor (step x the probe's speed after it)
+        work = [t * v for t, v in zip(r["s_per_step_all"], r["matmul_speeds"], strict=True)]
+        assert r["step_flops_at_probe_speed"] == pytest.approx(work)
+        assert r["step_over_floor"] == pytest.approx(statistics.median(work) / (3 * r["fwd_flops"]))
+        assert r["step_over_counted"] == pytest.approx(statistics.median(work) / r["fwd_bwd_flops"])
         assert r["s_per_1k_captions"] == pytest.approx(r["s_per_step"] / 16 * 1000)
         opt = r["optimizer_ops"]
         swapped = r["ops_per_step"] - opt["adamw_single"] - opt["clip_single"] + opt["adamw_foreach"]
@@ -369,3 +374,31 @@ def test_comparison_cost_loads_a_head_as_it_was_at_a_revision() -> None:
     text["eot"] = token_mask.sum(1) - 1
     with torch.no_grad():
         torch.testing.assert_close(head.score(text, video), old.score(text, video), rtol=1e-12, atol=1e-12)
+
+
+def test_comparison_cost_pairs_today_with_a_revision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    rev = "796ce55"
+    root = Path(__file__).resolve().parents[2]
+    known = subprocess.run(["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=root, capture_output=True)
+    if known.returncode != 0:
+        pytest.skip(f"git history without {rev} (shallow clone?)")
+    bench = load("comparison_cost")
+    out = tmp_path / "vs.json"
+    argv = ["--small", "--heads", "meanp,wti", "--project-heads", "wti", "--vs", rev, "--repeats", "2"]
+    bench.main([*argv, "--json", str(out)])
+    assert f"Before ({rev}) and after (this tree)" in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    rows = {r["head"]: r for r in saved["results"]}
+    assert list(rows) == ["meanp", "wti", f"wti@{rev}", f"meanp@{rev}"]
+    for pair in saved["vs"]:
+        now, old = rows[pair["head"]], rows[f"{pair['head']}@{rev}"]
+        pairs = zip(old["step_flops_at_probe_speed"], now["step_flops_at_probe_speed"], strict=True)
+        ratios = [o / n for o, n in pairs]
+        assert pair["before_over_after_load_normalised"] == pytest.approx(statistics.median(ratios))
+        assert pair["before_over_after"] == pytest.approx(old["s_per_step"] / now["s_per_step"])
+    wti = next(p for p in saved["vs"] if p["head"] == "wti")
+    assert wti["before_fwd_flops"] > wti["after_fwd_flops"]  # padded tokens no longer multiplied
