@@ -233,7 +233,8 @@ def test_comparison_cost_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture
     rows = {r["head"]: r for r in saved["results"]}
     assert list(rows) == ["meanp", "wti", "seqlstm"]
     for r in rows.values():
-        assert r["batch"] == 16 and r["fwd_flops"] > 0 and r["ops_per_step"] > 0
+        assert r["batch"] == 16 and r["fwd_flops"] > 0 and 0 < r["ops_per_step"] < r["dispatched_per_step"]
+        assert r["syncs_per_step"] >= 1  # loss.item() at least
         assert r["floor_s"] == pytest.approx(3 * r["fwd_flops"] / r["matmul_flops_per_s"])
         # per round: the step in units of that round's floor (step x the probe's speed after it)
         work = [t * v for t, v in zip(r["s_per_step_all"], r["matmul_speeds"], strict=True)]
