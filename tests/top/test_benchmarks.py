@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -241,3 +242,188 @@ def test_log_gaps_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     }
     assert rows["progress lines"] == "2" and rows["files without group read"] == "1"
     assert rows["table rows with a cut cell (…)"] == "1"
+
+
+def test_comparison_cost_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("comparison_cost")
+    out = tmp_path / "cost.json"
+    argv = ["--small", "--heads", "meanp,wti,seqlstm", "--project-heads", "meanp,wti", "--captions", "3600"]
+    payload = bench.main([*argv, "--trials", "2", "--epochs", "3", "--seeds", "1", "--json", str(out)])
+    printed = capsys.readouterr().out
+    for column in ("step / floor", "step / counted", "ops/step (GPU proxy)", "launch h @ 5 us", "PROJECTION"):
+        assert column in printed
+    saved = json.loads(out.read_text())
+    assert saved["projection"] == json.loads(json.dumps(payload["projection"]))
+    rows = {r["head"]: r for r in saved["results"]}
+    assert list(rows) == ["meanp", "wti", "seqlstm"]
+    for r in rows.values():
+        assert r["batch"] == 16 and r["fwd_flops"] > 0 and 0 < r["ops_per_step"] < r["dispatched_per_step"]
+        assert r["syncs_per_step"] >= 1  # loss.item() at least
+        assert r["floor_s"] == pytest.approx(3 * r["fwd_flops"] / r["matmul_flops_per_s"])
+        # per round: the step in units of that round's floor (step x the probe's speed after it)
+        work = [t * v for t, v in zip(r["s_per_step_all"], r["matmul_speeds"], strict=True)]
+        assert r["step_flops_at_probe_speed"] == pytest.approx(work)
+        assert r["step_over_floor"] == pytest.approx(statistics.median(work) / (3 * r["fwd_flops"]))
+        assert r["step_over_counted"] == pytest.approx(statistics.median(work) / r["fwd_bwd_flops"])
+        assert r["s_per_1k_captions"] == pytest.approx(r["s_per_step"] / 16 * 1000)
+        opt = r["optimizer_ops"]
+        swapped = r["ops_per_step"] - opt["adamw_single"] - opt["clip_single"] + opt["adamw_foreach"]
+        assert r["ops_per_step_gpu_proxy"] == swapped + opt["clip_foreach"]
+    # The LSTM is hand-counted (the counter does not see mkldnn_rnn_layer): 2 T B 4H (D + H); then the
+    # text adapter (2 B D D), the logits (2 B B D) and the frame pooling (2 B T D), D = H = 32, T = 4.
+    lstm = 2 * 4 * 16 * 4 * 32 * (32 + 32)
+    assert rows["seqlstm"]["fwd_flops"] == lstm + 2 * 16 * 32 * 32 + 2 * 16 * 16 * 32 + 2 * 16 * 4 * 32
+    # Projection = measured figures x the stated comparison: (2 trials + 1 seed) x 3 epochs x 3,600
+    # captions x 2 losses per head; the 'after' row at a quarter of a trial.
+    before, after = saved["projection"]["before"], saved["projection"]["after"]
+    losses = saved["losses"]
+    for p, fraction in ((before, 1.0), (after, 0.25)):
+        assert p["trial_fraction"] == fraction
+        seen = (2 * fraction + 1) * 3 * 3600 * 2
+        for h in p["per_head"]:
+            r = rows[h["head"]]
+            assert h["caption_epochs"] == pytest.approx(seen) and h["steps"] == pytest.approx(seen / 16)
+            assert h["cpu_thread_hours"] == pytest.approx(seen * r["s_per_step"] / 16 / 3600)
+            assert h["gpu_hours"]["bf16"] == pytest.approx(
+                seen / 16 * 3 * r["fwd_flops"] / (0.3 * 989e12) / 3600
+            )
+            ops = sum(r["ops_per_step_gpu_proxy"] - losses["dsl"]["ops"] + losses[k]["ops"] for k in losses)
+            assert h["launch_hours"] == pytest.approx(seen / 16 / 2 * ops * 5e-6 / 3600)
+        assert p["total"]["cpu_thread_hours"] == pytest.approx(
+            sum(h["cpu_thread_hours"] for h in p["per_head"])
+        )
+    assert after["total"]["cpu_thread_hours"] < before["total"]["cpu_thread_hours"]
+
+
+def test_comparison_cost_projects_the_issues_arithmetic() -> None:
+    """project() alone, on stated per-step figures: 1 s per 1,000 captions over 3.6 M caption-epochs is
+    one thread-hour; 1e12 forward FLOPs a step at 30 % of 1 PFLOP/s; 100 operators a step at 5 us."""
+    bench = load("comparison_cost")
+    args = bench.parse_args(["--project-heads", "meanp", "--heads", "meanp", "--losses", "infonce"])
+    args.trials, args.seeds, args.epochs, args.captions = 0, 1, 1, 3_600_000
+    args.peaks, args.gpu_fraction = [("x", 1000.0)], 0.3
+    row = {
+        "head": "meanp",
+        "batch": 100,
+        "s_per_1k_captions": 1.0,
+        "fwd_flops": 1e12,
+        "ops_per_step_gpu_proxy": 100,
+    }
+    losses = {"dsl": {"ops": 40}, "infonce": {"ops": 15}}
+    got = bench.project([row], losses, args, 1.0)["total"]
+    assert got["cpu_thread_hours"] == pytest.approx(1.0)
+    assert got["gpu_hours"]["x"] == pytest.approx(36_000 * 3e12 / 0.3e15 / 3600)
+    assert got["launch_hours"] == pytest.approx(36_000 * (100 - 40 + 15) * 5e-6 / 3600)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--heads", "meanp,nope"], "--heads: unknown nope"),
+        (
+            ["--heads", "meanp", "--project-heads", "xpool"],
+            "--project-heads: unknown xpool (measured, --heads: meanp)",
+        ),
+        (["--losses", "infonce,hinge"], "--losses: unknown hinge"),
+        (["--loss", "nope"], "--loss: unknown nope"),
+        (["--heads", ","], "--heads: give at least one name"),
+        (["--trials", "-1"], "--trials must be >= 0"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--trials", "0", "--seeds", "0"], "trains nothing"),
+        (["--captions", "0"], "--captions must be >= 1"),
+        (["--trial-fraction", "0"], "--trial-fraction must be in (0, 1]"),
+        (["--trial-fraction", "1.5"], "--trial-fraction must be in (0, 1]"),
+        (["--trial-fraction", "nan"], "--trial-fraction must be in (0, 1]"),
+        (["--gpu-fraction", "0"], "--gpu-fraction must be in (0, 1]"),
+        (["--gpu-peaks", "bf16"], "is not NAME=TFLOPS"),
+        (["--gpu-peaks", "bf16=-3"], "is not NAME=TFLOPS"),
+        (["--gpu-peaks", "=989"], "is not NAME=TFLOPS"),
+        (["--gpu-peaks", "bf16=inf"], "is not NAME=TFLOPS"),
+        (["--gpu-peaks", ","], "give at least one NAME=TFLOPS"),
+        (["--launch-us", "-1"], "--launch-us must be >= 0"),
+        (["--min-seconds", "inf"], "--min-seconds must be >= 0 and finite"),
+        (["--words", "1"], "--words must be >= 2"),
+        (
+            ["--vs", "HEAD", "--vs-heads", "xpool", "--heads", "meanp", "--project-heads", "meanp"],
+            "--vs-heads: unknown xpool",
+        ),
+    ],
+)
+def test_comparison_cost_refuses_bad_options(argv: list[str], message: str, capsys) -> None:
+    bench = load("comparison_cost")
+    with pytest.raises(SystemExit) as caught:
+        bench.parse_args(argv)
+    assert caught.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_comparison_cost_refuses_a_revision_it_cannot_read() -> None:
+    bench = load("comparison_cost")
+    with pytest.raises(SystemExit, match="--vs no-such-rev-x: cannot read vtrbench/heads/_layers.py"):
+        bench.head_class_at("no-such-rev-x", "wti")
+
+
+def test_comparison_cost_loads_a_head_as_it_was_at_a_revision() -> None:
+    """--vs REV: wti and its shared head modules as at the commit before issue 29, beside today's (nothing
+    registered, today's modules back in place), the same function as today's in float64."""
+    import subprocess
+
+    import torch
+
+    from vtrbench.factory import create_head
+    from vtrbench.heads import _layers
+    from vtrbench.heads.base import HEADS
+
+    rev = "796ce55"  # the last commit before wti was packed
+    root = Path(__file__).resolve().parents[2]
+    known = subprocess.run(["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=root, capture_output=True)
+    if known.returncode != 0:
+        pytest.skip(f"git history without {rev} (shallow clone?)")
+    bench = load("comparison_cost")
+    today = HEADS.get("wti")
+    old_class = bench.head_class_at(rev, "wti")
+    assert old_class is not today and HEADS.get("wti") is today
+    assert sys.modules["vtrbench.heads._layers"] is _layers
+    torch.manual_seed(0)
+    head = create_head("wti", embed_dim=16).double()
+    old = old_class(embed_dim=16).double()
+    old.load_state_dict(head.state_dict())
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.2)
+        old.load_state_dict(head.state_dict())
+    token_mask = torch.arange(9)[None] <= torch.tensor([3, 8, 5, 1])[:, None]
+    frame_mask = torch.arange(5)[None] < torch.tensor([5, 2, 4, 3])[:, None]
+    text = {"tokens": torch.randn(4, 9, 16, generator=g, dtype=torch.float64), "token_mask": token_mask}
+    video = {"frames": torch.randn(4, 5, 16, generator=g, dtype=torch.float64), "frame_mask": frame_mask}
+    text["eot"] = token_mask.sum(1) - 1
+    with torch.no_grad():
+        torch.testing.assert_close(head.score(text, video), old.score(text, video), rtol=1e-12, atol=1e-12)
+
+
+def test_comparison_cost_pairs_today_with_a_revision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    rev = "796ce55"
+    root = Path(__file__).resolve().parents[2]
+    known = subprocess.run(["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=root, capture_output=True)
+    if known.returncode != 0:
+        pytest.skip(f"git history without {rev} (shallow clone?)")
+    bench = load("comparison_cost")
+    out = tmp_path / "vs.json"
+    argv = ["--small", "--heads", "meanp,wti", "--project-heads", "wti", "--vs", rev, "--repeats", "2"]
+    bench.main([*argv, "--json", str(out)])
+    assert f"Before ({rev}) and after (this tree)" in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    rows = {r["head"]: r for r in saved["results"]}
+    assert list(rows) == ["meanp", "wti", f"wti@{rev}", f"meanp@{rev}"]
+    for pair in saved["vs"]:
+        now, old = rows[pair["head"]], rows[f"{pair['head']}@{rev}"]
+        pairs = zip(old["step_flops_at_probe_speed"], now["step_flops_at_probe_speed"], strict=True)
+        ratios = [o / n for o, n in pairs]
+        assert pair["before_over_after_load_normalised"] == pytest.approx(statistics.median(ratios))
+        assert pair["before_over_after"] == pytest.approx(old["s_per_step"] / now["s_per_step"])
+    wti = next(p for p in saved["vs"] if p["head"] == "wti")
+    assert wti["before_fwd_flops"] > wti["after_fwd_flops"]  # padded tokens no longer multiplied

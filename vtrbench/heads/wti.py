@@ -17,11 +17,18 @@ a 0; vtrbench takes the max over valid entries only by default (``padding="maske
 agree whenever a row has a valid similarity >= 0), and ``padding="drl"`` reproduces DRL
 exactly (a 0 enters the maxima of an item padded to the cache's width).
 
-A block is one matrix product ((Bq·L, D + 2) x (D + 2, Bv·T)) and two maxima: no loop over
-pairs and no mask of the block's size. The padding is folded into the product: two extra
-coordinates, [pad_i, 1] on token i and [1, pad_j] on frame j with pad = -PAD_BIAS on padding
-and 0 otherwise, add -PAD_BIAS to every similarity with a padded side and exactly 0 to the
-others, so padding never wins a max over valid entries.
+Padded tokens and frames are skipped: the weight MLPs and the adapters run on the valid rows
+only (packed), and padded rows of a state hold 0. A block is one matrix product of the block's
+valid tokens against its frames ((n_tokens, D + 1) x (D + 1, T·Bv), the frames ordered frame-major
+so that both maxima reduce over outer dimensions) and two maxima: the best frame of each token
+and video, and per caption the best token of each frame (a scatter-max over the caption's rows).
+No loop over pairs and no mask of the block's size. Frame padding is folded into the product: an
+extra coordinate, 1 on every token and pad_j on frame j (-PAD_BIAS on padding, 0 otherwise),
+adds -PAD_BIAS to every similarity with a padded frame and exactly 0 to the others, so padding
+never wins a max over valid entries. The backward (:class:`_BestMatches`) recomputes where each
+maximum was attained from the saved similarities and the maxima, in two arithmetic passes,
+and splits a tied maximum's gradient evenly among its entries, as ``amax``'s does: the same
+gradients as the maxima of autograd, without its four full-size temporaries per maximum.
 
 ``agg`` is DRL's ``--agg_module``: ``none`` (DRL's ``None``, the default) reads the frame
 features as they are; ``seqtransf`` first runs them through a temporal transformer (frame
@@ -55,9 +62,7 @@ from vtrbench.heads._layers import (
     init_small_normal,
     load_clip_text_layers,
     temporal_schema,
-    text_inputs,
     video_inputs,
-    zero_padding,
 )
 from vtrbench.heads.base import LOGIT_SCALE_OPTION, Batch, register_head
 
@@ -84,22 +89,93 @@ def weight_mlp(dim: int, layers: int) -> nn.Sequential:
     return mlp
 
 
-def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim restricted to ``mask``; exactly 0 on masked entries."""
-    return logits.masked_fill(~mask, torch.finfo(logits.dtype).min).softmax(-1) * mask
-
-
 def _crop(state: Batch) -> Batch:
     """The state without trailing positions that no item of the block uses.
 
     Captions are padded to the cache's max_words (32 or 64) but most are far shorter; the
     block's cost is linear in the positions kept, and cropped positions are padding only.
     """
-    used = state["mask"].any(0).nonzero()
-    keep = int(used.max()) + 1 if used.numel() else 1
+    keep = _used_width(state["mask"])
     if keep == state["mask"].shape[1]:
         return state
     return {k: v[:, :keep] if v.dim() > 1 else v for k, v in state.items()}
+
+
+def _used_width(mask: torch.Tensor) -> int:
+    """1 + the last position of a (B, N) mask that some item uses (1 when none does)."""
+    used = mask.any(0).nonzero()
+    return int(used.max()) + 1 if used.numel() else 1
+
+
+def _valid_rows(mask: torch.Tensor) -> torch.Tensor:
+    """Flat positions (in ``B * N``) of the valid entries of a (B, N) mask."""
+    return mask.flatten().nonzero().squeeze(1)
+
+
+def _unpack(values: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor, fill: float) -> torch.Tensor:
+    """values (n_valid, ...) at the valid positions of ``mask`` (B, N), ``fill`` elsewhere: (B, N, ...)."""
+    out = values.new_full((mask.numel(), *values.shape[1:]), fill)
+    return out.index_copy(0, rows, values).view(*mask.shape, *values.shape[1:])
+
+
+def _weights(logits: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over each item's valid rows of the valid rows' logits (n_valid, 1): (B, N), 0 on padding."""
+    logits = logits.squeeze(-1)  # bfloat16 under autocast
+    return _unpack(logits, rows, mask, torch.finfo(logits.dtype).min).softmax(-1) * mask
+
+
+class _BestMatches(torch.autograd.Function):
+    """Token x frame maxima of a block without keeping autograd's full-size temporaries.
+
+    forward(tokens (M, D), frames (T·Bv, D) frame-major, frame pads (T·Bv,), caption of each
+    token row (M,), Bq, T) → best frame per token and video (M, Bv), best token per caption,
+    frame and video (Bq, T, Bv), the latter -PAD_BIAS for a caption without rows.
+
+    backward: a maximum's gradient goes to the entries equal to it, split evenly among ties
+    (what ``amax``'s backward does); the entries are found again from the saved similarities,
+    as ``(sim - max).sign() + 1`` (1 where equal, 0 below), in float arithmetic that vectorises.
+    Keeping argmax indices instead (``max`` with indices, then a scatter) was tried: on CPU ``max``
+    with indices has no vectorised kernel and cost more than these passes, and it gives a tied
+    maximum's whole gradient to one of its entries (identical frames tie), not half to each.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        tokens: torch.Tensor,
+        frames: torch.Tensor,
+        frame_pad: torch.Tensor,
+        caption: torch.Tensor,
+        n_captions: int,
+        n_frames: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        t_ext = torch.cat([tokens, tokens.new_ones(tokens.shape[0], 1)], 1)
+        f_ext = torch.cat([frames, frame_pad[:, None]], 1)
+        sim = t_ext @ f_ext.t()  # (M, T·Bv)
+        m, n = sim.shape
+        best_frame = sim.view(m, n_frames, n // n_frames).amax(1)
+        best_token = sim.new_full((n_captions, n), -PAD_BIAS)
+        best_token.scatter_reduce_(0, caption[:, None].expand(m, n), sim, "amax")
+        ctx.save_for_backward(tokens, frames, caption, sim, best_frame, best_token)
+        ctx.n_frames = n_frames
+        return best_frame, best_token.view(n_captions, n_frames, -1)
+
+    @staticmethod
+    def backward(ctx: Any, g_frame: torch.Tensor, g_token: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        tokens, frames, caption, sim, best_frame, best_token = ctx.saved_tensors
+        m, n = sim.shape
+        at_max = (sim.view(m, ctx.n_frames, -1) - best_frame[:, None]).sign_().add_(1)
+        grad = at_max.mul_((g_frame / at_max.sum(1)).unsqueeze(1)).view(m, n)
+        at_max = (sim - best_token.index_select(0, caption)).sign_().add_(1)
+        # counts of 0/1 entries are exact in any order of addition (a GPU's atomic one included);
+        # a caption without rows has no entry to count: clamp keeps its (unused) share finite
+        count = torch.zeros_like(best_token).index_add_(0, caption, at_max).clamp_min_(1.0)
+        grad.addcmul_(at_max, (g_token.reshape(-1, n) / count).index_select(0, caption))
+        # in the product's dtype (bfloat16 under autocast, as autograd's own backward would);
+        # autograd casts the gradients to the inputs' dtype
+        grad_tokens = grad @ frames.to(grad.dtype) if ctx.needs_input_grad[0] else None
+        grad_frames = grad.t() @ tokens.to(grad.dtype) if ctx.needs_input_grad[1] else None
+        return grad_tokens, grad_frames, None, None, None, None
 
 
 @register_head("wti")
@@ -184,44 +260,86 @@ class WTIHead(ClipStart, AdaptedPairwiseHead):
             load_clip_text_layers(self.temporal, weights)
 
     def text_state(self, batch: Batch) -> Batch:
-        """unit tokens (B, L, D), token weights (B, L) (0 on padding), mask (B, L)."""
-        tokens, mask, _ = text_inputs(batch, self.log_logit_scale.dtype)
-        weights = masked_softmax(self.text_weight(tokens).squeeze(-1), mask)
-        return {"unit": adapt_unit(self.text_adapter, tokens), "weight": weights, "mask": mask}
+        """unit tokens (B, L, D) (0 on padding), token weights (B, L) (0 on padding), mask (B, L).
+
+        The MLP and the adapter run on the valid tokens only (a caption fills about half of the
+        cache's 32 positions): the same values at the valid positions as on the padded tensor."""
+        unit, weight, rows, mask = self._text_rows(batch)
+        return {"unit": _unpack(unit, rows, mask, 0.0), "weight": weight, "mask": mask}
+
+    def _text_rows(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(unit valid tokens (n_valid, D), token weights (B, L), their flat positions, mask (B, L))."""
+        mask = batch["token_mask"].bool()
+        rows = _valid_rows(mask)
+        tokens = batch["tokens"].flatten(0, 1).index_select(0, rows).to(self.log_logit_scale.dtype)
+        return (
+            adapt_unit(self.text_adapter, tokens),
+            _weights(self.text_weight(tokens), rows, mask),
+            rows,
+            mask,
+        )
 
     def video_state(self, batch: Batch) -> Batch:
-        """unit frames (B, T, D), frame weights (B, T) (0 on padding), mask (B, T); with
-        agg=seqtransf the frames are the temporal transformer's outputs (padding zeroed again)."""
-        frames, mask = video_inputs(batch, self.log_logit_scale.dtype)
+        """unit frames (B, T, D) (0 on padding), frame weights (B, T) (0 on padding), mask (B, T);
+        with agg=seqtransf the frames are the temporal transformer's outputs."""
+        mask = batch["frame_mask"].bool()
+        rows = _valid_rows(mask)
         if self.temporal is not None:
             self.check_clip_loaded()
-            frames = zero_padding(self.temporal(frames, mask), mask)
-        weights = masked_softmax(self.video_weight(frames).squeeze(-1), mask)
-        return {"unit": adapt_unit(self.video_adapter, frames), "weight": weights, "mask": mask}
+            frames, _ = video_inputs(batch, self.log_logit_scale.dtype)
+            frames = self.temporal(frames, mask).flatten(0, 1).index_select(0, rows)
+        else:
+            frames = batch["frames"].flatten(0, 1).index_select(0, rows).to(self.log_logit_scale.dtype)
+        unit = _unpack(adapt_unit(self.video_adapter, frames), rows, mask, 0.0)
+        return {"unit": unit, "weight": _weights(self.video_weight(frames), rows, mask), "mask": mask}
+
+    def score(self, text: Batch, video: Batch) -> torch.Tensor:
+        """(Bt, Bv) scores of whole batches (training's block): the same values as ``score_states`` of
+        the two states, with the caption rows kept packed instead of unpacked and packed again."""
+        unit, weight, rows, mask = self._text_rows(text)
+        weights = weight.flatten().index_select(0, rows)
+        width = _used_width(mask)  # the cropped layout of score_states: the same sums, the same bits
+        rows = rows // mask.shape[1] * width + rows % mask.shape[1]
+        return self._score_rows(unit, weights, rows, width, mask, self.video_state(video))
 
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
         """(Bq, Bv) weighted token-wise interaction."""
+        mask = text["mask"]
+        text = _crop(text)
+        rows = _valid_rows(text["mask"])
+        tokens = text["unit"].flatten(0, 1).index_select(0, rows)
+        weights = text["weight"].flatten().index_select(0, rows)
+        return self._score_rows(tokens, weights, rows, text["mask"].shape[1], mask, video)
+
+    def _score_rows(
+        self,
+        tokens: torch.Tensor,
+        weights: torch.Tensor,
+        rows: torch.Tensor,
+        width: int,
+        t_mask: torch.Tensor,
+        video: Batch,
+    ) -> torch.Tensor:
+        """(Bq, Bv) scores of the captions' valid unit tokens (M, D) and their weights (M,), at flat
+        positions ``rows`` of a (Bq, width) layout (``t_mask`` (Bq, L): the captions' token mask),
+        against a video state."""
         # Items padded to the cache's width (before cropping): DRL's maxima see a 0 for them.
-        t_padded, v_padded = ~text["mask"].all(-1), ~video["mask"].all(-1)
-        text, video = _crop(text), _crop(video)
-        t_mask, v_mask = text["mask"], video["mask"]
-        t_unit, v_unit = text["unit"], video["unit"]
-        t_pad = (~t_mask).to(t_unit.dtype) * -PAD_BIAS
-        v_pad = (~v_mask).to(v_unit.dtype) * -PAD_BIAS
-        t_ext = torch.cat([t_unit, t_pad[..., None], torch.ones_like(t_pad)[..., None]], -1)
-        v_ext = torch.cat([v_unit, torch.ones_like(v_pad)[..., None], v_pad[..., None]], -1)
-        nq, nl = t_mask.shape
-        nv, nt = v_mask.shape
-        sim = (t_ext.reshape(nq * nl, -1) @ v_ext.reshape(nv * nt, -1).t()).view(nq, nl, nv, nt)
-        best_frame = sim.amax(-1)  # (Bq, L, Bv)
-        best_token = sim.amax(1)  # (Bq, Bv, T)
+        t_padded, v_padded = ~t_mask.all(-1), ~video["mask"].all(-1)
+        video = _crop(video)
+        v_mask = video["mask"]
+        nq, (nv, nt) = t_mask.shape[0], v_mask.shape
+        frames = video["unit"].transpose(0, 1).reshape(nt * nv, -1)  # frame-major: (t, v) rows
+        frame_pad = (~v_mask).t().reshape(-1).to(frames.dtype) * -PAD_BIAS
+        best_frame, best_token = _BestMatches.apply(tokens, frames, frame_pad, rows // width, nq, nt)
         if self.padding == "drl":
-            best_frame = torch.where(v_padded[None, None, :], best_frame.clamp_min(0.0), best_frame)
+            best_frame = torch.where(v_padded[None, :], best_frame.clamp_min(0.0), best_frame)
             best_token = torch.where(t_padded[:, None, None], best_token.clamp_min(0.0), best_token)
-        # Padded tokens / frames have weight exactly 0 (their maxima are finite, about -PAD_BIAS);
-        # a caption without tokens or a video without frames contributes 0.
-        t2v = torch.einsum("qlv,ql->qv", best_frame, text["weight"]) * v_mask.any(-1)[None, :]
-        v2t = torch.einsum("qvt,vt->qv", best_token, video["weight"]) * t_mask.any(-1)[:, None]
+        # A caption without tokens or a video without frames contributes 0. The token sum runs over
+        # the (Bq, width, Bv) layout, in order: no scattered float additions (atomic, so in no fixed
+        # order, on a GPU).
+        weighted = _unpack(best_frame * weights[:, None], rows, t_mask.new_ones(nq, width), 0.0)
+        t2v = weighted.sum(1) * v_mask.any(-1)[None, :]
+        v2t = (best_token * video["weight"].t()).sum(1) * t_mask.any(-1)[:, None]
         return 0.5 * (t2v + v2t)
 
     def score_states_masked(self, text: Batch, video: Batch) -> torch.Tensor:
