@@ -336,7 +336,7 @@ def test_train_eval_ablate_report_through_the_cli(synth_cache: Path, tmp_path: P
 
 
 def test_pairwise_eval_benchmark_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    from test_benchmarks import load
+    from tests.top.test_benchmarks import load
 
     bench = load("eval")
     out = tmp_path / "eval.json"
