@@ -752,7 +752,7 @@ def test_wti_agg_options_resolve_like_seqtransf(clipinit_cache, run_cli, tmp_pat
 def test_mask_tiling_measurement_compares_the_right_things(clip_model):
     """benchmarks/clip4clip_mask_tiling.py (the figure in docs/heads.md): its reference with each
     video's own mask is vtrbench's seqtransf; CLIP4Clip's head-major tiling moves ragged videos only."""
-    from test_benchmarks import load
+    from tests.top.test_benchmarks import load
 
     bench = load("clip4clip_mask_tiling")
     weights, info = _export(clip_model)
