@@ -161,6 +161,17 @@ def _worker(cache: Path, url: str, space: Path, trials: int) -> subprocess.Popen
     )
 
 
+def _tune_once(cache: Path, url: str, space: Path, trials: int) -> subprocess.CompletedProcess[str]:
+    """One worker run to its end (the resume after a kill or a stopped server)."""
+    return subprocess.run(
+        [sys.executable, "-m", "vtrbench", *_args(cache, url, space, trials)],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def _states(server: Server, database: str) -> dict[str, int]:
     try:
         rows = _sql(server, database, "SELECT state, COUNT(*) FROM trials GROUP BY state")
@@ -222,13 +233,7 @@ def test_kill_9_mid_trial_on_postgres_leaves_no_slot_held(
     if not caught:
         pytest.skip("the worker finished before a trial could be caught running")
     assert _states(pg_server, database).get("RUNNING") == 1
-    done = subprocess.run(
-        [sys.executable, "-m", "vtrbench", *_args(synth_cache, url, space, 3)],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _tune_once(synth_cache, url, space, 3)
     assert done.returncode == 0, done.stderr
     states = _states(pg_server, database)
     assert _finished(states) == 3 and states.get("FAIL") == 1 and "RUNNING" not in states, states
@@ -256,13 +261,7 @@ def test_a_server_stopped_mid_study_is_one_line_and_the_study_resumes(
     assert "Traceback" not in text, text[-2000:]
     lines = [line for line in text.splitlines() if line.strip()]
     assert lines and "error" in lines[-1].lower() and "storage" in lines[-1].lower(), text[-1000:]
-    done = subprocess.run(
-        [sys.executable, "-m", "vtrbench", *_args(synth_cache, url, space, 4)],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _tune_once(synth_cache, url, space, 4)
     assert done.returncode == 0, done.stderr
     states = _states(pg_server, database)
     assert _finished(states) >= 4 and "RUNNING" not in states, states
