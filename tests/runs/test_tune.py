@@ -563,3 +563,20 @@ def test_untuned_configs_keep_their_hash() -> None:
     from vtrbench.runs.spec import RunSpec
 
     assert RunSpec(cache_path=Path("x.h5"), head="meanp", loss="dsl").warmup == 0.1
+
+
+def test_a_storage_error_behind_optunas_own_error_is_recognised() -> None:
+    # a database server stopping mid-trial reached the user as Optuna's UnboundLocalError raised
+    # while it handled the storage error (seen in tests/runs/test_tune_postgres.py): the chain is read
+    optuna = pytest.importorskip("optuna")
+    from vtrbench.runs.tune.storage import storage_errors
+    from vtrbench.runs.tune.study import _storage_cause
+
+    try:
+        try:
+            raise optuna.exceptions.StorageInternalError("server gone")
+        except optuna.exceptions.StorageInternalError:
+            raise UnboundLocalError("updated_state")  # noqa: B904 - Optuna's own, chained implicitly
+    except UnboundLocalError as e:
+        assert isinstance(_storage_cause(e, storage_errors()), optuna.exceptions.StorageInternalError)
+    assert _storage_cause(ValueError("unrelated"), storage_errors()) is None

@@ -117,11 +117,28 @@ def run_tune(spec: TuneSpec, *, console: Any = None) -> TuneOutcome:
     finished trials are kept in the storage, and the same command resumes to exactly the budget."""
     try:
         return _run_tune(spec, console=console)
-    except storage_errors() as e:
+    except Exception as e:
+        # Optuna can also surface a storage that went away as an error of its own bookkeeping (an
+        # UnboundLocalError in _run_trial while it handles the database error): look down the chain
+        cause = _storage_cause(e, storage_errors())
+        if cause is None:
+            raise
         raise VtrbenchError(
-            f"the study storage {shown_storage(spec.storage)} stopped answering ({type(e).__name__}); "
+            f"the study storage {shown_storage(spec.storage)} stopped answering ({type(cause).__name__}); "
             "finished trials are kept: run the same command again when it is back"
         ) from None
+
+
+def _storage_cause(error: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """``error`` or the first exception of its cause/context chain that is one of ``kinds``."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kinds):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _run_tune(spec: TuneSpec, *, console: Any = None) -> TuneOutcome:
