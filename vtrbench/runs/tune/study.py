@@ -117,6 +117,8 @@ def run_tune(spec: TuneSpec, *, console: Any = None) -> TuneOutcome:
     finished trials are kept in the storage, and the same command resumes to exactly the budget."""
     try:
         return _run_tune(spec, console=console)
+    except VtrbenchError:
+        raise  # already one line (e.g. "cannot open the study storage …"), whatever its cause chain
     except Exception as e:
         # Optuna can also surface a storage that went away as an error of its own bookkeeping (an
         # UnboundLocalError in _run_trial while it handles the database error): look down the chain
