@@ -96,6 +96,8 @@ TUNE_STARTUP_MAX = 10
 # tune --plot draws a cell's parameter importances only from at least this many complete trials
 # (Optuna's fANOVA fits a random forest to them; from fewer its ranking is noise).
 TUNE_MIN_IMPORTANCE_TRIALS = 10
+# Seconds between a tuning worker's heartbeats on an RDB study storage (grace period: 3 of them)
+TUNE_HEARTBEAT = 10
 
 # ------------------------------------------------------------ vtrbench search
 SEARCH_CAPTIONS = 3  # cached captions printed under each retrieved video (--captions; --json: all)

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from vtrbench import defaults
 from vtrbench.cli._app import cli, make_console, out_console, resolve_device, split_list
 from vtrbench.errors import VtrbenchError
 
@@ -68,7 +69,7 @@ from vtrbench.errors import VtrbenchError
     type=click.Path(path_type=Path),
     help="Write each cell's optimisation history and parameter importances (PNG) into this folder.",
 )
-@click.option("--heartbeat", type=click.IntRange(min=1), default=10, hidden=True)
+@click.option("--heartbeat", type=click.IntRange(min=1), default=defaults.TUNE_HEARTBEAT, hidden=True)
 @click.option("--quiet", is_flag=True)
 def tune_cmd(
     cache_path: Path | None,
@@ -169,7 +170,7 @@ def study_url(value: str) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-def show_status(study: str, heartbeat: int = 10, *, url: bool = False) -> None:
+def show_status(study: str, heartbeat: int = defaults.TUNE_HEARTBEAT, *, url: bool = False) -> None:
     from rich.table import Table
 
     from vtrbench.runs.tune.status import read_cells

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vtrbench import defaults
 from vtrbench.cache import STATUS_OK, FeatureCache
 from vtrbench.config import check_seed
 from vtrbench.defaults import TUNE_STARTUP_MAX, TUNE_STARTUP_SHARE
@@ -57,7 +58,7 @@ class TuneSpec:
     pruner: str = "median"
     overwrite: bool = False
     progress: bool = True
-    heartbeat: int = 10
+    heartbeat: int = defaults.TUNE_HEARTBEAT
     shard: Any = None  # vtrbench.shard.Shard: worker i of n starts at cell i (all workers share all cells)
     startup_trials: int | None = None  # TPE's random start-up trials; None: startup_trials(trials)
 

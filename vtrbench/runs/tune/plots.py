@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from vtrbench import defaults
 from vtrbench._imports import try_import
 from vtrbench.defaults import TUNE_MIN_IMPORTANCE_TRIALS
 from vtrbench.errors import VtrbenchError
@@ -20,13 +21,17 @@ from vtrbench.runs.tune.notes import startup_in
 from vtrbench.runs.tune.storage import ATTR, import_optuna, open_storage, vtrbench_studies
 
 
-def plot_studies(storage: str, out: Path, *, heartbeat: int = 10) -> list[Path]:
+def plot_studies(storage: str, out: Path, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -> list[Path]:
     """The figures of :func:`plot_cells` (the interface of earlier releases: files only)."""
     return plot_cells(storage, out, heartbeat=heartbeat)[0]
 
 
 def plot_cells(
-    storage: str, out: Path, *, heartbeat: int = 10, min_importance: int = TUNE_MIN_IMPORTANCE_TRIALS
+    storage: str,
+    out: Path,
+    *,
+    heartbeat: int = defaults.TUNE_HEARTBEAT,
+    min_importance: int = TUNE_MIN_IMPORTANCE_TRIALS,
 ) -> tuple[list[Path], list[str]]:
     """Write ``<cell>.history.png`` for every cell and ``<cell>.importance.png`` for the cells with at
     least ``min_importance`` complete trials; returns (files written, one line per plot left out)."""

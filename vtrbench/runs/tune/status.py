@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from vtrbench import defaults
 from vtrbench.runs.tune.space import parse_param
 from vtrbench.runs.tune.storage import ATTR, import_optuna, open_storage, shown_storage, vtrbench_studies
 
@@ -143,7 +144,7 @@ class TunedCell:
         }
 
 
-def read_cells(storage_url_: str, *, heartbeat: int = 10) -> list[TunedCell]:
+def read_cells(storage_url_: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -> list[TunedCell]:
     """Every cell of a study with its counts and best complete trial (ties: the earliest)."""
     optuna = import_optuna()
     storage = open_storage(storage_url_, heartbeat=heartbeat)

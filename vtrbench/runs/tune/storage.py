@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from vtrbench import defaults
 from vtrbench._imports import try_import
 from vtrbench.errors import VtrbenchError
 from vtrbench.runs.checks import check_output_file
@@ -54,7 +55,7 @@ def shown_storage(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-def open_storage(url: str, *, heartbeat: int = 10) -> Any:
+def open_storage(url: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -> Any:
     """An Optuna storage; an unreachable one is a one-line error (before any training)."""
     optuna = import_optuna()
     try:
