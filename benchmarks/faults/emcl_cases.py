@@ -29,6 +29,7 @@ from benchmarks.faults.core import (
     Outcome,
     expect_error,
     expect_ok,
+    expect_refused_before_training,
     run_cli,
     tiny_cache,
     tiny_results,
@@ -61,11 +62,6 @@ BAD_POST = {
 }
 
 
-def _nothing_written(results: Path) -> str | None:
-    left = list(results.rglob("*.json")) if results.exists() else []
-    return f"a result was written: {left[0]}" if left else None
-
-
 def _bad_head_option(name: str) -> Callable[[Path, Context], Outcome]:
     head, option, mention = BAD_HEAD[name]
 
@@ -80,13 +76,7 @@ def _bad_head_option(name: str) -> Callable[[Path, Context], Outcome]:
 
 
 def _refused_before_training(argv: list[Any], results: Path, *mentions: str) -> Outcome:
-    r = run_cli(argv)
-    out = expect_error(r, *mentions)
-    if out.kind == "clear_error" and (problem := _nothing_written(results)):
-        return Outcome("silently_wrong", problem)
-    if out.kind == "clear_error" and "epoch" in r.text.lower():
-        return Outcome("silently_wrong", "refused only after training")
-    return out
+    return expect_refused_before_training(run_cli(argv), results, *mentions)
 
 
 def _bad_post_option(name: str) -> Callable[[Path, Context], Outcome]:
