@@ -3,15 +3,17 @@
 - :class:`AdaptedHead` (:class:`AdaptedPairwiseHead` for pairwise heads): the options every
   trainable head with a logit scale takes, :data:`ADAPTED_OPTIONS`, and their set-up; with
   :func:`takes_scale_options` a head's constructor declares the logit-scale keywords without
-  spelling them out.
+  spelling them out. A factorised subclass also takes :data:`EMCL_OPTIONS` (EMCL's training module,
+  ``emcl=true``), added to its schema and signature when the class is created.
 - :class:`EotTextHead`: CLIP4Clip's text side, a residual linear adapter on the unit EOT feature
   (meanp, seqlstm, seqtransf); :class:`BasicEotHead` adds the constructor of the heads whose
   options are only the shared ones (meanp, seqlstm).
 - :class:`ClipStart`: the start of a head's transformer from CLIP's text tower (``init="clip"``).
 
-None of it creates a module or draws a random number on its own: every head still creates its
-parameters itself and in its own order, so their ``state_dict`` keys and the seeded draws that
-initialise them (checkpoints and result files depend on both) are the head's alone.
+None of it creates a module or draws a random number on its own, except the EMCL module of a head
+built with ``emcl=true`` (its ``emcl_step.bases`` buffer, drawn from a generator of its own): every
+head still creates its parameters itself and in its own order, so their ``state_dict`` keys and the
+seeded draws that initialise them (checkpoints and result files depend on both) are the head's alone.
 """
 
 from __future__ import annotations
