@@ -30,7 +30,7 @@ import numpy as np
 
 from vtrbench.errors import VtrbenchError
 from vtrbench.report.perquery import COUNT_KEYS, expected_ranks, expected_recall
-from vtrbench.results import DIRECTIONS, POSTPROCESSING, TRANSDUCTIVE
+from vtrbench.results import DIRECTIONS, POSTPROCESSING, TRANSDUCTIVE, identity_problem
 
 TOL = 0.005 + 1e-9
 RECALL_PREFIX = "R@"
@@ -59,6 +59,9 @@ def validate_result(data: dict[str, Any], src: str) -> None:
     metrics); everything here is about values and their agreement.
     """
     refuse = _Refuse(src)
+    problem = identity_problem(data)  # a dict from the API skipped read_result's check
+    if problem is not None:
+        raise VtrbenchError(f"{src}: {problem}")
     seed = data.get("seed")
     if _int(seed) and seed < 0:
         raise refuse("seed", f"is {seed}; seeds are integers >= 0")
