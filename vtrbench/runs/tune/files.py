@@ -56,7 +56,9 @@ def _check_place(path: Path, shown: str, *, read_only: bool) -> bool:
     """Refuse what cannot hold a study; True when the file exists (and is a regular file)."""
     resolved = Path(os.path.realpath(path))
     if any(resolved == Path(r) or Path(r) in resolved.parents for r in PSEUDO_ROOTS):
-        raise _refuse(shown, f"{resolved} is on a kernel pseudo-file system ({resolved.parts[1]}), not a file")
+        raise _refuse(
+            shown, f"{resolved} is on a kernel pseudo-file system ({resolved.parts[1]}), not a file"
+        )
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from vtrbench import defaults
-from vtrbench.runs.tune.space import parse_param
 from vtrbench.errors import VtrbenchError
+from vtrbench.runs.tune.space import parse_param
 from vtrbench.runs.tune.storage import (
     ATTR,
     import_optuna,

@@ -109,7 +109,9 @@ def storage_failure(url: str, error: BaseException) -> VtrbenchError:
     damaged = damaged_text(url)
     text = " ".join(str(error).split()).lower()
     if damaged is not None and (
-        isinstance(error, ValueError)  # a journal line that is not JSON (JSONDecodeError) or not whole
+        # a journal line that is not JSON (JSONDecodeError), not whole, or JSON without Optuna's keys;
+        # a SQLite record whose JSON payload was hit
+        isinstance(error, (ValueError, KeyError, TypeError, IndexError))
         or any(w in text for w in ("malformed", "not a database", "during the commit", "corrupt"))
     ):
         return VtrbenchError(f"{shown}: {damaged}")

@@ -38,9 +38,7 @@ def select_cells(
             raise VtrbenchError(
                 f"{option} {','.join(missing)}: not tuned in study {shown} (its cells: {names})"
             )
-    kept = [
-        c for c in cells if (heads is None or c.head in heads) and (losses is None or c.loss in losses)
-    ]
+    kept = [c for c in cells if (heads is None or c.head in heads) and (losses is None or c.loss in losses)]
     if not kept:
         raise VtrbenchError(
             f"--heads {','.join(heads or ())} with --losses {','.join(losses or ())}: no such cell in "
