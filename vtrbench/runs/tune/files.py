@@ -49,7 +49,7 @@ def read_only_url(url: str) -> str:
 
 
 def _refuse(shown: str, why: str) -> VtrbenchError:
-    return VtrbenchError(f"{shown}: {why}")
+    return VtrbenchError(f"cannot open the study storage {shown}: {why}")
 
 
 def _check_place(path: Path, shown: str, *, read_only: bool) -> bool:

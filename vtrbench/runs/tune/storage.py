@@ -114,7 +114,7 @@ def storage_failure(url: str, error: BaseException) -> VtrbenchError:
         isinstance(error, (ValueError, KeyError, TypeError, IndexError))
         or any(w in text for w in ("malformed", "not a database", "during the commit", "corrupt"))
     ):
-        return VtrbenchError(f"{shown}: {damaged}")
+        return VtrbenchError(f"cannot open the study storage {shown}: {damaged}")
     first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
     return VtrbenchError(f"cannot open the study storage {shown}: {first}")
 
