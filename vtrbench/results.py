@@ -194,10 +194,7 @@ def _schema_problem(data: Any) -> str | None:
     for key in ("run_id", "config_hash"):
         if not isinstance(data.get(key), str) or not data.get(key):
             return f"{key} must be a non-empty string, got {data.get(key)!r}"
-    problem = identity_problem(data)
-    if problem is not None:
-        return problem
-    for key in ("label", "dataset"):
+    for key in ("head", "loss", "label", "dataset"):
         if key in data and not isinstance(data[key], str):
             return f"{key} must be a string, got {data[key]!r}"
     seed = data.get("seed")
@@ -237,21 +234,6 @@ def _schema_problem(data: Any) -> str | None:
                     return f"per_query_ranks.{post}.{direction} must be a list of finite ranks >= 1"
     if schema >= 2:
         return _per_query_problem(data)
-    return None
-
-
-#: Keys every result has had since schema 1 and that name its row in a report: without them the
-#: labels cannot be made (a missing head reached report/labels.py as a float NaN).
-IDENTITY_KEYS = ("head", "loss")
-
-
-def identity_problem(data: dict[str, Any]) -> str | None:
-    """What is wrong with a result's head/loss (missing, not a non-empty string); None when fine."""
-    for key in IDENTITY_KEYS:
-        if key not in data:
-            return f"no {key!r} key (every result names its {key})"
-        if not isinstance(data[key], str) or not data[key]:
-            return f"{key} must be a non-empty string, got {data[key]!r}"
     return None
 
 

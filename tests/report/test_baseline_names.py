@@ -46,7 +46,7 @@ def test_a_result_dict_without_head_is_refused_by_the_api_report() -> None:
     from vtrbench.errors import VtrbenchError
     from vtrbench.report.validate import validate_result
 
-    with pytest.raises(VtrbenchError, match=r"^r0: no 'head' key"):
+    with pytest.raises(VtrbenchError, match=r"^r0: 'head' is missing"):
         validate_result({"run_id": "x", "loss": "dsl", "seed": 0, "metrics": {}}, "r0")
 
 

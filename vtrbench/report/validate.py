@@ -30,7 +30,7 @@ import numpy as np
 
 from vtrbench.errors import VtrbenchError
 from vtrbench.report.perquery import COUNT_KEYS, expected_ranks, expected_recall
-from vtrbench.results import DIRECTIONS, POSTPROCESSING, TRANSDUCTIVE, identity_problem
+from vtrbench.results import DIRECTIONS, POSTPROCESSING, TRANSDUCTIVE
 
 TOL = 0.005 + 1e-9
 RECALL_PREFIX = "R@"
@@ -42,6 +42,11 @@ def _int(value: Any) -> bool:
 
 def _num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: Keys that name a result's row in a report (every writer has set them since schema 1): a file
+#: without its head reached the label code as a float NaN.
+IDENTITY_KEYS = ("head", "loss")
 
 
 class _Refuse:
@@ -59,9 +64,9 @@ def validate_result(data: dict[str, Any], src: str) -> None:
     metrics); everything here is about values and their agreement.
     """
     refuse = _Refuse(src)
-    problem = identity_problem(data)  # a dict from the API skipped read_result's check
-    if problem is not None:
-        raise VtrbenchError(f"{src}: {problem}")
+    for key in IDENTITY_KEYS:
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise refuse(repr(key), "is missing" if key not in data else f"is {data[key]!r}, not a name")
     seed = data.get("seed")
     if _int(seed) and seed < 0:
         raise refuse("seed", f"is {seed}; seeds are integers >= 0")
