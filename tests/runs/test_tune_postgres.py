@@ -9,7 +9,8 @@ PostgreSQL server binaries or no driver (psycopg 3, SQLAlchemy's default) are in
 What they pin: four worker processes on one study finish exactly N trials; a worker killed with
 ``kill -9`` in the middle of a trial leaves no slot held (its trial is failed and the study still
 ends at exactly N); a server stopped in the middle of a study is one clear line, and the study
-resumes to exactly N once the server is back.
+resumes to exactly N once the server is back; two ``torchrun`` ranks on one two-cell study end at
+exactly N per cell; ``tune --status`` on an empty database is refused without creating a table.
 """
 
 from __future__ import annotations
@@ -306,3 +307,18 @@ def test_two_torchrun_ranks_on_one_postgres_study_finish_exactly_n(
         if state in ("COMPLETE", "PRUNED"):
             finished[str(name)] = finished.get(str(name), 0) + int(n)
     assert finished == {"vtrbench:meanp+infonce": 5, "vtrbench:meanp+dsl": 5}, rows
+
+
+def test_status_of_an_empty_postgres_database_creates_no_tables(pg_server: Server, database: str) -> None:
+    # a read-only command must not give an empty database Optuna's schema (RDBStorage would)
+    done = subprocess.run(
+        [sys.executable, "-m", "vtrbench", "tune", "--status", pg_server.url(database)],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "1000"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode != 0 and len(lines) == 1 and "holds no vtrbench study" in lines[0], done.stderr
+    tables = _sql(pg_server, database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    assert tables == [], tables
