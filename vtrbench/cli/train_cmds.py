@@ -199,7 +199,7 @@ def eval_cmd(cache_path: Path, head: str | None, checkpoint: Path | None, **kw: 
     "tuned_study",
     metavar="STUDY",
     help="Run each cell's best configuration from `vtrbench tune` (SQLite file or storage URL) "
-    "instead of a grid, once per --seeds.",
+    "instead of a grid, once per --seeds (--heads/--losses: only those of its cells).",
 )
 @click.option("--loss", default="dsl", hidden=True)
 @click.option("--head", default="meanp", hidden=True)
