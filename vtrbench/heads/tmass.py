@@ -93,7 +93,11 @@ class LinearCosRadius(nn.Module):
                 f"tmass option frames={self.frames} is less than the {t} frames per video of the "
                 f"features: pass --head-option frames={t} (or more)"
             )
-        return F.linear(profile, self.linear.weight[:, :t], self.linear.bias)
+        # the bias as one more column against a constant 1: one matrix product writes R, with no
+        # separate pass over the (pairs, D) output to broadcast the bias first (as addmm does)
+        ones = torch.ones_like(profile[..., :1])
+        weight = torch.cat([self.linear.weight[:, :t], self.linear.bias[:, None]], 1)
+        return torch.cat([profile, ones], -1) @ weight.t()
 
 
 @register_head("tmass")
@@ -193,10 +197,36 @@ class TMassHead(XPoolHead):
         """(Bq, Bv) best of the caption's K stochastic embeddings against each pooled video."""
         a = self.attention(text, video)
         with torch.autocast(a.device.type, enabled=False):
-            o = self.pooled(a, video)
-            text = {k: v.to(o.dtype) if v.is_floating_point() else v for k, v in text.items()}
-            r = self.log_radius(text, {"unit_frames": video["unit_frames"].to(o.dtype)}).exp()
-            return best_of_samples(text["norm"][:, None] * text["unit"], r, o, text["noise"])
+            text = {k: v.to(a.dtype) if v.is_floating_point() else v for k, v in text.items()}
+            t = text["norm"][:, None] * text["unit"]
+            w, slots = self.output_weights(a, video)  # o = w · slots, (Bv, Bq, S) and (Bv, S, D)
+            o = torch.bmm(w, slots)  # (Bv, Bq, D): the only pooled tensor, written once
+            wq = w.transpose(0, 1)
+            # t·o and |o|² from the slots, without reading o: (Bq, D) x (D, Bv·S) and S x S forms
+            to = (wq * (t @ slots.flatten(0, 1).t()).view_as(wq)).sum(-1)
+            oo = (torch.bmm(w, slots @ slots.transpose(1, 2)) * w).sum(-1).t()
+            r = self.log_radius(text, {"unit_frames": video["unit_frames"].to(a.dtype)}).exp_()
+            return best_of_samples(t, r, o.transpose(0, 1), text["noise"], to, oo.clamp_min(0.0))
+
+    def output_weights(self, a: torch.Tensor, video: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """X-Pool's pooled vector as one product, o = w · [γ3 ⊙ E; γ3 ⊙ e; β3] with weights
+        w = [a/(σ2 σ3), 1/σ3, 1] (see xpool.py: o = γ3 ⊙ ((a·E)/σ2 + e)/σ3 + β3); σ2, σ3 from the
+        video's Gram forms. Returns w (Bv, Bq, K + 2) and the slots (Bv, K + 2, D)."""
+        kk, d = a.shape[-1], float(self.embed_dim)
+        at = a.transpose(0, 1)  # (Bv, Bq, K)
+        gram = video["gram"].to(a.dtype)
+        ga = torch.bmm(at, gram[..., : 2 * kk])
+        gc = (ga[..., :kk] * at).sum(-1)  # aᵀ C Cᵀ a
+        ge = (ga[..., kk:] * at).sum(-1)  # aᵀ E Eᵀ a
+        he = (at * gram[:, None, :, 3 * kk]).sum(-1)  # a · (E e)
+        e = self._e_const()
+        inv2 = torch.rsqrt(gc / d + self.layer_norm2.eps)
+        inv3 = torch.rsqrt((ge * inv2 * inv2 + 2.0 * he * inv2 + e.dot(e)) / d + self.layer_norm3.eps)
+        w = torch.cat([at * (inv2 * inv3)[..., None], inv3[..., None], torch.ones_like(inv3)[..., None]], -1)
+        g3, b3 = self.layer_norm3.weight, self.layer_norm3.bias
+        slot = video["slot"].to(a.dtype) * g3
+        fixed = torch.stack([g3 * e, b3]).expand(slot.shape[0], 2, -1)
+        return w, torch.cat([slot, fixed], 1)
 
     def training_logits(self, text: Batch, video: Batch) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Main (B, B) logits with one stochastic draw per caption, and (with ``aux_weight`` > 0) the
@@ -260,14 +290,18 @@ def pair_cosine(t: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bd,bvd->bv", F.normalize(t, dim=-1), F.normalize(o, dim=-1))
 
 
-def best_of_samples(t: torch.Tensor, r: torch.Tensor, o: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """max_k cos(t_q + ε_qk ⊙ r_qv, o_qv): t (Bq, D), r and o (Bq, Bv, D), ε (Bq, K, D) → (Bq, Bv).
-    By the expansions of the module docstring: three (K, D) x (D, Bv) products per caption."""
-    ro = (r * o).transpose(1, 2)
-    num = (t[:, None, :] * o).sum(-1)[:, None, :] + torch.bmm(eps, ro)  # (Bq, K, Bv)
-    sq = (t * t).sum(-1)[:, None, None] + 2.0 * torch.bmm(eps, (r * t[:, None, :]).transpose(1, 2))
-    sq = sq + torch.bmm(eps * eps, (r * r).transpose(1, 2))
-    oo = (o * o).sum(-1)[:, None, :]
+def best_of_samples(
+    t: torch.Tensor, r: torch.Tensor, o: torch.Tensor, eps: torch.Tensor, to: torch.Tensor, oo: torch.Tensor
+) -> torch.Tensor:
+    """max_k cos(t_q + ε_qk ⊙ r_qv, o_qv): t (Bq, D), r and o (Bq, Bv, D), ε (Bq, K, D), t·o and
+    |o|² (Bq, Bv) → (Bq, Bv). By the expansions of the module docstring: three (Bv, D) x (D, K)
+    products per caption. ``r`` is overwritten (r ⊙ r)."""
+    ro = torch.empty_like(r)
+    torch.mul(r, o, out=ro)
+    num = to[..., None] + torch.bmm(ro, eps.transpose(1, 2))  # (Bq, Bv, K)
+    del ro
+    sq = (t * t).sum(-1)[:, None, None] + 2.0 * torch.bmm(r, (eps * t[:, None, :]).transpose(1, 2))
+    sq = sq + torch.bmm(r.mul_(r), (eps * eps).transpose(1, 2))
     # F.normalize's eps on each norm: a zero vector divides by 1e-12
-    den = sq.clamp_min(0.0).sqrt().clamp_min(1e-12) * oo.sqrt().clamp_min(1e-12)
-    return (num / den).amax(1)
+    den = sq.clamp_min(0.0).sqrt().clamp_min(1e-12) * oo.sqrt().clamp_min(1e-12)[..., None]
+    return (num / den).amax(-1)
