@@ -246,7 +246,12 @@ def validate_head_options(
     schema = head_option_schema(name)
     if schema is None:
         return dict(options)
-    return check_head_options(name, dict(options), schema, where=where)
+    checked = check_head_options(name, dict(options), schema, where=where)
+    # rules between options (tmass: prior_std only with prior=normal), before any cache is opened
+    together = getattr(HEADS.get(name), "check_option_combination", None)
+    if callable(together):
+        together(checked, where=where)
+    return checked
 
 
 def __getattr__(name: str) -> Any:

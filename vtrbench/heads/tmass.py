@@ -132,8 +132,7 @@ class TMassHead(XPoolHead):
     ) -> None:
         own = {"samples": samples, "aux_weight": aux_weight, "prior": prior, "prior_std": prior_std}
         own = check_head_options(self.head_name, {**own, "frames": frames}, TMASS_OPTIONS)
-        if own["prior"] != "normal" and own["prior_std"] != DEFAULT_PRIOR_STD:
-            raise VtrbenchError(f"tmass option prior_std applies only with prior=normal, not {prior}")
+        self.check_option_combination(own)
         super().__init__(embed_dim, heads=heads, adapter=adapter, **options)
         self.samples, self.aux_weight = int(own["samples"]), float(own["aux_weight"])
         self.prior, self.prior_std = str(own["prior"]), float(own["prior_std"])
@@ -142,6 +141,17 @@ class TMassHead(XPoolHead):
         # and the parameters above are drawn exactly as xpool's. A buffer: checkpoints keep it.
         seed = int(torch.randint(0, 2**62, (), dtype=torch.long))
         self.register_buffer("noise_seed", torch.tensor(seed, dtype=torch.long))
+
+    @classmethod
+    def check_option_combination(cls, options: dict[str, Any], *, where: str | None = None) -> None:
+        """``prior_std`` other than its default only with ``prior=normal`` (it would change the
+        run id and nothing else)."""
+        prior = options.get("prior", DEFAULT_PRIOR)
+        if prior != "normal" and options.get("prior_std", DEFAULT_PRIOR_STD) != DEFAULT_PRIOR_STD:
+            prefix = f"{where}: " if where else ""
+            raise VtrbenchError(
+                f"{prefix}head 'tmass' option prior_std applies only with prior=normal, not prior={prior}"
+            )
 
     # ------------------------------------------------------------------ states
 
