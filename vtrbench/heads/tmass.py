@@ -240,17 +240,23 @@ class TMassHead(XPoolHead):
 
     def training_logits(self, text: Batch, video: Batch) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Main (B, B) logits with one stochastic draw per caption, and (with ``aux_weight`` > 0) the
-        support-text logits (module docstring); caption i's video is video i."""
+        support-text logits (module docstring); caption i's video is video i, as the trainer's
+        batches pair them. An unpaired (Bq, Bv) batch (the plugin contract's dry runs) takes each
+        pair's own radius and has no support text (there is no "own video" to point at)."""
         ts, vs = self.caption_state(text), self.video_state(video)
         a = self.attention(ts, vs)
         with torch.autocast(a.device.type, enabled=False):
-            o = self.pooled(a, vs)  # (B, B, D): caption i, video j
+            o = self.pooled(a, vs)  # (Bq, Bv, D): caption i, video j
             ts = {k: v.to(o.dtype) if v.is_floating_point() else v for k, v in ts.items()}
             t = ts["norm"][:, None] * ts["unit"]
             uf = vs["unit_frames"].to(o.dtype)
-            radius = self.radius(torch.einsum("bd,btd->bt", ts["unit"], uf)).exp()  # own video
             eps = self.draw(tuple(t.shape)).to(t)
             scale = self.logit_scale().to(o.dtype)
+            if t.shape[0] != uf.shape[0]:
+                r = self.log_radius(ts, {"unit_frames": uf}).exp()
+                stochastic = F.normalize(t[:, None, :] + eps[:, None, :] * r, dim=-1)
+                return scale * (stochastic * F.normalize(o, dim=-1)).sum(-1), []
+            radius = self.radius(torch.einsum("bd,btd->bt", ts["unit"], uf)).exp()  # own video
             logits = scale * pair_cosine(t + eps * radius, o)
             if self.aux_weight <= 0:
                 return logits, []
