@@ -1,5 +1,6 @@
 """``tmass`` (T-MASS, Wang et al., CVPR 2024): the caption as a stochastic embedding, on X-Pool's
-caption-conditioned pooling (:class:`vtrbench.heads.xpool.XPoolHead`, reused, not copied).
+caption-conditioned pooling (:class:`vtrbench.heads.xpool.XPoolHead`: its modules, states and
+attention weights, reused, not copied).
 
 Official code: github.com/Jiamian-Wang/T-MASS-text-video-retrieval at commit 8bda3f97
 (``modules/stochastic_module.py``, ``model/clip_stochastic.py``, ``trainer/trainer_stochastic.py``).
@@ -246,7 +247,8 @@ class TMassHead(XPoolHead):
         ts, vs = self.caption_state(text), self.video_state(video)
         a = self.attention(ts, vs)
         with torch.autocast(a.device.type, enabled=False):
-            o = self.pooled(a, vs)  # (Bq, Bv, D): caption i, video j
+            w, slots = self.output_weights(a, vs)
+            o = torch.bmm(w, slots).transpose(0, 1)  # (Bq, Bv, D): caption i, video j
             ts = {k: v.to(o.dtype) if v.is_floating_point() else v for k, v in ts.items()}
             t = ts["norm"][:, None] * ts["unit"]
             uf = vs["unit_frames"].to(o.dtype)

@@ -168,19 +168,6 @@ class XPoolHead(AdaptedPairwiseHead):
             a = z.exp()
             return (a / a.sum(-1, keepdim=True)).reshape(nq, nv, h * t)
 
-    def pooled(self, a: torch.Tensor, video: Batch) -> torch.Tensor:
-        """(Bq, Bv, D) caption-conditioned pooled videos LN3(y + W_l y + b_l) from the attention
-        weights ``a`` (:meth:`attention`), as vectors: z_c = (a·E)/σ2 + e, o = γ3 ⊙ z_c/σ3 + β3
-        (module docstring). K·D per pair, for heads that need the vector and not only its cosine."""
-        kk, d = a.shape[-1], float(self.embed_dim)
-        at = a.transpose(0, 1)  # (Bv, Bq, K)
-        gram = _fp32(video["gram"])[..., :kk]  # C Cᵀ
-        gc = (torch.bmm(at, gram) * at).sum(-1).t()  # aᵀ C Cᵀ a, (Bq, Bv)
-        inv2 = torch.rsqrt(gc / d + self.layer_norm2.eps)
-        z = torch.bmm(at, _fp32(video["slot"])).transpose(0, 1) * inv2[..., None] + self._e_const()
-        inv3 = torch.rsqrt((z * z).sum(-1) / d + self.layer_norm3.eps)
-        return self.layer_norm3.weight * (z * inv3[..., None]) + self.layer_norm3.bias
-
     def _pairs(self, a: torch.Tensor, text: Batch, video: Batch) -> torch.Tensor:
         nq, nv, kk = a.shape
         unit = _fp32(text["unit"])
