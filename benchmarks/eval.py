@@ -38,6 +38,9 @@ shown GMAC/s is the floor's MACs over its measured time, and the multiply-accumu
   enters the cosine through LayerNorms, so this product cannot be pooled first). The issue's
   figure counted the first term only (``floor_1mm_s`` in the JSON); with one head the two
   terms are equal, so that floor is half of this one.
+- ``tmass``: xpool's two terms, T · D for the caption-frame cosine profile and T · D for the
+  radius R = W c (both per pair), and 3 · K · D for the K samples (ε against r ⊙ o, r ⊙ t and
+  r ⊙ r: every sample's dot product and norm); K = ``samples`` (20).
 
 Also shown: the previous block code (``wti``: explicit full-size masks; ``xpool``: attention
 weights applied to the (caption, video, D) values, then LayerNorms), interleaved on the same
@@ -205,6 +208,8 @@ def floor_macs_per_pair(head: Any, words: int, frames: int, dim: int) -> int | N
         return words * frames * dim
     if name == "XPoolHead":
         return frames * dim + head.heads * frames * dim
+    if name == "TMassHead":
+        return (3 * frames + head.heads * frames + 3 * head.samples) * dim
     return None
 
 
@@ -276,7 +281,23 @@ def _floor_matmuls(name: str, head: Any, block: tuple[int, int], args: argparse.
         a[:nq] @ b[:, : nv * t]  # query x keys
         a[:nq] @ c[:, : nv * t * head.heads]  # caption x slot terms
 
-    return run_xpool
+    if name != "tmass":
+        return run_xpool
+    k = head.samples
+    profile = torch.randn(block[0] * block[1], t, generator=g)
+    w = torch.randn(t, d, generator=g)
+    eps = torch.randn(block[0] * k, d, generator=g)
+    per_pair = torch.randn(d, block[1], generator=g)
+
+    def run_tmass(rows: slice, cols: slice) -> None:
+        nq, nv = rows.stop - rows.start, cols.stop - cols.start
+        run_xpool(rows, cols)
+        a[:nq] @ b[:, : nv * t]  # caption x unit frames (the cosine profile)
+        profile[: nq * nv] @ w  # the radius W c
+        for _ in range(3):  # the samples against r ⊙ o, r ⊙ t, r ⊙ r
+            eps[: nq * k] @ per_pair[:, :nv]
+
+    return run_tmass
 
 
 def bench_floor(name: str, n: int, args: argparse.Namespace, legacy: bool) -> dict[str, Any]:

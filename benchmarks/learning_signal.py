@@ -9,8 +9,9 @@ random CLIP, then reports for zeroshot and each trained head:
   vs shrinks, A-then-B vs B-then-A)? Mean pooling cannot tell the twins apart (0.5);
   a head that models time can. Order-free heads sit at 0.5 by construction: meanp and
   zeroshot (a mean), xpool (attention pooling: a weighted sum over a set of frames) and
-  wti (maxima and softmax-weighted sums over frames); seqtransf, seqlstm, camoe and
-  tighttransf see frame order.
+  wti (maxima and softmax-weighted sums over frames); seqtransf, seqlstm, camoe,
+  tighttransf and tmass (its radius reads the caption-frame cosines in frame order) see
+  frame order.
 
     python benchmarks/learning_signal.py --videos 256 --epochs 30 --seeds 0,1,2
 """
@@ -21,6 +22,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ def tie_band(scores: torch.Tensor) -> float:
     return 2.0 * TIE_RTOL * float(scores.abs().max()) if scores.numel() else 0.0
 
 
-ALL_HEADS = ("meanp", "seqtransf", "seqlstm", "camoe", "tighttransf", "xpool", "wti", "meanp+emcl")
+ALL_HEADS = ("meanp", "seqtransf", "seqlstm", "camoe", "tighttransf", "xpool", "wti", "tmass", "meanp+emcl")
 # ``HEAD+emcl``: HEAD with the EMCL training module (head option emcl=true, issue 26)
 VARIANTS = {"emcl": {"emcl": True}}
 
@@ -148,7 +150,9 @@ def measure(
                 head = create_head(base, embed_dim=int(cache.attrs["embed_dim"]), **options)
                 t0 = time.perf_counter()
                 if head.trainable:
-                    fit(head, train, config, seed)
+                    # the head's options as a run records them: the trainer reads its auxiliary-loss
+                    # weight from there (camoe's aux_weight, tmass's support-text weight)
+                    fit(head, train, replace(config, head=base, head_options=head.describe()), seed)
                 secs.append(time.perf_counter() - t0)
                 m = evaluate_head(head, test, postprocessing=("raw",))["metrics"]["raw"]
                 r1.append(m["t2v"]["R@1"])

@@ -24,11 +24,11 @@ from vtrbench.runs.scoring import evaluate_head, states
 
 D, T, L = 16, 5, 6
 PAIRWISE = [n for n in list_heads() if is_pairwise(n)]
-SMALL = {"tighttransf": {"layers": 1}, "xpool": {"heads": 2}, "wti": {}}
+SMALL = {"tighttransf": {"layers": 1}, "xpool": {"heads": 2}, "tmass": {"heads": 2, "samples": 3}, "wti": {}}
 
 
 def test_the_pairwise_heads_are_registered():
-    assert PAIRWISE == ["tighttransf", "wti", "xpool"]
+    assert PAIRWISE == ["tighttransf", "tmass", "wti", "xpool"]
     assert not any(is_pairwise(n) for n in ("meanp", "seqtransf", "seqlstm", "camoe", "zeroshot"))
 
 
@@ -191,9 +191,15 @@ def test_training_logits_are_the_scaled_block_and_losses_are_finite(name, loss_n
     head = build(name)
     text, video = make_batch()
     logits, aux = head.training_logits(text, video)
-    assert logits.shape == (6, 6) and aux == [] and torch.isfinite(logits).all()
-    loss = create_loss(loss_name)(logits)
-    assert loss.dim() == 0 and torch.isfinite(loss)
+    # tmass: one stochastic draw per caption plus its support-text logits, by design (checked
+    # against the official formulas in tests/families/test_tmass_parity.py)
+    n_aux = 1 if name == "tmass" else 0
+    assert logits.shape == (6, 6) and len(aux) == n_aux and torch.isfinite(logits).all()
+    for matrix in [logits, *aux]:
+        loss = create_loss(loss_name)(matrix)
+        assert loss.dim() == 0 and torch.isfinite(loss)
+    if name == "tmass":
+        return
     with torch.no_grad():
         torch.testing.assert_close(
             logits, head.logit_scale() * double_loop(head, text, video), rtol=1e-5, atol=1e-4
@@ -247,7 +253,9 @@ def test_padding_content_never_reaches_the_scores(name):
         )
 
 
-@pytest.mark.parametrize(("name", "order_free"), [("xpool", True), ("wti", True), ("tighttransf", False)])
+@pytest.mark.parametrize(
+    ("name", "order_free"), [("xpool", True), ("wti", True), ("tighttransf", False), ("tmass", False)]
+)
 def test_frame_order(name, order_free):
     head = build(name)
     text, video = make_batch(seed=3)
@@ -284,6 +292,9 @@ def test_seqlstm_sees_frame_order_and_uses_only_valid_frames_in_order():
         ("tighttransf", {"text": "token"}, "did you mean 'tokens'"),
         ("tighttransf", {"layers": 0}, "layers"),
         ("seqlstm", {"layers": 2}, "seqlstm option"),
+        ("tmass", {"samples": 0}, "samples"),
+        ("tmass", {"prior": "gauss"}, "prior"),
+        ("tmass", {"prior_std": 0.5}, "only with prior=normal"),
     ],
 )
 def test_option_errors(name, options, message):
@@ -304,6 +315,13 @@ def test_option_errors(name, options, message):
             "tighttransf[tokens,layers=2,no-types]",
         ),
         ("seqlstm", {"adapter": False}, "seqlstm[no-adapter]"),
+        ("tmass", {}, "tmass"),
+        ("tmass", {"samples": 20, "aux_weight": 0.8, "prior": "uniform01", "frames": 12}, "tmass"),
+        (
+            "tmass",
+            {"samples": 5, "aux_weight": 0, "prior": "normal", "prior_std": 0.003, "adapter": False},
+            "tmass[samples=5,aux=0,prior=normal,prior_std=0.003,no-adapter]",
+        ),
     ],
 )
 def test_labels_carry_the_options_and_describe_is_plain_data(name, options, label):

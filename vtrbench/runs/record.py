@@ -160,6 +160,8 @@ def build_result(
             "post_bank_size": (evaluation.get("protocol") or {}).get("post_bank_size"),
             "mdr": mdr_policy(config.mdr),
             "precision": config.precision,
+            # the head's own evaluation facts (tmass: its inference noise seed); None for most heads
+            "head": head.eval_protocol() or None,
             **(protocol_extra or {}),
         },
         "metrics": evaluation["metrics"],
