@@ -92,7 +92,7 @@ def split_arg(fn: str, name: str, value: Any, head: Head | None = None) -> Split
         if missing:
             raise VtrbenchError(
                 f"{fn}: the head needs {', '.join(missing)}, which {name} does not hold"
-                + (" (load_split(..., patches=True))" if "patches" in missing else "")
+                + (" (load_split(..., patches=True), from a cache made by `vtrbench extract --patch-tokens`)" if "patches" in missing else "")
             )
     return value
 
