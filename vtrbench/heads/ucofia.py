@@ -299,7 +299,7 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
                 f"{self.isa_frames}; set the head option isa_frames to at least {t}"
             )
         video = mean_of_unit_frames(self.temporal(frames, mask), mask)
-        patches = batch["patches"].to(frames.dtype) * mask[:, :, None, None]
+        patches = torch.where(mask[:, :, None, None], batch["patches"].to(frames.dtype), 0.0)
         tokens = self.selector(frames, patches).flatten(1, 2)  # (B, T(1+k), D), frame-major
         token_mask = mask.repeat_interleave(1 + self.topk, 1)
         unit_frames = torch.where(mask[..., None], _unit(torch.where(mask[..., None], frames, 1.0)), 0.0)
