@@ -83,21 +83,30 @@ MISSING_PATCHES = (
 )
 
 
-def masked_softmax(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """softmax over the last axis of ``x`` with ``mask`` (broadcastable, bool) False entries at 0.
-
-    An all-masked row gives uniform weights (its entries are 0 where callers use them)."""
-    return x.masked_fill(~mask, torch.finfo(x.dtype).min).softmax(-1)
+#: added to the logits of masked entries: exp() gives exactly 0 next to any valid entry, and the sum
+#: stays finite (a row with no valid entry gets uniform weights, not NaN)
+MASK_BIAS = -1.0e30
 
 
-def isa(x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, tau: float) -> torch.Tensor:
-    """UCoFiA's interaction-aware similarity aggregation over the last axis of ``x`` (..., n):
-    ``sum_n softmax(softmax(x / tau) W / tau)_n x_n`` with W the leading (n, n) block of
-    ``weight``, masked entries (``mask`` broadcastable to x) out of both softmaxes and the sum."""
-    n = x.shape[-1]
-    first = masked_softmax(x / tau, mask)
-    second = masked_softmax((first @ weight[:n, :n]) / tau, mask)
-    return (second * x.masked_fill(~mask, 0.0)).sum(-1)
+def mask_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 where ``mask`` (bool) holds, :data:`MASK_BIAS` elsewhere: added to softmax logits."""
+    return (~mask).to(dtype) * MASK_BIAS
+
+
+def isa(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, tau: float, dim: int = -1) -> torch.Tensor:
+    """UCoFiA's interaction-aware similarity aggregation of ``x`` over the axis ``dim`` (-1, or 1 of a
+    3-D ``x``): ``sum_n softmax(softmax(x / tau) W / tau)_n x_n`` with W the leading (n, n) block of
+    ``weight`` (the second softmax's logit n is ``sum_m first_m W_mn``).
+
+    ``bias`` (broadcastable to ``x``, :func:`mask_bias`) masks entries out of both softmaxes; masked
+    entries of ``x`` must be finite (they get weight 0 next to any valid entry). Over ``dim=1`` the
+    products are W^T from the left on (B, n, M), so no axis is moved (no copy of x)."""
+    n = x.shape[dim]
+    w = weight[:n, :n] * (1.0 / tau)
+    first = torch.add(bias, x, alpha=1.0 / tau).softmax(dim)
+    logits = first @ w if dim == -1 else torch.matmul(w.t(), first)
+    second = logits.add_(bias).softmax(dim)
+    return (second * x).sum(dim)
 
 
 class _PerturbedTopK(torch.autograd.Function):
@@ -286,8 +295,8 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
         return {"sentence": sentence, "words": words @ self.word_proj, "mask": mask}
 
     def video_state(self, batch: Batch) -> Batch:
-        """video G2 (B, D), unit frames (B, T, D), selected tokens times B (B, T(1+k), D), their
-        mask (B, T(1+k)), frame mask (B, T)."""
+        """video G2 (B, D), unit frames (B, T, D) (0 on padding), their softmax bias (B, T), the
+        selected tokens times B (B, T(1+k), D) (0 on padding) and their bias (B, T(1+k))."""
         if "patches" not in batch:
             raise VtrbenchError(MISSING_PATCHES)
         self.check_clip_loaded()
@@ -306,9 +315,9 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
         return {
             "video": video @ self.video_proj,
             "frames": unit_frames,
-            "frame_mask": mask,
+            "frame_bias": mask_bias(mask, frames.dtype),
             "tokens": tokens @ self.patch_proj,
-            "token_mask": token_mask,
+            "token_bias": mask_bias(token_mask, frames.dtype),
         }
 
     def level_scores(self, text: Batch, video: Batch) -> list[torch.Tensor]:
@@ -316,23 +325,23 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
         scale = self.logit_scale()
         l_vid = (text["sentence"] @ self.sentence_proj) @ video["video"].t()
         frame_sim = torch.einsum("qd,vtd->qvt", text["sentence"], video["frames"])
-        l_frm = isa(frame_sim, self.frame_isa, video["frame_mask"][None], self.tau)
+        l_frm = isa(frame_sim, self.frame_isa, video["frame_bias"][None], self.tau)
         return [l_vid, l_frm, self.patch_level(text, video) / scale]
 
     def patch_level(self, text: Batch, video: Batch) -> torch.Tensor:
         """UCoFiA's word-patch score of a block: the two ISA orders averaged, (Bq, Bv)."""
-        words, w_mask = text["words"], text["mask"]
-        keep = _used_width(w_mask)
-        words, w_mask = words[:, :keep], w_mask[:, :keep]
-        tokens, p_mask = video["tokens"], video["token_mask"]
-        (nq, nw, d), (nv, npt) = words.shape, p_mask.shape
+        keep = _used_width(text["mask"])
+        words, w_bias = text["words"][:, :keep], mask_bias(text["mask"][:, :keep], text["words"].dtype)
+        tokens, p_bias = video["tokens"], video["token_bias"]
+        (nq, nw, d), (nv, npt) = words.shape, p_bias.shape
+        # padded words and tokens are 0 vectors: their similarities are 0, finite, as isa needs
         sim = (words.reshape(nq * nw, d) @ tokens.reshape(nv * npt, d).t()).view(nq, nw, nv, npt)
-        # over patches, for each word: (Bq, L, Bv); then over words: (Bq, Bv)
-        per_word = isa(sim, self.patch_isa, p_mask[None, None], self.tau)
-        v2w = isa(per_word.transpose(1, 2), self.word_isa2, w_mask[:, None], self.tau)
-        # over words, for each patch: (Bq, Bv, N); then over patches: (Bq, Bv)
-        per_patch = isa(sim.permute(0, 2, 3, 1), self.word_isa, w_mask[:, None, None], self.tau)
-        s2f = isa(per_patch, self.patch_isa2, p_mask[None], self.tau)
+        # over patches, for each word: (Bq, L, Bv); then over words (axis 1, no transpose): (Bq, Bv)
+        per_word = isa(sim, self.patch_isa, p_bias[None, None], self.tau)
+        v2w = isa(per_word, self.word_isa2, w_bias[:, :, None], self.tau, dim=1)
+        # over words, for each patch (axis 1 of (Bq, L, Bv N)): (Bq, Bv, N); then over patches: (Bq, Bv)
+        per_patch = isa(sim.view(nq, nw, nv * npt), self.word_isa, w_bias[:, :, None], self.tau, dim=1)
+        s2f = isa(per_patch.view(nq, nv, npt), self.patch_isa2, p_bias[None], self.tau)
         return (s2f + v2w) / 2
 
     def describe(self) -> dict[str, Any]:
@@ -394,4 +403,4 @@ def _positive_float(option: str, value: Any) -> float:
     return float(value)
 
 
-__all__ = ["CoarseToFineHead", "PairwiseHead", "PatchSelector", "UCoFiAHead", "isa", "masked_softmax"]
+__all__ = ["MASK_BIAS", "CoarseToFineHead", "PairwiseHead", "PatchSelector", "UCoFiAHead", "isa", "mask_bias"]
