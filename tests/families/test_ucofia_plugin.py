@@ -5,12 +5,11 @@ weighted sum of its levels, checked against the formulas written out here."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from test_plugins import isolated_registries  # noqa: F401 - autouse: plugins loaded here are forgotten
 
 from vtrbench import plugins
 from vtrbench.errors import VtrbenchError
@@ -50,28 +49,6 @@ class TwoLevel(CoarseToFineHead):
         sim = torch.einsum("qd,vtd->qvt", text["eot"], video["frames"])
         return [text["eot"] @ video["mean"].t(), isa(sim, self.frame_isa, video["bias"][None], 0.5)]
 '''
-
-
-@pytest.fixture(autouse=True)
-def isolated_registries() -> Iterator[None]:
-    """Plugins loaded here are forgotten after each test (as tests/families/test_plugins.py does)."""
-    regs = plugins._registries()
-    for reg in regs.values():
-        reg.load_builtins()
-    saved = {k: (dict(r._entries), dict(r._origins)) for k, r in regs.items()}
-    loaded = dict(plugins._LOADED)
-    modules = set(sys.modules)
-    yield
-    for k, r in regs.items():
-        r._entries.clear()
-        r._entries.update(saved[k][0])
-        r._origins.clear()
-        r._origins.update(saved[k][1])
-    plugins._LOADED.clear()
-    plugins._LOADED.update(loaded)
-    for name in set(sys.modules) - modules:
-        if name.startswith("vtrbench_plugin_") or "twolevel" in name:
-            del sys.modules[name]
 
 
 def _load(tmp_path: Path, weights: str) -> None:
