@@ -112,7 +112,15 @@ class RefUCoFiA(nn.Module):
         self.num_pixel = num_pixel
 
     def forward(
-        self, sequence_output, seq_features, visual_output, visual_pixel, video_mask, attention_mask, scale
+        self,
+        sequence_output,
+        seq_features,
+        visual_output,
+        visual_pixel,
+        video_mask,
+        attention_mask,
+        scale,
+        levels=False,
     ):
         tau = self.tau
         visual_pixel_output = self.visual_token_selector(visual_pixel)
@@ -166,7 +174,20 @@ class RefUCoFiA(nn.Module):
         video2word_logits = torch.sum(e.permute(0, 2, 1) * frame_level_logit.masked_fill(~wm2, 0), dim=1)
 
         pixel_word_score = (sent2frame_logits + video2word_logits) / 2
+        if levels:  # eval_t2v's _loose_similarity returns the three levels apart
+            return video_sentence_logits, sentence_frame_logits, pixel_word_score
         return (video_sentence_logits + sentence_frame_logits + pixel_word_score) / 3
+
+
+def ref_sinkhorn_knopp(log_sim_matrix, n_iters=4):
+    """eval_t2v/main_ucofia.py's sinkhorn_knopp: (text bias, video bias)."""
+    m = log_sim_matrix.max()
+    sim_matrix = torch.exp(log_sim_matrix - m)
+    b = 1 / sim_matrix.sum(0)
+    for _ in range(n_iters):
+        a = 1 / (sim_matrix @ b)
+        b = 1 / (a @ sim_matrix)
+    return F.log_softmax(a.log(), dim=0), F.log_softmax(b.log() - m, dim=0)
 
 
 def ref_loss(sim_matrix):
@@ -217,10 +238,11 @@ def inputs(seed: int, full: bool):
     return text, video
 
 
-def build(seed: int, tau: float, samples: int = 20, sigma: float = 0.05):
+def build(seed: int, tau: float, samples: int = 20, sigma: float = 0.05, **options):
     torch.manual_seed(seed)
     head = create_head(
         "ucofia",
+        **options,
         embed_dim=D,
         isa_words=L,
         isa_frames=T,
@@ -244,12 +266,14 @@ def build(seed: int, tau: float, samples: int = 20, sigma: float = 0.05):
     return head, ref, pairs
 
 
-def ref_scores(ref, head, text, video, rng_seed):
+def ref_scores(ref, head, text, video, rng_seed, levels=False):
     tokens, mask = text["tokens"], text["token_mask"]
     sequence = tokens[torch.arange(NT), text["eot"]][:, None]
     pixel = torch.cat([video["frames"][:, :, None], video["patches"]], 2).reshape(NV, -1, D)
     torch.manual_seed(rng_seed)
-    return ref(sequence, tokens, video["frames"], pixel, video["frame_mask"], mask, head.logit_scale())
+    return ref(
+        sequence, tokens, video["frames"], pixel, video["frame_mask"], mask, head.logit_scale(), levels
+    )
 
 
 @pytest.mark.parametrize("full", [True, False])
@@ -308,3 +332,22 @@ def test_evaluation_selection_is_the_noise_free_top_k():
     got = head.logit_scale() * head.score(text, video)
     want = ref_scores(ref, head, text, video, 0)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("iters", [4, 9])
+def test_sinkhorn_bank_inference_matches_the_authors_eval(iters):
+    """``sinkhorn=bank``: eval_t2v/main_ucofia.py's inference, each level's bank-caption x gallery
+    logits through ``sinkhorn_knopp``, the video bias added per level, then the average."""
+    head, ref, _ = build(9, 0.01, samples=3, sigma=1e-12, sinkhorn="bank", sinkhorn_iters=iters)
+    head.eval()
+    bank, video = inputs(10, False)
+    test, _ = inputs(11, False)
+    with torch.no_grad():
+        state = head.gallery_state(head.video_state(video), head.text_state(bank), (2, 3))
+        got = head.logit_scale() * head.score_states(head.text_state(test), state)
+        plain = head.logit_scale() * head.score_states(head.text_state(test), head.video_state(video))
+        biases = [ref_sinkhorn_knopp(m, iters)[1] for m in ref_scores(ref, head, bank, video, 0, levels=True)]
+        levels = ref_scores(ref, head, test, video, 0, levels=True)
+        want = sum(lv + b[None, :] for lv, b in zip(levels, biases, strict=True)) / 3
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    assert not torch.allclose(got, plain)  # the bias is not a no-op on these inputs

@@ -55,6 +55,7 @@ from vtrbench.heads._layers import (
     DEFAULT_INIT,
     DEFAULT_MAX_FRAMES,
     NORM_EPS,
+    choose_one,
     load_clip_text_layers,
     mean_of_unit_frames,
     positive_int,
@@ -71,6 +72,13 @@ DEFAULT_TAU = 0.01  # every ISA softmax divides by 1e-2
 DEFAULT_ISA_WORDS = 32  # --max_words 32
 DEFAULT_ISA_FRAMES = 12  # --max_frames 12
 DEFAULT_LAYERS = 4  # --sim_header seqTransf, cross_num_hidden_layers 4
+#: ``sinkhorn``: ``bank`` is UCoFiA's inference (eval_t2v/main_ucofia.py): each level's training-caption
+#: bank x test gallery logits balanced by Sinkhorn-Knopp, the log video scaling added per level;
+#: ``none`` scores the plain average of the levels.
+SINKHORN_MODES = ("none", "bank")
+DEFAULT_SINKHORN = "none"
+DEFAULT_SINKHORN_ITERS = 4  # sinkhorn_knopp(n_iters=4)
+MAX_SINKHORN_ITERS = 1000
 #: An upper bound for ``topk`` and the ISA sizes: the largest CLIP patch grid (ViT-L/14 at 336 px,
 #: 576 patches) with room; beyond it a (captions x words x videos x frames(1 + k)) block is unbounded.
 MAX_TOPK = 1024
@@ -191,6 +199,8 @@ class CoarseToFineHead(AdaptedPairwiseHead):
         raise NotImplementedError
 
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
+        """The weighted sum of the levels, plus the per-video ``offset`` a gallery state may carry
+        (:meth:`gallery_state`)."""
         levels = self.level_scores(text, video)
         weights = self.level_weights or (1.0 / len(levels),) * len(levels)
         if len(weights) != len(levels):
@@ -200,7 +210,12 @@ class CoarseToFineHead(AdaptedPairwiseHead):
         out = levels[0] * weights[0]
         for w, level in zip(weights[1:], levels[1:], strict=True):
             out = out + level * w
-        return out
+        return out + video["offset"][None, :] if "offset" in video else out
+
+    def gallery_state(self, video: Batch, bank_text: Batch | None, block: tuple[int, int]) -> Batch:
+        """The gallery's video states, completed with what depends on the whole gallery (called once
+        by evaluation with a bank of training captions' states, or None). Here: unchanged."""
+        return video
 
 
 def _eye(n: int) -> nn.Parameter:
@@ -234,6 +249,8 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
         "tau": OptionRule("float", low=0.0, low_open=True, high=10.0),
         "isa_words": OptionRule("int", low=1, high=MAX_ISA),
         "isa_frames": OptionRule("int", low=1, high=MAX_ISA),
+        "sinkhorn": OptionRule("choice", choices=SINKHORN_MODES),
+        "sinkhorn_iters": OptionRule("int", low=1, high=MAX_SINKHORN_ITERS),
         **temporal_schema(),
         **LOGIT_SCALE_OPTION,
     }
@@ -249,6 +266,8 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
         tau: float = DEFAULT_TAU,
         isa_words: int = DEFAULT_ISA_WORDS,
         isa_frames: int = DEFAULT_ISA_FRAMES,
+        sinkhorn: str = DEFAULT_SINKHORN,
+        sinkhorn_iters: int = DEFAULT_SINKHORN_ITERS,
         layers: int = DEFAULT_LAYERS,
         init: str = DEFAULT_INIT,
         heads: int | None = None,
@@ -263,6 +282,8 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
         self.tau = _positive_float("tau", tau)
         self.isa_words = _bounded_int("isa_words", isa_words, MAX_ISA)
         self.isa_frames = _bounded_int("isa_frames", isa_frames, MAX_ISA)
+        self.sinkhorn = choose_one("ucofia", "sinkhorn", sinkhorn, SINKHORN_MODES)
+        self.sinkhorn_iters = _bounded_int("sinkhorn_iters", sinkhorn_iters, MAX_SINKHORN_ITERS)
         self.set_temporal_options(layers, init, heads, max_frames, activation)
         self.backbone_loaded = False
         self.temporal = self.new_temporal_encoder()
@@ -328,6 +349,34 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
         l_frm = isa(frame_sim, self.frame_isa, video["frame_bias"][None], self.tau)
         return [l_vid, l_frm, self.patch_level(text, video) / scale]
 
+    def gallery_state(self, video: Batch, bank_text: Batch | None, block: tuple[int, int]) -> Batch:
+        """With ``sinkhorn=bank``, UCoFiA's inference bias: each level's logits of the bank captions
+        against the whole gallery (scored in ``block``s), balanced by ``sinkhorn_iters`` Sinkhorn-Knopp
+        iterations; the log column scalings (log-softmax over the gallery) of the three levels are
+        averaged into a per-video ``offset`` (score units). It reads the gallery and training captions,
+        never the test queries (inductive). Float64, so the offset does not depend on the block."""
+        if self.sinkhorn == "none":
+            return video
+        if bank_text is None:
+            raise VtrbenchError(
+                "ucofia sinkhorn=bank needs a bank of training captions at evaluation "
+                "(evaluate_head(..., bank=the train split)); or set sinkhorn=none"
+            )
+        nb, nv = next(iter(bank_text.values())).shape[0], next(iter(video.values())).shape[0]
+        scale = self.logit_scale().double()
+        rows: list[list[torch.Tensor]] = []
+        with torch.no_grad():
+            for i in range(0, nb, block[0]):
+                t = {k: v[i : i + block[0]] for k, v in bank_text.items()}
+                parts = [
+                    torch.stack(self.level_scores(t, {k: v[j : j + block[1]] for k, v in video.items()}))
+                    for j in range(0, nv, block[1])
+                ]
+                rows.append(torch.cat(parts, 2).double())
+            logits = torch.cat(rows, 1) * scale  # (3, bank, gallery): UCoFiA's three logit matrices
+            offset = torch.stack([sinkhorn_video_bias(m, self.sinkhorn_iters) for m in logits]).mean(0)
+        return {**video, "offset": (offset / scale).to(next(iter(video.values())).dtype)}
+
     def patch_level(self, text: Batch, video: Batch) -> torch.Tensor:
         """UCoFiA's word-patch score of a block: the two ISA orders averaged, (Bq, Bv)."""
         keep = _used_width(text["mask"])
@@ -352,6 +401,8 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
             "tau": self.tau,
             "isa_words": self.isa_words,
             "isa_frames": self.isa_frames,
+            "sinkhorn": self.sinkhorn,
+            "sinkhorn_iters": self.sinkhorn_iters,
             "layers": self.layers,
             "init": self.init,
             "heads": self.heads,
@@ -369,6 +420,8 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
             "tau": DEFAULT_TAU,
             "isa_words": DEFAULT_ISA_WORDS,
             "isa_frames": DEFAULT_ISA_FRAMES,
+            "sinkhorn": DEFAULT_SINKHORN,
+            "sinkhorn_iters": DEFAULT_SINKHORN_ITERS,
             "layers": DEFAULT_LAYERS,
             "max_frames": DEFAULT_MAX_FRAMES,
             "activation": DEFAULT_ACTIVATION,
@@ -380,6 +433,18 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
         ]
         extras += [f"init={self.init}"] if self.init != DEFAULT_INIT else []
         return bracket_label(self.head_name, extras + self.scale_label())
+
+
+def sinkhorn_video_bias(logits: torch.Tensor, iters: int) -> torch.Tensor:
+    """UCoFiA's ``sinkhorn_knopp``'s video bias of a (queries, gallery) logit matrix: with
+    ``K = exp(logits - max)``, ``b = 1 / K.sum(0)``, then ``iters`` times ``a = 1 / (K b)``,
+    ``b = 1 / (a K)``; returns ``log_softmax(log b)`` over the gallery (the constant ``- max`` drops out)."""
+    k = (logits - logits.max()).exp()
+    b = 1.0 / k.sum(0)
+    for _ in range(iters):
+        a = 1.0 / (k @ b)
+        b = 1.0 / (a @ k)
+    return torch.log_softmax(b.log(), 0)
 
 
 def _used_width(mask: torch.Tensor) -> int:
