@@ -34,6 +34,8 @@ DEFAULTS = [
     "tau=0.01",
     "isa_words=32",
     "isa_frames=12",
+    "sinkhorn=none",
+    "sinkhorn_iters=4",
     "layers=4",
     "max_frames=64",
     "activation=quick_gelu",
@@ -159,16 +161,20 @@ def _defaults_spelled_out(tmp: Path, ctx: Context) -> Outcome:
 
 
 def _non_default_in_label(tmp: Path, ctx: Context) -> Outcome:
+    """A run with non-default options (the Sinkhorn bank bias among them) trains, evaluates with the
+    run's bank and says so in its label and config."""
     results = tmp / "r"
     argv = ["train", "--cache", patch_cache(ctx), "--head", "ucofia", *FAST, "--results", results]
-    run = run_cli([*argv, "--head-option", "topk=2", "--head-option", "tau=0.05"])
+    run = run_cli(
+        [*argv, "--head-option", "topk=2", "--head-option", "tau=0.05", "--head-option", "sinkhorn=bank"]
+    )
 
     def check() -> str | None:
         files = list(results.rglob("*.json"))
         if len(files) != 1:
             return f"{len(files)} result files"
         r = json.loads(files[0].read_text())
-        if "topk=2" not in r["label"] or "tau=0.05" not in r["label"]:
+        if any(x not in r["label"] for x in ("topk=2", "tau=0.05", "sinkhorn=bank")):
             return f"the non-default options are not in the label: {r['label']}"
         if r["config"]["head_options"].get("topk") != 2:
             return f"topk is not recorded: {r['config']['head_options']}"
@@ -192,6 +198,9 @@ def cases() -> list[Case]:
         ("tau-nan", "tau=nan", ("tau",)),
         ("isa-words-zero", "isa_words=0", ("isa_words",)),
         ("isa-frames-huge", "isa_frames=100000", ("isa_frames",)),
+        ("sinkhorn-bogus", "sinkhorn=test", ("sinkhorn", "bank")),
+        ("sinkhorn-iters-zero", "sinkhorn_iters=0", ("sinkhorn_iters",)),
+        ("sinkhorn-iters-huge", "sinkhorn_iters=1000000", ("sinkhorn_iters",)),
         ("layers-zero", "layers=0", ("layers",)),
         ("init-bogus", "init=imagenet", ("init",)),
         ("heads-zero", "heads=0", ("heads",)),

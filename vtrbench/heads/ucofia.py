@@ -34,8 +34,8 @@ every softmax and mean (UCoFiA's inputs have no padding it could see: CLIP's pad
 and black frames are real features there, which a cache does not hold); the ISA matrices are sized
 ``isa_words`` x ``isa_words`` and ``isa_frames`` x ``isa_frames`` (UCoFiA: max_words 32, max_frames
 12) and a cache with fewer positions uses their leading block; UCoFiA's inference-time
-Sinkhorn-Knopp bias over a bank of training captions (``eval_t2v/main_ucofia.py``) is not part of
-the head (see docs/heads.md for what evaluation does instead).
+Sinkhorn-Knopp bias over a bank of training captions (``eval_t2v/main_ucofia.py``) is the option
+``sinkhorn=bank`` (:meth:`UCoFiAHead.gallery_state`), off by default (it needs the training split).
 """
 
 from __future__ import annotations
@@ -230,7 +230,8 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 class UCoFiAHead(ClipStart, CoarseToFineHead):
     """Options: ``topk`` (3 patches per frame), ``topk_samples`` (500) and ``topk_sigma`` (0.05) of
     the training-time perturbed top-k, ``tau`` (0.01, the ISA temperature), ``isa_words`` (32) and
-    ``isa_frames`` (12), the sizes of the ISA matrices; the seqTransf video encoder's ``layers`` (4),
+    ``isa_frames`` (12), the sizes of the ISA matrices; ``sinkhorn`` ("none" | "bank": UCoFiA's
+    inference bias, see :meth:`gallery_state`) and ``sinkhorn_iters`` (4); the seqTransf video encoder's ``layers`` (4),
     ``init``, ``heads``, ``max_frames``, ``activation``; the logit scale. Needs patch tokens."""
 
     head_name = "ucofia"
