@@ -231,8 +231,9 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
     """Options: ``topk`` (3 patches per frame), ``topk_samples`` (500) and ``topk_sigma`` (0.05) of
     the training-time perturbed top-k, ``tau`` (0.01, the ISA temperature), ``isa_words`` (32) and
     ``isa_frames`` (12), the sizes of the ISA matrices; ``sinkhorn`` ("none" | "bank": UCoFiA's
-    inference bias, see :meth:`gallery_state`) and ``sinkhorn_iters`` (4); the seqTransf video encoder's ``layers`` (4),
-    ``init``, ``heads``, ``max_frames``, ``activation``; the logit scale. Needs patch tokens."""
+    inference bias, see :meth:`gallery_state`) and ``sinkhorn_iters`` (4); the seqTransf video
+    encoder's ``layers`` (4), ``init``, ``heads``, ``max_frames``, ``activation``; the logit scale.
+    Needs patch tokens."""
 
     head_name = "ucofia"
     default_layers = DEFAULT_LAYERS
