@@ -38,7 +38,18 @@ def tie_band(scores: torch.Tensor) -> float:
     return 2.0 * TIE_RTOL * float(scores.abs().max()) if scores.numel() else 0.0
 
 
-ALL_HEADS = ("meanp", "seqtransf", "seqlstm", "camoe", "tighttransf", "xpool", "wti", "tmass", "meanp+emcl")
+ALL_HEADS = (
+    "meanp",
+    "seqtransf",
+    "seqlstm",
+    "camoe",
+    "tighttransf",
+    "xpool",
+    "wti",
+    "tmass",
+    "ucofia",
+    "meanp+emcl",
+)
 # ``HEAD+emcl``: HEAD with the EMCL training module (head option emcl=true, issue 26)
 VARIANTS = {"emcl": {"emcl": True}}
 
@@ -113,17 +124,20 @@ def measure(
     from vtrbench.config import TrainConfig
     from vtrbench.demo import make_synthetic_cache
     from vtrbench.factory import create_head
+    from vtrbench.heads.base import HEADS
     from vtrbench.runs.data import load_split
     from vtrbench.runs.scoring import evaluate_head
     from vtrbench.runs.train import fit, seed_everything
 
-    cache_path, _ = make_synthetic_cache(workdir, videos=videos, workers=0)
+    # heads that read patch tokens (ucofia) need a cache extracted with them; the others ignore them
+    patches = any("patches" in getattr(HEADS.get(h), "requires", ()) for h in heads)
+    cache_path, _ = make_synthetic_cache(workdir, videos=videos, workers=0, patch_tokens=patches)
     data_dir = workdir / "synthetic"
     meta = json.loads((data_dir / "meta.json").read_text())
     pair_of = {v["id"]: v["pair"] for v in meta["videos"]}
     out: dict[str, Any] = {"videos": videos, "epochs": epochs, "seeds": list(seeds), "loss": loss, "rows": {}}
     with FeatureCache(cache_path) as cache:
-        train, test = load_split(cache, "train"), load_split(cache, "test")
+        train, test = load_split(cache, "train", patches=patches), load_split(cache, "test", patches=patches)
         ids = cache.read_strings("videos", "id")
         test_ids = [ids[r] for r in test.video_rows]
         by_pair: dict[int, list[int]] = {}

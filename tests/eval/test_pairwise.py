@@ -24,11 +24,26 @@ from vtrbench.runs.scoring import evaluate_head, states
 
 D, T, L = 16, 5, 6
 PAIRWISE = [n for n in list_heads() if is_pairwise(n)]
-SMALL = {"tighttransf": {"layers": 1}, "xpool": {"heads": 2}, "tmass": {"heads": 2, "samples": 3}, "wti": {}}
+P = 4  # patch tokens per frame (ucofia reads them; the other heads ignore them)
+SMALL = {
+    "tighttransf": {"layers": 1},
+    "xpool": {"heads": 2},
+    "tmass": {"heads": 2, "samples": 3},
+    "wti": {},
+    # ISA sizes above the test's widths (the padding test adds positions); few top-k samples
+    "ucofia": {
+        "layers": 1,
+        "heads": 2,
+        "topk": 2,
+        "topk_samples": 8,
+        "isa_words": L + 3,
+        "isa_frames": T + 2,
+    },
+}
 
 
 def test_the_pairwise_heads_are_registered():
-    assert PAIRWISE == ["tighttransf", "tmass", "wti", "xpool"]
+    assert PAIRWISE == ["tighttransf", "tmass", "ucofia", "wti", "xpool"]
     assert not any(is_pairwise(n) for n in ("meanp", "seqtransf", "seqlstm", "camoe", "zeroshot"))
 
 
@@ -50,6 +65,7 @@ def random_items(n: int, seed: int, kind: str) -> dict[str, torch.Tensor]:
         return {
             "frames": torch.randn(n, T, D, generator=g),
             "frame_mask": torch.arange(T)[None] < counts[:, None],
+            "patches": torch.randn(n, T, P, D, generator=g),
         }
     counts = torch.randint(2, L + 1, (n,), generator=g)
     return {
@@ -238,6 +254,13 @@ def test_padding_content_never_reaches_the_scores(name):
             1,
         ),
         "frame_mask": torch.cat([video["frame_mask"], torch.zeros(6, 2, dtype=torch.bool)], 1),
+        "patches": torch.cat(
+            [
+                torch.where(video["frame_mask"][..., None, None], video["patches"], garbage(6, T, P, D)),
+                garbage(6, 2, P, D),
+            ],
+            1,
+        ),
     }
     padded_text = {
         "tokens": torch.cat(

@@ -24,7 +24,18 @@ from vtrbench.runs.grid import ALL_HEADS, Grid, load_grid, validate_grid
 
 D = 32
 FAST = ("--epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet")
-BUILTIN = ("camoe", "meanp", "seqlstm", "seqtransf", "tighttransf", "tmass", "wti", "xpool", "zeroshot")
+BUILTIN = (
+    "camoe",
+    "meanp",
+    "seqlstm",
+    "seqtransf",
+    "tighttransf",
+    "tmass",
+    "ucofia",
+    "wti",
+    "xpool",
+    "zeroshot",
+)
 
 
 # ---------------------------------------------------------------- the schemas

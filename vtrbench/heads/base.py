@@ -210,7 +210,18 @@ HeadFactory = Callable[..., Head]
 # The built-in heads, by module: imported on first use by the registry (base.py never imports them).
 BUILTIN_MODULES = tuple(
     f"vtrbench.heads.{m}"
-    for m in ("camoe", "meanp", "seqlstm", "seqtransf", "tighttransf", "tmass", "wti", "xpool", "zeroshot")
+    for m in (
+        "camoe",
+        "meanp",
+        "seqlstm",
+        "seqtransf",
+        "tighttransf",
+        "tmass",
+        "ucofia",
+        "wti",
+        "xpool",
+        "zeroshot",
+    )
 )
 HEADS: Registry[HeadFactory] = Registry(
     "head", entry_point_group="vtrbench.heads", builtin_modules=BUILTIN_MODULES

@@ -125,6 +125,11 @@ def evaluate_head(
             assert bank is not None
             bank_states = states(head, _bank_sample(bank, bank_size), device=device)
         pair_block = tuple(block or head.eval_block)
+        if hasattr(head, "gallery_state"):  # e.g. ucofia's per-video Sinkhorn bias over a caption bank
+            bank_text = bank_states[0]
+            if bank_text is None and bank is not None:
+                bank_text = states(head, _bank_sample(bank, bank_size), device=device)[0]
+            video_state = head.gallery_state(video_state, bank_text, pair_block)
         out = evaluate_pairwise(
             _checked_scorer(head),
             text_state,

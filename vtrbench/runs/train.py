@@ -50,6 +50,8 @@ def check_requirements(head: Head, cache: FeatureCache, head_name: str) -> None:
         hint = ""
         if {"noun_mask", "verb_mask"} & set(missing):
             hint = " (re-extract with --tagger pattern|spacy, or use --streams learned|eot)"
+        if "patches" in missing:
+            hint = " (re-extract with `vtrbench extract --patch-tokens`)"
         raise CacheError(
             f"head {head_name!r} with these options needs {', '.join(missing)}, "
             f"which {cache.path} does not hold{hint}"
