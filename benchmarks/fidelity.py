@@ -32,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+from tune import study_stats  # noqa: E402  (benchmarks/tune.py: per cell, from the SQLite study)
 
 MODES = {"full": ("--fidelity", "none"), "multi": ("--fidelity", "data,epochs")}
 
@@ -42,26 +43,6 @@ def _cli(*argv: Any) -> None:
     code = main([str(a) for a in argv])
     if code != 0:
         raise SystemExit(f"vtrbench {argv[0]} failed (exit {code})")
-
-
-def study_stats(study: Path) -> dict[str, dict[str, Any]]:
-    """Per cell: finished and pruned trials, trained caption-epochs, best complete objective."""
-    from vtrbench.runs.tune.storage import import_optuna, open_storage, vtrbench_studies
-
-    optuna = import_optuna()
-    storage = open_storage(f"sqlite:///{study}")
-    out = {}
-    for name in vtrbench_studies(storage):
-        s = optuna.load_study(study_name=name, storage=storage)
-        trials = [t for t in s.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
-        done = [t.value for t in trials if t.state.name == "COMPLETE"]
-        out[name.split(":", 1)[1]] = {
-            "finished": len(trials),
-            "pruned": sum(t.state.name == "PRUNED" for t in trials),
-            "caption_epochs": sum(int(t.user_attrs.get("caption_epochs", 0)) for t in trials),
-            "best": max(done, default=None),
-        }
-    return out
 
 
 def ranks(values: list[float]) -> list[float]:
