@@ -87,7 +87,7 @@ def compare(full: dict[str, dict[str, Any]], multi: dict[str, dict[str, Any]]) -
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, required=True, help="working folder (caches, studies)")
+    p.add_argument("--out", type=Path, help="working folder (caches, studies); required unless --summarize")
     p.add_argument("--videos", default="256", help="synthetic cache sizes, comma list (256: the demo's)")
     p.add_argument("--heads", default="meanp,seqtransf")
     p.add_argument("--losses", default="infonce,dsl")
@@ -97,6 +97,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eta", type=int, default=3)
     p.add_argument("--seeds", default="0,1", help="tuning seeds")
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--summarize",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="pool the runs of earlier --json files and print the summary (no tuning)",
+    )
     return p.parse_args(argv)
 
 
@@ -104,6 +111,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     info = _common.machine_info("cpu")
     _common.print_machine(info)
+    if args.summarize:
+        saved = [json.loads(Path(f).read_text()) for f in args.summarize]
+        for run in (runs := [r for s in saved for r in s["runs"]]):
+            print_run(run)
+        vars(args).update({k: v for k, v in saved[0]["args"].items() if k not in ("json", "summarize")})
+        return {"runs": runs, "summary": print_summary(runs, args)}
+    if args.out is None:
+        raise SystemExit("--out is required (or --summarize JSON ...)")
     from vtrbench.demo import make_synthetic_cache
 
     runs = []
@@ -173,6 +188,8 @@ def print_summary(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[
         [r["videos"], r["seed"], r["spearman"], statistics.fmean(r["gaps"].values()), r["ratio"]]
         for r in runs
     ]
+    floor = seed_noise(runs)
+    summary["full_vs_full"] = floor
     _common.print_table(
         f"multi-fidelity (--rungs {args.rungs} --eta {args.eta}) vs full fidelity, {args.trials} trials x "
         f"cells {args.heads} x {args.losses}, epochs <= {args.max_epochs}",
@@ -188,10 +205,30 @@ def print_summary(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[
             f"{_common.fmt(summary['gap_mean_abs'])}, worst {_common.fmt(summary['gap_worst'])}",
             f"trained caption-epochs multi / full: {_common.fmt(summary['ratio'])} "
             f"(saving {_common.fmt(None if summary['ratio'] is None else 1 - summary['ratio'])}); "
-            "comparison_cost.py --trial-fraction takes the ratio",
+            "comparison_cost.py --measured-fraction takes the ratio",
+            "the noise floor, full fidelity against itself with another tuning seed (same cache): Spearman "
+            + ", ".join(f"{v}: {_common.fmt(x['spearman'])}" for v, x in floor.items())
+            + "; mean |gap| "
+            + ", ".join(f"{v}: {_common.fmt(x['gap_mean_abs'])}" for v, x in floor.items()),
         ]
     )
     return summary
+
+
+def seed_noise(runs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Per cache: full-fidelity tuning with the first seed against each other seed, averaged: the
+    agreement that tuning noise alone leaves (what multi-fidelity's agreement is to be read against)."""
+    out = {}
+    for videos in sorted({r["videos"] for r in runs}):
+        mine = [r for r in runs if r["videos"] == videos]
+        pairs = [compare(mine[0]["stats"]["full"], r["stats"]["full"]) for r in mine[1:]]
+        rhos = [p["spearman"] for p in pairs if p["spearman"] is not None]
+        gaps = [abs(g) for p in pairs for g in p["gaps"].values()]
+        out[videos] = {
+            "spearman": statistics.fmean(rhos) if rhos else None,
+            "gap_mean_abs": statistics.fmean(gaps) if gaps else None,
+        }
+    return out
 
 
 if __name__ == "__main__":
