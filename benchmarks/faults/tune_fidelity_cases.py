@@ -123,7 +123,12 @@ def cases() -> list[Case]:
             _same_study((), ("--fidelity", "epochs", "--pruner", "median")),
             quick=False,
         ),
-        Case(AREA, "fidelity-none-is-pruner-none", _same_study(("--pruner", "none"), ("--fidelity", "none"))),
+        Case(
+            AREA,
+            "fidelity-none-is-pruner-none",
+            _same_study(("--pruner", "none"), ("--fidelity", "none")),
+            quick=False,
+        ),
         Case(
             AREA,
             "default-rungs-spelled-out",
