@@ -165,7 +165,10 @@ def read_cells(storage_url_: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -
             best = {"number": top.number, "value": top.value, "params": dict(top.params)}
         head, _, loss = identity["cell"].partition("+")
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        spent = sum(int(t.user_attrs.get("caption_epochs", 0)) for t in study.get_trials(deepcopy=False, states=finished))
+        spent = sum(
+            int(t.user_attrs.get("caption_epochs", 0))
+            for t in study.get_trials(deepcopy=False, states=finished)
+        )
         c = counts(study)
         out.append(TunedCell(head, loss, identity, c, int(study.user_attrs.get("trials", 0)), best, spent))
     return out
