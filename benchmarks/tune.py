@@ -38,8 +38,9 @@ def _cli(*argv: Any) -> None:
         raise SystemExit(f"vtrbench {argv[0]} failed (exit {code})")
 
 
-def _study_stats(study: Path) -> dict[str, Any]:
-    """Per cell: finished trials, pruned, epochs trained, best objective (from the SQLite study)."""
+def study_stats(study: Path) -> dict[str, Any]:
+    """Per cell: finished trials, pruned, epochs and caption-epochs trained, best objective (from the
+    SQLite study)."""
     from vtrbench.runs.tune.storage import import_optuna, open_storage, vtrbench_studies
 
     optuna = import_optuna()
@@ -53,6 +54,7 @@ def _study_stats(study: Path) -> dict[str, Any]:
             "finished": len(trials),
             "pruned": sum(t.state.name == "PRUNED" for t in trials),
             "epochs": sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials),
+            "caption_epochs": sum(int(t.user_attrs.get("caption_epochs", 0)) for t in trials),
             "best": max((t.value for t in done), default=None),
         }
     return out
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "--study", study, "--pruner", pruner, "--seed", 0, "--device", "cpu", "--quiet",
         )  # fmt: skip
         timings[pruner] = time.perf_counter() - t0
-        stats[pruner] = _study_stats(study)
+        stats[pruner] = study_stats(study)
     _cli("ablate", *common, "--tuned", out / "tune-median.db", "--seeds", args.seeds)
 
     from vtrbench.report import build_report, load_results, render_markdown

@@ -130,6 +130,16 @@ TUNE_STARTUP_MAX = 10
 TUNE_MIN_IMPORTANCE_TRIALS = 10
 # Seconds between a tuning worker's heartbeats on an RDB study storage (grace period: 3 of them)
 TUNE_HEARTBEAT = 10
+# What a trial's cost grows along (--fidelity): "epochs" (the pruner sees every epoch), "data,epochs"
+# (explicit rungs of train-video fraction x epochs, successive halving), "none" (full fidelity, no
+# pruner). The pruner when --pruner is not given (--fidelity epochs only; runs/tune/plan.py).
+TUNE_FIDELITY = "epochs"
+TUNE_PRUNER = "median"
+# --fidelity data,epochs: successive halving keeps the top 1/TUNE_ETA of a rung's trials (at least the
+# best so far); without --rungs the rungs are (1/eta^2, max/eta^2), (1/eta, max/eta), (1, max) as
+# Hyperband's first bracket would place them (runs/tune/fidelity.py, default_rungs).
+TUNE_ETA = 3
+TUNE_RUNG_COUNT = 3
 
 # ------------------------------------------------------------ vtrbench search
 SEARCH_CAPTIONS = 3  # cached captions printed under each retrieved video (--captions; --json: all)

@@ -26,6 +26,7 @@ from vtrbench.registry import unknown_name_message
 from vtrbench.runs.checks import split_overlap
 from vtrbench.runs.data import held_out_videos
 from vtrbench.runs.train import check_requirements
+from vtrbench.runs.tune import fidelity as fid
 from vtrbench.runs.tune.notes import sampler_text, startup_in
 from vtrbench.runs.tune.space import Param, cell_space, load_space_file, space_plain
 from vtrbench.runs.tune.storage import cell_name, import_optuna
@@ -55,12 +56,15 @@ class TuneSpec:
     train_split: str | None = None
     test_split: str | None = None
     device: str = "cpu"
-    pruner: str = "median"
+    pruner: str | None = None  # None: defaults.TUNE_PRUNER (--fidelity epochs), none (--fidelity none)
     overwrite: bool = False
     progress: bool = True
     heartbeat: int = defaults.TUNE_HEARTBEAT
     shard: Any = None  # vtrbench.shard.Shard: worker i of n starts at cell i (all workers share all cells)
     startup_trials: int | None = None  # TPE's random start-up trials; None: startup_trials(trials)
+    fidelity: str = defaults.TUNE_FIDELITY  # "epochs", "data,epochs" or "none" (runs/tune/fidelity.py)
+    rungs: str | None = None  # --rungs F:E,... (--fidelity data,epochs; None: fidelity.default_rungs)
+    eta: int | None = None  # --eta (--fidelity data,epochs; None: defaults.TUNE_ETA)
 
 
 @dataclass
@@ -123,10 +127,11 @@ def sampler_notes(plan_: Plan) -> list[tuple[str, str]]:
 
 @dataclass
 class Plan:
-    spec: TuneSpec
+    spec: TuneSpec  # with its pruner, fidelity and eta resolved (resolve_fidelity)
     train_split: str
     test_split: str
     cells: list[Cell] = field(default_factory=list)
+    rungs: list[fid.Rung] = field(default_factory=list)  # --fidelity data,epochs only
 
 
 def _pruner_text(pruner: str, max_epochs: int) -> str:
@@ -195,7 +200,7 @@ def _check_options(spec: TuneSpec) -> None:
         raise VtrbenchError(f"--startup-trials must be an integer >= 0, got {spec.startup_trials!r}")
     if spec.max_epochs < 1:
         raise VtrbenchError(f"--max-epochs must be at least 1, got {spec.max_epochs}")
-    if spec.pruner not in PRUNERS:
+    if spec.pruner is not None and spec.pruner not in PRUNERS:
         raise VtrbenchError(f"--pruner must be one of {', '.join(PRUNERS)}, got {spec.pruner!r}")
     if spec.val_split is not None and spec.val_fraction:
         raise VtrbenchError("give --val-fraction or --val-split, not both")
@@ -215,6 +220,7 @@ def _check_options(spec: TuneSpec) -> None:
 def plan(spec: TuneSpec) -> Plan:
     """Check the whole run before any training: options, splits, spaces, storage, existing studies."""
     _check_options(spec)
+    spec, rungs = fid.resolve(spec)  # pruner, fidelity and eta resolved; the rungs checked
     override = load_space_file(spec.space_file) if spec.space_file is not None else {}
     where = f"--space {spec.space_file}" if spec.space_file is not None else "search space"
     for kind, names in (("head", spec.heads), ("loss", spec.losses)):
@@ -228,7 +234,7 @@ def plan(spec: TuneSpec) -> Plan:
             rows = cache.split_rows(train)[0]
             n_ok = int((cache.read_rows("videos", "status", rows) == STATUS_OK).sum())
             held_out_videos(n_ok, float(spec.val_fraction or 0))
-        out = Plan(spec, train, test)
+        out = Plan(spec, train, test, rungs=rungs)
         grid = sorted(f"{h}+{loss}" for h in spec.heads for loss in spec.losses)
         validation = (
             {"split": spec.val_split}
@@ -256,10 +262,14 @@ def plan(spec: TuneSpec) -> Plan:
                     "max_epochs": spec.max_epochs,
                     "seed": spec.seed,
                     "sampler": sampler_text(startup),
-                    "pruner": _pruner_text(spec.pruner, spec.max_epochs),
+                    "pruner": fid.pruner_text(rungs, int(spec.eta or 0))
+                    if rungs
+                    else _pruner_text(str(spec.pruner), spec.max_epochs),
                     "objective": OBJECTIVE,
                     "plugins": provenance_for(head=h, loss=loss),
                 }
+                if rungs:  # absent otherwise: studies of earlier releases keep their identity
+                    identity["fidelity"] = fid.identity(rungs, int(spec.eta or 0), spec.seed, spec.max_epochs)
                 out.cells.append(Cell(h, loss, space, json.loads(json.dumps(identity))))
     return out
 

@@ -118,6 +118,7 @@ class TunedCell:
     counts: Counts
     trials_asked: int
     best: dict[str, Any] | None  # {"number", "value", "params"}; None when no trial completed
+    caption_epochs: int = 0  # trained by its finished trials (trials of earlier releases: not recorded)
 
     def record(self, storage: str) -> dict[str, Any]:
         """What a tuned result carries (TrainConfig.tuned): budget, space, sampler, pruner, study."""
@@ -182,7 +183,11 @@ def _cells_of(storage: Any) -> list[TunedCell]:
             top = max(complete, key=lambda t: (t.value, -t.number))
             best = {"number": top.number, "value": top.value, "params": dict(top.params)}
         head, _, loss = identity["cell"].partition("+")
-        out.append(
-            TunedCell(head, loss, identity, counts(study), int(study.user_attrs.get("trials", 0)), best)
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        spent = sum(
+            int(t.user_attrs.get("caption_epochs", 0))
+            for t in study.get_trials(deepcopy=False, states=finished)
         )
+        c = counts(study)
+        out.append(TunedCell(head, loss, identity, c, int(study.user_attrs.get("trials", 0)), best, spent))
     return out

@@ -27,6 +27,7 @@ from vtrbench.runs import train as train_mod
 from vtrbench.runs.checks import resolve_head_options
 from vtrbench.runs.data import holdout, keep_videos, load_split
 from vtrbench.runs.spec import RunSpec, resolved_precision
+from vtrbench.runs.tune import fidelity as fid
 from vtrbench.runs.tune.plan import Cell, Plan
 from vtrbench.runs.tune.space import Param, split_params
 from vtrbench.runs.tune.status import counts, worker_id
@@ -116,11 +117,87 @@ def train_trial(
     plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, data: dict, trial: Any, progress: Any = None
 ) -> float:
     """Train one sampled configuration on train-minus-validation; returns the objective (``progress``:
-    a display its training steps are shown on)."""
+    a display its training steps are shown on). With --fidelity data,epochs the trial climbs the
+    rungs (:mod:`vtrbench.runs.tune.fidelity`); each trial records the caption-epochs it trained."""
+    if plan_.rungs:
+        return _train_rungs(plan_, cell, params, cache, data, trial, progress)
     optuna = import_optuna()
+    spec = plan_.spec
+    head, train, val, config = _prepared(plan_, cell, params, cache, data)
+    t0 = time.perf_counter()
+    epochs_run = 0
+
+    def on_epoch(entry: dict[str, Any]) -> None:
+        nonlocal epochs_run
+        epochs_run = int(entry["epoch"])
+        trial.set_user_attr("caption_epochs", train.n_texts * epochs_run)
+        trial.report(objective_value(entry["val"]), epochs_run)
+        if trial.should_prune():
+            trial.set_user_attr("epochs_run", epochs_run)
+            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+            raise optuna.TrialPruned(f"pruned after epoch {epochs_run}")
+
+    try:
+        history = train_mod.fit(
+            head, train, config, spec.seed, device=spec.device, val=val, on_epoch=on_epoch, progress=progress
+        )
+    except VtrbenchError as e:  # the loss diverged: a real outcome of this configuration, not a crash
+        trial.set_user_attr("diverged", str(e))
+        trial.set_user_attr("epochs_run", epochs_run)
+        return 0.0
+    trial.set_user_attr("epochs_run", epochs_run)
+    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+    return objective_value(history[-1]["val"])
+
+
+def _train_rungs(
+    plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, data: dict, trial: Any, progress: Any
+) -> float:
+    """--fidelity data,epochs: each rung trains afresh (--seed) on its nested video subset."""
+    spec = plan_.spec
+    trial_epochs = int(split_params(params)[0].get("epochs", spec.max_epochs))
+
+    def train_rung(rung: fid.Rung) -> fid.RungResult:
+        head, train, val, config = _prepared(plan_, cell, params, cache, data, epochs=rung.epochs)
+        part = fid.subset(train, rung.fraction, spec.seed)
+        epochs_run = 0
+
+        def on_epoch(entry: dict[str, Any]) -> None:
+            nonlocal epochs_run
+            epochs_run = int(entry["epoch"])
+
+        try:
+            history = train_mod.fit(
+                head,
+                part,
+                config,
+                spec.seed,
+                device=spec.device,
+                val=val,
+                on_epoch=on_epoch,
+                progress=progress,
+            )
+        except VtrbenchError as e:  # diverged: scores 0, as a full-fidelity trial would
+            return fid.RungResult(0.0, part.n_texts * epochs_run, epochs_run, str(e))
+        return fid.RungResult(objective_value(history[-1]["val"]), part.n_texts * epochs_run, epochs_run)
+
+    t0 = time.perf_counter()
+    try:
+        return fid.climb(trial, plan_.rungs, int(spec.eta or 0), trial_epochs, train_rung)
+    finally:
+        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+
+
+def _prepared(
+    plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, data: dict, epochs: int | None = None
+) -> tuple[Any, Any, Any, TrainConfig]:
+    """(head seeded with --seed, train minus validation, validation, config) of one configuration;
+    ``epochs`` replaces the sampled epochs (a rung's)."""
     spec = plan_.spec
     recipe, head_opts, loss_opts = split_params(params)
     recipe.setdefault("epochs", spec.max_epochs)  # a plugin space without epochs trains the cap
+    if epochs is not None:
+        recipe["epochs"] = epochs
     run = RunSpec(
         cache_path=spec.cache_path,
         head=cell.head,
@@ -152,26 +229,4 @@ def train_trial(
         precision=resolved_precision(run),
         **{k: v for k, v in dataclasses.asdict(run).items() if k in recipe},
     )
-    t0 = time.perf_counter()
-    epochs_run = 0
-
-    def on_epoch(entry: dict[str, Any]) -> None:
-        nonlocal epochs_run
-        epochs_run = int(entry["epoch"])
-        trial.report(objective_value(entry["val"]), epochs_run)
-        if trial.should_prune():
-            trial.set_user_attr("epochs_run", epochs_run)
-            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
-            raise optuna.TrialPruned(f"pruned after epoch {epochs_run}")
-
-    try:
-        history = train_mod.fit(
-            head, train, config, spec.seed, device=spec.device, val=val, on_epoch=on_epoch, progress=progress
-        )
-    except VtrbenchError as e:  # the loss diverged: a real outcome of this configuration, not a crash
-        trial.set_user_attr("diverged", str(e))
-        trial.set_user_attr("epochs_run", epochs_run)
-        return 0.0
-    trial.set_user_attr("epochs_run", epochs_run)
-    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
-    return objective_value(history[-1]["val"])
+    return head, train, val, config
