@@ -9,6 +9,7 @@ import click
 
 from vtrbench import defaults
 from vtrbench.cli._app import cli, make_console, out_console, resolve_device, split_list
+from vtrbench.cli.options import compile_option
 from vtrbench.errors import VtrbenchError
 
 
@@ -58,6 +59,7 @@ from vtrbench.errors import VtrbenchError
     help="Stops hopeless trials from their per-epoch validation score.",
 )
 @click.option("--device", default="auto", show_default=True)
+@compile_option()
 @click.option("--shard", "shard_option", metavar="I/N", help="Worker I of N (all workers share all cells).")
 @click.option("--overwrite", is_flag=True, help="Delete the storage's vtrbench studies and start again.")
 @click.option(
@@ -88,6 +90,7 @@ def tune_cmd(
     test_split: str | None,
     pruner: str,
     device: str,
+    compile: str,
     shard_option: str | None,
     overwrite: bool,
     status_of: str | None,
@@ -135,6 +138,7 @@ def tune_cmd(
         train_split=train_split,
         test_split=test_split,
         device=dev,
+        compile=compile,
         pruner=pruner,
         overwrite=overwrite,
         progress=not quiet,

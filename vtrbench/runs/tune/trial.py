@@ -128,6 +128,7 @@ def train_trial(
         head_options=head_opts,
         loss_options=loss_opts,
         device=spec.device,
+        compile=spec.compile,
         progress=False,
         **recipe,
     )
@@ -150,6 +151,7 @@ def train_trial(
         train_split=plan_.train_split,
         test_split="",  # never evaluated here
         precision=resolved_precision(run),
+        compile=run.compile,
         **{k: v for k, v in dataclasses.asdict(run).items() if k in recipe},
     )
     t0 = time.perf_counter()
