@@ -129,7 +129,7 @@ def test_compiled_training_compiles_once_and_ranks_as_eager() -> None:
     assert len(counter.graphs) == steps
     # one graph on the first step and no recompilation on any later one (fixed shapes)
     assert counter.graphs[0] >= 1 and counter.graphs == [counter.graphs[0]] * steps
-    for a, b in zip(want, got):
+    for a, b in zip(want, got, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-3)
 
     # same ranks within ties: each caption's video among all videos, by both trained heads
