@@ -58,7 +58,8 @@ def check_compile(mode: str, device: str) -> None:
     except Exception as e:  # torch raises its own InvalidCxxCompiler (and may change that)
         raise VtrbenchError(
             f"--compile {mode} on the CPU needs a C++ compiler and torch found none "
-            f"({type(e).__name__}; it looks for $CXX if set, else g++): install one or point CXX at it, or {_WITHOUT}"
+            f"({type(e).__name__}; it looks for $CXX if set, else g++): install one or point CXX at it, "
+            f"or {_WITHOUT}"
         ) from None
 
 
