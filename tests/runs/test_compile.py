@@ -168,3 +168,16 @@ def test_no_compiler_is_refused_before_training(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(VtrbenchError, match="needs a C\\+\\+ compiler.*--compile none"):
         check_compile("default", "cpu")
     check_compile("none", "cpu")  # eager needs none
+
+
+def test_eager_keeps_its_run_id_and_a_compiled_run_has_its_own() -> None:
+    import json
+
+    from vtrbench.config import canonical_json, config_hash
+
+    eager = TrainConfig(cache_hash="x", head="meanp", loss="infonce")
+    # "none" is left out of the canonical JSON, so every eager config hashes as before the field existed
+    assert "compile" not in json.loads(canonical_json(eager))
+    modes = {m: config_hash(dataclasses.replace(eager, compile=m)) for m in ("default", "reduce-overhead")}
+    assert json.loads(canonical_json(dataclasses.replace(eager, compile="default")))["compile"] == "default"
+    assert len({config_hash(eager), *modes.values()}) == 3
