@@ -6,7 +6,10 @@ autograd's gradients. The step under test is :func:`vtrbench.runs.compiled.train
 torch.compile's inductor backend (C++ on this CPU).
 
 Tolerances: one step's loss to a relative 1e-5 and every gradient to 1e-4 of that parameter's largest
-gradient (fp32: inductor fuses and reorders reductions, about 1e-6 relative here); after training,
+gradient plus 1e-6 of the largest gradient of the head (fp32: inductor fuses and reorders reductions,
+about 1e-6 relative here; the second term is for gradients that are zero in exact arithmetic, e.g.
+xpool's key bias, which shifts all of a caption's attention scores alike: both sides then hold only
+rounding noise of ~1e-8); after training,
 per-epoch losses to a relative 1e-3 (rounding differences grow through AdamW's steps; measured well
 below that), and each caption's rank of its video in the compiled-trained head's scores must lie in
 the eager-trained head's tie band (scores within 1e-4 count as tied).
@@ -82,9 +85,10 @@ def test_a_compiled_step_gives_the_eager_loss_and_gradients(name: str) -> None:
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     want, got = _grads(twin), _grads(head)
     assert want.keys() == got.keys() and want
+    largest = max(float(g.abs().max()) for g in want.values())
     for key in want:
-        scale = float(want[key].abs().max()) or 1.0
-        assert float((got[key] - want[key]).abs().max()) <= 1e-4 * scale, key
+        scale = float(want[key].abs().max())
+        assert float((got[key] - want[key]).abs().max()) <= 1e-4 * scale + 1e-6 * largest, key
 
 
 class StepCounter:
