@@ -177,7 +177,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"batch {args.batch}, {args.words} tokens, {args.frames} frames, width {args.dim}, loss {args.loss}, "
         f"mode {args.mode}; median of {args.rounds} alternating rounds of {args.steps} steps"
     )
-    rows = [bench_head(h, args, device) for h in args.heads.split(",")]
+    rows = []
+    for h in args.heads.split(","):
+        rows.append(bench_head(h, args, device))
+        print("row", rows[-1], flush=True)  # each head as it finishes: a cut-off run keeps its rows
     columns = list(rows[0])
     print_table(
         f"compiled ({args.mode}) against eager training steps",
