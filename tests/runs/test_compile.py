@@ -182,6 +182,8 @@ def test_eager_keeps_its_run_id_and_a_compiled_run_has_its_own() -> None:
     eager = TrainConfig(cache_hash="x", head="meanp", loss="infonce")
     # "none" is left out of the canonical JSON, so every eager config hashes as before the field existed
     assert "compile" not in json.loads(canonical_json(eager))
+    # the hash this config had before --compile existed (main at 77b4117, the same expression there)
+    assert config_hash(eager) == "2338b1002d3c7394"
     modes = {m: config_hash(dataclasses.replace(eager, compile=m)) for m in ("default", "reduce-overhead")}
     assert json.loads(canonical_json(dataclasses.replace(eager, compile="default")))["compile"] == "default"
     assert len({config_hash(eager), *modes.values()}) == 3
