@@ -427,3 +427,20 @@ def test_comparison_cost_pairs_today_with_a_revision(
         assert pair["before_over_after"] == pytest.approx(old["s_per_step"] / now["s_per_step"])
     wti = next(p for p in saved["vs"] if p["head"] == "wti")
     assert wti["before_fwd_flops"] > wti["after_fwd_flops"]  # padded tokens no longer multiplied
+
+
+@pytest.mark.slow
+def test_compile_step_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # compiles meanp once (tens of seconds with a cold inductor cache)
+    bench = load("compile_step")
+    out = tmp_path / "compile.json"
+    sizes = ["--batch", "8", "--dim", "16", "--frames", "4", "--words", "6"]
+    rounds = ["--steps", "2", "--rounds", "3", "--warmup", "1"]
+    bench.main(["--device", "cpu", "--heads", "meanp", *sizes, *rounds, "--json", str(out)])
+    printed = capsys.readouterr().out
+    for column in ("eager s/step", "default s/step", "eager / compiled", "compile s"):
+        assert column in printed
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["head"] == "meanp" and row["kernels/step"].startswith("not measured")  # a CPU has no launches
+    # the ratio is of the unrounded medians, the s/step columns are rounded to 10 µs
+    assert row["eager / compiled"] == pytest.approx(row["eager s/step"] / row["default s/step"], rel=0.05)
