@@ -278,8 +278,13 @@ def _shared_train_options() -> list[Any]:
     ]
 
 
-def compile_option() -> Any:
+def compile_option(tune: bool = False) -> Any:
     """``--compile MODE`` (train, ablate, tune): torch.compile of the training step."""
+    what = (
+        "Compiles every trial's step: speed only, not part of a study's identity."
+        if tune
+        else "A compiled run rounds differently, so it is its own configuration (its own run id)."
+    )
     return click.option(
         "--compile",
         "compile",
@@ -287,8 +292,7 @@ def compile_option() -> Any:
         default=defaults.COMPILE,
         show_default=True,
         help="torch.compile the training step (forward + loss; backward through AOTAutograd) in this "
-        "mode; reduce-overhead also captures it as a CUDA graph on CUDA. Compiled kernels round "
-        "differently, so a compiled run is its own configuration (its own run id); none: eager.",
+        "mode; reduce-overhead also captures it as a CUDA graph on CUDA; none: eager. " + what,
     )
 
 

@@ -59,7 +59,7 @@ from vtrbench.errors import VtrbenchError
     help="Stops hopeless trials from their per-epoch validation score.",
 )
 @click.option("--device", default="auto", show_default=True)
-@compile_option()
+@compile_option(tune=True)
 @click.option("--shard", "shard_option", metavar="I/N", help="Worker I of N (all workers share all cells).")
 @click.option("--overwrite", is_flag=True, help="Delete the storage's vtrbench studies and start again.")
 @click.option(
