@@ -36,7 +36,9 @@ def tie_band(scores: torch.Tensor) -> float:
     return 2.0 * TIE_RTOL * float(scores.abs().max()) if scores.numel() else 0.0
 
 
-ALL_HEADS = ("meanp", "seqtransf", "seqlstm", "camoe", "tighttransf", "xpool", "wti")
+ALL_HEADS = ("meanp", "seqtransf", "seqlstm", "camoe", "tighttransf", "xpool", "wti", "meanp+emcl")
+# ``HEAD+emcl``: HEAD with the EMCL training module (head option emcl=true, issue 26)
+VARIANTS = {"emcl": {"emcl": True}}
 
 
 def twin_ties(scores: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray) -> float:
@@ -141,7 +143,9 @@ def measure(
             r1, r10, acc, ties, secs = [], [], [], [], []
             for seed in seeds if name != "zeroshot" else (0,):
                 seed_everything(seed)
-                head = create_head(name, embed_dim=int(cache.attrs["embed_dim"]))
+                base, *variant = name.split("+")
+                options = {k: v for tag in variant for k, v in VARIANTS[tag].items()}
+                head = create_head(base, embed_dim=int(cache.attrs["embed_dim"]), **options)
                 t0 = time.perf_counter()
                 if head.trainable:
                     fit(head, train, config, seed)

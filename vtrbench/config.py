@@ -214,6 +214,12 @@ POST_OPTIONS: dict[str, OptionRule] = {
     "sinkhorn_iters": OptionRule("int", low=1, high=defaults.SINKHORN_ITERS_MAX),
     "sinkhorn_eps": OptionRule("float", low=0, low_open=True),
     "sinkhorn_tol": OptionRule("float", low=0),  # 0: no early stop
+    # emcl (EM projection of the test embeddings, transductive): bounds keep every step finite
+    "emcl_k": OptionRule("int", low=1, high=defaults.EMCL_K_MAX),
+    "emcl_iters": OptionRule("int", low=1, high=defaults.EMCL_ITERS_MAX),
+    "emcl_lambda": OptionRule("float", low=defaults.EMCL_LAMBDA_MIN),
+    "emcl_beta": OptionRule("float", low=0, low_open=True, high=defaults.EMCL_BETA_MAX),
+    "emcl_seed": OptionRule("int", low=0, high=2**63 - 1),
 }
 
 

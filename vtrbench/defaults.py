@@ -56,6 +56,24 @@ SINKHORN_TOL = 0.0
 # disk-backed one is read twice per iteration).
 SINKHORN_ITERS_MAX = 1000
 
+# EMCL as an inference module (``--post emcl``; Jin et al., NeurIPS 2022): the official MSR-VTT
+# setting of jpthu17/EMCL video_retrieval/As_an_inference_module/README.md (CLIP2Video + EMCL: --K 7
+# --stage_num 10 --lamd 0.1 --beta 4); the seed draws the bases' starting values (the official code
+# draws them from torch's global generator).
+EMCL_POST_K = 7  # subspace size: number of bases
+EMCL_POST_ITERS = 10  # EM iterations (stage_num)
+EMCL_POST_LAMBDA = 0.1  # softmax temperature of the E-step (lamd)
+EMCL_POST_BETA = 4.0  # weight of the reconstruction added to the features (beta)
+EMCL_POST_SEED = 0
+# The largest values emcl_k / emcl_iters may ask for: each iteration is two (N x E) x K products over
+# the whole test split, and K bases cost N x K memory.
+EMCL_K_MAX = 1024
+EMCL_ITERS_MAX = 1000
+# The smallest lambda: the E-step's logits are (features . bases) / lambda; with unit features and
+# bases a floor of 1e-4 keeps them within +-1e4 * sqrt(N), finite in float32.
+EMCL_LAMBDA_MIN = 1e-4
+EMCL_BETA_MAX = 1e4
+
 POST_DEFAULTS = MappingProxyType(
     {
         "is_beta": IS_BETA,
@@ -63,8 +81,22 @@ POST_DEFAULTS = MappingProxyType(
         "sinkhorn_iters": SINKHORN_ITERS,
         "sinkhorn_eps": SINKHORN_EPS,
         "sinkhorn_tol": SINKHORN_TOL,
+        "emcl_k": EMCL_POST_K,
+        "emcl_iters": EMCL_POST_ITERS,
+        "emcl_lambda": EMCL_POST_LAMBDA,
+        "emcl_beta": EMCL_POST_BETA,
+        "emcl_seed": EMCL_POST_SEED,
     }
 )
+
+# EMCL as a training module (head option ``emcl=true`` of the factorised heads): EMCL-Net's MSR-VTT
+# setting, the argparse defaults of jpthu17/EMCL video_retrieval/EMCL-Net/main_retrieval.py, which its
+# README's MSR-VTT command keeps (--centerK 32 --stage_num 9 --momentum 0.9 --lamd 1 --beta 3).
+EMCL_TRAIN_K = 32
+EMCL_TRAIN_ITERS = 9
+EMCL_TRAIN_LAMBDA = 1.0
+EMCL_TRAIN_BETA = 3.0
+EMCL_TRAIN_MOMENTUM = 0.9
 
 # ------------------------------------------------------------ reports
 SIGNIFICANCE = 0.05  # the family-wise level of the report's tests (the † marks, the decomposition)

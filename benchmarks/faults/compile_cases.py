@@ -22,8 +22,8 @@ from benchmarks.faults.core import (
     Case,
     Context,
     Outcome,
-    expect_error,
     expect_ok,
+    expect_refused_before_training,
     run_cli,
     run_cli_subprocess,
     tiny_cache,
@@ -37,15 +37,6 @@ GRID = 'heads = ["meanp"]\nlosses = ["infonce"]\nseeds = [0]\n[train]\nepochs = 
 
 def _results(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.json") if not p.name.startswith(".")) if folder.exists() else []
-
-
-def _refused_before_training(run: Any, results: Path, *mentions: str) -> Outcome:
-    out = expect_error(run, *mentions)
-    if out.kind == "clear_error" and _results(results):
-        return Outcome("silently_wrong", f"a result was written: {_results(results)[0]}")
-    if out.kind == "clear_error" and "epoch" in run.text.lower():
-        return Outcome("silently_wrong", "refused only after training started")
-    return out
 
 
 def _bad_mode(command: str, value: str) -> Any:
@@ -64,7 +55,7 @@ def _bad_mode(command: str, value: str) -> Any:
                          "--compile", value])  # fmt: skip
             if (tmp / "s.db").exists():
                 return Outcome("silently_wrong", "a study file was written for a refused --compile")
-        return _refused_before_training(r, results, "--compile")
+        return expect_refused_before_training(r, results, "--compile")
 
     return run
 
@@ -76,7 +67,7 @@ def _grid_value(text: str, *mentions: str) -> Any:
         results = tmp / "results"
         r = run_cli(["ablate", "--cache", tiny_cache(ctx), "--grid", grid, "--device", "cpu", "--quiet",
                      "--results", results])  # fmt: skip
-        return _refused_before_training(r, results, "grid.toml", *mentions)
+        return expect_refused_before_training(r, results, "grid.toml", *mentions)
 
     return run
 
@@ -107,7 +98,7 @@ def _no_compiler(command: str) -> Any:
                     "--max-epochs", 1, "--study", tmp / "s.db", "--device", "cpu", "--quiet",
                     "--compile", "reduce-overhead"]  # fmt: skip
         r = run_cli_subprocess(argv, cwd=tmp, env=NO_CXX)
-        out = _refused_before_training(r, results, "C++ compiler", "--compile none")
+        out = expect_refused_before_training(r, results, "C++ compiler", "--compile none")
         if out.kind != "clear_error":
             return out
         if command == "tune" and (tmp / "s.db").exists():
@@ -131,7 +122,7 @@ def _cuda_absent(tmp: Path, ctx: Context) -> Outcome:
     results = tmp / "results"
     argv = train_argv(tiny_cache(ctx), results, "--compile", "reduce-overhead")
     r = run_cli([("cuda" if a == "cpu" else a) for a in argv])  # train_argv's --device cpu -> cuda
-    return _refused_before_training(r, results, "cuda")
+    return expect_refused_before_training(r, results, "cuda")
 
 
 def _none_spelled_out(tmp: Path, ctx: Context) -> Outcome:

@@ -343,7 +343,10 @@ def eval_protocol_options() -> list[Any]:
             f"default {defaults.IS_BETA:g}), csls_k (CSLS neighbours, {defaults.CSLS_K}), sinkhorn_iters "
             f"(at most {defaults.SINKHORN_ITERS_MAX}; {defaults.SINKHORN_ITERS}), sinkhorn_eps "
             f"({defaults.SINKHORN_EPS:g}), sinkhorn_tol (stop once no scaling moves by more; off at "
-            f"{defaults.SINKHORN_TOL:g}).",
+            f"{defaults.SINKHORN_TOL:g}); emcl (factorised heads): emcl_k (bases, {defaults.EMCL_POST_K}), "
+            f"emcl_iters (EM iterations, at most {defaults.EMCL_ITERS_MAX}; {defaults.EMCL_POST_ITERS}), "
+            f"emcl_lambda ({defaults.EMCL_POST_LAMBDA:g}), emcl_beta ({defaults.EMCL_POST_BETA:g}), "
+            f"emcl_seed ({defaults.EMCL_POST_SEED}).",
         ),
         click.option(
             "--qb-k",

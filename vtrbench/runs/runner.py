@@ -27,6 +27,7 @@ from vtrbench.runs import record, scoring
 from vtrbench.runs import train as train_mod
 from vtrbench.runs.checks import (
     check_csls_k,
+    check_emcl_post,
     check_output_file,
     check_overlap,
     check_qb_k,
@@ -191,6 +192,7 @@ def preflight(
         check_csls_k(cache, config.test_split, config.train_split or None, config)
         head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **spec.head_options)
         train_mod.check_requirements(head, cache, spec.head)  # e.g. noun/verb masks the cache does not hold
+        check_emcl_post(head, spec.head, config)
         if config.val_fraction > 0:
             rows = cache.split_rows(config.train_split)[0]
             held_out_videos(
@@ -443,6 +445,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
         if train and train != test:  # a bank, hence qbnorm, will be used
             check_qb_k(cache, test, config.qb_k)
         check_csls_k(cache, test, train if train != test else None, config)
+        check_emcl_post(head, config.head, config)
         set_threads(opts["threads"])  # recorded in the result's provenance
         test_data = load_split(cache, test)
         bank = load_split(cache, train) if train and train != test else None

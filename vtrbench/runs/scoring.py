@@ -12,7 +12,7 @@ import torch
 
 from vtrbench import defaults
 from vtrbench.eval import evaluate_embeddings, evaluate_pairwise
-from vtrbench.eval.postprocess import BANK_POSTS
+from vtrbench.eval.postprocess import BANK_POSTS, EMBEDDING_POSTS
 from vtrbench.heads.base import HEADS, Batch, Head, PairwiseHead
 from vtrbench.heads.contract import check_logit_shape, head_who
 from vtrbench.results import POSTPROCESSING
@@ -102,6 +102,8 @@ def evaluate_head(
     """
     if postprocessing is None:
         postprocessing = tuple(p for p in POSTPROCESSING if p not in BANK_POSTS or bank is not None)
+        if isinstance(head, PairwiseHead):  # no embeddings to transform (emcl)
+            postprocessing = tuple(p for p in postprocessing if p not in EMBEDDING_POSTS)
     use_bank = bank is not None and bool(set(BANK_POSTS) & set(postprocessing))
     posts = tuple(postprocessing)
     common: dict[str, Any] = dict(

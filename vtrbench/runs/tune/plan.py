@@ -223,8 +223,7 @@ def plan(spec: TuneSpec) -> Plan:
     where = f"--space {spec.space_file}" if spec.space_file is not None else "search space"
     for kind, names in (("head", spec.heads), ("loss", spec.losses)):
         for name, params in override.get(kind, {}).items():
-            if name in names:
-                _check_override_names(kind, name, params, where)
+            _check_override_names(kind, name, params, where, names)
     with FeatureCache(spec.cache_path) as cache:
         train, test = _resolve_splits(spec, cache)
         embed_dim = int(cache.attrs["embed_dim"])
@@ -269,8 +268,20 @@ def plan(spec: TuneSpec) -> Plan:
     return out
 
 
-def _check_override_names(kind: str, name: str, params: dict[str, Any], where: str) -> None:
-    """A [head.X]/[loss.X] parameter must be an option of X (a typo must not go unsearched)."""
+def _check_override_names(
+    kind: str, name: str, params: dict[str, Any], where: str, tuned: tuple[str, ...]
+) -> None:
+    """A [head.X]/[loss.X] table must be for a head/loss this run tunes (a table for another one would
+    be silently unused), and each of its parameters an option of X (a typo must not go unsearched)."""
+    known_names = [h for h in list_heads() if h != "zeroshot"] if kind == "head" else list_losses()
+    if name not in known_names:
+        raise VtrbenchError(f"{where}: [{kind}.{name}]: " + unknown_name_message(kind, name, known_names))
+    if name not in tuned:
+        flag = "--heads" if kind == "head" else "--losses"
+        raise VtrbenchError(
+            f"{where}: [{kind}.{name}]: {kind} {name} is not tuned in this run ({flag} "
+            f"{','.join(tuned)}): its table would be ignored; remove it or add {name} to {flag}"
+        )
     obj = (HEADS if kind == "head" else LOSSES).get(name)
     target = obj.__init__ if isinstance(obj, type) else obj
     try:

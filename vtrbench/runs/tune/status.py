@@ -16,8 +16,17 @@ from datetime import datetime
 from typing import Any
 
 from vtrbench import defaults
+from vtrbench.errors import VtrbenchError
 from vtrbench.runs.tune.space import parse_param
-from vtrbench.runs.tune.storage import ATTR, import_optuna, open_storage, shown_storage, vtrbench_studies
+from vtrbench.runs.tune.storage import (
+    ATTR,
+    import_optuna,
+    open_storage,
+    shown_storage,
+    storage_errors,
+    storage_failure,
+    vtrbench_studies,
+)
 
 
 def worker_id() -> str:
@@ -145,9 +154,19 @@ class TunedCell:
 
 
 def read_cells(storage_url_: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -> list[TunedCell]:
-    """Every cell of a study with its counts and best complete trial (ties: the earliest)."""
+    """Every cell of a study with its counts and best complete trial (ties: the earliest), read
+    without writing (a read-only storage; damage found while reading is one line)."""
+    storage = open_storage(storage_url_, heartbeat=heartbeat, read_only=True)
+    try:
+        return _cells_of(storage)
+    except VtrbenchError:
+        raise
+    except storage_errors() as e:
+        raise storage_failure(storage_url_, e) from None
+
+
+def _cells_of(storage: Any) -> list[TunedCell]:
     optuna = import_optuna()
-    storage = open_storage(storage_url_, heartbeat=heartbeat)
     names = vtrbench_studies(storage)
     out = []
     for name in names:
