@@ -193,7 +193,7 @@ def train_head(
 ) -> list[dict[str, Any]]:
     """Train ``head`` in place with the standard recipe; returns the per-epoch history.
 
-    ``recipe`` overrides the recipe (epochs, batch_size, lr, weight_decay, precision, warmup,
+    ``recipe`` overrides the recipe (epochs, batch_size, lr, weight_decay, precision, compile, warmup,
     grad_clip, eps, betas), checked by the command line's rules (``config.RUN_OPTIONS``): ``epochs=0``,
     ``batch_size=1`` or a negative weight decay are errors, not an empty or zero-loss history.
     Same training code as ``vtrbench train``.

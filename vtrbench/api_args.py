@@ -26,7 +26,7 @@ EMBED_DIM = OptionRule("int", low=1, high=65536)
 POSITIVE_INT = OptionRule("int", low=1)
 SCALE = OptionRule("float", low=0, low_open=True)
 # train_head's recipe: the run options fit reads, and the recipe fields only the API sets
-RECIPE = ("epochs", "batch_size", "lr", "weight_decay", "precision", *RECIPE_OPTIONS)
+RECIPE = ("epochs", "batch_size", "lr", "weight_decay", "precision", "compile", *RECIPE_OPTIONS)
 
 
 def bad(fn: str, name: str, what: str, value: Any) -> VtrbenchError:

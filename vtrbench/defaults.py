@@ -23,6 +23,11 @@ EPS = 1e-6
 WARMUP = 0.1  # fraction of steps with linear warm-up, then cosine decay
 GRAD_CLIP = 1.0
 VAL_FRACTION = 0.0
+# --compile: torch.compile of the training step (forward + loss; backward through AOTAutograd).
+# "none" trains eagerly, as before the option existed (and keeps every earlier run id); the others
+# are torch.compile's modes ("reduce-overhead" adds CUDA-graph capture on CUDA; on CPU it is inductor).
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+COMPILE = "none"
 
 # ------------------------------------------------------------ evaluation protocol and inference
 V2T_PROTOCOL = "clip4clip"  # "clip4clip" or "any-caption" (metrics.py's module note)

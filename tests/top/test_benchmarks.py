@@ -450,3 +450,20 @@ def test_fidelity_benchmark_statistics() -> None:
     runs = [{"videos": 8, "stats": {"full": full}}, {"videos": 8, "stats": {"full": multi}}]
     noise = bench.seed_noise(runs)
     assert noise == {8: {"spearman": pytest.approx(1.0), "gap_mean_abs": pytest.approx(0.75)}}
+
+
+@pytest.mark.slow
+def test_compile_step_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # compiles meanp once (tens of seconds with a cold inductor cache)
+    bench = load("compile_step")
+    out = tmp_path / "compile.json"
+    sizes = ["--batch", "8", "--dim", "16", "--frames", "4", "--words", "6"]
+    rounds = ["--steps", "2", "--rounds", "3", "--warmup", "1"]
+    bench.main(["--device", "cpu", "--heads", "meanp", *sizes, *rounds, "--json", str(out)])
+    printed = capsys.readouterr().out
+    for column in ("eager s/step", "default s/step", "eager / compiled", "compile s"):
+        assert column in printed
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["head"] == "meanp" and row["kernels/step"].startswith("not measured")  # a CPU has no launches
+    # the ratio is of the unrounded medians, the s/step columns are rounded to 10 µs
+    assert row["eager / compiled"] == pytest.approx(row["eager s/step"] / row["default s/step"], rel=0.05)

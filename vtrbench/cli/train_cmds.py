@@ -316,7 +316,7 @@ def _grid_from_options(
 TUNED_HONOURS = frozenset(
     {
         "tuned_study", "cache_path", "seeds", "heads", "losses", "shard_option", "device", "precision",
-        "threads", "results_dir", "overwrite", "tensorboard", "quiet", "plugin", "v2t_protocol",
+        "compile", "threads", "results_dir", "overwrite", "tensorboard", "quiet", "plugin", "v2t_protocol",
         "dsl_tau", "qb_bank", "qb_beta", "qb_k", "mdr", "post_options", "allow_overlap",
         "grid_file",  # refused below with its own reason
     }

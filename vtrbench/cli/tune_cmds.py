@@ -9,6 +9,7 @@ import click
 
 from vtrbench import defaults
 from vtrbench.cli._app import cli, make_console, out_console, resolve_device, split_list
+from vtrbench.cli.options import compile_option
 from vtrbench.errors import VtrbenchError
 
 
@@ -75,6 +76,7 @@ from vtrbench.errors import VtrbenchError
     help=f"--fidelity data,epochs: keep the top 1/eta of a rung's trials [default: {defaults.TUNE_ETA}].",
 )
 @click.option("--device", default="auto", show_default=True)
+@compile_option(tune=True)
 @click.option("--shard", "shard_option", metavar="I/N", help="Worker I of N (all workers share all cells).")
 @click.option("--overwrite", is_flag=True, help="Delete the storage's vtrbench studies and start again.")
 @click.option(
@@ -108,6 +110,7 @@ def tune_cmd(
     rungs: str | None,
     eta: int | None,
     device: str,
+    compile: str,
     shard_option: str | None,
     overwrite: bool,
     status_of: str | None,
@@ -155,6 +158,7 @@ def tune_cmd(
         train_split=train_split,
         test_split=test_split,
         device=dev,
+        compile=compile,
         pruner=pruner,
         fidelity=fidelity,
         rungs=rungs,

@@ -34,6 +34,7 @@ from vtrbench.runs.checks import (
     resolve_head_options,
     resolve_splits,
 )
+from vtrbench.runs.compiled import check_compile
 from vtrbench.runs.data import held_out_videos, holdout, load_split
 from vtrbench.runs.spec import Outcome, RunSpec, resolved_precision
 from vtrbench.runs.tensorboard_log import check_log_folder, epoch_log
@@ -131,6 +132,7 @@ def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
         mdr=spec.mdr,
         post_options=identity_post_options(spec.post_options),
         precision=resolved_precision(spec),
+        compile=spec.compile,
         cache_content=_content_hash(cache),
     )
 
@@ -183,6 +185,7 @@ def preflight(
         plans[seed] = (config, path)
     if spec.tensorboard is not None:
         check_log_folder(spec.tensorboard)
+    check_compile(spec.compile, spec.device)  # torch.compile unavailable: one line, before any training
     if config is not None:
         check_overlap(cache, config.train_split, config.test_split, spec.allow_overlap)
         check_qb_k(cache, config.test_split, config.qb_k)
@@ -484,6 +487,7 @@ _COPIED_FROM_CHECKPOINT = (
     "val_fraction",
     "eps",
     "precision",
+    "compile",
 )
 
 

@@ -24,6 +24,7 @@ from vtrbench.losses.base import LOSSES, list_losses
 from vtrbench.plugins import provenance_for
 from vtrbench.registry import unknown_name_message
 from vtrbench.runs.checks import split_overlap
+from vtrbench.runs.compiled import check_compile
 from vtrbench.runs.data import held_out_videos
 from vtrbench.runs.train import check_requirements
 from vtrbench.runs.tune import fidelity as fid
@@ -56,6 +57,8 @@ class TuneSpec:
     train_split: str | None = None
     test_split: str | None = None
     device: str = "cpu"
+    # torch.compile of every trial's training step (a speed option here: not part of a cell's identity)
+    compile: str = defaults.COMPILE
     pruner: str | None = None  # None: defaults.TUNE_PRUNER (--fidelity epochs), none (--fidelity none)
     overwrite: bool = False
     progress: bool = True
@@ -202,6 +205,7 @@ def _check_options(spec: TuneSpec) -> None:
         raise VtrbenchError(f"--max-epochs must be at least 1, got {spec.max_epochs}")
     if spec.pruner is not None and spec.pruner not in PRUNERS:
         raise VtrbenchError(f"--pruner must be one of {', '.join(PRUNERS)}, got {spec.pruner!r}")
+    check_compile(spec.compile, spec.device)  # unavailable: one line before any study is touched
     if spec.val_split is not None and spec.val_fraction:
         raise VtrbenchError("give --val-fraction or --val-split, not both")
     if spec.val_split is None and not (spec.val_fraction and 0 < spec.val_fraction < 1):

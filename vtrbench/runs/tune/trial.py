@@ -205,6 +205,7 @@ def _prepared(
         head_options=head_opts,
         loss_options=loss_opts,
         device=spec.device,
+        compile=spec.compile,
         progress=False,
         **recipe,
     )
@@ -227,6 +228,7 @@ def _prepared(
         train_split=plan_.train_split,
         test_split="",  # never evaluated here
         precision=resolved_precision(run),
+        compile=run.compile,
         **{k: v for k, v in dataclasses.asdict(run).items() if k in recipe},
     )
     return head, train, val, config
