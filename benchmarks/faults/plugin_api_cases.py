@@ -220,15 +220,24 @@ for arg, values in {
     for value in values:
         name = "qb_bank" if arg == "bank_size" else arg
         case("evaluate_head", arg, repr(value), _eval_head(**{arg: value}), "evaluate_head", name)
+# seeded: the values' repr is part of each case's name (test ids must be the same in every process,
+# e.g. pytest-xdist's workers, which compare their collections)
+_CASE_RNG = torch.Generator().manual_seed(0)
+
+
+def _fixed_randn(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=_CASE_RNG)
+
+
 for arg, value, words in [
-    ("text_emb", None, ()), ("text_emb", "x", ()), ("text_emb", torch.randn(4), ()),
+    ("text_emb", None, ()), ("text_emb", "x", ()), ("text_emb", _fixed_randn(4), ()),
     ("text_emb", torch.full((4, 3), NAN), ("NaN",)), ("text_emb", torch.zeros(0, 3), ("empty",)),
-    ("video_emb", torch.randn(2, 5), ("width",)), ("video_emb", torch.randn(3, 3), ("query_video",)),
+    ("video_emb", _fixed_randn(2, 5), ("width",)), ("video_emb", _fixed_randn(3, 3), ("query_video",)),
     ("query_video", None, ()), ("query_video", np.array([0, 0, 1]), ()),
     ("query_video", np.array([0.0, 0, 1, 1]), ()), ("query_video", np.array([0, 0, 1, 2]), ("columns",)),
     ("query_video", np.array([0, 0, 0, 0]), ("no caption",)), ("query_video", np.array([0, 0, -1, 1]), ()),
     ("logit_scale", 0.0, ()), ("logit_scale", NAN, ()), ("logit_scale", "100", ()), ("logit_scale", None, ()),
-    ("bank_text", torch.randn(5, 3), ("bank_video",)), ("chunk_size", 0, ()), ("dsl_tau", NAN, ()),
+    ("bank_text", _fixed_randn(5, 3), ("bank_video",)), ("chunk_size", 0, ()), ("dsl_tau", NAN, ()),
     ("qb_k", 0, ()), ("mdr", "x", ()), ("postprocessing", ("raw", "x"), ()), ("progress", 5, ()),
     ("post_options", {"csls_k": 0}, ("csls_k",)), ("post_options", {"nope": 1}, ("nope",)),
     ("post_options", [1], ()),
