@@ -38,6 +38,20 @@ from vtrbench.errors import VtrbenchError
     help="Validation = this fraction of the train split's videos (by video, seeded) [default: 0.1].",
 )
 @click.option("--val-split", help="Validate on this named split instead (never the test split).")
+@click.option(
+    "--folds",
+    type=int,
+    default=defaults.TUNE_FOLDS,
+    help="Validate on K >= 2 video-disjoint folds of the train split (fixed by --seed): each trial's "
+    "objective is the mean of its K fold models [default: one --val-fraction hold-out].",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["rsum", "r1"]),
+    default=defaults.TUNE_OBJECTIVE,
+    show_default=True,
+    help="Validation objective: RSum (R@1+5+10 both ways) or t2v R@1 + v2t R@1 (earlier releases).",
+)
 @click.option("--study", type=click.Path(path_type=Path), help="SQLite file holding one study per cell.")
 @click.option(
     "--storage", help="Any Optuna storage URL (postgresql://, mysql://, sqlite:///) or journal:FILE."
@@ -80,6 +94,8 @@ def tune_cmd(
     max_epochs: int,
     val_fraction: float | None,
     val_split: str | None,
+    folds: int | None,
+    objective: str,
     study: Path | None,
     storage: str | None,
     space_file: Path | None,
@@ -128,7 +144,9 @@ def tune_cmd(
         trials=trials,
         max_epochs=max_epochs,
         storage=storage_url(study, storage),
-        val_fraction=None if val_split is not None and val_fraction is None else (val_fraction or 0.1),
+        val_fraction=None
+        if (val_split is not None or folds is not None) and val_fraction is None
+        else (val_fraction or defaults.TUNE_VAL_FRACTION),
         val_split=val_split,
         space_file=space_file,
         seed=seed,
@@ -141,6 +159,8 @@ def tune_cmd(
         heartbeat=heartbeat,
         shard=shard,
         startup_trials=startup_trials,
+        folds=folds,
+        objective=objective,
     )
     err = make_console()
     outcome = run_tune(spec, console=err)

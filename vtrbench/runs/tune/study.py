@@ -87,7 +87,7 @@ def open_studies(plan_: Plan, storage: Any) -> dict[str, Any]:
             study_name=cell.name,
             direction="maximize",
             load_if_exists=True,
-            pruner=make_pruner(spec.pruner, spec.max_epochs),
+            pruner=make_pruner(spec.pruner, spec.max_epochs * (spec.folds or 1)),  # fold steps
         )
         if ATTR not in study.user_attrs:
             study.set_user_attr(ATTR, cell.identity)

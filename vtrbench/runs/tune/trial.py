@@ -27,6 +27,7 @@ from vtrbench.runs import train as train_mod
 from vtrbench.runs.checks import resolve_head_options
 from vtrbench.runs.data import holdout, keep_videos, load_split
 from vtrbench.runs.spec import RunSpec, resolved_precision
+from vtrbench.runs.tune.folds import fold_parts, objective_of, pruner_step, running_mean, spread
 from vtrbench.runs.tune.plan import Cell, Plan
 from vtrbench.runs.tune.space import Param, split_params
 from vtrbench.runs.tune.status import counts, worker_id
@@ -42,22 +43,24 @@ def trial_seed(seed: int, cell: str, k: int) -> int:
     return int(hashlib.sha256(f"{seed}:{cell}:{k}".encode()).hexdigest()[:8], 16)
 
 
-def objective_value(val: dict[str, float]) -> float:
-    """Validation t2v R@1 + v2t R@1."""
-    return float(val["t2v/R@1"]) + float(val["v2t/R@1"])
+def objective_value(val: dict[str, float], objective: str = "r1") -> float:
+    """The objective (``--objective``) from an epoch's validation metrics."""
+    return objective_of(val, objective)
 
 
-def _load(plan_: Plan, cache: Any, data: dict[bool, tuple[Any, Any]], patches: bool) -> tuple[Any, Any]:
-    """(train minus validation, validation): only train (and --val-split) rows are ever read."""
+def _load(plan_: Plan, cache: Any, data: dict[bool, list[tuple[Any, Any]]], patches: bool) -> list:
+    """[(train minus validation, validation)], one per fold (one without --folds): only train (and
+    --val-split) rows are ever read."""
     if patches not in data:
         spec = plan_.spec
         train = load_split(cache, plan_.train_split, patches=patches)
         if spec.val_split is not None:
             val = load_split(cache, spec.val_split, patches=patches)
-            train = _without_videos(cache, train, val)
+            data[patches] = [(_without_videos(cache, train, val), val)]
+        elif spec.folds is not None:
+            data[patches] = fold_parts(train, spec.folds, spec.seed)
         else:
-            train, val = holdout(train, float(spec.val_fraction or 0))
-        data[patches] = (train, val)
+            data[patches] = [holdout(train, float(spec.val_fraction or 0))]
     return data[patches]
 
 
@@ -115,9 +118,8 @@ def _suggest(trial: Any, p: Param) -> Any:
 def train_trial(
     plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, data: dict, trial: Any, progress: Any = None
 ) -> float:
-    """Train one sampled configuration on train-minus-validation; returns the objective (``progress``:
-    a display its training steps are shown on)."""
-    optuna = import_optuna()
+    """Train one sampled configuration on train-minus-validation (each fold's with --folds); returns
+    the objective, the mean over folds (``progress``: a display its training steps are shown on)."""
     spec = plan_.spec
     recipe, head_opts, loss_opts = split_params(params)
     recipe.setdefault("epochs", spec.max_epochs)  # a plugin space without epochs trains the cap
@@ -133,45 +135,83 @@ def train_trial(
     )
     options, _ = resolve_head_options(run, cache)
     embed_dim = int(cache.attrs["embed_dim"])
-    train_mod.seed_everything(spec.seed)
-    head = create_head(cell.head, embed_dim=embed_dim, **options)
-    if getattr(head, "init", None) == "clip":
-        head.init_from(cache.backbone_weights() or {}, cache.backbone_info())
-    train, val = _load(plan_, cache, data, "patches" in head.requires)
     loss_options = dict(loss_opts)
     if cell.loss == "dsl":
         loss_options.setdefault("temperature", 1000.0)
-    config = TrainConfig(
-        cache_hash=cache.config_hash,
-        head=cell.head,
-        loss=cell.loss,
-        head_options=dict(head.describe()),
-        loss_options=loss_options,
-        train_split=plan_.train_split,
-        test_split="",  # never evaluated here
-        precision=resolved_precision(run),
-        **{k: v for k, v in dataclasses.asdict(run).items() if k in recipe},
-    )
+    config = None
     t0 = time.perf_counter()
+    done: list[float] = []
+    epochs_run = 0
+    parts = None
+    while parts is None or len(done) < len(parts):
+        train_mod.seed_everything(spec.seed)  # every fold model starts as the one-hold-out model does
+        head = create_head(cell.head, embed_dim=embed_dim, **options)
+        if getattr(head, "init", None) == "clip":
+            head.init_from(cache.backbone_weights() or {}, cache.backbone_info())
+        parts = _load(plan_, cache, data, "patches" in head.requires)
+        if config is None:
+            config = TrainConfig(
+                cache_hash=cache.config_hash,
+                head=cell.head,
+                loss=cell.loss,
+                head_options=dict(head.describe()),
+                loss_options=loss_options,
+                train_split=plan_.train_split,
+                test_split="",  # never evaluated here
+                precision=resolved_precision(run),
+                **{k: v for k, v in dataclasses.asdict(run).items() if k in recipe},
+            )
+        train, val = parts[len(done)]
+        value, epochs = _fit_fold(plan_, head, (train, val), config, trial, done, (t0, epochs_run), progress)
+        epochs_run += epochs
+        trial.set_user_attr("epochs_run", epochs_run)
+        if value is None:  # the loss diverged: a real outcome of this configuration, not a crash
+            return 0.0
+        done.append(value)
+    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+    if spec.folds is not None:
+        trial.set_user_attr("fold_values", done)
+        trial.set_user_attr("fold_std", spread(done))
+    return running_mean(done[:-1], done[-1])
+
+
+def _fit_fold(
+    plan_: Plan,
+    head: Any,
+    part: tuple[Any, Any],
+    config: Any,
+    trial: Any,
+    done: list[float],
+    started: tuple[float, int],
+    progress: Any,
+) -> tuple[float | None, int]:
+    """Train one fold's model; (its objective or None when the loss diverged, epochs trained). Each
+    epoch reports the running mean over folds to the pruner (runs/tune/folds.py pruner_step)."""
+    optuna = import_optuna()
+    spec = plan_.spec
+    fold = len(done)
+    train, val = part
+    t0, epochs_before = started  # the trial's start and the epochs its earlier folds trained
     epochs_run = 0
 
     def on_epoch(entry: dict[str, Any]) -> None:
         nonlocal epochs_run
         epochs_run = int(entry["epoch"])
-        trial.report(objective_value(entry["val"]), epochs_run)
+        value = running_mean(done, objective_value(entry["val"], spec.objective))
+        step = pruner_step(fold, epochs_run, spec.max_epochs)
+        trial.report(value, step)
         if trial.should_prune():
-            trial.set_user_attr("epochs_run", epochs_run)
+            trial.set_user_attr("epochs_run", epochs_before + epochs_run)
             trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
-            raise optuna.TrialPruned(f"pruned after epoch {epochs_run}")
+            raise optuna.TrialPruned(
+                f"pruned after epoch {epochs_run}" + (f" of fold {fold}" if fold else "")
+            )
 
     try:
         history = train_mod.fit(
             head, train, config, spec.seed, device=spec.device, val=val, on_epoch=on_epoch, progress=progress
         )
-    except VtrbenchError as e:  # the loss diverged: a real outcome of this configuration, not a crash
+    except VtrbenchError as e:
         trial.set_user_attr("diverged", str(e))
-        trial.set_user_attr("epochs_run", epochs_run)
-        return 0.0
-    trial.set_user_attr("epochs_run", epochs_run)
-    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
-    return objective_value(history[-1]["val"])
+        return None, epochs_run
+    return objective_value(history[-1]["val"], spec.objective), epochs_run
