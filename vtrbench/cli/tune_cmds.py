@@ -78,6 +78,12 @@ from vtrbench.errors import VtrbenchError
     "--status", "status_of", metavar="STUDY", help="Show trials done/pruned/failed per cell, then exit."
 )
 @click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(path_type=Path),
+    help="With --status: results of `ablate --tuned` to show each cell's validation beside its test value.",
+)
+@click.option(
     "--plot",
     "plot_dir",
     type=click.Path(path_type=Path),
@@ -107,6 +113,7 @@ def tune_cmd(
     shard_option: str | None,
     overwrite: bool,
     status_of: str | None,
+    results_dir: Path | None,
     plot_dir: Path | None,
     heartbeat: int,
     quiet: bool,
@@ -125,8 +132,12 @@ def tune_cmd(
         from vtrbench.report.figures import require_matplotlib
 
         require_matplotlib()  # before any tuning
+    if results_dir is not None and status_of is None:
+        raise VtrbenchError("--results goes with --status STUDY (validation beside test of a tuned study)")
     if status_of is not None:
         show_status(status_of, heartbeat)
+        if results_dir is not None:
+            show_val_test(status_of, results_dir)
         _plots(study_url(status_of), plot_dir, heartbeat)
         return
     if cache_path is None:
@@ -203,10 +214,14 @@ def show_status(study: str, heartbeat: int = defaults.TUNE_HEARTBEAT, *, url: bo
     from vtrbench.runs.tune.notes import random_only
 
     table = Table(title=f"study {shown_storage(storage)}")
-    for col in ("cell", "finished", "pruned", "failed", "running", "best (trial)"):
+    folded = any(c.best and c.best.get("fold_values") for c in cells)
+    columns = ["cell", "finished", "pruned", "failed", "running", "best (trial)"] + ["fold spread"] * folded
+    for col in columns:
         table.add_column(col, justify="left" if col in ("cell", "finished") else "right", no_wrap=True)
-    edges, randoms = [], []
+    edges, randoms, flat = [], [], []
     for c in cells:
+        if len(c.values) > 1 and len(set(c.values)) == 1:
+            flat.append(f"{c.identity['cell']}: all {len(c.values)} complete trials scored {c.values[0]:.2f}")
         n = max(c.trials_asked, 1)
         filled = min(8, round(8 * c.counts.finished / n))
         best = f"{c.best['value']:.2f} (#{c.best['number']})" if c.best else "-"
@@ -225,6 +240,7 @@ def show_status(study: str, heartbeat: int = defaults.TUNE_HEARTBEAT, *, url: bo
             str(c.counts.failed),
             str(c.counts.running),
             best,
+            *((fold_spread_text(c.best),) * folded),
         )
     out = out_console()
     out.print(table)
@@ -232,6 +248,53 @@ def show_status(study: str, heartbeat: int = defaults.TUNE_HEARTBEAT, *, url: bo
         out.print(f"* best trial on the edge of its space (widen it with --space?): {line}", soft_wrap=True)
     for line in randoms:
         out.print(f"random search only (no trial after TPE's random start-up): {line}", soft_wrap=True)
+    for line in flat:
+        out.print(
+            f"warning: the objective did not separate any trial ({line}): the best is only the first; "
+            "validate on more videos (--val-fraction, --folds)",
+            soft_wrap=True,
+        )
+    objectives = sorted({c.identity.get("objective", "") for c in cells})
+    out.print(f"objective: {'; '.join(objectives)}", soft_wrap=True, highlight=False)
+
+
+def fold_spread_text(best: dict[str, Any] | None) -> str:
+    """±std (min-max) of the best trial's fold objectives; "-" without folds."""
+    from vtrbench.runs.tune.folds import spread
+
+    values = (best or {}).get("fold_values") or []
+    if len(values) < 2:
+        return "-"
+    return f"±{spread(values):.2f} ({min(values):.1f}-{max(values):.1f})"
+
+
+def show_val_test(study: str, results_dir: Path) -> None:
+    """``tune --status STUDY --results DIR``: each tuned cell's validation objective beside the same
+    objective on the test split (``ablate --tuned`` results), and the cells' rank correlation."""
+    from rich.table import Table
+
+    from vtrbench.report import load_results
+    from vtrbench.runs.tune.storage import shown_storage
+    from vtrbench.runs.tune.valtest import spearman, val_test_rows
+
+    shown = shown_storage(study_url(study))
+    rows = [r for r in val_test_rows(load_results([results_dir])) if r.study == shown]
+    if not rows:
+        raise VtrbenchError(
+            f"--results {results_dir} holds no `ablate --tuned` result of {shown}; run "
+            f"`vtrbench ablate --tuned {study}` first"
+        )
+    table = Table(title=f"validation vs test ({rows[0].objective}; test: raw, mean over seeds)")
+    for col in ("cell", "validation", "fold spread", "test", "seeds"):
+        table.add_column(col, justify="left" if col == "cell" else "right", no_wrap=True)
+    for r in rows:
+        fold = f"±{r.fold_std:.2f} ({r.folds} folds)" if r.fold_std is not None else "- (one hold-out)"
+        table.add_row(r.cell, f"{r.validation:.2f}", fold, f"{r.test:.2f}", str(r.seeds))
+    out = out_console()
+    out.print(table)
+    rho = spearman([r.validation for r in rows], [r.test for r in rows])
+    text = f"{rho:.2f} over {len(rows)} cells" if rho is not None else "n/a (fewer than 3 cells, or a tie)"
+    out.print(f"rank correlation of cells, validation vs test (Spearman): {text}", soft_wrap=True)
 
 
 # ---------------------------------------------------------------- heads/losses describe NAME

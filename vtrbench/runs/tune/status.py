@@ -108,7 +108,8 @@ class TunedCell:
     identity: dict[str, Any]
     counts: Counts
     trials_asked: int
-    best: dict[str, Any] | None  # {"number", "value", "params"}; None when no trial completed
+    best: dict[str, Any] | None  # {"number", "value", "params", "fold_values"}; None when none completed
+    values: tuple[float, ...] = ()  # every complete trial's objective (a saturated objective ties them)
 
     def record(self, storage: str) -> dict[str, Any]:
         """What a tuned result carries (TrainConfig.tuned): budget, space, sampler, pruner, study."""
@@ -141,6 +142,8 @@ class TunedCell:
             "best_value": best.get("value"),
             "best_params": best.get("params"),
             "edge": edge,
+            # only with --folds: a hold-out study's record (and its runs' identity) stays as it was
+            **({"best_fold_values": best["fold_values"]} if best.get("fold_values") else {}),
         }
 
 
@@ -162,8 +165,17 @@ def read_cells(storage_url_: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -
         if complete:
             top = max(complete, key=lambda t: (t.value, -t.number))
             best = {"number": top.number, "value": top.value, "params": dict(top.params)}
+            best["fold_values"] = top.user_attrs.get("fold_values")
         head, _, loss = identity["cell"].partition("+")
         out.append(
-            TunedCell(head, loss, identity, counts(study), int(study.user_attrs.get("trials", 0)), best)
+            TunedCell(
+                head,
+                loss,
+                identity,
+                counts(study),
+                int(study.user_attrs.get("trials", 0)),
+                best,
+                tuple(float(t.value) for t in complete),
+            )
         )
     return out

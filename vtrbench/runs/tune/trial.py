@@ -27,7 +27,7 @@ from vtrbench.runs import train as train_mod
 from vtrbench.runs.checks import resolve_head_options
 from vtrbench.runs.data import holdout, keep_videos, load_split
 from vtrbench.runs.spec import RunSpec, resolved_precision
-from vtrbench.runs.tune.folds import fold_parts, objective_of, pruner_step, running_mean, spread
+from vtrbench.runs.tune.folds import OBJECTIVES, fold_parts, objective_of, pruner_step, running_mean, spread
 from vtrbench.runs.tune.plan import Cell, Plan
 from vtrbench.runs.tune.space import Param, split_params
 from vtrbench.runs.tune.status import counts, worker_id
@@ -141,6 +141,7 @@ def train_trial(
     config = None
     t0 = time.perf_counter()
     done: list[float] = []
+    every: dict[str, list[float]] = {}
     epochs_run = 0
     parts = None
     while parts is None or len(done) < len(parts):
@@ -162,16 +163,19 @@ def train_trial(
                 **{k: v for k, v in dataclasses.asdict(run).items() if k in recipe},
             )
         train, val = parts[len(done)]
-        value, epochs = _fit_fold(plan_, head, (train, val), config, trial, done, (t0, epochs_run), progress)
+        last, epochs = _fit_fold(plan_, head, (train, val), config, trial, done, (t0, epochs_run), progress)
         epochs_run += epochs
         trial.set_user_attr("epochs_run", epochs_run)
-        if value is None:  # the loss diverged: a real outcome of this configuration, not a crash
+        if last is None:  # the loss diverged: a real outcome of this configuration, not a crash
             return 0.0
-        done.append(value)
+        done.append(objective_value(last, spec.objective))
+        for name in OBJECTIVES:  # both objectives of each fold model: their noise can be compared
+            every.setdefault(name, []).append(objective_value(last, name))
     trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
     if spec.folds is not None:
         trial.set_user_attr("fold_values", done)
         trial.set_user_attr("fold_std", spread(done))
+        trial.set_user_attr("fold_objectives", every)
     return running_mean(done[:-1], done[-1])
 
 
@@ -184,9 +188,9 @@ def _fit_fold(
     done: list[float],
     started: tuple[float, int],
     progress: Any,
-) -> tuple[float | None, int]:
-    """Train one fold's model; (its objective or None when the loss diverged, epochs trained). Each
-    epoch reports the running mean over folds to the pruner (runs/tune/folds.py pruner_step)."""
+) -> tuple[dict[str, float] | None, int]:
+    """Train one fold's model: (its last validation metrics, or None when the loss diverged; epochs
+    trained). Each epoch reports the running mean over folds to the pruner (folds.py pruner_step)."""
     optuna = import_optuna()
     spec = plan_.spec
     fold = len(done)
@@ -214,4 +218,4 @@ def _fit_fold(
     except VtrbenchError as e:
         trial.set_user_attr("diverged", str(e))
         return None, epochs_run
-    return objective_value(history[-1]["val"], spec.objective), epochs_run
+    return dict(history[-1]["val"]), epochs_run
