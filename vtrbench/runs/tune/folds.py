@@ -90,15 +90,16 @@ def fold_parts(train: Any, folds: int, seed: int) -> list[tuple[Any, Any]]:
 
 def check_fold_count(folds: int, n_videos: int) -> list[int]:
     """The folds' sizes, refusing K folds that leave a fold below the minimum validation size."""
-    sizes = fold_sizes(n_videos, folds)
-    if min(sizes) < defaults.TUNE_MIN_VAL_VIDEOS:
-        most = n_videos // defaults.TUNE_MIN_VAL_VIDEOS
+    # compared before any list of K sizes is built: --folds 10**12 must be a quick refusal
+    most = n_videos // defaults.TUNE_MIN_VAL_VIDEOS
+    if folds > most:
         raise VtrbenchError(
-            f"--folds {folds} splits the {n_videos} usable train videos into folds of {min(sizes)} "
-            f"video(s); each fold must validate on at least {defaults.TUNE_MIN_VAL_VIDEOS} "
-            f"(use --folds {most} or fewer)"
+            f"--folds {folds} splits the {n_videos} usable train videos into folds of "
+            f"{n_videos // folds} video(s); each fold must validate on at least "
+            f"{defaults.TUNE_MIN_VAL_VIDEOS} "
+            + (f"(use --folds {most} or fewer)" if most >= 2 else "(too few videos for folds)")
         )
-    return sizes
+    return fold_sizes(n_videos, folds)
 
 
 def validation_size_notes(n_val: int, where: str) -> list[str]:
