@@ -30,35 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 
-def _ranks(values: list[float]) -> list[float]:
-    """Average ranks (ties share the mean of their positions)."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            out[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return out
-
-
-def _spearman(a: list[float], b: list[float]) -> float | None:
-    ra, rb = _ranks(a), _ranks(b)
-    ma, mb = statistics.fmean(ra), statistics.fmean(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
-    va = math.sqrt(sum((x - ma) ** 2 for x in ra))
-    vb = math.sqrt(sum((y - mb) ** 2 for y in rb))
-    return None if va == 0 or vb == 0 else cov / (va * vb)
-
-
 def measure(per_config: list[list[float]]) -> dict[str, Any]:
     """per_config[c][f]: one objective of configuration c's fold-f model."""
     k = len(per_config[0])
+    from vtrbench.runs.tune.valtest import spearman
+
     rhos = [
-        _spearman([c[f] for c in per_config], [c[g] for c in per_config])
+        spearman([c[f] for c in per_config], [c[g] for c in per_config])
         for f, g in itertools.combinations(range(k), 2)
     ]
     valid = [r for r in rhos if r is not None]
