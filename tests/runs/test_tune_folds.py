@@ -265,3 +265,32 @@ def test_validation_beside_test_in_the_report_notes() -> None:
     (note,) = val_test_notes(results)
     # validation ranks a < b < c, test b < a < c: d = (1, 1, 0) -> rho = 1 - 6 * 2 / (3 * 8) = 0.5
     assert "Spearman ρ = 0.50 over 3 cells" in note and "a+x 100.00 ±14.14 over 2 folds vs 85.00" in note
+
+
+@pytest.mark.parametrize(
+    ("values", "warned"), [((200.0, 200.0, 200.0), True), ((200.0, 199.5, 200.0), False)]
+)
+def test_status_warns_when_every_trial_ties(
+    run_cli: Any, tmp_path: Path, values: tuple, warned: bool
+) -> None:
+    """Issue 28: one validation video scores every trial 200, and "best (#0)" is only the first trial."""
+    import optuna
+
+    from vtrbench.runs.tune.notes import sampler_text
+    from vtrbench.runs.tune.storage import ATTR
+
+    path = tmp_path / "s.db"
+    study = optuna.create_study(storage=f"sqlite:///{path}", study_name="vtrbench:meanp+infonce")
+    identity = {"cell": "meanp+infonce", "sampler": sampler_text(1), "max_epochs": 2,
+                "space": {"epochs": {"low": 1, "high": 2}}, "validation": {"fraction": 0.1}, "pruner": "none",
+                "objective": "o", "seed": 0}  # fmt: skip
+    study.set_user_attr(ATTR, identity)
+    study.set_user_attr("trials", len(values))
+    dists = {"epochs": optuna.distributions.IntDistribution(1, 2)}
+    for v in values:
+        study.add_trial(optuna.trial.create_trial(params={"epochs": 1}, distributions=dists, value=v))
+    r = run_cli("tune", "--status", path)
+    assert r.code == 0, r.text
+    assert ("the objective did not separate any trial" in r.out) is warned
+    if warned:
+        assert f"all {len(values)} complete trials scored 200.00" in r.out
