@@ -322,3 +322,4 @@ def test_ablate_tuned_of_a_folded_study_shows_validation_beside_test(
     r = run_cli("report", results / "synthetic", "--format", "md")
     assert r.code == 0, r.text
     assert f"meanp+infonce {rec['best_value']:.2f} ±" in r.out and f"vs {test:.2f}" in r.out
+    assert "validation: 2 video-disjoint folds of the train videos (seed 0)" in r.out
