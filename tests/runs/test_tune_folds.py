@@ -323,3 +323,17 @@ def test_ablate_tuned_of_a_folded_study_shows_validation_beside_test(
     assert r.code == 0, r.text
     assert f"meanp+infonce {rec['best_value']:.2f} ±" in r.out and f"vs {test:.2f}" in r.out
     assert "validation: 2 video-disjoint folds of the train videos (seed 0)" in r.out
+
+
+def test_an_r1_study_is_resumed_only_with_its_objective(
+    run_cli: Any, synth_cache: Path, tmp_path: Path
+) -> None:
+    """A study made with R@1's objective (every study before --objective) is not silently continued
+    with RSum: the rerun is refused naming the objective, and resumes with --objective r1."""
+    study = tmp_path / "s.db"
+    base = _args(synth_cache, study, tmp_path, "--val-fraction", 0.25, trials=1)
+    assert run_cli(*base, "--objective", "r1").code == 0
+    r = run_cli(*base)
+    assert r.code != 0 and "another objective" in r.text and "--objective it was made with" in r.text
+    r = run_cli(*base, "--objective", "r1")
+    assert r.code == 0 and "0 trial(s) run" in r.err, r.text
