@@ -33,11 +33,18 @@ the other, in alternating order, so that the load of a shared machine hits both 
 shown GMAC/s is the floor's MACs over its measured time, and the multiply-accumulates a pair needs at least:
 
 - ``wti``: L · T · D: every token against every frame (the similarity matrix);
+- ``ucofia``: with N = T (1 + k) selected tokens per video (each frame and its top-k patches):
+  D + T · D (video level, sentence-frame cosines) + L · N · D (word-patch similarities) + the
+  interaction-aware aggregations' products T² + L · N² + N · L² + N² + L² (the softmaxes' exp work
+  is not counted); the patch selection runs once per video in its state, not per pair;
 - ``xpool``: T · D + H · T · D: the caption's query against each frame's key (the attention
   logits), and the caption against each (head, frame) slot's output term (the pooled video
   enters the cosine through LayerNorms, so this product cannot be pooled first). The issue's
   figure counted the first term only (``floor_1mm_s`` in the JSON); with one head the two
   terms are equal, so that floor is half of this one.
+- ``tmass``: xpool's two terms, T · D for the caption-frame cosine profile and T · D for the
+  radius R = W c (both per pair), and 3 · K · D for the K samples (ε against r ⊙ o, r ⊙ t and
+  r ⊙ r: every sample's dot product and norm); K = ``samples`` (20).
 
 Also shown: the previous block code (``wti``: explicit full-size masks; ``xpool``: attention
 weights applied to the (caption, video, D) values, then LayerNorms), interleaved on the same
@@ -131,13 +138,19 @@ def bench_one(n: int, post: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def random_features(n: int, length: int, dim: int, g: torch.Generator, kind: str) -> dict[str, torch.Tensor]:
-    """n captions (tokens) or videos (frames) of real-size shapes with ragged prefix masks."""
+def random_features(
+    n: int, length: int, dim: int, g: torch.Generator, kind: str, patches: int = 0
+) -> dict[str, torch.Tensor]:
+    """n captions (tokens) or videos (frames, and ``patches`` patch tokens per frame when > 0) of
+    real-size shapes with ragged prefix masks."""
     counts = torch.randint(max(1, length // 2), length + 1, (n,), generator=g)
     mask = torch.arange(length)[None] < counts[:, None]
     x = torch.randn(n, length, dim, generator=g) * mask[..., None]
     if kind == "video":
-        return {"frames": x, "frame_mask": mask}
+        out = {"frames": x, "frame_mask": mask}
+        if patches:
+            out["patches"] = torch.randn(n, length, patches, dim, generator=g) * mask[..., None, None]
+        return out
     return {"tokens": x, "token_mask": mask, "eot": counts - 1}
 
 
@@ -155,7 +168,7 @@ def bench_pairwise(name: str, n: int, args: argparse.Namespace) -> dict[str, Any
         for kind, length in (("text", args.words), ("video", args.frames)):
             fn = head.text_state if kind == "text" else head.video_state
             parts = [
-                fn(random_features(min(1024, count - s), length, args.dim, g, kind))
+                fn(random_features(min(1024, count - s), length, args.dim, g, kind, patch_count(head, args)))
                 for s in range(0, count, 1024)
             ]
             out.append({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
@@ -198,13 +211,33 @@ def bench_pairwise(name: str, n: int, args: argparse.Namespace) -> dict[str, Any
     }
 
 
+def patch_count(head: Any, args: argparse.Namespace) -> int:
+    """Patch tokens per frame to generate: ``--patches`` for a head that reads them, else none."""
+    return args.patches if "patches" in getattr(head, "requires", ()) else 0
+
+
 def floor_macs_per_pair(head: Any, words: int, frames: int, dim: int) -> int | None:
     """Multiply-accumulates one (caption, video) pair needs at least (see the module docstring)."""
     name = type(head).__name__
+    if name == "UCoFiAHead":
+        n = frames * (1 + head.topk)  # the frame and its top-k patches
+        # video level, sentence-frame cosines and ISA, word-patch similarities, the four ISA products
+        return (
+            dim
+            + frames * dim
+            + frames * frames
+            + words * n * dim
+            + words * n * n
+            + n * words * words
+            + n * n
+            + words * words
+        )
     if name == "WTIHead":
         return words * frames * dim
     if name == "XPoolHead":
         return frames * dim + head.heads * frames * dim
+    if name == "TMassHead":
+        return (3 * frames + head.heads * frames + 3 * head.samples) * dim
     return None
 
 
@@ -267,6 +300,8 @@ def _floor_matmuls(name: str, head: Any, block: tuple[int, int], args: argparse.
             a[: nq * args.words] @ b[:, : nv * t]
 
         return run
+    if name == "ucofia":
+        return _floor_ucofia(head, block, args)
     a = torch.randn(block[0], d, generator=g)
     b = torch.randn(d, block[1] * t, generator=g)
     c = torch.randn(d, block[1] * t * head.heads, generator=g)
@@ -276,7 +311,52 @@ def _floor_matmuls(name: str, head: Any, block: tuple[int, int], args: argparse.
         a[:nq] @ b[:, : nv * t]  # query x keys
         a[:nq] @ c[:, : nv * t * head.heads]  # caption x slot terms
 
-    return run_xpool
+    if name != "tmass":
+        return run_xpool
+    k = head.samples
+    profile = torch.randn(block[0] * block[1], t, generator=g)
+    w = torch.randn(t, d, generator=g)
+    eps = torch.randn(block[0] * k, d, generator=g)
+    per_pair = torch.randn(d, block[1], generator=g)
+
+    def run_tmass(rows: slice, cols: slice) -> None:
+        nq, nv = rows.stop - rows.start, cols.stop - cols.start
+        run_xpool(rows, cols)
+        a[:nq] @ b[:, : nv * t]  # caption x unit frames (the cosine profile)
+        profile[: nq * nv] @ w  # the radius W c
+        for _ in range(3):  # the samples against r ⊙ o, r ⊙ t, r ⊙ r
+            eps[: nq * k] @ per_pair[:, :nv]
+
+    return run_tmass
+
+
+def _floor_ucofia(head: Any, block: tuple[int, int], args: argparse.Namespace) -> Any:
+    """ucofia's floor products (:func:`floor_macs_per_pair`) as fp32 matrix products of the block."""
+    g = torch.Generator().manual_seed(1)
+    d, t, w = args.dim, args.frames, args.words
+    n = t * (1 + head.topk)
+    bq, bv = block
+    sent, video = torch.randn(bq, d, generator=g), torch.randn(d, bv * (1 + t), generator=g)
+    words, toks = torch.randn(bq * w, d, generator=g), torch.randn(d, bv * n, generator=g)
+    sims_n, sims_l = torch.randn(bq * w * bv, n, generator=g), torch.randn(bq * bv * n, w, generator=g)
+    sims_t = torch.randn(bq * bv, t, generator=g)
+    w_n, w_l, w_t = (
+        torch.randn(n, n, generator=g),
+        torch.randn(w, w, generator=g),
+        torch.randn(t, t, generator=g),
+    )
+
+    def run(rows: slice, cols: slice) -> None:
+        nq, nv = rows.stop - rows.start, cols.stop - cols.start
+        sent[:nq] @ video[:, : nv * (1 + t)]  # video level and sentence-frame cosines
+        sims_t[: nq * nv] @ w_t  # sentence-frame ISA
+        words[: nq * w] @ toks[:, : nv * n]  # word-patch similarities
+        sims_n[: nq * w * nv] @ w_n  # ISA over patches, per word
+        sims_l[: nq * nv * n] @ w_l  # ISA over words, per patch
+        sims_n[: nq * nv] @ w_n  # ISA over patches of the per-patch scores
+        sims_l[: nq * nv] @ w_l  # ISA over words of the per-word scores
+
+    return run
 
 
 def bench_floor(name: str, n: int, args: argparse.Namespace, legacy: bool) -> dict[str, Any]:
@@ -293,7 +373,9 @@ def bench_floor(name: str, n: int, args: argparse.Namespace, legacy: bool) -> di
     with torch.no_grad():
         chunks = [(s, min(1024, n - s)) for s in range(0, n, 1024)]
         text_raw = [random_features(c, args.words, args.dim, g, "text") for _, c in chunks]
-        video_raw = [random_features(c, args.frames, args.dim, g, "video") for _, c in chunks]
+        video_raw = [
+            random_features(c, args.frames, args.dim, g, "video", patch_count(head, args)) for _, c in chunks
+        ]
         cat = lambda parts: {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # noqa: E731
         ts = cat([head.text_state(t) for t in text_raw])
         vs = cat([head.video_state(v) for v in video_raw])
@@ -629,6 +711,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pair-sizes", default="1000,10000", help="comma-separated N for --pairwise")
     ap.add_argument("--frames", type=int, default=12, help="frames per video (--pairwise)")
     ap.add_argument("--words", type=int, default=32, help="tokens per caption (--pairwise)")
+    ap.add_argument(
+        "--patches", type=int, default=49, help="patch tokens per frame for ucofia (ViT-B/32: 49)"
+    )
     ap.add_argument("--block", type=int, nargs=2, default=None, help="(captions, videos) per block")
     ap.add_argument(
         "--score-once-vs", default="", metavar="REV",

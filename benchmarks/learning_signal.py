@@ -9,8 +9,9 @@ random CLIP, then reports for zeroshot and each trained head:
   vs shrinks, A-then-B vs B-then-A)? Mean pooling cannot tell the twins apart (0.5);
   a head that models time can. Order-free heads sit at 0.5 by construction: meanp and
   zeroshot (a mean), xpool (attention pooling: a weighted sum over a set of frames) and
-  wti (maxima and softmax-weighted sums over frames); seqtransf, seqlstm, camoe and
-  tighttransf see frame order.
+  wti (maxima and softmax-weighted sums over frames); seqtransf, seqlstm, camoe,
+  tighttransf and tmass (its radius reads the caption-frame cosines in frame order) see
+  frame order.
 
     python benchmarks/learning_signal.py --videos 256 --epochs 30 --seeds 0,1,2
 """
@@ -21,6 +22,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,20 @@ def tie_band(scores: torch.Tensor) -> float:
     return 2.0 * TIE_RTOL * float(scores.abs().max()) if scores.numel() else 0.0
 
 
-ALL_HEADS = ("meanp", "seqtransf", "seqlstm", "camoe", "tighttransf", "xpool", "wti")
+ALL_HEADS = (
+    "meanp",
+    "seqtransf",
+    "seqlstm",
+    "camoe",
+    "tighttransf",
+    "xpool",
+    "wti",
+    "tmass",
+    "ucofia",
+    "meanp+emcl",
+)
+# ``HEAD+emcl``: HEAD with the EMCL training module (head option emcl=true, issue 26)
+VARIANTS = {"emcl": {"emcl": True}}
 
 
 def twin_ties(scores: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray) -> float:
@@ -109,17 +124,20 @@ def measure(
     from vtrbench.config import TrainConfig
     from vtrbench.demo import make_synthetic_cache
     from vtrbench.factory import create_head
+    from vtrbench.heads.base import HEADS
     from vtrbench.runs.data import load_split
     from vtrbench.runs.scoring import evaluate_head
     from vtrbench.runs.train import fit, seed_everything
 
-    cache_path, _ = make_synthetic_cache(workdir, videos=videos, workers=0)
+    # heads that read patch tokens (ucofia) need a cache extracted with them; the others ignore them
+    patches = any("patches" in getattr(HEADS.get(h), "requires", ()) for h in heads)
+    cache_path, _ = make_synthetic_cache(workdir, videos=videos, workers=0, patch_tokens=patches)
     data_dir = workdir / "synthetic"
     meta = json.loads((data_dir / "meta.json").read_text())
     pair_of = {v["id"]: v["pair"] for v in meta["videos"]}
     out: dict[str, Any] = {"videos": videos, "epochs": epochs, "seeds": list(seeds), "loss": loss, "rows": {}}
     with FeatureCache(cache_path) as cache:
-        train, test = load_split(cache, "train"), load_split(cache, "test")
+        train, test = load_split(cache, "train", patches=patches), load_split(cache, "test", patches=patches)
         ids = cache.read_strings("videos", "id")
         test_ids = [ids[r] for r in test.video_rows]
         by_pair: dict[int, list[int]] = {}
@@ -141,10 +159,14 @@ def measure(
             r1, r10, acc, ties, secs = [], [], [], [], []
             for seed in seeds if name != "zeroshot" else (0,):
                 seed_everything(seed)
-                head = create_head(name, embed_dim=int(cache.attrs["embed_dim"]))
+                base, *variant = name.split("+")
+                options = {k: v for tag in variant for k, v in VARIANTS[tag].items()}
+                head = create_head(base, embed_dim=int(cache.attrs["embed_dim"]), **options)
                 t0 = time.perf_counter()
                 if head.trainable:
-                    fit(head, train, config, seed)
+                    # the head's options as a run records them: the trainer reads its auxiliary-loss
+                    # weight from there (camoe's aux_weight, tmass's support-text weight)
+                    fit(head, train, replace(config, head=base, head_options=head.describe()), seed)
                 secs.append(time.perf_counter() - t0)
                 m = evaluate_head(head, test, postprocessing=("raw",))["metrics"]["raw"]
                 r1.append(m["t2v"]["R@1"])

@@ -43,8 +43,9 @@ def _cli(*argv: Any) -> None:
         raise SystemExit(f"vtrbench {argv[0]} failed (exit {code})")
 
 
-def _study_stats(study: Path) -> dict[str, Any]:
-    """Per cell: finished trials, pruned, epochs trained, best objective (from the SQLite study)."""
+def study_stats(study: Path) -> dict[str, Any]:
+    """Per cell: finished trials, pruned, epochs and caption-epochs trained, best objective (from the
+    SQLite study)."""
     from vtrbench.runs.tune.storage import import_optuna, open_storage, vtrbench_studies
 
     optuna = import_optuna()
@@ -58,6 +59,7 @@ def _study_stats(study: Path) -> dict[str, Any]:
             "finished": len(trials),
             "pruned": sum(t.state.name == "PRUNED" for t in trials),
             "epochs": sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials),
+            "caption_epochs": sum(int(t.user_attrs.get("caption_epochs", 0)) for t in trials),
             "best": max((t.value for t in done), default=None),
         }
     return out
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "--study", study, "--pruner", pruner, "--seed", tseed, "--device", "cpu", "--quiet",
         )  # fmt: skip
         timings[name] = time.perf_counter() - t0
-        stats[name] = _study_stats(study)
+        stats[name] = study_stats(study)
         if pruner == "median":  # the first seed's tuned rows go beside the default recipe's
             where = results if tseed == tune_seeds[0] else out / f"results-s{tseed}"
             _cli("ablate", *common[:-1], where, "--tuned", study, "--seeds", args.seeds)

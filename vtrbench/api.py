@@ -51,7 +51,7 @@ from vtrbench.config import check_value as _check_value
 from vtrbench.datasets.base import DatasetIndex, register_dataset
 from vtrbench.errors import VtrbenchError
 from vtrbench.eval import evaluate_embeddings as _evaluate_embeddings
-from vtrbench.eval.postprocess import BANK_POSTS
+from vtrbench.eval.postprocess import BANK_POSTS, EMBEDDING_POSTS
 from vtrbench.heads.base import Batch, Head, list_heads, register_head
 from vtrbench.heads.contract import check_describe
 from vtrbench.losses.base import list_losses, register_loss
@@ -193,7 +193,7 @@ def train_head(
 ) -> list[dict[str, Any]]:
     """Train ``head`` in place with the standard recipe; returns the per-epoch history.
 
-    ``recipe`` overrides the recipe (epochs, batch_size, lr, weight_decay, precision, warmup,
+    ``recipe`` overrides the recipe (epochs, batch_size, lr, weight_decay, precision, compile, warmup,
     grad_clip, eps, betas), checked by the command line's rules (``config.RUN_OPTIONS``): ``epochs=0``,
     ``batch_size=1`` or a negative weight decay are errors, not an empty or zero-loss history.
     Same training code as ``vtrbench train``.
@@ -426,6 +426,8 @@ def evaluate_similarity(
     for post in posts:
         if post in BANK_POSTS:
             raise VtrbenchError(f"{fn}: {post} needs a query bank; use evaluate_embeddings")
+        if post in EMBEDDING_POSTS:
+            raise VtrbenchError(f"{fn}: {post} transforms embeddings; use evaluate_embeddings")
     scale = _check_value(SCALE, logit_scale, f"{fn}: logit_scale")
     opts = eval_options(fn, v2t_protocol=v2t_protocol, dsl_tau=dsl_tau)
     # the scores keep their own precision: a float32 matrix carries float32 rounding, and the tie bands

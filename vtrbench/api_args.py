@@ -26,7 +26,7 @@ EMBED_DIM = OptionRule("int", low=1, high=65536)
 POSITIVE_INT = OptionRule("int", low=1)
 SCALE = OptionRule("float", low=0, low_open=True)
 # train_head's recipe: the run options fit reads, and the recipe fields only the API sets
-RECIPE = ("epochs", "batch_size", "lr", "weight_decay", "precision", *RECIPE_OPTIONS)
+RECIPE = ("epochs", "batch_size", "lr", "weight_decay", "precision", "compile", *RECIPE_OPTIONS)
 
 
 def bad(fn: str, name: str, what: str, value: Any) -> VtrbenchError:
@@ -92,9 +92,13 @@ def split_arg(fn: str, name: str, value: Any, head: Head | None = None) -> Split
         if missing:
             raise VtrbenchError(
                 f"{fn}: the head needs {', '.join(missing)}, which {name} does not hold"
-                + (" (load_split(..., patches=True))" if "patches" in missing else "")
+                + (PATCH_HINT if "patches" in missing else "")
             )
     return value
+
+
+#: How a split without the patch tokens a head reads is refused (the extract option named).
+PATCH_HINT = " (load_split(..., patches=True), from a cache made by `vtrbench extract --patch-tokens`)"
 
 
 def posts_arg(fn: str, value: Any) -> tuple[str, ...]:

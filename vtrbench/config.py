@@ -25,10 +25,12 @@ def to_plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         # A field marked omit_if_empty is left out while empty, so that adding it did not
         # change the hash (and run id) of any config that does not use it.
+        # omit_if_default: the same, for a field whose default is not empty (e.g. compile "none").
         return {
             f.name: to_plain(getattr(obj, f.name))
             for f in dataclasses.fields(obj)
             if not (f.metadata.get("omit_if_empty") and not getattr(obj, f.name))
+            and not (f.metadata.get("omit_if_default") and getattr(obj, f.name) == f.default)
         }
     if isinstance(obj, dict):
         return {str(k): to_plain(v) for k, v in obj.items()}
@@ -123,6 +125,10 @@ class TrainConfig:
     # parameters of the hubness post-processings given (--post-option), the rest at their defaults
     # (defaults.POST_DEFAULTS); empty keeps the config hash of runs made before they existed
     post_options: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"omit_if_empty": True})
+    # torch.compile mode of the training step (defaults.COMPILE_MODES): compiled kernels round
+    # differently from eager ones, so a compiled run is its own configuration (README, "--compile");
+    # "none" is left out of the hash, so eager runs keep the run ids of earlier releases.
+    compile: str = dataclasses.field(default=defaults.COMPILE, metadata={"omit_if_default": True})
 
 
 # ---------------------------------------------------------------- one validation for every way in
@@ -198,6 +204,7 @@ RUN_OPTIONS: dict[str, OptionRule] = {
     "allow_overlap": OptionRule("bool"),
     "post_options": OptionRule("post"),  # {KEY: VALUE} of POST_OPTIONS (--post-option KEY=VALUE)
     "threads": OptionRule("int", low=1, optional=True),  # None: vtrbench.threads picks (not hashed)
+    "compile": OptionRule("choice", choices=defaults.COMPILE_MODES),  # torch.compile of the training step
 }
 
 # The parameters of the post-processings of vtrbench.eval (defaults.POST_DEFAULTS are the defaults).
@@ -207,6 +214,12 @@ POST_OPTIONS: dict[str, OptionRule] = {
     "sinkhorn_iters": OptionRule("int", low=1, high=defaults.SINKHORN_ITERS_MAX),
     "sinkhorn_eps": OptionRule("float", low=0, low_open=True),
     "sinkhorn_tol": OptionRule("float", low=0),  # 0: no early stop
+    # emcl (EM projection of the test embeddings, transductive): bounds keep every step finite
+    "emcl_k": OptionRule("int", low=1, high=defaults.EMCL_K_MAX),
+    "emcl_iters": OptionRule("int", low=1, high=defaults.EMCL_ITERS_MAX),
+    "emcl_lambda": OptionRule("float", low=defaults.EMCL_LAMBDA_MIN),
+    "emcl_beta": OptionRule("float", low=0, low_open=True, high=defaults.EMCL_BETA_MAX),
+    "emcl_seed": OptionRule("int", low=0, high=2**63 - 1),
 }
 
 

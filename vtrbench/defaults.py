@@ -23,6 +23,11 @@ EPS = 1e-6
 WARMUP = 0.1  # fraction of steps with linear warm-up, then cosine decay
 GRAD_CLIP = 1.0
 VAL_FRACTION = 0.0
+# --compile: torch.compile of the training step (forward + loss; backward through AOTAutograd).
+# "none" trains eagerly, as before the option existed (and keeps every earlier run id); the others
+# are torch.compile's modes ("reduce-overhead" adds CUDA-graph capture on CUDA; on CPU it is inductor).
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+COMPILE = "none"
 
 # ------------------------------------------------------------ evaluation protocol and inference
 V2T_PROTOCOL = "clip4clip"  # "clip4clip" or "any-caption" (metrics.py's module note)
@@ -51,6 +56,24 @@ SINKHORN_TOL = 0.0
 # disk-backed one is read twice per iteration).
 SINKHORN_ITERS_MAX = 1000
 
+# EMCL as an inference module (``--post emcl``; Jin et al., NeurIPS 2022): the official MSR-VTT
+# setting of jpthu17/EMCL video_retrieval/As_an_inference_module/README.md (CLIP2Video + EMCL: --K 7
+# --stage_num 10 --lamd 0.1 --beta 4); the seed draws the bases' starting values (the official code
+# draws them from torch's global generator).
+EMCL_POST_K = 7  # subspace size: number of bases
+EMCL_POST_ITERS = 10  # EM iterations (stage_num)
+EMCL_POST_LAMBDA = 0.1  # softmax temperature of the E-step (lamd)
+EMCL_POST_BETA = 4.0  # weight of the reconstruction added to the features (beta)
+EMCL_POST_SEED = 0
+# The largest values emcl_k / emcl_iters may ask for: each iteration is two (N x E) x K products over
+# the whole test split, and K bases cost N x K memory.
+EMCL_K_MAX = 1024
+EMCL_ITERS_MAX = 1000
+# The smallest lambda: the E-step's logits are (features . bases) / lambda; with unit features and
+# bases a floor of 1e-4 keeps them within +-1e4 * sqrt(N), finite in float32.
+EMCL_LAMBDA_MIN = 1e-4
+EMCL_BETA_MAX = 1e4
+
 POST_DEFAULTS = MappingProxyType(
     {
         "is_beta": IS_BETA,
@@ -58,8 +81,22 @@ POST_DEFAULTS = MappingProxyType(
         "sinkhorn_iters": SINKHORN_ITERS,
         "sinkhorn_eps": SINKHORN_EPS,
         "sinkhorn_tol": SINKHORN_TOL,
+        "emcl_k": EMCL_POST_K,
+        "emcl_iters": EMCL_POST_ITERS,
+        "emcl_lambda": EMCL_POST_LAMBDA,
+        "emcl_beta": EMCL_POST_BETA,
+        "emcl_seed": EMCL_POST_SEED,
     }
 )
+
+# EMCL as a training module (head option ``emcl=true`` of the factorised heads): EMCL-Net's MSR-VTT
+# setting, the argparse defaults of jpthu17/EMCL video_retrieval/EMCL-Net/main_retrieval.py, which its
+# README's MSR-VTT command keeps (--centerK 32 --stage_num 9 --momentum 0.9 --lamd 1 --beta 3).
+EMCL_TRAIN_K = 32
+EMCL_TRAIN_ITERS = 9
+EMCL_TRAIN_LAMBDA = 1.0
+EMCL_TRAIN_BETA = 3.0
+EMCL_TRAIN_MOMENTUM = 0.9
 
 # ------------------------------------------------------------ reports
 SIGNIFICANCE = 0.05  # the family-wise level of the report's tests (the † marks, the decomposition)
@@ -98,6 +135,16 @@ TUNE_STARTUP_MAX = 10
 TUNE_MIN_IMPORTANCE_TRIALS = 10
 # Seconds between a tuning worker's heartbeats on an RDB study storage (grace period: 3 of them)
 TUNE_HEARTBEAT = 10
+# What a trial's cost grows along (--fidelity): "epochs" (the pruner sees every epoch), "data,epochs"
+# (explicit rungs of train-video fraction x epochs, successive halving), "none" (full fidelity, no
+# pruner). The pruner when --pruner is not given (--fidelity epochs only; runs/tune/plan.py).
+TUNE_FIDELITY = "epochs"
+TUNE_PRUNER = "median"
+# --fidelity data,epochs: successive halving keeps the top 1/TUNE_ETA of a rung's trials (at least the
+# best so far); without --rungs the rungs are (1/eta^2, max/eta^2), (1/eta, max/eta), (1, max) as
+# Hyperband's first bracket would place them (runs/tune/fidelity.py, default_rungs).
+TUNE_ETA = 3
+TUNE_RUNG_COUNT = 3
 # tune's validation hold-out without --val-split or --folds: this fraction of the train videos
 TUNE_VAL_FRACTION = 0.1
 # tune --folds K: validate on K video-disjoint folds of the train split (None: one --val-fraction

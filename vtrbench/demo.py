@@ -49,9 +49,12 @@ def make_synthetic_cache(
     progress: bool = False,
     console: Any = None,
     workers: int = -1,
+    patch_tokens: bool = False,
 ) -> tuple[Path, Any]:
     """Render the synthetic dataset into ``output/synthetic`` and extract it with the tiny random
     CLIP into ``output/features``; both steps reuse what an earlier call already made.
+    ``patch_tokens``: also store the patch tokens (``vtrbench extract --patch-tokens``), in a cache
+    file of its own.
 
     Returns (cache path, extraction summary).
     """
@@ -73,8 +76,10 @@ def make_synthetic_cache(
         max_frames=index.max_frames,
         image_size=64,
         max_words=index.max_words,
+        patch_tokens=patch_tokens,
     )
-    cache = Path(output) / "features" / "synthetic_vtrbench-tiny_none.h5"
+    suffix = "_patches" if patch_tokens else ""
+    cache = Path(output) / "features" / f"synthetic_vtrbench-tiny_none{suffix}.h5"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         summary = extract_features(

@@ -36,6 +36,7 @@ POSTPROCESSING = (
     "csls-test",
     "dsl-bank",
     "sinkhorn",
+    "emcl",
 )
 TRANSDUCTIVE = {
     "raw": False,
@@ -47,6 +48,7 @@ TRANSDUCTIVE = {
     "csls-test": True,
     "dsl-bank": False,
     "sinkhorn": True,
+    "emcl": True,  # the EM step reads every test caption and video at once
 }
 # the blocks of a report unless --post says otherwise: the classic three stay readable; the others are
 # one --post away, and the decomposition section compares the inference axis over all of them

@@ -205,3 +205,17 @@ def tiny_results(ctx: Context) -> Path:
         return out
 
     return ctx.once("tiny-results", make)
+
+
+def expect_refused_before_training(run: CliRun, results: Path, *mentions: str) -> Outcome:
+    """:func:`expect_error`, and no result file under ``results`` and no epoch in the output: the
+    refusal came before any training (for options checked when a run is planned)."""
+    out = expect_error(run, *mentions)
+    if out.kind != "clear_error":
+        return out
+    left = list(results.rglob("*.json")) if results.exists() else []
+    if left:
+        return Outcome("silently_wrong", f"a result was written: {left[0]}")
+    if "epoch" in run.text.lower():
+        return Outcome("silently_wrong", "refused only after training")
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_pairwise import D, build
+from test_pairwise import D, P, build
 
 from vtrbench.eval import evaluate_pairwise, ranking
 from vtrbench.metrics import TIE_RTOL, gt_counts
@@ -22,12 +22,22 @@ T = 5
 RUNS = [((1, 1), 1), ((2, 3), 4), ((7, 5), 3), ((256, 256), 1024)]
 
 
-def twins(n_pairs: int, n_caps: int, seed: int) -> tuple[dict, dict, torch.Tensor]:
-    """Videos ``i`` and ``i + n_pairs`` show the same frames in reverse order; two captions each."""
+def twins(n_pairs: int, n_caps: int, seed: int, reverse: bool = True) -> tuple[dict, dict, torch.Tensor]:
+    """Videos ``i`` and ``i + n_pairs`` show the same frames in reverse order (``reverse=False``: in
+    the same order, moved by 1e-9 relative, for heads that read the order); two captions each."""
     g = torch.Generator().manual_seed(seed)
     frames = torch.randn(n_pairs, T, D, generator=g)
-    frames = torch.cat([frames, frames.flip(1)])
-    video = {"frames": frames, "frame_mask": torch.ones(2 * n_pairs, T, dtype=torch.bool)}
+    patches = torch.randn(n_pairs, T, P, D, generator=g)
+    if reverse:
+        frames, patches = torch.cat([frames, frames.flip(1)]), torch.cat([patches, patches.flip(1)])
+    else:
+        near = 1.0 + 1e-9 * torch.randn(n_pairs, T, 1, generator=g)
+        frames, patches = torch.cat([frames, frames * near]), torch.cat([patches, patches])
+    video = {
+        "frames": frames,
+        "frame_mask": torch.ones(2 * n_pairs, T, dtype=torch.bool),
+        "patches": patches,
+    }
     qv = torch.arange(n_caps) % (2 * n_pairs)
     counts = torch.randint(2, 7, (n_caps,), generator=g)
     text = {
@@ -63,15 +73,24 @@ def _states(name: str, text: dict, video: dict, qv: torch.Tensor):
         head = MeanPool()
         return head, head.text_state(text), head.video_state(video)
     head = build(name, seed=1)
+    if name == "tmass":
+        # order-free radius (each row of W constant over the frames), so reversed twins tie
+        with torch.no_grad():
+            w = head.radius.linear.weight
+            w.copy_(w[:, :1].expand_as(w))
     n_v, n_t = video["frames"].shape[0], text["tokens"].shape[0]
     data = SplitData("t", video, text, qv, np.arange(n_v), np.arange(n_t))
     ts, vs = states(head, data)
     return head, ts, vs
 
 
+#: heads whose scores read the frame order: their twins are near-copies, not reversed
+ORDERED = ("ucofia",)
+
+
 def _run(name: str) -> list[dict]:
-    text, video, qv = twins(8, 40, seed=3)
-    bank_text, bank_video, _ = twins(6, 20, seed=4)
+    text, video, qv = twins(8, 40, seed=3, reverse=name not in ORDERED)
+    bank_text, bank_video, _ = twins(6, 20, seed=4, reverse=name not in ORDERED)
     head, ts, vs = _states(name, text, video, qv)
     _, bts, bvs = _states(name, bank_text, bank_video, torch.arange(20) % 12)
     if name == "meanpool":
@@ -95,7 +114,7 @@ def _run(name: str) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("name", ["xpool", "wti", "meanpool"])
+@pytest.mark.parametrize("name", ["xpool", "wti", "tmass", "ucofia", "meanpool"])
 def test_reversed_twins_give_the_same_counts_for_every_block_and_chunk(name: str) -> None:
     results = _run(name)
     first = results[0]
@@ -115,7 +134,7 @@ def test_without_the_tolerance_the_blocks_change_the_ranks(monkeypatch: pytest.M
     # ranking reads TIE_RTOL as its module global when an evaluation runs
     monkeypatch.setattr(ranking, "TIE_RTOL", 0.0)
     changed = {}
-    for name in ("xpool", "wti", "meanpool"):
+    for name in ("xpool", "wti", "tmass", "meanpool"):
         results = _run(name)
         first = results[0]["per_query"]
         changed[name] = all(r["per_query"][p] != first[p] for r in results[1:] for p in first)

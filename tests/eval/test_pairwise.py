@@ -24,11 +24,26 @@ from vtrbench.runs.scoring import evaluate_head, states
 
 D, T, L = 16, 5, 6
 PAIRWISE = [n for n in list_heads() if is_pairwise(n)]
-SMALL = {"tighttransf": {"layers": 1}, "xpool": {"heads": 2}, "wti": {}}
+P = 4  # patch tokens per frame (ucofia reads them; the other heads ignore them)
+SMALL = {
+    "tighttransf": {"layers": 1},
+    "xpool": {"heads": 2},
+    "tmass": {"heads": 2, "samples": 3},
+    "wti": {},
+    # ISA sizes above the test's widths (the padding test adds positions); few top-k samples
+    "ucofia": {
+        "layers": 1,
+        "heads": 2,
+        "topk": 2,
+        "topk_samples": 8,
+        "isa_words": L + 3,
+        "isa_frames": T + 2,
+    },
+}
 
 
 def test_the_pairwise_heads_are_registered():
-    assert PAIRWISE == ["tighttransf", "wti", "xpool"]
+    assert PAIRWISE == ["tighttransf", "tmass", "ucofia", "wti", "xpool"]
     assert not any(is_pairwise(n) for n in ("meanp", "seqtransf", "seqlstm", "camoe", "zeroshot"))
 
 
@@ -50,6 +65,7 @@ def random_items(n: int, seed: int, kind: str) -> dict[str, torch.Tensor]:
         return {
             "frames": torch.randn(n, T, D, generator=g),
             "frame_mask": torch.arange(T)[None] < counts[:, None],
+            "patches": torch.randn(n, T, P, D, generator=g),
         }
     counts = torch.randint(2, L + 1, (n,), generator=g)
     return {
@@ -191,9 +207,15 @@ def test_training_logits_are_the_scaled_block_and_losses_are_finite(name, loss_n
     head = build(name)
     text, video = make_batch()
     logits, aux = head.training_logits(text, video)
-    assert logits.shape == (6, 6) and aux == [] and torch.isfinite(logits).all()
-    loss = create_loss(loss_name)(logits)
-    assert loss.dim() == 0 and torch.isfinite(loss)
+    # tmass: one stochastic draw per caption plus its support-text logits, by design (checked
+    # against the official formulas in tests/families/test_tmass_parity.py)
+    n_aux = 1 if name == "tmass" else 0
+    assert logits.shape == (6, 6) and len(aux) == n_aux and torch.isfinite(logits).all()
+    for matrix in [logits, *aux]:
+        loss = create_loss(loss_name)(matrix)
+        assert loss.dim() == 0 and torch.isfinite(loss)
+    if name == "tmass":
+        return
     with torch.no_grad():
         torch.testing.assert_close(
             logits, head.logit_scale() * double_loop(head, text, video), rtol=1e-5, atol=1e-4
@@ -232,6 +254,13 @@ def test_padding_content_never_reaches_the_scores(name):
             1,
         ),
         "frame_mask": torch.cat([video["frame_mask"], torch.zeros(6, 2, dtype=torch.bool)], 1),
+        "patches": torch.cat(
+            [
+                torch.where(video["frame_mask"][..., None, None], video["patches"], garbage(6, T, P, D)),
+                garbage(6, 2, P, D),
+            ],
+            1,
+        ),
     }
     padded_text = {
         "tokens": torch.cat(
@@ -247,7 +276,9 @@ def test_padding_content_never_reaches_the_scores(name):
         )
 
 
-@pytest.mark.parametrize(("name", "order_free"), [("xpool", True), ("wti", True), ("tighttransf", False)])
+@pytest.mark.parametrize(
+    ("name", "order_free"), [("xpool", True), ("wti", True), ("tighttransf", False), ("tmass", False)]
+)
 def test_frame_order(name, order_free):
     head = build(name)
     text, video = make_batch(seed=3)
@@ -284,6 +315,9 @@ def test_seqlstm_sees_frame_order_and_uses_only_valid_frames_in_order():
         ("tighttransf", {"text": "token"}, "did you mean 'tokens'"),
         ("tighttransf", {"layers": 0}, "layers"),
         ("seqlstm", {"layers": 2}, "seqlstm option"),
+        ("tmass", {"samples": 0}, "samples"),
+        ("tmass", {"prior": "gauss"}, "prior"),
+        ("tmass", {"prior_std": 0.5}, "only with prior=normal"),
     ],
 )
 def test_option_errors(name, options, message):
@@ -304,6 +338,13 @@ def test_option_errors(name, options, message):
             "tighttransf[tokens,layers=2,no-types]",
         ),
         ("seqlstm", {"adapter": False}, "seqlstm[no-adapter]"),
+        ("tmass", {}, "tmass"),
+        ("tmass", {"samples": 20, "aux_weight": 0.8, "prior": "uniform01", "frames": 12}, "tmass"),
+        (
+            "tmass",
+            {"samples": 5, "aux_weight": 0, "prior": "normal", "prior_std": 0.003, "adapter": False},
+            "tmass[samples=5,aux=0,prior=normal,prior_std=0.003,no-adapter]",
+        ),
     ],
 )
 def test_labels_carry_the_options_and_describe_is_plain_data(name, options, label):
@@ -321,7 +362,8 @@ def test_train_eval_ablate_report_through_the_cli(synth_cache: Path, tmp_path: P
     argv = ["train", "--cache", str(synth_cache), "--results", str(tmp_path / "tr"), "--head", "xpool"]
     assert main([*argv, *fast, "--save-checkpoint", str(ckpt)]) == 0
     trained = read_result(next((tmp_path / "tr").rglob("*.json")))
-    assert trained["label"] == "xpool" and set(trained["metrics"]) == set(POSTPROCESSING)
+    # every post-processing but emcl, which transforms embeddings a pairwise head does not have
+    assert trained["label"] == "xpool" and set(trained["metrics"]) == set(POSTPROCESSING) - {"emcl"}
     argv = ["eval", "--cache", str(synth_cache), "--checkpoint", str(ckpt), "--results", str(tmp_path / "ev")]
     assert main([*argv, "--device", "cpu"]) == 0
     evaluated = read_result(next((tmp_path / "ev").rglob("*.json")))

@@ -24,7 +24,18 @@ from vtrbench.runs.grid import ALL_HEADS, Grid, load_grid, validate_grid
 
 D = 32
 FAST = ("--epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet")
-BUILTIN = ("camoe", "meanp", "seqlstm", "seqtransf", "tighttransf", "wti", "xpool", "zeroshot")
+BUILTIN = (
+    "camoe",
+    "meanp",
+    "seqlstm",
+    "seqtransf",
+    "tighttransf",
+    "tmass",
+    "ucofia",
+    "wti",
+    "xpool",
+    "zeroshot",
+)
 
 
 # ---------------------------------------------------------------- the schemas
@@ -44,10 +55,12 @@ def test_constructor_signatures_list_the_shared_options_where_they_always_stood(
     """The logit-scale keywords join a constructor's signature from heads/_common.py; the signature
     is the option list ``vtrbench tune`` names in its errors, so its order is part of the message."""
     scale = ["logit_scale", "logit_scale_init"]
-    assert option_names(HEADS.get("meanp")) == ["adapter", *scale]
+    # a factorised head's EMCL options (issue 26) come last; a pairwise head has none
+    emcl = ["emcl", "emcl_k", "emcl_iters", "emcl_lambda", "emcl_beta", "emcl_momentum"]
+    assert option_names(HEADS.get("meanp")) == ["adapter", *scale, *emcl]
     assert option_names(HEADS.get("xpool")) == ["heads", "adapter", *scale]
     temporal = ["layers", "init", "heads", "max_frames"]
-    assert option_names(HEADS.get("seqtransf")) == [*temporal, "adapter", "activation", *scale]
+    assert option_names(HEADS.get("seqtransf")) == [*temporal, "adapter", "activation", *scale, *emcl]
     assert option_names(HEADS.get("wti"))[-3:] == [*scale, "padding"]
     fixed = HEADS.get("meanp")(D, logit_scale="fixed", logit_scale_init=20.0)  # direct construction
     assert fixed.describe() == {"adapter": True, "logit_scale": "fixed", "logit_scale_init": 20.0}
@@ -214,7 +227,7 @@ def test_unknown_key_names_the_head_and_lists_its_options(tmp_path: Path) -> Non
         parse_head_option_pairs("wti", ["layer=2"], head_option_schema("wti"), where="--head-option")
     # an option of another head is an unknown option of this one
     with pytest.raises(
-        VtrbenchError, match=r"unknown meanp option 'mlp_layers'.*available: adapter, logit_scale"
+        VtrbenchError, match=r"unknown meanp option 'mlp_layers'.*available: adapter, emcl.*logit_scale"
     ):
         create_head("meanp", embed_dim=D, mlp_layers=2)
     with pytest.raises(VtrbenchError, match="unknown tighttransf option 'logit_scale'"):

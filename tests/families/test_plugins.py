@@ -586,3 +586,38 @@ def test_pairwise_plugin_wrong_block_shape_in_evaluation_is_one_line(synth_cache
     assert test.n_texts >= 10
     with pytest.raises(api.VtrbenchError, match=r"plugin head 'latewrong' \(late.py\) returned logits of"):
         api.evaluate_head(head, test, postprocessing=("raw",))
+
+
+TMASS_PLUGIN = '''
+from vtrbench.api import register_head
+from vtrbench.heads.tmass import LinearCosRadius, TMassHead
+
+
+class HalfRadius(LinearCosRadius):
+    """T-MASS's radius at half its log-scale: a plugin's own stochastic-text building block."""
+
+    def forward(self, profile):
+        return 0.5 * super().forward(profile)
+
+
+@register_head("tmass_half")
+class TMassHalf(TMassHead):
+    head_name = "tmass_half"
+
+    def __init__(self, embed_dim, **options):
+        super().__init__(embed_dim, **options)
+        self.radius = HalfRadius(self.radius.frames, embed_dim)
+'''
+
+
+def test_a_plugin_subclasses_tmass_and_its_radius(run_cli, synth_cache: Path, tmp_path: Path) -> None:
+    """The stochastic-text blocks (TMassHead, LinearCosRadius) subclass through the plugin contract:
+    the dry-batch checks pass, the head trains, its support-text loss and options come along."""
+    plugin = _write(tmp_path / "tmass_half.py", TMASS_PLUGIN)
+    results = tmp_path / "results"
+    argv = ["train", "--plugin", plugin, "--cache", synth_cache, "--head", "tmass_half", "--loss", "infonce"]
+    r = run_cli(*argv, "--head-option", "samples=2", "--results", results, *FAST)
+    assert r.code == 0, r.text
+    (res,) = _results(results)
+    assert res["head_options"]["samples"] == 2 and res["head_options"]["aux_weight"] == 0.8
+    assert res["protocol"]["head"]["samples"] == 2 and res["provenance"]["plugins"]["head"]["kind"] == "file"

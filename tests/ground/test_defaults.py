@@ -44,7 +44,7 @@ INFERENCE = {
     "qb_beta": defaults.QB_BETA,
     "qb_k": defaults.QB_K,
 }
-EVERY = {**RECIPE, **INFERENCE, "overwrite": defaults.OVERWRITE}
+EVERY = {**RECIPE, **INFERENCE, "overwrite": defaults.OVERWRITE, "compile": defaults.COMPILE}
 
 
 def _command(name: str) -> click.Command:
@@ -182,6 +182,7 @@ SENTINELS = {
     "SIGNIFICANCE": 0.01,
     "DECOMPOSITION_TARGET": ("dsl", "sinkhorn"),
     "OVERWRITE": "always",
+    "COMPILE": "max-autotune",
     "CHUNK_SIZE": 512,
     "EMBED_BATCH": 256,
     "RESULTS_DIR": "results-elsewhere",

@@ -87,6 +87,9 @@ LAZY_CORE = {
     # reading a cache (browse's thumbnails, inspect) needs only h5py; torch only for the CLIP layers
     # a cache stores for --init clip, and importing it costs ~2.5 s
     ("vtrbench.cache.reader", "torch"),
+    # torch._dynamo and torch._inductor (--compile's availability check) take about as long again as
+    # torch itself to import (python -X importtime); only a run with --compile needs them
+    ("vtrbench.runs.compiled", "torch"),
 }
 
 MAX_MODULE_LINES = 600

@@ -9,7 +9,8 @@ PostgreSQL server binaries or no driver (psycopg 3, SQLAlchemy's default) are in
 What they pin: four worker processes on one study finish exactly N trials; a worker killed with
 ``kill -9`` in the middle of a trial leaves no slot held (its trial is failed and the study still
 ends at exactly N); a server stopped in the middle of a study is one clear line, and the study
-resumes to exactly N once the server is back.
+resumes to exactly N once the server is back; two ``torchrun`` ranks on one two-cell study end at
+exactly N per cell; ``tune --status`` on an empty database is refused without creating a table.
 """
 
 from __future__ import annotations
@@ -265,3 +266,59 @@ def test_a_server_stopped_mid_study_is_one_line_and_the_study_resumes(
     assert done.returncode == 0, done.stderr
     states = _states(pg_server, database)
     assert _finished(states) >= 4 and "RUNNING" not in states, states
+
+
+def _torchrun(argv: list[str], nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    """``torchrun --nproc-per-node N -m vtrbench ARGV`` on CPU (as tests/ground/test_shard.py runs it)."""
+    with socket.socket() as s:  # a free port for the rendezvous (loopback only)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "1000"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", f"--nproc-per-node={nproc}",
+           "--rdzv-backend", "c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+           "-m", "vtrbench", *argv]  # fmt: skip
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_torchrun_ranks_on_one_postgres_study_finish_exactly_n(
+    pg_server: Server, database: str, synth_cache: Path, tmp_path: Path
+) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.distributed.is_available():
+        pytest.skip("this torch has no torch.distributed (torchrun)")
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    url = pg_server.url(database)
+    args = _args(synth_cache, url, space, 5)
+    args[args.index("--losses") + 1] = "infonce,dsl"  # two cells: both ranks share both
+    proc = _torchrun(args)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    ran = [int(n) for n in re.findall(r"(\d+) trial\(s\) run by this worker", proc.stdout + proc.stderr)]
+    assert len(ran) == 2 and sum(ran) >= 10, (ran, proc.stderr[-2000:])  # each rank said how many it ran
+    rows = _sql(
+        pg_server,
+        database,
+        "SELECT s.study_name, t.state, COUNT(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "GROUP BY s.study_name, t.state",
+    )
+    finished: dict[str, int] = {}
+    for name, state, n in rows:
+        assert state in ("COMPLETE", "PRUNED", "FAIL"), rows  # nothing left RUNNING
+        if state in ("COMPLETE", "PRUNED"):
+            finished[str(name)] = finished.get(str(name), 0) + int(n)
+    assert finished == {"vtrbench:meanp+infonce": 5, "vtrbench:meanp+dsl": 5}, rows
+
+
+def test_status_of_an_empty_postgres_database_creates_no_tables(pg_server: Server, database: str) -> None:
+    # a read-only command must not give an empty database Optuna's schema (RDBStorage would)
+    done = subprocess.run(
+        [sys.executable, "-m", "vtrbench", "tune", "--status", pg_server.url(database)],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "1000"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode != 0 and len(lines) == 1 and "holds no vtrbench study" in lines[0], done.stderr
+    tables = _sql(pg_server, database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    assert tables == [], tables

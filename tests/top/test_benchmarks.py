@@ -276,8 +276,9 @@ def test_comparison_cost_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture
     # Projection = measured figures x the stated comparison: (2 trials + 1 seed) x 3 epochs x 3,600
     # captions x 2 losses per head; the 'after' row at a quarter of a trial.
     before, after = saved["projection"]["before"], saved["projection"]["after"]
+    measured = saved["projection"]["multi_fidelity"]  # at benchmarks/fidelity.py's measured ratio
     losses = saved["losses"]
-    for p, fraction in ((before, 1.0), (after, 0.25)):
+    for p, fraction in ((before, 1.0), (after, 0.25), (measured, bench.MEASURED_FRACTION)):
         assert p["trial_fraction"] == fraction
         seen = (2 * fraction + 1) * 3 * 3600 * 2
         for h in p["per_head"]:
@@ -427,3 +428,42 @@ def test_comparison_cost_pairs_today_with_a_revision(
         assert pair["before_over_after"] == pytest.approx(old["s_per_step"] / now["s_per_step"])
     wti = next(p for p in saved["vs"] if p["head"] == "wti")
     assert wti["before_fwd_flops"] > wti["after_fwd_flops"]  # padded tokens no longer multiplied
+
+
+def test_fidelity_benchmark_statistics() -> None:
+    """Spearman over cells with average ranks for ties, gaps and the caption-epoch ratio."""
+    bench = load("fidelity")
+    # no ties: 1 - 6 sum d^2 / (n (n^2 - 1)) with d = (0, 1, 1, 0)
+    assert bench.spearman([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(1 - 6 * 2 / (4 * 15))
+    # a tie: ranks (1.5, 1.5, 3) against (1, 2, 3): covariance 1.5, variances 1.5 and 2
+    assert bench.spearman([5, 5, 7], [1, 2, 3]) == pytest.approx(1.5 / (1.5 * 2) ** 0.5)
+    assert bench.spearman([1, 1, 1], [1, 2, 3]) is None
+    full = {"a": {"best": 3.0, "caption_epochs": 100}, "b": {"best": 1.0, "caption_epochs": 60},
+            "c": {"best": None, "caption_epochs": 40}}  # fmt: skip
+    multi = {"a": {"best": 2.0, "caption_epochs": 30}, "b": {"best": 1.5, "caption_epochs": 20},
+             "c": {"best": 4.0, "caption_epochs": 50}}  # fmt: skip
+    got = bench.compare(full, multi)
+    assert got["cells"] == ["a", "b"] and got["gaps"] == {"a": -1.0, "b": 0.5}
+    assert got["spearman"] == pytest.approx(1.0)
+    assert got["caption_epochs"] == {"full": 200, "multi": 100} and got["ratio"] == pytest.approx(0.5)
+    # the noise floor: full fidelity of the first seed against the other seeds' (here: one other)
+    runs = [{"videos": 8, "stats": {"full": full}}, {"videos": 8, "stats": {"full": multi}}]
+    noise = bench.seed_noise(runs)
+    assert noise == {8: {"spearman": pytest.approx(1.0), "gap_mean_abs": pytest.approx(0.75)}}
+
+
+@pytest.mark.slow
+def test_compile_step_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # compiles meanp once (tens of seconds with a cold inductor cache)
+    bench = load("compile_step")
+    out = tmp_path / "compile.json"
+    sizes = ["--batch", "8", "--dim", "16", "--frames", "4", "--words", "6"]
+    rounds = ["--steps", "2", "--rounds", "3", "--warmup", "1"]
+    bench.main(["--device", "cpu", "--heads", "meanp", *sizes, *rounds, "--json", str(out)])
+    printed = capsys.readouterr().out
+    for column in ("eager s/step", "default s/step", "eager / compiled", "compile s"):
+        assert column in printed
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["head"] == "meanp" and row["kernels/step"].startswith("not measured")  # a CPU has no launches
+    # the ratio is of the unrounded medians, the s/step columns are rounded to 10 µs
+    assert row["eager / compiled"] == pytest.approx(row["eager s/step"] / row["default s/step"], rel=0.05)

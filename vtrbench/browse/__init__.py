@@ -99,6 +99,10 @@ def build_site(
         s["shown"] = " + ".join(
             report.names.get(f, k) for f, k in zip(("label", "loss"), s["key"], strict=True)
         )
+    if baseline is not None and base not in systems:
+        # as report does: a baseline that is no system is refused (listing them), never dropped
+        base = _pick(baseline, systems, "--baseline")
+        report = build_report(loaded, layout="paper", baseline=base)
     first = loaded[0]
     split = str(first["protocol"]["test_split"])
     with FeatureCache(Path(cache)) as fc:

@@ -147,6 +147,7 @@ def run_spec_from_options(kw: dict[str, Any]) -> Any:
         mdr=kw.get("mdr", defaults.MDR),
         post_options=dict(kw.get("post_options") or {}),
         precision=kw.get("precision"),
+        compile=kw.get("compile", defaults.COMPILE),
         allow_overlap=bool(kw.get("allow_overlap", False)),
         threads=kw.get("threads"),
         device=resolve_device(kw["device"]),
@@ -248,6 +249,7 @@ def _shared_train_options() -> list[Any]:
             help="Training precision: bf16 autocast (CUDA only) or fp32 "
             "[default: bf16 on CUDA, fp32 on CPU].",
         ),
+        compile_option(),
         click.option("--device", default="auto", show_default=True),
         click.option(
             "--results",
@@ -274,6 +276,24 @@ def _shared_train_options() -> list[Any]:
         ),
         click.option("--quiet", is_flag=True),
     ]
+
+
+def compile_option(tune: bool = False) -> Any:
+    """``--compile MODE`` (train, ablate, tune): torch.compile of the training step."""
+    what = (
+        "Compiles every trial's step: speed only, not part of a study's identity."
+        if tune
+        else "A compiled run rounds differently, so it is its own configuration (its own run id)."
+    )
+    return click.option(
+        "--compile",
+        "compile",
+        type=click.Choice(defaults.COMPILE_MODES),
+        default=defaults.COMPILE,
+        show_default=True,
+        help="torch.compile the training step (forward + loss; backward through AOTAutograd) in this "
+        "mode; reduce-overhead also captures it as a CUDA graph on CUDA; none: eager. " + what,
+    )
 
 
 def _folder_option(ctx: Any, param: Any, value: str | None) -> Path | None:
@@ -323,7 +343,10 @@ def eval_protocol_options() -> list[Any]:
             f"default {defaults.IS_BETA:g}), csls_k (CSLS neighbours, {defaults.CSLS_K}), sinkhorn_iters "
             f"(at most {defaults.SINKHORN_ITERS_MAX}; {defaults.SINKHORN_ITERS}), sinkhorn_eps "
             f"({defaults.SINKHORN_EPS:g}), sinkhorn_tol (stop once no scaling moves by more; off at "
-            f"{defaults.SINKHORN_TOL:g}).",
+            f"{defaults.SINKHORN_TOL:g}); emcl (factorised heads): emcl_k (bases, {defaults.EMCL_POST_K}), "
+            f"emcl_iters (EM iterations, at most {defaults.EMCL_ITERS_MAX}; {defaults.EMCL_POST_ITERS}), "
+            f"emcl_lambda ({defaults.EMCL_POST_LAMBDA:g}), emcl_beta ({defaults.EMCL_POST_BETA:g}), "
+            f"emcl_seed ({defaults.EMCL_POST_SEED}).",
         ),
         click.option(
             "--qb-k",

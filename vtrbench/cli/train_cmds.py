@@ -199,7 +199,7 @@ def eval_cmd(cache_path: Path, head: str | None, checkpoint: Path | None, **kw: 
     "tuned_study",
     metavar="STUDY",
     help="Run each cell's best configuration from `vtrbench tune` (SQLite file or storage URL) "
-    "instead of a grid, once per --seeds.",
+    "instead of a grid, once per --seeds (--heads/--losses: only those of its cells).",
 )
 @click.option("--loss", default="dsl", hidden=True)
 @click.option("--head", default="meanp", hidden=True)
@@ -220,7 +220,7 @@ def ablate(
     from dataclasses import replace
 
     if tuned_study is not None:
-        _ablate_tuned(tuned_study, seeds, shard_option, grid_file, kw)
+        _ablate_tuned(tuned_study, seeds, shard_option, grid_file, kw, _given_cells(heads, losses))
         return
 
     from vtrbench.runs.grid import run_grid
@@ -309,7 +309,50 @@ def _grid_from_options(
     return grid
 
 
-def _ablate_tuned(study: str, seeds: str, shard_option: str | None, grid_file: Path | None, kw: Any) -> None:
+# What ``ablate --tuned`` can honour besides the study's cells: where and how the runs compute and
+# are written, and how the test split is evaluated. Every other option (the recipe, head and loss
+# options, splits, grid axes) is fixed by the tuned configuration and refused, not silently dropped;
+# an option added to ablate later is refused too until it is listed here.
+TUNED_HONOURS = frozenset(
+    {
+        "tuned_study", "cache_path", "seeds", "heads", "losses", "shard_option", "device", "precision",
+        "compile", "threads", "results_dir", "overwrite", "tensorboard", "quiet", "plugin", "v2t_protocol",
+        "dsl_tau", "qb_bank", "qb_beta", "qb_k", "mdr", "post_options", "allow_overlap",
+        "grid_file",  # refused below with its own reason
+    }
+)  # fmt: skip
+
+
+def _given_cells(heads: str, losses: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """``--heads``/``--losses`` as typed (None where left at their default: all the study's cells),
+    after refusing every option the tuned configuration fixes, named as typed."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    for param in ctx.command.params:
+        if param.name in TUNED_HONOURS or ctx.get_parameter_source(str(param.name)) not in typed:
+            continue
+        flag = max(param.opts, key=len)
+        raise VtrbenchError(
+            f"{flag} cannot be combined with --tuned: the study's best configuration fixes it (search "
+            "it with `vtrbench tune --space`, or run `ablate` without --tuned)"
+        )
+    given = ctx.get_parameter_source
+    return (
+        tuple(split_list(heads)) if given("heads") in typed else None,
+        tuple(split_list(losses)) if given("losses") in typed else None,
+    )
+
+
+def _ablate_tuned(
+    study: str,
+    seeds: str,
+    shard_option: str | None,
+    grid_file: Path | None,
+    kw: Any,
+    cells: tuple[tuple[str, ...] | None, tuple[str, ...] | None] = (None, None),
+) -> None:
     from vtrbench.cli.tune_cmds import study_url
     from vtrbench.runs.tune.storage import import_optuna
     from vtrbench.runs.tune.tuned import run_tuned
@@ -328,5 +371,7 @@ def _ablate_tuned(study: str, seeds: str, shard_option: str | None, grid_file: P
         console=err,
         progress=not kw.get("quiet"),
         shard=shard,
+        heads=cells[0],
+        losses=cells[1],
     )
     _finish(err, outcome, "tuned runs done")

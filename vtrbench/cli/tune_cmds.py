@@ -9,6 +9,7 @@ import click
 
 from vtrbench import defaults
 from vtrbench.cli._app import cli, make_console, out_console, resolve_device, split_list
+from vtrbench.cli.options import compile_option
 from vtrbench.errors import VtrbenchError
 
 
@@ -67,11 +68,29 @@ from vtrbench.errors import VtrbenchError
 @click.option(
     "--pruner",
     type=click.Choice(["median", "hyperband", "none"]),
-    default="median",
+    help=f"Stops hopeless trials from their per-epoch validation score [default: {defaults.TUNE_PRUNER}; "
+    "none with --fidelity none; --fidelity data,epochs promotes by successive halving instead].",
+)
+@click.option(
+    "--fidelity",
+    default=defaults.TUNE_FIDELITY,
     show_default=True,
-    help="Stops hopeless trials from their per-epoch validation score.",
+    help="What a trial's cost grows along: epochs (the pruner sees every epoch), data,epochs (--rungs of "
+    "train-video fraction x epochs, successive halving), none (every trial in full).",
+)
+@click.option(
+    "--rungs",
+    metavar="F:E,...",
+    help="--fidelity data,epochs: rungs of (fraction of train videos : epochs or max), ending at 1:max, "
+    "e.g. 0.25:3,0.5:6,1:max [default: 1/eta^2, 1/eta, 1 of the data and of --max-epochs].",
+)
+@click.option(
+    "--eta",
+    type=int,
+    help=f"--fidelity data,epochs: keep the top 1/eta of a rung's trials [default: {defaults.TUNE_ETA}].",
 )
 @click.option("--device", default="auto", show_default=True)
+@compile_option(tune=True)
 @click.option("--shard", "shard_option", metavar="I/N", help="Worker I of N (all workers share all cells).")
 @click.option("--overwrite", is_flag=True, help="Delete the storage's vtrbench studies and start again.")
 @click.option(
@@ -108,8 +127,12 @@ def tune_cmd(
     seed: int,
     train_split: str | None,
     test_split: str | None,
-    pruner: str,
+    pruner: str | None,
+    fidelity: str,
+    rungs: str | None,
+    eta: int | None,
     device: str,
+    compile: str,
     shard_option: str | None,
     overwrite: bool,
     status_of: str | None,
@@ -164,7 +187,11 @@ def tune_cmd(
         train_split=train_split,
         test_split=test_split,
         device=dev,
+        compile=compile,
         pruner=pruner,
+        fidelity=fidelity,
+        rungs=rungs,
+        eta=eta,
         overwrite=overwrite,
         progress=not quiet,
         heartbeat=heartbeat,
@@ -215,8 +242,8 @@ def show_status(study: str, heartbeat: int = defaults.TUNE_HEARTBEAT, *, url: bo
 
     table = Table(title=f"study {shown_storage(storage)}")
     folded = any(c.best and c.best.get("fold_values") for c in cells)
-    columns = ["cell", "finished", "pruned", "failed", "running", "best (trial)"] + ["fold spread"] * folded
-    for col in columns:
+    columns = ["cell", "finished", "pruned", "failed", "running", "caption-epochs", "best (trial)"]
+    for col in columns + ["fold spread"] * folded:
         table.add_column(col, justify="left" if col in ("cell", "finished") else "right", no_wrap=True)
     edges, randoms, flat = [], [], []
     for c in cells:
@@ -239,6 +266,7 @@ def show_status(study: str, heartbeat: int = defaults.TUNE_HEARTBEAT, *, url: bo
             str(c.counts.pruned),
             str(c.counts.failed),
             str(c.counts.running),
+            f"{c.caption_epochs:,}",
             best,
             *((fold_spread_text(c.best),) * folded),
         )
@@ -248,6 +276,8 @@ def show_status(study: str, heartbeat: int = defaults.TUNE_HEARTBEAT, *, url: bo
         out.print(f"* best trial on the edge of its space (widen it with --space?): {line}", soft_wrap=True)
     for line in randoms:
         out.print(f"random search only (no trial after TPE's random start-up): {line}", soft_wrap=True)
+    for text in sorted({c.identity["pruner"] for c in cells if "fidelity" in c.identity}):
+        out.print(f"fidelity (every cell alike): {text}", soft_wrap=True, highlight=False)
     for line in flat:
         out.print(
             f"warning: the objective did not separate any trial ({line}): the best is only the first; "

@@ -8,16 +8,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from vtrbench import defaults
+from vtrbench.config import check_post_options
 from vtrbench.errors import VtrbenchError
 from vtrbench.eval.checks import check_block, check_embeddings, check_postprocessing, check_state
+from vtrbench.eval.emcl import emcl_embeddings, merge_results
 from vtrbench.eval.options import CHUNK_SIZE, EvalOptions
-from vtrbench.eval.postprocess import BANK_POSTS
+from vtrbench.eval.postprocess import BANK_POSTS, EMBEDDING_POSTS
 from vtrbench.eval.ranking import evaluate_scorers
 from vtrbench.eval.scoring import EmbeddingScorer, PairScorer
 
@@ -62,7 +65,8 @@ def evaluate_embeddings(
             ``chunk_size x max(Nq, Nv)`` blocks.
         postprocessing: any of ``results.POSTPROCESSING`` (``raw``, ``dsl``, ``qbnorm``, ``is-bank``,
             ``is-test``, ``csls-bank``, ``csls-test``, ``dsl-bank``, ``sinkhorn``: module docstring and
-            :mod:`vtrbench.eval.postprocess`); None: ``raw``, ``dsl`` and (with banks) ``qbnorm``. A
+            :mod:`vtrbench.eval.postprocess`; ``emcl``: :mod:`vtrbench.eval.emcl`, scored from the
+            EM-projected embeddings); None: ``raw``, ``dsl`` and (with banks) ``qbnorm``. A
             bank-based one asked without banks is refused.
         post_options: parameters of the post-processings of :mod:`vtrbench.eval.postprocess`
             (``is_beta``, ``csls_k``, ``sinkhorn_iters``, ``sinkhorn_eps``, ``sinkhorn_tol``; defaults
@@ -102,15 +106,45 @@ def evaluate_embeddings(
         t2v_bank = check_embeddings("bank_text", bank_text, text.shape[1], text.device).to(text.dtype)
         v2t_bank = check_embeddings("bank_video", bank_video, text.shape[1], text.device).to(text.dtype)
         banks = (EmbeddingScorer(t2v_bank, video), EmbeddingScorer(v2t_bank, text))
-    return evaluate_scorers(
-        EmbeddingScorer(text, video),
+    posts = check_postprocessing(postprocessing, bank_text is not None)
+    main = None
+    if set(posts) - set(EMBEDDING_POSTS):
+        main = evaluate_scorers(
+            EmbeddingScorer(text, video),
+            query_video,
+            replace(options, postprocessing=[p for p in posts if p not in EMBEDDING_POSTS]),
+            banks=banks,
+            have_banks=bank_text is not None,
+            progress=progress,
+            start=start,
+        )
+    if "emcl" not in posts:
+        assert main is not None
+        return main
+    return _with_emcl(main, text, video, query_video, options, posts, None if main else progress)
+
+
+def _with_emcl(
+    main: dict[str, Any] | None,
+    text: torch.Tensor,
+    video: torch.Tensor,
+    query_video: torch.Tensor | np.ndarray,
+    options: EvalOptions,
+    posts: list[str],
+    progress: Callable[[int], None] | None,
+) -> dict[str, Any]:
+    """``main`` (the other post-processings' result) with ``emcl``: the EM step over the whole test
+    split (:mod:`vtrbench.eval.emcl`), its embeddings scored and ranked as raw ones."""
+    post_opts = check_post_options(options.post_options or {}, complete=True)
+    emcl_text, emcl_video = emcl_embeddings(text, video, post_opts)
+    emcl = evaluate_scorers(
+        EmbeddingScorer(emcl_text, emcl_video),
         query_video,
-        options,
-        banks=banks,
-        have_banks=bank_text is not None,
+        replace(options, postprocessing=["raw"]),
+        have_banks=False,
         progress=progress,
-        start=start,
     )
+    return merge_results(main, emcl, posts, post_opts)
 
 
 def evaluate_pairwise(

@@ -91,6 +91,11 @@ class PostParams:
     sinkhorn_iters: int = defaults.SINKHORN_ITERS
     sinkhorn_eps: float = defaults.SINKHORN_EPS
     sinkhorn_tol: float = defaults.SINKHORN_TOL
+    emcl_k: int = defaults.EMCL_POST_K
+    emcl_iters: int = defaults.EMCL_POST_ITERS
+    emcl_lambda: float = defaults.EMCL_POST_LAMBDA
+    emcl_beta: float = defaults.EMCL_POST_BETA
+    emcl_seed: int = defaults.EMCL_POST_SEED
     delta_in: float | None = None
 
     def __post_init__(self) -> None:

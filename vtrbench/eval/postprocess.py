@@ -95,6 +95,12 @@ Sinkhorn runs ``sinkhorn_iters`` iterations (at most ``defaults.SINKHORN_ITERS_M
 after the first iteration (from the second on) that moved no entry of ``log u`` or ``log v`` by more
 than ``sinkhorn_tol`` (0: never); the result records ``iterations_run``.
 
+- ``emcl`` (EMCL as an inference module, Jin et al., NeurIPS 2022; transductive): not a function of
+  the score matrix but of the embeddings, so it is listed in :data:`EMBEDDING_POSTS` rather than
+  :data:`POSTPROCESSORS`: :func:`vtrbench.eval.evaluate_embeddings` projects every test caption and
+  video with the EM step (:mod:`vtrbench.eval.emcl`) and ranks the result as ``raw``. Pairwise heads
+  and similarity matrices have no embeddings: it is refused there in one line.
+
 Adding a post-processing = one entry in :data:`POSTPROCESSORS` (plus its name in
 ``results.POSTPROCESSING`` and ``results.TRANSDUCTIVE``).
 """
@@ -115,6 +121,14 @@ from vtrbench.eval.scoring import Scorer
 
 # The post-processings that read a bank of training queries (both directions' banks, or none).
 BANK_POSTS = ("qbnorm", "is-bank", "csls-bank", "dsl-bank")
+# The post-processings that transform a factorised head's embeddings before they are scored, so they
+# have no entry in POSTPROCESSORS (which works on score rows): ``emcl``, EMCL's EM step over the whole
+# test split (transductive; vtrbench/eval/emcl.py), whose embeddings are then ranked as ``raw``.
+EMBEDDING_POSTS = ("emcl",)
+EMBEDDING_POSTS_MESSAGE = (
+    "post-processing emcl transforms embeddings (a factorised head's, evaluate_embeddings); a pairwise "
+    "head's scores or a similarity matrix have none: leave emcl out"
+)
 
 Scored = tuple[torch.Tensor, torch.Tensor]  # (scores, each score's rounding bound, broadcastable)
 

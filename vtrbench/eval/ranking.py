@@ -39,7 +39,13 @@ from vtrbench.eval.checks import check_postprocessing, check_query_video
 from vtrbench.eval.matrix import ScoreMatrix, default_matrix_bytes
 from vtrbench.eval.messages import csls_k_message, qb_k_message
 from vtrbench.eval.options import EvalOptions, PostParams
-from vtrbench.eval.postprocess import BANK_POSTS, POSTPROCESSORS, bank_statistics
+from vtrbench.eval.postprocess import (
+    BANK_POSTS,
+    EMBEDDING_POSTS,
+    EMBEDDING_POSTS_MESSAGE,
+    POSTPROCESSORS,
+    bank_statistics,
+)
 from vtrbench.eval.scoring import Scorer
 from vtrbench.metrics import (
     TIE_POLICY,
@@ -201,6 +207,8 @@ def _checked(
     ``(v2t protocol, post-processings, PostParams, matrix_bytes)``."""
     protocol = check_v2t_protocol(options.v2t_protocol)
     posts = check_postprocessing(options.postprocessing, have_banks)
+    if set(posts) & set(EMBEDDING_POSTS):  # evaluate_embeddings takes them out before it gets here
+        raise VtrbenchError(EMBEDDING_POSTS_MESSAGE)
     check_mdr(options.mdr)
     qb_k = options.qb_k
     if isinstance(qb_k, bool) or not isinstance(qb_k, int | np.integer) or qb_k < 1:

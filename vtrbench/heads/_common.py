@@ -3,15 +3,17 @@
 - :class:`AdaptedHead` (:class:`AdaptedPairwiseHead` for pairwise heads): the options every
   trainable head with a logit scale takes, :data:`ADAPTED_OPTIONS`, and their set-up; with
   :func:`takes_scale_options` a head's constructor declares the logit-scale keywords without
-  spelling them out.
+  spelling them out. A factorised subclass also takes :data:`EMCL_OPTIONS` (EMCL's training module,
+  ``emcl=true``), added to its schema and signature when the class is created.
 - :class:`EotTextHead`: CLIP4Clip's text side, a residual linear adapter on the unit EOT feature
   (meanp, seqlstm, seqtransf); :class:`BasicEotHead` adds the constructor of the heads whose
   options are only the shared ones (meanp, seqlstm).
 - :class:`ClipStart`: the start of a head's transformer from CLIP's text tower (``init="clip"``).
 
-None of it creates a module or draws a random number on its own: every head still creates its
-parameters itself and in its own order, so their ``state_dict`` keys and the seeded draws that
-initialise them (checkpoints and result files depend on both) are the head's alone.
+None of it creates a module or draws a random number on its own, except the EMCL module of a head
+built with ``emcl=true`` (its ``emcl_step.bases`` buffer, drawn from a generator of its own): every
+head still creates its parameters itself and in its own order, so their ``state_dict`` keys and the
+seeded draws that initialise them (checkpoints and result files depend on both) are the head's alone.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
-from vtrbench.config import OptionRule
+from vtrbench import defaults
+from vtrbench.config import OptionRule, check_value
 from vtrbench.defaults import LOGIT_SCALE_INIT
 from vtrbench.errors import VtrbenchError
+from vtrbench.heads._emcl import EmclModule
 from vtrbench.heads._layers import (
     ACTIVATIONS,
     BOOL_OPTION,
@@ -65,6 +69,37 @@ _SCALE_PARAMETERS = tuple(
     for name, default in SCALE_DEFAULTS.items()
 )
 
+#: EMCL as a training module (:class:`vtrbench.heads._emcl.EmclModule`), an option of every
+#: factorised head (its batch's videos and captions go through the EM step before the logits):
+#: ``emcl`` (default False) and its parameters, EMCL-Net's MSR-VTT setting by default. A factorised
+#: subclass of :class:`AdaptedHead` gets them in its schema and signature without listing them.
+EMCL_OPTIONS: dict[str, OptionRule] = {
+    "emcl": BOOL_OPTION,
+    "emcl_k": OptionRule("int", low=1, high=defaults.EMCL_K_MAX),
+    "emcl_iters": OptionRule("int", low=1, high=defaults.EMCL_ITERS_MAX),
+    "emcl_lambda": OptionRule("float", low=defaults.EMCL_LAMBDA_MIN),
+    "emcl_beta": OptionRule("float", low=0, low_open=True, high=defaults.EMCL_BETA_MAX),
+    "emcl_momentum": OptionRule("float", low=0, high=1),
+}
+EMCL_DEFAULTS: dict[str, Any] = {
+    "emcl": False,
+    "emcl_k": defaults.EMCL_TRAIN_K,
+    "emcl_iters": defaults.EMCL_TRAIN_ITERS,
+    "emcl_lambda": defaults.EMCL_TRAIN_LAMBDA,
+    "emcl_beta": defaults.EMCL_TRAIN_BETA,
+    "emcl_momentum": defaults.EMCL_TRAIN_MOMENTUM,
+}
+#: ``vtrbench tune``'s range for EMCL, for a ``--space`` file (``[head.meanp] emcl = {choices =
+#: [false, true]}``, examples/tune_emcl.toml): it is not in the heads' own ``search_space``, so that
+#: the searches behind the README's tuned table stay what they were.
+EMCL_SPACE: dict[str, dict[str, Any]] = {"emcl": {"choices": [False, True]}}
+_EMCL_PARAMETERS = tuple(
+    inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=type(default).__name__
+    )
+    for name, default in EMCL_DEFAULTS.items()
+)
+
 Init = TypeVar("Init", bound=Callable[..., None])
 
 
@@ -84,6 +119,7 @@ def takes_scale_options(before: str | None = None) -> Callable[[Init], Init]:
             raise TypeError(f"{init.__qualname__} must end in **options to take the logit-scale options")
         at = [p.name for p in params].index(before) if before else len(params) - 1
         init.__signature__ = sig.replace(parameters=[*params[:at], *_SCALE_PARAMETERS, *params[at:]])
+        init.takes_scale_options = True  # type: ignore[attr-defined]
         return init
 
     return decorate
@@ -104,13 +140,70 @@ class AdaptedHead(Head):
     head_name: ClassVar[str] = ""
     search_space = {**Head.search_space, **LOGIT_SCALE_SPACE}  # the recipe and the logit scale
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.pairwise:
+            _add_emcl_options(cls)
+
     def __init__(self, embed_dim: int, options: Mapping[str, Any], adapter: bool) -> None:
-        """``options``: the logit-scale options given and any unknown ones."""
+        """``options``: the logit-scale options given, a factorised head's EMCL ones, and any unknown."""
         unknown = dict(options)
         scale = {name: unknown.pop(name, default) for name, default in SCALE_DEFAULTS.items()}
+        emcl = {} if self.pairwise else {name: unknown.pop(name, d) for name, d in EMCL_DEFAULTS.items()}
         reject_unknown_options(self.head_name, unknown, option_names(type(self)))
         super().__init__(embed_dim, **scale)
         self.adapter = bool(adapter)
+        self.emcl_options = self._checked_emcl(emcl, options)
+        self.emcl_step: EmclModule | None = None
+        if self.emcl_options:
+            # its bases are drawn from a generator of their own, seeded by the process's seed: the
+            # head's parameters keep the seeded draws of a head without EMCL
+            generator = torch.Generator().manual_seed(torch.initial_seed())
+            opts = {k.removeprefix("emcl_"): v for k, v in self.emcl_options.items() if k != "emcl"}
+            self.emcl_step = EmclModule(lamd=opts.pop("lambda"), generator=generator, **opts)
+
+    def _checked_emcl(self, emcl: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+        """The EMCL options when ``emcl`` is on (all of them: a default spelled out is the same
+        head), else {}; a parameter given without ``emcl=true`` is refused."""
+        if not emcl:
+            return {}
+        out = {
+            k: check_value(EMCL_OPTIONS[k], v, f"head {self.head_name!r} option {k}") for k, v in emcl.items()
+        }
+        if not out["emcl"]:
+            stray = sorted(k for k in given if k in EMCL_OPTIONS and k != "emcl")
+            if stray:
+                raise VtrbenchError(f"head {self.head_name!r} option {stray[0]} needs emcl=true")
+            return {}
+        return out
+
+    def training_logits(self, text: Batch, video: Batch) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if self.emcl_step is None:
+            return super().training_logits(text, video)
+        return self.emcl_logits(self.encode_text(text), self.encode_video(video)), []
+
+    def emcl_logits(self, text: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """Logit-scaled ``text @ video.T`` of a training batch, through the EMCL step when it is on.
+
+        Evaluation scores the head's own embeddings: the EM step reads the whole set it is given, so
+        a pair's score would depend on the other items of its block; ``--post emcl`` applies it to
+        the whole test split instead (transductive; docs/heads.md, EMCL)."""
+        if self.emcl_step is not None:
+            text, video = self.emcl_step(text, video)
+        return self.logit_scale() * (text @ video.t())
+
+    def emcl_describe(self) -> dict[str, Any]:
+        """The EMCL options for ``describe()``: all of them when on, none when off (run ids of heads
+        without it stay those of earlier releases)."""
+        return dict(self.emcl_options)
+
+    def emcl_label(self) -> list[str]:
+        """Label extras: ``emcl`` and each of its parameters that is not the default."""
+        if not self.emcl_options:
+            return []
+        return ["emcl"] + [
+            f"{k}={v:g}" for k, v in self.emcl_options.items() if k != "emcl" and v != EMCL_DEFAULTS[k]
+        ]
 
     def new_adapter(self) -> nn.Module:
         """A residual linear adapter of the embedding width, or the identity with ``adapter=False``."""
@@ -118,7 +211,22 @@ class AdaptedHead(Head):
 
     def option_extras(self) -> list[str]:
         """Label extras of the shared options (empty for their defaults)."""
-        return ([] if self.adapter else ["no-adapter"]) + self.scale_label()
+        return ([] if self.adapter else ["no-adapter"]) + self.scale_label() + self.emcl_label()
+
+
+def _add_emcl_options(cls: type[AdaptedHead]) -> None:
+    """:data:`EMCL_OPTIONS` into a factorised head's schema, and their keywords into the signature of
+    its constructor (when it declares the logit-scale ones with :func:`takes_scale_options`)."""
+    schema = cls.__dict__.get("option_schema")
+    if schema is not None and "emcl" not in schema:
+        cls.option_schema = {**schema, **EMCL_OPTIONS}
+    init = cls.__dict__.get("__init__")
+    if init is None or not getattr(init, "takes_scale_options", False):
+        return
+    sig = inspect.signature(init)
+    params = list(sig.parameters.values())
+    if "emcl" not in sig.parameters:
+        init.__signature__ = sig.replace(parameters=[*params[:-1], *_EMCL_PARAMETERS, params[-1]])
 
 
 class AdaptedPairwiseHead(AdaptedHead, PairwiseHead):
@@ -153,7 +261,7 @@ class BasicEotHead(EotTextHead):
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        return {"adapter": self.adapter, **self.scale_options()}
+        return {"adapter": self.adapter, **self.scale_options(), **self.emcl_describe()}
 
     def label(self) -> str:
         return bracket_label(self.head_name, self.option_extras())

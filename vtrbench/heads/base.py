@@ -159,6 +159,11 @@ class Head(nn.Module):
         """The head's options as plain data (goes into result files and report labels)."""
         return {}
 
+    def eval_protocol(self) -> dict[str, Any]:
+        """What else fixes the head's evaluation, as plain data (e.g. tmass's inference noise seed,
+        drawn from the run's seed): recorded in the result's ``protocol.head``, not in the run id."""
+        return {}
+
 
 class PairwiseHead(Head):
     """A head whose similarity does not factorise: subclasses implement ``text_state``,
@@ -205,7 +210,18 @@ HeadFactory = Callable[..., Head]
 # The built-in heads, by module: imported on first use by the registry (base.py never imports them).
 BUILTIN_MODULES = tuple(
     f"vtrbench.heads.{m}"
-    for m in ("camoe", "meanp", "seqlstm", "seqtransf", "tighttransf", "wti", "xpool", "zeroshot")
+    for m in (
+        "camoe",
+        "meanp",
+        "seqlstm",
+        "seqtransf",
+        "tighttransf",
+        "tmass",
+        "ucofia",
+        "wti",
+        "xpool",
+        "zeroshot",
+    )
 )
 HEADS: Registry[HeadFactory] = Registry(
     "head", entry_point_group="vtrbench.heads", builtin_modules=BUILTIN_MODULES
@@ -241,7 +257,12 @@ def validate_head_options(
     schema = head_option_schema(name)
     if schema is None:
         return dict(options)
-    return check_head_options(name, dict(options), schema, where=where)
+    checked = check_head_options(name, dict(options), schema, where=where)
+    # rules between options (tmass: prior_std only with prior=normal), before any cache is opened
+    together = getattr(HEADS.get(name), "check_option_combination", None)
+    if callable(together):
+        together(checked, where=where)
+    return checked
 
 
 def __getattr__(name: str) -> Any:

@@ -357,7 +357,7 @@ class CAMoEHead(ClipStart, AdaptedHead):
         streams, gates = self.text_parts(text)
         videos = self.video_parts(video)
         scale = self.logit_scale()
-        main = scale * ((gates.unsqueeze(-1) * streams).flatten(1) @ videos.flatten(1).t())
+        main = self.emcl_logits((gates.unsqueeze(-1) * streams).flatten(1), videos.flatten(1))
         if self.aux_weight <= 0:
             return main, []
         return main, [scale * (streams[:, k] @ videos[:, k].t()) for k in range(len(self.experts))]
@@ -381,6 +381,7 @@ class CAMoEHead(ClipStart, AdaptedHead):
             "adapter": self.adapter,
             "activation": self.activation,
             **self.scale_options(),
+            **self.emcl_describe(),
         }
 
     def label(self) -> str:
@@ -398,5 +399,5 @@ class CAMoEHead(ClipStart, AdaptedHead):
             parts.append("patches")
         if not self.adapter:
             parts.append("no-adapter")
-        parts += self.scale_label()
+        parts += self.scale_label() + self.emcl_label()
         return f"camoe[{';'.join(parts)}]"

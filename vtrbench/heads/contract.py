@@ -34,7 +34,12 @@ def dry_batches(embed_dim: int, n_text: int = 3, n_video: int = 2, words: int = 
     }
     frame_mask = torch.ones(n_video, frames, dtype=torch.bool)
     frame_mask[-1, frames - 1 :] = False
-    video = {"frames": torch.randn(n_video, frames, embed_dim, generator=g), "frame_mask": frame_mask}
+    video = {
+        "frames": torch.randn(n_video, frames, embed_dim, generator=g),
+        "frame_mask": frame_mask,
+        # patch tokens (heads that declare ``requires = {"patches"}`` read them): 5 per frame
+        "patches": torch.randn(n_video, frames, 5, embed_dim, generator=g),
+    }
     return text, video
 
 

@@ -86,6 +86,7 @@ class SeqTransfHead(ClipStart, EotTextHead):
             "adapter": self.adapter,
             "activation": self.activation,
             **self.scale_options(),
+            **self.emcl_describe(),
         }
 
     def label(self) -> str:

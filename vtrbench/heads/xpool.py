@@ -144,30 +144,33 @@ class XPoolHead(AdaptedPairwiseHead):
 
     def score_states(self, text: Batch, video: Batch) -> torch.Tensor:
         """(Bq, Bv) cosine of each caption with its caption-conditioned pooled video."""
-        q, k = text["query"], video["key"]
+        a = self.attention(text, video)
+        # Everything per pair after the two products is fp32 (or float64), never autocast's bf16:
+        # the softmax as autocast would, and the variances, which come by difference of squares.
+        with torch.autocast(a.device.type, enabled=False):
+            return self._pairs(a, text, video)
+
+    def attention(self, text: Batch, video: Batch) -> torch.Tensor:
+        """(Bq, Bv, K) attention weights of each caption over each video's K = H·T (head, frame)
+        slots, fp32 at least; each head's weights sum to one over the video's valid frames."""
+        q, k, mask = text["query"], video["key"], video["mask"]
         nq, nv, t = q.shape[0], k.shape[0], k.shape[1]
         h, dh = self.heads, q.shape[-1]
         # attention logits, one matrix product per head: (H, Bq, d_h) x (H, d_h, Bv·T)
         logits = torch.matmul(q.transpose(0, 1), k.permute(2, 3, 0, 1).reshape(h, dh, nv * t))
-        # Everything per pair after the two products is fp32 (or float64), never autocast's bf16:
-        # the softmax as autocast would, and the variances, which come by difference of squares.
         with torch.autocast(q.device.type, enabled=False):
-            return self._pairs(_fp32(logits), text, video, nq, nv, t)
+            logits = _fp32(logits).view(h, nq, nv, t).permute(1, 2, 0, 3)
+            # softmax over frames by hand (torch's is slow for rows of 12): padded frames get a
+            # large negative bias, so exp gives 0 there (a video without frames: uniform, as before)
+            bias = (~mask).to(logits.dtype) * _MASK_BIAS
+            z = torch.addcmul(bias[None, :, None, :], logits, logits.new_tensor(1.0 / math.sqrt(dh)))
+            z = z - z.amax(-1, keepdim=True)
+            a = z.exp()
+            return (a / a.sum(-1, keepdim=True)).reshape(nq, nv, h * t)
 
-    def _pairs(
-        self, logits: torch.Tensor, text: Batch, video: Batch, nq: int, nv: int, t: int
-    ) -> torch.Tensor:
-        h, dh, mask = self.heads, self.embed_dim // self.heads, video["mask"]
-        logits = logits.view(h, nq, nv, t).permute(1, 2, 0, 3)
-        # softmax over frames by hand (torch's is slow for rows of 12): padded frames get a
-        # large negative bias, so exp gives 0 there (a video without frames: uniform, as before)
-        bias = (~mask).to(logits.dtype) * _MASK_BIAS
-        z = torch.addcmul(bias[None, :, None, :], logits, logits.new_tensor(1.0 / math.sqrt(dh)))
-        z = z - z.amax(-1, keepdim=True)
-        a = z.exp()
-        a = (a / a.sum(-1, keepdim=True)).reshape(nq, nv, h * t)  # (Bq, Bv, K), K = (head, frame)
+    def _pairs(self, a: torch.Tensor, text: Batch, video: Batch) -> torch.Tensor:
+        nq, nv, kk = a.shape
         unit = _fp32(text["unit"])
-        kk = h * t
         ln2, ln3 = self.layer_norm2, self.layer_norm3
         d = float(self.embed_dim)
         e_const = self._e_const()

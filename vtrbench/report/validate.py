@@ -44,6 +44,11 @@ def _num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+#: Keys that name a result's row in a report (every writer has set them since schema 1): a file
+#: without its head reached the label code as a float NaN.
+IDENTITY_KEYS = ("head", "loss")
+
+
 class _Refuse:
     def __init__(self, src: str) -> None:
         self.src = src
@@ -59,6 +64,9 @@ def validate_result(data: dict[str, Any], src: str) -> None:
     metrics); everything here is about values and their agreement.
     """
     refuse = _Refuse(src)
+    for key in IDENTITY_KEYS:
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise refuse(repr(key), "is missing" if key not in data else f"is {data[key]!r}, not a name")
     seed = data.get("seed")
     if _int(seed) and seed < 0:
         raise refuse("seed", f"is {seed}; seeds are integers >= 0")

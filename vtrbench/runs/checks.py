@@ -1,4 +1,5 @@
-"""Checks before the work starts: splits, output places, train/test overlap, k of QB-Norm and CSLS.
+"""Checks before the work starts: splits, output places, train/test overlap, k of QB-Norm and CSLS,
+EMCL's post options on a pairwise head.
 
 Each refuses in one line, before any training, what would otherwise fail (or silently mislead)
 after it.
@@ -15,7 +16,7 @@ from vtrbench.cache import STATUS_OK, FeatureCache
 from vtrbench.config import TrainConfig
 from vtrbench.errors import VtrbenchError
 from vtrbench.eval import csls_k_message, qb_k_message
-from vtrbench.heads.base import HEADS, list_heads
+from vtrbench.heads.base import HEADS, Head, list_heads
 from vtrbench.registry import unknown_name_message
 from vtrbench.runs.spec import RunSpec
 
@@ -151,3 +152,15 @@ def check_csls_k(cache: FeatureCache, test_split: str, train_split: str | None, 
         n_bank = min(config.qb_bank, usable(train_split))
         if k > n_bank:
             raise VtrbenchError(csls_k_message(k, "csls-bank", n_bank))
+
+
+def check_emcl_post(head: Head, name: str, config: TrainConfig) -> None:
+    """Refuse ``--post-option emcl_*`` for a pairwise head, before any work: the ``emcl``
+    post-processing transforms embeddings, which a pairwise head does not have (its runs leave emcl
+    out of the post-processings they compute)."""
+    given = sorted(k for k in config.post_options if k.startswith("emcl_"))
+    if head.pairwise and given:
+        raise VtrbenchError(
+            f"--post-option {given[0]}: post-processing emcl transforms a factorised head's embeddings; "
+            f"head {name!r} is pairwise (it scores caption-video pairs jointly)"
+        )

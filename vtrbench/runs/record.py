@@ -127,7 +127,9 @@ def build_result(
         "head_options": head.describe(),
         "loss": loss,
         "loss_options": dict(config.loss_options),
-        "label": head_label(head, config.head, config.plugins.get("head")) + tuned_suffix(config.tuned),
+        "label": head_label(head, config.head, config.plugins.get("head"))
+        + tuned_suffix(config.tuned)
+        + compile_suffix(config.compile),
         "config": to_plain(config),
         "config_hash": chash,
         "seed": seed,
@@ -160,6 +162,8 @@ def build_result(
             "post_bank_size": (evaluation.get("protocol") or {}).get("post_bank_size"),
             "mdr": mdr_policy(config.mdr),
             "precision": config.precision,
+            # the head's own evaluation facts (tmass: its inference noise seed); None for most heads
+            "head": head.eval_protocol() or None,
             **(protocol_extra or {}),
         },
         "metrics": evaluation["metrics"],
@@ -172,9 +176,21 @@ def build_result(
         "gate": evaluation.get("gate"),
         "per_query_gate": evaluation.get("per_query_gate"),  # {expert: [weight per test caption]}
         "timing": timing,
-        "provenance": {**provenance(device), "plugins": dict(config.plugins if plugins is None else plugins)},
+        "provenance": {
+            **provenance(device),
+            "plugins": dict(config.plugins if plugins is None else plugins),
+            "compile": config.compile,  # torch.compile mode of the training step ("none": eager)
+        },
         **({"tuned": dict(config.tuned)} if config.tuned else {}),
     }
+
+
+def compile_suffix(mode: str) -> str:
+    """A compiled run's method name says so in every table (`` [compiled]``, or the mode when it is not
+    torch's default): it rounds differently from the eager run, so report keeps the two apart."""
+    if mode == "none":
+        return ""
+    return " [compiled]" if mode == "default" else f" [compiled {mode}]"
 
 
 def tuned_suffix(tuned: dict[str, Any]) -> str:

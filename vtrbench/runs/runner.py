@@ -27,12 +27,14 @@ from vtrbench.runs import record, scoring
 from vtrbench.runs import train as train_mod
 from vtrbench.runs.checks import (
     check_csls_k,
+    check_emcl_post,
     check_output_file,
     check_overlap,
     check_qb_k,
     resolve_head_options,
     resolve_splits,
 )
+from vtrbench.runs.compiled import check_compile
 from vtrbench.runs.data import held_out_videos, holdout, load_split
 from vtrbench.runs.spec import Outcome, RunSpec, resolved_precision
 from vtrbench.runs.tensorboard_log import check_log_folder, epoch_log
@@ -130,6 +132,7 @@ def make_config(spec: RunSpec, cache: FeatureCache) -> TrainConfig:
         mdr=spec.mdr,
         post_options=identity_post_options(spec.post_options),
         precision=resolved_precision(spec),
+        compile=spec.compile,
         cache_content=_content_hash(cache),
     )
 
@@ -182,12 +185,14 @@ def preflight(
         plans[seed] = (config, path)
     if spec.tensorboard is not None:
         check_log_folder(spec.tensorboard)
+    check_compile(spec.compile, spec.device)  # torch.compile unavailable: one line, before any training
     if config is not None:
         check_overlap(cache, config.train_split, config.test_split, spec.allow_overlap)
         check_qb_k(cache, config.test_split, config.qb_k)
         check_csls_k(cache, config.test_split, config.train_split or None, config)
         head = create_head(spec.head, embed_dim=int(cache.attrs["embed_dim"]), **spec.head_options)
         train_mod.check_requirements(head, cache, spec.head)  # e.g. noun/verb masks the cache does not hold
+        check_emcl_post(head, spec.head, config)
         if config.val_fraction > 0:
             rows = cache.split_rows(config.train_split)[0]
             held_out_videos(
@@ -440,6 +445,7 @@ def run_eval(cache_path: Path, *, checkpoint: Path | None, console: Any = None, 
         if train and train != test:  # a bank, hence qbnorm, will be used
             check_qb_k(cache, test, config.qb_k)
         check_csls_k(cache, test, train if train != test else None, config)
+        check_emcl_post(head, config.head, config)
         set_threads(opts["threads"])  # recorded in the result's provenance
         test_data = load_split(cache, test)
         bank = load_split(cache, train) if train and train != test else None
@@ -481,6 +487,7 @@ _COPIED_FROM_CHECKPOINT = (
     "val_fraction",
     "eps",
     "precision",
+    "compile",
 )
 
 

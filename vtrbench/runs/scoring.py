@@ -12,7 +12,7 @@ import torch
 
 from vtrbench import defaults
 from vtrbench.eval import evaluate_embeddings, evaluate_pairwise
-from vtrbench.eval.postprocess import BANK_POSTS
+from vtrbench.eval.postprocess import BANK_POSTS, EMBEDDING_POSTS
 from vtrbench.heads.base import HEADS, Batch, Head, PairwiseHead
 from vtrbench.heads.contract import check_logit_shape, head_who
 from vtrbench.results import POSTPROCESSING
@@ -102,6 +102,8 @@ def evaluate_head(
     """
     if postprocessing is None:
         postprocessing = tuple(p for p in POSTPROCESSING if p not in BANK_POSTS or bank is not None)
+        if isinstance(head, PairwiseHead):  # no embeddings to transform (emcl)
+            postprocessing = tuple(p for p in postprocessing if p not in EMBEDDING_POSTS)
     use_bank = bank is not None and bool(set(BANK_POSTS) & set(postprocessing))
     posts = tuple(postprocessing)
     common: dict[str, Any] = dict(
@@ -123,6 +125,11 @@ def evaluate_head(
             assert bank is not None
             bank_states = states(head, _bank_sample(bank, bank_size), device=device)
         pair_block = tuple(block or head.eval_block)
+        if hasattr(head, "gallery_state"):  # e.g. ucofia's per-video Sinkhorn bias over a caption bank
+            bank_text = bank_states[0]
+            if bank_text is None and bank is not None:
+                bank_text = states(head, _bank_sample(bank, bank_size), device=device)[0]
+            video_state = head.gallery_state(video_state, bank_text, pair_block)
         out = evaluate_pairwise(
             _checked_scorer(head),
             text_state,

@@ -61,6 +61,7 @@ class RunSpec:
     mdr: str = defaults.MDR
     post_options: dict[str, Any] = field(default_factory=dict)  # --post-option KEY=VALUE
     precision: str | None = None  # None: bf16 autocast on CUDA, fp32 elsewhere
+    compile: str = defaults.COMPILE  # torch.compile mode of the training step (vtrbench.runs.compiled)
     allow_overlap: bool = False
     threads: int | None = None  # None: vtrbench.threads.set_threads chooses from the free cores
     device: str = "cpu"

@@ -22,6 +22,7 @@ from vtrbench.factory import create_loss
 from vtrbench.heads.base import Head
 from vtrbench.heads.contract import check_logit_shape, head_who
 from vtrbench.runs import scoring
+from vtrbench.runs.compiled import check_compile, training_step
 from vtrbench.runs.data import SplitData, resident_on, take, text_for
 
 
@@ -50,6 +51,8 @@ def check_requirements(head: Head, cache: FeatureCache, head_name: str) -> None:
         hint = ""
         if {"noun_mask", "verb_mask"} & set(missing):
             hint = " (re-extract with --tagger pattern|spacy, or use --streams learned|eot)"
+        if "patches" in missing:
+            hint = " (re-extract with `vtrbench extract --patch-tokens`)"
         raise CacheError(
             f"head {head_name!r} with these options needs {', '.join(missing)}, "
             f"which {cache.path} does not hold{hint}"
@@ -112,11 +115,9 @@ def fit(
     total = max(1, steps_per_epoch * config.epochs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, config.warmup))
     # bf16 autocast is CUDA-only (config.precision, recorded in results; None: bf16 on CUDA, as before)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if dev.type == "cuda" and config.precision in (None, "bf16")
-        else torch.autocast("cpu", enabled=False)
-    )
+    bf16 = dev.type == "cuda" and config.precision in (None, "bf16")
+    check_compile(config.compile, device)  # (run_training checked it before; direct callers here)
+    step = training_step(head, loss_fn, aux_weight, (dev.type, bf16), config.compile)
     history: list[dict[str, Any]] = []
     task = progress.add_task("train", total=total, info="", unit="steps") if progress is not None else None
     who = head_who(config.head) if config.head else f"head {type(head).__name__}"
@@ -128,14 +129,10 @@ def fit(
             idx = perm[s * bs : (s + 1) * bs].to(train.text_video.device)
             text = take(train.text, idx, dev)
             video = take(train.video, train.text_video.index_select(0, idx), dev)
-            with autocast:
-                logits, aux = head.training_logits(text, video)
-                # a shape check per step costs nothing and names the head (the loss would only
-                # say "expected a square (B, B) logit matrix")
-                check_logit_shape(logits, bs, bs, who)
-                loss = loss_fn(logits.float())
-                if aux and aux_weight > 0:
-                    loss = loss + aux_weight * torch.stack([loss_fn(a.float()) for a in aux]).mean()
+            loss, logits = step(text, video)
+            # a shape check per step costs nothing and names the head (the loss would only
+            # say "expected a square (B, B) logit matrix")
+            check_logit_shape(logits, bs, bs, who)
             if not torch.isfinite(loss):
                 raise VtrbenchError(
                     f"the loss became {loss.item()} at epoch {epoch}, step {s + 1}; training stopped and no "

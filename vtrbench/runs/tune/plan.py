@@ -24,8 +24,10 @@ from vtrbench.losses.base import LOSSES, list_losses
 from vtrbench.plugins import provenance_for
 from vtrbench.registry import unknown_name_message
 from vtrbench.runs.checks import split_overlap
+from vtrbench.runs.compiled import check_compile
 from vtrbench.runs.data import held_out_videos
 from vtrbench.runs.train import check_requirements
+from vtrbench.runs.tune import fidelity as fid
 from vtrbench.runs.tune.folds import (
     check_fold_count,
     check_folds,
@@ -60,7 +62,9 @@ class TuneSpec:
     train_split: str | None = None
     test_split: str | None = None
     device: str = "cpu"
-    pruner: str = "median"
+    # torch.compile of every trial's training step (a speed option here: not part of a cell's identity)
+    compile: str = defaults.COMPILE
+    pruner: str | None = None  # None: defaults.TUNE_PRUNER (--fidelity epochs), none (--fidelity none)
     overwrite: bool = False
     progress: bool = True
     heartbeat: int = defaults.TUNE_HEARTBEAT
@@ -68,6 +72,9 @@ class TuneSpec:
     startup_trials: int | None = None  # TPE's random start-up trials; None: startup_trials(trials)
     folds: int | None = defaults.TUNE_FOLDS  # K video-disjoint folds instead of one hold-out
     objective: str = defaults.TUNE_OBJECTIVE  # runs/tune/folds.py OBJECTIVES
+    fidelity: str = defaults.TUNE_FIDELITY  # "epochs", "data,epochs" or "none" (runs/tune/fidelity.py)
+    rungs: str | None = None  # --rungs F:E,... (--fidelity data,epochs; None: fidelity.default_rungs)
+    eta: int | None = None  # --eta (--fidelity data,epochs; None: defaults.TUNE_ETA)
 
 
 @dataclass
@@ -130,11 +137,12 @@ def sampler_notes(plan_: Plan) -> list[tuple[str, str]]:
 
 @dataclass
 class Plan:
-    spec: TuneSpec
+    spec: TuneSpec  # with its pruner, fidelity and eta resolved (resolve_fidelity)
     train_split: str
     test_split: str
     cells: list[Cell] = field(default_factory=list)
     val_notes: list[str] = field(default_factory=list)  # warnings: a validation part that is small
+    rungs: list[fid.Rung] = field(default_factory=list)  # --fidelity data,epochs only
 
 
 def _pruner_text(pruner: str, max_epochs: int, folds: int | None = None) -> str:
@@ -228,12 +236,13 @@ def _check_options(spec: TuneSpec) -> None:
         raise VtrbenchError(f"--startup-trials must be an integer >= 0, got {spec.startup_trials!r}")
     if spec.max_epochs < 1:
         raise VtrbenchError(f"--max-epochs must be at least 1, got {spec.max_epochs}")
-    if spec.pruner not in PRUNERS:
+    if spec.pruner is not None and spec.pruner not in PRUNERS:
         raise VtrbenchError(f"--pruner must be one of {', '.join(PRUNERS)}, got {spec.pruner!r}")
     check_objective(spec.objective)
     if check_folds(spec.folds) is not None and (spec.val_split is not None or spec.val_fraction):
         other = "--val-split" if spec.val_split is not None else "--val-fraction"
         raise VtrbenchError(f"give --folds or {other}, not both (the folds are the validation)")
+    check_compile(spec.compile, spec.device)  # unavailable: one line before any study is touched
     if spec.val_split is not None and spec.val_fraction:
         raise VtrbenchError("give --val-fraction or --val-split, not both")
     if (
@@ -256,17 +265,19 @@ def _check_options(spec: TuneSpec) -> None:
 def plan(spec: TuneSpec) -> Plan:
     """Check the whole run before any training: options, splits, spaces, storage, existing studies."""
     _check_options(spec)
+    spec, rungs = fid.resolve(spec)  # pruner, fidelity and eta resolved; the rungs checked
+    if rungs and spec.folds is not None:  # a rung trains one model on one validation part
+        raise VtrbenchError("give --folds or --fidelity data,epochs, not both (rungs use one hold-out)")
     override = load_space_file(spec.space_file) if spec.space_file is not None else {}
     where = f"--space {spec.space_file}" if spec.space_file is not None else "search space"
     for kind, names in (("head", spec.heads), ("loss", spec.losses)):
         for name, params in override.get(kind, {}).items():
-            if name in names:
-                _check_override_names(kind, name, params, where)
+            _check_override_names(kind, name, params, where, names)
     with FeatureCache(spec.cache_path) as cache:
         train, test = _resolve_splits(spec, cache)
         embed_dim = int(cache.attrs["embed_dim"])
         fingerprint = cache.fingerprint()
-        out = Plan(spec, train, test)
+        out = Plan(spec, train, test, rungs=rungs)
         validation, out.val_notes = _validation(spec, cache, train)
         grid = sorted(f"{h}+{loss}" for h in spec.heads for loss in spec.losses)
         startup = spec.startup_trials if spec.startup_trials is not None else startup_trials(spec.trials)
@@ -290,16 +301,32 @@ def plan(spec: TuneSpec) -> Plan:
                     "max_epochs": spec.max_epochs,
                     "seed": spec.seed,
                     "sampler": sampler_text(startup),
-                    "pruner": _pruner_text(spec.pruner, spec.max_epochs, spec.folds),
+                    "pruner": fid.pruner_text(rungs, int(spec.eta or 0))
+                    if rungs
+                    else _pruner_text(str(spec.pruner), spec.max_epochs, spec.folds),
                     "objective": objective_text(spec.objective, spec.folds),
                     "plugins": provenance_for(head=h, loss=loss),
                 }
+                if rungs:  # absent otherwise: studies of earlier releases keep their identity
+                    identity["fidelity"] = fid.identity(rungs, int(spec.eta or 0), spec.seed, spec.max_epochs)
                 out.cells.append(Cell(h, loss, space, json.loads(json.dumps(identity))))
     return out
 
 
-def _check_override_names(kind: str, name: str, params: dict[str, Any], where: str) -> None:
-    """A [head.X]/[loss.X] parameter must be an option of X (a typo must not go unsearched)."""
+def _check_override_names(
+    kind: str, name: str, params: dict[str, Any], where: str, tuned: tuple[str, ...]
+) -> None:
+    """A [head.X]/[loss.X] table must be for a head/loss this run tunes (a table for another one would
+    be silently unused), and each of its parameters an option of X (a typo must not go unsearched)."""
+    known_names = [h for h in list_heads() if h != "zeroshot"] if kind == "head" else list_losses()
+    if name not in known_names:
+        raise VtrbenchError(f"{where}: [{kind}.{name}]: " + unknown_name_message(kind, name, known_names))
+    if name not in tuned:
+        flag = "--heads" if kind == "head" else "--losses"
+        raise VtrbenchError(
+            f"{where}: [{kind}.{name}]: {kind} {name} is not tuned in this run ({flag} "
+            f"{','.join(tuned)}): its table would be ignored; remove it or add {name} to {flag}"
+        )
     obj = (HEADS if kind == "head" else LOSSES).get(name)
     target = obj.__init__ if isinstance(obj, type) else obj
     try:

@@ -43,7 +43,7 @@ def plot_cells(
     optuna = import_optuna()
     from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
 
-    db = open_storage(storage, heartbeat=heartbeat)
+    db = open_storage(storage, heartbeat=heartbeat, read_only=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -16,8 +16,17 @@ from datetime import datetime
 from typing import Any
 
 from vtrbench import defaults
+from vtrbench.errors import VtrbenchError
 from vtrbench.runs.tune.space import parse_param
-from vtrbench.runs.tune.storage import ATTR, import_optuna, open_storage, shown_storage, vtrbench_studies
+from vtrbench.runs.tune.storage import (
+    ATTR,
+    import_optuna,
+    open_storage,
+    shown_storage,
+    storage_errors,
+    storage_failure,
+    vtrbench_studies,
+)
 
 
 def worker_id() -> str:
@@ -109,6 +118,7 @@ class TunedCell:
     counts: Counts
     trials_asked: int
     best: dict[str, Any] | None  # {"number", "value", "params", "fold_values"}; None when none completed
+    caption_epochs: int = 0  # trained by its finished trials (trials of earlier releases: not recorded)
     values: tuple[float, ...] = ()  # every complete trial's objective (a saturated objective ties them)
 
     def record(self, storage: str) -> dict[str, Any]:
@@ -148,9 +158,19 @@ class TunedCell:
 
 
 def read_cells(storage_url_: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -> list[TunedCell]:
-    """Every cell of a study with its counts and best complete trial (ties: the earliest)."""
+    """Every cell of a study with its counts and best complete trial (ties: the earliest), read
+    without writing (a read-only storage; damage found while reading is one line)."""
+    storage = open_storage(storage_url_, heartbeat=heartbeat, read_only=True)
+    try:
+        return _cells_of(storage)
+    except VtrbenchError:
+        raise
+    except storage_errors() as e:
+        raise storage_failure(storage_url_, e) from None
+
+
+def _cells_of(storage: Any) -> list[TunedCell]:
     optuna = import_optuna()
-    storage = open_storage(storage_url_, heartbeat=heartbeat)
     names = vtrbench_studies(storage)
     out = []
     for name in names:
@@ -167,15 +187,14 @@ def read_cells(storage_url_: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -
             best = {"number": top.number, "value": top.value, "params": dict(top.params)}
             best["fold_values"] = top.user_attrs.get("fold_values")
         head, _, loss = identity["cell"].partition("+")
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        spent = sum(
+            int(t.user_attrs.get("caption_epochs", 0))
+            for t in study.get_trials(deepcopy=False, states=finished)
+        )
+        c = counts(study)
+        values = tuple(float(t.value) for t in complete)
         out.append(
-            TunedCell(
-                head,
-                loss,
-                identity,
-                counts(study),
-                int(study.user_attrs.get("trials", 0)),
-                best,
-                tuple(float(t.value) for t in complete),
-            )
+            TunedCell(head, loss, identity, c, int(study.user_attrs.get("trials", 0)), best, spent, values)
         )
     return out

@@ -16,6 +16,7 @@ from vtrbench import defaults
 from vtrbench._imports import try_import
 from vtrbench.errors import VtrbenchError
 from vtrbench.runs.checks import check_output_file
+from vtrbench.runs.tune.files import check_storage_files, damaged_text, read_only_url
 
 STUDY_PREFIX = "vtrbench:"
 ATTR = "vtrbench"  # the study's identity (user attribute)
@@ -55,9 +56,14 @@ def shown_storage(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-def open_storage(url: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -> Any:
-    """An Optuna storage; an unreachable one is a one-line error (before any training)."""
+def open_storage(url: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT, read_only: bool = False) -> Any:
+    """An Optuna storage; an unreachable, damaged or unfit one is a one-line error (before any training).
+
+    ``read_only`` (``tune --status``, ``ablate --tuned``, ``--plot``): a storage without a study is
+    refused instead of being given Optuna's tables, and a SQLite file is opened with ``mode=ro``."""
     optuna = import_optuna()
+    shown = shown_storage(url)
+    check_storage_files(url, read_only=read_only)
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
@@ -65,7 +71,12 @@ def open_storage(url: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -> Any:
             path = Path(url[len("journal:") :])
             if not path.parent.is_dir():
                 raise OSError(f"folder {path.parent} does not exist")
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            optuna.study.get_all_study_names(storage)  # reads the whole journal: damage shows here
+            return storage
+        target = read_only_url(url) if read_only else url
+        if read_only:
+            _require_tables(target, shown)
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             # several workers write one SQLite file: wait for its lock instead of failing at once
@@ -75,7 +86,7 @@ def open_storage(url: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -> Any:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # heartbeats are "experimental" in Optuna since 2.9
                     storage = optuna.storages.RDBStorage(
-                        url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **kwargs
+                        target, heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **kwargs
                     )
                 break
             except Exception as e:  # noqa: BLE001
@@ -89,8 +100,36 @@ def open_storage(url: str, *, heartbeat: int = defaults.TUNE_HEARTBEAT) -> Any:
     except VtrbenchError:
         raise
     except Exception as e:  # noqa: BLE001 - drivers raise anything; the user needs one line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise VtrbenchError(f"cannot open the study storage {shown_storage(url)}: {first}") from None
+        raise storage_failure(url, e) from None
+
+
+def storage_failure(url: str, error: BaseException) -> VtrbenchError:
+    """One line for an error of a storage being opened or read: a damaged file says so."""
+    shown = shown_storage(url)
+    damaged = damaged_text(url)
+    text = " ".join(str(error).split()).lower()
+    if damaged is not None and (
+        # a journal line that is not JSON (JSONDecodeError), not whole, or JSON without Optuna's keys;
+        # a SQLite record whose JSON payload was hit
+        isinstance(error, (ValueError, KeyError, TypeError, IndexError))
+        or any(w in text for w in ("malformed", "not a database", "during the commit", "corrupt"))
+    ):
+        return VtrbenchError(f"cannot open the study storage {shown}: {damaged}")
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    return VtrbenchError(f"cannot open the study storage {shown}: {first}")
+
+
+def _require_tables(url: str, shown: str) -> None:
+    """A read-only command on a database without Optuna's tables: refused (RDBStorage would create them)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        found = sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
+    if not found:
+        raise VtrbenchError(f"{shown} holds no vtrbench study (no Optuna tables in it)")
 
 
 def cell_name(head: str, loss: str) -> str:

@@ -27,6 +27,7 @@ from vtrbench.runs import train as train_mod
 from vtrbench.runs.checks import resolve_head_options
 from vtrbench.runs.data import holdout, keep_videos, load_split
 from vtrbench.runs.spec import RunSpec, resolved_precision
+from vtrbench.runs.tune import fidelity as fid
 from vtrbench.runs.tune.folds import OBJECTIVES, fold_parts, objective_of, pruner_step, running_mean, spread
 from vtrbench.runs.tune.plan import Cell, Plan
 from vtrbench.runs.tune.space import Param, split_params
@@ -118,53 +119,24 @@ def _suggest(trial: Any, p: Param) -> Any:
 def train_trial(
     plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, data: dict, trial: Any, progress: Any = None
 ) -> float:
-    """Train one sampled configuration on train-minus-validation (each fold's with --folds); returns
-    the objective, the mean over folds (``progress``: a display its training steps are shown on)."""
+    """Train one sampled configuration on train-minus-validation (each fold's with --folds: the
+    objective is then the mean over the fold models); returns the objective (``progress``:
+    a display its training steps are shown on). With --fidelity data,epochs the trial climbs the
+    rungs (:mod:`vtrbench.runs.tune.fidelity`); each trial records the caption-epochs it trained."""
+    if plan_.rungs:
+        return _train_rungs(plan_, cell, params, cache, data, trial, progress)
     spec = plan_.spec
-    recipe, head_opts, loss_opts = split_params(params)
-    recipe.setdefault("epochs", spec.max_epochs)  # a plugin space without epochs trains the cap
-    run = RunSpec(
-        cache_path=spec.cache_path,
-        head=cell.head,
-        loss=cell.loss,
-        head_options=head_opts,
-        loss_options=loss_opts,
-        device=spec.device,
-        progress=False,
-        **recipe,
-    )
-    options, _ = resolve_head_options(run, cache)
-    embed_dim = int(cache.attrs["embed_dim"])
-    loss_options = dict(loss_opts)
-    if cell.loss == "dsl":
-        loss_options.setdefault("temperature", 1000.0)
-    config = None
     t0 = time.perf_counter()
     done: list[float] = []
     every: dict[str, list[float]] = {}
-    epochs_run = 0
-    parts = None
-    while parts is None or len(done) < len(parts):
-        train_mod.seed_everything(spec.seed)  # every fold model starts as the one-hold-out model does
-        head = create_head(cell.head, embed_dim=embed_dim, **options)
-        if getattr(head, "init", None) == "clip":
-            head.init_from(cache.backbone_weights() or {}, cache.backbone_info())
-        parts = _load(plan_, cache, data, "patches" in head.requires)
-        if config is None:
-            config = TrainConfig(
-                cache_hash=cache.config_hash,
-                head=cell.head,
-                loss=cell.loss,
-                head_options=dict(head.describe()),
-                loss_options=loss_options,
-                train_split=plan_.train_split,
-                test_split="",  # never evaluated here
-                precision=resolved_precision(run),
-                **{k: v for k, v in dataclasses.asdict(run).items() if k in recipe},
-            )
-        train, val = parts[len(done)]
-        last, epochs = _fit_fold(plan_, head, (train, val), config, trial, done, (t0, epochs_run), progress)
+    epochs_run = caption_epochs = 0
+    for fold in range(spec.folds or 1):  # --folds K: K fold models, each from --seed
+        head, train, val, config = _prepared(plan_, cell, params, cache, data, fold=fold)
+        last, epochs = _fit_fold(
+            plan_, head, (train, val), config, trial, done, (t0, epochs_run, caption_epochs), progress
+        )
         epochs_run += epochs
+        caption_epochs += train.n_texts * epochs
         trial.set_user_attr("epochs_run", epochs_run)
         if last is None:  # the loss diverged: a real outcome of this configuration, not a crash
             return 0.0
@@ -186,7 +158,7 @@ def _fit_fold(
     config: Any,
     trial: Any,
     done: list[float],
-    started: tuple[float, int],
+    started: tuple[float, int, int],
     progress: Any,
 ) -> tuple[dict[str, float] | None, int]:
     """Train one fold's model: (its last validation metrics, or None when the loss diverged; epochs
@@ -195,15 +167,16 @@ def _fit_fold(
     spec = plan_.spec
     fold = len(done)
     train, val = part
-    t0, epochs_before = started  # the trial's start and the epochs its earlier folds trained
+    # the trial's start, and the epochs and caption-epochs its earlier folds trained
+    t0, epochs_before, captions_before = started
     epochs_run = 0
 
     def on_epoch(entry: dict[str, Any]) -> None:
         nonlocal epochs_run
         epochs_run = int(entry["epoch"])
+        trial.set_user_attr("caption_epochs", captions_before + train.n_texts * epochs_run)
         value = running_mean(done, objective_value(entry["val"], spec.objective))
-        step = pruner_step(fold, epochs_run, spec.max_epochs)
-        trial.report(value, step)
+        trial.report(value, pruner_step(fold, epochs_run, spec.max_epochs))
         if trial.should_prune():
             trial.set_user_attr("epochs_run", epochs_before + epochs_run)
             trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
@@ -219,3 +192,94 @@ def _fit_fold(
         trial.set_user_attr("diverged", str(e))
         return None, epochs_run
     return dict(history[-1]["val"]), epochs_run
+
+
+def _train_rungs(
+    plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, data: dict, trial: Any, progress: Any
+) -> float:
+    """--fidelity data,epochs: each rung trains afresh (--seed) on its nested video subset."""
+    spec = plan_.spec
+    trial_epochs = int(split_params(params)[0].get("epochs", spec.max_epochs))
+
+    def train_rung(rung: fid.Rung) -> fid.RungResult:
+        head, train, val, config = _prepared(plan_, cell, params, cache, data, epochs=rung.epochs)
+        part = fid.subset(train, rung.fraction, spec.seed)
+        epochs_run = 0
+
+        def on_epoch(entry: dict[str, Any]) -> None:
+            nonlocal epochs_run
+            epochs_run = int(entry["epoch"])
+
+        try:
+            history = train_mod.fit(
+                head,
+                part,
+                config,
+                spec.seed,
+                device=spec.device,
+                val=val,
+                on_epoch=on_epoch,
+                progress=progress,
+            )
+        except VtrbenchError as e:  # diverged: scores 0, as a full-fidelity trial would
+            return fid.RungResult(0.0, part.n_texts * epochs_run, epochs_run, str(e))
+        value = objective_value(history[-1]["val"], spec.objective)
+        return fid.RungResult(value, part.n_texts * epochs_run, epochs_run)
+
+    t0 = time.perf_counter()
+    try:
+        return fid.climb(trial, plan_.rungs, int(spec.eta or 0), trial_epochs, train_rung)
+    finally:
+        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+
+
+def _prepared(
+    plan_: Plan,
+    cell: Cell,
+    params: dict[str, Any],
+    cache: Any,
+    data: dict,
+    epochs: int | None = None,
+    fold: int = 0,
+) -> tuple[Any, Any, Any, TrainConfig]:
+    """(head seeded with --seed, train minus validation, validation, config) of one configuration;
+    ``epochs`` replaces the sampled epochs (a rung's); ``fold``: which fold's parts (--folds)."""
+    spec = plan_.spec
+    recipe, head_opts, loss_opts = split_params(params)
+    recipe.setdefault("epochs", spec.max_epochs)  # a plugin space without epochs trains the cap
+    if epochs is not None:
+        recipe["epochs"] = epochs
+    run = RunSpec(
+        cache_path=spec.cache_path,
+        head=cell.head,
+        loss=cell.loss,
+        head_options=head_opts,
+        loss_options=loss_opts,
+        device=spec.device,
+        compile=spec.compile,
+        progress=False,
+        **recipe,
+    )
+    options, _ = resolve_head_options(run, cache)
+    embed_dim = int(cache.attrs["embed_dim"])
+    train_mod.seed_everything(spec.seed)
+    head = create_head(cell.head, embed_dim=embed_dim, **options)
+    if getattr(head, "init", None) == "clip":
+        head.init_from(cache.backbone_weights() or {}, cache.backbone_info())
+    train, val = _load(plan_, cache, data, "patches" in head.requires)[fold]
+    loss_options = dict(loss_opts)
+    if cell.loss == "dsl":
+        loss_options.setdefault("temperature", 1000.0)
+    config = TrainConfig(
+        cache_hash=cache.config_hash,
+        head=cell.head,
+        loss=cell.loss,
+        head_options=dict(head.describe()),
+        loss_options=loss_options,
+        train_split=plan_.train_split,
+        test_split="",  # never evaluated here
+        precision=resolved_precision(run),
+        compile=run.compile,
+        **{k: v for k, v in dataclasses.asdict(run).items() if k in recipe},
+    )
+    return head, train, val, config

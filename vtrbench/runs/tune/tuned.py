@@ -8,6 +8,7 @@ other way round).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,12 +23,45 @@ from vtrbench.runs.tune.status import read_cells
 from vtrbench.runs.tune.storage import shown_storage
 
 
-def tuned_specs(storage: str, base: Any, cache: Any) -> list[tuple[str, Any]]:
-    """(description, RunSpec) of each tuned cell's best configuration, trained on the whole train
-    split (validation videos included) and evaluated on the test split the study recorded."""
+def select_cells(
+    cells: list[Any], heads: Sequence[str] | None, losses: Sequence[str] | None, shown: str
+) -> list[Any]:
+    """The study's cells whose head is one of ``heads`` and loss one of ``losses`` (None: all); a
+    name that no cell has is refused with the study's cells listed (a cell cannot be run untuned)."""
+    names = ", ".join(sorted(c.identity["cell"] for c in cells))
+    for option, wanted, have in (
+        ("--heads", heads, {c.head for c in cells}),
+        ("--losses", losses, {c.loss for c in cells}),
+    ):
+        missing = [w for w in (wanted or ()) if w not in have]
+        if missing:
+            raise VtrbenchError(
+                f"{option} {','.join(missing)}: not tuned in study {shown} (its cells: {names})"
+            )
+    kept = [c for c in cells if (heads is None or c.head in heads) and (losses is None or c.loss in losses)]
+    if not kept:
+        raise VtrbenchError(
+            f"--heads {','.join(heads or ())} with --losses {','.join(losses or ())}: no such cell in "
+            f"study {shown} (its cells: {names})"
+        )
+    return kept
+
+
+def tuned_specs(
+    storage: str,
+    base: Any,
+    cache: Any,
+    *,
+    heads: Sequence[str] | None = None,
+    losses: Sequence[str] | None = None,
+) -> list[tuple[str, Any]]:
+    """(description, RunSpec) of each tuned cell's best configuration (the cells of ``heads`` x
+    ``losses`` when given), trained on the whole train split (validation videos included) and
+    evaluated on the test split the study recorded."""
     cells = read_cells(storage)
     if not cells:
         raise VtrbenchError(f"--tuned {shown_storage(storage)} holds no vtrbench study")
+    cells = select_cells(cells, heads, losses, shown_storage(storage))
     fingerprint = cache.fingerprint()
     out = []
     for cell in cells:
@@ -69,14 +103,18 @@ def run_tuned(
     console: Any = None,
     progress: bool = True,
     shard: Any = None,
+    heads: Sequence[str] | None = None,
+    losses: Sequence[str] | None = None,
 ) -> GridOutcome:
-    """``vtrbench ablate --tuned STUDY``: each cell's best configuration x ``seeds`` on the test split.
+    """``vtrbench ablate --tuned STUDY``: each cell's best configuration x ``seeds`` on the test split
+    (only the cells of ``heads`` x ``losses`` when given).
 
     Every run is checked first (as :func:`vtrbench.runs.grid.run_grid` does); finished runs are skipped."""
     outcome = GridOutcome()
     data: dict[str, Any] = {}
     with FeatureCache(base.cache_path) as cache:
-        points = [(d, s, seed) for d, s in tuned_specs(storage, base, cache) for seed in seeds]
+        specs = tuned_specs(storage, base, cache, heads=heads, losses=losses)
+        points = [(d, s, seed) for d, s in specs for seed in seeds]
         if shard is not None:
             points = shard.take(points)
         for desc, spec, seed in points:
