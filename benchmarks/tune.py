@@ -11,7 +11,12 @@ made if missing, as ``vtrbench demo`` makes it):
    cell's best configuration over the same seeds, on the test split;
 3. the report table of both (t2v R@1 and RSum, raw similarity, mean ± std over seeds);
 4. **pruning**: the same tuning with ``--pruner none`` in a second study: trials per hour, epochs
-   trained and the best validation objective with and without pruning (same cells, same seed).
+   trained and the best validation objective with and without pruning (same cells, same seed);
+   ``--skip-pruning`` leaves it out;
+5. **validation vs test** (``--folds K``: K video-disjoint folds instead of the 10 % hold-out): each
+   cell's best validation objective with its fold spread beside the same objective on test, Spearman's
+   rho of the cells between the two, and, with ``--tune-seeds 0,1``, the same tuning with a second seed
+   (its own study and ``ablate --tuned`` results): how far the tuned ranking of the cells agrees.
 
 Run: ``python benchmarks/tune.py --out /tmp/vtrbench-tune`` (see benchmarks/README.md); ``--json``
 saves the raw numbers. Wall times are from a shared, loaded machine: compare ratios.
@@ -70,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--max-epochs", type=int, default=20)
     p.add_argument("--seeds", default="0,1")
+    p.add_argument("--folds", type=int, help="tune --folds K [default: the 10 %% hold-out]")
+    p.add_argument("--tune-seeds", default="0", help="tuning seeds (a study and tuned results each)")
+    p.add_argument("--skip-pruning", action="store_true", help="leave out the --pruner none study")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     info = _common.machine_info("cpu")
@@ -87,17 +95,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     timings: dict[str, float] = {}
     stats: dict[str, Any] = {}
-    for pruner in ("median", "none"):
-        study = out / f"tune-{pruner}.db"
+    validation = ("--folds", args.folds) if args.folds else ("--val-fraction", 0.1)
+    tune_seeds = [int(x) for x in args.tune_seeds.split(",")]
+    runs = [("median", s) for s in tune_seeds] + ([] if args.skip_pruning else [("none", tune_seeds[0])])
+    for pruner, tseed in runs:
+        name = pruner if tseed == tune_seeds[0] else f"{pruner}-s{tseed}"
+        study = out / f"tune-{name}.db"
         t0 = time.perf_counter()
         _cli(
             "tune", "--cache", cache, "--heads", args.heads, "--losses", args.losses,
-            "--trials", args.trials, "--max-epochs", args.max_epochs, "--val-fraction", 0.1,
-            "--study", study, "--pruner", pruner, "--seed", 0, "--device", "cpu", "--quiet",
+            "--trials", args.trials, "--max-epochs", args.max_epochs, *validation,
+            "--study", study, "--pruner", pruner, "--seed", tseed, "--device", "cpu", "--quiet",
         )  # fmt: skip
-        timings[pruner] = time.perf_counter() - t0
-        stats[pruner] = study_stats(study)
-    _cli("ablate", *common, "--tuned", out / "tune-median.db", "--seeds", args.seeds)
+        timings[name] = time.perf_counter() - t0
+        stats[name] = study_stats(study)
+        if pruner == "median":  # the first seed's tuned rows go beside the default recipe's
+            where = results if tseed == tune_seeds[0] else out / f"results-s{tseed}"
+            _cli("ablate", *common[:-1], where, "--tuned", study, "--seeds", args.seeds)
 
     from vtrbench.report import build_report, load_results, render_markdown
 
@@ -105,6 +119,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = render_markdown(report)
     print(table)
 
+    val_test = _val_test(out, results, tune_seeds)
+    if not args.skip_pruning:
+        _pruning_table(args, stats, timings)
+    payload = {
+        "machine": info,
+        "timings_s": timings,
+        "studies": stats,
+        "report": table,
+        "val_test": val_test,
+        "args": vars(args),
+    }
+    _common.write_json(args.json, json.loads(json.dumps(payload, default=str)))
+    return payload
+
+
+def _pruning_table(args: Any, stats: dict[str, Any], timings: dict[str, float]) -> None:
+    """Trials, epochs and best validation objective with and without the median pruner."""
     rows = []
     cells = sorted(stats["median"])
     for pruner in ("median", "none"):
@@ -141,13 +172,62 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         [
             f"epochs saved by the median pruner: {_common.fmt(saved)} of those trained without pruning",
             f"trials/hour with pruning / without: {_common.fmt(speed)}",
-            "best val: the best validation objective (t2v R@1 + v2t R@1) per cell; equal values mean pruning "
+            "best val: the best validation objective (the study's) per cell; equal values mean pruning "
             "lost nothing at this budget",
         ]
     )
-    payload = {"machine": info, "timings_s": timings, "studies": stats, "report": table, "args": vars(args)}
-    _common.write_json(args.json, json.loads(json.dumps(payload, default=str)))
-    return payload
+
+
+def _val_test(out: Path, results: Path, tune_seeds: list[int]) -> dict[str, Any]:
+    """Per tuning seed: each cell's validation (fold spread) beside test, and Spearman's rho; then the
+    agreement of the cells' rankings between the first two tuning seeds."""
+    from vtrbench.report import load_results
+    from vtrbench.runs.tune.valtest import spearman, val_test_rows
+
+    per_seed: dict[int, dict[str, Any]] = {}
+    for tseed in tune_seeds:
+        where = results if tseed == tune_seeds[0] else out / f"results-s{tseed}"
+        rows = val_test_rows(load_results([where]))
+        per_seed[tseed] = {r.cell: r for r in rows}
+        table = [
+            [
+                r.cell,
+                _common.fmt(r.validation, 4),
+                _common.fmt(r.fold_std, 3),
+                _common.fmt(r.test, 4),
+                r.seeds,
+            ]
+            for r in rows
+        ]
+        rho = spearman([r.validation for r in rows], [r.test for r in rows])
+        _common.print_table(
+            f"validation vs test, tuning seed {tseed} ({rows[0].objective if rows else '?'}; test: raw, "
+            f"mean over seeds); Spearman rho of cells = {_common.fmt(rho, 3)}",
+            ["cell", "validation", "fold std", "test", "seeds"],
+            table,
+        )
+    out_: dict[str, Any] = {
+        str(s): {c: {"val": r.validation, "fold_std": r.fold_std, "test": r.test} for c, r in rows.items()}
+        for s, rows in per_seed.items()
+    }
+    if len(tune_seeds) > 1:
+        a, b = per_seed[tune_seeds[0]], per_seed[tune_seeds[1]]
+        cells = sorted(set(a) & set(b))
+        agree = {
+            what: spearman([getattr(a[c], what) for c in cells], [getattr(b[c], what) for c in cells])
+            for what in ("validation", "test")
+        }
+        top = {s: max(per_seed[s], key=lambda c: per_seed[s][c].test) for s in tune_seeds[:2]}
+        _common.print_notes(
+            [
+                f"tuning seeds {tune_seeds[0]} vs {tune_seeds[1]}: Spearman rho of the cells' validation "
+                f"objectives {_common.fmt(agree['validation'], 3)}, of their test values "
+                f"{_common.fmt(agree['test'], 3)} ({len(cells)} cells); best cell on test: "
+                + " vs ".join(top.values())
+            ]
+        )
+        out_["agreement"] = {**agree, "top": top}
+    return out_
 
 
 if __name__ == "__main__":

@@ -145,6 +145,21 @@ TUNE_PRUNER = "median"
 # Hyperband's first bracket would place them (runs/tune/fidelity.py, default_rungs).
 TUNE_ETA = 3
 TUNE_RUNG_COUNT = 3
+# tune's validation hold-out without --val-split or --folds: this fraction of the train videos
+TUNE_VAL_FRACTION = 0.1
+# tune --folds K: validate on K video-disjoint folds of the train split (None: one --val-fraction
+# hold-out, as earlier releases did); each trial's objective is the mean over its K fold models.
+TUNE_FOLDS = None
+# tune --objective: "rsum" (validation RSum, R@1+5+10 both ways) or "r1" (t2v R@1 + v2t R@1, the
+# objective of earlier releases). RSum: on the demo cache its fold-to-fold spread relative to the
+# spread between configurations was smaller (benchmarks/tune_objective.py; README "Cross-validated tuning").
+TUNE_OBJECTIVE = "rsum"
+# The smallest validation part (the hold-out, --val-split or each fold) tune accepts, in usable videos:
+# with one video every retrieval metric is 100 for any model, so every trial ties at the ceiling.
+TUNE_MIN_VAL_VIDEOS = 2
+# At or below this many validation videos tune warns: R@10 is 100 for any model (R@5 from 5 down)
+# and R@1 moves in steps of 100 / captions, so the objective hardly tells configurations apart.
+TUNE_FEW_VAL_VIDEOS = 10
 
 # ------------------------------------------------------------ vtrbench search
 SEARCH_CAPTIONS = 3  # cached captions printed under each retrieved video (--captions; --json: all)

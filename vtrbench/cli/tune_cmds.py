@@ -39,6 +39,20 @@ from vtrbench.errors import VtrbenchError
     help="Validation = this fraction of the train split's videos (by video, seeded) [default: 0.1].",
 )
 @click.option("--val-split", help="Validate on this named split instead (never the test split).")
+@click.option(
+    "--folds",
+    type=int,
+    default=defaults.TUNE_FOLDS,
+    help="Validate on K >= 2 video-disjoint folds of the train split (fixed by --seed): each trial's "
+    "objective is the mean of its K fold models [default: one --val-fraction hold-out].",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["rsum", "r1"]),
+    default=defaults.TUNE_OBJECTIVE,
+    show_default=True,
+    help="Validation objective: RSum (R@1+5+10 both ways) or t2v R@1 + v2t R@1 (earlier releases).",
+)
 @click.option("--study", type=click.Path(path_type=Path), help="SQLite file holding one study per cell.")
 @click.option(
     "--storage", help="Any Optuna storage URL (postgresql://, mysql://, sqlite:///) or journal:FILE."
@@ -83,6 +97,12 @@ from vtrbench.errors import VtrbenchError
     "--status", "status_of", metavar="STUDY", help="Show trials done/pruned/failed per cell, then exit."
 )
 @click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(path_type=Path),
+    help="With --status: results of `ablate --tuned` to show each cell's validation beside its test value.",
+)
+@click.option(
     "--plot",
     "plot_dir",
     type=click.Path(path_type=Path),
@@ -99,6 +119,8 @@ def tune_cmd(
     max_epochs: int,
     val_fraction: float | None,
     val_split: str | None,
+    folds: int | None,
+    objective: str,
     study: Path | None,
     storage: str | None,
     space_file: Path | None,
@@ -114,6 +136,7 @@ def tune_cmd(
     shard_option: str | None,
     overwrite: bool,
     status_of: str | None,
+    results_dir: Path | None,
     plot_dir: Path | None,
     heartbeat: int,
     quiet: bool,
@@ -132,8 +155,12 @@ def tune_cmd(
         from vtrbench.report.figures import require_matplotlib
 
         require_matplotlib()  # before any tuning
+    if results_dir is not None and status_of is None:
+        raise VtrbenchError("--results goes with --status STUDY (validation beside test of a tuned study)")
     if status_of is not None:
         show_status(status_of, heartbeat)
+        if results_dir is not None:
+            show_val_test(status_of, results_dir)
         _plots(study_url(status_of), plot_dir, heartbeat)
         return
     if cache_path is None:
@@ -151,7 +178,9 @@ def tune_cmd(
         trials=trials,
         max_epochs=max_epochs,
         storage=storage_url(study, storage),
-        val_fraction=None if val_split is not None and val_fraction is None else (val_fraction or 0.1),
+        val_fraction=None
+        if (val_split is not None or folds is not None) and val_fraction is None
+        else (val_fraction or defaults.TUNE_VAL_FRACTION),
         val_split=val_split,
         space_file=space_file,
         seed=seed,
@@ -168,6 +197,8 @@ def tune_cmd(
         heartbeat=heartbeat,
         shard=shard,
         startup_trials=startup_trials,
+        folds=folds,
+        objective=objective,
     )
     err = make_console()
     outcome = run_tune(spec, console=err)
@@ -210,10 +241,14 @@ def show_status(study: str, heartbeat: int = defaults.TUNE_HEARTBEAT, *, url: bo
     from vtrbench.runs.tune.notes import random_only
 
     table = Table(title=f"study {shown_storage(storage)}")
-    for col in ("cell", "finished", "pruned", "failed", "running", "caption-epochs", "best (trial)"):
+    folded = any(c.best and c.best.get("fold_values") for c in cells)
+    columns = ["cell", "finished", "pruned", "failed", "running", "caption-epochs", "best (trial)"]
+    for col in columns + ["fold spread"] * folded:
         table.add_column(col, justify="left" if col in ("cell", "finished") else "right", no_wrap=True)
-    edges, randoms = [], []
+    edges, randoms, flat = [], [], []
     for c in cells:
+        if len(c.values) > 1 and len(set(c.values)) == 1:
+            flat.append(f"{c.identity['cell']}: all {len(c.values)} complete trials scored {c.values[0]:.2f}")
         n = max(c.trials_asked, 1)
         filled = min(8, round(8 * c.counts.finished / n))
         best = f"{c.best['value']:.2f} (#{c.best['number']})" if c.best else "-"
@@ -233,6 +268,7 @@ def show_status(study: str, heartbeat: int = defaults.TUNE_HEARTBEAT, *, url: bo
             str(c.counts.running),
             f"{c.caption_epochs:,}",
             best,
+            *((fold_spread_text(c.best),) * folded),
         )
     out = out_console()
     out.print(table)
@@ -242,6 +278,53 @@ def show_status(study: str, heartbeat: int = defaults.TUNE_HEARTBEAT, *, url: bo
         out.print(f"random search only (no trial after TPE's random start-up): {line}", soft_wrap=True)
     for text in sorted({c.identity["pruner"] for c in cells if "fidelity" in c.identity}):
         out.print(f"fidelity (every cell alike): {text}", soft_wrap=True, highlight=False)
+    for line in flat:
+        out.print(
+            f"warning: the objective did not separate any trial ({line}): the best is only the first; "
+            "validate on more videos (--val-fraction, --folds)",
+            soft_wrap=True,
+        )
+    objectives = sorted({c.identity.get("objective", "") for c in cells})
+    out.print(f"objective: {'; '.join(objectives)}", soft_wrap=True, highlight=False)
+
+
+def fold_spread_text(best: dict[str, Any] | None) -> str:
+    """±std (min-max) of the best trial's fold objectives; "-" without folds."""
+    from vtrbench.runs.tune.folds import spread
+
+    values = (best or {}).get("fold_values") or []
+    if len(values) < 2:
+        return "-"
+    return f"±{spread(values):.2f} ({min(values):.1f}-{max(values):.1f})"
+
+
+def show_val_test(study: str, results_dir: Path) -> None:
+    """``tune --status STUDY --results DIR``: each tuned cell's validation objective beside the same
+    objective on the test split (``ablate --tuned`` results), and the cells' rank correlation."""
+    from rich.table import Table
+
+    from vtrbench.report import load_results
+    from vtrbench.runs.tune.storage import shown_storage
+    from vtrbench.runs.tune.valtest import spearman, val_test_rows
+
+    shown = shown_storage(study_url(study))
+    rows = [r for r in val_test_rows(load_results([results_dir])) if r.study == shown]
+    if not rows:
+        raise VtrbenchError(
+            f"--results {results_dir} holds no `ablate --tuned` result of {shown}; run "
+            f"`vtrbench ablate --tuned {study}` first"
+        )
+    table = Table(title=f"validation vs test ({rows[0].objective}; test: raw, mean over seeds)")
+    for col in ("cell", "validation", "fold spread", "test", "seeds"):
+        table.add_column(col, justify="left" if col == "cell" else "right", no_wrap=True)
+    for r in rows:
+        fold = f"±{r.fold_std:.2f} ({r.folds} folds)" if r.fold_std is not None else "- (one hold-out)"
+        table.add_row(r.cell, f"{r.validation:.2f}", fold, f"{r.test:.2f}", str(r.seeds))
+    out = out_console()
+    out.print(table)
+    rho = spearman([r.validation for r in rows], [r.test for r in rows])
+    text = f"{rho:.2f} over {len(rows)} cells" if rho is not None else "n/a (fewer than 3 cells, or a tie)"
+    out.print(f"rank correlation of cells, validation vs test (Spearman): {text}", soft_wrap=True)
 
 
 # ---------------------------------------------------------------- heads/losses describe NAME

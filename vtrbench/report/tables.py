@@ -40,6 +40,7 @@ from vtrbench.report.options import (
 from vtrbench.report.validate import validate_result
 from vtrbench.results import REPORT_POSTS
 from vtrbench.runs.tune.notes import tuned_notes
+from vtrbench.runs.tune.valtest import val_test_notes
 
 RANDOM_WEIGHTS_NOTE = "random CLIP weights: numbers are not comparable to papers"
 
@@ -150,7 +151,7 @@ def build_report_from(results: Sequence[dict[str, Any]], options: ReportOptions 
         if few:
             warnings.append(few)
     notes[:0] = standard_notes(blocks, options, shown, frame, applied, n_tested)
-    notes += names.footnotes + dedup_notes + tuned_notes(results)
+    notes += names.footnotes + dedup_notes + tuned_notes(results) + val_test_notes(results)
     section = None
     if options.decomposition:
         section = decompose(

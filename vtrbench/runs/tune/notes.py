@@ -45,6 +45,9 @@ def tuned_notes(results: Sequence[dict[str, Any]]) -> list[str]:
         val = first.get("validation") or {}
         if val.get("split"):
             where = f"split {val['split']!r}"
+        elif val.get("folds"):  # tune --folds K
+            of = val.get("of", "train")
+            where = f"{val['folds']} video-disjoint folds of the {of} videos (seed {val.get('seed')})"
         else:
             share = 100 * float(val.get("fraction", 0))
             where = f"{share:g} % of the {val.get('of', 'train')} videos (by video)"

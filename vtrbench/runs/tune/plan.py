@@ -28,14 +28,19 @@ from vtrbench.runs.compiled import check_compile
 from vtrbench.runs.data import held_out_videos
 from vtrbench.runs.train import check_requirements
 from vtrbench.runs.tune import fidelity as fid
+from vtrbench.runs.tune.folds import (
+    check_fold_count,
+    check_folds,
+    check_objective,
+    objective_text,
+    validation_size_notes,
+)
 from vtrbench.runs.tune.notes import sampler_text, startup_in
 from vtrbench.runs.tune.space import Param, cell_space, load_space_file, space_plain
 from vtrbench.runs.tune.storage import cell_name, import_optuna
 
 SCHEMA = 1
-OBJECTIVE = (
-    "validation t2v R@1 + v2t R@1 (raw similarity) after the trial's last epoch; a diverged trial scores 0"
-)
+OBJECTIVE = objective_text("r1", None)  # earlier releases' only objective (kept for imports)
 PRUNERS = ("median", "hyperband", "none")
 # The start-up of earlier releases (kept for imports): now scaled to the budget, see startup_trials.
 TPE_STARTUP = 5
@@ -50,7 +55,7 @@ class TuneSpec:
     trials: int
     max_epochs: int
     storage: str  # URL (see storage_url)
-    val_fraction: float | None = 0.1
+    val_fraction: float | None = defaults.TUNE_VAL_FRACTION
     val_split: str | None = None
     space_file: Path | None = None
     seed: int = 0
@@ -65,6 +70,8 @@ class TuneSpec:
     heartbeat: int = defaults.TUNE_HEARTBEAT
     shard: Any = None  # vtrbench.shard.Shard: worker i of n starts at cell i (all workers share all cells)
     startup_trials: int | None = None  # TPE's random start-up trials; None: startup_trials(trials)
+    folds: int | None = defaults.TUNE_FOLDS  # K video-disjoint folds instead of one hold-out
+    objective: str = defaults.TUNE_OBJECTIVE  # runs/tune/folds.py OBJECTIVES
     fidelity: str = defaults.TUNE_FIDELITY  # "epochs", "data,epochs" or "none" (runs/tune/fidelity.py)
     rungs: str | None = None  # --rungs F:E,... (--fidelity data,epochs; None: fidelity.default_rungs)
     eta: int | None = None  # --eta (--fidelity data,epochs; None: defaults.TUNE_ETA)
@@ -105,7 +112,7 @@ def startup_trials(trials: int) -> int:
 def sampler_notes(plan_: Plan) -> list[tuple[str, str]]:
     """("warning" | "note", text) lines to print before tuning starts: how many trials are random."""
     t = plan_.spec.trials
-    out = []
+    out = [("warning", text) for text in plan_.val_notes]
     for n in sorted({c.startup for c in plan_.cells}):
         cells = [c.identity["cell"] for c in plan_.cells if c.startup == n]
         which = "every cell" if len(cells) == len(plan_.cells) else ", ".join(cells)
@@ -134,14 +141,18 @@ class Plan:
     train_split: str
     test_split: str
     cells: list[Cell] = field(default_factory=list)
+    val_notes: list[str] = field(default_factory=list)  # warnings: a validation part that is small
     rungs: list[fid.Rung] = field(default_factory=list)  # --fidelity data,epochs only
 
 
-def _pruner_text(pruner: str, max_epochs: int) -> str:
+def _pruner_text(pruner: str, max_epochs: int, folds: int | None = None) -> str:
+    # with folds the steps are fold * max_epochs + epoch, on the running mean over folds
+    on = f"; steps fold x {max_epochs} + epoch, on the running mean over folds" if folds else ""
     if pruner == "median":
-        return "MedianPruner(n_startup_trials=3, n_warmup_steps=2) on the per-epoch validation objective"
+        return "MedianPruner(n_startup_trials=3, n_warmup_steps=2) on the per-epoch validation objective" + on
     if pruner == "hyperband":
-        return f"HyperbandPruner(min_resource=1, max_resource={max_epochs}, reduction_factor=3) on epochs"
+        top = max_epochs * (folds or 1)
+        return f"HyperbandPruner(min_resource=1, max_resource={top}, reduction_factor=3) on epochs" + on
     return "none"
 
 
@@ -193,6 +204,28 @@ def _resolve_splits(spec: TuneSpec, cache: Any) -> tuple[str, str]:
     return train, test
 
 
+def _usable(cache: Any, split: str) -> int:
+    rows = cache.split_rows(split)[0]
+    return int((cache.read_rows("videos", "status", rows) == STATUS_OK).sum())
+
+
+def _validation(spec: TuneSpec, cache: Any, train: str) -> tuple[dict[str, Any], list[str]]:
+    """The validation a study records, and warnings when a validation part is small (refused when
+    below the minimum: runs/tune/folds.py validation_size_notes)."""
+    if spec.val_split is not None:
+        n = _usable(cache, spec.val_split)
+        return {"split": spec.val_split}, validation_size_notes(n, f"--val-split {spec.val_split}")
+    n_ok = _usable(cache, train)
+    if spec.folds is not None:
+        sizes = check_fold_count(spec.folds, n_ok)
+        notes = validation_size_notes(min(sizes), f"--folds {spec.folds} (smallest fold)")
+        return {"folds": spec.folds, "by": "video", "seed": spec.seed, "of": train, "sizes": sizes}, notes
+    fraction = float(spec.val_fraction or 0)
+    n_val = held_out_videos(n_ok, fraction)
+    notes = validation_size_notes(n_val, f"--val-fraction {fraction:g} of {n_ok} train videos")
+    return {"fraction": fraction, "by": "video", "seed": VAL_SEED, "of": train}, notes
+
+
 def _check_options(spec: TuneSpec) -> None:
     """The spec's own options and names, before any file is opened."""
     check_seed(spec.seed)
@@ -205,10 +238,18 @@ def _check_options(spec: TuneSpec) -> None:
         raise VtrbenchError(f"--max-epochs must be at least 1, got {spec.max_epochs}")
     if spec.pruner is not None and spec.pruner not in PRUNERS:
         raise VtrbenchError(f"--pruner must be one of {', '.join(PRUNERS)}, got {spec.pruner!r}")
+    check_objective(spec.objective)
+    if check_folds(spec.folds) is not None and (spec.val_split is not None or spec.val_fraction):
+        other = "--val-split" if spec.val_split is not None else "--val-fraction"
+        raise VtrbenchError(f"give --folds or {other}, not both (the folds are the validation)")
     check_compile(spec.compile, spec.device)  # unavailable: one line before any study is touched
     if spec.val_split is not None and spec.val_fraction:
         raise VtrbenchError("give --val-fraction or --val-split, not both")
-    if spec.val_split is None and not (spec.val_fraction and 0 < spec.val_fraction < 1):
+    if (
+        spec.folds is None
+        and spec.val_split is None
+        and not (spec.val_fraction and 0 < spec.val_fraction < 1)
+    ):
         raise VtrbenchError(f"--val-fraction must be in (0, 1), got {spec.val_fraction}")
     if not spec.heads or not spec.losses:
         raise VtrbenchError("give at least one head (--heads) and one loss (--losses)")
@@ -225,6 +266,8 @@ def plan(spec: TuneSpec) -> Plan:
     """Check the whole run before any training: options, splits, spaces, storage, existing studies."""
     _check_options(spec)
     spec, rungs = fid.resolve(spec)  # pruner, fidelity and eta resolved; the rungs checked
+    if rungs and spec.folds is not None:  # a rung trains one model on one validation part
+        raise VtrbenchError("give --folds or --fidelity data,epochs, not both (rungs use one hold-out)")
     override = load_space_file(spec.space_file) if spec.space_file is not None else {}
     where = f"--space {spec.space_file}" if spec.space_file is not None else "search space"
     for kind, names in (("head", spec.heads), ("loss", spec.losses)):
@@ -234,17 +277,9 @@ def plan(spec: TuneSpec) -> Plan:
         train, test = _resolve_splits(spec, cache)
         embed_dim = int(cache.attrs["embed_dim"])
         fingerprint = cache.fingerprint()
-        if spec.val_split is None:
-            rows = cache.split_rows(train)[0]
-            n_ok = int((cache.read_rows("videos", "status", rows) == STATUS_OK).sum())
-            held_out_videos(n_ok, float(spec.val_fraction or 0))
         out = Plan(spec, train, test, rungs=rungs)
+        validation, out.val_notes = _validation(spec, cache, train)
         grid = sorted(f"{h}+{loss}" for h in spec.heads for loss in spec.losses)
-        validation = (
-            {"split": spec.val_split}
-            if spec.val_split is not None
-            else {"fraction": float(spec.val_fraction or 0), "by": "video", "seed": VAL_SEED, "of": train}
-        )
         startup = spec.startup_trials if spec.startup_trials is not None else startup_trials(spec.trials)
         for h in spec.heads:
             check_requirements(create_head(h, embed_dim=embed_dim), cache, h)
@@ -268,8 +303,8 @@ def plan(spec: TuneSpec) -> Plan:
                     "sampler": sampler_text(startup),
                     "pruner": fid.pruner_text(rungs, int(spec.eta or 0))
                     if rungs
-                    else _pruner_text(str(spec.pruner), spec.max_epochs),
-                    "objective": OBJECTIVE,
+                    else _pruner_text(str(spec.pruner), spec.max_epochs, spec.folds),
+                    "objective": objective_text(spec.objective, spec.folds),
                     "plugins": provenance_for(head=h, loss=loss),
                 }
                 if rungs:  # absent otherwise: studies of earlier releases keep their identity

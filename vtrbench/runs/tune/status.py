@@ -117,8 +117,9 @@ class TunedCell:
     identity: dict[str, Any]
     counts: Counts
     trials_asked: int
-    best: dict[str, Any] | None  # {"number", "value", "params"}; None when no trial completed
+    best: dict[str, Any] | None  # {"number", "value", "params", "fold_values"}; None when none completed
     caption_epochs: int = 0  # trained by its finished trials (trials of earlier releases: not recorded)
+    values: tuple[float, ...] = ()  # every complete trial's objective (a saturated objective ties them)
 
     def record(self, storage: str) -> dict[str, Any]:
         """What a tuned result carries (TrainConfig.tuned): budget, space, sampler, pruner, study."""
@@ -151,6 +152,8 @@ class TunedCell:
             "best_value": best.get("value"),
             "best_params": best.get("params"),
             "edge": edge,
+            # only with --folds: a hold-out study's record (and its runs' identity) stays as it was
+            **({"best_fold_values": best["fold_values"]} if best.get("fold_values") else {}),
         }
 
 
@@ -182,6 +185,7 @@ def _cells_of(storage: Any) -> list[TunedCell]:
         if complete:
             top = max(complete, key=lambda t: (t.value, -t.number))
             best = {"number": top.number, "value": top.value, "params": dict(top.params)}
+            best["fold_values"] = top.user_attrs.get("fold_values")
         head, _, loss = identity["cell"].partition("+")
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         spent = sum(
@@ -189,5 +193,8 @@ def _cells_of(storage: Any) -> list[TunedCell]:
             for t in study.get_trials(deepcopy=False, states=finished)
         )
         c = counts(study)
-        out.append(TunedCell(head, loss, identity, c, int(study.user_attrs.get("trials", 0)), best, spent))
+        values = tuple(float(t.value) for t in complete)
+        out.append(
+            TunedCell(head, loss, identity, c, int(study.user_attrs.get("trials", 0)), best, spent, values)
+        )
     return out

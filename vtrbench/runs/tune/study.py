@@ -75,10 +75,14 @@ def open_studies(plan_: Plan, storage: Any) -> dict[str, Any]:
             wanted[name].adopt_startup(recorded)
             key = _differing(old, wanted[name].identity)
         if key is not None:
+            # studies made before --objective existed used R@1's (the default is now RSum)
+            hint = "pass the --objective it was made with (r1 before --objective existed), " * (
+                key == "objective"
+            )
             raise VtrbenchError(
                 f"the study {shown_storage(spec.storage)} ({name[len(STUDY_PREFIX) :]}) was made with "
-                f"another {key} ({_short(old.get(key))} vs now {_short(new.get(key))}); use --overwrite "
-                "to start it again, or another --study"
+                f"another {key} ({_short(old.get(key))} vs now {_short(new.get(key))}); {hint}use "
+                "--overwrite to start it again, or another --study"
             )
     studies = {}
     for cell in plan_.cells:
@@ -87,7 +91,7 @@ def open_studies(plan_: Plan, storage: Any) -> dict[str, Any]:
             study_name=cell.name,
             direction="maximize",
             load_if_exists=True,
-            pruner=make_pruner(spec.pruner, spec.max_epochs),
+            pruner=make_pruner(spec.pruner, spec.max_epochs * (spec.folds or 1)),  # fold steps
         )
         if ATTR not in study.user_attrs:
             study.set_user_attr(ATTR, cell.identity)

@@ -28,6 +28,7 @@ from vtrbench.runs.checks import resolve_head_options
 from vtrbench.runs.data import holdout, keep_videos, load_split
 from vtrbench.runs.spec import RunSpec, resolved_precision
 from vtrbench.runs.tune import fidelity as fid
+from vtrbench.runs.tune.folds import OBJECTIVES, fold_parts, objective_of, pruner_step, running_mean, spread
 from vtrbench.runs.tune.plan import Cell, Plan
 from vtrbench.runs.tune.space import Param, split_params
 from vtrbench.runs.tune.status import counts, worker_id
@@ -43,22 +44,24 @@ def trial_seed(seed: int, cell: str, k: int) -> int:
     return int(hashlib.sha256(f"{seed}:{cell}:{k}".encode()).hexdigest()[:8], 16)
 
 
-def objective_value(val: dict[str, float]) -> float:
-    """Validation t2v R@1 + v2t R@1."""
-    return float(val["t2v/R@1"]) + float(val["v2t/R@1"])
+def objective_value(val: dict[str, float], objective: str = "r1") -> float:
+    """The objective (``--objective``) from an epoch's validation metrics."""
+    return objective_of(val, objective)
 
 
-def _load(plan_: Plan, cache: Any, data: dict[bool, tuple[Any, Any]], patches: bool) -> tuple[Any, Any]:
-    """(train minus validation, validation): only train (and --val-split) rows are ever read."""
+def _load(plan_: Plan, cache: Any, data: dict[bool, list[tuple[Any, Any]]], patches: bool) -> list:
+    """[(train minus validation, validation)], one per fold (one without --folds): only train (and
+    --val-split) rows are ever read."""
     if patches not in data:
         spec = plan_.spec
         train = load_split(cache, plan_.train_split, patches=patches)
         if spec.val_split is not None:
             val = load_split(cache, spec.val_split, patches=patches)
-            train = _without_videos(cache, train, val)
+            data[patches] = [(_without_videos(cache, train, val), val)]
+        elif spec.folds is not None:
+            data[patches] = fold_parts(train, spec.folds, spec.seed)
         else:
-            train, val = holdout(train, float(spec.val_fraction or 0))
-        data[patches] = (train, val)
+            data[patches] = [holdout(train, float(spec.val_fraction or 0))]
     return data[patches]
 
 
@@ -116,38 +119,79 @@ def _suggest(trial: Any, p: Param) -> Any:
 def train_trial(
     plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, data: dict, trial: Any, progress: Any = None
 ) -> float:
-    """Train one sampled configuration on train-minus-validation; returns the objective (``progress``:
+    """Train one sampled configuration on train-minus-validation (each fold's with --folds: the
+    objective is then the mean over the fold models); returns the objective (``progress``:
     a display its training steps are shown on). With --fidelity data,epochs the trial climbs the
     rungs (:mod:`vtrbench.runs.tune.fidelity`); each trial records the caption-epochs it trained."""
     if plan_.rungs:
         return _train_rungs(plan_, cell, params, cache, data, trial, progress)
+    spec = plan_.spec
+    t0 = time.perf_counter()
+    done: list[float] = []
+    every: dict[str, list[float]] = {}
+    epochs_run = caption_epochs = 0
+    for fold in range(spec.folds or 1):  # --folds K: K fold models, each from --seed
+        head, train, val, config = _prepared(plan_, cell, params, cache, data, fold=fold)
+        last, epochs = _fit_fold(
+            plan_, head, (train, val), config, trial, done, (t0, epochs_run, caption_epochs), progress
+        )
+        epochs_run += epochs
+        caption_epochs += train.n_texts * epochs
+        trial.set_user_attr("epochs_run", epochs_run)
+        if last is None:  # the loss diverged: a real outcome of this configuration, not a crash
+            return 0.0
+        done.append(objective_value(last, spec.objective))
+        for name in OBJECTIVES:  # both objectives of each fold model: their noise can be compared
+            every.setdefault(name, []).append(objective_value(last, name))
+    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+    if spec.folds is not None:
+        trial.set_user_attr("fold_values", done)
+        trial.set_user_attr("fold_std", spread(done))
+        trial.set_user_attr("fold_objectives", every)
+    return running_mean(done[:-1], done[-1])
+
+
+def _fit_fold(
+    plan_: Plan,
+    head: Any,
+    part: tuple[Any, Any],
+    config: Any,
+    trial: Any,
+    done: list[float],
+    started: tuple[float, int, int],
+    progress: Any,
+) -> tuple[dict[str, float] | None, int]:
+    """Train one fold's model: (its last validation metrics, or None when the loss diverged; epochs
+    trained). Each epoch reports the running mean over folds to the pruner (folds.py pruner_step)."""
     optuna = import_optuna()
     spec = plan_.spec
-    head, train, val, config = _prepared(plan_, cell, params, cache, data)
-    t0 = time.perf_counter()
+    fold = len(done)
+    train, val = part
+    # the trial's start, and the epochs and caption-epochs its earlier folds trained
+    t0, epochs_before, captions_before = started
     epochs_run = 0
 
     def on_epoch(entry: dict[str, Any]) -> None:
         nonlocal epochs_run
         epochs_run = int(entry["epoch"])
-        trial.set_user_attr("caption_epochs", train.n_texts * epochs_run)
-        trial.report(objective_value(entry["val"]), epochs_run)
+        trial.set_user_attr("caption_epochs", captions_before + train.n_texts * epochs_run)
+        value = running_mean(done, objective_value(entry["val"], spec.objective))
+        trial.report(value, pruner_step(fold, epochs_run, spec.max_epochs))
         if trial.should_prune():
-            trial.set_user_attr("epochs_run", epochs_run)
+            trial.set_user_attr("epochs_run", epochs_before + epochs_run)
             trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
-            raise optuna.TrialPruned(f"pruned after epoch {epochs_run}")
+            raise optuna.TrialPruned(
+                f"pruned after epoch {epochs_run}" + (f" of fold {fold}" if fold else "")
+            )
 
     try:
         history = train_mod.fit(
             head, train, config, spec.seed, device=spec.device, val=val, on_epoch=on_epoch, progress=progress
         )
-    except VtrbenchError as e:  # the loss diverged: a real outcome of this configuration, not a crash
+    except VtrbenchError as e:
         trial.set_user_attr("diverged", str(e))
-        trial.set_user_attr("epochs_run", epochs_run)
-        return 0.0
-    trial.set_user_attr("epochs_run", epochs_run)
-    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
-    return objective_value(history[-1]["val"])
+        return None, epochs_run
+    return dict(history[-1]["val"]), epochs_run
 
 
 def _train_rungs(
@@ -179,7 +223,8 @@ def _train_rungs(
             )
         except VtrbenchError as e:  # diverged: scores 0, as a full-fidelity trial would
             return fid.RungResult(0.0, part.n_texts * epochs_run, epochs_run, str(e))
-        return fid.RungResult(objective_value(history[-1]["val"]), part.n_texts * epochs_run, epochs_run)
+        value = objective_value(history[-1]["val"], spec.objective)
+        return fid.RungResult(value, part.n_texts * epochs_run, epochs_run)
 
     t0 = time.perf_counter()
     try:
@@ -189,10 +234,16 @@ def _train_rungs(
 
 
 def _prepared(
-    plan_: Plan, cell: Cell, params: dict[str, Any], cache: Any, data: dict, epochs: int | None = None
+    plan_: Plan,
+    cell: Cell,
+    params: dict[str, Any],
+    cache: Any,
+    data: dict,
+    epochs: int | None = None,
+    fold: int = 0,
 ) -> tuple[Any, Any, Any, TrainConfig]:
     """(head seeded with --seed, train minus validation, validation, config) of one configuration;
-    ``epochs`` replaces the sampled epochs (a rung's)."""
+    ``epochs`` replaces the sampled epochs (a rung's); ``fold``: which fold's parts (--folds)."""
     spec = plan_.spec
     recipe, head_opts, loss_opts = split_params(params)
     recipe.setdefault("epochs", spec.max_epochs)  # a plugin space without epochs trains the cap
@@ -215,7 +266,7 @@ def _prepared(
     head = create_head(cell.head, embed_dim=embed_dim, **options)
     if getattr(head, "init", None) == "clip":
         head.init_from(cache.backbone_weights() or {}, cache.backbone_info())
-    train, val = _load(plan_, cache, data, "patches" in head.requires)
+    train, val = _load(plan_, cache, data, "patches" in head.requires)[fold]
     loss_options = dict(loss_opts)
     if cell.loss == "dsl":
         loss_options.setdefault("temperature", 1000.0)
