@@ -39,6 +39,11 @@ BAD = {
     "eps-nan": ("sinkhorn_eps=nan", "sinkhorn_eps"),
     "iters-zero": ("sinkhorn_iters=0", "sinkhorn_iters"),
     "iters-beyond-cap": ("sinkhorn_iters=1001", "sinkhorn_iters"),
+    "iters-huge": ("sinkhorn_iters=100000000", "sinkhorn_iters"),
+    # issue 28: factors whose float32 normalisers overflow; they were refused only after training
+    "beta-huge": ("is_beta=1e300", "is_beta"),
+    "beta-past-bound": ("is_beta=2e6", "is_beta"),
+    "eps-tiny": ("sinkhorn_eps=1e-300", "sinkhorn_eps"),
     "tol-negative": ("sinkhorn_tol=-1e-6", "sinkhorn_tol"),
     "tol-nan": ("sinkhorn_tol=nan", "sinkhorn_tol"),
     "tol-inf": ("sinkhorn_tol=inf", "sinkhorn_tol"),
