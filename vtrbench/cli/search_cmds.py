@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from vtrbench import defaults
 from vtrbench.cli._app import cli, make_console, out_console, resolve_device
+from vtrbench.cli.options import output_option
 from vtrbench.errors import VtrbenchError
 
 
@@ -143,7 +144,11 @@ def print_hits(outcome: Any, n_captions: int) -> None:
     "--cache", "cache_path", required=True, type=click.Path(path_type=Path), help="The results' cache."
 )
 @click.option(
-    "--output", required=True, type=click.Path(path_type=Path), help="Folder for index.html (made if needed)."
+    "--output",
+    required=True,
+    type=str,
+    callback=output_option,
+    help="Folder for index.html (made if needed).",
 )
 @click.option("--a", "sys_a", metavar="SYSTEM", help="First system of the drill-down [default: best RSum].")
 @click.option("--b", "sys_b", metavar="SYSTEM", help="Second system [default: the baseline].")
