@@ -123,3 +123,11 @@ def _probe_write(target: Path, given: Path, option: str) -> None:
     except OSError as e:
         reason = e.strerror or type(e).__name__
         raise VtrbenchError(f"{option} {given}: cannot write in {parent} ({reason})") from None
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` for a terminal: every non-printable character (ESC, BEL, NUL, CR, a zero-width or
+    line-separator character...) written as its Python escape (``\\x1b``), so that a caption, label,
+    query or path holding ``\\x1b[31m`` shows as text and never drives the terminal. ``keep``: the
+    characters left as they are (``"\\n"`` for a multi-line table)."""
+    return "".join(c if c.isprintable() or c in keep else ascii(c)[1:-1] for c in text)

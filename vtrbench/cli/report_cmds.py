@@ -240,6 +240,11 @@ def show_report(built: object, text: str, fmt: str, notes: str = REPORT_NOTES) -
         from vtrbench.report.terminal import print_report
 
         print_report(built, out, notes=notes)  # type: ignore[arg-type]
+    elif out.is_terminal:
+        # a label holding BEL or ESC is data: shown escaped, never sent to the terminal as it is
+        from vtrbench.io import printable
+
+        click.echo(printable(text, keep="\n\t"), nl=False)
     else:
         click.echo(text, nl=False)
 

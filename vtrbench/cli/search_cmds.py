@@ -104,7 +104,9 @@ def search(
 def shown(text: str) -> str:
     """``text`` for the terminal: rich markup escaped, control characters written as escapes (a
     caption or path holding ``\\x1b[31m`` must not recolour the terminal)."""
-    return escape("".join(c if c.isprintable() else ascii(c)[1:-1] for c in text))
+    from vtrbench.io import printable
+
+    return escape(printable(text))
 
 
 def print_hits(outcome: Any, n_captions: int) -> None:
@@ -180,8 +182,9 @@ def browse(
     if not summary.has_thumbnails:
         missing.append("no thumbnails (cache extracted without them)")
     make_console().print(
-        f"wrote {summary.page} ({summary.bytes / 2**20:.1f} MB; {summary.systems} systems, {summary.queries} "
-        f"queries; drill-down {summary.drill})" + (f"; {', '.join(missing)}" if missing else ""),
+        f"wrote {shown(str(summary.page))} ({summary.bytes / 2**20:.1f} MB; {summary.systems} systems, "
+        f"{summary.queries} queries; drill-down {shown(summary.drill)})"
+        + (f"; {', '.join(missing)}" if missing else ""),
         highlight=False,
         soft_wrap=True,
     )
