@@ -328,8 +328,9 @@ def _topk_contradiction(data: dict[str, Any], ranked_among: dict[str, int]) -> s
 
     - no correct item sits at a position ``< higher`` (at least ``higher`` wrong items score above
       every correct one);
-    - t2v (one correct video): its video sits at a position ``<= higher + tied``, so it is in the list
-      when ``higher + tied < k``;
+    - t2v (one correct video): its video sits at a position ``<= higher + tied`` (only items scoring
+      above it, or equal with a lower index, come first, and each is counted higher or tied), so it
+      is in the list when ``higher + tied < k``;
     - the ground truths given by different post-processings and by both directions agree.
     """
     video_of: dict[int, tuple[int, str]] = {}  # t2v caption -> (its video, where that was read)
@@ -355,11 +356,13 @@ def _topk_contradiction(data: dict[str, Any], ranked_among: dict[str, int]) -> s
             h, t = int(c.higher[q]), int(c.tied[q])
             if d == "t2v":
                 correct = [p for p, v in enumerate(row) if q in video_of and v == video_of[q][0]]
-                if q in video_of and h + t < len(row) and not correct:
+                late = correct[0] > h + t if correct else h + t < len(row)
+                if q in video_of and late:
                     video, where = video_of[q]
+                    at = f"at position {correct[0] + 1}" if correct else "not at all"
                     return (
-                        f"topk.{post}.t2v[{q}] lacks caption {q}'s video {video} ({where}), which "
-                        f"per_query.{post}.t2v puts within its first {h + t + 1}"
+                        f"topk.{post}.t2v[{q}] holds caption {q}'s video {video} ({where}) {at}, but "
+                        f"per_query.{post}.t2v puts it within the first {h + t + 1}"
                     )
             else:
                 correct = [p for p, cap in enumerate(row) if cap in video_of and video_of[cap][0] == q]
