@@ -34,12 +34,45 @@ HOSTILE = [
 
 
 @pytest.fixture(scope="module")
-def page_json(synth_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The data of a real one-system page (zero-shot: no training)."""
-    root = tmp_path_factory.mktemp("hostile")
-    assert main(["eval", "--cache", str(synth_cache), "--head", "zeroshot", "--results", str(root / "res"),
+def zeroshot_results(synth_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    res = tmp_path_factory.mktemp("hostile") / "res"
+    assert main(["eval", "--cache", str(synth_cache), "--head", "zeroshot", "--results", str(res),
                  "--device", "cpu"]) == 0  # fmt: skip
-    return page_data(build_site([root / "res"], synth_cache, root / "site").page)
+    return res
+
+
+@pytest.fixture(scope="module")
+def page_json(zeroshot_results: Path, synth_cache: Path) -> dict:
+    """The data of a real one-system page (zero-shot: no training)."""
+    return page_data(build_site([zeroshot_results], synth_cache, zeroshot_results.parent / "site").page)
+
+
+def test_every_output_is_checked_before_any_work(
+    zeroshot_results: Path, synth_cache: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """browse --output: empty, under /proc, index.html a folder, a file as the folder: one line each
+    (they wrote ./index.html, or ended in FileNotFoundError / IsADirectoryError tracebacks)."""
+    (tmp_path / "site2" / "index.html").mkdir(parents=True)
+    (tmp_path / "file").write_text("x")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    bad = {
+        "": "needs a path",
+        "/proc/vtrsite": "/proc/vtrsite: cannot write in /proc/vtrsite",
+        str(tmp_path / "site2"): "index.html is a folder",
+        str(tmp_path / "file" / "site"): "is a file, not a folder",
+    }
+    for target, says in bad.items():
+        code = main(["browse", str(zeroshot_results), "--cache", str(synth_cache), "--output", target])
+        err = " ".join(capsys.readouterr().err.split())
+        assert code == 2 and says in err and "Traceback" not in err and err.lower().count("error") == 1, (
+            target,
+            err,
+        )
+    assert list(work.iterdir()) == [] and list((tmp_path / "site2").iterdir()) == [
+        tmp_path / "site2" / "index.html"
+    ]
 
 
 def test_embedded_data_holds_no_markup_and_reads_back(page_json: dict, tmp_path: Path) -> None:
