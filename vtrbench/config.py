@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,11 +209,14 @@ RUN_OPTIONS: dict[str, OptionRule] = {
 }
 
 # The parameters of the post-processings of vtrbench.eval (defaults.POST_DEFAULTS are the defaults).
+# Each declares its bounds here, the one table every caller (--post-option, grid files, the API, the
+# evaluation itself) checks against; a parameter that multiplies the raw scores also declares that
+# factor in POST_SCALES, bounded by defaults.POST_SCALE_MAX so that the post-processed scores stay finite.
 POST_OPTIONS: dict[str, OptionRule] = {
-    "is_beta": OptionRule("float", low=0, low_open=True),
+    "is_beta": OptionRule("float", low=0, low_open=True, high=defaults.POST_SCALE_MAX),
     "csls_k": OptionRule("int", low=1),
     "sinkhorn_iters": OptionRule("int", low=1, high=defaults.SINKHORN_ITERS_MAX),
-    "sinkhorn_eps": OptionRule("float", low=0, low_open=True),
+    "sinkhorn_eps": OptionRule("float", low=1 / defaults.POST_SCALE_MAX),
     "sinkhorn_tol": OptionRule("float", low=0),  # 0: no early stop
     # emcl (EM projection of the test embeddings, transductive): bounds keep every step finite
     "emcl_k": OptionRule("int", low=1, high=defaults.EMCL_K_MAX),
@@ -220,6 +224,12 @@ POST_OPTIONS: dict[str, OptionRule] = {
     "emcl_lambda": OptionRule("float", low=defaults.EMCL_LAMBDA_MIN),
     "emcl_beta": OptionRule("float", low=0, low_open=True, high=defaults.EMCL_BETA_MAX),
     "emcl_seed": OptionRule("int", low=0, high=2**63 - 1),
+}
+
+# The factor each score-scaling parameter multiplies the raw scores by (is: beta s; sinkhorn: s / eps).
+POST_SCALES: dict[str, Callable[[float], float]] = {
+    "is_beta": lambda beta: beta,
+    "sinkhorn_eps": lambda eps: 1.0 / eps,
 }
 
 

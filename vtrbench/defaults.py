@@ -55,6 +55,12 @@ SINKHORN_TOL = 0.0
 # The most iterations sinkhorn_iters may ask for: each is two passes over the test score matrix (a
 # disk-backed one is read twice per iteration).
 SINKHORN_ITERS_MAX = 1000
+# The factor a post-processing multiplies the raw scores by (is_beta; 1 / sinkhorn_eps) is at most this.
+# Its normalisers are rounded to float32 and Sinkhorn's exponent holds s / eps plus a scaling of the
+# same size, so finite results need 2 x factor x max|s| (+ log of the matrix size) below float32's
+# largest value, 3.4e38: with the factor <= 1e6 every score matrix with max|s| <= 1e31 stays finite
+# (a cosine is <= 1); a larger max|s| is refused at evaluation naming the option (eval/ranking.py).
+POST_SCALE_MAX = 1e6
 
 # EMCL as an inference module (``--post emcl``; Jin et al., NeurIPS 2022): the official MSR-VTT
 # setting of jpthu17/EMCL video_retrieval/As_an_inference_module/README.md (CLIP2Video + EMCL: --K 7

@@ -20,6 +20,7 @@ from vtrbench.datasets import load_dataset
 from vtrbench.datasets.synthetic import SynthConfig, render_dataset
 from vtrbench.errors import VtrbenchError
 from vtrbench.extract.pipeline import RunOptions, dataset_fingerprint, extract_features
+from vtrbench.io import check_output_path
 from vtrbench.progress import make_progress
 from vtrbench.report import build_report, load_results, render_markdown
 from vtrbench.report.terminal import print_report
@@ -104,6 +105,7 @@ def run_demo(
 
     if videos < 16:
         raise VtrbenchError("the demo needs at least 16 videos")
+    check_output_path(output, "--output", inside="report.md")  # before minutes of rendering
     output = Path(output)
     say = console.print if console is not None else print
     t0 = time.perf_counter()

@@ -316,7 +316,62 @@ def _per_query_problem(data: dict[str, Any]) -> str | None:
                     or len(set(row)) != k
                 ):
                     return f"{what}[{i}] must be {k} distinct gallery indices in [0, {size})"
-    return _topk_scores_problem(data)
+    return _topk_contradiction(data, ranked_among) or _topk_scores_problem(data)
+
+
+def _topk_contradiction(data: dict[str, Any], ranked_among: dict[str, int]) -> str | None:
+    """``topk`` must agree with ``per_query``'s counts (issue 28). A file holds no ground truth, but
+    the counts give some: a query ranked first with no tie (``higher = tied = 0``) under any
+    post-processing has a correct item at ``topk[0]`` (t2v: caption i's video; v2t: a caption of
+    video j). With that ground truth, under every post-processing (lists ordered by exact score,
+    counts taken with the tie band, which only moves items between "higher" and "tied"):
+
+    - no correct item sits at a position ``< higher`` (at least ``higher`` wrong items score above
+      every correct one);
+    - t2v (one correct video): its video sits at a position ``<= higher + tied`` (only items scoring
+      above it, or equal with a lower index, come first, and each is counted higher or tied), so it
+      is in the list when ``higher + tied < k``;
+    - the ground truths given by different post-processings and by both directions agree.
+    """
+    video_of: dict[int, tuple[int, str]] = {}  # t2v caption -> (its video, where that was read)
+    counts = {
+        (post, d): counts_from_json(data["per_query"][post][d], gallery=ranked_among[d])
+        for post in data["per_query"]
+        for d in DIRECTIONS
+    }
+    for (post, d), c in counts.items():
+        firsts = np.flatnonzero((c.higher == 0) & (c.tied == 0))
+        for q in firsts.tolist():
+            top = data["topk"][post][d][q][0]
+            caption, video = (q, top) if d == "t2v" else (top, q)
+            where = f"topk.{post}.{d}[{q}][0]"
+            known = video_of.setdefault(caption, (video, where))
+            if known[0] != video:
+                return (
+                    f"{where} makes caption {caption} one of video {video}'s, but {known[1]} one of "
+                    f"video {known[0]}'s (per_query ranks both first with no tie)"
+                )
+    for (post, d), c in counts.items():
+        for q, row in enumerate(data["topk"][post][d]):
+            h, t = int(c.higher[q]), int(c.tied[q])
+            if d == "t2v":
+                correct = [p for p, v in enumerate(row) if q in video_of and v == video_of[q][0]]
+                late = correct[0] > h + t if correct else h + t < len(row)
+                if q in video_of and late:
+                    video, where = video_of[q]
+                    at = f"at position {correct[0] + 1}" if correct else "not at all"
+                    return (
+                        f"topk.{post}.t2v[{q}] holds caption {q}'s video {video} ({where}) {at}, but "
+                        f"per_query.{post}.t2v puts it within the first {h + t + 1}"
+                    )
+            else:
+                correct = [p for p, cap in enumerate(row) if cap in video_of and video_of[cap][0] == q]
+            if correct and correct[0] < h:
+                return (
+                    f"topk.{post}.{d}[{q}] has a correct item at position {correct[0] + 1}, but "
+                    f"per_query.{post}.{d} counts {h} wrong items above every correct one"
+                )
+    return None
 
 
 def _topk_scores_problem(data: dict[str, Any]) -> str | None:

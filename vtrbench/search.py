@@ -113,15 +113,28 @@ def read_queries(path: Path) -> list[str]:
         raise VtrbenchError(f"queries file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise VtrbenchError(f"cannot read queries file {path}: {e}") from None
-    queries = [line.strip() for line in text.splitlines()]
+    # normalised before the comment test: a file's byte-order mark must not hide its first line's "#"
+    queries = [normalise_query(line) for line in text.splitlines()]
     queries = [q for q in queries if q and not q.startswith("#")]
     if not queries:
         raise VtrbenchError(f"queries file {path} holds no query (one per line)")
     return queries
 
 
+def normalise_query(text: str) -> str:
+    """A query as it is encoded, shown and recorded, the same from the command line, a ``--queries``
+    file and :func:`vtrbench.api.search`: every U+FEFF removed (a byte-order mark that an editor put
+    at the start of a file, or a zero-width no-break space pasted with the text: invisible either
+    way, yet CLIP's tokenizer reads it as a token), and all whitespace (CR, LF, CRLF, tabs, runs of
+    spaces) one space, stripped at both ends. No Unicode normalisation (NFC/NFKC): a query pasted
+    from a cached caption must reach the tokenizer with the caption's own code points. Other control
+    characters stay in the query (the tokenizer sees what was typed) and are escaped wherever the
+    query is printed (``vtrbench.io.printable``)."""
+    return " ".join(text.replace("\ufeff", "").split())
+
+
 def check_queries(queries: list[str]) -> list[str]:
-    """Refuse empty and over-long queries, naming the one at fault."""
+    """Refuse empty and over-long queries, naming the one at fault; each :func:`normalise_query`'d."""
     if not queries:
         raise VtrbenchError("no query given: pass a text or --queries FILE")
     out = []
@@ -129,7 +142,7 @@ def check_queries(queries: list[str]) -> list[str]:
         where = f"query {i + 1}" if len(queries) > 1 else "the query"
         if not isinstance(q, str):
             raise VtrbenchError(f"{where} is not text ({type(q).__name__})")
-        q = " ".join(q.split())
+        q = normalise_query(q)
         if not q:
             raise VtrbenchError(f"{where} is empty")
         if len(q) > MAX_QUERY_CHARS:

@@ -39,6 +39,11 @@ BAD = {
     "eps-nan": ("sinkhorn_eps=nan", "sinkhorn_eps"),
     "iters-zero": ("sinkhorn_iters=0", "sinkhorn_iters"),
     "iters-beyond-cap": ("sinkhorn_iters=1001", "sinkhorn_iters"),
+    "iters-huge": ("sinkhorn_iters=100000000", "sinkhorn_iters"),
+    # issue 28: factors whose float32 normalisers overflow; they were refused only after training
+    "beta-huge": ("is_beta=1e300", "is_beta"),
+    "beta-past-bound": ("is_beta=2e6", "is_beta"),
+    "eps-tiny": ("sinkhorn_eps=1e-300", "sinkhorn_eps"),
     "tol-negative": ("sinkhorn_tol=-1e-6", "sinkhorn_tol"),
     "tol-nan": ("sinkhorn_tol=nan", "sinkhorn_tol"),
     "tol-inf": ("sinkhorn_tol=inf", "sinkhorn_tol"),
@@ -115,6 +120,33 @@ def _bank_post_without_bank(tmp: Path, ctx: Context) -> Outcome:
     return Outcome("silently_wrong", "csls-bank without a bank was evaluated")
 
 
+def _api_bound(where: str, option: dict[str, float]) -> Callable[[Path, Context], Outcome]:
+    """Past the float32 bound through the Python API (RunSpec, evaluate_embeddings): one line naming
+    the key, before any work (issue 28: they trained the whole run, then failed on the top-k scores)."""
+
+    def run(tmp: Path, ctx: Context) -> Outcome:
+        from vtrbench import api
+        from vtrbench.errors import VtrbenchError
+
+        (key,) = option
+        try:
+            if where == "RunSpec":
+                api.RunSpec(cache_path=tiny_cache(ctx), head="meanp", loss="infonce", post_options=option)
+            else:
+                eye = [[1.0, 0.0], [0.0, 1.0]]
+                api.evaluate_embeddings(eye, eye, [0, 1], logit_scale=100.0, postprocessing=["is-test",
+                                        "sinkhorn"], post_options=option)  # fmt: skip
+        except VtrbenchError as e:
+            msg = str(e)
+            ok = key in msg and "\n" not in msg
+            return Outcome("clear_error" if ok else "silently_wrong", msg[:200])
+        except Exception as e:  # noqa: BLE001 - any other exception is the fault being looked for
+            return Outcome("traceback", f"{type(e).__name__}: {e}"[:200])
+        return Outcome("silently_wrong", f"{where} accepted {option}")
+
+    return run
+
+
 def _mislabelled_block(tmp: Path, ctx: Context) -> Outcome:
     results = tmp / "results"
     shutil.copytree(tiny_results(ctx), results)
@@ -166,6 +198,8 @@ def cases() -> list[Case]:
     ]
     out += [
         Case(AREA, "csls-k-beyond-gallery", _csls_k_too_large, quick=True),
+        Case(AREA, "beta-huge-runspec-api", _api_bound("RunSpec", {"is_beta": 1e300}), quick=False),
+        Case(AREA, "eps-tiny-evaluate-api", _api_bound("evaluate", {"sinkhorn_eps": 1e-300}), quick=False),
         Case(AREA, "bank-post-without-bank-api", _bank_post_without_bank, quick=True),
         Case(AREA, "mislabelled-is-test-block", _mislabelled_block, quick=False),
         Case(AREA, "post-option-recorded", _option_recorded, quick=False),

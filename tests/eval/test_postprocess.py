@@ -204,9 +204,18 @@ def test_labels_and_defaults() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"is_beta": 0.0}, "--post-option is_beta must be a finite number > 0, got 0.0"),
+        ({"is_beta": 0.0}, "--post-option is_beta must be a finite number > 0 and <= 1000000, got 0.0"),
         ({"is_beta": -1.0}, "--post-option is_beta must be a finite number > 0"),
-        ({"sinkhorn_eps": float("nan")}, "--post-option sinkhorn_eps must be a finite number > 0, got nan"),
+        # issue 28: factors that overflowed the float32 normalisers after the whole run had trained
+        ({"is_beta": 1e300}, "--post-option is_beta must be a finite number > 0 and <= 1000000, got 1e+300"),
+        ({"is_beta": 1.000001e6}, "--post-option is_beta must be a finite number > 0 and <= 1000000"),
+        ({"sinkhorn_eps": 1e-300}, "--post-option sinkhorn_eps must be a finite number >= 1e-06, got 1e-300"),
+        ({"sinkhorn_eps": 0.0}, "--post-option sinkhorn_eps must be a finite number >= 1e-06, got 0.0"),
+        (
+            {"sinkhorn_eps": float("nan")},
+            "--post-option sinkhorn_eps must be a finite number >= 1e-06, got nan",
+        ),
+        ({"sinkhorn_iters": 100000000}, "--post-option sinkhorn_iters must be an integer >= 1 and <= 1000"),
         ({"sinkhorn_iters": 0}, "--post-option sinkhorn_iters must be an integer >= 1 and <= 1000, got 0"),
         (
             {"sinkhorn_iters": 1001},
@@ -269,7 +278,7 @@ def test_the_default_csls_k_is_lowered_to_a_small_gallery_and_recorded() -> None
     ("option", "message"),
     [
         ("csls_k=abc", "--post-option csls_k must be an integer >= 1, got 'abc'"),
-        ("sinkhorn_eps=-1", "--post-option sinkhorn_eps must be a finite number > 0, got -1"),
+        ("sinkhorn_eps=-1", "--post-option sinkhorn_eps must be a finite number >= 1e-06, got -1"),
         ("is_beta", "expected KEY=VALUE"),
     ],
 )
@@ -279,3 +288,41 @@ def test_cli_post_option_is_one_line_before_the_cache_is_opened(option: str, mes
     code = main(["eval", "--cache", "/nonexistent.h5", "--head", "zeroshot", "--post-option", option])
     err = capsys.readouterr().err
     assert code != 0 and message in err and "Traceback" not in err and "nonexistent" not in err
+
+
+def _finite_topk(result: dict) -> bool:
+    return all(
+        np.isfinite(row).all() for p in result["topk_scores"].values() for d in p.values() for row in d
+    )
+
+
+def test_score_scaling_bounds_keep_every_post_processing_finite_and_beyond_is_one_line() -> None:
+    """The rule (defaults.POST_SCALE_MAX): a factor <= 1e6 (is_beta, 1 / sinkhorn_eps) keeps every
+    post-processing finite for max|s| <= 1e31; a larger max|s| at such a factor is refused naming the
+    option. Embeddings scaled so that the largest |score| sits just inside and just outside that line."""
+    rng = np.random.default_rng(5)
+    text = rng.normal(size=(24, 8))
+    video = rng.normal(size=(8, 8))
+    qv = np.arange(24) % 8
+    raw_max = np.abs(text @ video.T).max()
+    worst = {"is_beta": 1e6, "sinkhorn_eps": 1e-6, "sinkhorn_iters": 20}
+    posts = ["raw", "is-test", "sinkhorn"]
+    inside = text * (0.9e31 / raw_max)
+    result = evaluate_embeddings(
+        inside, video, qv, logit_scale=SCALE, postprocessing=posts, post_options=worst
+    )
+    assert _finite_topk(result)
+    # independent oracle for is-test's top-1: argmax_j beta s_ij - logsumexp_m beta s_mj, in float64
+    z = 1e6 * (inside @ video.T)
+    lse = z.max(0) + np.log(np.exp(z - z.max(0)).sum(0))
+    assert [row[0] for row in result["topk"]["is-test"]["t2v"]] == list((z - lse).argmax(1))
+    outside = text * (2e31 / raw_max)
+    for key in ("is_beta", "sinkhorn_eps"):
+        asked = {key: worst[key]}
+        with pytest.raises(VtrbenchError, match=f"--post-option {key}=") as e:
+            evaluate_embeddings(
+                outside, video, qv, logit_scale=SCALE, postprocessing=posts, post_options=asked
+            )
+        assert "\n" not in str(e.value)
+    # the default factors (20) are far from the line at the same scores
+    assert _finite_topk(evaluate_embeddings(outside, video, qv, logit_scale=SCALE, postprocessing=posts))

@@ -23,6 +23,7 @@ import torch
 
 from vtrbench import api
 from vtrbench.cli import main
+from vtrbench.errors import VtrbenchError
 from vtrbench.results import read_result
 
 SCORE_TOL = 1e-3
@@ -433,3 +434,25 @@ def test_offline_tag_weights_are_one_line_naming_clip_weights(
     assert res.code == 2 and len(res.err.strip().splitlines()) == 1, res.text
     assert "cannot download the pretrained weights ViT-B-32/openai" in res.err and "HF_HUB_OFFLINE" in res.err
     assert res.err.rstrip().endswith("--clip-weights PATH")
+
+
+def test_query_text_is_normalised_in_one_place(tmp_path: Path) -> None:
+    """A byte-order mark (kept in the first query, and hiding a first-line comment), CRLF and bare CR
+    line ends: the same queries from a file, a list or one string (issue 28)."""
+    from vtrbench.search import check_queries, read_queries
+
+    f = tmp_path / "q.txt"
+    f.write_bytes("\ufeff# my queries\r\na red  circle\r\n\ufeffblue\tsquare\rgreen\n".encode())
+    assert read_queries(f) == ["a red circle", "blue square", "green"]
+    assert check_queries(["\ufeffa red circle\r\n", " a\u00a0dog "]) == ["a red circle", "a dog"]
+    # no Unicode normalisation: a composed and a decomposed e-acute stay what was typed
+    assert check_queries(["caf\u00e9", "cafe\u0301"]) == ["caf\u00e9", "cafe\u0301"]
+    with pytest.raises(VtrbenchError, match="the query is empty"):
+        check_queries(["\ufeff\r\n"])
+
+
+def test_control_characters_are_printed_escaped() -> None:
+    from vtrbench.io import printable
+
+    assert printable("a\x1b[31mred\x07 caf\u00e9\u2028x\x00") == "a\\x1b[31mred\\x07 caf\u00e9\\u2028x\\x00"
+    assert printable("two\nlines\tok\r", keep="\n\t") == "two\nlines\tok\\r"

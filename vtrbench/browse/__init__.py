@@ -37,6 +37,7 @@ import numpy as np
 from vtrbench.browse.page import DEFAULT_SHOWN, render_page
 from vtrbench.cache import STATUS_OK, FeatureCache
 from vtrbench.errors import VtrbenchError
+from vtrbench.io import check_output_path
 from vtrbench.report import (
     Report,
     build_report,
@@ -90,8 +91,8 @@ def build_site(
         raise VtrbenchError(f"no result files under {', '.join(map(str, results))}")
     check_comparable(loaded)  # one cache, test split and protocol, or one line naming the mix
     out_dir = Path(output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise VtrbenchError(f"--output {out_dir} is a file, not a folder")
+    # the folder and the index.html it gets, probed as report's --output (one line before any work)
+    check_output_path(output, "--output", inside="index.html")
     systems = _systems(loaded, post)
     base = baseline or _default_baseline(systems)
     report = build_report(loaded, layout="paper", baseline=base if base in systems else None)

@@ -88,6 +88,11 @@ def selftest(page: Path, attempts: int = 3, width: int | None = None) -> dict[st
     raise RuntimeError(f"the page's self-test did not report (chromium stderr tail: {last})")
 
 
+def dump_dom(page: Path, fragment: str = "") -> str:
+    """The serialised DOM of ``page`` after its script ran (``chromium --headless --dump-dom``)."""
+    return _run(page, ["--dump-dom"], fragment).stdout
+
+
 def screenshot(page: Path, out: Path, width: int = 1300, height: int = 1400, fragment: str = "") -> Path:
     """A PNG of the page at ``width`` x ``height`` CSS pixels."""
     out = Path(out).resolve()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -103,6 +104,29 @@ def page_body(data: dict[str, Any], figure: str) -> str:
     return "".join(parts) + '<pre id="selftest"></pre>\n'
 
 
+# Characters of JSON text that are not safe inside a <script> element, each as its JSON escape:
+# "<" can open "<!--" or "<script" or "</script", which switch the HTML parser into the script-data
+# (double) escaped states, where the element's own end tag no longer closes it and a caption could
+# swallow the page's script (issue 28); ">" and "&" for the same parser's other states and for
+# readers that take the block as HTML; U+2028/U+2029 end a line in older JavaScript parsers.
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_UNSAFE_RE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+
+
+def _escape_unsafe(match: re.Match[str]) -> str:
+    ch = match.group()
+    # a lone surrogate (from a caption decoded with surrogateescape) cannot be written as UTF-8
+    return _SCRIPT_UNSAFE.get(ch) or f"\\u{ord(ch):04x}"
+
+
+def embed_json(data: Any) -> str:
+    """``data`` as JSON text that can sit inside ``<script type="application/json">`` whatever its
+    strings hold: the one encoder of every datum embedded in the page. Only characters inside JSON
+    strings are escaped (outside them JSON has none of these), so ``json.loads`` reads the same data."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return _UNSAFE_RE.sub(_escape_unsafe, text)
+
+
 def render_page(data: dict[str, Any]) -> str:
     """The whole page as one string."""
     assets = resources.files("vtrbench.browse")
@@ -113,8 +137,7 @@ def render_page(data: dict[str, Any]) -> str:
     figure = data.pop("figure_svg", "")
     if not figure:
         data["notes"] = [*data.get("notes", []), NO_FIGURES]
-    # "</" inside a script element would end it early: JSON allows the escaped form
-    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+    payload = embed_json(data)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'

@@ -55,7 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # Escaped: a message naming 'vtrbench[plot]' or a label such as camoe[...] must print as is;
         # soft_wrap: one line however narrow the terminal (the console would otherwise break it).
-        make_console().print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        # printable: a path or value holding ESC or BEL is shown escaped, never sent to the terminal
+        from vtrbench.io import printable
+
+        make_console().print(
+            f"[bold red]error:[/] {escape(printable(str(e)))}", highlight=False, soft_wrap=True
+        )
         return 2
     except click.exceptions.Abort:
         make_console().print("aborted")

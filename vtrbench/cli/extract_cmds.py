@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vtrbench.cli._app import FEATURES_ROOT, cli, make_console, resolve_device
+from vtrbench.cli.options import output_option
 from vtrbench.errors import VtrbenchError
 
 if TYPE_CHECKING:  # annotations only: the commands import torch-backed modules when they run
@@ -41,7 +42,7 @@ def default_cache_path(
     help="Pretrained tag, local checkpoint file, or 'none' (random weights: tests/demo only).",
 )
 @click.option(
-    "--output", type=click.Path(path_type=Path), help="Cache file [default: features/<dataset>/...h5]."
+    "--output", type=str, callback=output_option, help="Cache file [default: features/<dataset>/...h5]."
 )
 @click.option(
     "--max-frames", type=click.IntRange(min=1), help="Frames per video [default: dataset's, 12 or 64]."

@@ -296,15 +296,26 @@ def compile_option(tune: bool = False) -> Any:
     )
 
 
-def _folder_option(ctx: Any, param: Any, value: str | None) -> Path | None:
-    """A folder path; an empty one (an unset shell variable) is refused, not read as the current folder."""
+def _nonempty_path(value: str | None, noun: str) -> Path | None:
+    """An empty path (an unset shell variable) is refused, not read as the current folder (click's
+    Path type turns '' into '.'), and so is a NUL byte (click.Path raises on it)."""
     if value is None:
         return None
     if not value.strip():
-        raise click.BadParameter("needs a folder, got an empty path")
+        raise click.BadParameter(f"needs {noun}, got an empty path")
     if "\x00" in value:
         raise click.BadParameter("a path cannot hold a NUL byte")
     return Path(value)
+
+
+def _folder_option(ctx: Any, param: Any, value: str | None) -> Path | None:
+    return _nonempty_path(value, "a folder")
+
+
+def output_option(ctx: Any, param: Any, value: str | None) -> Path | None:
+    """Callback of every ``--output``-like option (``type=str``): a non-empty path; the command then
+    checks that it can write there with :func:`vtrbench.io.check_output_path` before any work."""
+    return _nonempty_path(value, "a path")
 
 
 def _post_options(ctx: Any, param: Any, values: tuple[str, ...]) -> dict[str, Any]:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from vtrbench import defaults
 from vtrbench.cli._app import cli, make_console, out_console, parse_seeds, split_list
+from vtrbench.cli.options import output_option
 from vtrbench.defaults import REPORT_NOTES, REPORT_NOTES_STYLES, REPORT_SPLIT, REPORT_SPLITS
 from vtrbench.errors import VtrbenchError
+from vtrbench.io import check_output_path
 from vtrbench.results import REPORT_POSTS
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -23,53 +23,6 @@ def escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
-
-
-def check_output_path(path: Path, option: str) -> None:
-    """Refuse an output that cannot be written, before any work, by writing there.
-
-    ``os.access`` is not enough: it is always true for root, also on /proc and /sys and read-only
-    mounts. So the check creates what the write will create and removes it again: the file itself
-    (opened for update without truncating when it exists, else created and deleted), a temporary
-    file beside it (the atomic write's), and any missing parent folders (deleted afterwards).
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise VtrbenchError(f"{option} {path}: is a folder; give a file name")
-    if path.exists() and not path.is_file():
-        # The write replaces the path with a new file: never a device, pipe or socket (/dev/null).
-        raise VtrbenchError(f"{option} {path}: not a regular file; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    missing: list[Path] = []
-    probe = parent
-    while not probe.exists() and not probe.is_symlink():
-        if probe.parent == probe:
-            break
-        missing.append(probe)
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise VtrbenchError(f"{option} {path}: {probe} is a file, not a folder")
-    try:
-        for folder in reversed(missing):
-            folder.mkdir()
-        try:
-            if path.exists():
-                with open(path, "r+b"):
-                    pass
-            else:
-                with open(path, "xb"):
-                    pass
-                path.unlink()
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
-            os.close(fd)
-            os.unlink(tmp)
-        finally:
-            for folder in missing:  # deepest first; only the folders this check made
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-    except OSError as e:
-        reason = e.strerror or type(e).__name__
-        raise VtrbenchError(f"{option} {path}: cannot write there ({reason})") from None
 
 
 def _columns(value: str | None) -> tuple[str, ...] | None:
@@ -91,7 +44,9 @@ def _columns(value: str | None) -> tuple[str, ...] | None:
     show_default=True,
     help="md or latex tables, or the same numbers at full precision for scripts (csv, json).",
 )
-@click.option("--output", type=click.Path(path_type=Path), help="Write to this file instead of the terminal.")
+@click.option(
+    "--output", type=str, callback=output_option, help="Write to this file instead of the terminal."
+)
 @click.option("--layout", type=click.Choice(["paper", "pivot"]), default="paper", show_default=True)
 @click.option(
     "--metric", default="t2v/R@1", show_default=True, help="Pivot cell / baseline difference metric."
@@ -164,7 +119,8 @@ def _columns(value: str | None) -> tuple[str, ...] | None:
 )
 @click.option(
     "--notes-file",
-    type=click.Path(path_type=Path),
+    type=str,
+    callback=output_option,
     help="md/latex: also write every note in full to this file (LaTeX: paragraphs to \\input).",
 )
 @click.option(
@@ -177,7 +133,8 @@ def _columns(value: str | None) -> tuple[str, ...] | None:
 )
 @click.option(
     "--plot",
-    type=click.Path(path_type=Path),
+    type=str,
+    callback=output_option,
     help="Also write a figure; .png, .pdf or .svg by the extension (needs matplotlib).",
 )
 def report(
@@ -283,6 +240,11 @@ def show_report(built: object, text: str, fmt: str, notes: str = REPORT_NOTES) -
         from vtrbench.report.terminal import print_report
 
         print_report(built, out, notes=notes)  # type: ignore[arg-type]
+    elif out.is_terminal:
+        # a label holding BEL or ESC is data: shown escaped, never sent to the terminal as it is
+        from vtrbench.io import printable
+
+        click.echo(printable(text, keep="\n\t"), nl=False)
     else:
         click.echo(text, nl=False)
 
@@ -320,8 +282,9 @@ def write_notes(built: object, fmt: str, path: Path) -> None:
 @cli.command()
 @click.option(
     "--output",
-    type=click.Path(path_type=Path),
-    default=Path("demo"),
+    type=str,
+    callback=output_option,
+    default="demo",
     show_default=True,
     help="Folder for the synthetic videos, the cache, the results and the report.",
 )

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from vtrbench import defaults
 from vtrbench.cli._app import cli, make_console, out_console, resolve_device
+from vtrbench.cli.options import output_option
 from vtrbench.errors import VtrbenchError
 
 
@@ -103,7 +104,9 @@ def search(
 def shown(text: str) -> str:
     """``text`` for the terminal: rich markup escaped, control characters written as escapes (a
     caption or path holding ``\\x1b[31m`` must not recolour the terminal)."""
-    return escape("".join(c if c.isprintable() else ascii(c)[1:-1] for c in text))
+    from vtrbench.io import printable
+
+    return escape(printable(text))
 
 
 def print_hits(outcome: Any, n_captions: int) -> None:
@@ -143,7 +146,11 @@ def print_hits(outcome: Any, n_captions: int) -> None:
     "--cache", "cache_path", required=True, type=click.Path(path_type=Path), help="The results' cache."
 )
 @click.option(
-    "--output", required=True, type=click.Path(path_type=Path), help="Folder for index.html (made if needed)."
+    "--output",
+    required=True,
+    type=str,
+    callback=output_option,
+    help="Folder for index.html (made if needed).",
 )
 @click.option("--a", "sys_a", metavar="SYSTEM", help="First system of the drill-down [default: best RSum].")
 @click.option("--b", "sys_b", metavar="SYSTEM", help="Second system [default: the baseline].")
@@ -175,8 +182,9 @@ def browse(
     if not summary.has_thumbnails:
         missing.append("no thumbnails (cache extracted without them)")
     make_console().print(
-        f"wrote {summary.page} ({summary.bytes / 2**20:.1f} MB; {summary.systems} systems, {summary.queries} "
-        f"queries; drill-down {summary.drill})" + (f"; {', '.join(missing)}" if missing else ""),
+        f"wrote {shown(str(summary.page))} ({summary.bytes / 2**20:.1f} MB; {summary.systems} systems, "
+        f"{summary.queries} queries; drill-down {shown(summary.drill)})"
+        + (f"; {', '.join(missing)}" if missing else ""),
         highlight=False,
         soft_wrap=True,
     )

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vtrbench.config import check_post_options
+from vtrbench import defaults
+from vtrbench.config import POST_SCALES, check_post_options
 from vtrbench.errors import VtrbenchError
 from vtrbench.eval.checks import check_postprocessing, check_query_video
 from vtrbench.eval.matrix import ScoreMatrix, default_matrix_bytes
@@ -180,6 +181,7 @@ def evaluate_scorers(
         ) as matrix,
     ):
         params = _with_bounds(params, matrix)
+        check_post_scales(params, posts, matrix.scale)
         t2v, v2t, ran = _rank_both(matrix, qv, protocol, posts, params, banks, progress)
         kind, scale = matrix.kind, matrix.scale
     # CLIP4Clip's multi-sentence path (several captions per video) takes torch.median for t2v only
@@ -236,6 +238,24 @@ def _checked(
         **_post_options(options.post_options, posts, n_v, banks),
     )
     return protocol, posts, params, int(matrix_bytes)
+
+
+def check_post_scales(params: PostParams, posts: list[str], scale: float) -> None:
+    """Refuse, naming the option, a score-scaling parameter (``config.POST_SCALES``) whose factor times
+    the test matrix's largest |score| ``scale`` passes ``defaults.POST_SCALE_MAX`` x 1e31: beyond it
+    the float32-rounded normalisers (and Sinkhorn's exponents, twice the size) can overflow, and the
+    run would end in non-finite top-k scores. Cosine scores (<= 1) never reach it within the
+    option's own bound; only a head with unbounded raw scores can."""
+    limit = defaults.POST_SCALE_MAX * 1e31
+    for post in posts:
+        for key in _POST_PARAMS.get(post, ()):
+            factor = POST_SCALES[key](getattr(params, key)) if key in POST_SCALES else None
+            if factor is not None and factor * scale > limit:
+                raise VtrbenchError(
+                    f"--post-option {key}={getattr(params, key):g} scales the largest |score| "
+                    f"{scale:.3g} beyond {limit:.3g}, where {post}'s float32 normalisers overflow: "
+                    f"use a {'smaller' if key != 'sinkhorn_eps' else 'larger'} {key}"
+                )
 
 
 def _post_options(

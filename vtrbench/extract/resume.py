@@ -7,9 +7,7 @@ still to encode.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,30 +25,24 @@ from vtrbench.cache import (
 from vtrbench.config import ExtractConfig, to_plain
 from vtrbench.errors import CacheError, VtrbenchError
 from vtrbench.extract.options import RunOptions
+from vtrbench.io import check_output_path
 from vtrbench.shard import Shard
 
 
 def check_output(output: Path) -> None:
-    """Refuse, before any work, an output that cannot be written: a folder, under a file, read-only."""
-    if output.is_dir():
-        raise VtrbenchError(f"--output {output} is a folder; give the path of a .h5 file")
-    folder = output.parent
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise VtrbenchError(f"--output {output}: {existing} is a file, not a folder")
+    """Refuse, before any work, an output that cannot be written (:func:`vtrbench.io.check_output_path`:
+    a folder, under a file, read-only, /proc), or whose shard parts or temporary file are in the way."""
+    check_output_path(output, "--output")
     for path, want_dir in ((parts_dir(output), True), (Path(str(output) + ".tmp"), False)):
         if path.exists() and path.is_dir() != want_dir:
             kind = "a file" if want_dir else "a folder"
             raise VtrbenchError(f"--output {output}: {path} is in the way ({kind}); move it away")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".vtrbench-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise VtrbenchError(f"--output {output}: cannot write in {folder} ({e.strerror or e})") from None
+        raise VtrbenchError(
+            f"--output {output}: cannot write in {output.parent} ({e.strerror or e})"
+        ) from None
 
 
 def clean_leftovers(output: Path, chash: str) -> None:
