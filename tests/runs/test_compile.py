@@ -183,13 +183,15 @@ def test_a_bad_mode_is_one_line(bad: Any) -> None:
         check_compile(bad, "cpu")
 
 
-def test_no_compiler_is_refused_before_training(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_compiler_is_refused_before_training() -> None:
     # torch's own compiler search, pointed at a compiler that does not exist (as CXX=... would)
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "/nonexistent/bin/g++"))
-    with pytest.raises(VtrbenchError, match="needs a C\\+\\+ compiler.*--compile none"):
-        check_compile("default", "cpu")
+    # torch's own patch(): pytest's monkeypatch would *delete* cpp.cxx on undo (a config proxy has no
+    # __dict__ entry to restore), breaking torch.compile for every later test in the process
+    with inductor_config.patch({"cpp.cxx": (None, "/nonexistent/bin/g++")}):
+        with pytest.raises(VtrbenchError, match="needs a C\\+\\+ compiler.*--compile none"):
+            check_compile("default", "cpu")
     check_compile("none", "cpu")  # eager needs none
 
 

@@ -69,6 +69,7 @@ def training_step(
     aux_weight: float,
     autocast: tuple[str, bool],
     mode: str = defaults.COMPILE,
+    check_logits: Callable[[torch.Tensor], None] | None = None,
 ) -> Step:
     """``step(text, video) -> (loss, logits)``: the head's training logits and the loss of the batch
     (plus ``aux_weight`` x the mean per-expert loss), under autocast ``(device_type, bf16 on)``;
@@ -78,6 +79,8 @@ def training_step(
     def step(text: dict[str, torch.Tensor], video: dict[str, torch.Tensor]) -> tuple[Any, Any]:
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
             logits, aux = head.training_logits(text, video)
+            if check_logits is not None:  # before the loss, whose own refusal cannot name the head
+                check_logits(logits)
             loss = loss_fn(logits.float())
             if aux and aux_weight > 0:
                 loss = loss + aux_weight * torch.stack([loss_fn(a.float()) for a in aux]).mean()

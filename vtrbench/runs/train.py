@@ -117,10 +117,16 @@ def fit(
     # bf16 autocast is CUDA-only (config.precision, recorded in results; None: bf16 on CUDA, as before)
     bf16 = dev.type == "cuda" and config.precision in (None, "bf16")
     check_compile(config.compile, device)  # (run_training checked it before; direct callers here)
-    step = training_step(head, loss_fn, aux_weight, (dev.type, bf16), config.compile)
+    who = head_who(config.head) if config.head else f"head {type(head).__name__}"
+
+    def check_logits(logits: torch.Tensor) -> None:
+        # a shape check per step costs nothing and names the head (the loss would only say
+        # "expected a square (B, B) logit matrix"); with fixed shapes a compiled step checks it once
+        check_logit_shape(logits, bs, bs, who)
+
+    step = training_step(head, loss_fn, aux_weight, (dev.type, bf16), config.compile, check_logits)
     history: list[dict[str, Any]] = []
     task = progress.add_task("train", total=total, info="", unit="steps") if progress is not None else None
-    who = head_who(config.head) if config.head else f"head {type(head).__name__}"
     for epoch in range(1, config.epochs + 1):
         t0 = clock()
         perm = torch.randperm(n, generator=gen)
@@ -129,10 +135,7 @@ def fit(
             idx = perm[s * bs : (s + 1) * bs].to(train.text_video.device)
             text = take(train.text, idx, dev)
             video = take(train.video, train.text_video.index_select(0, idx), dev)
-            loss, logits = step(text, video)
-            # a shape check per step costs nothing and names the head (the loss would only
-            # say "expected a square (B, B) logit matrix")
-            check_logit_shape(logits, bs, bs, who)
+            loss, _ = step(text, video)
             if not torch.isfinite(loss):
                 raise VtrbenchError(
                     f"the loss became {loss.item()} at epoch {epoch}, step {s + 1}; training stopped and no "

@@ -28,30 +28,13 @@ import torch
 from vtrbench import defaults
 from vtrbench.errors import VtrbenchError
 from vtrbench.runs.data import keep_videos
-
-OBJECTIVES = {
-    "rsum": "validation RSum (t2v + v2t R@1 + R@5 + R@10, raw similarity)",
-    "r1": "validation t2v R@1 + v2t R@1 (raw similarity)",
-}
-
-
-def check_objective(objective: str) -> str:
-    if objective not in OBJECTIVES:
-        raise VtrbenchError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    return objective
-
-
-def objective_text(objective: str, folds: int | None) -> str:
-    """The objective as a study's identity records it."""
-    where = f", mean over {folds} video-disjoint folds of the train split" if folds else ""
-    return f"{OBJECTIVES[objective]} after the trial's last epoch{where}; a diverged trial scores 0"
-
-
-def objective_of(val: dict[str, float], objective: str) -> float:
-    """The objective from an epoch's validation metrics (``t2v/R@1``, ``v2t/R@1``, ``RSum``)."""
-    if objective == "rsum":
-        return float(val["RSum"])
-    return float(val["t2v/R@1"]) + float(val["v2t/R@1"])
+from vtrbench.runs.tune.objective import (  # noqa: F401 (re-exported: the fold code's callers)
+    OBJECTIVES,
+    check_objective,
+    objective_of,
+    objective_text,
+    spread,
+)
 
 
 def check_folds(folds: Any) -> int | None:
@@ -127,11 +110,3 @@ def pruner_step(fold: int, epoch: int, max_epochs: int) -> int:
 def running_mean(done: Sequence[float], current: float) -> float:
     """The mean over finished folds and the current fold's latest value (what the pruner sees)."""
     return (math.fsum(done) + current) / (len(done) + 1)
-
-
-def spread(values: Sequence[float]) -> float | None:
-    """Sample standard deviation of fold values (None for fewer than two)."""
-    if len(values) < 2:
-        return None
-    m = math.fsum(values) / len(values)
-    return math.sqrt(math.fsum((v - m) ** 2 for v in values) / (len(values) - 1))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vtrbench.runs.tune.folds import OBJECTIVES, spread
+from vtrbench.runs.tune.objective import OBJECTIVES, spread
 
 
 @dataclass
