@@ -42,10 +42,11 @@ def _alarm(signum: int, frame: object) -> None:
 
 
 def run_cases(
-    cases: list[Case], root: Path, progress: bool = False, limit_s: int = 300
+    cases: list[Case], root: Path, progress: bool = False, limit_s: int = 300, ctx: Context | None = None
 ) -> list[tuple[Case, Outcome, float]]:
-    """Run each case in its own folder; a case still running after ``limit_s`` is a failure (hung)."""
-    ctx = Context(root)
+    """Run each case in its own folder; a case still running after ``limit_s`` is a failure (hung).
+    ``ctx``: shared fixtures from an earlier call (default: a new set under ``root``)."""
+    ctx = ctx if ctx is not None else Context(root)
     rows = []
     previous = signal.signal(signal.SIGALRM, _alarm)
     for i, case in enumerate(cases):

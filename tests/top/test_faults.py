@@ -11,25 +11,26 @@ from pathlib import Path
 import pytest
 
 from benchmarks.faults.__main__ import all_cases, run_cases, summarise
-from benchmarks.faults.core import BAD_KINDS
+from benchmarks.faults.core import BAD_KINDS, Context
 
-QUICK = [c for c in all_cases() if c.quick]
+QUICK = {f"{c.area}/{c.name}": c for c in all_cases() if c.quick}
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
-    rows = run_cases(QUICK, tmp_path_factory.mktemp("faults"))
-    return {f"{c.area}/{c.name}": (o.kind, o.detail) for c, o, _ in rows}
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Context:
+    """The cases' shared fixtures (datasets, caches), made lazily once per process: each case is its
+    own test, so pytest-xdist's workers split the cases instead of each running all of them."""
+    return Context(tmp_path_factory.mktemp("faults"))
 
 
 def test_the_fast_set_is_not_empty() -> None:
     assert len(QUICK) >= 1
 
 
-@pytest.mark.parametrize("name", [f"{c.area}/{c.name}" for c in QUICK])
-def test_fault_is_a_clear_error_or_handled(outcomes: dict[str, tuple[str, str]], name: str) -> None:
-    kind, detail = outcomes[name]
-    assert kind not in BAD_KINDS, f"{name}: {kind}: {detail}"
+@pytest.mark.parametrize("name", list(QUICK))
+def test_fault_is_a_clear_error_or_handled(shared: Context, name: str) -> None:
+    ((_, outcome, _),) = run_cases([QUICK[name]], shared.root, ctx=shared)
+    assert outcome.kind not in BAD_KINDS, f"{name}: {outcome.kind}: {outcome.detail}"
 
 
 def test_summary_counts_every_case(tmp_path: Path) -> None:
