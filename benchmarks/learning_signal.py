@@ -130,7 +130,7 @@ def measure(
     from vtrbench.runs.train import fit, seed_everything
 
     # heads that read patch tokens (ucofia) need a cache extracted with them; the others ignore them
-    patches = any("patches" in getattr(HEADS.get(h), "requires", ()) for h in heads)
+    patches = any("patches" in getattr(HEADS.get(h.split("+")[0]), "requires", ()) for h in heads)
     cache_path, _ = make_synthetic_cache(workdir, videos=videos, workers=0, patch_tokens=patches)
     data_dir = workdir / "synthetic"
     meta = json.loads((data_dir / "meta.json").read_text())
