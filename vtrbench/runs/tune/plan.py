@@ -278,11 +278,12 @@ def plan(spec: TuneSpec) -> Plan:
         embed_dim = int(cache.attrs["embed_dim"])
         fingerprint = cache.fingerprint()
         out = Plan(spec, train, test, rungs=rungs)
+        for h in spec.heads:  # a cache the head cannot read at all (no patch tokens) is named first
+            check_requirements(create_head(h, embed_dim=embed_dim), cache, h)
         validation, out.val_notes = _validation(spec, cache, train)
         grid = sorted(f"{h}+{loss}" for h in spec.heads for loss in spec.losses)
         startup = spec.startup_trials if spec.startup_trials is not None else startup_trials(spec.trials)
         for h in spec.heads:
-            check_requirements(create_head(h, embed_dim=embed_dim), cache, h)
             for loss in spec.losses:
                 space = cell_space(
                     h, loss, max_epochs=spec.max_epochs, embed_dim=embed_dim, override=override, where=where
