@@ -3,16 +3,15 @@ listings and ``inspect`` on a result file."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.faults.core import (
     Case,
     Context,
     Outcome,
+    environment,
     expect_error,
     expect_ok,
     extract_argv,
@@ -21,23 +20,6 @@ from benchmarks.faults.core import (
 )
 
 PROXIES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
-
-
-@contextlib.contextmanager
-def _env(unset: tuple[str, ...] = (), **values: str) -> Iterator[None]:
-    names = (*values, *unset)
-    old = {k: os.environ.get(k) for k in names}
-    for k in unset:
-        os.environ.pop(k, None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _offline_extract(**env: str) -> Callable[[Path, Context], Outcome]:
@@ -49,7 +31,7 @@ def _offline_extract(**env: str) -> Callable[[Path, Context], Outcome]:
         argv[argv.index("--model") + 1] = "ViT-B-32"
         argv[argv.index("--pretrained") + 1] = "openai"
         unset = ("HF_HUB_OFFLINE", *PROXIES) if "HF_HUB_OFFLINE" not in env else PROXIES
-        with _env(unset=unset, **env):
+        with environment(unset=unset, **env):
             r = run_cli(argv)
         out = expect_error(r, "ViT-B-32/openai", "--pretrained none", "--pretrained /path/to/checkpoint.pt",
                            "--preprocess-like openai")  # fmt: skip

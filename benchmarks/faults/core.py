@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,3 +219,21 @@ def expect_refused_before_training(run: CliRun, results: Path, *mentions: str) -
     if "epoch" in run.text.lower():
         return Outcome("silently_wrong", "refused only after training")
     return out
+
+
+@contextlib.contextmanager
+def environment(unset: tuple[str, ...] = (), **values: str) -> Iterator[None]:
+    """Set ``values`` and remove ``unset`` in ``os.environ`` for the block; every name restored after."""
+    names = (*values, *unset)
+    old = {k: os.environ.get(k) for k in names}
+    for k in unset:
+        os.environ.pop(k, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -22,6 +22,7 @@ from benchmarks.faults.core import (
     CliRun,
     Context,
     Outcome,
+    environment,
     expect_error,
     expect_ok,
     extract_argv,
@@ -37,20 +38,6 @@ AREA = "logs"
 ENV = "VTRBENCH_PROGRESS_EVERY"
 BAD_VALUES = ("-1", "-0.5", "nan", "inf", "-inf", "1e999", "ten", "10s", "0x10", "1,5")
 LINE = re.compile(r"^\[(?P<name>[^\]]+)\] (?P<done>\d+)/(?P<total>\d+)")
-
-
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @contextlib.contextmanager
@@ -79,7 +66,7 @@ def _refused(run: CliRun, folder: Path) -> Outcome:
 def _train_bad(value: str, *extra: str) -> Callable[[Path, Context], Outcome]:
     def run(folder: Path, ctx: Context) -> Outcome:
         argv = [a for a in train_argv(tiny_cache(ctx), folder / "results") if a != "--quiet"]
-        with _env(**{ENV: value}):
+        with environment(**{ENV: value}):
             return _refused(run_cli([*argv, *extra]), folder)
 
     return run
@@ -89,13 +76,13 @@ def _ablate_bad(folder: Path, ctx: Context) -> Outcome:
     argv = ["ablate", "--cache", tiny_cache(ctx), "--heads", "meanp", "--losses", "infonce", "--seeds", "0",
             "--epochs", "1", "--batch-size", "8", "--device", "cpu",
             "--results", folder / "results"]  # fmt: skip
-    with _env(**{ENV: "-1"}):
+    with environment(**{ENV: "-1"}):
         return _refused(run_cli(argv), folder)  # the grid file is not written either
 
 
 def _extract_bad(folder: Path, ctx: Context) -> Outcome:
     argv = [a for a in extract_argv(synthetic_dataset(ctx), folder / "c.h5") if a != "--quiet"]
-    with _env(**{ENV: "nan"}):
+    with environment(**{ENV: "nan"}):
         return _refused(run_cli(argv), folder)  # no lock, manifest or part left behind
 
 
@@ -107,12 +94,12 @@ def _tune_bad(folder: Path, ctx: Context) -> Outcome:
     argv = ["tune", "--cache", tiny_cache(ctx), "--heads", "meanp", "--losses", "infonce", "--trials", "1",
             "--max-epochs", "1", "--val-fraction", "0.25", "--study", folder / "s.db", "--space", space,
             "--device", "cpu"]  # fmt: skip
-    with _env(**{ENV: "ten"}):
+    with environment(**{ENV: "ten"}):
         return _refused(run_cli(argv), folder)  # the study file is not created
 
 
 def _demo_bad(folder: Path, ctx: Context) -> Outcome:
-    with _env(**{ENV: "inf"}):
+    with environment(**{ENV: "inf"}):
         return _refused(run_cli(["demo", "--output", folder / "demo", "--videos", "16"]), folder)
 
 
@@ -124,7 +111,7 @@ def _train_lines(
 ) -> Callable[[Path, Context], Outcome]:
     def run(folder: Path, ctx: Context) -> Outcome:
         argv = [a for a in train_argv(tiny_cache(ctx), folder / "results") if a != "--quiet"]
-        with _env(**{ENV: value}):
+        with environment(**{ENV: value}):
             r = run_cli(argv)
         lines = [x for x in r.err.splitlines() if (m := LINE.match(x)) and m["name"].endswith(" train")]
         total = int(LINE.match(lines[-1])["total"]) if lines else 0

@@ -7,12 +7,11 @@ Cases use the shared tiny cache and results (benchmarks.faults.core); copies are
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from benchmarks.faults.core import (
     CliRun,
     Context,
     Outcome,
+    environment,
     expect_error,
     expect_ok,
     tiny_cache,
@@ -31,21 +31,6 @@ from benchmarks.faults.core import (
     train_argv,
 )
 from benchmarks.faults.core import run_cli as core_run_cli
-
-
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
 
 _TOWERS: list[str] = []
 
@@ -57,7 +42,7 @@ def run_cli(argv: Any) -> CliRun:
         return core_run_cli(argv)
     if not _TOWERS:
         _TOWERS.append(tempfile.mkdtemp(prefix="vtrbench-fault-towers-"))
-    with _env(VTRBENCH_CACHE_DIR=_TOWERS[0]):
+    with environment(VTRBENCH_CACHE_DIR=_TOWERS[0]):
         return core_run_cli(argv)
 
 
@@ -164,7 +149,7 @@ def _read_only(tmp: Path, ctx: Context) -> Outcome:
     shutil.copy(tiny_cache(ctx), folder / "c.h5")
     before = _listing(folder)
     home = tmp / "home"
-    with _env(VTRBENCH_CACHE_DIR="off", HOME=str(home), XDG_CACHE_HOME=str(home / ".cache")):
+    with environment(VTRBENCH_CACHE_DIR="off", HOME=str(home), XDG_CACHE_HOME=str(home / ".cache")):
         r = run_cli(["search", "--cache", folder / "c.h5", "a red circle", "--json"])
     if _listing(folder) != before:
         return Outcome("lost", "search changed or added files beside its cache")
@@ -177,9 +162,9 @@ def _tower_dir(make: Callable[[Path], Path], *note: str) -> Callable[[Path, Cont
     """The kept-text-tower folder is damaged or unusable: search still answers, right, and says why."""
 
     def run(tmp: Path, ctx: Context) -> Outcome:
-        with _env(VTRBENCH_CACHE_DIR="off"):
+        with environment(VTRBENCH_CACHE_DIR="off"):
             plain = run_cli(["search", "--cache", tiny_cache(ctx), "a red circle", "--json"])
-        with _env(VTRBENCH_CACHE_DIR=str(make(tmp))):
+        with environment(VTRBENCH_CACHE_DIR=str(make(tmp))):
             r = run_cli(["search", "--cache", tiny_cache(ctx), "a red circle", "--json"])
 
         def check() -> str | None:
@@ -196,7 +181,7 @@ def _tower_dir(make: Callable[[Path], Path], *note: str) -> Callable[[Path, Cont
 def _damaged_tower(tmp: Path) -> Path:
     from vtrbench.extract.text_tower import tower_path
 
-    with _env(VTRBENCH_CACHE_DIR=str(tmp / "towers")):
+    with environment(VTRBENCH_CACHE_DIR=str(tmp / "towers")):
         path = tower_path("vtrbench-tiny", "none")
     assert path is not None
     path.parent.mkdir(parents=True)
