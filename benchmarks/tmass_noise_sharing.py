@@ -35,7 +35,6 @@ def scores_both_ways(head, data, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     """(shared, independent) score matrices: shared = the head's own evaluation with noise_seed =
     ``seed``; independent = fresh draws for every (video, sample), as the official evaluation."""
     from vtrbench.heads.base import slice_state
-    from vtrbench.heads.tmass import best_of_samples
     from vtrbench.runs.scoring import states
 
     head.noise_seed.fill_(seed)
@@ -44,17 +43,8 @@ def scores_both_ways(head, data, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     g = torch.Generator().manual_seed(seed)
     cols = []
     for j in range(data.n_videos):
-        v = slice_state(vs, slice(j, j + 1))
         fresh = dict(ts, noise=head.draw(tuple(ts["noise"].shape), g).to(ts["noise"]))
-        a = head.attention(fresh, v)
-        w, slots = head.output_weights(a, v)
-        o = torch.bmm(w, slots)
-        wq = w.transpose(0, 1)
-        t = fresh["norm"][:, None] * fresh["unit"]
-        to = (wq * (t @ slots.flatten(0, 1).t()).view_as(wq)).sum(-1)
-        oo = (torch.bmm(w, slots @ slots.transpose(1, 2)) * w).sum(-1).t()
-        r = head.log_radius(fresh, v).exp_()
-        cols.append(best_of_samples(t, r, o.transpose(0, 1), fresh["noise"], to, oo.clamp_min(0.0)))
+        cols.append(head.score_states(fresh, slice_state(vs, slice(j, j + 1))))
     return shared, torch.cat(cols, 1)
 
 

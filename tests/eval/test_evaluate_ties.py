@@ -128,6 +128,19 @@ def test_reversed_twins_give_the_same_counts_for_every_block_and_chunk(name: str
     assert first["protocol"]["tie_tolerance"]["relative"] == TIE_RTOL
 
 
+@pytest.mark.parametrize("tile", [1, 3 * 40 * D])  # one video; 3 videos of the 40 captions
+def test_tmass_video_tiles_give_the_same_counts(monkeypatch: pytest.MonkeyPatch, tile: int) -> None:
+    # tmass scores a block a tile of videos at a time (cache-sized; TILE_ELEMENTS values per tile):
+    # one video per tile, and tiles that cut the blocks raggedly, count exactly as the default tiles
+    from vtrbench.heads import tmass
+
+    default = _run("tmass")
+    monkeypatch.setattr(tmass, "TILE_ELEMENTS", tile)
+    for res, ref in zip(_run("tmass"), default, strict=True):
+        assert res["per_query"] == ref["per_query"]
+        assert res["metrics"] == ref["metrics"]
+
+
 def test_without_the_tolerance_the_blocks_change_the_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
     # the test above has teeth: the twins' scores differ in the last bits, differently per block,
     # and with exact ties (tolerance 0) every head's counts change with the blocks
