@@ -32,7 +32,7 @@ for p in (str(HERE.parent), str(HERE)):
         sys.path.insert(0, p)
 
 import torch  # noqa: E402
-from _common import machine_info, print_machine, print_table  # noqa: E402
+from _common import machine_info, print_machine, print_table, write_json  # noqa: E402
 from eval import floor_matmuls, random_features  # noqa: E402
 
 MATMULS = ("aten::mm", "aten::bmm", "aten::addmm")
@@ -69,9 +69,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--words", type=int, default=32)
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--patches", type=int, default=49)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--json", type=Path, default=None, help="write the raw numbers here")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print_machine(machine_info("cpu"))
     from vtrbench.factory import create_head
 
@@ -107,13 +109,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         split = profile_split(runs["chunked"])
     med = {k: statistics.median(v) for k, v in times.items()}
     print_table(
-        f"ucofia, one {bq} x {bv} block, median of {args.repeats} ({args.threads} thread(s))",
+        f"ucofia, one {bq} x {bv} block, median of {args.repeats} ({torch.get_num_threads()} thread(s))",
         ["scoring", "median ms", "/ floor"],
         [[k, 1e3 * v, v / med["floor"]] for k, v in med.items()],
     )
     print(f"max |chunked - whole block| = {diff:.3g}")
     print("chunked block, self CPU time: " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in split.items()))
-    return {"median_s": med, "max_abs_diff": diff, "profile": split}
+    payload = {"median_s": med, "over_floor": {k: v / med["floor"] for k, v in med.items()}}
+    payload |= {"max_abs_diff": diff, "profile": split, "machine": machine_info("cpu")}
+    write_json(args.json, payload)
+    return payload
 
 
 if __name__ == "__main__":
