@@ -471,9 +471,9 @@ def isa_both_chunked(
     (Bv, N, D) ``tokens`` and their two first ISAs, :func:`isa` over tokens (``weights[0]``, per word:
     (Bq, L, Bv)) and over words (``weights[1]``, per token: (Bq, Bv N)), the same operations on the
     same values as :func:`isa` on the whole S. S is built :data:`EVAL_CHUNK` elements (whole videos)
-    at a time into three buffers allocated once and rewritten in place (``out=``), so that the ten
-    passes over it stay in cache and no pass allocates; each pair's values depend on its own
-    caption and video only, whatever the chunk."""
+    at a time into three buffers allocated once and rewritten in place (``out=``), so that the 15
+    passes over it (the product, seven per ISA) stay in cache and none allocates; each pair's values
+    depend on its own caption and video only, whatever the chunk."""
     (nq, nw, d), (nv, npt) = words.shape, token_bias.shape
     w_tok = weights[0][:npt, :npt] * (1.0 / tau)
     w_word = (weights[1][:nw, :nw] * (1.0 / tau)).t()  # from the left on (Bq, L, M), as isa does
