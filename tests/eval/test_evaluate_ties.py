@@ -14,6 +14,7 @@ import torch
 from test_pairwise import D, P, build
 
 from vtrbench.eval import evaluate_pairwise, ranking
+from vtrbench.heads import ucofia
 from vtrbench.metrics import TIE_RTOL, gt_counts
 from vtrbench.runs.data import SplitData
 from vtrbench.runs.scoring import states
@@ -126,6 +127,15 @@ def test_reversed_twins_give_the_same_counts_for_every_block_and_chunk(name: str
     for post, dirs in first["per_query"].items():
         assert min(dirs["t2v"]["tied"]) >= 1, post
     assert first["protocol"]["tie_tolerance"]["relative"] == TIE_RTOL
+
+
+def test_ucofia_counts_do_not_depend_on_its_evaluation_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ucofia's evaluation builds its word-token similarities a few videos at a time (EVAL_CHUNK):
+    # one video per chunk gives the counts of the whole block at once, for every block and chunk
+    whole = _run("ucofia")
+    monkeypatch.setattr(ucofia, "EVAL_CHUNK", 1)
+    for res, ref in zip(_run("ucofia"), whole, strict=True):
+        assert res["per_query"] == ref["per_query"] and res["metrics"] == ref["metrics"]
 
 
 def test_without_the_tolerance_the_blocks_change_the_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
