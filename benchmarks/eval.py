@@ -36,7 +36,11 @@ shown GMAC/s is the floor's MACs over its measured time, and the multiply-accumu
 - ``ucofia``: with N = T (1 + k) selected tokens per video (each frame and its top-k patches):
   D + T · D (video level, sentence-frame cosines) + L · N · D (word-patch similarities) + the
   interaction-aware aggregations' products T² + L · N² + N · L² + N² + L² (the softmaxes' exp work
-  is not counted); the patch selection runs once per video in its state, not per pair;
+  is not counted); the patch selection runs once per video in its state, not per pair. Per
+  block, the scoring makes 15 passes over the (caption, word, video, token) similarities S: the
+  product, then for each of the two first aggregations scale-and-mask, softmax, the W product, mask,
+  softmax, weight, sum (four exp passes); evaluation builds S a few whole videos at a time
+  (``ucofia.EVAL_CHUNK``), so that the passes run in cache;
 - ``xpool``: T · D + H · T · D: the caption's query against each frame's key (the attention
   logits), and the caption against each (head, frame) slot's output term (the pooled video
   enters the cosine through LayerNorms, so this product cannot be pooled first). The issue's
@@ -47,9 +51,10 @@ shown GMAC/s is the floor's MACs over its measured time, and the multiply-accumu
   r ⊙ r: every sample's dot product and norm); K = ``samples`` (20).
 
 Also shown: the previous block code (``wti``: explicit full-size masks; ``xpool``: attention
-weights applied to the (caption, video, D) values, then LayerNorms), interleaved on the same
-blocks (first size only), and an N² fit of the pass time (``t = c · N²``, least squares) extrapolated to
-``--extrapolate`` (10,000).
+weights applied to the (caption, video, D) values, then LayerNorms; ``ucofia``: the whole block's
+similarities at once, its training form, run in grad mode with no parameter requiring a gradient),
+interleaved on the same blocks (first size only), and an N² fit of the pass time (``t = c · N²``,
+least squares) extrapolated to ``--extrapolate`` (10,000).
 
 Run: ``python benchmarks/eval.py`` (see benchmarks/README.md).
 """
@@ -268,6 +273,17 @@ def _legacy_xpool(head: Any, text: dict[str, torch.Tensor], frames: dict[str, to
     return score, video
 
 
+def _whole_block(
+    score: Any, ts: dict[str, torch.Tensor], vs: dict[str, torch.Tensor], r: slice, c: slice
+) -> Any:
+    """ucofia's block code before the chunked evaluation: its autograd form, which builds the whole
+    block's word-token similarities and passes over them as the evaluation did (grad mode on)."""
+    from vtrbench.heads.base import slice_state
+
+    with torch.enable_grad():
+        return score(slice_state(ts, r), slice_state(vs, c))
+
+
 def _interleaved_passes(
     scorers: dict[str, Any], nq: int, nv: int, block: tuple[int, int]
 ) -> dict[str, float]:
@@ -287,7 +303,7 @@ def _interleaved_passes(
     return totals
 
 
-def _floor_matmuls(name: str, head: Any, block: tuple[int, int], args: argparse.Namespace) -> Any:
+def floor_matmuls(name: str, head: Any, block: tuple[int, int], args: argparse.Namespace) -> Any:
     """The block's floor: its multiply-accumulates as fp32 matrix products of the block's shapes."""
     g = torch.Generator().manual_seed(1)
     d, t = args.dim, args.frames
@@ -383,7 +399,7 @@ def bench_floor(name: str, n: int, args: argparse.Namespace, legacy: bool) -> di
             "now": lambda r, c: head.score_states(slice_state(ts, r), slice_state(vs, c)),
         }
         if not args.no_floor:
-            scorers["floor"] = _floor_matmuls(name, head, block, args)
+            scorers["floor"] = floor_matmuls(name, head, block, args)
         if legacy and name == "wti":
             scorers["previous"] = lambda r, c: head.score_states_masked(
                 slice_state(ts, r), slice_state(vs, c)
@@ -391,6 +407,9 @@ def bench_floor(name: str, n: int, args: argparse.Namespace, legacy: bool) -> di
         elif legacy and name == "xpool":
             old_score, old_vs = _legacy_xpool(head, ts, cat(video_raw))
             scorers["previous"] = lambda r, c: old_score(slice_state(ts, r), slice_state(old_vs, c))
+        elif legacy and name == "ucofia":
+            head.requires_grad_(False)  # grad mode on, no graph: the whole-block form, nothing recorded
+            scorers["previous"] = lambda r, c: _whole_block(head.score_states, ts, vs, r, c)
         totals = _interleaved_passes(scorers, n, n, block)
     seconds, floor_s, legacy_s = totals["now"], totals.get("floor"), totals.get("previous")
     macs = floor_macs_per_pair(head, args.words, args.frames, args.dim)

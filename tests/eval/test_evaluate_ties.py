@@ -14,6 +14,7 @@ import torch
 from test_pairwise import D, P, build
 
 from vtrbench.eval import evaluate_pairwise, ranking
+from vtrbench.heads import tmass, ucofia
 from vtrbench.metrics import TIE_RTOL, gt_counts
 from vtrbench.runs.data import SplitData
 from vtrbench.runs.scoring import states
@@ -132,13 +133,20 @@ def test_reversed_twins_give_the_same_counts_for_every_block_and_chunk(name: str
 def test_tmass_video_tiles_give_the_same_counts(monkeypatch: pytest.MonkeyPatch, tile: int) -> None:
     # tmass scores a block a tile of videos at a time (cache-sized; TILE_ELEMENTS values per tile):
     # one video per tile, and tiles that cut the blocks raggedly, count exactly as the default tiles
-    from vtrbench.heads import tmass
-
     default = _run("tmass")
     monkeypatch.setattr(tmass, "TILE_ELEMENTS", tile)
     for res, ref in zip(_run("tmass"), default, strict=True):
         assert res["per_query"] == ref["per_query"]
         assert res["metrics"] == ref["metrics"]
+
+
+def test_ucofia_counts_do_not_depend_on_its_evaluation_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ucofia's evaluation builds its word-token similarities a few videos at a time (EVAL_CHUNK):
+    # one video per chunk gives the counts of the whole block at once, for every block and chunk
+    whole = _run("ucofia")
+    monkeypatch.setattr(ucofia, "EVAL_CHUNK", 1)
+    for res, ref in zip(_run("ucofia"), whole, strict=True):
+        assert res["per_query"] == ref["per_query"] and res["metrics"] == ref["metrics"]
 
 
 def test_without_the_tolerance_the_blocks_change_the_ranks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtrbench.factory import create_head, create_loss
+from vtrbench.heads import ucofia
 
 NT, NV, L, T, P, D, K = 7, 4, 6, 5, 7, 16, 3
 
@@ -331,6 +332,24 @@ def test_evaluation_selection_is_the_noise_free_top_k():
     text, video = inputs(8, False)
     got = head.logit_scale() * head.score(text, video)
     want = ref_scores(ref, head, text, video, 0)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("full", [True, False])
+@pytest.mark.parametrize("tau", [0.01, 1.0])
+@pytest.mark.parametrize("videos_per_chunk", [1, 3, NV])
+def test_evaluation_scores_match_the_authors_code_for_every_chunk(full, tau, videos_per_chunk, monkeypatch):
+    """Without autograd the head builds the word-patch similarities a few videos at a time
+    (``EVAL_CHUNK`` elements): one video per chunk, 3 then 1, and the whole block all give the
+    authors' scores. At tau = 1 no softmax saturates, so a token or word left unmasked shows."""
+    per_video = NT * L * T * (1 + K)  # captions x words (one caption is full) x tokens per video
+    monkeypatch.setattr(ucofia, "EVAL_CHUNK", videos_per_chunk * per_video)
+    head, ref, _ = build(7, tau, samples=3, sigma=1e-12)
+    head.eval()
+    text, video = inputs(8, full)
+    with torch.no_grad():
+        got = head.logit_scale() * head.score(text, video)
+        want = ref_scores(ref, head, text, video, 0)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
 
 

@@ -467,3 +467,23 @@ def test_compile_step_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert row["head"] == "meanp" and row["kernels/step"].startswith("not measured")  # a CPU has no launches
     # the ratio is of the unrounded medians, the s/step columns are rounded to 10 µs
     assert row["eager / compiled"] == pytest.approx(row["eager s/step"] / row["default s/step"], rel=0.05)
+
+
+def test_ucofia_cost_benchmarks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "block.json"
+    small = ["--dim", "16", "--frames", "4", "--words", "5", "--patches", "6"]
+    load("ucofia_block").main([*small, "--block", "3", "4", "--repeats", "2", "--json", str(out)])
+    printed = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert set(saved["median_s"]) == {"chunked", "whole block", "chunked, flush-to-zero", "floor"}
+    for name, seconds in saved["median_s"].items():
+        assert saved["over_floor"][name] == pytest.approx(seconds / saved["median_s"]["floor"])
+        assert f"| {name} " in printed
+    assert saved["max_abs_diff"] < 1e-5 and sum(saved["profile"].values()) == pytest.approx(1.0)
+    floor = tmp_path / "floor.json"
+    load("eval").main(["--floor", "--pairwise", "ucofia", "--pass-sizes", "8", *small, "--block", "4", "4",
+                       "--json", str(floor)])  # fmt: skip
+    (row,) = [r for r in json.loads(floor.read_text())["results"] if "fit" not in r]
+    assert row["legacy_pass_s"] is not None and row["speedup_vs_legacy"] == pytest.approx(
+        row["legacy_pass_s"] / row["pass_s"]
+    )

@@ -84,6 +84,9 @@ MAX_SINKHORN_ITERS = 1000
 MAX_TOPK = 1024
 MAX_ISA = 4096
 MAX_SAMPLES = 100_000
+#: Elements of the word-token similarities evaluation builds at a time (whole videos, at least one):
+#: with its two work buffers, 1.2 MB of float32, inside a 2 MiB L2 cache (docs/heads.md, Cost).
+EVAL_CHUNK = 100_000
 #: The cache field the head reads beyond frames and tokens, and how a missing one is refused.
 MISSING_PATCHES = (
     "ucofia needs the cache's patch tokens, which it does not hold: re-extract with "
@@ -380,18 +383,25 @@ class UCoFiAHead(ClipStart, CoarseToFineHead):
         return {**video, "offset": (offset / scale).to(next(iter(video.values())).dtype)}
 
     def patch_level(self, text: Batch, video: Batch) -> torch.Tensor:
-        """UCoFiA's word-patch score of a block: the two ISA orders averaged, (Bq, Bv)."""
+        """UCoFiA's word-patch score of a block: the two ISA orders averaged, (Bq, Bv). Without
+        autograd (evaluation) the first ISAs run over chunks of videos (:func:`isa_both_chunked`):
+        the same values, the block's (Bq, L, Bv, N) tensors never built."""
         keep = _used_width(text["mask"])
         words, w_bias = text["words"][:, :keep], mask_bias(text["mask"][:, :keep], text["words"].dtype)
         tokens, p_bias = video["tokens"], video["token_bias"]
         (nq, nw, d), (nv, npt) = words.shape, p_bias.shape
-        # padded words and tokens are 0 vectors: their similarities are 0, finite, as isa needs
-        sim = (words.reshape(nq * nw, d) @ tokens.reshape(nv * npt, d).t()).view(nq, nw, nv, npt)
-        # over patches, for each word: (Bq, L, Bv); then over words (axis 1, no transpose): (Bq, Bv)
-        per_word = isa(sim, self.patch_isa, p_bias[None, None], self.tau)
+        if torch.is_grad_enabled():
+            # padded words and tokens are 0 vectors: their similarities are 0, finite, as isa needs
+            sim = (words.reshape(nq * nw, d) @ tokens.reshape(nv * npt, d).t()).view(nq, nw, nv, npt)
+            # over patches, for each word: (Bq, L, Bv)
+            per_word = isa(sim, self.patch_isa, p_bias[None, None], self.tau)
+            # over words (axis 1 of (Bq, L, Bv N), no transpose), for each patch: (Bq, Bv N)
+            per_patch = isa(sim.view(nq, nw, nv * npt), self.word_isa, w_bias[:, :, None], self.tau, dim=1)
+        else:
+            isa_weights = (self.patch_isa, self.word_isa)
+            per_word, per_patch = isa_both_chunked(words, tokens, w_bias, p_bias, isa_weights, self.tau)
+        # then over words of the per-word scores, and over patches of the per-patch ones: (Bq, Bv)
         v2w = isa(per_word, self.word_isa2, w_bias[:, :, None], self.tau, dim=1)
-        # over words, for each patch (axis 1 of (Bq, L, Bv N)): (Bq, Bv, N); then over patches: (Bq, Bv)
-        per_patch = isa(sim.view(nq, nw, nv * npt), self.word_isa, w_bias[:, :, None], self.tau, dim=1)
         s2f = isa(per_patch.view(nq, nv, npt), self.patch_isa2, p_bias[None], self.tau)
         return (s2f + v2w) / 2
 
@@ -447,6 +457,49 @@ def sinkhorn_video_bias(logits: torch.Tensor, iters: int) -> torch.Tensor:
         a = 1.0 / (k @ b)
         b = 1.0 / (a @ k)
     return torch.log_softmax(b.log(), 0)
+
+
+def isa_both_chunked(
+    words: torch.Tensor,
+    tokens: torch.Tensor,
+    word_bias: torch.Tensor,
+    token_bias: torch.Tensor,
+    weights: tuple[torch.Tensor, torch.Tensor],
+    tau: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Without autograd: the word-token similarities S (Bq, L, Bv, N) of (Bq, L, D) ``words`` and
+    (Bv, N, D) ``tokens`` and their two first ISAs, :func:`isa` over tokens (``weights[0]``, per word:
+    (Bq, L, Bv)) and over words (``weights[1]``, per token: (Bq, Bv N)), the same operations on the
+    same values as :func:`isa` on the whole S. S is built :data:`EVAL_CHUNK` elements (whole videos)
+    at a time into three buffers allocated once and rewritten in place (``out=``), so that the 15
+    passes over it (the product, seven per ISA) stay in cache and none allocates; each pair's values
+    depend on its own caption and video only, whatever the chunk."""
+    (nq, nw, d), (nv, npt) = words.shape, token_bias.shape
+    w_tok = weights[0][:npt, :npt] * (1.0 / tau)
+    w_word = (weights[1][:nw, :nw] * (1.0 / tau)).t()  # from the left on (Bq, L, M), as isa does
+    per_video = nq * nw * npt
+    step = max(1, min(nv, EVAL_CHUNK // per_video))
+    sim_buf, first_buf, second_buf = (words.new_empty(per_video * step) for _ in range(3))
+    per_word, per_patch = words.new_empty(nq, nw, nv), words.new_empty(nq, nv * npt)
+    words_2d, w_bias = words.reshape(nq * nw, d), word_bias[:, :, None]
+    for v in range(0, nv, step):
+        c = min(step, nv - v)
+        m, size = c * npt, per_video * c
+        sim, first, second = sim_buf[:size], first_buf[:size], second_buf[:size]
+        torch.mm(words_2d, tokens[v : v + c].reshape(m, d).t(), out=sim.view(nq * nw, m))
+        for shape, dim, bias, w, out in (
+            ((nq, nw, c, npt), -1, token_bias[v : v + c], w_tok, per_word[:, :, v : v + c]),
+            ((nq, nw, m), 1, w_bias, w_word, per_patch[:, v * npt : v * npt + m]),
+        ):
+            s, a, b = sim.view(shape), first.view(shape), second.view(shape)
+            torch.softmax(torch.add(bias, s, alpha=1.0 / tau, out=a), dim, out=b)
+            if dim == -1:
+                torch.mm(b.view(-1, npt), w, out=a.view(-1, npt))
+            else:
+                torch.matmul(w, b, out=a)
+            torch.softmax(a.add_(bias), dim, out=b)
+            torch.sum(b.mul_(s), dim, out=out)
+    return per_word, per_patch
 
 
 def _used_width(mask: torch.Tensor) -> int:
