@@ -20,7 +20,7 @@ made if missing, as ``vtrbench demo`` makes it):
 
 Heads that read patch tokens (``requires``: ucofia) get the demo cache extracted with them
 (``--patch-tokens``), and then every cell runs on it: its frame and caption features are the same
-bits as the plain demo cache's (tests/extract/test_patch_tokens_cache.py), so the other cells' numbers
+bits as the plain demo cache's (tests/runs/test_patch_token_cache.py), so the other cells' numbers
 do not move. ``HEAD+emcl`` (e.g. ``meanp+emcl``) is HEAD with EMCL's training module (head option
 ``emcl=true``): ``vtrbench tune`` has no per-cell head option, so these cells get studies of their own
 (``tune-<pruner>-emcl.db``) whose ``--space`` fixes the option (``emcl = {choices = [true]}``), with
