@@ -246,3 +246,27 @@ def target_verdict(value: float | None, target: float, *, at_most: bool = False)
     if ok:
         return "pass"
     return f"MISS by {abs(value - target) / target * 100:.0f}%"
+
+
+#: ``HEAD+TAG`` in a benchmark's ``--heads``: HEAD with these head options (issue 26: ``meanp+emcl`` is
+#: meanp with EMCL's training module, as ``--head-option emcl=true`` spells it)
+HEAD_VARIANTS: dict[str, dict[str, Any]] = {"emcl": {"emcl": True}}
+
+
+def head_variant(name: str) -> tuple[str, str, dict[str, Any]]:
+    """``"meanp+emcl"`` -> ``("meanp", "emcl", {"emcl": True})``; a plain head -> ``(head, "", {})``."""
+    base, *tags = name.split("+")
+    unknown = [t for t in tags if t not in HEAD_VARIANTS]
+    if unknown:
+        raise SystemExit(
+            f"--heads {name}: unknown variant {unknown[0]!r} (known: {', '.join(HEAD_VARIANTS)})"
+        )
+    return base, "+".join(tags), {k: v for t in tags for k, v in HEAD_VARIANTS[t].items()}
+
+
+def needs_patch_tokens(names: Sequence[str]) -> bool:
+    """Whether a head of ``names`` (variants allowed) declares that it reads the cache's patch tokens
+    (``requires``, e.g. ucofia): the demo cache is then made with them (``--patch-tokens``)."""
+    from vtrbench.heads.base import HEADS
+
+    return any("patches" in getattr(HEADS.get(head_variant(n)[0]), "requires", ()) for n in names)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -29,7 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vtrbench.metrics import TIE_RTOL
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402  (``HEAD+emcl``: HEAD with EMCL's training module, _common.HEAD_VARIANTS)
+
+from vtrbench.metrics import TIE_RTOL  # noqa: E402
 
 
 def tie_band(scores: torch.Tensor) -> float:
@@ -50,8 +54,6 @@ ALL_HEADS = (
     "ucofia",
     "meanp+emcl",
 )
-# ``HEAD+emcl``: HEAD with the EMCL training module (head option emcl=true, issue 26)
-VARIANTS = {"emcl": {"emcl": True}}
 
 
 def twin_ties(scores: torch.Tensor, text_video: torch.Tensor, twin: np.ndarray) -> float:
@@ -124,13 +126,12 @@ def measure(
     from vtrbench.config import TrainConfig
     from vtrbench.demo import make_synthetic_cache
     from vtrbench.factory import create_head
-    from vtrbench.heads.base import HEADS
     from vtrbench.runs.data import load_split
     from vtrbench.runs.scoring import evaluate_head
     from vtrbench.runs.train import fit, seed_everything
 
     # heads that read patch tokens (ucofia) need a cache extracted with them; the others ignore them
-    patches = any("patches" in getattr(HEADS.get(h.split("+")[0]), "requires", ()) for h in heads)
+    patches = _common.needs_patch_tokens(heads)
     cache_path, _ = make_synthetic_cache(workdir, videos=videos, workers=0, patch_tokens=patches)
     data_dir = workdir / "synthetic"
     meta = json.loads((data_dir / "meta.json").read_text())
@@ -159,8 +160,7 @@ def measure(
             r1, r10, acc, ties, secs = [], [], [], [], []
             for seed in seeds if name != "zeroshot" else (0,):
                 seed_everything(seed)
-                base, *variant = name.split("+")
-                options = {k: v for tag in variant for k, v in VARIANTS[tag].items()}
+                base, _tag, options = _common.head_variant(name)
                 head = create_head(base, embed_dim=int(cache.attrs["embed_dim"]), **options)
                 t0 = time.perf_counter()
                 if head.trainable:

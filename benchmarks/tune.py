@@ -18,6 +18,14 @@ made if missing, as ``vtrbench demo`` makes it):
    rho of the cells between the two, and, with ``--tune-seeds 0,1``, the same tuning with a second seed
    (its own study and ``ablate --tuned`` results): how far the tuned ranking of the cells agrees.
 
+Heads that read patch tokens (``requires``: ucofia) get the demo cache extracted with them
+(``--patch-tokens``), and then every cell runs on it: its frame and caption features are the same
+bits as the plain demo cache's (tests/runs/test_patch_token_cache.py), so the other cells' numbers
+do not move. ``HEAD+emcl`` (e.g. ``meanp+emcl``) is HEAD with EMCL's training module (head option
+``emcl=true``): ``vtrbench tune`` has no per-cell head option, so these cells get studies of their own
+(``tune-<pruner>-emcl.db``) whose ``--space`` fixes the option (``emcl = {choices = [true]}``), with
+the same trials, epochs, folds and seeds; ``ablate`` gives them ``--head-option emcl=true``.
+
 Run: ``python benchmarks/tune.py --out /tmp/vtrbench-tune`` (see benchmarks/README.md); ``--json``
 saves the raw numbers. Wall times are from a shared, loaded machine: compare ratios.
 """
@@ -84,14 +92,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _common.print_machine(info)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    heads = [h.strip() for h in args.heads.split(",") if h.strip()]
+    groups = head_groups(heads)
     cache = args.cache
     if cache is None:
         from vtrbench.demo import make_synthetic_cache
 
-        cache, _ = make_synthetic_cache(out, videos=args.videos, workers=0)
+        patches = _common.needs_patch_tokens(heads)
+        cache, _ = make_synthetic_cache(out, videos=args.videos, workers=0, patch_tokens=patches)
     results = out / "results"
     common = ("--cache", cache, "--device", "cpu", "--quiet", "--results", results)
-    _cli("ablate", *common, "--heads", args.heads, "--losses", args.losses, "--seeds", args.seeds)
+    for _tag, group, options in groups:
+        _cli(
+            "ablate", *common, "--heads", ",".join(group), "--losses", args.losses, "--seeds", args.seeds,
+            *_option_flags(options),
+        )  # fmt: skip
 
     timings: dict[str, float] = {}
     stats: dict[str, Any] = {}
@@ -100,18 +115,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = [("median", s) for s in tune_seeds] + ([] if args.skip_pruning else [("none", tune_seeds[0])])
     for pruner, tseed in runs:
         name = pruner if tseed == tune_seeds[0] else f"{pruner}-s{tseed}"
-        study = out / f"tune-{name}.db"
-        t0 = time.perf_counter()
-        _cli(
-            "tune", "--cache", cache, "--heads", args.heads, "--losses", args.losses,
-            "--trials", args.trials, "--max-epochs", args.max_epochs, *validation,
-            "--study", study, "--pruner", pruner, "--seed", tseed, "--device", "cpu", "--quiet",
-        )  # fmt: skip
-        timings[name] = time.perf_counter() - t0
-        stats[name] = study_stats(study)
-        if pruner == "median":  # the first seed's tuned rows go beside the default recipe's
-            where = results if tseed == tune_seeds[0] else out / f"results-s{tseed}"
-            _cli("ablate", *common[:-1], where, "--tuned", study, "--seeds", args.seeds)
+        timings[name], stats[name] = 0.0, {}
+        for tag, group, options in groups:
+            study = out / f"tune-{name}{'-' + tag if tag else ''}.db"
+            t0 = time.perf_counter()
+            _cli(
+                "tune", "--cache", cache, "--heads", ",".join(group), "--losses", args.losses,
+                "--trials", args.trials, "--max-epochs", args.max_epochs, *validation,
+                "--study", study, "--pruner", pruner, "--seed", tseed, "--device", "cpu", "--quiet",
+                *_space_flags(out, tag, group, options),
+            )  # fmt: skip
+            timings[name] += time.perf_counter() - t0  # tuning only, not ablate --tuned
+            stats[name].update({variant_cell(cell, tag): v for cell, v in study_stats(study).items()})
+            if pruner == "median":  # the first seed's tuned rows go beside the default recipe's
+                where = results if tseed == tune_seeds[0] else out / f"results-s{tseed}"
+                _cli("ablate", *common[:-1], where, "--tuned", study, "--seeds", args.seeds)
 
     from vtrbench.report import build_report, load_results, render_markdown
 
@@ -132,6 +150,51 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     _common.write_json(args.json, json.loads(json.dumps(payload, default=str)))
     return payload
+
+
+def head_groups(heads: list[str]) -> list[tuple[str, list[str], dict[str, Any]]]:
+    """``--heads`` split into (variant tag, its base heads, their head options): plain heads first
+    (tag ""), then one group per variant (``meanp+emcl,seqtransf+emcl`` -> ("emcl", [meanp, seqtransf],
+    {emcl: True})), each tuned in studies of its own."""
+    groups: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    for h in heads:
+        base, tag, options = _common.head_variant(h)
+        groups.setdefault(tag, ([], options))[0].append(base)
+    return [(tag, g, o) for tag, (g, o) in sorted(groups.items(), key=lambda kv: kv[0] != "")]
+
+
+def variant_cell(cell: str, tag: str) -> str:
+    """A variant group's cell as the report labels its head: ``meanp+infonce``, emcl ->
+    ``meanp[emcl]+infonce`` (the plain group's cells unchanged)."""
+    head, loss = cell.split("+", 1)
+    return f"{head}[{tag}]+{loss}" if tag else cell
+
+
+def _study_tag(study: str) -> str:
+    """The variant tag of a study file this script named (``tune-median-s1-emcl.db`` -> emcl)."""
+    stem = Path(study).stem
+    return next((t for t in _common.HEAD_VARIANTS if stem.endswith(f"-{t}")), "")
+
+
+def _text(value: Any) -> str:
+    """An option value as ``--head-option`` and TOML spell it (booleans: true/false)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _option_flags(options: dict[str, Any]) -> list[str]:
+    """``--head-option KEY=VALUE`` for each option."""
+    return [f for k, v in options.items() for f in ("--head-option", f"{k}={_text(v)}")]
+
+
+def _space_flags(out: Path, tag: str, group: list[str], options: dict[str, Any]) -> list[Any]:
+    """A variant group's ``--space`` file: its options fixed (one choice) for each of its heads."""
+    if not tag:
+        return []
+    fixed = [f"{k} = {{choices = [{_text(v)}]}}" for k, v in options.items()]
+    lines = [line for head in group for line in (f"[head.{head}]", *fixed)]
+    space = out / f"space-{tag}.toml"
+    space.write_text("\n".join(lines) + "\n")
+    return ["--space", space]
 
 
 def _pruning_table(args: Any, stats: dict[str, Any], timings: dict[str, float]) -> None:
@@ -188,16 +251,16 @@ def _val_test(out: Path, results: Path, tune_seeds: list[int]) -> dict[str, Any]
     for tseed in tune_seeds:
         where = results if tseed == tune_seeds[0] else out / f"results-s{tseed}"
         rows = val_test_rows(load_results([where]))
-        per_seed[tseed] = {r.cell: r for r in rows}
+        per_seed[tseed] = {variant_cell(r.cell, _study_tag(r.study)): r for r in rows}
         table = [
             [
-                r.cell,
+                cell,
                 _common.fmt(r.validation, 4),
                 _common.fmt(r.fold_std, 3),
                 _common.fmt(r.test, 4),
                 r.seeds,
             ]
-            for r in rows
+            for cell, r in per_seed[tseed].items()
         ]
         rho = spearman([r.validation for r in rows], [r.test for r in rows])
         _common.print_table(

@@ -1,8 +1,8 @@
 """Faults of the ``ucofia`` head (issue 26): every option's bad values (one line naming the head and
 the option, before the cache is opened), a cache without patch tokens (one line naming
 ``--patch-tokens``, before training, on ``train``, ``ablate``, ``tune`` and the API), a top-k above
-the cache's patches per frame or frames above the ISA size (one line), and the defaults spelled out
-(the same run, found as done).
+the cache's patches per frame or frames above the ISA size (one line), the defaults spelled out
+(the same run, found as done), and a grid of meanp then ucofia on a patch-token cache (both trained).
 """
 
 from __future__ import annotations
@@ -183,6 +183,21 @@ def _non_default_in_label(tmp: Path, ctx: Context) -> Outcome:
     return expect_ok(run, check)
 
 
+def _mixed_grid(tmp: Path, ctx: Context) -> Outcome:
+    """``ablate --heads meanp,ucofia`` on the patch-token cache (as benchmarks/tune.py runs it): meanP
+    loads the splits first, without patch tokens; ucofia must still get them, not a refusal."""
+    results = tmp / "r"
+    fast = ["--seeds", 0, *FAST[2:]]  # ablate takes --losses, not --loss
+    argv = ["ablate", "--cache", patch_cache(ctx), "--heads", "meanp,ucofia", "--losses", "infonce", *fast]
+    run = run_cli([*argv, "--results", results])
+
+    def check() -> str | None:
+        heads = sorted(json.loads(f.read_text())["head"] for f in results.rglob("*.s0.json"))
+        return None if heads == ["meanp", "ucofia"] else f"results for {heads}, not meanp and ucofia"
+
+    return expect_ok(run, check)
+
+
 def cases() -> list[Case]:
     bad = [
         ("topk-zero", "topk=0", ("topk",)),
@@ -224,5 +239,6 @@ def cases() -> list[Case]:
         Case(AREA, "words-above-isa", _on_patches("isa_words=3", mentions=("isa_words",)), quick=False),
         Case(AREA, "defaults-spelled-out", _defaults_spelled_out, quick=False),
         Case(AREA, "non-default-in-label", _non_default_in_label, quick=False),
+        Case(AREA, "mixed-grid-on-patch-cache", _mixed_grid, quick=False),
     ]
     return out

@@ -244,7 +244,8 @@ def run_training(
         # reading a large split takes a while: a log says so (a grid's display, or the run's own)
         shown = isinstance(display, LineProgress) or (display is None and spec.progress)
         for split in (config.train_split, config.test_split):
-            if split not in data:
+            # a grid's earlier head may have loaded the split without patch tokens (meanp before ucofia)
+            if split not in data or (want_patches and "patches" not in data[split].video):
                 with stage(console, f"[data] reading split {split} of {cache.path}", enabled=shown):
                     data[split] = load_split(cache, split, patches=want_patches)
         train, test = data[config.train_split], data[config.test_split]
