@@ -124,7 +124,7 @@ class TMassHead(XPoolHead):
         "samples": {"choices": [1, 5, 10, 20, 40]},
         "prior": {"choices": list(PRIORS)},
     }
-    eval_block = (16, 512)
+    eval_block = (32, 256)
     option_schema = {**XPoolHead.option_schema, **TMASS_OPTIONS}
 
     @takes_scale_options()
