@@ -487,3 +487,18 @@ def test_ucofia_cost_benchmarks(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert row["legacy_pass_s"] is not None and row["speedup_vs_legacy"] == pytest.approx(
         row["legacy_pass_s"] / row["pass_s"]
     )
+
+
+def test_tmass_ops_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ops.json"
+    load("tmass_ops").main(
+        ["--captions", "3", "--videos", "4", "--dim", "8", "--repeats", "2", "--json", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert "exp / exp2" in printed and "bmm / vecdot" in printed
+    saved = json.loads(out.read_text())
+    med = saved["median_s"]
+    assert saved["ratios"]["exp / exp2"] == pytest.approx(med["exp"] / med["exp2(x log2 e)"])
+    assert saved["ratios"]["bmm / vecdot"] == pytest.approx(med["t.o by bmm"] / med["t.o by vecdot"])
+    # the two ways compute the same values (float32 rounding apart)
+    assert saved["max_rel_diff"]["exp"] < 1e-5 and saved["max_rel_diff"]["t.o"] < 1e-5
