@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -94,6 +95,19 @@ def timed(fn: Callable[[], Any], device: str | torch.device = "cpu") -> tuple[fl
     out = fn()
     sync(device)
     return time.perf_counter() - t0, out
+
+
+def alternating_medians(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median seconds of each of ``runs`` over ``repeats`` rounds, the order reversed every other
+    round, so that a change of load or a warm cache hits every run alike."""
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    names = list(runs)
+    for i in range(repeats):
+        for name in names if i % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 # ------------------------------------------------------------------ memory

@@ -20,9 +20,7 @@ Run: ``MALLOC_MMAP_THRESHOLD_=65536 python benchmarks/ucofia_block.py --threads 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ for p in (str(HERE.parent), str(HERE)):
         sys.path.insert(0, p)
 
 import torch  # noqa: E402
-from _common import machine_info, print_machine, print_table, write_json  # noqa: E402
+from _common import alternating_medians, machine_info, print_machine, print_table, write_json  # noqa: E402
 from eval import floor_matmuls, random_features  # noqa: E402
 
 MATMULS = ("aten::mm", "aten::bmm", "aten::addmm")
@@ -100,14 +98,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "floor": lambda: floor(slice(0, bq), slice(0, bv)),
         }
         diff = (runs["chunked"]() - whole()).abs().max().item()
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        for i in range(args.repeats):
-            for name in list(runs) if i % 2 == 0 else list(runs)[::-1]:
-                t0 = time.perf_counter()
-                runs[name]()
-                times[name].append(time.perf_counter() - t0)
+        med = alternating_medians(runs, args.repeats)
         split = profile_split(runs["chunked"])
-    med = {k: statistics.median(v) for k, v in times.items()}
     print_table(
         f"ucofia, one {bq} x {bv} block, median of {args.repeats} ({torch.get_num_threads()} thread(s))",
         ["scoring", "median ms", "/ floor"],
