@@ -104,20 +104,42 @@ def mask_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return (~mask).to(dtype) * MASK_BIAS
 
 
-def isa(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, tau: float, dim: int = -1) -> torch.Tensor:
+def isa(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    tau: float,
+    dim: int = -1,
+    *,
+    work: tuple[torch.Tensor, torch.Tensor] | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """UCoFiA's interaction-aware similarity aggregation of ``x`` over the axis ``dim`` (-1, or 1 of a
     3-D ``x``): ``sum_n softmax(softmax(x / tau) W / tau)_n x_n`` with W the leading (n, n) block of
     ``weight`` (the second softmax's logit n is ``sum_m first_m W_mn``).
 
     ``bias`` (broadcastable to ``x``, :func:`mask_bias`) masks entries out of both softmaxes; masked
     entries of ``x`` must be finite (they get weight 0 next to any valid entry). Over ``dim=1`` the
-    products are W^T from the left on (B, n, M), so no axis is moved (no copy of x)."""
+    products are W^T from the left on (B, n, M), so no axis is moved (no copy of x).
+
+    Without autograd only: ``work``, two contiguous tensors of ``x``'s shape, holds the intermediate
+    softmaxes (rewritten, nothing allocated), and the result is written into ``out``: the same
+    operations on the same values (:func:`isa_both_chunked` reuses its buffers across chunks)."""
     n = x.shape[dim]
     w = weight[:n, :n] * (1.0 / tau)
-    first = torch.add(bias, x, alpha=1.0 / tau).softmax(dim)
-    logits = first @ w if dim == -1 else torch.matmul(w.t(), first)
-    second = logits.add_(bias).softmax(dim)
-    return (second * x).sum(dim)
+    if work is None:
+        first = torch.add(bias, x, alpha=1.0 / tau).softmax(dim)
+        logits = first @ w if dim == -1 else torch.matmul(w.t(), first)
+        second = logits.add_(bias).softmax(dim)
+        return (second * x).sum(dim)
+    a, b = work
+    torch.softmax(torch.add(bias, x, alpha=1.0 / tau, out=a), dim, out=b)
+    if dim == -1:
+        torch.mm(b.view(-1, n), w, out=a.view(-1, n))
+    else:
+        torch.matmul(w.t(), b, out=a)
+    torch.softmax(a.add_(bias), dim, out=b)
+    return torch.sum(b.mul_(x), dim, out=out)
 
 
 class _PerturbedTopK(torch.autograd.Function):
@@ -475,8 +497,6 @@ def isa_both_chunked(
     passes over it (the product, seven per ISA) stay in cache and none allocates; each pair's values
     depend on its own caption and video only, whatever the chunk."""
     (nq, nw, d), (nv, npt) = words.shape, token_bias.shape
-    w_tok = weights[0][:npt, :npt] * (1.0 / tau)
-    w_word = (weights[1][:nw, :nw] * (1.0 / tau)).t()  # from the left on (Bq, L, M), as isa does
     per_video = nq * nw * npt
     step = max(1, min(nv, EVAL_CHUNK // per_video))
     sim_buf, first_buf, second_buf = (words.new_empty(per_video * step) for _ in range(3))
@@ -487,18 +507,12 @@ def isa_both_chunked(
         m, size = c * npt, per_video * c
         sim, first, second = sim_buf[:size], first_buf[:size], second_buf[:size]
         torch.mm(words_2d, tokens[v : v + c].reshape(m, d).t(), out=sim.view(nq * nw, m))
-        for shape, dim, bias, w, out in (
-            ((nq, nw, c, npt), -1, token_bias[v : v + c], w_tok, per_word[:, :, v : v + c]),
-            ((nq, nw, m), 1, w_bias, w_word, per_patch[:, v * npt : v * npt + m]),
+        for shape, dim, bias, weight, out in (
+            ((nq, nw, c, npt), -1, token_bias[v : v + c], weights[0], per_word[:, :, v : v + c]),
+            ((nq, nw, m), 1, w_bias, weights[1], per_patch[:, v * npt : v * npt + m]),
         ):
-            s, a, b = sim.view(shape), first.view(shape), second.view(shape)
-            torch.softmax(torch.add(bias, s, alpha=1.0 / tau, out=a), dim, out=b)
-            if dim == -1:
-                torch.mm(b.view(-1, npt), w, out=a.view(-1, npt))
-            else:
-                torch.matmul(w, b, out=a)
-            torch.softmax(a.add_(bias), dim, out=b)
-            torch.sum(b.mul_(s), dim, out=out)
+            work = (first.view(shape), second.view(shape))
+            isa(sim.view(shape), weight, bias, tau, dim, work=work, out=out)
     return per_word, per_patch
 
 
